@@ -1,0 +1,35 @@
+// loader.h: batches of (B, T+1) token windows from llm.c-format shards.
+// Shard format (data/shard.h): 256 int32 header (magic 20240520, version 1, token count),
+// then that many uint16 tokens.
+#ifndef PEBBLE_LOADER_H
+#define PEBBLE_LOADER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct pb_loader pb_loader;
+
+// The exact position of a loader, to save in a checkpoint and restore later.
+typedef struct pb_loader_state {
+    uint64_t seed;
+    uint64_t epoch;
+    uint64_t cursor;  // index into the epoch's order of windows of this rank
+} pb_loader_state;
+
+// Opens every shard matching the glob `pattern` and validates them (magic, version, size
+// against the header, token ids < vocab_size). Windows are T+1 tokens at stride T inside a
+// shard; with shuffle, each epoch visits them in a permutation drawn from (seed, epoch);
+// rank r of nranks sees a disjoint share. Returns NULL with one line in err on any problem
+// (empty pattern, bad magic, truncated file, out-of-vocabulary token, ...).
+pb_loader *loader_open(const char *pattern, int B, int T, int rank, int nranks, uint64_t seed,
+                       int shuffle, int vocab_size, char *err, size_t errlen);
+// Next batch: inputs (B,T) and targets (B,T) = inputs shifted by one. Wraps to a new epoch.
+void loader_next(pb_loader *l, int32_t *inputs, int32_t *targets);
+void loader_reset(pb_loader *l);  // back to epoch 0, first window (for validation passes)
+void loader_get_state(const pb_loader *l, pb_loader_state *s);
+int loader_set_state(pb_loader *l, const pb_loader_state *s, char *err, size_t errlen);
+uint64_t loader_num_tokens(const pb_loader *l);   // tokens in all shards
+uint64_t loader_num_batches(const pb_loader *l);  // batches per epoch for this rank
+void loader_close(pb_loader *l);
+
+#endif

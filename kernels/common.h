@@ -1,0 +1,44 @@
+// common.h: small helpers every pebble module uses: checked allocation and file IO,
+// an assert that is never compiled out, and the fatal-error path.
+#ifndef PEBBLE_COMMON_H
+#define PEBBLE_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+// pebble's version, written into logs (and later checkpoints).
+#define PEBBLE_VERSION "0.1.0"
+
+// Print one line "pebble: <message>" to stderr and exit(code). Never returns.
+void pb_die(int code, const char *fmt, ...) __attribute__((noreturn, format(printf, 2, 3)));
+
+// Exit codes: documented in README.md ("Exit codes").
+enum {
+    PB_EXIT_OK = 0,
+    PB_EXIT_RUNTIME = 1,   // IO error, out of memory, numerical failure
+    PB_EXIT_USAGE = 2,     // bad command line, config key or value
+    PB_EXIT_DATA = 3,      // bad data file (shard, fixture)
+};
+
+// An internal invariant; failing it is a bug in pebble, not bad input.
+#define PB_ASSERT(cond)                                                                   \
+    do {                                                                                  \
+        if (!(cond)) {                                                                    \
+            fprintf(stderr, "pebble: internal error: %s at %s:%d\n", #cond, __FILE__,     \
+                    __LINE__);                                                            \
+            abort();                                                                      \
+        }                                                                                 \
+    } while (0)
+
+void *pb_malloc(size_t bytes);           // exits with a clear message on failure
+void *pb_calloc(size_t n, size_t size);  // idem, zeroed
+// 64-byte aligned (cache lines, AVX); free with free().
+void *pb_aligned_alloc(size_t bytes);
+FILE *pb_fopen(const char *path, const char *mode);  // exits naming the path on failure
+
+// Wall clock in seconds (monotonic).
+double pb_now(void);
+
+#endif

@@ -1,0 +1,97 @@
+// ops.h: the op table. The model is written once, as a sequence of calls through a pb_ops
+// table; each backend (cpu/ now, cuda/ later) fills one. Every pointer below points into
+// the backend's memory (host memory for the CPU backend).
+//
+// Shapes use one vocabulary everywhere:
+//   B batch, T sequence length, C channels (n_embd), NH heads, D = C/NH head dim,
+//   V vocabulary, Vp vocabulary padded to a multiple of 128, N = B*T rows.
+//
+// Conventions every backend keeps:
+//   - Every *_backward ACCUMULATES (+=) into all of its gradient outputs, parameter and
+//     activation gradients alike; the caller zeroes them. (Gradient accumulation over
+//     micro-batches then costs nothing, and a residual stream's two branches just add.)
+//     The one exception is crossentropy_backward, which overwrites dlogits (it starts the
+//     chain and may run in place, dlogits == logits).
+//   - Deterministic: the same inputs give bit-identical outputs on every run, whatever the
+//     number of threads (reductions use a fixed order, never atomics).
+//   - Targets < 0 are ignored by the loss (loss 0, gradient 0).
+#ifndef PEBBLE_OPS_H
+#define PEBBLE_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { PB_ATTN_FLASH = 0, PB_ATTN_NAIVE = 1 } pb_attn_kind;
+
+typedef struct pb_ops {
+    const char *name;  // "cpu", "cuda"
+
+    // --- memory of the backend
+    void *(*alloc)(size_t bytes);  // zeroed, 64-byte aligned; exits on failure
+    void (*free)(void *p);
+    void (*upload)(void *dst, const void *host_src, size_t bytes);
+    void (*download)(void *host_dst, const void *src, size_t bytes);
+    void (*zero)(void *p, size_t bytes);
+
+    // --- embedding: out (B,T,C) = wte[inp[b,t]] (Vp,C) + wpe[t] (maxT,C); inp (B,T)
+    void (*encoder_forward)(float *out, const int32_t *inp, const float *wte, const float *wpe,
+                            int B, int T, int C);
+    void (*encoder_backward)(float *dwte, float *dwpe, const float *dout, const int32_t *inp,
+                             int B, int T, int C);
+
+    // --- LayerNorm over the last dim, eps 1e-5: inp, out (N,C); weight, bias (C);
+    //     mean, rstd (N) are saved for backward
+    void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *inp,
+                              const float *weight, const float *bias, int N, int C);
+    void (*layernorm_backward)(float *dinp, float *dweight, float *dbias, const float *dout,
+                               const float *inp, const float *weight, const float *mean,
+                               const float *rstd, int N, int C);
+
+    // --- matmul with bias: out (N,OC) = inp (N,IC) @ weight^T + bias;
+    //     weight (OC,IC) row-major, bias (OC) or NULL (then dbias is ignored)
+    void (*matmul_forward)(float *out, const float *inp, const float *weight, const float *bias,
+                           int N, int IC, int OC);
+    void (*matmul_backward)(float *dinp, float *dweight, float *dbias, const float *dout,
+                            const float *inp, const float *weight, int N, int IC, int OC);
+
+    // --- multi-head scaled dot-product attention, scale 1/sqrt(D)
+    //     qkv (B,T,3C): q, k, v side by side, head h at channels [h*D, (h+1)*D) of each;
+    //     out (B,T,C) heads concatenated; lse (B,NH,T) log-sum-exp of each score row, saved
+    //     for backward; causal != 0 masks keys after the query.
+    void (*attention_forward)(float *out, float *lse, const float *qkv, int B, int T, int C,
+                              int NH, int causal);
+    void (*attention_backward)(float *dqkv, const float *dout, const float *out,
+                               const float *lse, const float *qkv, int B, int T, int C, int NH,
+                               int causal);
+
+    // --- GELU, tanh approximation, elementwise over n
+    void (*gelu_forward)(float *out, const float *inp, size_t n);
+    void (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n);
+
+    // --- residual: out = a + b, elementwise over n
+    void (*residual_forward)(float *out, const float *a, const float *b, size_t n);
+    void (*residual_backward)(float *da, float *db, const float *dout, size_t n);
+
+    // --- fused softmax + cross-entropy over the first V of Vp columns (the padding columns
+    //     take no part): logits (N,Vp), targets (N), losses (N) = -log softmax[target].
+    //     backward: dlogits = dloss * (softmax - onehot(target)), padding columns 0;
+    //     recomputes the softmax from the logits instead of storing probabilities.
+    void (*crossentropy_forward)(float *losses, const float *logits, const int32_t *targets,
+                                 int N, int V, int Vp);
+    void (*crossentropy_backward)(float *dlogits, const float *logits, const int32_t *targets,
+                                  float dloss, int N, int V, int Vp);
+
+    // --- optimizer. AdamW on n elements, step t >= 1 (for bias correction):
+    //     m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
+    //     p -= lr * ( (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps) + weight_decay * p )
+    void (*adamw_update)(float *param, const float *grad, float *m, float *v, size_t n,
+                         float lr, float beta1, float beta2, float eps, float weight_decay,
+                         int t);
+    double (*sumsq)(const float *x, size_t n);  // sum of squares, accumulated in double
+    void (*scale)(float *x, float s, size_t n);  // x *= s
+} pb_ops;
+
+// The CPU backend (fp32, OpenMP). attn picks the attention algorithm the table points to.
+const pb_ops *pb_ops_cpu(pb_attn_kind attn);
+
+#endif

@@ -1,0 +1,59 @@
+// config.h: the run configuration. INI files (configs/*.ini, parsed with libinih) set it,
+// `--set section.key=value` overrides it, and every key has a default listed by
+// `pebble train --help`. The one table of keys lives in config.c.
+#ifndef PEBBLE_CONFIG_H
+#define PEBBLE_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define PB_PATH_MAX 512
+
+typedef struct pb_config {
+    // [model]
+    char model_family[32];   // "gpt2"
+    int n_layer;
+    int n_head;
+    int n_embd;
+    int seq_len;             // T of training, and the number of learned positions
+    int vocab_size;          // V; padded internally to a multiple of 128
+    char attention[16];      // "flash" | "naive" (the CPU backend's algorithm)
+    // [data]
+    char train_data[PB_PATH_MAX];  // glob pattern of token shards (required)
+    char val_data[PB_PATH_MAX];    // glob pattern of validation shards ("" = none)
+    // [train]
+    int batch_size;          // B, sequences per micro-batch
+    long total_batch_tokens; // tokens per optimizer step; a multiple of B*T (0 = B*T)
+    int steps;               // optimizer steps
+    double lr;               // peak learning rate
+    double min_lr_frac;      // cosine decays to lr * min_lr_frac
+    int warmup_steps;
+    double weight_decay;     // AdamW, on 2-D weights only
+    double beta1, beta2, eps;
+    double grad_clip;        // global-norm clip (0 = off)
+    unsigned long long seed;
+    int val_every;           // steps between validations (0 = never; always after the last)
+    int val_batches;         // micro-batches per validation
+    // [run]
+    char run_dir[PB_PATH_MAX];
+    int plot;                // write loss.png with gnuplot at the end (0/1)
+    // [system]
+    char device[16];         // "cpu" (later "cuda", "auto")
+    int threads;             // OpenMP threads (0 = all cores)
+} pb_config;
+
+void config_defaults(pb_config *c);
+
+// Each returns 0 on success, or -1 with one line in err naming the file, line and key
+// (or the --set argument) and what is wrong.
+int config_load_file(pb_config *c, const char *path, char *err, size_t errlen);
+int config_set(pb_config *c, const char *assignment, char *err, size_t errlen);  // "sec.key=value"
+// Required keys present and values consistent with one another.
+int config_validate(const pb_config *c, char *err, size_t errlen);
+
+// Every key, with its type, default and help, for `pebble train --help`.
+void config_print_help(FILE *f);
+// The effective configuration as a loadable INI file (written into each run directory).
+void config_write_ini(const pb_config *c, FILE *f);
+
+#endif
