@@ -41,4 +41,16 @@ FILE *pb_fopen(const char *path, const char *mode);  // exits naming the path on
 // Wall clock in seconds (monotonic).
 double pb_now(void);
 
+
+// --- a small deterministic RNG (xoshiro256**), seeded through splitmix64. Used for weight
+// init, data shuffling and sampling: never rand(), so runs repeat to the bit everywhere.
+typedef struct pb_rng {
+    uint64_t s[4];
+} pb_rng;
+
+void pb_rng_seed(pb_rng *r, uint64_t seed);
+uint64_t pb_rng_u64(pb_rng *r);
+double pb_rng_uniform(pb_rng *r);  // [0, 1), 53 bits
+double pb_rng_normal(pb_rng *r);   // N(0, 1), Box-Muller
+
 #endif

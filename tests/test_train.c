@@ -1,0 +1,185 @@
+// test_train.c: build/pebble end to end: a short training run that learns, runs that repeat
+// to the bit (same seed; 1 or 2 threads), and the documented errors and exit codes.
+#include <criterion/criterion.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "data/shard.h"
+#include "kernels/common.h"
+
+static char tmp[256];
+
+static const char *pebble_bin(void) {
+    const char *b = getenv("PEBBLE_BIN");
+    return b ? b : "build/pebble";
+}
+
+// A shard whose tokens follow a simple rule (90% of the time the next token is a fixed
+// function of the previous one), so a model can learn it and the loss must fall.
+static void make_data(void) {
+    snprintf(tmp, sizeof tmp, "/tmp/pebble-test-train-XXXXXX");
+    cr_assert(mkdtemp(tmp));
+    size_t n = 20000;
+    uint16_t *tok = malloc(n * sizeof(uint16_t));
+    pb_rng rng;
+    pb_rng_seed(&rng, 5);
+    tok[0] = 1;
+    tok[1] = 2;
+    for (size_t i = 2; i < n; i++)
+        tok[i] = (pb_rng_u64(&rng) % 10 == 0) ? (uint16_t)(pb_rng_u64(&rng) % 64)
+                                               : (uint16_t)((tok[i - 1] * 5 + 3) % 64);
+    char path[300], err[256];
+    snprintf(path, sizeof path, "%s/train_000000.bin", tmp);
+    cr_assert(shard_write(path, tok, n, err, sizeof err) == 0, "%s", err);
+    snprintf(path, sizeof path, "%s/val_000000.bin", tmp);
+    cr_assert(shard_write(path, tok + n / 2, n / 4, err, sizeof err) == 0, "%s", err);
+    free(tok);
+}
+
+// Runs a shell command line; returns its exit status; stdout+stderr go to <tmp>/out.
+static int run(const char *fmt, ...) {
+    char cmd[4096], full[4400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    snprintf(full, sizeof full, "%s >%s/out 2>&1", cmd, tmp);
+    int st = system(full);
+    cr_assert(st != -1 && WIFEXITED(st), "could not run: %s", cmd);
+    return WEXITSTATUS(st);
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "cannot open %s", path);
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static char *output(void) {
+    char p[300];
+    snprintf(p, sizeof p, "%s/out", tmp);
+    return slurp(p);
+}
+
+#define TINY                                                                                \
+    "--set model.n_layer=2 --set model.n_head=2 --set model.n_embd=32 --set model.seq_len=32 " \
+    "--set model.vocab_size=64 --set train.batch_size=4 --set train.warmup_steps=5 "         \
+    "--set run.plot=false --set data.train=%s/train_*.bin --set data.val=%s/val_*.bin "
+
+// The losses of a run, as one string: "loss" fields of metrics.jsonl, in order.
+static void losses_of(const char *run_dir, char *out, size_t n) {
+    char p[400];
+    snprintf(p, sizeof p, "%s/metrics.jsonl", run_dir);
+    char *s = slurp(p);
+    out[0] = '\0';
+    for (char *q = strstr(s, "loss\": "); q; q = strstr(q + 1, "loss\": ")) {
+        strncat(out, q + 7, strcspn(q + 7, ",}"));
+        strncat(out, " ", n - strlen(out) - 1);
+    }
+}
+
+Test(train, learns_and_repeats_to_the_bit) {
+    make_data();
+    char a[8192], b[8192], c[8192], dir[400];
+    const char *bin = pebble_bin();
+    cr_assert_eq(run("%s train " TINY "--set train.steps=30 --set train.lr=3e-3 --set run.dir=%s/a",
+                     bin, tmp, tmp, tmp), 0, "%s", output());
+    cr_assert_eq(run("%s train " TINY "--set train.steps=30 --set train.lr=3e-3 --set run.dir=%s/b",
+                     bin, tmp, tmp, tmp), 0, "%s", output());
+    cr_assert_eq(run("OMP_NUM_THREADS=1 %s train " TINY
+                     "--set train.steps=30 --set train.lr=3e-3 --set run.dir=%s/c",
+                     bin, tmp, tmp, tmp), 0, "%s", output());
+    snprintf(dir, sizeof dir, "%s/a", tmp);
+    losses_of(dir, a, sizeof a);
+    snprintf(dir, sizeof dir, "%s/b", tmp);
+    losses_of(dir, b, sizeof b);
+    snprintf(dir, sizeof dir, "%s/c", tmp);
+    losses_of(dir, c, sizeof c);
+    cr_assert_str_eq(a, b, "two runs with one seed differ");
+    cr_assert_str_eq(a, c, "one thread and two threads differ");
+    // ln(64) = 4.16 at the start; the rule is learnable, so the loss must clearly fall.
+    double first = strtod(a, NULL), last_val = 0;
+    char *v = strstr(slurp(strcat(dir, "/metrics.jsonl")), "val_loss");
+    cr_assert(v, "no validation in metrics.jsonl");
+    while (strstr(v + 1, "val_loss")) v = strstr(v + 1, "val_loss");
+    last_val = strtod(v + 11, NULL);
+    cr_assert(first > 3.9 && first < 4.4, "first loss %g, expected ~ln(64)", first);
+    cr_assert(last_val < first - 1.0, "val loss %g did not fall from %g", last_val, first);
+    // a different seed gives a different run
+    cr_assert_eq(run("%s train " TINY "--set train.steps=3 --set train.seed=7 --set run.dir=%s/d",
+                     bin, tmp, tmp, tmp), 0, "%s", output());
+    snprintf(dir, sizeof dir, "%s/d", tmp);
+    losses_of(dir, c, sizeof c);
+    cr_assert(strncmp(a, c, 9) != 0, "seed 7 gave the same first loss as seed 1337");
+}
+
+Test(train, gradient_accumulation_runs) {
+    make_data();
+    // total batch of 2 micro-batches: the step must see 2 * 4 * 32 tokens
+    cr_assert_eq(run("%s train " TINY "--set train.steps=2 --set train.total_batch_tokens=256 "
+                     "--set run.dir=%s/acc", pebble_bin(), tmp, tmp, tmp), 0, "%s", output());
+    char p[400];
+    snprintf(p, sizeof p, "%s/acc/metrics.jsonl", tmp);
+    cr_assert(strstr(slurp(p), "\"tokens\": 512}"), "%s", slurp(p));
+}
+
+// ----------------------------------------------------------------------------
+// errors: one line "pebble: ..." naming the problem, and the documented exit code
+
+static void expect_error(int code, const char *needle) {
+    char *out = output();
+    cr_assert(strstr(out, needle), "expected '%s' in: %s", needle, out);
+    cr_assert(strncmp(out, "pebble: ", 8) == 0 || strstr(out, "\npebble: "), "%s", out);
+}
+
+Test(train, config_errors) {
+    make_data();
+    const char *bin = pebble_bin();
+    char cfg[300];
+    snprintf(cfg, sizeof cfg, "%s/bad.ini", tmp);
+    FILE *f = fopen(cfg, "w");
+    fprintf(f, "[train]\nsteps = 10\nlrr = 0.1\n");
+    fclose(f);
+    cr_assert_eq(run("%s train -c %s", bin, cfg), 2);
+    expect_error(2, "bad.ini:3: unknown key 'train.lrr'");
+
+    cr_assert_eq(run("%s train -c /nonexistent/x.ini", bin), 2);
+    expect_error(2, "/nonexistent/x.ini");
+
+    cr_assert_eq(run("%s train --set train.lr=abc", bin), 2);
+    expect_error(2, "'abc' is not a number");
+
+    cr_assert_eq(run("%s train --set train.steps=10", bin), 2);
+    expect_error(2, "missing required key data.train");
+
+    cr_assert_eq(run("%s train --bogus", bin), 2);
+    expect_error(2, "unknown option '--bogus'");
+
+    cr_assert_eq(run("%s frobnicate", bin), 2);
+    expect_error(2, "unknown command 'frobnicate'");
+
+    cr_assert_eq(run("%s train --set data.train=%s/none_*.bin", bin, tmp), 3);
+    expect_error(3, "no files match");
+
+    // a file that is not a shard
+    char bad[300];
+    snprintf(bad, sizeof bad, "%s/junk.bin", tmp);
+    f = fopen(bad, "w");
+    for (int i = 0; i < 2000; i++) fputc('x', f);
+    fclose(f);
+    cr_assert_eq(run("%s train --set data.train=%s", bin, bad), 3);
+    expect_error(3, "bad magic");
+
+    // --help lists every key with its default, and exits 0
+    cr_assert_eq(run("%s train --help", bin), 0);
+    cr_assert(strstr(output(), "train.lr") && strstr(output(), "model.n_layer"), "%s", output());
+}

@@ -1,0 +1,102 @@
+// main.c: the pebble program: one binary, one subcommand per job.
+#include <stdio.h>
+#include <string.h>
+
+#include "data/prep.h"
+#include "kernels/common.h"
+#include "train/bench.h"
+#include "train/config.h"
+#include "train/plot.h"
+#include "train/trainer.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "pebble %s: a minimal Transformer training framework\n"
+            "\n"
+            "usage: pebble <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  train  -c FILE [--set section.key=value ...]   train a model (train --help: every key)\n"
+            "  prep   --out DIR [options] FILES...             text files -> GPT-2 token shards\n"
+            "  bench  [--iters N]                              CPU forward+backward throughput\n"
+            "  plot   RUN_DIR                                  loss.png from RUN_DIR/metrics.jsonl\n"
+            "\n"
+            "  pebble --version | --help\n",
+            PEBBLE_VERSION);
+}
+
+static void train_usage(FILE *f) {
+    fprintf(f,
+            "usage: pebble train -c FILE [--set section.key=value ...]\n"
+            "\n"
+            "Trains as the INI file says; each --set overrides one key after the file is read.\n"
+            "Keys (type, default, meaning):\n\n");
+    config_print_help(f);
+}
+
+static int train_cmd(int argc, char **argv) {
+    pb_config cfg;
+    config_defaults(&cfg);
+    char err[1024];
+    const char *file = NULL;
+    // Files first, then overrides in order, whatever their place on the command line.
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            train_usage(stdout);
+            return 0;
+        } else if (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) {
+            if (i + 1 >= argc) pb_die(PB_EXIT_USAGE, "train: %s needs a file", a);
+            if (file) pb_die(PB_EXIT_USAGE, "train: only one config file (-c) may be given");
+            file = argv[++i];
+        } else if (strcmp(a, "--set") == 0) {
+            if (i + 1 >= argc) pb_die(PB_EXIT_USAGE, "train: --set needs section.key=value");
+            i++;
+        } else {
+            pb_die(PB_EXIT_USAGE, "train: unknown option '%s' (see pebble train --help)", a);
+        }
+    }
+    if (file && config_load_file(&cfg, file, err, sizeof err) != 0)
+        pb_die(PB_EXIT_USAGE, "%s", err);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) i++;
+        else if (strcmp(argv[i], "--set") == 0 && config_set(&cfg, argv[++i], err, sizeof err) != 0)
+            pb_die(PB_EXIT_USAGE, "%s", err);
+    }
+    if (config_validate(&cfg, err, sizeof err) != 0) pb_die(PB_EXIT_USAGE, "%s", err);
+    return trainer_run(&cfg);
+}
+
+static int plot_cmd(int argc, char **argv) {
+    if (argc != 2 || argv[1][0] == '-') {
+        fprintf(argc == 2 && strcmp(argv[1], "--help") == 0 ? stdout : stderr,
+                "usage: pebble plot RUN_DIR\n");
+        return argc == 2 && strcmp(argv[1], "--help") == 0 ? 0 : PB_EXIT_USAGE;
+    }
+    char err[1024];
+    if (plot_run(argv[1], err, sizeof err) != 0) pb_die(PB_EXIT_RUNTIME, "%s", err);
+    printf("plot: %s/loss.png\n", argv[1]);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return PB_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0) {
+        printf("pebble %s\n", PEBBLE_VERSION);
+        return 0;
+    }
+    // Each subcommand sees argv starting at its own name.
+    if (strcmp(cmd, "train") == 0) return train_cmd(argc - 1, argv + 1);
+    if (strcmp(cmd, "prep") == 0) return prep_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "bench") == 0) return bench_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "plot") == 0) return plot_cmd(argc - 1, argv + 1);
+    pb_die(PB_EXIT_USAGE, "unknown command '%s' (see pebble --help)", cmd);
+}
