@@ -1,0 +1,252 @@
+// loader.c: batches of (B, T+1) token windows from llm.c shards (see loader.h).
+//
+// The windows: inside each shard, T+1 tokens starting at 0, T, 2T, ... (neighbours overlap
+// by one token: the last target of one window is the first input of the next). Numbered
+// across the shards in sorted-path order they form the global list g = 0 .. W-1.
+// Each epoch orders that list: as it is, or (shuffle) by a Fisher-Yates permutation drawn
+// from (seed, epoch). Rank r takes positions r, r + nranks, r + 2 nranks, ... of the order,
+// S = W / nranks of them (the last W % nranks positions are dropped so that every rank
+// takes the same number of steps), and cuts its share into S / B batches of B.
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "data/loader.h"
+
+#include <glob.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/shard.h"
+#include "kernels/common.h"
+
+struct pb_loader {
+    char *pattern;
+    int B, T, rank, nranks, shuffle;
+    uint64_t seed;
+    pb_shard *shards;
+    size_t nshards;
+    uint64_t *first_window;  // (nshards+1,): global index of each shard's first window
+    uint64_t num_windows;    // W, over all shards
+    uint64_t rank_windows;   // S = W / nranks
+    uint64_t num_tokens;
+    uint64_t *perm;          // (W,) the order for epoch perm_epoch; NULL without shuffle
+    uint64_t perm_epoch;
+    int perm_valid;
+    uint64_t epoch, cursor;  // the position: cursor indexes this rank's share of the epoch
+};
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || errlen == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+// ---------------------------------------------------------------------------------------
+// the per-epoch permutation
+
+// Uniform in [0, n) without modulo bias: reject the lowest 2^64 mod n values.
+static uint64_t uniform_below(pb_rng *r, uint64_t n) {
+    uint64_t threshold = (0 - n) % n;  // = 2^64 mod n
+    for (;;) {
+        uint64_t x = pb_rng_u64(r);
+        if (x >= threshold) return x % n;
+    }
+}
+
+// The order of epoch `epoch`: Fisher-Yates driven by pb_rng (never rand(), so a saved
+// (seed, epoch) replays the same order on any machine).
+static void build_perm(pb_loader *l, uint64_t epoch) {
+    uint64_t W = l->num_windows;
+    for (uint64_t i = 0; i < W; i++) l->perm[i] = i;
+    // One stream per (seed, epoch): for a fixed seed, distinct epochs give distinct keys
+    // (the hash of the seed, xor the epoch), and pb_rng_seed mixes the key further.
+    uint64_t h = l->seed * 0x9E3779B97F4A7C15ull;
+    h = (h ^ (h >> 32)) * 0xD6E8FEB86659FD93ull;
+    pb_rng r;
+    pb_rng_seed(&r, (h ^ (h >> 32)) ^ epoch);
+    for (uint64_t i = W; i > 1; i--) {
+        uint64_t j = uniform_below(&r, i);
+        uint64_t t = l->perm[i - 1];
+        l->perm[i - 1] = l->perm[j];
+        l->perm[j] = t;
+    }
+    l->perm_epoch = epoch;
+    l->perm_valid = 1;
+}
+
+// The global window at position `pos` of the current epoch's order.
+static uint64_t window_at(pb_loader *l, uint64_t pos) {
+    if (!l->shuffle) return pos;
+    if (!l->perm_valid || l->perm_epoch != l->epoch) build_perm(l, l->epoch);
+    return l->perm[pos];
+}
+
+// Global window g -> its shard (the last shard whose first window is <= g; shards with no
+// windows share their successor's first index, so the search skips them).
+static size_t shard_of(const pb_loader *l, uint64_t g) {
+    size_t lo = 0, hi = l->nshards;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (l->first_window[mid] <= g) lo = mid;
+        else hi = mid;
+    }
+    return lo;
+}
+
+// ---------------------------------------------------------------------------------------
+// open / close
+
+pb_loader *loader_open(const char *pattern, int B, int T, int rank, int nranks, uint64_t seed,
+                       int shuffle, int vocab_size, char *err, size_t errlen) {
+    if (B <= 0 || T <= 0) {
+        seterr(err, errlen,
+               "data '%s': batch size B = %d and sequence length T = %d must be positive",
+               pattern, B, T);
+        return NULL;
+    }
+    if (nranks <= 0 || rank < 0 || rank >= nranks) {
+        seterr(err, errlen, "data '%s': rank %d is not in 0 .. nranks-1 (nranks = %d)", pattern,
+               rank, nranks);
+        return NULL;
+    }
+    if (vocab_size <= 0) {
+        seterr(err, errlen, "data '%s': vocab_size must be positive (got %d)", pattern,
+               vocab_size);
+        return NULL;
+    }
+
+    glob_t g;
+    int rc = glob(pattern, 0, NULL, &g);  // glob sorts the paths (no GLOB_NOSORT)
+    if (rc == GLOB_NOMATCH || (rc == 0 && g.gl_pathc == 0)) {
+        if (rc == 0) globfree(&g);
+        seterr(err, errlen, "no files match data pattern '%s'", pattern);
+        return NULL;
+    }
+    if (rc != 0) {
+        seterr(err, errlen, "data pattern '%s': glob failed (%s)", pattern,
+               rc == GLOB_NOSPACE ? "out of memory" : "read error");
+        return NULL;
+    }
+
+    pb_loader *l = pb_calloc(1, sizeof *l);
+    l->pattern = pb_malloc(strlen(pattern) + 1);
+    strcpy(l->pattern, pattern);
+    l->B = B, l->T = T, l->rank = rank, l->nranks = nranks;
+    l->seed = seed, l->shuffle = shuffle != 0;
+    l->shards = pb_calloc(g.gl_pathc, sizeof *l->shards);
+    l->first_window = pb_calloc(g.gl_pathc + 1, sizeof *l->first_window);
+
+    uint64_t W = 0;
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        if (shard_open(&l->shards[i], g.gl_pathv[i], vocab_size, err, errlen) != 0) {
+            globfree(&g);
+            loader_close(l);
+            return NULL;
+        }
+        l->nshards = i + 1;  // opened so far, for loader_close on a later failure
+        uint64_t n = l->shards[i].n;
+        l->first_window[i] = W;
+        // windows at k*T for k*T + T+1 <= n: (n-1)/T of them, none when n < T+1
+        W += n > (uint64_t)T ? (n - 1) / (uint64_t)T : 0;
+        l->num_tokens += n;
+    }
+    l->first_window[l->nshards] = W;
+    globfree(&g);
+
+    l->num_windows = W;
+    l->rank_windows = W / (uint64_t)nranks;
+    if (W == 0) {
+        seterr(err, errlen, "data '%s': no shard holds a full window of T+1 = %d tokens", pattern,
+               T + 1);
+        loader_close(l);
+        return NULL;
+    }
+    if (l->rank_windows < (uint64_t)B) {
+        seterr(err, errlen,
+               "data '%s': %llu windows of T+1 = %d tokens give each of %d ranks %llu, fewer "
+               "than one batch of B = %d",
+               pattern, (unsigned long long)W, T + 1, nranks,
+               (unsigned long long)l->rank_windows, B);
+        loader_close(l);
+        return NULL;
+    }
+    if (l->shuffle) l->perm = pb_malloc(W * sizeof *l->perm);
+    return l;
+}
+
+void loader_close(pb_loader *l) {
+    if (!l) return;
+    for (size_t i = 0; i < l->nshards; i++) shard_close(&l->shards[i]);
+    free(l->shards);
+    free(l->first_window);
+    free(l->perm);
+    free(l->pattern);
+    free(l);
+}
+
+// ---------------------------------------------------------------------------------------
+// batches
+
+void loader_next(pb_loader *l, int32_t *inputs, int32_t *targets) {
+    PB_ASSERT(l && inputs && targets);
+    const int B = l->B, T = l->T;
+    if (l->cursor + (uint64_t)B > l->rank_windows) {  // too few left for a batch: next epoch
+        l->epoch++;
+        l->cursor = 0;
+    }
+    for (int b = 0; b < B; b++) {
+        uint64_t pos = (l->cursor + (uint64_t)b) * (uint64_t)l->nranks + (uint64_t)l->rank;
+        uint64_t g = window_at(l, pos);
+        size_t s = shard_of(l, g);
+        uint64_t off = (g - l->first_window[s]) * (uint64_t)T;
+        const uint16_t *w = l->shards[s].tokens + off;  // (T+1,)
+        PB_ASSERT(off + (uint64_t)T + 1 <= l->shards[s].n);
+        int32_t *in = inputs + (size_t)b * T, *tg = targets + (size_t)b * T;
+        for (int t = 0; t < T; t++) {
+            in[t] = w[t];
+            tg[t] = w[t + 1];
+        }
+    }
+    l->cursor += (uint64_t)B;
+}
+
+void loader_reset(pb_loader *l) {
+    l->epoch = 0;
+    l->cursor = 0;
+}
+
+void loader_get_state(const pb_loader *l, pb_loader_state *s) {
+    s->seed = l->seed;
+    s->epoch = l->epoch;
+    s->cursor = l->cursor;
+}
+
+int loader_set_state(pb_loader *l, const pb_loader_state *s, char *err, size_t errlen) {
+    if (s->seed != l->seed) {
+        seterr(err, errlen,
+               "data '%s': saved loader state has seed %llu but this loader was opened with "
+               "seed %llu",
+               l->pattern, (unsigned long long)s->seed, (unsigned long long)l->seed);
+        return -1;
+    }
+    if (s->cursor > l->rank_windows) {
+        seterr(err, errlen,
+               "data '%s': saved loader cursor %llu is past the %llu windows of this rank's "
+               "epoch (different data, T or ranks?)",
+               l->pattern, (unsigned long long)s->cursor, (unsigned long long)l->rank_windows);
+        return -1;
+    }
+    l->epoch = s->epoch;
+    l->cursor = s->cursor;
+    return 0;
+}
+
+uint64_t loader_num_tokens(const pb_loader *l) { return l->num_tokens; }
+
+uint64_t loader_num_batches(const pb_loader *l) { return l->rank_windows / (uint64_t)l->B; }
