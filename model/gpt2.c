@@ -206,7 +206,7 @@ void gpt2_free(gpt2 *m) {
 // ----------------------------------------------------------------------------
 // forward and backward
 
-float gpt2_forward(gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T) {
+double gpt2_forward(gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T) {
     const pb_ops *ops = m->ops;
     const gpt2_config *c = &m->cfg;
     int C = c->n_embd, NH = c->n_head, N = B * T, V = c->vocab_size, Vp = c->padded_vocab;
@@ -243,7 +243,7 @@ float gpt2_forward(gpt2 *m, const int32_t *inputs, const int32_t *targets, int B
     ops->matmul_forward(a->logits, a->lnf, m->w.wte, NULL, N, C, Vp);
 
     m->have_targets = targets != NULL;
-    if (!targets) return 0.0f;
+    if (!targets) return 0.0;
     m->valid_targets = 0;
     for (int i = 0; i < N; i++) {
         if (targets[i] >= V)
@@ -260,7 +260,7 @@ float gpt2_forward(gpt2 *m, const int32_t *inputs, const int32_t *targets, int B
     double sum = 0.0;
     for (int i = 0; i < N; i++) sum += losses[i];
     free(losses);
-    return m->valid_targets ? (float)(sum / m->valid_targets) : 0.0f;
+    return m->valid_targets ? sum / m->valid_targets : 0.0;
 }
 
 void gpt2_zero_grad(gpt2 *m) { m->ops->zero(m->grads_mem, m->num_floats * sizeof(float)); }

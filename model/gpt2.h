@@ -110,7 +110,7 @@ void gpt2_free(gpt2 *m);
 
 // inputs, targets (B,T) on the host; targets may be NULL (then no loss) and entries < 0
 // are ignored. Returns the mean loss over valid targets (or 0 without targets).
-float gpt2_forward(gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T);
+double gpt2_forward(gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T);
 void gpt2_zero_grad(gpt2 *m);
 // Backward of the last forward (which must have had targets). Gradients ACCUMULATE, scaled
 // by loss_scale: pass 1/steps_of_accumulation to average over micro-batches.

@@ -252,13 +252,31 @@ Test(gpt2, adamw_steps_match_pytorch) {
         cr_expect(fabs(norm - ref_norms[s]) <= 1e-4 * ref_norms[s], "step %d: norm %.7f, PyTorch %.7f",
                   s + 1, norm, ref_norms[s]);
     }
-    // After 5 steps of lr 1e-2 each parameter moved by up to ~5e-2; Adam's normalised update
-    // amplifies fp32 gradient noise where v is tiny, so compare at 1e-3 of the tensor's scale.
+    // After 5 steps of lr 1e-2 each parameter moved by up to ~5e-2; compare at 1e-3 of the
+    // tensor's scale.
+    //
+    // One exception: the key part of c_attn.bias, channels [C, 2C). Adding b to every key adds
+    // q.b to a whole score row, which the softmax ignores, so its true gradient is exactly 0.
+    // Both sides see rounding noise there (~1e-10 in fp32, ~1e-19 in float64), and Adam's
+    // m/sqrt(v) turns any noise into a full-size step of +-lr in an arbitrary direction. Those
+    // entries are checked to have a near-zero gradient instead (in gradients_match_pytorch
+    // they pass the same 1e-4 test against PyTorch's ~0) and left out here.
     char name[160];
+    int C = c[2];
     for (int i = 0; i < m.num_params; i++) {
         const pb_param *p = &m.params[i];
         snprintf(name, sizeof name, "adamw/param/%s", p->name);
-        double e = rel_err_hf(p, m.params_mem + p->offset, fx_get(name)->data);
+        float *x = m.params_mem + p->offset;
+        const float *ref = fx_get(name)->data;
+        float saved[4096];
+        int key_bias = strstr(p->name, "c_attn.bias") != NULL;
+        if (key_bias) {  // make the key part agree, so only q and v are compared
+            cr_assert(C <= 4096);
+            memcpy(saved, x + C, (size_t)C * sizeof(float));
+            memcpy(x + C, ref + C, (size_t)C * sizeof(float));
+        }
+        double e = rel_err_hf(p, x, ref);
+        if (key_bias) memcpy(x + C, saved, (size_t)C * sizeof(float));
         cr_expect(e <= 1e-3, "%s after AdamW: relative error %g", p->name, e);
     }
     adamw_free(&opt, &m);
@@ -271,7 +289,7 @@ Test(gpt2, adamw_steps_match_pytorch) {
 // Directional derivatives of the loss, one per parameter tensor: d has random +-1 entries,
 // so d.grad is of the size of |grad|_2 and an error e in the gradient shows as e.d. Central
 // differences of the fp32 model (step h, the loss summed in double): truncation O(h^2) and
-// rounding ~1e-7 |loss| / h; with h = 1e-3 both stay under ~1e-3 of d.grad here.
+// rounding ~1e-7 |loss| / h; h = 5e-4 balances them (measured: worst tensor at 0.55 of tol).
 Test(gpt2, gradients_match_finite_differences) {
     gpt2 m;
     build_fixture_model(&m);
@@ -286,7 +304,7 @@ Test(gpt2, gradients_match_finite_differences) {
     memcpy(grads, m.grads_mem, m.num_floats * sizeof(float));
     pb_rng rng;
     pb_rng_seed(&rng, 99);
-    const double h = 1e-3;
+    const double h = 5e-4;
     for (int i = 0; i < m.num_params; i++) {
         const pb_param *p = &m.params[i];
         float *x = m.params_mem + p->offset;

@@ -54,6 +54,14 @@ static int run(const char *fmt, ...) {
     return WEXITSTATUS(st);
 }
 
+// Each test's temporary directory goes when the test ends, passed or failed.
+static void cleanup(void) {
+    char cmd[300];
+    if (!tmp[0]) return;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+}
+
 static char *slurp(const char *path) {
     FILE *f = fopen(path, "rb");
     cr_assert(f, "cannot open %s", path);
@@ -72,7 +80,7 @@ static char *output(void) {
 
 #define TINY                                                                                \
     "--set model.n_layer=2 --set model.n_head=2 --set model.n_embd=32 --set model.seq_len=32 " \
-    "--set model.vocab_size=64 --set train.batch_size=4 --set train.warmup_steps=5 "         \
+    "--set model.vocab_size=64 --set train.batch_size=4 --set train.warmup_steps=2 "         \
     "--set run.plot=false --set data.train=%s/train_*.bin --set data.val=%s/val_*.bin "
 
 // The losses of a run, as one string: "loss" fields of metrics.jsonl, in order.
@@ -87,7 +95,7 @@ static void losses_of(const char *run_dir, char *out, size_t n) {
     }
 }
 
-Test(train, learns_and_repeats_to_the_bit) {
+Test(train, learns_and_repeats_to_the_bit, .fini = cleanup) {
     make_data();
     char a[8192], b[8192], c[8192], dir[400];
     const char *bin = pebble_bin();
@@ -122,7 +130,7 @@ Test(train, learns_and_repeats_to_the_bit) {
     cr_assert(strncmp(a, c, 9) != 0, "seed 7 gave the same first loss as seed 1337");
 }
 
-Test(train, gradient_accumulation_runs) {
+Test(train, gradient_accumulation_runs, .fini = cleanup) {
     make_data();
     // total batch of 2 micro-batches: the step must see 2 * 4 * 32 tokens
     cr_assert_eq(run("%s train " TINY "--set train.steps=2 --set train.total_batch_tokens=256 "
@@ -141,7 +149,7 @@ static void expect_error(int code, const char *needle) {
     cr_assert(strncmp(out, "pebble: ", 8) == 0 || strstr(out, "\npebble: "), "%s", out);
 }
 
-Test(train, config_errors) {
+Test(train, config_errors, .fini = cleanup) {
     make_data();
     const char *bin = pebble_bin();
     char cfg[300];
