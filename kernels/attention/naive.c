@@ -1,0 +1,156 @@
+// naive.c: reference attention for the CPU: materialises each head's T x T score matrix.
+//
+// Written to be read and trusted, not to be fast: the formulas appear as plainly as
+// possible, and flash.c is tested against this file. One (b, h) pair is one unit of work;
+// each OpenMP thread owns a T x T scratch matrix, so memory is O(threads * T^2).
+#include "kernels/attention/attention.h"
+
+#include <math.h>
+
+#include "kernels/common.h"
+
+// ----------------------------------------------------------------------------
+// helpers
+
+static float dot(const float *a, const float *b, int n) {
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+// P (T,T) = softmax of the scaled (and, if causal, masked) scores of one head; row i of
+// the head's queries is q + i*3C, its keys k + j*3C. Masked entries of P are 0.
+// lse (T), when not NULL, gets the log-sum-exp of each score row.
+static void softmax_rows(float *P, float *lse, const float *q, const float *k, int T, int C3,
+                         int D, float scale, int causal) {
+    for (int i = 0; i < T; i++) {
+        float *Pi = P + (size_t)i * T;
+        int jn = causal ? i + 1 : T;  // keys 0..jn-1 are visible to query i
+        float mx = -INFINITY;
+        for (int j = 0; j < jn; j++) {
+            Pi[j] = scale * dot(q + (size_t)i * C3, k + (size_t)j * C3, D);
+            if (Pi[j] > mx) mx = Pi[j];
+        }
+        // subtract the row max before exp so nothing overflows
+        float sum = 0.0f;
+        for (int j = 0; j < jn; j++) {
+            Pi[j] = expf(Pi[j] - mx);
+            sum += Pi[j];
+        }
+        float inv = 1.0f / sum;
+        for (int j = 0; j < jn; j++) Pi[j] *= inv;
+        for (int j = jn; j < T; j++) Pi[j] = 0.0f;
+        if (lse) lse[i] = mx + logf(sum);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// forward
+
+// out (B,T,C), lse (B,NH,T); qkv (B,T,3C)
+void attn_naive_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH,
+                        int causal) {
+    PB_ASSERT(NH > 0 && C % NH == 0 && T > 0);
+    int D = C / NH, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)D);
+
+#pragma omp parallel
+    {
+        float *P = pb_malloc((size_t)T * T * sizeof(float));  // (T,T), this thread's
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++) {
+            for (int h = 0; h < NH; h++) {
+                const float *q = qkv + (size_t)b * T * C3 + h * D;
+                const float *k = q + C;
+                const float *v = q + 2 * C;
+                softmax_rows(P, lse + ((size_t)b * NH + h) * T, q, k, T, C3, D, scale, causal);
+                // out_i = sum_j P_ij v_j
+                for (int i = 0; i < T; i++) {
+                    float *o = out + ((size_t)b * T + i) * C + h * D;
+                    for (int d = 0; d < D; d++) o[d] = 0.0f;
+                    for (int j = 0; j < T; j++) {
+                        float p = P[(size_t)i * T + j];
+                        const float *vj = v + (size_t)j * C3;
+                        for (int d = 0; d < D; d++) o[d] += p * vj[d];
+                    }
+                }
+            }
+        }
+        free(P);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// backward
+
+// dqkv (B,T,3C) += gradient; dout, out (B,T,C); qkv (B,T,3C).
+// lse is not used: the reference recomputes P from scratch, so that it checks the saved
+// lse of flash rather than trusting it.
+void attn_naive_backward(float *dqkv, const float *dout, const float *out, const float *lse,
+                         const float *qkv, int B, int T, int C, int NH, int causal) {
+    PB_ASSERT(NH > 0 && C % NH == 0 && T > 0);
+    (void)lse;
+    int D = C / NH, C3 = 3 * C;
+    float scale = 1.0f / sqrtf((float)D);
+
+#pragma omp parallel
+    {
+        float *P = pb_malloc((size_t)T * T * sizeof(float));  // (T,T): P, then dS in place
+        float *acc = pb_malloc((size_t)D * sizeof(float));     // (D) one gradient row
+        float *Di = pb_malloc((size_t)T * sizeof(float));      // (T) rowsum(dO * O)
+#pragma omp for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++) {
+            for (int h = 0; h < NH; h++) {
+                size_t base = (size_t)b * T * C3 + h * D;  // q of row 0 of this head
+                const float *q = qkv + base, *k = q + C, *v = q + 2 * C;
+                float *dq = dqkv + base, *dk = dq + C, *dv = dq + 2 * C;
+                const float *dO = dout + (size_t)b * T * C + h * D;  // rows of stride C
+                const float *O = out + (size_t)b * T * C + h * D;
+                softmax_rows(P, NULL, q, k, T, C3, D, scale, causal);
+
+                // dV_j = sum_i P_ij dO_i
+                for (int j = 0; j < T; j++) {
+                    for (int d = 0; d < D; d++) acc[d] = 0.0f;
+                    for (int i = 0; i < T; i++) {
+                        float p = P[(size_t)i * T + j];
+                        for (int d = 0; d < D; d++) acc[d] += p * dO[(size_t)i * C + d];
+                    }
+                    for (int d = 0; d < D; d++) dv[(size_t)j * C3 + d] += acc[d];
+                }
+
+                // dS_ij = P_ij (dP_ij - Di), dP_ij = dO_i . v_j, Di = dO_i . O_i
+                // (Di equals sum_j P_ij dP_ij, the softmax Jacobian's correction term)
+                for (int i = 0; i < T; i++) {
+                    Di[i] = dot(dO + (size_t)i * C, O + (size_t)i * C, D);
+                    for (int j = 0; j < T; j++) {
+                        float dp = dot(dO + (size_t)i * C, v + (size_t)j * C3, D);
+                        P[(size_t)i * T + j] *= dp - Di[i];
+                    }
+                }
+
+                // dQ_i = scale * sum_j dS_ij k_j
+                for (int i = 0; i < T; i++) {
+                    for (int d = 0; d < D; d++) acc[d] = 0.0f;
+                    for (int j = 0; j < T; j++) {
+                        float ds = P[(size_t)i * T + j];
+                        for (int d = 0; d < D; d++) acc[d] += ds * k[(size_t)j * C3 + d];
+                    }
+                    for (int d = 0; d < D; d++) dq[(size_t)i * C3 + d] += scale * acc[d];
+                }
+
+                // dK_j = scale * sum_i dS_ij q_i
+                for (int j = 0; j < T; j++) {
+                    for (int d = 0; d < D; d++) acc[d] = 0.0f;
+                    for (int i = 0; i < T; i++) {
+                        float ds = P[(size_t)i * T + j];
+                        for (int d = 0; d < D; d++) acc[d] += ds * q[(size_t)i * C3 + d];
+                    }
+                    for (int d = 0; d < D; d++) dk[(size_t)j * C3 + d] += scale * acc[d];
+                }
+            }
+        }
+        free(P);
+        free(acc);
+        free(Di);
+    }
+}
