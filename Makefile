@@ -71,7 +71,7 @@ run: all data-fortunes
 
 # Each suite is its own binary; tests that run build/pebble find it built.
 test: deps tokenizer $(BUILD)/pebble $(TEST_BIN)
-	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t --jobs 2; done
+	@set -e; for t in $(TEST_BIN); do echo "== $$t"; PEBBLE_BIN=$(BUILD)/pebble $$t --jobs 2; done
 
 # GPU suites and benchmark: on the GPU machine only (not part of `make test`: CI has no GPU).
 # No `deps` here: that machine reaches no package registry (see ../shared/device).

@@ -265,7 +265,8 @@ Test(config, error_bad_values) {
                       "2: train.seed: '18446744073709551616' is out of range");
     expect_file_error("[model]\nattention = fast\n",
                       "2: model.attention: 'fast' must be one of flash|naive");
-    expect_file_error("[system]\ndevice = cuda\n", "2: system.device: 'cuda' must be one of cpu");
+    expect_file_error("[system]\ndevice = tpu\n",
+                      "2: system.device: 'tpu' must be one of auto|cpu|cuda");
     expect_file_error("[model]\nn_layer = 0\n", "2: model.n_layer: '0' must be >= 1");
     expect_file_error("[train]\nlr = 0\n", "2: train.lr: '0' must be > 0");
     expect_file_error("[train]\nbeta2 = 1\n", "2: train.beta2: '1' must be < 1");
@@ -412,7 +413,7 @@ Test(config, help_lists_every_key_with_type_and_default) {
     config_print_help(f);
     fclose(f);
     const char *want[] = {
-        "[model]\n", "[data]\n", "[train]\n", "[run]\n", "[system]\n",
+        "[model]\n", "[data]\n", "[train]\n", "[run]\n", "[checkpoint]\n", "[system]\n",
         "  model.attention ", " flash|naive ", "default: flash ",
         "  train.lr ", "default: 1e-3 ", "peak learning rate [> 0]\n",
         "  data.train ", "default: (required) ", "\nRequired (no default): data.train\n",
@@ -446,7 +447,7 @@ Test(config, help_lists_every_key_with_type_and_default) {
             keys++;
         }
     }
-    cr_expect_eq(keys, 27, "the written INI has %d keys", keys);
+    cr_expect_eq(keys, 29, "the written INI has %d keys", keys);
     free(ini);
     free(text);
 }
@@ -490,6 +491,8 @@ static void expect_round_trip(const pb_config *c) {
     cr_expect_eq(back.val_batches, c->val_batches);
     cr_expect_str_eq(back.run_dir, c->run_dir);
     cr_expect_eq(back.plot, c->plot);
+    cr_expect_eq(back.ckpt_every, c->ckpt_every);
+    cr_expect_eq(back.ckpt_keep_last, c->ckpt_keep_last);
     cr_expect_str_eq(back.device, c->device);
     cr_expect_eq(back.threads, c->threads);
     // And byte for byte, padding included (both began as config_defaults).
@@ -516,7 +519,7 @@ Test(config, written_ini_round_trips_every_key_changed) {
         "train.weight_decay=1e-300", "train.beta1=0.123456789012345678", "train.beta2=0.999",
         "train.eps=4.9e-324", "train.grad_clip=0", "train.seed=18446744073709551615",
         "train.val_every=0", "train.val_batches=20", "run.dir=runs/a b=c;d", "run.plot=no",
-        "system.threads=7",
+        "checkpoint.every=250", "checkpoint.keep_last=0", "system.threads=7",
     };
     for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) set_ok(&c, sets[i]);
     // A sum with no short decimal form must come back to the last bit.

@@ -112,9 +112,17 @@ static const config_key config_keys[] = {
     {KEY("run", "dir", STRING, run_dir, "runs/default", "run directory: log, config.ini, loss.png"),
      .nonempty = 1},  // "" is not a directory
     {KEY("run", "plot", BOOL, plot, "true", "write loss.png with gnuplot at the end")},
+    // [checkpoint]
+    {KEY("checkpoint", "every", INT, ckpt_every, "0",
+         "steps between checkpoints in run.dir (0 = only at the end and on SIGINT/SIGTERM)"),
+     GE(0)},
+    {KEY("checkpoint", "keep_last", INT, ckpt_keep_last, "3",
+         "checkpoints kept in run.dir, the newest (0 = all)"),
+     GE(0)},  // negative would mean nothing
     // [system]
-    {KEY("system", "device", STRING, device, "cpu", "where to train"),
-     .choices = "cpu"},  // "cuda" and "auto" come with the GPU backend
+    {KEY("system", "device", STRING, device, "cpu",
+         "where to train: cpu, cuda, or auto (cuda when a GPU is usable, else cpu)"),
+     .choices = "auto|cpu|cuda"},
     {KEY("system", "threads", INT, threads, "0", "OpenMP threads (0 = all cores)"),
      GE(0)},
 };

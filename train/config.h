@@ -37,6 +37,9 @@ typedef struct pb_config {
     // [run]
     char run_dir[PB_PATH_MAX];
     int plot;                // write loss.png with gnuplot at the end (0/1)
+    // [checkpoint]
+    int ckpt_every;          // steps between checkpoints (0 = only at the end and on a signal)
+    int ckpt_keep_last;      // checkpoints kept in run_dir, the newest (0 = all)
     // [system]
     char device[16];         // "cpu" (later "cuda", "auto")
     int threads;             // OpenMP threads (0 = all cores)

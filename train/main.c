@@ -5,7 +5,9 @@
 #include "data/prep.h"
 #include "kernels/common.h"
 #include "train/bench.h"
+#include "train/checkpoint.h"
 #include "train/config.h"
+#include "train/export.h"
 #include "train/plot.h"
 #include "train/trainer.h"
 
@@ -17,6 +19,8 @@ static void usage(FILE *f) {
             "\n"
             "commands:\n"
             "  train  -c FILE [--set section.key=value ...]   train a model (train --help: every key)\n"
+            "         [--resume auto|CKPT] [--init CKPT]       continue a run / start from weights\n"
+            "  export --ckpt CKPT --out DIR                    weights for HF transformers\n"
             "  prep   --out DIR [options] FILES...             text files -> GPT-2 token shards\n"
             "  bench  [--iters N]                              CPU forward+backward throughput\n"
             "  plot   RUN_DIR                                  loss.png from RUN_DIR/metrics.jsonl\n"
@@ -27,9 +31,15 @@ static void usage(FILE *f) {
 
 static void train_usage(FILE *f) {
     fprintf(f,
-            "usage: pebble train -c FILE [--set section.key=value ...]\n"
+            "usage: pebble train -c FILE [--set section.key=value ...] [--resume auto|CKPT]\n"
+            "                    [--init CKPT]\n"
             "\n"
             "Trains as the INI file says; each --set overrides one key after the file is read.\n"
+            "  --resume auto   continue from the newest valid checkpoint in run.dir (none: start)\n"
+            "  --resume CKPT   continue from that checkpoint: weights, AdamW state, step, data\n"
+            "  --init CKPT     start a new run from that checkpoint's weights\n"
+            "Without -c, --resume and --init take the checkpoint's own config (then --set).\n"
+            "SIGINT/SIGTERM: the current step finishes, a checkpoint is written, exit 0.\n"
             "Keys (type, default, meaning):\n\n");
     config_print_help(f);
 }
@@ -39,6 +49,7 @@ static int train_cmd(int argc, char **argv) {
     config_defaults(&cfg);
     char err[1024];
     const char *file = NULL;
+    pb_train_start start = {NULL, NULL};
     // Files first, then overrides in order, whatever their place on the command line.
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -52,19 +63,48 @@ static int train_cmd(int argc, char **argv) {
         } else if (strcmp(a, "--set") == 0) {
             if (i + 1 >= argc) pb_die(PB_EXIT_USAGE, "train: --set needs section.key=value");
             i++;
+        } else if (strcmp(a, "--resume") == 0 || strcmp(a, "--init") == 0) {
+            if (i + 1 >= argc)
+                pb_die(PB_EXIT_USAGE, "train: %s needs %s", a,
+                       a[2] == 'r' ? "'auto' or a checkpoint file" : "a checkpoint file");
+            const char **slot = a[2] == 'r' ? &start.resume : &start.init;
+            if (*slot) pb_die(PB_EXIT_USAGE, "train: %s given twice", a);
+            *slot = argv[++i];
         } else {
             pb_die(PB_EXIT_USAGE, "train: unknown option '%s' (see pebble train --help)", a);
         }
     }
+    if (start.resume && start.init)
+        pb_die(PB_EXIT_USAGE, "train: --resume and --init exclude each other (--init starts a "
+               "new run from weights; --resume continues one)");
     if (file && config_load_file(&cfg, file, err, sizeof err) != 0)
         pb_die(PB_EXIT_USAGE, "%s", err);
+    if (!file && (start.resume || start.init)) {
+        // No config file: the checkpoint's own configuration is the base. For --resume auto
+        // the checkpoint is found in run.dir as the --set overrides name it.
+        const char *ck = start.init ? start.init : start.resume;
+        char found[PB_PATH_MAX + 300];
+        if (strcmp(ck, "auto") == 0 && !start.init) {
+            pb_config probe = cfg;
+            for (int i = 1; i < argc; i++)
+                if (strcmp(argv[i], "--set") == 0) config_set(&probe, argv[++i], err, sizeof err);
+                else if (strcmp(argv[i], "--resume") == 0 || strcmp(argv[i], "--init") == 0) i++;
+            int rc = ckpt_find_latest(probe.run_dir, found, sizeof found, err, sizeof err);
+            if (rc < 0) pb_die(PB_EXIT_RUNTIME, "%s", err);
+            ck = rc == 0 ? found : NULL;
+        }
+        if (ck && ckpt_load_config(ck, &cfg, err, sizeof err) != 0)
+            pb_die(PB_EXIT_DATA, "%s", err);
+    }
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) i++;
+        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0 ||
+            strcmp(argv[i], "--resume") == 0 || strcmp(argv[i], "--init") == 0)
+            i++;
         else if (strcmp(argv[i], "--set") == 0 && config_set(&cfg, argv[++i], err, sizeof err) != 0)
             pb_die(PB_EXIT_USAGE, "%s", err);
     }
     if (config_validate(&cfg, err, sizeof err) != 0) pb_die(PB_EXIT_USAGE, "%s", err);
-    return trainer_run(&cfg);
+    return trainer_run_from(&cfg, &start);
 }
 
 static int plot_cmd(int argc, char **argv) {
@@ -98,5 +138,6 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "prep") == 0) return prep_main(argc - 1, argv + 1);
     if (strcmp(cmd, "bench") == 0) return bench_main(argc - 1, argv + 1);
     if (strcmp(cmd, "plot") == 0) return plot_cmd(argc - 1, argv + 1);
+    if (strcmp(cmd, "export") == 0) return export_main(argc - 1, argv + 1);
     pb_die(PB_EXIT_USAGE, "unknown command '%s' (see pebble --help)", cmd);
 }

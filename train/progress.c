@@ -2,6 +2,7 @@
 #include "train/progress.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -14,6 +15,50 @@ int progress_open(pb_progress *p, const char *run_dir, int total_steps, char *er
     p->metrics = fopen(path, "w");
     if (!p->metrics) {
         snprintf(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int progress_resume(pb_progress *p, const char *run_dir, int total_steps, int step, char *err,
+                    size_t errlen) {
+    memset(p, 0, sizeof *p);
+    p->total_steps = total_steps;
+    p->tty = isatty(STDOUT_FILENO);
+    char path[1024], tmp[1040];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    // Steps logged after the checkpoint was written are done again: drop their lines so
+    // the log has each step once. Rewritten beside it and renamed, so it is never lost.
+    FILE *in = fopen(path, "r");
+    if (in) {
+        FILE *out = fopen(tmp, "w");
+        if (!out) {
+            snprintf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+            fclose(in);
+            return -1;
+        }
+        char *line = NULL;
+        size_t cap = 0;
+        int bad = 0;
+        while (getline(&line, &cap, in) > 0) {
+            const char *s = strstr(line, "\"step\": ");
+            if (s && atoi(s + 8) > step) continue;
+            if (fputs(line, out) < 0) bad = 1;
+        }
+        free(line);
+        if (ferror(in)) bad = 1;
+        fclose(in);
+        if (fclose(out) != 0) bad = 1;
+        if (bad || rename(tmp, path) != 0) {
+            snprintf(err, errlen, "%s: cannot rewrite: %s", path, strerror(errno));
+            unlink(tmp);
+            return -1;
+        }
+    }
+    p->metrics = fopen(path, "a");
+    if (!p->metrics) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
     return 0;

@@ -21,6 +21,10 @@ typedef struct pb_step_stats {
 
 // Opens <run_dir>/metrics.jsonl for writing; returns -1 with err set on failure.
 int progress_open(pb_progress *p, const char *run_dir, int total_steps, char *err, size_t errlen);
+// For a run resumed after `step`: keeps the lines of metrics.jsonl up to that step, drops
+// later ones (they are computed again), and appends from there.
+int progress_resume(pb_progress *p, const char *run_dir, int total_steps, int step, char *err,
+                    size_t errlen);
 void progress_step(pb_progress *p, const pb_step_stats *s);
 void progress_val(pb_progress *p, int step, double val_loss);
 void progress_close(pb_progress *p);

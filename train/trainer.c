@@ -5,12 +5,16 @@
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "data/loader.h"
 #include "kernels/common.h"
+#include "kernels/cuda/cuda.h"
 #include "model/gpt2.h"
+#include "train/checkpoint.h"
 #include "train/optim.h"
 #include "train/plot.h"
 #include "train/progress.h"
@@ -35,6 +39,13 @@ static int make_dirs(const char *path, char *err, size_t errlen) {
 }
 
 const pb_ops *trainer_backend(const pb_config *cfg) {
+    // cuda when asked (an error if no GPU can be used); auto: cuda when one can, else cpu.
+    int want_cuda = strcmp(cfg->device, "cuda") == 0;
+    if (want_cuda && !pb_cuda_available())
+        pb_die(PB_EXIT_RUNTIME, "system.device = cuda but no CUDA device is available: %s",
+               pb_cuda_unavailable_reason());
+    if (want_cuda || (strcmp(cfg->device, "auto") == 0 && pb_cuda_available()))
+        return pb_ops_cuda();
     pb_attn_kind attn = strcmp(cfg->attention, "naive") == 0 ? PB_ATTN_NAIVE : PB_ATTN_FLASH;
     return pb_ops_cpu(attn);
 }
@@ -60,7 +71,147 @@ static double validate(gpt2 *model, pb_loader *val, int batches, int B, int T, i
     return sum / batches;
 }
 
-int trainer_run(const pb_config *cfg) {
+// ----------------------------------------------------------------------------
+// checkpoints, resume and signals
+
+// SIGINT/SIGTERM (Ctrl-C, or a scheduler preempting the job) ask the loop to finish the
+// current step, write a checkpoint and exit 0. A second signal ends the process at once.
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig) {
+    if (stop_signal) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    stop_signal = sig;
+}
+
+static void install_stop_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;  // IO in progress completes; the loop polls the flag
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+// Test hook: PEBBLE_TEST_SIGNAL_AT_STEP=N makes the process send itself SIGTERM right after
+// step N, so that tests stop a run at an exact step through the real signal path.
+static int test_signal_step(void) {
+    const char *s = getenv("PEBBLE_TEST_SIGNAL_AT_STEP");
+    return s ? atoi(s) : 0;
+}
+
+static void save_checkpoint(const pb_config *cfg, const gpt2 *model, const pb_adamw *opt,
+                            const pb_loader *train, int step, long long tokens_seen, double lr,
+                            int tty) {
+    pb_ckpt_trainer_state st;
+    memset(&st, 0, sizeof st);
+    st.step = step;
+    st.tokens_seen = tokens_seen;
+    st.seed = cfg->seed;
+    loader_get_state(train, &st.train_loader);
+    st.lr = lr;
+    st.total_steps = cfg->steps;
+    st.warmup_steps = cfg->warmup_steps;
+    st.max_lr = cfg->lr;
+    st.min_lr_frac = cfg->min_lr_frac;
+    char err[1024], path[PB_PATH_MAX + 80];
+    double t0 = pb_now();
+    // Training on without a checkpoint would risk everything after the last good one.
+    if (ckpt_save(cfg->run_dir, model, opt, &st, cfg, cfg->ckpt_keep_last, path, sizeof path,
+                  err, sizeof err) != 0)
+        pb_die(PB_EXIT_RUNTIME, "%s (training stopped: it would go on unprotected)", err);
+    printf("%scheckpoint: %s (%.2f s)\n", tty ? "\r\033[K" : "", path, pb_now() - t0);
+    fflush(stdout);
+}
+
+// config_write_ini text -> "\nsection.key = value\n..." lines, for comparing two configs.
+static char *ini_lines(const char *ini) {
+    size_t n = strlen(ini), lines = 1;
+    for (const char *p = ini; *p; p++) lines += *p == '\n';
+    // each line gains at most "section." (63 + 1 bytes) and its newline
+    char *out = pb_malloc(n + lines * 66 + 2), section[64] = "";
+    char *o = out;
+    *o++ = '\n';
+    for (const char *p = ini; *p;) {
+        size_t len = strcspn(p, "\n");
+        if (p[0] == '[' && len >= 2 && len < sizeof section) {
+            snprintf(section, sizeof section, "%.*s", (int)(len - 2), p + 1);
+        } else if (len > 0 && p[0] != ';' && p[0] != '#') {
+            o += sprintf(o, "%.*s.%.*s\n", (int)strlen(section), section, (int)len, p);
+        }
+        p += len + (p[len] == '\n');
+    }
+    *o = '\0';
+    return out;
+}
+
+// Resuming with other values (a new lr, more steps, other data) is allowed, but should not
+// pass unnoticed: a note lists the keys that differ from the checkpoint's config.
+static void note_config_changes(const char *path, const pb_config *cfg) {
+    char *stored = NULL, *now = NULL, err[1024];
+    if (ckpt_read_config(path, &stored, NULL, err, sizeof err) != 0) return;
+    size_t len = 0;
+    FILE *f = open_memstream(&now, &len);
+    if (!f) pb_die(PB_EXIT_RUNTIME, "out of memory");
+    config_write_ini(cfg, f);
+    fclose(f);
+    char *a = ini_lines(stored), *b = ini_lines(now), changed[1024] = "";
+    for (char *line = b + 1; *line;) {
+        char *end = strchr(line, '\n');
+        *end = '\0';
+        char probe[PB_PATH_MAX + 128];
+        snprintf(probe, sizeof probe, "\n%s\n", line);
+        if (!strstr(a, probe) && strlen(changed) + 64 < sizeof changed) {
+            size_t key = strcspn(line, " =");
+            snprintf(changed + strlen(changed), sizeof changed - strlen(changed), "%s%.*s",
+                     changed[0] ? ", " : "", (int)key, line);
+        }
+        line = end + 1;
+    }
+    if (changed[0]) printf("note: the config differs from the checkpoint's in %s\n", changed);
+    free(a);
+    free(b);
+    free(stored);
+    free(now);
+}
+
+// --resume: loads model, optimizer, step and the loader's position. Returns 1 when a run
+// was resumed, 0 when `auto` found no checkpoint (a new run starts).
+static int resume_run(const pb_config *cfg, const char *resume, gpt2 *model, pb_adamw *opt,
+                      pb_loader *train, int *step, long long *tokens_seen) {
+    char path[PB_PATH_MAX + 300], err[1024];
+    if (strcmp(resume, "auto") == 0) {
+        int rc = ckpt_find_latest(cfg->run_dir, path, sizeof path, err, sizeof err);
+        if (rc < 0) pb_die(PB_EXIT_RUNTIME, "%s", err);
+        if (rc == 1) {
+            printf("note: no checkpoint in %s: starting a new run\n", cfg->run_dir);
+            return 0;
+        }
+    } else {
+        snprintf(path, sizeof path, "%s", resume);
+    }
+    pb_ckpt_trainer_state st;
+    if (ckpt_load(path, model, opt, &st, err, sizeof err) != 0) pb_die(PB_EXIT_DATA, "%s", err);
+    if (st.step > cfg->steps)
+        pb_die(PB_EXIT_USAGE, "%s is at step %lld, past train.steps = %d (raise train.steps to "
+               "train further)", path, (long long)st.step, cfg->steps);
+    if (loader_set_state(train, &st.train_loader, err, sizeof err) != 0)
+        pb_die(PB_EXIT_DATA, "%s: %s", path, err);
+    note_config_changes(path, cfg);
+    printf("resume: %s: step %lld, %lld tokens seen\n", path, (long long)st.step,
+           (long long)st.tokens_seen);
+    *step = (int)st.step;
+    *tokens_seen = st.tokens_seen;
+    return 1;
+}
+
+int trainer_run(const pb_config *cfg) { return trainer_run_from(cfg, NULL); }
+
+int trainer_run_from(const pb_config *cfg, const pb_train_start *start) {
     char err[1024];
     if (cfg->threads > 0) omp_set_num_threads(cfg->threads);
     int B = cfg->batch_size, T = cfg->seq_len;
@@ -90,12 +241,23 @@ int trainer_run(const pb_config *cfg) {
     adamw_init(&opt, &model, (float)cfg->beta1, (float)cfg->beta2, (float)cfg->eps,
                (float)cfg->weight_decay);
 
+    // --- where the run starts: step 0, a checkpoint (--resume), or its weights (--init)
+    int start_step = 0, resumed = 0;
+    long long tokens_seen = 0;
+    if (start && start->resume) {
+        resumed = resume_run(cfg, start->resume, &model, &opt, train, &start_step, &tokens_seen);
+    } else if (start && start->init) {
+        if (ckpt_load(start->init, &model, NULL, NULL, err, sizeof err) != 0)
+            pb_die(PB_EXIT_DATA, "%s", err);
+        printf("init: weights from %s (a new run: step 0, fresh optimizer)\n", start->init);
+    }
+
     // --- run directory: the effective config and the metrics
     if (make_dirs(cfg->run_dir, err, sizeof err) != 0) pb_die(PB_EXIT_RUNTIME, "%s", err);
     char path[PB_PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->run_dir);
     struct stat st;
-    if (stat(path, &st) == 0) {
+    if (!resumed && stat(path, &st) == 0) {
         // Never silently lose an earlier run's log: keep one previous copy.
         char bak[PB_PATH_MAX + 80];
         snprintf(bak, sizeof bak, "%s.prev", path);
@@ -109,7 +271,9 @@ int trainer_run(const pb_config *cfg) {
     config_write_ini(cfg, fc);
     if (fclose(fc) != 0) pb_die(PB_EXIT_RUNTIME, "%s: write failed: %s", path, strerror(errno));
     pb_progress prog;
-    if (progress_open(&prog, cfg->run_dir, cfg->steps, err, sizeof err) != 0)
+    // A resumed run continues its metrics.jsonl; a new one starts it.
+    if ((resumed ? progress_resume(&prog, cfg->run_dir, cfg->steps, start_step, err, sizeof err)
+                 : progress_open(&prog, cfg->run_dir, cfg->steps, err, sizeof err)) != 0)
         pb_die(PB_EXIT_RUNTIME, "%s", err);
 
     printf("pebble %s | gpt2 L%d H%d C%d T%d V%d (padded %d) | %.2fM parameters | %s backend, "
@@ -126,9 +290,10 @@ int trainer_run(const pb_config *cfg) {
 
     int32_t *inputs = pb_malloc((size_t)B * T * sizeof(int32_t));
     int32_t *targets = pb_malloc((size_t)B * T * sizeof(int32_t));
-    long long tokens_seen = 0;
     double last_val = -1.0;
-    for (int step = 0; step < cfg->steps; step++) {
+    int stopped_at = 0, signal_step = test_signal_step();
+    install_stop_handlers();
+    for (int step = start_step; step < cfg->steps; step++) {
         double t0 = pb_now();
         double lr = lr_schedule(step, cfg->steps, cfg->warmup_steps, cfg->lr, cfg->min_lr_frac);
         gpt2_zero_grad(&model);
@@ -153,8 +318,22 @@ int trainer_run(const pb_config *cfg) {
             last_val = validate(&model, val, cfg->val_batches, B, T, inputs, targets);
             progress_val(&prog, step + 1, last_val);
         }
+
+        if (signal_step == step + 1) raise(SIGTERM);
+        int stopping = stop_signal != 0;
+        if ((cfg->ckpt_every && (step + 1) % cfg->ckpt_every == 0) || last || stopping)
+            save_checkpoint(cfg, &model, &opt, train, step + 1, tokens_seen, lr, prog.tty);
+        if (stopping) {
+            stopped_at = step + 1;
+            break;
+        }
     }
     progress_close(&prog);
+    if (stopped_at) {
+        printf("stopped by %s after step %d of %d; continue with --resume auto\n",
+               stop_signal == SIGINT ? "SIGINT" : "SIGTERM", stopped_at, cfg->steps);
+        fflush(stdout);
+    }
 
     if (cfg->plot) {
         if (plot_run(cfg->run_dir, err, sizeof err) == 0)
@@ -162,8 +341,11 @@ int trainer_run(const pb_config *cfg) {
         else
             fprintf(stderr, "pebble: warning: no plot: %s\n", err);
     }
-    printf("done: %d steps, %lld tokens%s", cfg->steps, tokens_seen, last_val >= 0 ? "" : "\n");
-    if (last_val >= 0) printf(", final val loss %.4f\n", last_val);
+    if (!stopped_at) {
+        printf("done: %d steps, %lld tokens%s", cfg->steps, tokens_seen,
+               last_val >= 0 ? "" : "\n");
+        if (last_val >= 0) printf(", final val loss %.4f\n", last_val);
+    }
 
     free(inputs);
     free(targets);

@@ -6,8 +6,19 @@
 #include "model/gpt2.h"
 #include "train/config.h"
 
+// Where a run starts. resume: "auto" (the newest valid checkpoint in run.dir; none: a new
+// run) or a checkpoint file, restoring weights, AdamW state, step and data position; init:
+// a checkpoint whose weights start a new run. Both NULL: a new run from the seed.
+typedef struct pb_train_start {
+    const char *resume;
+    const char *init;
+} pb_train_start;
+
 // Trains as the (validated) config says; exits with a clear message on bad data or IO.
-int trainer_run(const pb_config *cfg);
+// Checkpoints go to run.dir every checkpoint.every steps, at the end, and on SIGINT or
+// SIGTERM (then the run stops after the current step and returns 0).
+int trainer_run(const pb_config *cfg);  // a new run
+int trainer_run_from(const pb_config *cfg, const pb_train_start *start);
 
 // The op table the config asks for, and the model shape from the config.
 const pb_ops *trainer_backend(const pb_config *cfg);

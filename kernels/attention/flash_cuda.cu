@@ -1,0 +1,404 @@
+// flash_cuda.cu: dense FlashAttention-2 style attention in CUDA, fp32 (forward and backward).
+//
+// Forward: one block per (query tile of BR rows, batch * head). The block keeps its Q tile in
+// shared memory and streams K and V tiles of BC rows through it; each score tile
+// S = scale * Q K^T lives in registers, an online softmax keeps each row's running max m and
+// sum l, rescales the output accumulator O (registers) and adds P V. It writes
+// O / l and lse = m + log l. Nothing of size T x T ever reaches device memory.
+//
+// Backward, with Di = rowsum(dO * O) computed first (one small kernel), in two kernels so
+// that no gradient is summed by atomics (deterministic):
+//   dK/dV: one block per key tile; it streams the query tiles that see it, recomputes
+//          P = exp(S - lse) from the saved lse, and accumulates dV += P^T dO and
+//          dK += dS^T Q, dS = P * (dP - Di), dP = dO V^T, in registers.
+//   dQ:    one block per query tile; it streams the key tiles, recomputes P and dS, and
+//          accumulates dQ += dS K.
+// That recomputes S and dP twice (7 tile products where FlashAttention-2 with atomics does
+// 5), the price of a fixed summation order.
+//
+// Threads: 256 = 16 x 16 (ty, tx). In every tile product the thread owns rows ty*4 + i
+// (i < 4) and columns tx + 16*j, so a row's statistics stay inside one half-warp.
+// Head dims: kernels are instantiated for DP = 32, 64, 128 and any D <= DP (the tiles are
+// zero-padded to DP); shared-memory rows are padded by one float to spread the banks.
+// This file is the exact fp32 reference on the GPU; flash_mma_cuda.cu runs the same
+// algorithm on the tensor cores in bf16.
+#include "kernels/cuda/cuda_common.cuh"
+
+#include <math.h>
+
+extern "C" {
+#include "kernels/attention/flash_cuda.h"
+}
+
+#define BR 64   // query rows per tile
+#define BC 64   // key rows per tile (== BR: causal tile bounds below rely on it)
+#define NT 256  // threads per block
+#define PS (BC + 1)  // row stride of the P / dS tile in shared memory
+
+// acc[i][j] += sum over k < K of A(ty*RM + i, k) * B(k, tx + 16*j), with
+// A(m,k) = A[m*a_rs + k*a_cs] and B(k,n) = B[k*b_rs + n*b_cs] in shared memory.
+template <int RM, int RN, int K>
+__device__ __forceinline__ void tile_mma(float (&acc)[RM][RN], const float *A, int a_rs,
+                                         int a_cs, const float *B, int b_rs, int b_cs, int ty,
+                                         int tx) {
+#pragma unroll 4
+    for (int k = 0; k < K; k++) {
+        float a[RM], b[RN];
+#pragma unroll
+        for (int i = 0; i < RM; i++) a[i] = A[(ty * RM + i) * a_rs + k * a_cs];
+#pragma unroll
+        for (int j = 0; j < RN; j++) b[j] = B[k * b_rs + (tx + 16 * j) * b_cs];
+#pragma unroll
+        for (int i = 0; i < RM; i++)
+#pragma unroll
+            for (int j = 0; j < RN; j++) acc[i][j] += a[i] * b[j];
+    }
+}
+
+// dst [64][DP+1] = rows t0 .. t0+63 of src (row r at src + r*stride, D floats), zero outside
+// T rows and D columns.
+template <int DP>
+__device__ __forceinline__ void load_tile(float *dst, const float *src, size_t stride, int t0,
+                                          int T, int D) {
+    for (int idx = threadIdx.x; idx < 64 * DP; idx += NT) {
+        int r = idx / DP, d = idx % DP;
+        dst[r * (DP + 1) + d] = (t0 + r < T && d < D) ? src[(size_t)(t0 + r) * stride + d] : 0.0f;
+    }
+}
+
+template <int RM, int RN>
+__device__ __forceinline__ void zero_acc(float (&a)[RM][RN]) {
+#pragma unroll
+    for (int i = 0; i < RM; i++)
+#pragma unroll
+        for (int j = 0; j < RN; j++) a[i][j] = 0.0f;
+}
+
+// ----------------------------------------------------------------------------
+// forward
+
+template <int DP>
+__global__ void __launch_bounds__(NT) flash_forward_kernel(float *out, float *lse,
+                                                           const float *qkv, int T, int C,
+                                                           int NH, int causal, float scale) {
+    extern __shared__ float sm[];
+    float *Qs = sm, *Ks = Qs + BR * (DP + 1), *Vs = Ks + BC * (DP + 1), *Ps = Vs + BC * (DP + 1);
+    const int RN = DP / 16;
+    int nq = (T + BR - 1) / BR;
+    int qt = nq - 1 - blockIdx.x;  // the longest causal rows first: better tail balance
+    int bh = blockIdx.y, b = bh / NH, h = bh % NH, D = C / NH;
+    size_t C3 = 3 * (size_t)C;
+    const float *q = qkv + (size_t)b * T * C3 + (size_t)h * D, *k = q + C, *v = q + 2 * C;
+    int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    int q0 = qt * BR;
+
+    load_tile<DP>(Qs, q, C3, q0, T, D);
+    float o[4][RN], m[4], l[4];
+    zero_acc(o);
+#pragma unroll
+    for (int i = 0; i < 4; i++) m[i] = -INFINITY, l[i] = 0.0f;
+
+    int nk = causal ? qt + 1 : (T + BC - 1) / BC;
+    for (int kt = 0; kt < nk; kt++) {
+        int k0 = kt * BC;
+        __syncthreads();  // the previous tile's Ks, Vs, Ps are no longer read
+        load_tile<DP>(Ks, k, C3, k0, T, D);
+        load_tile<DP>(Vs, v, C3, k0, T, D);
+        __syncthreads();
+        float s[4][4];
+        zero_acc(s);
+        tile_mma<4, 4, DP>(s, Qs, DP + 1, 1, Ks, 1, DP + 1, ty, tx);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            int qi = q0 + ty * 4 + i;
+            float mx = -INFINITY;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                int kj = k0 + tx + 16 * j;
+                s[i][j] = (kj >= T || (causal && kj > qi)) ? -INFINITY : s[i][j] * scale;
+                mx = fmaxf(mx, s[i][j]);
+            }
+#pragma unroll
+            for (int off = 8; off > 0; off >>= 1)
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+            float mn = fmaxf(m[i], mx);
+            // mn is -inf only for a row that has seen no key yet (none here: key 0 is
+            // visible to every row); keep exp's argument finite all the same.
+            float base = mn == -INFINITY ? 0.0f : mn;
+            float corr = expf(m[i] - base), rs = 0.0f;
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                float p = expf(s[i][j] - base);
+                rs += p;
+                Ps[(ty * 4 + i) * PS + tx + 16 * j] = p;
+            }
+#pragma unroll
+            for (int off = 8; off > 0; off >>= 1) rs += __shfl_xor_sync(0xffffffffu, rs, off);
+            l[i] = l[i] * corr + rs;
+            m[i] = mn;
+#pragma unroll
+            for (int j = 0; j < RN; j++) o[i][j] *= corr;
+        }
+        __syncthreads();
+        tile_mma<4, RN, BC>(o, Ps, PS, 1, Vs, DP + 1, 1, ty, tx);
+    }
+
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        int qi = q0 + ty * 4 + i;
+        if (qi >= T) continue;
+        float inv = 1.0f / l[i];
+        float *dst = out + ((size_t)b * T + qi) * C + (size_t)h * D;
+#pragma unroll
+        for (int j = 0; j < RN; j++) {
+            int d = tx + 16 * j;
+            if (d < D) dst[d] = o[i][j] * inv;
+        }
+        if (tx == 0) lse[(size_t)bh * T + qi] = m[i] + logf(l[i]);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// backward
+
+// Di (B,NH,T) = rowsum(dO * O) per head: one warp per (b, t, h).
+__global__ void flash_backward_di_kernel(float *Di, const float *dout, const float *out, int B,
+                                         int T, int C, int NH) {
+    size_t w = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    int lane = threadIdx.x % 32;
+    if (w >= (size_t)B * T * NH) return;
+    int h = (int)(w % NH);
+    size_t bt = w / NH;  // b*T + t
+    int D = C / NH;
+    const float *g = dout + bt * C + (size_t)h * D, *o = out + bt * C + (size_t)h * D;
+    float s = 0.0f;
+    for (int d = lane; d < D; d += 32) s += g[d] * o[d];
+    s = warp_sum(s);
+    if (lane == 0) {
+        size_t b = bt / T, t = bt % T;
+        Di[(b * NH + h) * T + t] = s;
+    }
+}
+
+template <int DP>
+__global__ void __launch_bounds__(NT) flash_backward_dkdv_kernel(
+    float *dqkv, const float *dout, const float *qkv, const float *lse, const float *Di, int T,
+    int C, int NH, int causal, float scale) {
+    extern __shared__ float sm[];
+    float *Ks = sm, *Vs = Ks + BC * (DP + 1), *Qs = Vs + BC * (DP + 1), *dOs = Qs + BR * (DP + 1);
+    float *Ps = dOs + BR * (DP + 1), *ls = Ps + BC * PS, *ds = ls + BR;
+    const int RN = DP / 16;
+    int kt = blockIdx.x;  // causal: key tile kt is seen by nq - kt query tiles, so heavy first
+    int bh = blockIdx.y, b = bh / NH, h = bh % NH, D = C / NH;
+    size_t C3 = 3 * (size_t)C;
+    const float *q = qkv + (size_t)b * T * C3 + (size_t)h * D, *k = q + C, *v = q + 2 * C;
+    const float *g = dout + (size_t)b * T * C + (size_t)h * D;
+    int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    int k0 = kt * BC, nq = (T + BR - 1) / BR;
+
+    load_tile<DP>(Ks, k, C3, k0, T, D);
+    load_tile<DP>(Vs, v, C3, k0, T, D);
+    float dk[4][RN], dv[4][RN];  // rows: keys ty*4+i; columns: d = tx + 16j
+    zero_acc(dk);
+    zero_acc(dv);
+
+    for (int qt = causal ? kt : 0; qt < nq; qt++) {
+        int q0 = qt * BR;
+        __syncthreads();
+        load_tile<DP>(Qs, q, C3, q0, T, D);
+        load_tile<DP>(dOs, g, C, q0, T, D);
+        for (int r = threadIdx.x; r < BR; r += NT) {
+            bool in = q0 + r < T;
+            ls[r] = in ? lse[(size_t)bh * T + q0 + r] : 0.0f;
+            ds[r] = in ? Di[(size_t)bh * T + q0 + r] : 0.0f;
+        }
+        __syncthreads();
+        // P^T (keys x queries) = exp(scale * K Q^T - lse[query])
+        float p[4][4];
+        zero_acc(p);
+        tile_mma<4, 4, DP>(p, Ks, DP + 1, 1, Qs, 1, DP + 1, ty, tx);
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                int kj = k0 + ty * 4 + i, qj = tx + 16 * j, qi = q0 + qj;
+                bool masked = qi >= T || kj >= T || (causal && kj > qi);
+                p[i][j] = masked ? 0.0f : expf(p[i][j] * scale - ls[qj]);
+                Ps[(ty * 4 + i) * PS + qj] = p[i][j];
+            }
+        __syncthreads();
+        tile_mma<4, RN, BR>(dv, Ps, PS, 1, dOs, DP + 1, 1, ty, tx);  // dV += P^T dO
+        // dP^T = V dO^T; dS^T = P^T * (dP^T - Di[query])
+        float dp[4][4];
+        zero_acc(dp);
+        tile_mma<4, 4, DP>(dp, Vs, DP + 1, 1, dOs, 1, DP + 1, ty, tx);
+        __syncthreads();  // everyone is done reading P^T
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                int qj = tx + 16 * j;
+                Ps[(ty * 4 + i) * PS + qj] = p[i][j] * (dp[i][j] - ds[qj]);
+            }
+        __syncthreads();
+        tile_mma<4, RN, BR>(dk, Ps, PS, 1, Qs, DP + 1, 1, ty, tx);  // dK += dS^T Q
+    }
+
+    float *dkg = dqkv + (size_t)b * T * C3 + C + (size_t)h * D, *dvg = dkg + C;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        int kj = k0 + ty * 4 + i;
+        if (kj >= T) continue;
+#pragma unroll
+        for (int j = 0; j < RN; j++) {
+            int d = tx + 16 * j;
+            if (d >= D) continue;
+            dkg[(size_t)kj * C3 + d] += scale * dk[i][j];
+            dvg[(size_t)kj * C3 + d] += dv[i][j];
+        }
+    }
+}
+
+template <int DP>
+__global__ void __launch_bounds__(NT) flash_backward_dq_kernel(
+    float *dqkv, const float *dout, const float *qkv, const float *lse, const float *Di, int T,
+    int C, int NH, int causal, float scale) {
+    extern __shared__ float sm[];
+    float *Qs = sm, *dOs = Qs + BR * (DP + 1), *Ks = dOs + BR * (DP + 1), *Vs = Ks + BC * (DP + 1);
+    float *Ps = Vs + BC * (DP + 1);
+    const int RN = DP / 16;
+    int nq = (T + BR - 1) / BR;
+    int qt = nq - 1 - blockIdx.x;  // heavy (long causal) rows first
+    int bh = blockIdx.y, b = bh / NH, h = bh % NH, D = C / NH;
+    size_t C3 = 3 * (size_t)C;
+    const float *q = qkv + (size_t)b * T * C3 + (size_t)h * D, *k = q + C, *v = q + 2 * C;
+    const float *g = dout + (size_t)b * T * C + (size_t)h * D;
+    int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    int q0 = qt * BR;
+
+    load_tile<DP>(Qs, q, C3, q0, T, D);
+    load_tile<DP>(dOs, g, C, q0, T, D);
+    float lr[4], dr[4];
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        int qi = q0 + ty * 4 + i;
+        lr[i] = qi < T ? lse[(size_t)bh * T + qi] : 0.0f;
+        dr[i] = qi < T ? Di[(size_t)bh * T + qi] : 0.0f;
+    }
+    float dq[4][RN];
+    zero_acc(dq);
+
+    int nk = causal ? qt + 1 : (T + BC - 1) / BC;
+    for (int kt = 0; kt < nk; kt++) {
+        int k0 = kt * BC;
+        __syncthreads();
+        load_tile<DP>(Ks, k, C3, k0, T, D);
+        load_tile<DP>(Vs, v, C3, k0, T, D);
+        __syncthreads();
+        float p[4][4], dp[4][4];
+        zero_acc(p);
+        zero_acc(dp);
+        tile_mma<4, 4, DP>(p, Qs, DP + 1, 1, Ks, 1, DP + 1, ty, tx);    // S = Q K^T
+        tile_mma<4, 4, DP>(dp, dOs, DP + 1, 1, Vs, 1, DP + 1, ty, tx);  // dP = dO V^T
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                int qi = q0 + ty * 4 + i, kj = k0 + tx + 16 * j;
+                bool masked = qi >= T || kj >= T || (causal && kj > qi);
+                float pij = masked ? 0.0f : expf(p[i][j] * scale - lr[i]);
+                Ps[(ty * 4 + i) * PS + tx + 16 * j] = pij * (dp[i][j] - dr[i]);
+            }
+        __syncthreads();
+        tile_mma<4, RN, BC>(dq, Ps, PS, 1, Ks, DP + 1, 1, ty, tx);  // dQ += dS K
+    }
+
+    float *dqg = dqkv + (size_t)b * T * C3 + (size_t)h * D;
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        int qi = q0 + ty * 4 + i;
+        if (qi >= T) continue;
+#pragma unroll
+        for (int j = 0; j < RN; j++) {
+            int d = tx + 16 * j;
+            if (d < D) dqg[(size_t)qi * C3 + d] += scale * dq[i][j];
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// launchers
+
+// Shared memory above 48 KiB must be asked for, once per kernel.
+static void allow_smem(const void *kernel, size_t bytes, int *done) {
+    if (*done) return;
+    cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+    *done = 1;
+}
+
+template <int DP>
+static void forward_dp(float *out, float *lse, const float *qkv, int B, int T, int C, int NH,
+                       int causal, float scale) {
+    static int done;
+    size_t smem = (size_t)((BR + 2 * BC) * (DP + 1) + BR * PS) * sizeof(float);
+    allow_smem((const void *)flash_forward_kernel<DP>, smem, &done);
+    dim3 grid(cdiv(T, BR), B * NH);
+    flash_forward_kernel<DP><<<grid, NT, smem>>>(out, lse, qkv, T, C, NH, causal, scale);
+    cudaCheckLaunch();
+}
+
+template <int DP>
+static void backward_dp(float *dqkv, const float *dout, const float *qkv, const float *lse,
+                        const float *Di, int B, int T, int C, int NH, int causal, float scale) {
+    static int done_kv, done_q;
+    size_t smem_kv = (size_t)((2 * BC + 2 * BR) * (DP + 1) + BC * PS + 2 * BR) * sizeof(float);
+    size_t smem_q = (size_t)((2 * BR + 2 * BC) * (DP + 1) + BR * PS) * sizeof(float);
+    allow_smem((const void *)flash_backward_dkdv_kernel<DP>, smem_kv, &done_kv);
+    allow_smem((const void *)flash_backward_dq_kernel<DP>, smem_q, &done_q);
+    flash_backward_dkdv_kernel<DP><<<dim3(cdiv(T, BC), B * NH), NT, smem_kv>>>(
+        dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale);
+    cudaCheckLaunch();
+    flash_backward_dq_kernel<DP><<<dim3(cdiv(T, BR), B * NH), NT, smem_q>>>(
+        dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale);
+    cudaCheckLaunch();
+}
+
+static int head_dim(int C, int NH) {
+    PB_ASSERT(NH > 0 && C % NH == 0);
+    int D = C / NH;
+    if (D > 128)
+        pb_die(PB_EXIT_USAGE, "the CUDA attention supports head dims up to 128; this model has %d",
+               D);
+    return D;
+}
+
+extern "C" float *attn_flash_cuda_di(const float *dout, const float *out, int B, int T, int C,
+                                     int NH) {
+    float *Di = (float *)cuda_scratch(CUDA_SCRATCH_ATTN, (size_t)B * NH * T * sizeof(float));
+    size_t warps = (size_t)B * T * NH;
+    flash_backward_di_kernel<<<cdiv(warps * 32, 256), 256>>>(Di, dout, out, B, T, C, NH);
+    cudaCheckLaunch();
+    return Di;
+}
+
+extern "C" void attn_flash_cuda_forward(float *out, float *lse, const float *qkv, int B, int T,
+                                        int C, int NH, int causal) {
+    int D = head_dim(C, NH);
+    PB_ASSERT(T > 0 && B * NH <= 65535);
+    float scale = 1.0f / sqrtf((float)D);
+    if (D <= 32) forward_dp<32>(out, lse, qkv, B, T, C, NH, causal, scale);
+    else if (D <= 64) forward_dp<64>(out, lse, qkv, B, T, C, NH, causal, scale);
+    else forward_dp<128>(out, lse, qkv, B, T, C, NH, causal, scale);
+}
+
+extern "C" void attn_flash_cuda_backward(float *dqkv, const float *dout, const float *out,
+                                         const float *lse, const float *qkv, int B, int T,
+                                         int C, int NH, int causal) {
+    int D = head_dim(C, NH);
+    PB_ASSERT(T > 0 && B * NH <= 65535);
+    float scale = 1.0f / sqrtf((float)D);
+    float *Di = attn_flash_cuda_di(dout, out, B, T, C, NH);
+    if (D <= 32) backward_dp<32>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal, scale);
+    else if (D <= 64) backward_dp<64>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal, scale);
+    else backward_dp<128>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal, scale);
+}

@@ -1,0 +1,27 @@
+// flash_cuda.h: dense FlashAttention-2 style attention on the GPU (flash_cuda.cu), with the
+// shapes and contract of pb_ops.attention_forward / attention_backward (kernels/ops.h):
+//   qkv (B,T,3C), out (B,T,C), lse (B,NH,T), D = C/NH <= 128, scale 1/sqrt(D); dqkv +=.
+// Every pointer is device memory. Deterministic: no atomics anywhere.
+#ifndef PEBBLE_FLASH_CUDA_H
+#define PEBBLE_FLASH_CUDA_H
+
+void attn_flash_cuda_forward(float *out, float *lse, const float *qkv, int B, int T, int C,
+                             int NH, int causal);
+void attn_flash_cuda_backward(float *dqkv, const float *dout, const float *out,
+                              const float *lse, const float *qkv, int B, int T, int C, int NH,
+                              int causal);
+
+// Di (B,NH,T) = rowsum(dO * O) of each head's rows, the backward's first step, computed into
+// the backend's scratch (valid until the next call).
+float *attn_flash_cuda_di(const float *dout, const float *out, int B, int T, int C, int NH);
+
+// The same on the tensor cores (flash_mma_cuda.cu): bf16 mma.sync, fp32 accumulation, so
+// results carry bf16 rounding (~4e-3 relative). Head dims 64 and 128 only (supports says).
+int attn_flash_mma_cuda_supports(int C, int NH);
+void attn_flash_mma_cuda_forward(float *out, float *lse, const float *qkv, int B, int T, int C,
+                                 int NH, int causal);
+void attn_flash_mma_cuda_backward(float *dqkv, const float *dout, const float *out,
+                                  const float *lse, const float *qkv, int B, int T, int C, int NH,
+                                  int causal);
+
+#endif

@@ -1,0 +1,34 @@
+// cuda.h: the CUDA backend's C interface: its op table, whether a GPU can be used, and the
+// one precision switch (TF32 matmuls). Built only when nvcc is found; cuda_stub.c stands in
+// for it otherwise, so the CPU-only build links the same symbols.
+#ifndef PEBBLE_CUDA_H
+#define PEBBLE_CUDA_H
+
+#include <stddef.h>
+
+#include "kernels/ops.h"
+
+// 1 when a CUDA device of compute capability 9.x (Hopper: the only target pebble builds
+// for) can be used; 0 otherwise, without crashing, also when no driver is installed.
+int pb_cuda_available(void);
+// Why pb_cuda_available() said 0, as one line ("no CUDA driver", "no CUDA device", ...).
+const char *pb_cuda_unavailable_reason(void);
+
+// The CUDA backend (fp32). Initialises the device, cuBLASLt and scratch on first call;
+// exits with a clear message when no usable GPU is present.
+const pb_ops *pb_ops_cuda(void);
+
+// Matmuls in TF32 (cuBLASLt's FAST_TF32 compute type) instead of full fp32. Off by default:
+// parity tests need full fp32; the environment variable PEBBLE_TF32=1 also turns it on.
+void pb_cuda_set_tf32(int on);
+// Attention on the tensor cores in bf16 (kernels/attention/flash_mma_cuda.cu; head dims 64
+// and 128, others keep the fp32 kernel). Off by default, for the same reason; the
+// environment variable PEBBLE_ATTN_BF16=1 also turns it on.
+void pb_cuda_set_attention_bf16(int on);
+
+// Device memory in use (total - free, cudaMemGetInfo), in bytes; 0 without a device.
+size_t pb_cuda_mem_used(void);
+// Blocks until all queued GPU work is done (for timing).
+void pb_cuda_sync(void);
+
+#endif

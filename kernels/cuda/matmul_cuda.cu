@@ -1,0 +1,149 @@
+// matmul_cuda.cu: the CUDA backend's matmul through cuBLASLt, bias fused in the epilogue.
+//
+// pebble's tensors are row-major; cuBLASLt's are column-major. A row-major (R,C) matrix is
+// the column-major (C,R) matrix with the same bytes, so every product below is written as
+// its transpose:
+//   forward  out (N,OC) = inp (N,IC) @ weight^T + bias  ->  out^T (OC,N) = W^T-op . inp^T
+//   backward dinp (N,IC) += dout @ weight               ->  dinp^T (IC,N) += W^T . dout^T
+//            dweight (OC,IC) += dout^T @ inp            ->  dweight^T (IC,OC) += inp^T . dout
+//            dbias (OC) += column sums of dout          ->  own deterministic kernel
+// Accumulation (+=) is beta = 1 with C == D. Full fp32 (CUBLAS_COMPUTE_32F) unless TF32 is
+// switched on (pb_cuda_set_tf32), which parity tests leave off.
+#include "kernels/cuda/cuda_common.cuh"
+
+#include <string.h>
+
+static cublasLtHandle_t g_lt;
+static void *g_workspace;
+static const size_t g_workspace_bytes = 32u << 20;  // cuBLASLt's recommended 32 MiB on Hopper
+static int g_tf32;
+
+void cuda_matmul_init(void) {
+    if (g_lt) return;
+    cublasCheck(cublasLtCreate(&g_lt));
+    cudaCheck(cudaMalloc(&g_workspace, g_workspace_bytes));
+}
+
+void cuda_matmul_set_tf32(int on) { g_tf32 = on != 0; }
+
+// The largest power of two (up to 256) dividing the address: cuBLASLt picks kernels by the
+// alignment it is promised, so it must be told the truth.
+static int alignment_of(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    int al = 256;
+    while (al > 4 && (a % (uintptr_t)al) != 0) al >>= 1;
+    return al;
+}
+
+// One cached plan per distinct problem: descriptors and the algorithm the heuristic chose.
+// Creating them costs tens of microseconds, as much as a small matmul.
+typedef struct {
+    int m, n, k, transa, transb, lda, ldb, ldd, bias, accumulate, tf32;
+    int align_a, align_b, align_d, align_bias;
+} lt_key;
+
+typedef struct {
+    lt_key key;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, ld;
+    cublasLtMatmulAlgo_t algo;
+} lt_plan;
+
+#define LT_CACHE 128
+static lt_plan g_plans[LT_CACHE];
+static int g_nplans;
+
+static lt_plan *get_plan(const lt_key *key) {
+    for (int i = 0; i < g_nplans; i++)
+        if (memcmp(&g_plans[i].key, key, sizeof *key) == 0) return &g_plans[i];
+    if (g_nplans == LT_CACHE) {
+        // Many distinct shapes (a long run of odd sizes): start over rather than grow.
+        for (int i = 0; i < g_nplans; i++) {
+            cublasCheck(cublasLtMatmulDescDestroy(g_plans[i].desc));
+            cublasCheck(cublasLtMatrixLayoutDestroy(g_plans[i].la));
+            cublasCheck(cublasLtMatrixLayoutDestroy(g_plans[i].lb));
+            cublasCheck(cublasLtMatrixLayoutDestroy(g_plans[i].ld));
+        }
+        g_nplans = 0;
+    }
+    lt_plan *p = &g_plans[g_nplans];
+    memset(p, 0, sizeof *p);
+    p->key = *key;
+    cublasComputeType_t ct = key->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+    cublasCheck(cublasLtMatmulDescCreate(&p->desc, ct, CUDA_R_32F));
+    cublasOperation_t ta = key->transa ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t tb = key->transb ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    cublasLtEpilogue_t epi = key->bias ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epi, sizeof epi));
+    if (key->bias) {
+        cudaDataType_t bt = CUDA_R_32F;
+        cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                                                   &bt, sizeof bt));
+    }
+    // Stored shapes: op(A) is (m,k), so A is (k,m) when transposed; likewise B.
+    cublasCheck(cublasLtMatrixLayoutCreate(&p->la, CUDA_R_32F, key->transa ? key->k : key->m,
+                                           key->transa ? key->m : key->k, key->lda));
+    cublasCheck(cublasLtMatrixLayoutCreate(&p->lb, CUDA_R_32F, key->transb ? key->n : key->k,
+                                           key->transb ? key->k : key->n, key->ldb));
+    cublasCheck(cublasLtMatrixLayoutCreate(&p->ld, CUDA_R_32F, key->m, key->n, key->ldd));
+
+    cublasLtMatmulPreference_t pref;
+    cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                                     &g_workspace_bytes, sizeof g_workspace_bytes));
+    uint32_t al[4] = {(uint32_t)key->align_a, (uint32_t)key->align_b, (uint32_t)key->align_d,
+                      (uint32_t)key->align_d};
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &al[0], 4));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &al[1], 4));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &al[2], 4));
+    cublasCheck(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &al[3], 4));
+    cublasLtMatmulHeuristicResult_t res;
+    int found = 0;
+    cublasCheck(cublasLtMatmulAlgoGetHeuristic(g_lt, p->desc, p->la, p->lb, p->ld, p->ld, pref, 1,
+                                               &res, &found));
+    cublasCheck(cublasLtMatmulPreferenceDestroy(pref));
+    if (found == 0)
+        pb_die(PB_EXIT_RUNTIME,
+               "cuBLASLt has no algorithm for the matmul m=%d n=%d k=%d (transa %d, transb %d, "
+               "bias %d)", key->m, key->n, key->k, key->transa, key->transb, key->bias);
+    p->algo = res.algo;
+    g_nplans++;
+    return p;
+}
+
+// D (m,n) = op(A) (m,k) @ op(B) (k,n) [+ bias (m) on every column] [+ D], column-major.
+static void lt_matmul(float *d, const float *a, const float *b, const float *bias, int m, int n,
+                      int k, int transa, int transb, int lda, int ldb, int ldd, int accumulate) {
+    lt_key key;
+    memset(&key, 0, sizeof key);  // padding bytes too: the key is compared with memcmp
+    key.m = m, key.n = n, key.k = k, key.transa = transa, key.transb = transb;
+    key.lda = lda, key.ldb = ldb, key.ldd = ldd, key.bias = bias != NULL;
+    key.accumulate = accumulate, key.tf32 = g_tf32;
+    key.align_a = alignment_of(a), key.align_b = alignment_of(b), key.align_d = alignment_of(d);
+    key.align_bias = bias ? alignment_of(bias) : 0;
+    lt_plan *p = get_plan(&key);
+    if (bias)
+        cublasCheck(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                                                   &bias, sizeof bias));
+    float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    cublasCheck(cublasLtMatmul(g_lt, p->desc, &alpha, a, p->la, b, p->lb, &beta, d, p->ld, d,
+                               p->ld, &p->algo, g_workspace, g_workspace_bytes, 0));
+}
+
+void cuda_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
+                         int N, int IC, int OC) {
+    // out^T (OC,N) = op(W) (OC,IC) . inp^T (IC,N); W row-major (OC,IC) is column-major
+    // (IC,OC), hence transa.
+    lt_matmul(out, weight, inp, bias, OC, N, IC, 1, 0, IC, IC, OC, 0);
+}
+
+void cuda_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                          const float *inp, const float *weight, int N, int IC, int OC) {
+    // dinp^T (IC,N) += W (IC,OC) . dout^T (OC,N)
+    if (dinp) lt_matmul(dinp, weight, dout, NULL, IC, N, OC, 0, 0, IC, OC, IC, 1);
+    // dweight^T (IC,OC) += inp^T (IC,N) . op(dout^T) (N,OC)
+    if (dweight) lt_matmul(dweight, inp, dout, NULL, IC, OC, N, 0, 1, IC, OC, IC, 1);
+    if (dbias) cuda_colsum_accumulate(dbias, dout, N, OC);
+}

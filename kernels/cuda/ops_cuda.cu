@@ -1,0 +1,765 @@
+// ops_cuda.cu: the CUDA backend's op table (fp32): device memory, embedding, LayerNorm, GELU,
+// residual, fused softmax + cross-entropy, AdamW, sum of squares and scale. Matmuls live in
+// matmul_cuda.cu (cuBLASLt), attention in kernels/attention/flash_cuda.cu.
+//
+// Conventions of kernels/ops.h hold here too: every backward accumulates (+=), and every
+// floating-point reduction runs in a fixed order (per-block partials in fixed slots, then a
+// second pass), never through floating-point atomics, so runs repeat to the bit.
+// Shapes: B batch, T sequence, C channels, N = B*T rows, V vocabulary, Vp padded vocabulary.
+#include "kernels/cuda/cuda_common.cuh"
+
+#include <math.h>
+#include <string.h>
+
+extern "C" {
+#include "kernels/attention/flash_cuda.h"
+#include "kernels/cuda/cuda.h"
+}
+
+// ----------------------------------------------------------------------------
+// device discovery, memory, scratch
+
+static int g_available = -1;  // -1 not yet probed
+static char g_reason[512];
+
+extern "C" int pb_cuda_available(void) {
+    if (g_available >= 0) return g_available;
+    g_available = 0;
+    int n = 0;
+    // With no driver (libcuda.so absent: CI) the static runtime reports an error here
+    // rather than crashing; that is the whole point of probing before anything else.
+    cudaError_t err = cudaGetDeviceCount(&n);
+    if (err != cudaSuccess) {
+        if (err == cudaErrorInsufficientDriver)
+            snprintf(g_reason, sizeof g_reason, "no CUDA driver, or one older than CUDA %d.%d",
+                     CUDART_VERSION / 1000, CUDART_VERSION % 1000 / 10);
+        else if (err == cudaErrorNoDevice)
+            snprintf(g_reason, sizeof g_reason, "no CUDA device");
+        else
+            snprintf(g_reason, sizeof g_reason, "cudaGetDeviceCount failed: %s",
+                     cudaGetErrorString(err));
+        (void)cudaGetLastError();
+        return 0;
+    }
+    if (n == 0) {
+        snprintf(g_reason, sizeof g_reason, "no CUDA device");
+        return 0;
+    }
+    cudaDeviceProp p;
+    err = cudaGetDeviceProperties(&p, 0);
+    if (err != cudaSuccess) {
+        snprintf(g_reason, sizeof g_reason, "cannot query CUDA device 0 (%s)",
+                 cudaGetErrorString(err));
+        (void)cudaGetLastError();
+        return 0;
+    }
+    // The kernels are compiled for sm_90a only (see the Makefile): other GPUs cannot run them.
+    if (p.major != 9) {
+        snprintf(g_reason, sizeof g_reason,
+                 "CUDA device 0 (%s) has compute capability %d.%d; pebble's kernels are built "
+                 "for 9.0 (Hopper)", p.name, p.major, p.minor);
+        return 0;
+    }
+    g_available = 1;
+    return 1;
+}
+
+extern "C" const char *pb_cuda_unavailable_reason(void) {
+    pb_cuda_available();
+    return g_available ? "" : g_reason;
+}
+
+extern "C" size_t pb_cuda_mem_used(void) {
+    if (!pb_cuda_available()) return 0;
+    size_t free_b = 0, total_b = 0;
+    cudaCheck(cudaMemGetInfo(&free_b, &total_b));
+    return total_b - free_b;
+}
+
+extern "C" void pb_cuda_sync(void) {
+    if (pb_cuda_available()) cudaCheck(cudaDeviceSynchronize());
+}
+
+static void *cuda_alloc(size_t bytes) {
+    void *p = NULL;
+    cudaError_t err = cudaMalloc(&p, bytes ? bytes : 256);
+    if (err != cudaSuccess) {
+        size_t free_b = 0, total_b = 0;
+        cudaMemGetInfo(&free_b, &total_b);
+        pb_die(PB_EXIT_RUNTIME, "out of GPU memory allocating %zu bytes (%zu of %zu free): %s",
+               bytes, free_b, total_b, cudaGetErrorString(err));
+    }
+    cudaCheck(cudaMemset(p, 0, bytes ? bytes : 256));  // the contract: zeroed
+    return p;
+}
+
+static void cuda_free(void *p) {
+    if (p) cudaCheck(cudaFree(p));
+}
+
+static void cuda_upload(void *dst, const void *src, size_t bytes) {
+    cudaCheck(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+}
+
+static void cuda_download(void *dst, const void *src, size_t bytes) {
+    cudaCheck(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+}
+
+static void cuda_zero(void *p, size_t bytes) { cudaCheck(cudaMemset(p, 0, bytes)); }
+
+static void *g_scratch[CUDA_SCRATCH_COUNT];
+static size_t g_scratch_bytes[CUDA_SCRATCH_COUNT];
+
+void *cuda_scratch(int slot, size_t bytes) {
+    PB_ASSERT(slot >= 0 && slot < CUDA_SCRATCH_COUNT);
+    if (bytes > g_scratch_bytes[slot]) {
+        // Freeing synchronises with the queued work that may still read the old buffer.
+        cuda_free(g_scratch[slot]);
+        g_scratch[slot] = cuda_alloc(bytes);
+        g_scratch_bytes[slot] = bytes;
+    }
+    return g_scratch[slot];
+}
+
+// ----------------------------------------------------------------------------
+// 128-bit access helpers: 4 consecutive floats at p[i..i+3], one float4 when vec (all the
+// kernel's pointers 16-byte aligned and i+4 <= n), else element by element up to n.
+
+static bool aligned16(const void *p) { return p == NULL || ((uintptr_t)p & 15u) == 0; }
+
+__device__ __forceinline__ void ld4(float v[4], const float *p, size_t i, size_t n, bool vec) {
+    if (vec && i + 4 <= n) {
+        float4 t = *reinterpret_cast<const float4 *>(p + i);
+        v[0] = t.x, v[1] = t.y, v[2] = t.z, v[3] = t.w;
+    } else {
+#pragma unroll
+        for (int k = 0; k < 4; k++) v[k] = i + k < n ? p[i + k] : 0.0f;
+    }
+}
+
+__device__ __forceinline__ void st4(float *p, const float v[4], size_t i, size_t n, bool vec) {
+    if (vec && i + 4 <= n) {
+        *reinterpret_cast<float4 *>(p + i) = make_float4(v[0], v[1], v[2], v[3]);
+    } else {
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+            if (i + k < n) p[i + k] = v[k];
+    }
+}
+
+#define EW_THREADS 256
+// Grid for elementwise kernels: one thread per 4 elements.
+static unsigned ew_blocks(size_t n) { return cdiv(cdiv(n, 4), EW_THREADS); }
+__device__ __forceinline__ size_t ew_index(void) {
+    return ((size_t)blockIdx.x * blockDim.x + threadIdx.x) * 4;
+}
+
+// ----------------------------------------------------------------------------
+// column sums: dst0 (C0) += and dst1 (C - C0) += the column sums of x (R,C), in two passes
+// with a fixed order: partial sums of fixed row chunks, then the chunks in order.
+
+// partial (nchunk, C): partial[k][c] = sum of x[r][c] over the k-th chunk of rows
+__global__ void colsum_partial_kernel(float *partial, const float *x, int R, int C, int rows) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x, k = blockIdx.y;
+    if (c >= C) return;
+    int r0 = k * rows, r1 = min(R, r0 + rows);
+    float s = 0.0f;
+    for (int r = r0; r < r1; r++) s += x[(size_t)r * C + c];
+    partial[(size_t)k * C + c] = s;
+}
+
+__global__ void colsum_final_kernel(float *dst0, float *dst1, const float *partial, int nchunk,
+                                    int C, int C0) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float s = 0.0f;
+    for (int k = 0; k < nchunk; k++) s += partial[(size_t)k * C + c];
+    if (c < C0) dst0[c] += s;
+    else dst1[c - C0] += s;
+}
+
+void cuda_colsum_accumulate(float *dst, const float *x, int N, int C) {
+    // The chunking depends on N only, so the summation order, hence the bits, are fixed.
+    int nchunk = (int)cdiv((size_t)N, 64);
+    if (nchunk > 256) nchunk = 256;
+    int rows = (int)cdiv((size_t)N, (size_t)nchunk);
+    nchunk = (int)cdiv((size_t)N, (size_t)rows);
+    float *partial = (float *)cuda_scratch(CUDA_SCRATCH_PARTIAL, (size_t)nchunk * C * sizeof(float));
+    colsum_partial_kernel<<<dim3(cdiv(C, 256), nchunk), 256>>>(partial, x, N, C, rows);
+    cudaCheckLaunch();
+    colsum_final_kernel<<<cdiv(C, 256), 256>>>(dst, NULL, partial, nchunk, C, C);
+    cudaCheckLaunch();
+}
+
+// ----------------------------------------------------------------------------
+// encoder: out (B,T,C) = wte[inp] + wpe[t]
+
+__global__ void encoder_forward_kernel(float *out, const int32_t *inp, const float *wte,
+                                       const float *wpe, int T, int C, size_t total, bool vec) {
+    size_t i = ew_index();
+    if (i >= total) return;
+    // With vec, C % 4 == 0, so the 4 elements share one row.
+    if (vec) {
+        size_t n = i / C;
+        int c = (int)(i % C), t = (int)(n % T);
+        float a[4], b[4];
+        ld4(a, wte + (size_t)inp[n] * C, c, C, true);
+        ld4(b, wpe + (size_t)t * C, c, C, true);
+        for (int k = 0; k < 4; k++) a[k] += b[k];
+        st4(out, a, i, total, true);
+    } else {
+        for (size_t j = i; j < i + 4 && j < total; j++) {
+            size_t n = j / C;
+            int c = (int)(j % C), t = (int)(n % T);
+            out[j] = wte[(size_t)inp[n] * C + c] + wpe[(size_t)t * C + c];
+        }
+    }
+}
+
+static void cuda_encoder_forward(float *out, const int32_t *inp, const float *wte,
+                                 const float *wpe, int B, int T, int C) {
+    size_t total = (size_t)B * T * C;
+    bool vec = C % 4 == 0 && aligned16(out) && aligned16(wte) && aligned16(wpe);
+    encoder_forward_kernel<<<ew_blocks(total), EW_THREADS>>>(out, inp, wte, wpe, T, C, total, vec);
+    cudaCheckLaunch();
+}
+
+// dwpe (T,C) += sum over b of dout (B,T,C): one thread per (t,c), b in order.
+__global__ void wpe_backward_kernel(float *dwpe, const float *dout, int B, int T, int C) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x, TC = (size_t)T * C;
+    if (i >= TC) return;
+    float s = 0.0f;
+    for (int b = 0; b < B; b++) s += dout[(size_t)b * TC + i];
+    dwpe[i] += s;
+}
+
+// Stable sort of positions by token, as ranks: rank[i] = #{j : tok_j < tok_i} +
+// #{j < i : tok_j == tok_i}. Blocks of the y dimension count over disjoint ranges of j and
+// add their counts with integer atomics, which are exact, so the ranks are deterministic.
+#define RANK_J 2048
+__global__ void token_rank_kernel(int32_t *rank, const int32_t *inp, int N) {
+    __shared__ int32_t tok[256];
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    int ti = i < N ? inp[i] : 0;
+    int j0 = blockIdx.y * RANK_J, j1 = min(N, j0 + RANK_J);
+    int r = 0;
+    for (int jt = j0; jt < j1; jt += 256) {
+        __syncthreads();
+        if (jt + (int)threadIdx.x < j1) tok[threadIdx.x] = inp[jt + threadIdx.x];
+        __syncthreads();
+        int m = min(256, j1 - jt);
+        for (int k = 0; k < m; k++) {
+            int tj = tok[k], j = jt + k;
+            r += (tj < ti) | ((tj == ti) & (j < i));
+        }
+    }
+    if (i < N && r) atomicAdd(&rank[i], r);
+}
+
+__global__ void scatter_rank_kernel(int32_t *sorted, const int32_t *rank, int N) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < N) sorted[rank[i]] = i;
+}
+
+// One block per sorted position s; the block at the first position of each token's run sums
+// dout over the run (positions in increasing order) and adds the sum to that token's row.
+__global__ void wte_backward_kernel(float *dwte, const float *dout, const int32_t *inp,
+                                    const int32_t *sorted, int N, int C) {
+    int s = blockIdx.x;
+    int tok = inp[sorted[s]];
+    if (s > 0 && inp[sorted[s - 1]] == tok) return;  // not the start of a run
+    int e = s + 1;
+    while (e < N && inp[sorted[e]] == tok) e++;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        float acc = 0.0f;
+        for (int k = s; k < e; k++) acc += dout[(size_t)sorted[k] * C + c];
+        dwte[(size_t)tok * C + c] += acc;
+    }
+}
+
+static void cuda_encoder_backward(float *dwte, float *dwpe, const float *dout,
+                                  const int32_t *inp, int B, int T, int C) {
+    int N = B * T;
+    size_t TC = (size_t)T * C;
+    wpe_backward_kernel<<<cdiv(TC, 256), 256>>>(dwpe, dout, B, T, C);
+    cudaCheckLaunch();
+    int32_t *rank = (int32_t *)cuda_scratch(CUDA_SCRATCH_SORT, 2 * (size_t)N * sizeof(int32_t));
+    int32_t *sorted = rank + N;
+    cudaCheck(cudaMemsetAsync(rank, 0, (size_t)N * sizeof(int32_t)));
+    token_rank_kernel<<<dim3(cdiv(N, 256), cdiv(N, RANK_J)), 256>>>(rank, inp, N);
+    cudaCheckLaunch();
+    scatter_rank_kernel<<<cdiv(N, 256), 256>>>(sorted, rank, N);
+    cudaCheckLaunch();
+    wte_backward_kernel<<<N, C < 256 ? 32 * cdiv(C, 32) : 256>>>(dwte, dout, inp, sorted, N, C);
+    cudaCheckLaunch();
+}
+
+// ----------------------------------------------------------------------------
+// LayerNorm: one warp per row of C; statistics in two passes over the row (mean, then the
+// mean of squared deviations), as the CPU reference computes them.
+
+#define LN_EPS 1e-5f
+#define LN_WARPS 4
+
+__global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp,
+                                         const float *weight, const float *bias, int N, int C,
+                                         bool vec) {
+    int row = blockIdx.x * LN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) return;
+    const float *x = inp + (size_t)row * C;
+    float v[4], s = 0.0f;
+    for (int c = lane * 4; c < C; c += 128) {
+        ld4(v, x, c, C, vec);
+        s += (v[0] + v[1]) + (v[2] + v[3]);
+    }
+    float m = warp_sum(s) / C;
+    s = 0.0f;
+    for (int c = lane * 4; c < C; c += 128) {
+        ld4(v, x, c, C, vec);
+        for (int k = 0; k < 4; k++) {
+            float d = c + k < C ? v[k] - m : 0.0f;
+            s += d * d;
+        }
+    }
+    float r = rsqrtf(warp_sum(s) / C + LN_EPS);
+    float w[4], b[4], o[4];
+    float *y = out + (size_t)row * C;
+    for (int c = lane * 4; c < C; c += 128) {
+        ld4(v, x, c, C, vec);
+        ld4(w, weight, c, C, vec);
+        ld4(b, bias, c, C, vec);
+        for (int k = 0; k < 4; k++) o[k] = (v[k] - m) * r * w[k] + b[k];
+        st4(y, o, c, C, vec);
+    }
+    if (lane == 0) {
+        mean[row] = m;
+        rstd[row] = r;
+    }
+}
+
+static void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                                   const float *weight, const float *bias, int N, int C) {
+    bool vec = C % 4 == 0 && aligned16(out) && aligned16(inp) && aligned16(weight) &&
+               aligned16(bias);
+    layernorm_forward_kernel<<<cdiv(N, LN_WARPS), 32 * LN_WARPS>>>(out, mean, rstd, inp, weight,
+                                                                   bias, N, C, vec);
+    cudaCheckLaunch();
+}
+
+// dinp (N,C) += the input gradient; each block also writes its partial dweight and dbias
+// sums, partial (gridDim.x, 2C): [dweight (C) | dbias (C)]. Block k owns rows
+// [k*rows, (k+1)*rows); its warps take rows in turn, each warp summing its own copy of the
+// partials in shared memory, which the block then adds up warp by warp in order.
+__global__ void layernorm_backward_kernel(float *dinp, float *partial, const float *dout,
+                                          const float *inp, const float *weight,
+                                          const float *mean, const float *rstd, int N, int C,
+                                          int rows, bool vec) {
+    extern __shared__ float sh[];  // [LN_WARPS][2C]
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    float *wdw = sh + (size_t)warp * 2 * C, *wdb = wdw + C;
+    for (int c = lane; c < 2 * C; c += 32) wdw[c] = 0.0f;
+    __syncwarp();
+    int r0 = blockIdx.x * rows, r1 = min(N, r0 + rows);
+    for (int row = r0 + warp; row < r1; row += LN_WARPS) {
+        const float *x = inp + (size_t)row * C, *dy = dout + (size_t)row * C;
+        float m = mean[row], r = rstd[row];
+        float xv[4], gv[4], wv[4], s1 = 0.0f, s2 = 0.0f;
+        for (int c = lane * 4; c < C; c += 128) {
+            ld4(xv, x, c, C, vec);
+            ld4(gv, dy, c, C, vec);
+            ld4(wv, weight, c, C, vec);
+            for (int k = 0; k < 4; k++) {
+                if (c + k >= C) break;
+                float nrm = (xv[k] - m) * r, dn = wv[k] * gv[k];
+                s1 += dn;
+                s2 += dn * nrm;
+                wdw[c + k] += gv[k] * nrm;  // this lane alone touches column c+k of its warp
+                wdb[c + k] += gv[k];
+            }
+        }
+        s1 = warp_sum(s1) / C;  // mean of dnorm
+        s2 = warp_sum(s2) / C;  // mean of dnorm * norm
+        float *dx = dinp + (size_t)row * C, o[4];
+        for (int c = lane * 4; c < C; c += 128) {
+            ld4(xv, x, c, C, vec);
+            ld4(gv, dy, c, C, vec);
+            ld4(wv, weight, c, C, vec);
+            ld4(o, dx, c, C, vec);
+            for (int k = 0; k < 4; k++) {
+                float nrm = (xv[k] - m) * r, dn = wv[k] * gv[k];
+                o[k] += (dn - s1 - nrm * s2) * r;
+            }
+            st4(dx, o, c, C, vec);
+        }
+    }
+    __syncthreads();
+    float *dst = partial + (size_t)blockIdx.x * 2 * C;
+    for (int c = threadIdx.x; c < 2 * C; c += blockDim.x) {
+        float s = 0.0f;
+        for (int w = 0; w < LN_WARPS; w++) s += sh[(size_t)w * 2 * C + c];
+        dst[c] = s;
+    }
+}
+
+static void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                                    const float *inp, const float *weight, const float *mean,
+                                    const float *rstd, int N, int C) {
+    // Blocks and rows per block depend on N only: the summation order is fixed.
+    int nblocks = (int)cdiv((size_t)N, 2 * LN_WARPS);
+    if (nblocks > 512) nblocks = 512;
+    int rows = (int)cdiv((size_t)N, (size_t)nblocks);
+    nblocks = (int)cdiv((size_t)N, (size_t)rows);
+    size_t smem = (size_t)LN_WARPS * 2 * C * sizeof(float);
+    if (smem > 48 * 1024) {
+        if (smem > 200 * 1024)
+            pb_die(PB_EXIT_RUNTIME, "layernorm_backward: C = %d is too wide for the CUDA kernel", C);
+        cudaCheck(cudaFuncSetAttribute(layernorm_backward_kernel,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    }
+    float *partial = (float *)cuda_scratch(CUDA_SCRATCH_PARTIAL,
+                                           (size_t)nblocks * 2 * C * sizeof(float));
+    bool vec = C % 4 == 0 && aligned16(dinp) && aligned16(dout) && aligned16(inp) &&
+               aligned16(weight);
+    layernorm_backward_kernel<<<nblocks, 32 * LN_WARPS, smem>>>(dinp, partial, dout, inp, weight,
+                                                                mean, rstd, N, C, rows, vec);
+    cudaCheckLaunch();
+    colsum_final_kernel<<<cdiv(2 * (size_t)C, 256), 256>>>(dweight, dbias, partial, nblocks,
+                                                           2 * C, C);
+    cudaCheckLaunch();
+}
+
+// ----------------------------------------------------------------------------
+// GELU (tanh approximation) and residual add, elementwise
+
+#define GELU_K 0.7978845608028654f  // sqrt(2/pi)
+
+__device__ __forceinline__ float gelu(float x) {
+    float u = GELU_K * (x + 0.044715f * x * x * x);
+    return 0.5f * x * (1.0f + tanhf(u));
+}
+
+__device__ __forceinline__ float gelu_grad(float x) {
+    float u = GELU_K * (x + 0.044715f * x * x * x), th = tanhf(u);
+    float du = GELU_K * (1.0f + 3.0f * 0.044715f * x * x);
+    return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
+}
+
+__global__ void gelu_forward_kernel(float *out, const float *inp, size_t n, bool vec) {
+    size_t i = ew_index();
+    if (i >= n) return;
+    float v[4];
+    ld4(v, inp, i, n, vec);
+    for (int k = 0; k < 4; k++) v[k] = gelu(v[k]);
+    st4(out, v, i, n, vec);
+}
+
+__global__ void gelu_backward_kernel(float *dinp, const float *inp, const float *dout, size_t n,
+                                     bool vec) {
+    size_t i = ew_index();
+    if (i >= n) return;
+    float x[4], g[4], d[4];
+    ld4(x, inp, i, n, vec);
+    ld4(g, dout, i, n, vec);
+    ld4(d, dinp, i, n, vec);
+    for (int k = 0; k < 4; k++) d[k] += g[k] * gelu_grad(x[k]);
+    st4(dinp, d, i, n, vec);
+}
+
+static void cuda_gelu_forward(float *out, const float *inp, size_t n) {
+    if (!n) return;
+    gelu_forward_kernel<<<ew_blocks(n), EW_THREADS>>>(out, inp, n, aligned16(out) && aligned16(inp));
+    cudaCheckLaunch();
+}
+
+static void cuda_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+    if (!n) return;
+    bool vec = aligned16(dinp) && aligned16(inp) && aligned16(dout);
+    gelu_backward_kernel<<<ew_blocks(n), EW_THREADS>>>(dinp, inp, dout, n, vec);
+    cudaCheckLaunch();
+}
+
+__global__ void residual_forward_kernel(float *out, const float *a, const float *b, size_t n,
+                                        bool vec) {
+    size_t i = ew_index();
+    if (i >= n) return;
+    float x[4], y[4];
+    ld4(x, a, i, n, vec);
+    ld4(y, b, i, n, vec);
+    for (int k = 0; k < 4; k++) x[k] += y[k];
+    st4(out, x, i, n, vec);
+}
+
+__global__ void residual_backward_kernel(float *da, float *db, const float *dout, size_t n,
+                                         bool vec) {
+    size_t i = ew_index();
+    if (i >= n) return;
+    float g[4], x[4], y[4];
+    ld4(g, dout, i, n, vec);
+    ld4(x, da, i, n, vec);
+    ld4(y, db, i, n, vec);
+    for (int k = 0; k < 4; k++) x[k] += g[k], y[k] += g[k];
+    st4(da, x, i, n, vec);
+    st4(db, y, i, n, vec);
+}
+
+static void cuda_residual_forward(float *out, const float *a, const float *b, size_t n) {
+    if (!n) return;
+    bool vec = aligned16(out) && aligned16(a) && aligned16(b);
+    residual_forward_kernel<<<ew_blocks(n), EW_THREADS>>>(out, a, b, n, vec);
+    cudaCheckLaunch();
+}
+
+static void cuda_residual_backward(float *da, float *db, const float *dout, size_t n) {
+    if (!n) return;
+    bool vec = aligned16(da) && aligned16(db) && aligned16(dout);
+    residual_backward_kernel<<<ew_blocks(n), EW_THREADS>>>(da, db, dout, n, vec);
+    cudaCheckLaunch();
+}
+
+// ----------------------------------------------------------------------------
+// fused softmax + cross-entropy: one block per row of logits (N,Vp). Each thread runs an
+// online (max, sum of exp) over its strided columns of the first V; the block combines the
+// pairs in a fixed tree. Nothing of size V is stored besides the logits themselves.
+
+#define CE_THREADS 512
+
+// (m, s) += (m2, s2), where s is a sum of exp(x - m)
+__device__ __forceinline__ void lse_combine(float &m, float &s, float m2, float s2) {
+    float mn = fmaxf(m, m2);
+    if (mn == -INFINITY) return;  // both empty
+    s = s * expf(m - mn) + s2 * expf(m2 - mn);
+    m = mn;
+}
+
+// log-sum-exp of x[0..V), for the whole block (every thread gets it)
+__device__ float block_lse(const float *x, int V) {
+    __shared__ float sm_m[CE_THREADS / 32], sm_s[CE_THREADS / 32];
+    float m = -INFINITY, s = 0.0f;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) {
+        float xv = x[v];
+        if (xv > m) {
+            s = s * expf(m - xv) + 1.0f;
+            m = xv;
+        } else {
+            s += expf(xv - m);
+        }
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
+        lse_combine(m, s, m2, s2);
+    }
+    int warp = threadIdx.x / 32, nw = blockDim.x / 32;
+    if (threadIdx.x % 32 == 0) sm_m[warp] = m, sm_s[warp] = s;
+    __syncthreads();
+    m = sm_m[0], s = sm_s[0];
+    for (int w = 1; w < nw; w++) lse_combine(m, s, sm_m[w], sm_s[w]);
+    __syncthreads();  // the shared slots may be reused by a next call
+    return m + logf(s);
+}
+
+__global__ void crossentropy_forward_kernel(float *losses, const float *logits,
+                                            const int32_t *targets, int V, int Vp) {
+    int row = blockIdx.x;
+    const float *x = logits + (size_t)row * Vp;
+    float lse = block_lse(x, V);
+    if (threadIdx.x == 0) {
+        int t = targets[row];
+        losses[row] = t < 0 ? 0.0f : lse - x[t];
+    }
+}
+
+// dlogits = dloss * (softmax - onehot(target)); may run in place (dlogits == logits): each
+// element is read and then written by the same thread, after block_lse's reads are done.
+__global__ void crossentropy_backward_kernel(float *dlogits, const float *logits,
+                                             const int32_t *targets, float dloss, int V,
+                                             int Vp) {
+    int row = blockIdx.x;
+    const float *x = logits + (size_t)row * Vp;
+    float *dx = dlogits + (size_t)row * Vp;
+    int t = targets[row];
+    float lse = block_lse(x, V);
+    for (int v = threadIdx.x; v < Vp; v += blockDim.x) {
+        float g = 0.0f;
+        if (t >= 0 && v < V) g = dloss * (expf(x[v] - lse) - (v == t ? 1.0f : 0.0f));
+        dx[v] = g;
+    }
+}
+
+static void cuda_crossentropy_forward(float *losses, const float *logits, const int32_t *targets,
+                                      int N, int V, int Vp) {
+    crossentropy_forward_kernel<<<N, CE_THREADS>>>(losses, logits, targets, V, Vp);
+    cudaCheckLaunch();
+}
+
+static void cuda_crossentropy_backward(float *dlogits, const float *logits,
+                                       const int32_t *targets, float dloss, int N, int V, int Vp) {
+    crossentropy_backward_kernel<<<N, CE_THREADS>>>(dlogits, logits, targets, dloss, V, Vp);
+    cudaCheckLaunch();
+}
+
+// ----------------------------------------------------------------------------
+// AdamW, sum of squares, scale
+
+__global__ void adamw_kernel(float *param, const float *grad, float *m, float *v, size_t n,
+                             float lr, float beta1, float beta2, float eps, float wd, float bc1,
+                             float bc2, bool vec) {
+    size_t i = ew_index();
+    if (i >= n) return;
+    float p[4], g[4], mm[4], vv[4];
+    ld4(p, param, i, n, vec);
+    ld4(g, grad, i, n, vec);
+    ld4(mm, m, i, n, vec);
+    ld4(vv, v, i, n, vec);
+    for (int k = 0; k < 4; k++) {
+        mm[k] = beta1 * mm[k] + (1.0f - beta1) * g[k];
+        vv[k] = beta2 * vv[k] + (1.0f - beta2) * g[k] * g[k];
+        float mhat = mm[k] / bc1, vhat = vv[k] / bc2;
+        p[k] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * p[k]);
+    }
+    st4(param, p, i, n, vec);
+    st4(m, mm, i, n, vec);
+    st4(v, vv, i, n, vec);
+}
+
+static void cuda_adamw_update(float *param, const float *grad, float *m, float *v, size_t n,
+                              float lr, float beta1, float beta2, float eps, float weight_decay,
+                              int t) {
+    if (!n) return;
+    // bias corrections in double, as the CPU backend does: beta2^t for t in the thousands
+    float bc1 = (float)(1.0 - pow(beta1, t)), bc2 = (float)(1.0 - pow(beta2, t));
+    bool vec = aligned16(param) && aligned16(grad) && aligned16(m) && aligned16(v);
+    adamw_kernel<<<ew_blocks(n), EW_THREADS>>>(param, grad, m, v, n, lr, beta1, beta2, eps,
+                                               weight_decay, bc1, bc2, vec);
+    cudaCheckLaunch();
+}
+
+// A fixed grid, so every element lands in the same thread and the same partial slot on
+// every run (and every GPU): the sum is deterministic.
+#define SUMSQ_BLOCKS 1024
+#define SUMSQ_THREADS 256
+
+__device__ double block_sum_d(double x) {
+    __shared__ double sm[SUMSQ_THREADS / 32];
+    x = warp_sum_d(x);
+    if (threadIdx.x % 32 == 0) sm[threadIdx.x / 32] = x;
+    __syncthreads();
+    double s = 0.0;
+    if (threadIdx.x == 0)
+        for (int w = 0; w < (int)blockDim.x / 32; w++) s += sm[w];
+    return s;  // valid in thread 0
+}
+
+__global__ void sumsq_partial_kernel(double *partial, const float *x, size_t n) {
+    double s = 0.0;
+    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        double v = x[i];
+        s += v * v;
+    }
+    s = block_sum_d(s);
+    if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+__global__ void sumsq_final_kernel(double *partial, int n) {
+    double s = 0.0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) s += partial[i];
+    s = block_sum_d(s);
+    if (threadIdx.x == 0) partial[n] = s;
+}
+
+static double cuda_sumsq(const float *x, size_t n) {
+    double *partial = (double *)cuda_scratch(CUDA_SCRATCH_PARTIAL, (SUMSQ_BLOCKS + 1) * sizeof(double));
+    sumsq_partial_kernel<<<SUMSQ_BLOCKS, SUMSQ_THREADS>>>(partial, x, n);
+    cudaCheckLaunch();
+    sumsq_final_kernel<<<1, SUMSQ_THREADS>>>(partial, SUMSQ_BLOCKS);
+    cudaCheckLaunch();
+    double s = 0.0;
+    cudaCheck(cudaMemcpy(&s, partial + SUMSQ_BLOCKS, sizeof s, cudaMemcpyDeviceToHost));
+    return s;
+}
+
+__global__ void scale_kernel(float *x, float s, size_t n, bool vec) {
+    size_t i = ew_index();
+    if (i >= n) return;
+    float v[4];
+    ld4(v, x, i, n, vec);
+    for (int k = 0; k < 4; k++) v[k] *= s;
+    st4(x, v, i, n, vec);
+}
+
+static void cuda_scale(float *x, float s, size_t n) {
+    if (!n) return;
+    scale_kernel<<<ew_blocks(n), EW_THREADS>>>(x, s, n, aligned16(x));
+    cudaCheckLaunch();
+}
+
+// ----------------------------------------------------------------------------
+// attention: the exact fp32 kernel, or the bf16 tensor-core one when switched on
+
+static int g_attn_bf16;
+
+extern "C" void pb_cuda_set_attention_bf16(int on) { g_attn_bf16 = on != 0; }
+
+static void cuda_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C,
+                                   int NH, int causal) {
+    if (g_attn_bf16 && attn_flash_mma_cuda_supports(C, NH))
+        attn_flash_mma_cuda_forward(out, lse, qkv, B, T, C, NH, causal);
+    else
+        attn_flash_cuda_forward(out, lse, qkv, B, T, C, NH, causal);
+}
+
+static void cuda_attention_backward(float *dqkv, const float *dout, const float *out,
+                                    const float *lse, const float *qkv, int B, int T, int C,
+                                    int NH, int causal) {
+    if (g_attn_bf16 && attn_flash_mma_cuda_supports(C, NH))
+        attn_flash_mma_cuda_backward(dqkv, dout, out, lse, qkv, B, T, C, NH, causal);
+    else
+        attn_flash_cuda_backward(dqkv, dout, out, lse, qkv, B, T, C, NH, causal);
+}
+
+// ----------------------------------------------------------------------------
+// the table
+
+static const pb_ops g_cuda_ops = {
+    .name = "cuda",
+    .alloc = cuda_alloc,
+    .free = cuda_free,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .zero = cuda_zero,
+    .encoder_forward = cuda_encoder_forward,
+    .encoder_backward = cuda_encoder_backward,
+    .layernorm_forward = cuda_layernorm_forward,
+    .layernorm_backward = cuda_layernorm_backward,
+    .matmul_forward = cuda_matmul_forward,
+    .matmul_backward = cuda_matmul_backward,
+    .attention_forward = cuda_attention_forward,
+    .attention_backward = cuda_attention_backward,
+    .gelu_forward = cuda_gelu_forward,
+    .gelu_backward = cuda_gelu_backward,
+    .residual_forward = cuda_residual_forward,
+    .residual_backward = cuda_residual_backward,
+    .crossentropy_forward = cuda_crossentropy_forward,
+    .crossentropy_backward = cuda_crossentropy_backward,
+    .adamw_update = cuda_adamw_update,
+    .sumsq = cuda_sumsq,
+    .scale = cuda_scale,
+};
+
+extern "C" void pb_cuda_set_tf32(int on) { cuda_matmul_set_tf32(on); }
+
+extern "C" const pb_ops *pb_ops_cuda(void) {
+    static int initialised = 0;
+    if (!pb_cuda_available())
+        pb_die(PB_EXIT_RUNTIME, "no CUDA device is available: %s", g_reason);
+    if (!initialised) {
+        cudaCheck(cudaSetDevice(0));
+        cuda_matmul_init();
+        const char *tf32 = getenv("PEBBLE_TF32");
+        if (tf32 && strcmp(tf32, "1") == 0) cuda_matmul_set_tf32(1);
+        const char *abf16 = getenv("PEBBLE_ATTN_BF16");
+        if (abf16 && strcmp(abf16, "1") == 0) g_attn_bf16 = 1;
+        initialised = 1;
+    }
+    return &g_cuda_ops;
+}

@@ -1,0 +1,309 @@
+// bench_cuda.c: `make bench-gpu`: the CUDA backend's speed on the GPU machine. A GPT-2 124M
+// training step (T=1024, forward + backward + clip + AdamW) in tokens/s, ms/step and device
+// memory, and the attention kernels' forward and forward+backward TFLOP/s. Prints tables;
+// asserts nothing. Compare with the peers (../shared/bench/*.py) run in the same call.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/attention/flash_cuda.h"
+#include "kernels/common.h"
+#include "kernels/cuda/cuda.h"
+#include "model/gpt2.h"
+#include "train/optim.h"
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *x, int n) {
+    qsort(x, (size_t)n, sizeof *x, cmp_double);
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+// ----------------------------------------------------------------------------
+// per-op profile: a copy of the op table whose entries synchronise and time the real op.
+// The syncs add a launch gap per call (~10 us), so the sum exceeds a plain step's time.
+
+enum { P_ENC_F, P_ENC_B, P_LN_F, P_LN_B, P_MM_F, P_MM_B, P_ATT_F, P_ATT_B, P_GELU_F, P_GELU_B,
+       P_RES_F, P_RES_B, P_CE_F, P_CE_B, P_ADAMW, P_SUMSQ, P_SCALE, P_MEM, P_COUNT };
+static const char *P_NAMES[P_COUNT] = {
+    "encoder_forward", "encoder_backward", "layernorm_forward", "layernorm_backward",
+    "matmul_forward", "matmul_backward", "attention_forward", "attention_backward",
+    "gelu_forward", "gelu_backward", "residual_forward", "residual_backward",
+    "crossentropy_forward", "crossentropy_backward", "adamw_update", "sumsq", "scale",
+    "zero/upload/download"};
+static const pb_ops *g_base;
+static double g_time[P_COUNT];
+static long g_calls[P_COUNT];
+
+static double prof_t0(void) {
+    pb_cuda_sync();
+    return pb_now();
+}
+static void prof_t1(int k, double t0) {
+    pb_cuda_sync();
+    g_time[k] += pb_now() - t0;
+    g_calls[k]++;
+}
+#define PROF_VOID(k, name, params, args)                                                     \
+    static void prof_##name params {                                                         \
+        double t0 = prof_t0();                                                               \
+        g_base->name args;                                                                   \
+        prof_t1(k, t0);                                                                      \
+    }
+PROF_VOID(P_ENC_F, encoder_forward,
+          (float *o, const int32_t *i, const float *a, const float *b, int B, int T, int C),
+          (o, i, a, b, B, T, C))
+PROF_VOID(P_ENC_B, encoder_backward,
+          (float *a, float *b, const float *d, const int32_t *i, int B, int T, int C),
+          (a, b, d, i, B, T, C))
+PROF_VOID(P_LN_F, layernorm_forward,
+          (float *o, float *m, float *r, const float *x, const float *w, const float *b, int N,
+           int C),
+          (o, m, r, x, w, b, N, C))
+PROF_VOID(P_LN_B, layernorm_backward,
+          (float *dx, float *dw, float *db, const float *g, const float *x, const float *w,
+           const float *m, const float *r, int N, int C),
+          (dx, dw, db, g, x, w, m, r, N, C))
+PROF_VOID(P_MM_F, matmul_forward,
+          (float *o, const float *x, const float *w, const float *b, int N, int IC, int OC),
+          (o, x, w, b, N, IC, OC))
+PROF_VOID(P_MM_B, matmul_backward,
+          (float *dx, float *dw, float *db, const float *g, const float *x, const float *w, int N,
+           int IC, int OC),
+          (dx, dw, db, g, x, w, N, IC, OC))
+PROF_VOID(P_ATT_F, attention_forward,
+          (float *o, float *l, const float *q, int B, int T, int C, int NH, int c),
+          (o, l, q, B, T, C, NH, c))
+PROF_VOID(P_ATT_B, attention_backward,
+          (float *d, const float *g, const float *o, const float *l, const float *q, int B, int T,
+           int C, int NH, int c),
+          (d, g, o, l, q, B, T, C, NH, c))
+PROF_VOID(P_GELU_F, gelu_forward, (float *o, const float *x, size_t n), (o, x, n))
+PROF_VOID(P_GELU_B, gelu_backward, (float *d, const float *x, const float *g, size_t n),
+          (d, x, g, n))
+PROF_VOID(P_RES_F, residual_forward, (float *o, const float *a, const float *b, size_t n),
+          (o, a, b, n))
+PROF_VOID(P_RES_B, residual_backward, (float *a, float *b, const float *g, size_t n),
+          (a, b, g, n))
+PROF_VOID(P_CE_F, crossentropy_forward,
+          (float *l, const float *x, const int32_t *t, int N, int V, int Vp), (l, x, t, N, V, Vp))
+PROF_VOID(P_CE_B, crossentropy_backward,
+          (float *d, const float *x, const int32_t *t, float s, int N, int V, int Vp),
+          (d, x, t, s, N, V, Vp))
+PROF_VOID(P_ADAMW, adamw_update,
+          (float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
+           float eps, float wd, int t),
+          (p, g, m, v, n, lr, b1, b2, eps, wd, t))
+PROF_VOID(P_SCALE, scale, (float *x, float s, size_t n), (x, s, n))
+PROF_VOID(P_MEM, zero, (void *p, size_t n), (p, n))
+PROF_VOID(P_MEM, upload, (void *d, const void *s, size_t n), (d, s, n))
+PROF_VOID(P_MEM, download, (void *d, const void *s, size_t n), (d, s, n))
+static double prof_sumsq(const float *x, size_t n) {
+    double t0 = prof_t0(), r = g_base->sumsq(x, n);
+    prof_t1(P_SUMSQ, t0);
+    return r;
+}
+
+static const pb_ops *profiled(const pb_ops *base) {
+    static pb_ops p;
+    g_base = base;
+    p = *base;
+    p.encoder_forward = prof_encoder_forward, p.encoder_backward = prof_encoder_backward;
+    p.layernorm_forward = prof_layernorm_forward, p.layernorm_backward = prof_layernorm_backward;
+    p.matmul_forward = prof_matmul_forward, p.matmul_backward = prof_matmul_backward;
+    p.attention_forward = prof_attention_forward, p.attention_backward = prof_attention_backward;
+    p.gelu_forward = prof_gelu_forward, p.gelu_backward = prof_gelu_backward;
+    p.residual_forward = prof_residual_forward, p.residual_backward = prof_residual_backward;
+    p.crossentropy_forward = prof_crossentropy_forward;
+    p.crossentropy_backward = prof_crossentropy_backward;
+    p.adamw_update = prof_adamw_update, p.sumsq = prof_sumsq, p.scale = prof_scale;
+    p.zero = prof_zero, p.upload = prof_upload, p.download = prof_download;
+    return &p;
+}
+
+static void print_profile(int steps, const char *mode) {
+    double total = 0.0;
+    for (int k = 0; k < P_COUNT; k++) total += g_time[k];
+    printf("\n### Per-op time of one step (%s, synchronised around each op; median-free mean "
+           "of %d steps)\n\n", mode, steps);
+    printf("| op | calls/step | ms/step | share |\n|---|---|---|---|\n");
+    for (int k = 0; k < P_COUNT; k++)
+        if (g_calls[k])
+            printf("| %s | %ld | %.2f | %.1f%% |\n", P_NAMES[k], g_calls[k] / steps,
+                   g_time[k] / steps * 1e3, 100.0 * g_time[k] / total);
+    printf("| total | | %.2f | |\n", total / steps * 1e3);
+    memset(g_time, 0, sizeof g_time);
+    memset(g_calls, 0, sizeof g_calls);
+}
+
+// ----------------------------------------------------------------------------
+// GPT-2 training step
+
+// FLOPs of one training step per token: matmuls (2 per multiply-add, backward twice the
+// forward) and causal attention (QK^T and PV over T/2 keys on average), as train/bench.c.
+static double step_flops_per_token(const gpt2_config *c, int T) {
+    double C = c->n_embd, L = c->n_layer, Vp = c->padded_vocab;
+    return 3.0 * (2.0 * (12.0 * C * C * L + C * Vp) + 2.0 * 2.0 * (T / 2.0) * C * L);
+}
+
+static void bench_gpt2(const pb_ops *ops, int B, int T, int steps, int tf32, int attn_bf16,
+                       int profile) {
+    const char *mode = attn_bf16 ? "tf32+bf16 attn" : tf32 ? "tf32" : "fp32";
+    pb_cuda_set_tf32(tf32);
+    pb_cuda_set_attention_bf16(attn_bf16);
+    if (profile) ops = profiled(ops);
+    gpt2_config cfg = {12, 12, 768, 1024, 50257, 0};
+    gpt2 m;
+    gpt2_build(&m, &cfg, ops);
+    gpt2_init_weights(&m, 1);
+    pb_adamw opt;
+    adamw_init(&opt, &m, 0.9f, 0.95f, 1e-8f, 0.1f);
+    int N = B * T;
+    int32_t *inp = pb_malloc((size_t)N * sizeof(int32_t)), *tgt = pb_malloc((size_t)N * sizeof(int32_t));
+    pb_rng rng;
+    pb_rng_seed(&rng, 7);
+    for (int i = 0; i < N; i++) inp[i] = (int32_t)(pb_rng_u64(&rng) % 50257);
+    for (int i = 0; i < N; i++) tgt[i] = (int32_t)(pb_rng_u64(&rng) % 50257);
+
+    double *tf = pb_malloc(sizeof(double) * steps), *tb = pb_malloc(sizeof(double) * steps);
+    double *to = pb_malloc(sizeof(double) * steps), *tall = pb_malloc(sizeof(double) * steps);
+    float loss = 0.0f;
+    for (int s = -2; s < steps; s++) {  // two warm-up steps: allocation, plans, module load
+        pb_cuda_sync();
+        double t0 = pb_now();
+        gpt2_zero_grad(&m);
+        loss = gpt2_forward(&m, inp, tgt, B, T);  // downloads the losses: synchronises
+        double t1 = pb_now();
+        gpt2_backward(&m, 1.0f);
+        pb_cuda_sync();
+        double t2 = pb_now();
+        optim_clip_grad_norm(&m, 1.0f);
+        adamw_step(&opt, &m, 6e-4f);
+        pb_cuda_sync();
+        double t3 = pb_now();
+        if (s >= 0) tf[s] = t1 - t0, tb[s] = t2 - t1, to[s] = t3 - t2, tall[s] = t3 - t0;
+        if (profile && s == -1) {  // count the timed steps only
+            memset(g_time, 0, sizeof g_time);
+            memset(g_calls, 0, sizeof g_calls);
+        }
+    }
+    if (profile) {
+        print_profile(steps, mode);
+    } else {
+        double f = median(tf, steps), b = median(tb, steps), o = median(to, steps);
+        double all = median(tall, steps);
+        double mem = pb_cuda_mem_used() / (double)(1u << 30);
+        double tflops = step_flops_per_token(&m.cfg, T) * N / all / 1e12;
+        printf("| gpt2-124m | %-14s | %2d | %4d | %8.0f | %8.1f | %6.1f | %6.1f | %5.1f | %6.1f | %6.2f | %.3f |\n",
+               mode, B, T, N / all, all * 1e3, f * 1e3, b * 1e3, o * 1e3, tflops,
+               mem, loss);
+        fflush(stdout);
+    }
+    adamw_free(&opt, &m);
+    gpt2_free(&m);
+    free(inp), free(tgt), free(tf), free(tb), free(to), free(tall);
+    pb_cuda_set_tf32(0);
+    pb_cuda_set_attention_bf16(0);
+}
+
+// ----------------------------------------------------------------------------
+// attention
+
+typedef void (*attn_fwd_fn)(float *, float *, const float *, int, int, int, int, int);
+typedef void (*attn_bwd_fn)(float *, const float *, const float *, const float *, const float *,
+                            int, int, int, int, int);
+
+static void bench_attention(const pb_ops *ops, const char *name, attn_fwd_fn fwd,
+                            attn_bwd_fn bwd, int D, int T, int causal, int iters, float *qkv,
+                            float *dout, float *out, float *lse, float *dqkv, int tokens,
+                            int hidden) {
+    int B = tokens / T, NH = hidden / D, C = hidden;
+    double fl = 4.0 * B * NH * (double)T * T * D / (causal ? 2.0 : 1.0);
+    double *t1 = pb_malloc(sizeof(double) * iters), *t2 = pb_malloc(sizeof(double) * iters);
+    for (int i = -1; i < iters; i++) {
+        pb_cuda_sync();
+        double a = pb_now();
+        fwd(out, lse, qkv, B, T, C, NH, causal);
+        pb_cuda_sync();
+        double b = pb_now();
+        ops->zero(dqkv, (size_t)B * T * 3 * C * sizeof(float));
+        pb_cuda_sync();
+        double c = pb_now();
+        fwd(out, lse, qkv, B, T, C, NH, causal);
+        bwd(dqkv, dout, out, lse, qkv, B, T, C, NH, causal);
+        pb_cuda_sync();
+        double d = pb_now();
+        if (i >= 0) t1[i] = b - a, t2[i] = d - c;
+    }
+    double f = median(t1, iters), fb = median(t2, iters);
+    printf("| %-10s | %3d | %5d | %2d | %3d | %-6s | %8.2f | %11.1f | %10.2f | %15.1f |\n", name,
+           D, T, B, NH, causal ? "yes" : "no", f * 1e3, fl / f / 1e12, fb * 1e3, 3.5 * fl / fb / 1e12);
+    fflush(stdout);
+    free(t1), free(t2);
+}
+
+int main(int argc, char **argv) {
+    int steps = 10, iters = 5, do_gpt2 = 1, do_attn = 1, batch = 16, profile = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--steps") == 0 && i + 1 < argc) steps = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--iters") == 0 && i + 1 < argc) iters = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) batch = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--no-gpt2") == 0) do_gpt2 = 0;
+        else if (strcmp(argv[i], "--profile") == 0) profile = 1;
+        else if (strcmp(argv[i], "--no-attention") == 0) do_attn = 0;
+        else pb_die(PB_EXIT_USAGE, "bench_cuda: unknown option '%s' (--steps N --iters N "
+                    "--batch B --no-gpt2 --no-attention --profile)", argv[i]);
+    }
+    if (steps < 1 || iters < 1 || batch < 1) pb_die(PB_EXIT_USAGE, "bench_cuda: counts must be >= 1");
+    if (!pb_cuda_available())
+        pb_die(PB_EXIT_RUNTIME, "bench_cuda needs a GPU: %s", pb_cuda_unavailable_reason());
+    const pb_ops *ops = pb_ops_cuda();
+
+    if (do_gpt2) {
+        printf("\n## GPT-2 124M training step (forward + backward + clip + AdamW), random tokens, "
+               "median of %d steps\n\n", steps);
+        printf("| model     | mode           |  B |    T | tokens/s |  ms/step | fwd ms | bwd ms | opt ms | TFLOP/s | mem GiB | loss |\n");
+        printf("|-----------|----------------|----|------|----------|----------|--------|--------|--------|---------|---------|------|\n");
+        bench_gpt2(ops, batch, 1024, steps, 0, 0, 0);
+        bench_gpt2(ops, batch, 1024, steps, 1, 0, 0);
+        bench_gpt2(ops, batch, 1024, steps, 1, 1, 0);
+        bench_gpt2(ops, 2 * batch, 1024, steps, 1, 1, 0);
+        if (profile) bench_gpt2(ops, batch, 1024, 3, 1, 1, 1);
+    }
+
+    if (do_attn) {
+        int tokens = 32768, hidden = 2048;
+        size_t n3 = (size_t)tokens * 3 * hidden, n1 = (size_t)tokens * hidden;
+        float *h = pb_malloc(n3 * sizeof(float));
+        pb_rng rng;
+        pb_rng_seed(&rng, 3);
+        for (size_t i = 0; i < n3; i++) h[i] = (float)(2.0 * pb_rng_uniform(&rng) - 1.0);
+        float *qkv = ops->alloc(n3 * 4), *dqkv = ops->alloc(n3 * 4), *dout = ops->alloc(n1 * 4);
+        float *out = ops->alloc(n1 * 4), *lse = ops->alloc((size_t)tokens * (hidden / 32) * 4);
+        ops->upload(qkv, h, n3 * 4);
+        ops->upload(dout, h, n1 * 4);
+        free(h);
+        printf("\n## Attention, %d tokens, hidden %d, median of %d; FLOPs fwd 4BHT^2D (/2 "
+               "causal), fwd+bwd 3.5x. fp32 = CUDA cores, exact; bf16-mma = tensor cores\n\n",
+               tokens, hidden, iters);
+        printf("| kernel     |   D |     T |  B |  NH | causal |   fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |\n");
+        printf("|------------|-----|-------|----|-----|--------|----------|-------------|------------|-----------------|\n");
+        // The fp32 kernel stops at 4K: at 16K it would take seconds per row.
+        int Ds[2] = {64, 128}, Ts[3] = {1024, 4096, 16384};
+        for (int k = 0; k < 2; k++)
+            for (int a = 0; a < 2; a++)
+                for (int b = 0; b < (k ? 3 : 2); b++)
+                    for (int c = 1; c >= 0; c--)
+                        bench_attention(ops, k ? "bf16-mma" : "fp32",
+                                        k ? attn_flash_mma_cuda_forward : attn_flash_cuda_forward,
+                                        k ? attn_flash_mma_cuda_backward : attn_flash_cuda_backward,
+                                        Ds[a], Ts[b], c, iters, qkv, dout, out, lse, dqkv, tokens,
+                                        hidden);
+        ops->free(qkv), ops->free(dqkv), ops->free(dout), ops->free(out), ops->free(lse);
+    }
+    return 0;
+}

@@ -1,0 +1,391 @@
+// test_resume.c: build/pebble with checkpoints: N steps straight against N/2 steps, a stop
+// and a resume (bit-identical losses, parameters, AdamW state and loader position), SIGTERM
+// and SIGINT from outside, --init, resume errors, a failed save stopping the run, and
+// `pebble export`.
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "data/shard.h"
+#include "kernels/common.h"
+#include "model/gpt2.h"
+#include "train/checkpoint.h"
+#include "train/optim.h"
+
+static char tmp[256];
+
+static const char *pebble_bin(void) {
+    const char *b = getenv("PEBBLE_BIN");
+    return b ? b : "build/pebble";
+}
+
+// A shard whose next token is mostly a fixed function of the previous one (learnable).
+static void make_data(void) {
+    snprintf(tmp, sizeof tmp, "/tmp/pebble-test-resume-XXXXXX");
+    cr_assert(mkdtemp(tmp));
+    size_t n = 20000;
+    uint16_t *tok = malloc(n * sizeof(uint16_t));
+    pb_rng rng;
+    pb_rng_seed(&rng, 5);
+    tok[0] = 1;
+    for (size_t i = 1; i < n; i++)
+        tok[i] = (pb_rng_u64(&rng) % 10 == 0) ? (uint16_t)(pb_rng_u64(&rng) % 64)
+                                               : (uint16_t)((tok[i - 1] * 5 + 3) % 64);
+    char path[300], err[256];
+    snprintf(path, sizeof path, "%s/train_000000.bin", tmp);
+    cr_assert(shard_write(path, tok, n, err, sizeof err) == 0, "%s", err);
+    snprintf(path, sizeof path, "%s/val_000000.bin", tmp);
+    cr_assert(shard_write(path, tok + n / 2, n / 4, err, sizeof err) == 0, "%s", err);
+    free(tok);
+}
+
+static void remove_tmp(void) {
+    char cmd[300];
+    if (!tmp[0]) return;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
+}
+
+TestSuite(resume, .fini = remove_tmp);
+
+// Runs a shell command line; returns its exit status; stdout+stderr go to <tmp>/out.
+static int run(const char *fmt, ...) {
+    char cmd[4096], full[4400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    snprintf(full, sizeof full, "%s >%s/out 2>&1", cmd, tmp);
+    int st = system(full);
+    cr_assert(st != -1 && WIFEXITED(st), "could not run: %s", cmd);
+    return WEXITSTATUS(st);
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "cannot open %s", path);
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static char *output(void) {
+    char p[300];
+    snprintf(p, sizeof p, "%s/out", tmp);
+    return slurp(p);
+}
+
+#define TINY                                                                                \
+    "--set model.n_layer=2 --set model.n_head=2 --set model.n_embd=32 --set model.seq_len=32 " \
+    "--set model.vocab_size=64 --set train.batch_size=4 --set train.warmup_steps=2 "         \
+    "--set train.total_batch_tokens=256 --set train.val_every=4 --set train.lr=3e-3 "        \
+    "--set run.plot=false --set data.train=%s/train_*.bin --set data.val=%s/val_*.bin "
+
+// Every "loss" and "val_loss" of a run's metrics.jsonl, in order, as one string.
+static void losses_of(const char *run_dir, char *out, size_t n) {
+    char p[400];
+    snprintf(p, sizeof p, "%s/metrics.jsonl", run_dir);
+    char *s = slurp(p);
+    out[0] = '\0';
+    for (char *q = strstr(s, "loss\": "); q; q = strstr(q + 1, "loss\": ")) {
+        strncat(out, q + 7, strcspn(q + 7, ",}"));
+        strncat(out, " ", n - strlen(out) - 1);
+    }
+}
+
+// The number of training-step lines in metrics.jsonl, and the last step logged.
+static int step_lines(const char *run_dir, int *last) {
+    char p[400];
+    snprintf(p, sizeof p, "%s/metrics.jsonl", run_dir);
+    FILE *f = fopen(p, "r");
+    if (!f) return 0;
+    char line[512];
+    int n = 0;
+    *last = 0;
+    while (fgets(line, sizeof line, f)) {
+        if (!strstr(line, "\"loss\"")) continue;
+        n++;
+        *last = atoi(strstr(line, "\"step\": ") + 8);
+    }
+    fclose(f);
+    return n;
+}
+
+// A checkpoint, loaded into a model built from its own config.
+typedef struct {
+    gpt2 m;
+    pb_adamw o;
+    pb_ckpt_trainer_state st;
+} loaded_t;
+
+static void load(loaded_t *x, const char *path) {
+    char err[1024];
+    gpt2_config mc;
+    cr_assert_eq(ckpt_read_config(path, NULL, &mc, err, sizeof err), 0, "%s", err);
+    gpt2_build(&x->m, &mc, pb_ops_cpu(PB_ATTN_FLASH));
+    adamw_init(&x->o, &x->m, 0.9f, 0.95f, 1e-8f, 0.1f);
+    cr_assert_eq(ckpt_load(path, &x->m, &x->o, &x->st, err, sizeof err), 0, "%s", err);
+}
+
+static void unload(loaded_t *x) {
+    adamw_free(&x->o, &x->m);
+    gpt2_free(&x->m);
+}
+
+static void expect_identical(const char *pa, const char *pb) {
+    loaded_t a, b;
+    load(&a, pa);
+    load(&b, pb);
+    size_t n = a.m.num_floats;
+    cr_assert_eq(n, b.m.num_floats);
+    cr_assert(memcmp(a.m.params_mem, b.m.params_mem, n * sizeof(float)) == 0,
+              "parameters differ: %s vs %s", pa, pb);
+    cr_assert(memcmp(a.o.m, b.o.m, n * sizeof(float)) == 0, "AdamW m differs");
+    cr_assert(memcmp(a.o.v, b.o.v, n * sizeof(float)) == 0, "AdamW v differs");
+    cr_assert_eq(a.o.t, b.o.t);
+    cr_assert_eq(a.st.step, b.st.step);
+    cr_assert_eq(a.st.tokens_seen, b.st.tokens_seen);
+    cr_assert_eq(a.st.train_loader.epoch, b.st.train_loader.epoch);
+    cr_assert_eq(a.st.train_loader.cursor, b.st.train_loader.cursor);
+    cr_assert(memcmp(&a.st.lr, &b.st.lr, sizeof a.st.lr) == 0);
+    unload(&a);
+    unload(&b);
+}
+
+// ----------------------------------------------------------------------------
+
+Test(resume, n_steps_equal_a_stop_and_a_resume_to_the_bit, .timeout = 300) {
+    make_data();
+    const char *bin = pebble_bin();
+    char a[8192], b[8192], c[8192], dir[400], pa[500], pb[500];
+    // straight: 24 steps (2 micro-batches each, validation every 4)
+    cr_assert_eq(run("%s train " TINY "--set train.steps=24 --set run.dir=%s/a", bin, tmp, tmp,
+                     tmp), 0, "%s", output());
+    // stopped after step 12 by the real SIGTERM path, then resumed without -c: the
+    // checkpoint's own config
+    cr_assert_eq(run("PEBBLE_TEST_SIGNAL_AT_STEP=12 %s train " TINY
+                     "--set train.steps=24 --set run.dir=%s/b", bin, tmp, tmp, tmp),
+                 0, "%s", output());
+    cr_assert(strstr(output(), "stopped by SIGTERM after step 12 of 24"), "%s", output());
+    int last;
+    snprintf(dir, sizeof dir, "%s/b", tmp);
+    cr_assert_eq(step_lines(dir, &last), 12);
+    cr_assert_eq(run("%s train --resume auto --set run.dir=%s/b", bin, tmp), 0, "%s", output());
+    cr_assert(strstr(output(), "resume: ") && strstr(output(), "ckpt_00000012.h5: step 12"),
+              "%s", output());
+    // metrics.jsonl was continued, not started again
+    cr_assert_eq(step_lines(dir, &last), 24);
+    cr_assert_eq(last, 24);
+
+    snprintf(dir, sizeof dir, "%s/a", tmp);
+    losses_of(dir, a, sizeof a);
+    snprintf(dir, sizeof dir, "%s/b", tmp);
+    losses_of(dir, b, sizeof b);
+    cr_assert_str_eq(a, b, "losses differ after a resume");
+    snprintf(pa, sizeof pa, "%s/a/ckpt_00000024.h5", tmp);
+    snprintf(pb, sizeof pb, "%s/b/ckpt_00000024.h5", tmp);
+    expect_identical(pa, pb);
+
+    // --resume FILE from an older checkpoint of a run that went on: the later lines of
+    // metrics.jsonl are dropped and computed again, to the same numbers
+    cr_assert_eq(run("%s train " TINY "--set train.steps=24 --set checkpoint.every=8 "
+                     "--set checkpoint.keep_last=0 --set run.dir=%s/c", bin, tmp, tmp, tmp),
+                 0, "%s", output());
+    char from[500];
+    snprintf(from, sizeof from, "%s/c/ckpt_00000008.h5", tmp);
+    cr_assert_eq(run("%s train " TINY "--set train.steps=24 --set run.dir=%s/c --resume %s",
+                     bin, tmp, tmp, tmp, from), 0, "%s", output());
+    snprintf(dir, sizeof dir, "%s/c", tmp);
+    cr_assert_eq(step_lines(dir, &last), 24);
+    losses_of(dir, c, sizeof c);
+    cr_assert_str_eq(a, c, "losses differ after --resume FILE");
+    snprintf(pb, sizeof pb, "%s/c/ckpt_00000024.h5", tmp);
+    expect_identical(pa, pb);
+}
+
+// Starts build/pebble in the background with stdout and stderr to <tmp>/out.
+static pid_t spawn(const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        char out[300];
+        snprintf(out, sizeof out, "%s/out", tmp);
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);  // "exec" in cmd: pebble is pid
+        _exit(127);
+    }
+    return pid;
+}
+
+static void stop_from_outside(int sig, const char *name) {
+    const char *bin = pebble_bin();
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/%s", tmp, name);
+    // far more steps than will run: only the signal ends this run
+    pid_t pid = spawn("exec %s train " TINY "--set train.steps=100000 --set run.dir=%s", bin,
+                      tmp, tmp, dir);
+    int last = 0;
+    for (int i = 0; i < 60000 && step_lines(dir, &last) < 3; i++) usleep(1000);
+    cr_assert(last >= 3, "the run did not start: %s", output());
+    cr_assert_eq(kill(pid, sig), 0);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d: %s", status, output());
+    char want[128];
+    step_lines(dir, &last);
+    snprintf(want, sizeof want, "stopped by %s after step %d of 100000", name, last);
+    cr_assert(strstr(output(), want), "expected '%s' in: %s", want, output());
+    // the checkpoint is of the last step logged
+    char path[500];
+    snprintf(path, sizeof path, "%s/ckpt_%08d.h5", dir, last);
+    loaded_t x;
+    load(&x, path);
+    cr_assert_eq(x.st.step, last);
+    cr_assert_eq(x.st.tokens_seen, 256LL * last);
+    cr_assert_eq(x.o.t, last);
+    unload(&x);
+    // and the run continues from it
+    cr_assert_eq(run("PEBBLE_TEST_SIGNAL_AT_STEP=%d %s train " TINY
+                     "--set train.steps=100000 --set run.dir=%s --resume auto",
+                     last + 2, bin, tmp, tmp, dir), 0, "%s", output());
+    int now = 0;
+    cr_assert_eq(step_lines(dir, &now), last + 2, "%s", output());
+    cr_assert_eq(now, last + 2);
+}
+
+Test(resume, sigterm_and_sigint_finish_the_step_save_and_exit_0, .timeout = 300) {
+    make_data();
+    stop_from_outside(SIGTERM, "SIGTERM");
+    stop_from_outside(SIGINT, "SIGINT");
+}
+
+Test(resume, init_starts_a_new_run_from_the_weights) {
+    make_data();
+    const char *bin = pebble_bin();
+    cr_assert_eq(run("%s train " TINY "--set train.steps=16 --set run.dir=%s/a", bin, tmp, tmp,
+                     tmp), 0, "%s", output());
+    char ck[400], dir[400], a[8192], b[8192];
+    snprintf(ck, sizeof ck, "%s/a/ckpt_00000016.h5", tmp);
+    cr_assert_eq(run("%s train " TINY "--set train.steps=4 --set run.dir=%s/b --init %s", bin,
+                     tmp, tmp, tmp, ck), 0, "%s", output());
+    cr_assert(strstr(output(), "init: weights from"), "%s", output());
+    snprintf(dir, sizeof dir, "%s/a", tmp);
+    losses_of(dir, a, sizeof a);
+    snprintf(dir, sizeof dir, "%s/b", tmp);
+    losses_of(dir, b, sizeof b);
+    // a new run (4 steps from step 1), starting where the trained weights are: its first
+    // loss is far below a fresh model's ln(64) = 4.16 and near the trained run's last
+    int last;
+    cr_assert_eq(step_lines(dir, &last), 4);
+    double first_b = strtod(b, NULL);
+    cr_assert(first_b < 4.16 - 0.5, "first loss after --init is %g: weights not loaded", first_b);
+    loaded_t x;
+    snprintf(ck, sizeof ck, "%s/b/ckpt_00000004.h5", tmp);
+    load(&x, ck);
+    cr_assert_eq(x.o.t, 4, "AdamW continued instead of starting fresh");
+    cr_assert_eq(x.st.step, 4);
+    unload(&x);
+    // weights of another shape: the dataset is named, exit code 3
+    cr_assert_eq(run("%s train " TINY "--set model.n_embd=64 --set run.dir=%s/c --init %s/a/"
+                     "ckpt_00000016.h5", bin, tmp, tmp, tmp, tmp), 3, "%s", output());
+    cr_assert(strstr(output(), "pebble: ") &&
+              strstr(output(), "/model/transformer.wte.weight has shape (64, 32), the model "
+                               "expects (64, 64)"), "%s", output());
+}
+
+Test(resume, errors_are_one_line_with_an_exit_code) {
+    make_data();
+    const char *bin = pebble_bin();
+    cr_assert_eq(run("%s train " TINY "--set train.steps=4 --set run.dir=%s/a", bin, tmp, tmp,
+                     tmp), 0, "%s", output());
+    char ck[400], bad[400];
+    snprintf(ck, sizeof ck, "%s/a/ckpt_00000004.h5", tmp);
+
+    // a file that is not a checkpoint
+    snprintf(bad, sizeof bad, "%s/train_000000.bin", tmp);
+    cr_assert_eq(run("%s train " TINY "--set run.dir=%s/x --resume %s", bin, tmp, tmp, tmp, bad),
+                 3, "%s", output());
+    cr_assert(strstr(output(), "pebble: ") && strstr(output(), "not an HDF5 file"), "%s", output());
+    // a missing one
+    cr_assert_eq(run("%s train " TINY "--set run.dir=%s/x --resume %s/nope.h5", bin, tmp, tmp,
+                     tmp, tmp), 3, "%s", output());
+    cr_assert(strstr(output(), "nope.h5: cannot open checkpoint: No such file"), "%s", output());
+    // another seed: the data position cannot be restored
+    cr_assert_eq(run("%s train " TINY "--set train.seed=9 --set run.dir=%s/x --resume %s", bin,
+                     tmp, tmp, tmp, ck), 3, "%s", output());
+    cr_assert(strstr(output(), "seed"), "%s", output());
+    // past the end
+    cr_assert_eq(run("%s train " TINY "--set train.steps=2 --set run.dir=%s/x --resume %s", bin,
+                     tmp, tmp, tmp, ck), 2, "%s", output());
+    cr_assert(strstr(output(), "past train.steps = 2"), "%s", output());
+    // both flags
+    cr_assert_eq(run("%s train " TINY "--resume auto --init %s", bin, tmp, tmp, ck), 2);
+    cr_assert(strstr(output(), "exclude each other"), "%s", output());
+    cr_assert_eq(run("%s train " TINY "--resume", bin, tmp, tmp), 2);
+    // auto with nothing to resume: a note, then a new run
+    cr_assert_eq(run("%s train " TINY "--set train.steps=2 --set run.dir=%s/new --resume auto",
+                     bin, tmp, tmp, tmp), 0, "%s", output());
+    cr_assert(strstr(output(), "no checkpoint in") && strstr(output(), "starting a new run"),
+              "%s", output());
+    // a changed key is noted on resume
+    cr_assert_eq(run("%s train " TINY "--set train.steps=6 --set run.dir=%s/a --resume auto",
+                     bin, tmp, tmp, tmp), 0, "%s", output());
+    cr_assert(strstr(output(), "note: the config differs from the checkpoint's in train.steps"),
+              "%s", output());
+}
+
+Test(resume, a_failed_save_stops_training) {
+    make_data();
+    const char *bin = pebble_bin();
+    // A directory where the step-4 checkpoint must go: the rename into place fails.
+    char block[400];
+    snprintf(block, sizeof block, "%s/a", tmp);
+    mkdir(block, 0755);
+    snprintf(block, sizeof block, "%s/a/ckpt_00000004.h5", tmp);
+    mkdir(block, 0755);
+    cr_assert_eq(run("%s train " TINY "--set train.steps=12 --set checkpoint.every=4 "
+                     "--set run.dir=%s/a", bin, tmp, tmp, tmp), 1, "%s", output());
+    cr_assert(strstr(output(), "pebble: ") && strstr(output(), "ckpt_00000004.h5") &&
+              strstr(output(), "training stopped"), "%s", output());
+    int last;
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/a", tmp);
+    step_lines(dir, &last);
+    cr_assert_eq(last, 4, "training went on after the failed save (to step %d)", last);
+}
+
+Test(resume, export_writes_safetensors_and_config) {
+    make_data();
+    const char *bin = pebble_bin();
+    cr_assert_eq(run("%s train " TINY "--set train.steps=2 --set run.dir=%s/a", bin, tmp, tmp,
+                     tmp), 0, "%s", output());
+    cr_assert_eq(run("%s export --ckpt %s/a/ckpt_00000002.h5 --format safetensors --out %s/hf",
+                     bin, tmp, tmp), 0, "%s", output());
+    char p[400];
+    snprintf(p, sizeof p, "%s/hf/config.json", tmp);
+    cr_assert(strstr(slurp(p), "\"n_embd\": 32"));
+    snprintf(p, sizeof p, "%s/hf/model.safetensors", tmp);
+    struct stat sb;
+    cr_assert(stat(p, &sb) == 0 && sb.st_size > 8);
+    cr_assert_eq(run("%s export --ckpt %s/a/ckpt_00000002.h5 --format onnx --out %s/x", bin, tmp,
+                     tmp), 2);
+    cr_assert(strstr(output(), "unknown format 'onnx'"), "%s", output());
+    cr_assert_eq(run("%s export --ckpt %s/a/config.ini --out %s/x", bin, tmp, tmp), 3);
+    cr_assert(strstr(output(), "config.ini: not an HDF5 file"), "%s", output());
+}

@@ -1,0 +1,84 @@
+// checkpoint.h: checkpoints in HDF5: atomic save (temp file, fsync, rename, `latest`
+// pointer, keep the last K), all-or-nothing load with every checksum and shape verified.
+//
+// File layout (format "pebble-checkpoint", version 1; README.md "Checkpoints" says more):
+//   /                     attributes: format, version, model_family, pebble_version
+//   /config               attributes: ini (the run's effective INI text), n_layer, n_head,
+//                         n_embd, seq_len, vocab_size
+//   /model/<name>         fp32, named and shaped as GPT2LMHeadModel's state_dict: Conv1D
+//                         weights (in, out), transformer.wte.weight (V, C) (unpadded)
+//   /optimizer            attributes: t, beta1, beta2, eps, weight_decay
+//   /optimizer/m/<name>   AdamW first moments, same names and shapes as /model
+//   /optimizer/v/<name>   AdamW second moments
+//   /trainer              attributes: step, tokens_seen, seed, loader_seed, loader_epoch,
+//                         loader_cursor, lr, schedule, total_steps, warmup_steps, max_lr,
+//                         min_lr_frac
+// Every dataset is chunked with a Fletcher32 checksum, which HDF5 verifies on each read;
+// the file is in the HDF5 1.8 format, whose metadata (attributes included) is checksummed.
+#ifndef PEBBLE_CHECKPOINT_H
+#define PEBBLE_CHECKPOINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "data/loader.h"
+#include "model/gpt2.h"
+#include "train/config.h"
+#include "train/optim.h"
+
+#define CKPT_FORMAT "pebble-checkpoint"
+#define CKPT_VERSION 1
+
+// What the training loop needs, besides weights and moments, to continue exactly.
+// There is no RNG state beyond the seed: initialisation and data order are functions of
+// (seed, step), and the training step itself draws no random numbers.
+typedef struct pb_ckpt_trainer_state {
+    int64_t step;         // optimizer steps completed
+    int64_t tokens_seen;  // training tokens consumed
+    uint64_t seed;        // train.seed of the run
+    pb_loader_state train_loader;  // the training loader's position after `step` steps
+    // The schedule is a pure function of the step and these; they are stored so that a
+    // resume can tell when the config changed them.
+    double lr;            // learning rate of the last step taken
+    int64_t total_steps;
+    int64_t warmup_steps;
+    double max_lr;
+    double min_lr_frac;
+} pb_ckpt_trainer_state;
+
+// Writes <dir>/ckpt_<step, 8 digits>.h5 atomically (temp file in dir, flush, fsync,
+// rename, fsync dir), points <dir>/latest at it, then deletes all but the newest
+// keep_last checkpoints older than it (keep_last <= 0 keeps all). dir must exist.
+// path_out (may be NULL) receives the file's path. Returns 0, or -1 with one line in err;
+// on failure no temp file is left and the previous checkpoints and `latest` are untouched.
+int ckpt_save(const char *dir, const gpt2 *m, const pb_adamw *opt,
+              const pb_ckpt_trainer_state *st, const pb_config *cfg, int keep_last,
+              char *path_out, size_t path_len, char *err, size_t errlen);
+
+// Loads a checkpoint into a model already built with the expected shape (m), and into opt
+// (moments and t; may be NULL for weights only) and st (may be NULL). Reads everything
+// into host temporaries and verifies it (format, every dataset present, no extra ones,
+// shapes, dtype, checksums) before touching m or opt, so a failed load changes nothing.
+// Returns 0, or -1 with one line in err naming the file and what is wrong.
+int ckpt_load(const char *path, gpt2 *m, pb_adamw *opt, pb_ckpt_trainer_state *st,
+              char *err, size_t errlen);
+
+// The stored run configuration: *ini (may be NULL; free() it) gets the INI text, mc (may be
+// NULL) the model shape. Returns 0, or -1 with one line in err.
+int ckpt_read_config(const char *path, char **ini, gpt2_config *mc, char *err, size_t errlen);
+
+// Applies the checkpoint's stored run configuration (/config's INI text) onto cfg, as
+// config_load_file does a file: for `pebble train --resume FILE` without -c. Returns 0, or
+// -1 with one line in err.
+int ckpt_load_config(const char *path, pb_config *cfg, char *err, size_t errlen);
+
+// p's tensor in the Hugging Face layout (hf_shape, row-major) into out: Conv1D weights
+// transposed, wte without its padding rows. internal is the host copy of the tensor.
+void ckpt_param_to_hf(const pb_param *p, const float *internal, float *out);
+
+// The checkpoint to resume from in dir: the one `latest` names if it opens as a pebble
+// checkpoint, else the newest ckpt_*.h5 that does. Returns 0 with its path in out, 1 when
+// there is none (or dir does not exist), -1 with err on an IO error.
+int ckpt_find_latest(const char *dir, char *out, size_t outlen, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,230 @@
+// export.c: `pebble export`: checkpoint -> model.safetensors + config.json (see export.h).
+//
+// safetensors: an 8-byte little-endian header length N, N bytes of JSON
+//   {"__metadata__": {"format": "pt"}, "<name>": {"dtype": "F32", "shape": [...],
+//    "data_offsets": [begin, end]}, ...}
+// padded with spaces to a multiple of 8, then the tensors' bytes back to back (offsets are
+// relative to the end of the header). lm_head.weight is left out: GPT2LMHeadModel ties it
+// to transformer.wte.weight, and from_pretrained fills tied weights without a warning.
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "train/export.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "kernels/common.h"
+#include "kernels/ops.h"
+#include "model/gpt2.h"
+#include "train/checkpoint.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "safetensors data is little-endian; export writes the host's floats as they are"
+#endif
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static int make_dirs(const char *path, char *err, size_t errlen) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char ch = *p;
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+                seterr(err, errlen, "cannot create directory %s: %s", buf, strerror(errno));
+                return -1;
+            }
+            *p = ch;
+            if (ch == '\0') return 0;
+        }
+    }
+}
+
+// Opens <path>.tmp for writing; finish_file() syncs it and renames it to path, so a
+// reader never sees half a file.
+static FILE *start_file(const char *path, char *tmp, size_t tmplen, char *err, size_t errlen) {
+    snprintf(tmp, tmplen, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) seterr(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+    return f;
+}
+
+static int finish_file(FILE *f, int write_failed, const char *tmp, const char *path, char *err,
+                       size_t errlen) {
+    int bad = write_failed || ferror(f) || fflush(f) != 0 || fsync(fileno(f)) != 0;
+    int e = errno;
+    if (fclose(f) != 0 && !bad) bad = 1, e = errno;
+    if (!bad && rename(tmp, path) != 0) bad = 1, e = errno;
+    if (bad) {
+        unlink(tmp);
+        seterr(err, errlen, "%s: write failed: %s", path, strerror(e ? e : EIO));
+        return -1;
+    }
+    return 0;
+}
+
+static int write_safetensors(const gpt2 *m, const char *path, char *err, size_t errlen) {
+    // The JSON header, tensors in the parameter table's (Hugging Face's) order.
+    char *json = NULL;
+    size_t json_len = 0;
+    FILE *h = open_memstream(&json, &json_len);
+    if (!h) pb_die(PB_EXIT_RUNTIME, "out of memory");
+    fprintf(h, "{\"__metadata__\":{\"format\":\"pt\"}");
+    uint64_t off = 0;
+    size_t max_numel = 0;
+    for (int i = 0; i < m->num_params; i++) {
+        const pb_param *p = &m->params[i];
+        uint64_t bytes = (uint64_t)p->hf_shape[0] * (p->ndim == 2 ? p->hf_shape[1] : 1) * 4;
+        fprintf(h, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%d", p->name, p->hf_shape[0]);
+        if (p->ndim == 2) fprintf(h, ",%d", p->hf_shape[1]);
+        fprintf(h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
+                (unsigned long long)(off + bytes));
+        off += bytes;
+        if (p->numel > max_numel) max_numel = p->numel;
+    }
+    fprintf(h, "}");
+    // Spaces up to a multiple of 8, so the data that follows is aligned.
+    while ((json_len = (size_t)ftell(h)) % 8 != 0) fputc(' ', h);
+    if (fclose(h) != 0) pb_die(PB_EXIT_RUNTIME, "out of memory");
+
+    char tmp[4300];
+    FILE *f = start_file(path, tmp, sizeof tmp, err, errlen);
+    if (!f) {
+        free(json);
+        return -1;
+    }
+    uint64_t n = json_len;
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)(n >> (8 * i));
+    int failed = fwrite(len8, 1, 8, f) != 8 || fwrite(json, 1, json_len, f) != json_len;
+    free(json);
+    float *host = pb_malloc(max_numel * sizeof(float));
+    float *hf = pb_malloc(max_numel * sizeof(float));
+    for (int i = 0; i < m->num_params && !failed; i++) {
+        const pb_param *p = &m->params[i];
+        size_t count = (size_t)p->hf_shape[0] * (size_t)(p->ndim == 2 ? p->hf_shape[1] : 1);
+        m->ops->download(host, m->params_mem + p->offset, p->numel * sizeof(float));
+        ckpt_param_to_hf(p, host, hf);
+        failed = fwrite(hf, sizeof(float), count, f) != count;
+    }
+    free(host);
+    free(hf);
+    return finish_file(f, failed, tmp, path, err, errlen);
+}
+
+// A config.json for transformers' GPT2Config: pebble's GPT-2 is the original one (tanh
+// GELU = "gelu_new", LayerNorm eps 1e-5, tied head), trained without dropout.
+static int write_config_json(const gpt2_config *mc, const char *path, char *err,
+                             size_t errlen) {
+    char tmp[4300];
+    FILE *f = start_file(path, tmp, sizeof tmp, err, errlen);
+    if (!f) return -1;
+    int eos = mc->vocab_size > 50256 ? 50256 : mc->vocab_size - 1;  // GPT-2's <|endoftext|>
+    int rc = fprintf(f,
+                     "{\n"
+                     "  \"architectures\": [\"GPT2LMHeadModel\"],\n"
+                     "  \"model_type\": \"gpt2\",\n"
+                     "  \"vocab_size\": %d,\n"
+                     "  \"n_positions\": %d,\n"
+                     "  \"n_ctx\": %d,\n"
+                     "  \"n_embd\": %d,\n"
+                     "  \"n_layer\": %d,\n"
+                     "  \"n_head\": %d,\n"
+                     "  \"n_inner\": null,\n"
+                     "  \"activation_function\": \"gelu_new\",\n"
+                     "  \"layer_norm_epsilon\": 1e-05,\n"
+                     "  \"initializer_range\": 0.02,\n"
+                     "  \"resid_pdrop\": 0.0,\n"
+                     "  \"embd_pdrop\": 0.0,\n"
+                     "  \"attn_pdrop\": 0.0,\n"
+                     "  \"summary_first_dropout\": 0.0,\n"
+                     "  \"scale_attn_weights\": true,\n"
+                     "  \"tie_word_embeddings\": true,\n"
+                     "  \"use_cache\": true,\n"
+                     "  \"bos_token_id\": %d,\n"
+                     "  \"eos_token_id\": %d,\n"
+                     "  \"torch_dtype\": \"float32\"\n"
+                     "}\n",
+                     mc->vocab_size, mc->seq_len, mc->seq_len, mc->n_embd, mc->n_layer,
+                     mc->n_head, eos, eos);
+    return finish_file(f, rc < 0, tmp, path, err, errlen);
+}
+
+int export_safetensors(const char *ckpt_path, const char *out_dir, char *err, size_t errlen) {
+    gpt2_config mc;
+    if (ckpt_read_config(ckpt_path, NULL, &mc, err, errlen) != 0) return PB_EXIT_DATA;
+    if (mc.n_embd % mc.n_head != 0) {
+        seterr(err, errlen, "%s: /config has n_embd %d not divisible by n_head %d", ckpt_path,
+               mc.n_embd, mc.n_head);
+        return PB_EXIT_DATA;
+    }
+    gpt2 m;
+    gpt2_build(&m, &mc, pb_ops_cpu(PB_ATTN_FLASH));
+    int rc = 0;
+    char path[4200];
+    if (ckpt_load(ckpt_path, &m, NULL, NULL, err, errlen) != 0) {
+        rc = PB_EXIT_DATA;
+    } else if (make_dirs(out_dir, err, errlen) != 0) {
+        rc = PB_EXIT_RUNTIME;
+    } else {
+        snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
+        if (write_safetensors(&m, path, err, errlen) != 0) rc = PB_EXIT_RUNTIME;
+        snprintf(path, sizeof path, "%s/config.json", out_dir);
+        if (rc == 0 && write_config_json(&mc, path, err, errlen) != 0) rc = PB_EXIT_RUNTIME;
+    }
+    gpt2_free(&m);
+    return rc;
+}
+
+static void export_usage(FILE *f) {
+    fprintf(f,
+            "usage: pebble export --ckpt FILE --format safetensors --out DIR\n"
+            "\n"
+            "Writes DIR/model.safetensors and DIR/config.json from a pebble checkpoint, for\n"
+            "Hugging Face transformers: GPT2LMHeadModel.from_pretrained(DIR).\n");
+}
+
+int export_main(int argc, char **argv) {
+    const char *ckpt = NULL, *format = NULL, *out = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            export_usage(stdout);
+            return 0;
+        }
+        const char **slot = strcmp(a, "--ckpt") == 0     ? &ckpt
+                            : strcmp(a, "--format") == 0 ? &format
+                            : strcmp(a, "--out") == 0    ? &out
+                                                         : NULL;
+        if (!slot)
+            pb_die(PB_EXIT_USAGE, "export: unknown option '%s' (see pebble export --help)", a);
+        if (i + 1 >= argc) pb_die(PB_EXIT_USAGE, "export: %s needs a value", a);
+        *slot = argv[++i];
+    }
+    if (!ckpt || !out)
+        pb_die(PB_EXIT_USAGE,
+               "export: --ckpt FILE and --out DIR are required (see pebble export --help)");
+    if (!format) format = "safetensors";
+    if (strcmp(format, "safetensors") != 0)
+        pb_die(PB_EXIT_USAGE, "export: unknown format '%s' (supported: safetensors)", format);
+    char err[1024];
+    int rc = export_safetensors(ckpt, out, err, sizeof err);
+    if (rc != 0) pb_die(rc, "%s", err);
+    printf("export: %s/model.safetensors and %s/config.json\n", out, out);
+    return 0;
+}
