@@ -54,6 +54,10 @@ static float *fcopy(const float *x, size_t n) {
     return y;
 }
 
+static void free_bufs(float **bufs, int n) {
+    for (int i = 0; i < n; i++) ops()->free(bufs[i]);
+}
+
 static double *to_double(const float *x, size_t n) {
     double *y = pb_malloc((n ? n : 1) * sizeof(double));
     for (size_t i = 0; i < n; i++) y[i] = x[i];
@@ -672,6 +676,8 @@ Test(ops_cpu, backward_accumulates) {
         expect_doubled("matmul dinp", g[0][0], g[1][0], N * IC);
         expect_doubled("matmul dweight", g[0][1], g[1][1], OC * IC);
         expect_doubled("matmul dbias", g[0][2], g[1][2], OC);
+        free_bufs((float *[]){inp, w, dout}, 3);
+        free_bufs(&g[0][0], 6);
     }
     {  // layernorm
         enum { N = 9, C = 70 };
@@ -690,6 +696,8 @@ Test(ops_cpu, backward_accumulates) {
         expect_doubled("layernorm dinp", g[0][0], g[1][0], N * C);
         expect_doubled("layernorm dweight", g[0][1], g[1][1], C);
         expect_doubled("layernorm dbias", g[0][2], g[1][2], C);
+        free_bufs((float *[]){inp, w, b, dout, out, mean, rstd}, 7);
+        free_bufs(&g[0][0], 6);
     }
     {  // encoder, with a repeated token
         enum { B = 2, T = 3, C = 8, Vp = 5 };
@@ -703,6 +711,8 @@ Test(ops_cpu, backward_accumulates) {
         }
         expect_doubled("encoder dwte", g[0][0], g[1][0], Vp * C);
         expect_doubled("encoder dwpe", g[0][1], g[1][1], T * C);
+        o->free(dout);
+        free_bufs(&g[0][0], 4);
     }
     {  // gelu and residual
         enum { n = 300 };
@@ -718,8 +728,9 @@ Test(ops_cpu, backward_accumulates) {
         expect_doubled("gelu dinp", g[0][0], g[1][0], n);
         expect_doubled("residual da", g[0][1], g[1][1], n);
         expect_doubled("residual db", g[0][2], g[1][2], n);
+        o->free(x), o->free(dout);
+        free_bufs(&g[0][0], 6);
     }
-    // (buffers of this test are left to the process exit)
 }
 
 // crossentropy_backward overwrites instead: a second call changes nothing.
@@ -787,4 +798,7 @@ Test(ops_cpu, deterministic_across_thread_counts, .timeout = 60) {
         cr_expect(memcmp(&sumsq[k], &sumsq[0], sizeof(double)) == 0,
                   "sumsq, %d vs 1 threads: %.17g vs %.17g", threads[k], sumsq[k], sumsq[0]);
     }
+    free_bufs(&r[0][0], 3 * 9);
+    free_bufs((float *[]){inp, w, bias, dout, lin, lw, lb, ldout, lout, mean, rstd, edout, sq},
+              13);
 }

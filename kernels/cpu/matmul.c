@@ -1,9 +1,9 @@
 // matmul.c: the CPU matmul: a cache-blocked, OpenMP-parallel GEMM with an AVX2/FMA micro-kernel.
 //
 // The three products of a linear layer are one routine, gemm(), on strided views:
-//   forward   out     (N,OC)  = inp (N,IC) @ weight^T       k runs over IC
-//   backward  dinp    (N,IC)  += dout (N,OC) @ weight (OC,IC) k runs over OC
-//             dweight (OC,IC) += dout^T @ inp (N,IC)       k runs over N
+//   forward   out     (N,OC)   = inp (N,IC) @ weight^T          k runs over IC
+//   backward  dinp    (N,IC)  += dout (N,OC) @ weight (OC,IC)    k runs over OC
+//             dweight (OC,IC) += dout^T @ inp (N,IC)             k runs over N
 //
 // Blocking, after Goto and BLIS: the k range is cut into KC slices. For each slice a KC x NC
 // block of B is packed once, by all threads together, into panels of NR columns; each thread
@@ -175,8 +175,8 @@ static void gemm(float *c, mview A, mview B, int M, int N, int K, const float *b
     if (M <= 0 || N <= 0) return;
     PB_ASSERT(K > 0);
 
-    // Cut the rows into a multiple of the thread count of blocks, so no thread idles at the
-    // end. (MC may depend on the thread count: the result does not depend on MC.)
+    // Cut the rows into a multiple of the thread count of blocks, so they share out evenly.
+    // (MC may depend on the thread count: the result does not depend on MC.)
     int nth = omp_get_max_threads();
     int nblocks = ceil_div(ceil_div(M, MC_MAX), nth) * nth;
     int mc = ceil_div(ceil_div(M, nblocks), MR) * MR;
