@@ -37,16 +37,6 @@ struct pb_loader {
     uint64_t epoch, cursor;  // the position: cursor indexes this rank's share of the epoch
 };
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 // ---------------------------------------------------------------------------------------
 // the per-epoch permutation
 
@@ -105,18 +95,18 @@ static size_t shard_of(const pb_loader *l, uint64_t g) {
 pb_loader *loader_open(const char *pattern, int B, int T, int rank, int nranks, uint64_t seed,
                        int shuffle, int vocab_size, char *err, size_t errlen) {
     if (B <= 0 || T <= 0) {
-        seterr(err, errlen,
+        pb_seterr(err, errlen,
                "data '%s': batch size B = %d and sequence length T = %d must be positive",
                pattern, B, T);
         return NULL;
     }
     if (nranks <= 0 || rank < 0 || rank >= nranks) {
-        seterr(err, errlen, "data '%s': rank %d is not in 0 .. nranks-1 (nranks = %d)", pattern,
+        pb_seterr(err, errlen, "data '%s': rank %d is not in 0 .. nranks-1 (nranks = %d)", pattern,
                rank, nranks);
         return NULL;
     }
     if (vocab_size <= 0) {
-        seterr(err, errlen, "data '%s': vocab_size must be positive (got %d)", pattern,
+        pb_seterr(err, errlen, "data '%s': vocab_size must be positive (got %d)", pattern,
                vocab_size);
         return NULL;
     }
@@ -125,11 +115,11 @@ pb_loader *loader_open(const char *pattern, int B, int T, int rank, int nranks, 
     int rc = glob(pattern, 0, NULL, &g);  // glob sorts the paths (no GLOB_NOSORT)
     if (rc == GLOB_NOMATCH || (rc == 0 && g.gl_pathc == 0)) {
         if (rc == 0) globfree(&g);
-        seterr(err, errlen, "no files match data pattern '%s'", pattern);
+        pb_seterr(err, errlen, "no files match data pattern '%s'", pattern);
         return NULL;
     }
     if (rc != 0) {
-        seterr(err, errlen, "data pattern '%s': glob failed (%s)", pattern,
+        pb_seterr(err, errlen, "data pattern '%s': glob failed (%s)", pattern,
                rc == GLOB_NOSPACE ? "out of memory" : "read error");
         return NULL;
     }
@@ -162,13 +152,13 @@ pb_loader *loader_open(const char *pattern, int B, int T, int rank, int nranks, 
     l->num_windows = W;
     l->rank_windows = W / (uint64_t)nranks;
     if (W == 0) {
-        seterr(err, errlen, "data '%s': no shard holds a full window of T+1 = %d tokens", pattern,
+        pb_seterr(err, errlen, "data '%s': no shard holds a full window of T+1 = %d tokens", pattern,
                T + 1);
         loader_close(l);
         return NULL;
     }
     if (l->rank_windows < (uint64_t)B) {
-        seterr(err, errlen,
+        pb_seterr(err, errlen,
                "data '%s': %llu windows of T+1 = %d tokens give each of %d ranks %llu, fewer "
                "than one batch of B = %d",
                pattern, (unsigned long long)W, T + 1, nranks,
@@ -229,14 +219,14 @@ void loader_get_state(const pb_loader *l, pb_loader_state *s) {
 
 int loader_set_state(pb_loader *l, const pb_loader_state *s, char *err, size_t errlen) {
     if (s->seed != l->seed) {
-        seterr(err, errlen,
+        pb_seterr(err, errlen,
                "data '%s': saved loader state has seed %llu but this loader was opened with "
                "seed %llu",
                l->pattern, (unsigned long long)s->seed, (unsigned long long)l->seed);
         return -1;
     }
     if (s->cursor > l->rank_windows) {
-        seterr(err, errlen,
+        pb_seterr(err, errlen,
                "data '%s': saved loader cursor %llu is past the %llu windows of this rank's "
                "epoch (different data, T or ranks?)",
                l->pattern, (unsigned long long)s->cursor, (unsigned long long)l->rank_windows);

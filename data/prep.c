@@ -293,25 +293,6 @@ static void remove_shards(const char *dir, int force) {
     }
 }
 
-static void make_dirs(const char *dir) {
-    char path[4096];
-    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
-        pb_die(PB_EXIT_USAGE, "prep: --out path too long");
-    for (char *p = path + 1;; p++) {
-        if (*p == '/' || *p == 0) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(path, 0777) != 0 && errno != EEXIST)
-                pb_die(PB_EXIT_RUNTIME, "prep: cannot create %s: %s", path, strerror(errno));
-            *p = c;
-            if (c == 0) break;
-        }
-    }
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        pb_die(PB_EXIT_USAGE, "prep: --out %s is not a directory", dir);
-}
-
 int prep_main(int argc, char **argv) {
     const char *out = NULL, *sep = NULL, *tok_path = TOK_DEFAULT_PATH;
     uint64_t shard_tokens = 100000000, val_tokens = 1000000;
@@ -381,7 +362,7 @@ int prep_main(int argc, char **argv) {
     char err[1024];
     tok_tokenizer *tok = tok_load(tok_path, err, sizeof err);
     if (!tok) pb_die(PB_EXIT_DATA, "prep: %s (make tokenizer builds it)", err);
-    make_dirs(out);
+    if (pb_make_dirs(out, err, sizeof err) != 0) pb_die(PB_EXIT_RUNTIME, "prep: %s", err);
     remove_shards(out, force);
 
     int nthreads = omp_get_max_threads();

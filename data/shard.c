@@ -22,16 +22,6 @@
 #error "pebble's shard reader assumes a little-endian host"
 #endif
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 // ---------------------------------------------------------------------------------------
 // writing
 
@@ -64,7 +54,7 @@ static void fsync_parent_dir(const char *path) {
 
 int shard_write(const char *path, const uint16_t *tokens, size_t n, char *err, size_t errlen) {
     if (n > SHARD_MAX_TOKENS) {
-        seterr(err, errlen, "%s: %zu tokens do not fit one shard (at most %u)", path, n,
+        pb_seterr(err, errlen, "%s: %zu tokens do not fit one shard (at most %u)", path, n,
                SHARD_MAX_TOKENS);
         return -1;
     }
@@ -75,7 +65,7 @@ int shard_write(const char *path, const uint16_t *tokens, size_t n, char *err, s
 
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) {
-        seterr(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+        pb_seterr(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
         free(tmp);
         return -1;
     }
@@ -99,7 +89,7 @@ int shard_write(const char *path, const uint16_t *tokens, size_t n, char *err, s
         saved = errno;
     }
     if (what) {
-        seterr(err, errlen, "%s: %s failed: %s", tmp, what, strerror(saved));
+        pb_seterr(err, errlen, "%s: %s failed: %s", tmp, what, strerror(saved));
         unlink(tmp);
         free(tmp);
         return -1;
@@ -116,23 +106,23 @@ int shard_open(pb_shard *s, const char *path, int vocab_size, char *err, size_t 
     memset(s, 0, sizeof *s);
     int fd = open(path, O_RDONLY);
     if (fd < 0) {
-        seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        pb_seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        seterr(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
+        pb_seterr(err, errlen, "%s: cannot stat: %s", path, strerror(errno));
         close(fd);
         return -1;
     }
     if (!S_ISREG(st.st_mode)) {
-        seterr(err, errlen, "%s: not a regular file", path);
+        pb_seterr(err, errlen, "%s: not a regular file", path);
         close(fd);
         return -1;
     }
     uint64_t size = (uint64_t)st.st_size;
     if (size < SHARD_HEADER_BYTES) {
-        seterr(err, errlen, "%s: truncated header (%llu bytes, need %d)", path,
+        pb_seterr(err, errlen, "%s: truncated header (%llu bytes, need %d)", path,
                (unsigned long long)size, SHARD_HEADER_BYTES);
         close(fd);
         return -1;
@@ -144,7 +134,7 @@ int shard_open(pb_shard *s, const char *path, int vocab_size, char *err, size_t 
         ssize_t r = pread(fd, (char *)header + got, sizeof header - got, (off_t)got);
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
-            seterr(err, errlen, "%s: cannot read header: %s", path,
+            pb_seterr(err, errlen, "%s: cannot read header: %s", path,
                    r < 0 ? strerror(errno) : "file shrank while reading");
             close(fd);
             return -1;
@@ -152,26 +142,26 @@ int shard_open(pb_shard *s, const char *path, int vocab_size, char *err, size_t 
         got += (size_t)r;
     }
     if (header[0] != SHARD_MAGIC) {
-        seterr(err, errlen, "%s: bad magic %d (expected %d: not an llm.c token shard)", path,
+        pb_seterr(err, errlen, "%s: bad magic %d (expected %d: not an llm.c token shard)", path,
                (int)header[0], SHARD_MAGIC);
         close(fd);
         return -1;
     }
     if (header[1] != SHARD_VERSION) {
-        seterr(err, errlen, "%s: unsupported version %d (expected %d)", path, (int)header[1],
+        pb_seterr(err, errlen, "%s: unsupported version %d (expected %d)", path, (int)header[1],
                SHARD_VERSION);
         close(fd);
         return -1;
     }
     if (header[2] < 0) {
-        seterr(err, errlen, "%s: header says %d tokens (negative)", path, (int)header[2]);
+        pb_seterr(err, errlen, "%s: header says %d tokens (negative)", path, (int)header[2]);
         close(fd);
         return -1;
     }
     uint64_t n = (uint64_t)header[2];
     uint64_t body = size - SHARD_HEADER_BYTES;
     if (body != 2 * n) {
-        seterr(err, errlen, "%s: header says %llu tokens but the file holds %llu%s", path,
+        pb_seterr(err, errlen, "%s: header says %llu tokens but the file holds %llu%s", path,
                (unsigned long long)n, (unsigned long long)(body / 2),
                body % 2 ? " and an odd byte" : "");
         close(fd);
@@ -188,7 +178,7 @@ int shard_open(pb_shard *s, const char *path, int vocab_size, char *err, size_t 
     int saved = errno;
     close(fd);  // the mapping keeps the file alive
     if (map == MAP_FAILED) {
-        seterr(err, errlen, "%s: mmap failed: %s", path, strerror(saved));
+        pb_seterr(err, errlen, "%s: mmap failed: %s", path, strerror(saved));
         return -1;
     }
     const uint16_t *tok = (const uint16_t *)((const char *)map + SHARD_HEADER_BYTES);
@@ -196,7 +186,7 @@ int shard_open(pb_shard *s, const char *path, int vocab_size, char *err, size_t 
         uint16_t v = (uint16_t)vocab_size;
         for (uint64_t i = 0; i < n; i++) {
             if (tok[i] >= v) {
-                seterr(err, errlen, "%s: token %u at position %llu is out of the vocabulary (%d)",
+                pb_seterr(err, errlen, "%s: token %u at position %llu is out of the vocabulary (%d)",
                        path, (unsigned)tok[i], (unsigned long long)i, vocab_size);
                 munmap(map, (size_t)size);
                 return -1;

@@ -37,14 +37,6 @@ static const char TOK_PATTERN[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| 
 #define CACHE_MAX_PIECE 64
 #define CACHE_ARENA_BYTES (1u << 20)
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 // --- hashing and little-endian helpers
 
 // MurmurHash3's finalizer: every input bit reaches the low bits the tables index with.
@@ -210,7 +202,7 @@ static int compile_regex(tok_tokenizer *t, const char *path, char *err, size_t e
     if (!t->re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(code, msg, sizeof msg);
-        set_err(err, errlen, "tokenizer %s: PCRE2 cannot compile the GPT-2 regex at offset %zu: %s",
+        pb_seterr(err, errlen, "tokenizer %s: PCRE2 cannot compile the GPT-2 regex at offset %zu: %s",
                 path, (size_t)at, (const char *)msg);
         return -1;
     }
@@ -224,7 +216,7 @@ static uint8_t *read_file(const char *path, size_t *size, const char *what, char
                           size_t errlen) {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        set_err(err, errlen, "cannot open %s %s: %s", what, path, strerror(errno));
+        pb_seterr(err, errlen, "cannot open %s %s: %s", what, path, strerror(errno));
         return NULL;
     }
     size_t cap = 1 << 20, n = 0;
@@ -243,7 +235,7 @@ static uint8_t *read_file(const char *path, size_t *size, const char *what, char
     int bad = ferror(f);
     fclose(f);
     if (bad) {
-        set_err(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
+        pb_seterr(err, errlen, "cannot read %s %s: %s", what, path, strerror(errno));
         free(buf);
         return NULL;
     }
@@ -259,7 +251,7 @@ tok_tokenizer *tok_load(const char *path, char *err, size_t errlen) {
     uint8_t *cat = NULL;  // scratch for the bytes of a merged pair
 #define FAIL(...)                          \
     do {                                   \
-        set_err(err, errlen, __VA_ARGS__); \
+        pb_seterr(err, errlen, __VA_ARGS__); \
         free(f);                           \
         free(cat);                         \
         tok_free(t);                       \
@@ -749,7 +741,7 @@ static build_tok *parse_encoder(const uint8_t *s, size_t n, const int u2b[324], 
     do {                                                          \
         char m_[256];                                             \
         snprintf(m_, sizeof m_, __VA_ARGS__);                     \
-        set_err(err, errlen, "%s line %zu: %s", path, line, m_);  \
+        pb_seterr(err, errlen, "%s line %zu: %s", path, line, m_);  \
         for (size_t k_ = 0; k_ < cap; k_++) free(toks[k_].bytes); \
         free(toks);                                               \
         return NULL;                                              \
@@ -891,12 +883,12 @@ int tok_build(const char *encoder_json, const char *vocab_bpe, const char *out_p
     memset(map.slot, 0xff, (map.mask + 1) * sizeof *map.slot);
     for (int id = 0; id < n_tokens; id++) {
         if (toks[id].len > 65535) {
-            set_err(msg, msglen, "%s: token %d is longer than 65535 bytes", encoder_json, id);
+            pb_seterr(msg, msglen, "%s: token %d is longer than 65535 bytes", encoder_json, id);
             goto done;
         }
         if (id == eot) continue;
         if (build_find(&map, toks[id].bytes, toks[id].len) >= 0) {
-            set_err(msg, msglen, "%s: token %d has the same bytes as another", encoder_json, id);
+            pb_seterr(msg, msglen, "%s: token %d has the same bytes as another", encoder_json, id);
             goto done;
         }
         uint32_t i = (uint32_t)hash_bytes(toks[id].bytes, toks[id].len) & map.mask;
@@ -925,7 +917,7 @@ int tok_build(const char *encoder_json, const char *vocab_bpe, const char *out_p
             bpe_str_bytes(l, (size_t)(sp - l), u2b, a, sizeof a, &an) != 0 ||
             bpe_str_bytes(sp + 1, ln - (size_t)(sp + 1 - l), u2b, b, sizeof b, &bn) != 0 ||
             an == 0 || bn == 0) {
-            set_err(msg, msglen, "%s line %zu: not a merge \"left right\" in GPT-2's alphabet",
+            pb_seterr(msg, msglen, "%s line %zu: not a merge \"left right\" in GPT-2's alphabet",
                     vocab_bpe, line);
             goto done;
         }
@@ -934,12 +926,12 @@ int tok_build(const char *encoder_json, const char *vocab_bpe, const char *out_p
         memcpy(cat + an, b, bn);
         int32_t im = build_find(&map, cat, an + bn);
         if (ia < 0 || ib < 0 || im < 0) {
-            set_err(msg, msglen, "%s line %zu: merge of tokens not in %s", vocab_bpe, line,
+            pb_seterr(msg, msglen, "%s line %zu: merge of tokens not in %s", vocab_bpe, line,
                     encoder_json);
             goto done;
         }
         if (n_merges >= n_tokens - 1) {
-            set_err(msg, msglen, "%s: more merges than tokens", vocab_bpe);
+            pb_seterr(msg, msglen, "%s: more merges than tokens", vocab_bpe);
             goto done;
         }
         if (im != 256 + n_merges) off_by_rank++;
@@ -976,13 +968,13 @@ int tok_build(const char *encoder_json, const char *vocab_bpe, const char *out_p
     snprintf(tmp, sizeof tmp, "%s.tmp", out_path);
     FILE *f = fopen(tmp, "wb");
     if (!f) {
-        set_err(msg, msglen, "cannot create %s: %s", tmp, strerror(errno));
+        pb_seterr(msg, msglen, "cannot create %s: %s", tmp, strerror(errno));
         goto done;
     }
     int bad = fwrite(file, 1, fsize, f) != fsize;
     bad |= fclose(f) != 0;
     if (bad || rename(tmp, out_path) != 0) {
-        set_err(msg, msglen, "cannot write %s: %s", out_path, strerror(errno));
+        pb_seterr(msg, msglen, "cannot write %s: %s", out_path, strerror(errno));
         remove(tmp);
         goto done;
     }
@@ -1006,11 +998,11 @@ int tok_build(const char *encoder_json, const char *vocab_bpe, const char *out_p
     tok_encoder_free(e);
     tok_free(t);
     if (disagree >= 0) {
-        set_err(msg, msglen, "internal error: the two BPE paths disagree on token %d", disagree);
+        pb_seterr(msg, msglen, "internal error: the two BPE paths disagree on token %d", disagree);
         remove(out_path);
         goto done;
     }
-    set_err(msg, msglen,
+    pb_seterr(msg, msglen,
             "%d tokens, %d merges, <|endoftext|> = %d, %zu bytes -> %s (%d merged ids not "
             "256+rank; %d tokens not rebuilt by their own merges)",
             n_tokens, n_merges, eot, fsize, out_path, off_by_rank, unreachable);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <time.h>
 
@@ -41,6 +42,40 @@ FILE *pb_fopen(const char *path, const char *mode) {
     FILE *f = fopen(path, mode);
     if (!f) pb_die(PB_EXIT_RUNTIME, "cannot open %s: %s", path, strerror(errno));
     return f;
+}
+
+void pb_seterr(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || errlen == 0) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+int pb_make_dirs(const char *path, char *err, size_t errlen) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        pb_seterr(err, errlen, "directory path too long: %.64s...", path);
+        return -1;
+    }
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+                pb_seterr(err, errlen, "cannot create directory %s: %s", buf, strerror(errno));
+                return -1;
+            }
+            *p = c;
+            if (c == '\0') break;
+        }
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        pb_seterr(err, errlen, "%s exists and is not a directory", path);
+        return -1;
+    }
+    return 0;
 }
 
 double pb_now(void) {

@@ -38,6 +38,12 @@ void *pb_calloc(size_t n, size_t size);  // idem, zeroed
 void *pb_aligned_alloc(size_t bytes);
 FILE *pb_fopen(const char *path, const char *mode);  // exits naming the path on failure
 
+// Writes one formatted line into err (if err is non-NULL): the error-reporting convention of
+// every function that returns -1 and lets its caller decide how to die.
+void pb_seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+// mkdir -p path (mode 0755). Returns 0, or -1 with err naming the directory that failed.
+int pb_make_dirs(const char *path, char *err, size_t errlen);
+
 // Wall clock in seconds (monotonic).
 double pb_now(void);
 

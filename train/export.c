@@ -29,38 +29,12 @@
 #error "safetensors data is little-endian; export writes the host's floats as they are"
 #endif
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
-static int make_dirs(const char *path, char *err, size_t errlen) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char ch = *p;
-            *p = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
-                seterr(err, errlen, "cannot create directory %s: %s", buf, strerror(errno));
-                return -1;
-            }
-            *p = ch;
-            if (ch == '\0') return 0;
-        }
-    }
-}
-
 // Opens <path>.tmp for writing; finish_file() syncs it and renames it to path, so a
 // reader never sees half a file.
 static FILE *start_file(const char *path, char *tmp, size_t tmplen, char *err, size_t errlen) {
     snprintf(tmp, tmplen, "%s.tmp", path);
     FILE *f = fopen(tmp, "wb");
-    if (!f) seterr(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+    if (!f) pb_seterr(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
     return f;
 }
 
@@ -72,7 +46,7 @@ static int finish_file(FILE *f, int write_failed, const char *tmp, const char *p
     if (!bad && rename(tmp, path) != 0) bad = 1, e = errno;
     if (bad) {
         unlink(tmp);
-        seterr(err, errlen, "%s: write failed: %s", path, strerror(e ? e : EIO));
+        pb_seterr(err, errlen, "%s: write failed: %s", path, strerror(e ? e : EIO));
         return -1;
     }
     return 0;
@@ -169,7 +143,7 @@ int export_safetensors(const char *ckpt_path, const char *out_dir, char *err, si
     gpt2_config mc;
     if (ckpt_read_config(ckpt_path, NULL, &mc, err, errlen) != 0) return PB_EXIT_DATA;
     if (mc.n_embd % mc.n_head != 0) {
-        seterr(err, errlen, "%s: /config has n_embd %d not divisible by n_head %d", ckpt_path,
+        pb_seterr(err, errlen, "%s: /config has n_embd %d not divisible by n_head %d", ckpt_path,
                mc.n_embd, mc.n_head);
         return PB_EXIT_DATA;
     }
@@ -179,7 +153,7 @@ int export_safetensors(const char *ckpt_path, const char *out_dir, char *err, si
     char path[4200];
     if (ckpt_load(ckpt_path, &m, NULL, NULL, err, errlen) != 0) {
         rc = PB_EXIT_DATA;
-    } else if (make_dirs(out_dir, err, errlen) != 0) {
+    } else if (pb_make_dirs(out_dir, err, errlen) != 0) {
         rc = PB_EXIT_RUNTIME;
     } else {
         snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
