@@ -211,6 +211,77 @@ static void bench_gpt2(const pb_ops *ops, int B, int T, int steps, int tf32, int
 }
 
 // ----------------------------------------------------------------------------
+// matmuls of one GPT-2 124M layer and the LM head, one product at a time (matmul_backward
+// skips the gradients passed as NULL): where the backward's time goes.
+
+static double time_op_ms(void (*fn)(const pb_ops *, void **, int, int, int, int),
+                         const pb_ops *ops, void **bufs, int N, int IC, int OC, int which) {
+    double t[5];
+    fn(ops, bufs, N, IC, OC, which);  // warm-up: plan creation
+    for (int i = 0; i < 5; i++) {
+        pb_cuda_sync();
+        double a = pb_now();
+        fn(ops, bufs, N, IC, OC, which);
+        pb_cuda_sync();
+        t[i] = (pb_now() - a) * 1e3;
+    }
+    return median(t, 5);
+}
+
+// n floats uniform in [-0.5, 0.5) into device memory: one 4M-float random block, tiled.
+static void upload_random(const pb_ops *ops, void *dst, size_t n) {
+    static float *block;
+    const size_t B = (size_t)1 << 22;
+    if (!block) {
+        block = pb_malloc(B * sizeof(float));
+        pb_rng rng;
+        pb_rng_seed(&rng, 11);
+        for (size_t i = 0; i < B; i++) block[i] = (float)(pb_rng_uniform(&rng) - 0.5);
+    }
+    for (size_t off = 0; off < n; off += B) {
+        size_t m = n - off < B ? n - off : B;
+        ops->upload((float *)dst + off, block, m * sizeof(float));
+    }
+}
+
+// which: 0 forward (+bias), 1 dinp, 2 dweight, 3 dbias; bufs: inp, weight, bias, out, and
+// the gradients dinp, dweight, dbias, dout
+static void mm_call(const pb_ops *ops, void **b, int N, int IC, int OC, int which) {
+    float **f = (float **)b;
+    if (which == 0) ops->matmul_forward(f[3], f[0], f[1], f[2], N, IC, OC);
+    else ops->matmul_backward(which == 1 ? f[4] : NULL, which == 2 ? f[5] : NULL,
+                              which == 3 ? f[6] : NULL, f[7], f[0], f[1], N, IC, OC);
+}
+
+static void bench_matmuls(const pb_ops *ops, int N) {
+    static const struct { const char *name; int IC, OC, count; } shapes[] = {
+        {"c_attn", 768, 2304, 12}, {"attn.c_proj", 768, 768, 12}, {"c_fc", 768, 3072, 12},
+        {"mlp.c_proj", 3072, 768, 12}, {"lm head", 768, 50304, 1}};
+    printf("\n## Matmuls of one step, TF32, N = %d rows, median of 5 (ms per call; TFLOP/s)\n\n", N);
+    printf("| layer | IC | OC | calls/step | fwd+bias | dinp | dweight | dbias | fwd TFLOP/s | dinp TFLOP/s | dweight TFLOP/s |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    pb_cuda_set_tf32(1);
+    for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++) {
+        int IC = shapes[k].IC, OC = shapes[k].OC;
+        size_t sizes[8] = {(size_t)N * IC, (size_t)OC * IC, (size_t)OC, (size_t)N * OC,
+                           (size_t)N * IC, (size_t)OC * IC, (size_t)OC, (size_t)N * OC};
+        void *b[8];
+        for (int i = 0; i < 8; i++) b[i] = ops->alloc(sizes[i] * sizeof(float));
+        int in[4] = {0, 1, 2, 7};  // inputs random, never zeros
+        for (int i = 0; i < 4; i++) upload_random(ops, b[in[i]], sizes[in[i]]);
+        double ms[4];
+        for (int w = 0; w < 4; w++) ms[w] = time_op_ms(mm_call, ops, b, N, IC, OC, w);
+        double fl = 2.0 * N * IC * OC;
+        printf("| %s | %d | %d | %d | %.3f | %.3f | %.3f | %.3f | %.0f | %.0f | %.0f |\n",
+               shapes[k].name, IC, OC, shapes[k].count, ms[0], ms[1], ms[2], ms[3],
+               fl / ms[0] / 1e9, fl / ms[1] / 1e9, fl / ms[2] / 1e9);
+        fflush(stdout);
+        for (int i = 0; i < 8; i++) ops->free(b[i]);
+    }
+    pb_cuda_set_tf32(0);
+}
+
+// ----------------------------------------------------------------------------
 // attention
 
 typedef void (*attn_fwd_fn)(float *, float *, const float *, int, int, int, int, int);
@@ -272,7 +343,10 @@ int main(int argc, char **argv) {
         bench_gpt2(ops, batch, 1024, steps, 1, 0, 0);
         bench_gpt2(ops, batch, 1024, steps, 1, 1, 0);
         bench_gpt2(ops, 2 * batch, 1024, steps, 1, 1, 0);
-        if (profile) bench_gpt2(ops, batch, 1024, 3, 1, 1, 1);
+        if (profile) {
+            bench_gpt2(ops, batch, 1024, 3, 1, 1, 1);
+            bench_matmuls(ops, batch * 1024);
+        }
     }
 
     if (do_attn) {
