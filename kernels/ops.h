@@ -15,6 +15,15 @@
 //   - Deterministic: the same inputs give bit-identical outputs on every run, whatever the
 //     number of threads (reductions use a fixed order, never atomics).
 //   - Targets < 0 are ignored by the loss (loss 0, gradient 0).
+//
+// Element types (act_dtype). In an fp32 table every pointer is what its C type says. In a
+// bf16 table (mixed precision: the CUDA backend's pb_ops_cuda_bf16) the activations, their
+// gradients and the weights an op READS (wte, wpe, LayerNorm and matmul weights and biases,
+// qkv, logits, ...) hold bf16 elements behind the same `float *` parameters; what stays fp32
+// is everything a sum accumulates or the optimizer owns: parameter gradients (dwte, dweight,
+// dbias, ...), LayerNorm mean/rstd, attention lse, losses, AdamW's param/grad/m/v, sumsq and
+// scale. The C types are kept so that the fp32 backends and their callers read naturally;
+// a caller sizes activation buffers with pb_act_bytes(ops).
 #ifndef PEBBLE_OPS_H
 #define PEBBLE_OPS_H
 
@@ -22,6 +31,9 @@
 #include <stdint.h>
 
 typedef enum { PB_ATTN_FLASH = 0, PB_ATTN_NAIVE = 1 } pb_attn_kind;
+
+// The element type of activations and of the weights ops read (above). Grows at the end.
+typedef enum { PB_DTYPE_FP32 = 0, PB_DTYPE_BF16 = 1 } pb_dtype;
 
 typedef struct pb_ops {
     const char *name;  // "cpu", "cuda"
@@ -89,7 +101,31 @@ typedef struct pb_ops {
                          int t);
     double (*sumsq)(const float *x, size_t n);  // sum of squares, accumulated in double
     void (*scale)(float *x, float s, size_t n);  // x *= s
+
+    // --- mixed precision (tables with act_dtype != PB_DTYPE_FP32 only; NULL otherwise)
+    pb_dtype act_dtype;  // PB_DTYPE_FP32 (0) unless the table says otherwise
+    // dst (n, act_dtype) = src (n, fp32 master weights), stochastically rounded: the
+    // rounding noise comes from a hash of (seed, element index), so the same seed gives the
+    // same bits on every run, and the rounded weights are unbiased estimates of the masters.
+    void (*params_to_act)(float *dst, const float *src, size_t n, uint64_t seed);
+
+    // --- optional fusions (NULL in a table without them: the model then calls the ops above)
+    // matmul_forward then gelu_forward in one product: pre (N,OC) = inp (N,IC) @ weight^T +
+    // bias, out (N,OC) = gelu(pre); pre is kept for the backward.
+    void (*matmul_gelu_forward)(float *out, float *pre, const float *inp, const float *weight,
+                                const float *bias, int N, int IC, int OC);
+    // matmul_backward of the product whose input was inp = gelu(pre), then gelu_backward:
+    // dweight (OC,IC), dbias (OC) += as matmul_backward; dpre (N,IC) = (dout @ weight) *
+    // gelu'(pre) OVERWRITES dpre (the gradient w.r.t. gelu(pre) is never stored).
+    void (*matmul_backward_gelu)(float *dpre, float *dweight, float *dbias, const float *dout,
+                                 const float *inp, const float *weight, const float *pre, int N,
+                                 int IC, int OC);
 } pb_ops;
+
+// Bytes of one activation element of the table: 4 (fp32) or 2 (bf16).
+static inline size_t pb_act_bytes(const pb_ops *ops) {
+    return ops->act_dtype == PB_DTYPE_BF16 ? 2 : 4;
+}
 
 // The CPU backend (fp32, OpenMP). attn picks the attention algorithm the table points to.
 const pb_ops *pb_ops_cpu(pb_attn_kind attn);

@@ -31,19 +31,22 @@ static void add_param(gpt2 *m, size_t *offset, const char *name, int rows, int c
     *offset += p->numel;
 }
 
-// Points a gpt2_weights view at the parameter table's offsets inside `base`.
-static void map_weights(gpt2 *m, gpt2_weights *w, float *base) {
+// Points a gpt2_weights view at the parameter table's offsets inside `base`, whose
+// elements are elem_bytes wide (4, or 2 for the bf16 copy params_act).
+static void map_weights(gpt2 *m, gpt2_weights *w, float *base, size_t elem_bytes) {
+#define AT(i) ((float *)((char *)base + m->params[(i)].offset * elem_bytes))
     int i = 0;
-    w->wte = base + m->params[i++].offset;
-    w->wpe = base + m->params[i++].offset;
+    w->wte = AT(i), i++;
+    w->wpe = AT(i), i++;
     for (int l = 0; l < m->cfg.n_layer; l++) {
         gpt2_layer_weights *h = &w->h[l];
         float **slots[12] = {&h->ln1w, &h->ln1b, &h->qkvw, &h->qkvb, &h->attprojw, &h->attprojb,
                              &h->ln2w, &h->ln2b, &h->fcw, &h->fcb, &h->fcprojw, &h->fcprojb};
-        for (int k = 0; k < 12; k++) *slots[k] = base + m->params[i++].offset;
+        for (int k = 0; k < 12; k++) *slots[k] = AT(i), i++;
     }
-    w->lnfw = base + m->params[i++].offset;
-    w->lnfb = base + m->params[i++].offset;
+    w->lnfw = AT(i), i++;
+    w->lnfb = AT(i), i++;
+#undef AT
     PB_ASSERT(i == m->num_params);
 }
 
@@ -84,8 +87,14 @@ void gpt2_build(gpt2 *m, const gpt2_config *cfg, const pb_ops *ops) {
     m->grads_mem = ops->alloc(off * sizeof(float));
     m->w.h = pb_calloc((size_t)L, sizeof(gpt2_layer_weights));
     m->g.h = pb_calloc((size_t)L, sizeof(gpt2_layer_weights));
-    map_weights(m, &m->w, m->params_mem);
-    map_weights(m, &m->g, m->grads_mem);
+    map_weights(m, &m->w, m->params_mem, sizeof(float));
+    map_weights(m, &m->g, m->grads_mem, sizeof(float));
+    m->wa = m->w;
+    if (ops->act_dtype != PB_DTYPE_FP32) {
+        m->params_act = ops->alloc(off * pb_act_bytes(ops));
+        m->wa.h = pb_calloc((size_t)L, sizeof(gpt2_layer_weights));
+        map_weights(m, &m->wa, m->params_act, pb_act_bytes(ops));
+    }
 }
 
 const pb_param *gpt2_find_param(const gpt2 *m, const char *name) {
@@ -120,44 +129,48 @@ void gpt2_init_weights(gpt2 *m, uint64_t seed) {
         for (size_t j = 0; j < n; j++) x[j] = (float)(std * pb_rng_normal(&rng));
     }
     m->ops->upload(m->params_mem, host, m->num_floats * sizeof(float));
+    m->round_seed = seed;
     free(host);
 }
 
 // ----------------------------------------------------------------------------
 // activations
 
-// Lays out one gpt2_acts over `base` (or only counts floats when base is NULL).
-static size_t map_acts(const gpt2_config *c, int B, int T, gpt2_acts *a, float *base) {
+// Lays out one gpt2_acts over `base` (or only counts bytes when base is NULL). Activations
+// take ab bytes per element (pb_act_bytes), statistics and losses 4; every buffer starts on
+// a 64-byte boundary.
+static size_t map_acts(const gpt2_config *c, int B, int T, size_t ab, gpt2_acts *a,
+                       float *base) {
     size_t N = (size_t)B * T, C = c->n_embd, NH = c->n_head, off = 0;
-#define TAKE(ptr, n)                              \
-    do {                                          \
-        if (base) (ptr) = base + off;             \
-        off += ((size_t)(n) + 15) / 16 * 16;      \
+#define TAKE(ptr, n, eb)                                   \
+    do {                                                   \
+        if (base) (ptr) = (float *)((char *)base + off);   \
+        off += ((size_t)(n) * (eb) + 63) / 64 * 64;        \
     } while (0)
-    TAKE(a->encoded, N * C);
+    TAKE(a->encoded, N * C, ab);
     for (int l = 0; l < c->n_layer; l++) {
         gpt2_layer_acts *h = &a->h[l];
-        TAKE(h->ln1, N * C);
-        TAKE(h->ln1_mean, N);
-        TAKE(h->ln1_rstd, N);
-        TAKE(h->qkv, N * 3 * C);
-        TAKE(h->atty, N * C);
-        TAKE(h->lse, N * NH);
-        TAKE(h->attproj, N * C);
-        TAKE(h->res2, N * C);
-        TAKE(h->ln2, N * C);
-        TAKE(h->ln2_mean, N);
-        TAKE(h->ln2_rstd, N);
-        TAKE(h->fch, N * 4 * C);
-        TAKE(h->fch_gelu, N * 4 * C);
-        TAKE(h->fcproj, N * C);
-        TAKE(h->res3, N * C);
+        TAKE(h->ln1, N * C, ab);
+        TAKE(h->ln1_mean, N, 4);
+        TAKE(h->ln1_rstd, N, 4);
+        TAKE(h->qkv, N * 3 * C, ab);
+        TAKE(h->atty, N * C, ab);
+        TAKE(h->lse, N * NH, 4);
+        TAKE(h->attproj, N * C, ab);
+        TAKE(h->res2, N * C, ab);
+        TAKE(h->ln2, N * C, ab);
+        TAKE(h->ln2_mean, N, 4);
+        TAKE(h->ln2_rstd, N, 4);
+        TAKE(h->fch, N * 4 * C, ab);
+        TAKE(h->fch_gelu, N * 4 * C, ab);
+        TAKE(h->fcproj, N * C, ab);
+        TAKE(h->res3, N * C, ab);
     }
-    TAKE(a->lnf, N * C);
-    TAKE(a->lnf_mean, N);
-    TAKE(a->lnf_rstd, N);
-    TAKE(a->logits, N * (size_t)c->padded_vocab);
-    TAKE(a->losses, N);
+    TAKE(a->lnf, N * C, ab);
+    TAKE(a->lnf_mean, N, 4);
+    TAKE(a->lnf_rstd, N, 4);
+    TAKE(a->logits, N * (size_t)c->padded_vocab, ab);
+    TAKE(a->losses, N, 4);
 #undef TAKE
     return off;
 }
@@ -183,11 +196,12 @@ static void ensure_acts(gpt2 *m, int B, int T) {
     m->T = T;
     m->acts.h = pb_calloc((size_t)m->cfg.n_layer, sizeof(gpt2_layer_acts));
     m->dacts.h = pb_calloc((size_t)m->cfg.n_layer, sizeof(gpt2_layer_acts));
-    m->acts_floats = map_acts(&m->cfg, B, T, &m->acts, NULL);
-    m->acts_mem = ops->alloc(m->acts_floats * sizeof(float));
-    m->dacts_mem = ops->alloc(m->acts_floats * sizeof(float));
-    map_acts(&m->cfg, B, T, &m->acts, m->acts_mem);
-    map_acts(&m->cfg, B, T, &m->dacts, m->dacts_mem);
+    size_t ab = pb_act_bytes(ops);
+    m->acts_bytes = map_acts(&m->cfg, B, T, ab, &m->acts, NULL);
+    m->acts_mem = ops->alloc(m->acts_bytes);
+    m->dacts_mem = ops->alloc(m->acts_bytes);
+    map_acts(&m->cfg, B, T, ab, &m->acts, m->acts_mem);
+    map_acts(&m->cfg, B, T, ab, &m->dacts, m->dacts_mem);
     m->inputs = ops->alloc((size_t)B * T * sizeof(int32_t));
     m->targets = ops->alloc((size_t)B * T * sizeof(int32_t));
     m->targets_host = pb_malloc((size_t)B * T * sizeof(int32_t));
@@ -197,6 +211,10 @@ void gpt2_free(gpt2 *m) {
     free_acts(m);
     m->ops->free(m->params_mem);
     m->ops->free(m->grads_mem);
+    if (m->params_act) {
+        m->ops->free(m->params_act);
+        free(m->wa.h);
+    }
     free(m->w.h);
     free(m->g.h);
     free(m->params);
@@ -219,12 +237,18 @@ double gpt2_forward(gpt2 *m, const int32_t *inputs, const int32_t *targets, int 
                    inputs[i], i, V);
     ensure_acts(m, B, T);
     ops->upload(m->inputs, inputs, (size_t)N * sizeof(int32_t));
+    // The low-precision weights from the masters: rounding the same masters with the same
+    // (seed, step) gives the same bits, so doing it at every forward (0.2 ms for 124M
+    // parameters) keeps them right after any change to params_mem (optimizer, checkpoint).
+    if (m->params_act)
+        ops->params_to_act(m->params_act, m->params_mem, m->num_floats,
+                           m->round_seed * 0x9E3779B97F4A7C15ull + m->updates);
 
     gpt2_acts *a = &m->acts;
-    ops->encoder_forward(a->encoded, m->inputs, m->w.wte, m->w.wpe, B, T, C);
+    ops->encoder_forward(a->encoded, m->inputs, m->wa.wte, m->wa.wpe, B, T, C);
     const float *x = a->encoded;  // the residual stream entering each block
     for (int l = 0; l < c->n_layer; l++) {
-        const gpt2_layer_weights *w = &m->w.h[l];
+        const gpt2_layer_weights *w = &m->wa.h[l];
         gpt2_layer_acts *h = &a->h[l];
         ops->layernorm_forward(h->ln1, h->ln1_mean, h->ln1_rstd, x, w->ln1w, w->ln1b, N, C);
         ops->matmul_forward(h->qkv, h->ln1, w->qkvw, w->qkvb, N, C, 3 * C);
@@ -232,15 +256,19 @@ double gpt2_forward(gpt2 *m, const int32_t *inputs, const int32_t *targets, int 
         ops->matmul_forward(h->attproj, h->atty, w->attprojw, w->attprojb, N, C, C);
         ops->residual_forward(h->res2, x, h->attproj, (size_t)N * C);
         ops->layernorm_forward(h->ln2, h->ln2_mean, h->ln2_rstd, h->res2, w->ln2w, w->ln2b, N, C);
-        ops->matmul_forward(h->fch, h->ln2, w->fcw, w->fcb, N, C, 4 * C);
-        ops->gelu_forward(h->fch_gelu, h->fch, (size_t)N * 4 * C);
+        if (ops->matmul_gelu_forward) {  // one product writes fch and gelu(fch)
+            ops->matmul_gelu_forward(h->fch_gelu, h->fch, h->ln2, w->fcw, w->fcb, N, C, 4 * C);
+        } else {
+            ops->matmul_forward(h->fch, h->ln2, w->fcw, w->fcb, N, C, 4 * C);
+            ops->gelu_forward(h->fch_gelu, h->fch, (size_t)N * 4 * C);
+        }
         ops->matmul_forward(h->fcproj, h->fch_gelu, w->fcprojw, w->fcprojb, N, 4 * C, C);
         ops->residual_forward(h->res3, h->res2, h->fcproj, (size_t)N * C);
         x = h->res3;
     }
-    ops->layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, m->w.lnfw, m->w.lnfb, N, C);
+    ops->layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, m->wa.lnfw, m->wa.lnfb, N, C);
     // LM head tied to the token embedding: logits (N,Vp) = lnf (N,C) @ wte^T.
-    ops->matmul_forward(a->logits, a->lnf, m->w.wte, NULL, N, C, Vp);
+    ops->matmul_forward(a->logits, a->lnf, m->wa.wte, NULL, N, C, Vp);
 
     m->have_targets = targets != NULL;
     if (!targets) return 0.0;
@@ -272,20 +300,22 @@ void gpt2_backward(gpt2 *m, float loss_scale) {
     int B = m->B, T = m->T, C = c->n_embd, NH = c->n_head, N = B * T;
     int V = c->vocab_size, Vp = c->padded_vocab;
     gpt2_acts *a = &m->acts, *d = &m->dacts;
-    ops->zero(m->dacts_mem, m->acts_floats * sizeof(float));
+    // Zero the activation gradients the ops accumulate into: everything before the logits
+    // slot (dlogits live in acts.logits, so dacts' logits and losses are never touched).
+    ops->zero(m->dacts_mem, (size_t)((char *)d->logits - (char *)m->dacts_mem));
 
     // d(mean loss)/d(loss of one position); dlogits overwrite the logits in place.
     float dloss = m->valid_targets ? loss_scale / (float)m->valid_targets : 0.0f;
     ops->crossentropy_backward(a->logits, a->logits, m->targets, dloss, N, V, Vp);
-    ops->matmul_backward(d->lnf, m->g.wte, NULL, a->logits, a->lnf, m->w.wte, N, C, Vp);
+    ops->matmul_backward(d->lnf, m->g.wte, NULL, a->logits, a->lnf, m->wa.wte, N, C, Vp);
 
     int L = c->n_layer;
     const float *x_last = L ? a->h[L - 1].res3 : a->encoded;
     float *dx_last = L ? d->h[L - 1].res3 : d->encoded;
-    ops->layernorm_backward(dx_last, m->g.lnfw, m->g.lnfb, d->lnf, x_last, m->w.lnfw,
+    ops->layernorm_backward(dx_last, m->g.lnfw, m->g.lnfb, d->lnf, x_last, m->wa.lnfw,
                             a->lnf_mean, a->lnf_rstd, N, C);
     for (int l = L - 1; l >= 0; l--) {
-        const gpt2_layer_weights *w = &m->w.h[l];
+        const gpt2_layer_weights *w = &m->wa.h[l];
         gpt2_layer_weights *g = &m->g.h[l];
         gpt2_layer_acts *h = &a->h[l], *dh = &d->h[l];
         const float *x = l ? a->h[l - 1].res3 : a->encoded;  // block input
@@ -293,9 +323,14 @@ void gpt2_backward(gpt2 *m, float loss_scale) {
         size_t NC = (size_t)N * C;
         // MLP branch: res3 = res2 + fcproj
         ops->residual_backward(dh->res2, dh->fcproj, dh->res3, NC);
-        ops->matmul_backward(dh->fch_gelu, g->fcprojw, g->fcprojb, dh->fcproj, h->fch_gelu,
-                             w->fcprojw, N, 4 * C, C);
-        ops->gelu_backward(dh->fch, h->fch, dh->fch_gelu, 4 * NC);
+        if (ops->matmul_backward_gelu) {  // dfch directly; dfch_gelu is never stored
+            ops->matmul_backward_gelu(dh->fch, g->fcprojw, g->fcprojb, dh->fcproj, h->fch_gelu,
+                                      w->fcprojw, h->fch, N, 4 * C, C);
+        } else {
+            ops->matmul_backward(dh->fch_gelu, g->fcprojw, g->fcprojb, dh->fcproj, h->fch_gelu,
+                                 w->fcprojw, N, 4 * C, C);
+            ops->gelu_backward(dh->fch, h->fch, dh->fch_gelu, 4 * NC);
+        }
         ops->matmul_backward(dh->ln2, g->fcw, g->fcb, dh->fch, h->ln2, w->fcw, N, C, 4 * C);
         ops->layernorm_backward(dh->res2, g->ln2w, g->ln2b, dh->ln2, h->res2, w->ln2w,
                                 h->ln2_mean, h->ln2_rstd, N, C);

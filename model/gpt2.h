@@ -53,6 +53,8 @@ typedef struct gpt2_weights {
 } gpt2_weights;
 
 // Activations of one layer (saved for backward); the same struct holds their gradients.
+// With a bf16 op table (kernels/ops.h, act_dtype) the (B,T,...) activations hold bf16
+// elements; the LayerNorm statistics, lse and losses stay fp32.
 typedef struct gpt2_layer_acts {
     float *ln1;              // (B,T,C)
     float *ln1_mean, *ln1_rstd;  // (B,T)
@@ -89,10 +91,19 @@ typedef struct gpt2 {
     float *grads_mem;
     gpt2_weights w;  // views into params_mem
     gpt2_weights g;  // views into grads_mem
+    // Mixed precision (ops->act_dtype bf16): params_mem stays the fp32 master copy that the
+    // optimizer updates and checkpoints store; the ops read params_act, the same table in the
+    // activation type, rounded from the masters at each forward (ops->params_to_act,
+    // stochastic rounding seeded by round_seed and the optimizer's step count `updates`).
+    // With an fp32 table params_act is NULL and wa is w.
+    float *params_act;
+    gpt2_weights wa;    // the weights the ops read
+    uint64_t round_seed;  // set by gpt2_init_weights
+    uint64_t updates;     // optimizer steps applied (adamw_step counts them)
     // activations, allocated on the first forward for (B,T) and reused
     int B, T;
     float *acts_mem, *dacts_mem;
-    size_t acts_floats;
+    size_t acts_bytes;
     gpt2_acts acts, dacts;  // dacts.logits is unused (dlogits live in acts.logits)
     int32_t *inputs, *targets;  // (B,T) in backend memory
     int32_t *targets_host;      // (B,T) copy, to count valid targets

@@ -104,7 +104,13 @@ Test(config, defaults_are_the_documented_ones) {
     cr_expect_eq(c.val_batches, 8);
     cr_expect_str_eq(c.run_dir, "runs/default");
     cr_expect_eq(c.plot, 1);
+    cr_expect_eq(c.sample_every, 0);
+    cr_expect_eq(c.sample_tokens, 64);
+    cr_expect_str_eq(c.sample_prompt, "");
+    cr_expect_eq(c.sample_temperature, 1.0);
+    cr_expect_eq(c.sample_top_k, 50);
     cr_expect_str_eq(c.device, "cpu");
+    cr_expect_str_eq(c.precision, "auto");
     cr_expect_eq(c.threads, 0);
     // Padding and string tails are zeroed, so two default configs are equal bytes.
     pb_config d;
@@ -413,7 +419,8 @@ Test(config, help_lists_every_key_with_type_and_default) {
     config_print_help(f);
     fclose(f);
     const char *want[] = {
-        "[model]\n", "[data]\n", "[train]\n", "[run]\n", "[checkpoint]\n", "[system]\n",
+        "[model]\n", "[data]\n", "[train]\n", "[run]\n", "[checkpoint]\n", "[sample]\n",
+        "[system]\n", "  sample.prompt ", "default: \"\" ", "  sample.temperature ",
         "  model.attention ", " flash|naive ", "default: flash ",
         "  train.lr ", "default: 1e-3 ", "peak learning rate [> 0]\n",
         "  data.train ", "default: (required) ", "\nRequired (no default): data.train\n",
@@ -447,7 +454,7 @@ Test(config, help_lists_every_key_with_type_and_default) {
             keys++;
         }
     }
-    cr_expect_eq(keys, 29, "the written INI has %d keys", keys);
+    cr_expect_eq(keys, 35, "the written INI has %d keys", keys);
     free(ini);
     free(text);
 }
@@ -493,7 +500,13 @@ static void expect_round_trip(const pb_config *c) {
     cr_expect_eq(back.plot, c->plot);
     cr_expect_eq(back.ckpt_every, c->ckpt_every);
     cr_expect_eq(back.ckpt_keep_last, c->ckpt_keep_last);
+    cr_expect_eq(back.sample_every, c->sample_every);
+    cr_expect_eq(back.sample_tokens, c->sample_tokens);
+    cr_expect_str_eq(back.sample_prompt, c->sample_prompt);
+    cr_expect_eq(back.sample_temperature, c->sample_temperature);
+    cr_expect_eq(back.sample_top_k, c->sample_top_k);
     cr_expect_str_eq(back.device, c->device);
+    cr_expect_str_eq(back.precision, c->precision);
     cr_expect_eq(back.threads, c->threads);
     // And byte for byte, padding included (both began as config_defaults).
     cr_expect_eq(memcmp(&back, c, sizeof back), 0, "round trip changed the config's bytes");
@@ -519,7 +532,9 @@ Test(config, written_ini_round_trips_every_key_changed) {
         "train.weight_decay=1e-300", "train.beta1=0.123456789012345678", "train.beta2=0.999",
         "train.eps=4.9e-324", "train.grad_clip=0", "train.seed=18446744073709551615",
         "train.val_every=0", "train.val_batches=20", "run.dir=runs/a b=c;d", "run.plot=no",
-        "checkpoint.every=250", "checkpoint.keep_last=0", "system.threads=7",
+        "checkpoint.every=250", "checkpoint.keep_last=0", "sample.every=100",
+        "sample.tokens=256", "sample.prompt=Once upon a time, \"she said\"",
+        "sample.temperature=0.7", "sample.top_k=0", "system.precision=bf16", "system.threads=7",
     };
     for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) set_ok(&c, sets[i]);
     // A sum with no short decimal form must come back to the last bit.
@@ -537,5 +552,6 @@ Test(config, written_ini_round_trips_the_longest_strings) {
     memset(c.train_data, 't', PB_PATH_MAX - 1);
     memset(c.val_data, 'v', PB_PATH_MAX - 1);
     memset(c.run_dir, 'r', PB_PATH_MAX - 1);
+    memset(c.sample_prompt, 's', PB_PATH_MAX - 1);
     expect_round_trip(&c);
 }

@@ -119,10 +119,29 @@ static const config_key config_keys[] = {
     {KEY("checkpoint", "keep_last", INT, ckpt_keep_last, "3",
          "checkpoints kept in run.dir, the newest (0 = all)"),
      GE(0)},  // negative would mean nothing
+    // [sample]: text printed during training, as `pebble sample` would print it
+    {KEY("sample", "every", INT, sample_every, "0",
+         "steps between text samples printed during training (0 = off)"),
+     GE(0)},
+    {KEY("sample", "tokens", INT, sample_tokens, "64", "new tokens per sample"),
+     GE(1)},  // a sample of no tokens says nothing
+    {KEY("sample", "prompt", STRING, sample_prompt, "",
+         "text the samples start from (empty = <|endoftext|>)")},
+    {KEY("sample", "temperature", DOUBLE, sample_temperature, "1.0",
+         "softmax temperature of the samples (0 = greedy)"),
+     GE(0)},  // a negative temperature would favour the least likely tokens
+    {KEY("sample", "top_k", INT, sample_top_k, "50",
+         "sample among the k likeliest tokens (0 = all)"),
+     GE(0)},
     // [system]
     {KEY("system", "device", STRING, device, "cpu",
          "where to train: cpu, cuda, or auto (cuda when a GPU is usable, else cpu)"),
      .choices = "auto|cpu|cuda"},
+    // auto: bf16 where it exists (the GPU), fp32 elsewhere; fp32 on the GPU is the parity mode
+    {KEY("system", "precision", STRING, precision, "auto",
+         "arithmetic: bf16 (activations and matmuls in bf16, fp32 master weights and "
+         "optimizer; GPU only), fp32 (exact), or auto (bf16 on cuda, fp32 on cpu)"),
+     .choices = "auto|fp32|bf16"},
     {KEY("system", "threads", INT, threads, "0", "OpenMP threads (0 = all cores)"),
      GE(0)},
 };

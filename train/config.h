@@ -40,8 +40,15 @@ typedef struct pb_config {
     // [checkpoint]
     int ckpt_every;          // steps between checkpoints (0 = only at the end and on a signal)
     int ckpt_keep_last;      // checkpoints kept in run_dir, the newest (0 = all)
+    // [sample]
+    int sample_every;        // steps between text samples printed during training (0 = off)
+    int sample_tokens;       // new tokens per sample
+    char sample_prompt[PB_PATH_MAX];  // text the samples start from ("" = <|endoftext|>)
+    double sample_temperature;        // 0 = greedy
+    int sample_top_k;        // sample among the k likeliest tokens (0 = all)
     // [system]
     char device[16];         // "cpu" (later "cuda", "auto")
+    char precision[8];       // "auto" | "fp32" | "bf16" (mixed precision, the GPU only)
     int threads;             // OpenMP threads (0 = all cores)
 } pb_config;
 

@@ -1,6 +1,8 @@
 // main.c: the pebble program: one binary, one subcommand per job.
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "data/prep.h"
 #include "kernels/common.h"
@@ -9,6 +11,7 @@
 #include "train/config.h"
 #include "train/export.h"
 #include "train/plot.h"
+#include "train/sample.h"
 #include "train/trainer.h"
 
 static void usage(FILE *f) {
@@ -20,6 +23,7 @@ static void usage(FILE *f) {
             "commands:\n"
             "  train  -c FILE [--set section.key=value ...]   train a model (train --help: every key)\n"
             "         [--resume auto|CKPT] [--init CKPT]       continue a run / start from weights\n"
+            "  sample --ckpt CKPT|RUN_DIR [--prompt TEXT]      generate text (sample --help)\n"
             "  export --ckpt CKPT --out DIR                    weights for HF transformers\n"
             "  prep   --out DIR [options] FILES...             text files -> GPT-2 token shards\n"
             "  bench  [--iters N]                              CPU forward+backward throughput\n"
@@ -119,7 +123,19 @@ static int plot_cmd(int argc, char **argv) {
     return 0;
 }
 
+// libgomp's threads spin while they wait at a barrier, which is fastest on an idle machine
+// and ruinous on a shared one: on a loaded 2-core machine a gpt2-tiny step measured 10x
+// slower spinning than sleeping. libgomp reads OMP_WAIT_POLICY once, before main, so when
+// the user has not chosen, pebble sets "passive" and runs itself again.
+static void prefer_passive_omp_wait(char **argv) {
+    if (getenv("OMP_WAIT_POLICY")) return;
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+    execv("/proc/self/exe", argv);
+    // Without /proc: carry on, spinning.
+}
+
 int main(int argc, char **argv) {
+    prefer_passive_omp_wait(argv);
     if (argc < 2) {
         usage(stderr);
         return PB_EXIT_USAGE;
@@ -139,5 +155,6 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "bench") == 0) return bench_main(argc - 1, argv + 1);
     if (strcmp(cmd, "plot") == 0) return plot_cmd(argc - 1, argv + 1);
     if (strcmp(cmd, "export") == 0) return export_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "sample") == 0) return sample_main(argc - 1, argv + 1);
     pb_die(PB_EXIT_USAGE, "unknown command '%s' (see pebble --help)", cmd);
 }

@@ -31,6 +31,7 @@ void adamw_step(pb_adamw *o, gpt2 *model, float lr) {
                                  p->numel, lr, o->beta1, o->beta2, o->eps,
                                  p->decay ? o->weight_decay : 0.0f, o->t);
     }
+    model->updates = (uint64_t)o->t;  // seeds the next rounding of low-precision weights
 }
 
 float optim_clip_grad_norm(gpt2 *model, float clip) {

@@ -18,6 +18,7 @@
 #include "train/optim.h"
 #include "train/plot.h"
 #include "train/progress.h"
+#include "train/sample.h"
 
 // mkdir -p; returns -1 with err set on failure.
 static int make_dirs(const char *path, char *err, size_t errlen) {
@@ -44,8 +45,14 @@ const pb_ops *trainer_backend(const pb_config *cfg) {
     if (want_cuda && !pb_cuda_available())
         pb_die(PB_EXIT_RUNTIME, "system.device = cuda but no CUDA device is available: %s",
                pb_cuda_unavailable_reason());
+    // precision auto: bf16 mixed precision on the GPU (the fast path), fp32 on the CPU.
+    int fp32 = strcmp(cfg->precision, "fp32") == 0;
     if (want_cuda || (strcmp(cfg->device, "auto") == 0 && pb_cuda_available()))
-        return pb_ops_cuda();
+        return fp32 ? pb_ops_cuda() : pb_ops_cuda_bf16();
+    if (strcmp(cfg->precision, "bf16") == 0)
+        pb_die(PB_EXIT_USAGE, "system.precision = bf16 needs the GPU, and training runs on the "
+               "CPU here (system.device = %s%s): the CPU backend computes in fp32",
+               cfg->device, strcmp(cfg->device, "auto") == 0 ? ", no usable GPU" : "");
     pb_attn_kind attn = strcmp(cfg->attention, "naive") == 0 ? PB_ATTN_NAIVE : PB_ATTN_FLASH;
     return pb_ops_cpu(attn);
 }
@@ -196,6 +203,7 @@ static int resume_run(const pb_config *cfg, const char *resume, gpt2 *model, pb_
     }
     pb_ckpt_trainer_state st;
     if (ckpt_load(path, model, opt, &st, err, sizeof err) != 0) pb_die(PB_EXIT_DATA, "%s", err);
+    model->updates = (uint64_t)opt->t;  // bf16 weights round as in the uninterrupted run
     if (st.step > cfg->steps)
         pb_die(PB_EXIT_USAGE, "%s is at step %lld, past train.steps = %d (raise train.steps to "
                "train further)", path, (long long)st.step, cfg->steps);
@@ -250,6 +258,14 @@ int trainer_run_from(const pb_config *cfg, const pb_train_start *start) {
         if (ckpt_load(start->init, &model, NULL, NULL, err, sizeof err) != 0)
             pb_die(PB_EXIT_DATA, "%s", err);
         printf("init: weights from %s (a new run: step 0, fresh optimizer)\n", start->init);
+    }
+    // Samples (sample.every): the tokenizer and the prompt are checked now, not at the
+    // first sample.
+    sample_trainer *sampler = NULL;
+    if (cfg->sample_every) {
+        int code;
+        sampler = sample_trainer_open(cfg, &model, &code, err, sizeof err);
+        if (!sampler) pb_die(code, "%s", err);
     }
 
     // --- run directory: the effective config and the metrics
@@ -318,6 +334,8 @@ int trainer_run_from(const pb_config *cfg, const pb_train_start *start) {
             last_val = validate(&model, val, cfg->val_batches, B, T, inputs, targets);
             progress_val(&prog, step + 1, last_val);
         }
+        if (sampler && (step + 1) % cfg->sample_every == 0)
+            sample_trainer_print(sampler, &model, step + 1, prog.tty);
 
         if (signal_step == step + 1) raise(SIGTERM);
         int stopping = stop_signal != 0;
@@ -350,6 +368,7 @@ int trainer_run_from(const pb_config *cfg, const pb_train_start *start) {
     free(inputs);
     free(targets);
     adamw_free(&opt, &model);
+    sample_trainer_close(sampler);
     gpt2_free(&model);
     loader_close(train);
     if (val) loader_close(val);

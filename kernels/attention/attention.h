@@ -17,4 +17,11 @@ void attn_flash_forward(float *out, float *lse, const float *qkv, int B, int T, 
 void attn_flash_backward(float *dqkv, const float *dout, const float *out, const float *lse,
                          const float *qkv, int B, int T, int C, int NH, int causal);
 
+// decode (decode.c): generation with a KV cache. The queries of n new positions
+// pos0..pos0+n-1 (row i at q + i*q_stride, heads side by side as in qkv) attend causally to
+// the cached keys and values of positions 0..pos0+n-1; kcache, vcache (NH, maxT, D);
+// out (n, C). Forward only: nothing is saved for a backward.
+void attn_decode_forward(float *out, const float *q, int q_stride, const float *kcache,
+                         const float *vcache, int pos0, int n, int NH, int D, int maxT);
+
 #endif

@@ -23,5 +23,12 @@ void attn_flash_mma_cuda_forward(float *out, float *lse, const float *qkv, int B
 void attn_flash_mma_cuda_backward(float *dqkv, const float *dout, const float *out,
                                   const float *lse, const float *qkv, int B, int T, int C, int NH,
                                   int causal);
+// The same kernels on bf16 tensors: qkv, out, dout and dqkv hold bf16 elements (the
+// mixed-precision op table, kernels/ops.h), lse stays fp32; nothing is converted around them.
+void attn_flash_mma_cuda_forward_bf16(float *out, float *lse, const float *qkv, int B, int T,
+                                      int C, int NH, int causal);
+void attn_flash_mma_cuda_backward_bf16(float *dqkv, const float *dout, const float *out,
+                                       const float *lse, const float *qkv, int B, int T, int C,
+                                       int NH, int causal);
 
 #endif

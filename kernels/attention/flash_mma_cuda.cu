@@ -2,9 +2,11 @@
 // with fp32 accumulation, forward and backward, head dims 64 and 128.
 //
 // Same algorithm, contract and determinism as flash_cuda.cu (read that first); what changes
-// is where the products run. Inputs stay fp32 in device memory (the op table is fp32): each
+// is where the products run. The kernels are templates on the tensors' element type S:
+// with fp32 tensors (the fp32 op table, opt-in through pb_cuda_set_attention_bf16) each
 // tile is rounded to bf16 as it is staged into shared memory, so results carry bf16 error
-// (~4e-3 relative), which is why this path is opt-in (pb_cuda_set_attention_bf16).
+// (~4e-3 relative); with bf16 tensors (the mixed-precision table) tiles are copied as they
+// are, 16 bytes at a time, and outputs written in bf16.
 //
 // Warps and fragments. A block has 4 warps; each warp owns 16 rows of the tile it computes
 // (queries in the forward and dQ kernels, keys in the dK/dV kernel). For one m16n8k16 mma
@@ -27,8 +29,6 @@
 extern "C" {
 #include "kernels/attention/flash_cuda.h"
 }
-
-typedef __nv_bfloat16 bf16;
 
 #define MMA_WARPS 4
 #define MMA_THREADS (32 * MMA_WARPS)
@@ -115,12 +115,38 @@ __device__ __forceinline__ void stage(bf16 *X, int ld, const float *src, size_t 
     }
 }
 
+// The same from bf16 rows: a plain copy, 16 bytes (8 elements) per load and store.
+template <int ROWS, int DH>
+__device__ __forceinline__ void stage(bf16 *X, int ld, const bf16 *src, size_t stride, int t0,
+                                      int T) {
+    for (int idx = threadIdx.x; idx < ROWS * DH / 8; idx += MMA_THREADS) {
+        int r = idx / (DH / 8), c = idx % (DH / 8) * 8;
+        uint4 v = make_uint4(0u, 0u, 0u, 0u);
+        if (t0 + r < T) v = *reinterpret_cast<const uint4 *>(src + (size_t)(t0 + r) * stride + c);
+        *reinterpret_cast<uint4 *>(X + r * ld + c) = v;
+    }
+}
+
+// Two adjacent elements of an output (columns 2t, 2t+1 of an accumulator tile).
+__device__ __forceinline__ float2 load2(const float *p) {
+    return *reinterpret_cast<const float2 *>(p);
+}
+__device__ __forceinline__ float2 load2(const bf16 *p) {
+    return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(p));
+}
+__device__ __forceinline__ void store2(float *p, float a, float b) {
+    *reinterpret_cast<float2 *>(p) = make_float2(a, b);
+}
+__device__ __forceinline__ void store2(bf16 *p, float a, float b) {
+    *reinterpret_cast<__nv_bfloat162 *>(p) = __floats2bfloat162_rn(a, b);
+}
+
 // ----------------------------------------------------------------------------
 // forward: a block = 64 queries of one (b, h); scores in the log2 domain (exp2f)
 
-template <int DH>
-__global__ void __launch_bounds__(MMA_THREADS) mma_forward_kernel(float *out, float *lse,
-                                                                  const float *qkv, int T, int C,
+template <int DH, typename S>
+__global__ void __launch_bounds__(MMA_THREADS) mma_forward_kernel(S *out, float *lse,
+                                                                  const S *qkv, int T, int C,
                                                                   int NH, int causal,
                                                                   float scale_log2) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -131,7 +157,7 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_forward_kernel(float *out, fl
     int nq = (T + TILE - 1) / TILE, qt = nq - 1 - blockIdx.x;
     int bh = blockIdx.y, b = bh / NH, h = bh % NH;
     size_t C3 = 3 * (size_t)C;
-    const float *q = qkv + (size_t)b * T * C3 + (size_t)h * DH, *k = q + C, *v = q + 2 * C;
+    const S *q = qkv + (size_t)b * T * C3 + (size_t)h * DH, *k = q + C, *v = q + 2 * C;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     int q0 = qt * TILE;
 
@@ -215,11 +241,10 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_forward_kernel(float *out, fl
         l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
         if (qi[r] >= T) continue;
         float inv = 1.0f / l[r];
-        float *dst = out + ((size_t)b * T + qi[r]) * C + (size_t)h * DH;
+        S *dst = out + ((size_t)b * T + qi[r]) * C + (size_t)h * DH;
 #pragma unroll
         for (int n = 0; n < DH / 8; n++)
-            *reinterpret_cast<float2 *>(dst + n * 8 + 2 * t) =
-                make_float2(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+            store2(dst + n * 8 + 2 * t, o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
         // natural log: lse = (m + log2 l) * ln 2
         if (t == 0) lse[(size_t)bh * T + qi[r]] = (m[r] + log2f(l[r])) * 0.6931471805599453f;
     }
@@ -230,9 +255,9 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_forward_kernel(float *out, fl
 // Each warp computes S^T (its 16 keys x BQ queries) directly, so P^T and dS^T come out of
 // the accumulators in the A layout that dV += P^T dO and dK += dS^T Q need.
 
-template <int DH, int BQ>
+template <int DH, int BQ, typename S>
 __global__ void __launch_bounds__(MMA_THREADS) mma_backward_dkdv_kernel(
-    float *dqkv, const float *dout, const float *qkv, const float *lse, const float *Di, int T,
+    S *dqkv, const S *dout, const S *qkv, const float *lse, const float *Di, int T,
     int C, int NH, int causal, float scale, float scale_log2) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
     const int LD = DH + 8;
@@ -245,8 +270,8 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_backward_dkdv_kernel(
     int kt = blockIdx.x;  // causal: low key tiles see the most queries, so they start first
     int bh = blockIdx.y, b = bh / NH, h = bh % NH;
     size_t C3 = 3 * (size_t)C;
-    const float *q = qkv + (size_t)b * T * C3 + (size_t)h * DH, *k = q + C, *v = q + 2 * C;
-    const float *go = dout + (size_t)b * T * C + (size_t)h * DH;
+    const S *q = qkv + (size_t)b * T * C3 + (size_t)h * DH, *k = q + C, *v = q + 2 * C;
+    const S *go = dout + (size_t)b * T * C + (size_t)h * DH;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     int k0 = kt * TILE;
     int kr[2] = {k0 + warp * 16 + g, k0 + warp * 16 + g + 8};
@@ -317,18 +342,18 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_backward_dkdv_kernel(
         }
     }
 
-    float *dkg = dqkv + (size_t)b * T * C3 + C + (size_t)h * DH, *dvg = dkg + C;
+    S *dkg = dqkv + (size_t)b * T * C3 + C + (size_t)h * DH, *dvg = dkg + C;
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         if (kr[r] >= T) continue;
 #pragma unroll
         for (int n = 0; n < DH / 8; n++) {
             size_t o = (size_t)kr[r] * C3 + n * 8 + 2 * t;
-            float2 a = *reinterpret_cast<float2 *>(dkg + o), c = *reinterpret_cast<float2 *>(dvg + o);
+            float2 a = load2(dkg + o), c = load2(dvg + o);
             a.x += scale * dk[n][2 * r], a.y += scale * dk[n][2 * r + 1];
             c.x += dv[n][2 * r], c.y += dv[n][2 * r + 1];
-            *reinterpret_cast<float2 *>(dkg + o) = a;
-            *reinterpret_cast<float2 *>(dvg + o) = c;
+            store2(dkg + o, a.x, a.y);
+            store2(dvg + o, c.x, c.y);
         }
     }
 }
@@ -336,9 +361,9 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_backward_dkdv_kernel(
 // ----------------------------------------------------------------------------
 // backward, dQ: a block = 64 queries of one (b, h), streaming key tiles of 64
 
-template <int DH>
+template <int DH, typename S>
 __global__ void __launch_bounds__(MMA_THREADS) mma_backward_dq_kernel(
-    float *dqkv, const float *dout, const float *qkv, const float *lse, const float *Di, int T,
+    S *dqkv, const S *dout, const S *qkv, const float *lse, const float *Di, int T,
     int C, int NH, int causal, float scale, float scale_log2) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
     const int LD = DH + 8;
@@ -349,8 +374,8 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_backward_dq_kernel(
     int nq = (T + TILE - 1) / TILE, qt = nq - 1 - blockIdx.x;
     int bh = blockIdx.y, b = bh / NH, h = bh % NH;
     size_t C3 = 3 * (size_t)C;
-    const float *q = qkv + (size_t)b * T * C3 + (size_t)h * DH, *k = q + C, *v = q + 2 * C;
-    const float *go = dout + (size_t)b * T * C + (size_t)h * DH;
+    const S *q = qkv + (size_t)b * T * C3 + (size_t)h * DH, *k = q + C, *v = q + 2 * C;
+    const S *go = dout + (size_t)b * T * C + (size_t)h * DH;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     int q0 = qt * TILE;
     int qi[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
@@ -412,16 +437,15 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_backward_dq_kernel(
         }
     }
 
-    float *dqg = dqkv + (size_t)b * T * C3 + (size_t)h * DH;
+    S *dqg = dqkv + (size_t)b * T * C3 + (size_t)h * DH;
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         if (qi[r] >= T) continue;
 #pragma unroll
         for (int n = 0; n < DH / 8; n++) {
-            float2 *p = reinterpret_cast<float2 *>(dqg + (size_t)qi[r] * C3 + n * 8 + 2 * t);
-            float2 a = *p;
-            a.x += scale * dq[n][2 * r], a.y += scale * dq[n][2 * r + 1];
-            *p = a;
+            S *p = dqg + (size_t)qi[r] * C3 + n * 8 + 2 * t;
+            float2 a = load2(p);
+            store2(p, a.x + scale * dq[n][2 * r], a.y + scale * dq[n][2 * r + 1]);
         }
     }
 }
@@ -433,20 +457,20 @@ static void allow_smem(const void *kernel, size_t bytes) {
     cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
-template <int DH>
-static void mma_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH,
+template <int DH, typename S>
+static void mma_forward(S *out, float *lse, const S *qkv, int B, int T, int C, int NH,
                         int causal) {
     static int done;
     size_t smem = (size_t)3 * TILE * (DH + 8) * sizeof(bf16);
-    if (!done) allow_smem((const void *)mma_forward_kernel<DH>, smem), done = 1;
+    if (!done) allow_smem((const void *)mma_forward_kernel<DH, S>, smem), done = 1;
     float scale_log2 = LOG2E / sqrtf((float)DH);
-    mma_forward_kernel<DH><<<dim3(cdiv(T, TILE), B * NH), MMA_THREADS, smem>>>(
+    mma_forward_kernel<DH, S><<<dim3(cdiv(T, TILE), B * NH), MMA_THREADS, smem>>>(
         out, lse, qkv, T, C, NH, causal, scale_log2);
     cudaCheckLaunch();
 }
 
-template <int DH>
-static void mma_backward(float *dqkv, const float *dout, const float *qkv, const float *lse,
+template <int DH, typename S>
+static void mma_backward(S *dqkv, const S *dout, const S *qkv, const float *lse,
                          const float *Di, int B, int T, int C, int NH, int causal) {
     // 32 query rows per step at DH = 128 keep the dK and dV accumulators in registers
     const int BQ = DH == 128 ? 32 : 64;
@@ -454,15 +478,15 @@ static void mma_backward(float *dqkv, const float *dout, const float *qkv, const
     size_t smem_kv = (size_t)(2 * TILE + 2 * BQ) * (DH + 8) * sizeof(bf16) + 2 * BQ * sizeof(float);
     size_t smem_q = (size_t)4 * TILE * (DH + 8) * sizeof(bf16);
     if (!done) {
-        allow_smem((const void *)mma_backward_dkdv_kernel<DH, BQ>, smem_kv);
-        allow_smem((const void *)mma_backward_dq_kernel<DH>, smem_q);
+        allow_smem((const void *)mma_backward_dkdv_kernel<DH, BQ, S>, smem_kv);
+        allow_smem((const void *)mma_backward_dq_kernel<DH, S>, smem_q);
         done = 1;
     }
     float scale = 1.0f / sqrtf((float)DH), scale_log2 = scale * LOG2E;
-    mma_backward_dkdv_kernel<DH, BQ><<<dim3(cdiv(T, TILE), B * NH), MMA_THREADS, smem_kv>>>(
+    mma_backward_dkdv_kernel<DH, BQ, S><<<dim3(cdiv(T, TILE), B * NH), MMA_THREADS, smem_kv>>>(
         dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale, scale_log2);
     cudaCheckLaunch();
-    mma_backward_dq_kernel<DH><<<dim3(cdiv(T, TILE), B * NH), MMA_THREADS, smem_q>>>(
+    mma_backward_dq_kernel<DH, S><<<dim3(cdiv(T, TILE), B * NH), MMA_THREADS, smem_q>>>(
         dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale, scale_log2);
     cudaCheckLaunch();
 }
@@ -485,6 +509,54 @@ extern "C" void attn_flash_mma_cuda_backward(float *dqkv, const float *dout, con
                                              int C, int NH, int causal) {
     PB_ASSERT(attn_flash_mma_cuda_supports(C, NH) && T > 0 && B * NH <= 65535);
     float *Di = attn_flash_cuda_di(dout, out, B, T, C, NH);
+    if (C / NH == 64) mma_backward<64>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal);
+    else mma_backward<128>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal);
+}
+
+// --- bf16 tensors (the mixed-precision op table): qkv, out, dout, dqkv hold bf16
+
+// Di (B,NH,T) = rowsum(dO * O) per head from bf16 rows: one warp per (b, t, h).
+__global__ void mma_di_bf16_kernel(float *Di, const bf16 *dout, const bf16 *out, int B, int T,
+                                   int C, int NH) {
+    size_t w = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    int lane = threadIdx.x % 32;
+    if (w >= (size_t)B * T * NH) return;
+    int h = (int)(w % NH);
+    size_t bt = w / NH;  // b*T + t
+    int D = C / NH;
+    const bf16 *g = dout + bt * C + (size_t)h * D, *o = out + bt * C + (size_t)h * D;
+    float s = 0.0f;
+    for (int d = 2 * lane; d < D; d += 64) {
+        float2 a = load2(g + d), c = load2(o + d);
+        s += a.x * c.x + a.y * c.y;
+    }
+    s = warp_sum(s);
+    if (lane == 0) {
+        size_t b = bt / T, t = bt % T;
+        Di[(b * NH + h) * T + t] = s;
+    }
+}
+
+extern "C" void attn_flash_mma_cuda_forward_bf16(float *out_, float *lse, const float *qkv_,
+                                                 int B, int T, int C, int NH, int causal) {
+    PB_ASSERT(attn_flash_mma_cuda_supports(C, NH) && T > 0 && B * NH <= 65535 && C % 8 == 0);
+    bf16 *out = (bf16 *)out_;
+    const bf16 *qkv = (const bf16 *)qkv_;
+    if (C / NH == 64) mma_forward<64>(out, lse, qkv, B, T, C, NH, causal);
+    else mma_forward<128>(out, lse, qkv, B, T, C, NH, causal);
+}
+
+extern "C" void attn_flash_mma_cuda_backward_bf16(float *dqkv_, const float *dout_,
+                                                  const float *out_, const float *lse,
+                                                  const float *qkv_, int B, int T, int C, int NH,
+                                                  int causal) {
+    PB_ASSERT(attn_flash_mma_cuda_supports(C, NH) && T > 0 && B * NH <= 65535 && C % 8 == 0);
+    bf16 *dqkv = (bf16 *)dqkv_;
+    const bf16 *dout = (const bf16 *)dout_, *out = (const bf16 *)out_, *qkv = (const bf16 *)qkv_;
+    float *Di = (float *)cuda_scratch(CUDA_SCRATCH_ATTN, (size_t)B * NH * T * sizeof(float));
+    size_t warps = (size_t)B * T * NH;
+    mma_di_bf16_kernel<<<cdiv(warps * 32, 256), 256>>>(Di, dout, out, B, T, C, NH);
+    cudaCheckLaunch();
     if (C / NH == 64) mma_backward<64>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal);
     else mma_backward<128>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal);
 }

@@ -18,6 +18,11 @@ const char *pb_cuda_unavailable_reason(void);
 // exits with a clear message when no usable GPU is present.
 const pb_ops *pb_ops_cuda(void);
 
+// The CUDA backend in mixed precision (kernels/ops.h, act_dtype): bf16 activations and
+// bf16 weight copies for the ops, fp32 master weights, parameter gradients and AdamW state;
+// bf16 tensor-core attention (head dims 64 and 128). Deterministic like the fp32 table.
+const pb_ops *pb_ops_cuda_bf16(void);
+
 // Matmuls in TF32 (cuBLASLt's FAST_TF32 compute type) instead of full fp32. Off by default:
 // parity tests need full fp32; the environment variable PEBBLE_TF32=1 also turns it on.
 void pb_cuda_set_tf32(int on);

@@ -12,6 +12,8 @@ const pb_ops *pb_ops_cuda(void) {
     pb_die(PB_EXIT_RUNTIME, "the CUDA backend is not built in: %s", pb_cuda_unavailable_reason());
 }
 
+const pb_ops *pb_ops_cuda_bf16(void) { return pb_ops_cuda(); }
+
 void pb_cuda_set_tf32(int on) { (void)on; }
 void pb_cuda_set_attention_bf16(int on) { (void)on; }
 size_t pb_cuda_mem_used(void) { return 0; }

@@ -1,4 +1,4 @@
-// ops_cuda.cu: the CUDA backend's op table (fp32): device memory, embedding, LayerNorm, GELU,
+// ops_cuda.cu: the CUDA backend's op tables, fp32 and bf16 mixed precision: device memory, embedding, LayerNorm, GELU,
 // residual, fused softmax + cross-entropy, AdamW, sum of squares and scale. Matmuls live in
 // matmul_cuda.cu (cuBLASLt), attention in kernels/attention/flash_cuda.cu.
 //
@@ -6,6 +6,11 @@
 // floating-point reduction runs in a fixed order (per-block partials in fixed slots, then a
 // second pass), never through floating-point atomics, so runs repeat to the bit.
 // Shapes: B batch, T sequence, C channels, N = B*T rows, V vocabulary, Vp padded vocabulary.
+//
+// The kernels that touch activations are templates on their element type T (float, or bf16
+// for the mixed-precision table); the launchers take the op table's float pointers and cast
+// them to T (kernels/ops.h says which pointers hold bf16 in a bf16 table). Arithmetic is
+// fp32 either way, so the float instances are the fp32 backend unchanged.
 #include "kernels/cuda/cuda_common.cuh"
 
 #include <math.h>
@@ -147,6 +152,33 @@ __device__ __forceinline__ void st4(float *p, const float v[4], size_t i, size_t
     }
 }
 
+// bf16: 4 elements are 8 bytes (one uint2 when vec)
+__device__ __forceinline__ void ld4(float v[4], const bf16 *p, size_t i, size_t n, bool vec) {
+    if (vec && i + 4 <= n) {
+        uint2 t = *reinterpret_cast<const uint2 *>(p + i);
+        float2 a = __bfloat1622float2(*reinterpret_cast<__nv_bfloat162 *>(&t.x));
+        float2 b = __bfloat1622float2(*reinterpret_cast<__nv_bfloat162 *>(&t.y));
+        v[0] = a.x, v[1] = a.y, v[2] = b.x, v[3] = b.y;
+    } else {
+#pragma unroll
+        for (int k = 0; k < 4; k++) v[k] = i + k < n ? __bfloat162float(p[i + k]) : 0.0f;
+    }
+}
+
+__device__ __forceinline__ void st4(bf16 *p, const float v[4], size_t i, size_t n, bool vec) {
+    if (vec && i + 4 <= n) {
+        __nv_bfloat162 a = __floats2bfloat162_rn(v[0], v[1]), b = __floats2bfloat162_rn(v[2], v[3]);
+        uint2 t;
+        t.x = *reinterpret_cast<uint32_t *>(&a);
+        t.y = *reinterpret_cast<uint32_t *>(&b);
+        *reinterpret_cast<uint2 *>(p + i) = t;
+    } else {
+#pragma unroll
+        for (int k = 0; k < 4; k++)
+            if (i + k < n) p[i + k] = __float2bfloat16_rn(v[k]);
+    }
+}
+
 #define EW_THREADS 256
 // Grid for elementwise kernels: one thread per 4 elements.
 static unsigned ew_blocks(size_t n) { return cdiv(cdiv(n, 4), EW_THREADS); }
@@ -159,12 +191,13 @@ __device__ __forceinline__ size_t ew_index(void) {
 // with a fixed order: partial sums of fixed row chunks, then the chunks in order.
 
 // partial (nchunk, C): partial[k][c] = sum of x[r][c] over the k-th chunk of rows
-__global__ void colsum_partial_kernel(float *partial, const float *x, int R, int C, int rows) {
+template <typename T>
+__global__ void colsum_partial_kernel(float *partial, const T *x, int R, int C, int rows) {
     int c = blockIdx.x * blockDim.x + threadIdx.x, k = blockIdx.y;
     if (c >= C) return;
     int r0 = k * rows, r1 = min(R, r0 + rows);
     float s = 0.0f;
-    for (int r = r0; r < r1; r++) s += x[(size_t)r * C + c];
+    for (int r = r0; r < r1; r++) s += to_f(x[(size_t)r * C + c]);
     partial[(size_t)k * C + c] = s;
 }
 
@@ -178,7 +211,7 @@ __global__ void colsum_final_kernel(float *dst0, float *dst1, const float *parti
     else dst1[c - C0] += s;
 }
 
-void cuda_colsum_accumulate(float *dst, const float *x, int N, int C) {
+template <typename T> void cuda_colsum_accumulate(float *dst, const T *x, int N, int C) {
     // The chunking depends on N only, so the summation order, hence the bits, are fixed.
     int nchunk = (int)cdiv((size_t)N, 64);
     if (nchunk > 256) nchunk = 256;
@@ -190,12 +223,15 @@ void cuda_colsum_accumulate(float *dst, const float *x, int N, int C) {
     colsum_final_kernel<<<cdiv(C, 256), 256>>>(dst, NULL, partial, nchunk, C, C);
     cudaCheckLaunch();
 }
+template void cuda_colsum_accumulate<float>(float *, const float *, int, int);
+template void cuda_colsum_accumulate<bf16>(float *, const bf16 *, int, int);
 
 // ----------------------------------------------------------------------------
 // encoder: out (B,T,C) = wte[inp] + wpe[t]
 
-__global__ void encoder_forward_kernel(float *out, const int32_t *inp, const float *wte,
-                                       const float *wpe, int T, int C, size_t total, bool vec) {
+template <typename A>
+__global__ void encoder_forward_kernel(A *out, const int32_t *inp, const A *wte, const A *wpe,
+                                       int T, int C, size_t total, bool vec) {
     size_t i = ew_index();
     if (i >= total) return;
     // With vec, C % 4 == 0, so the 4 elements share one row.
@@ -211,25 +247,28 @@ __global__ void encoder_forward_kernel(float *out, const int32_t *inp, const flo
         for (size_t j = i; j < i + 4 && j < total; j++) {
             size_t n = j / C;
             int c = (int)(j % C), t = (int)(n % T);
-            out[j] = wte[(size_t)inp[n] * C + c] + wpe[(size_t)t * C + c];
+            out[j] = from_f<A>(to_f(wte[(size_t)inp[n] * C + c]) + to_f(wpe[(size_t)t * C + c]));
         }
     }
 }
 
+template <typename A>
 static void cuda_encoder_forward(float *out, const int32_t *inp, const float *wte,
                                  const float *wpe, int B, int T, int C) {
     size_t total = (size_t)B * T * C;
     bool vec = C % 4 == 0 && aligned16(out) && aligned16(wte) && aligned16(wpe);
-    encoder_forward_kernel<<<ew_blocks(total), EW_THREADS>>>(out, inp, wte, wpe, T, C, total, vec);
+    encoder_forward_kernel<A><<<ew_blocks(total), EW_THREADS>>>(
+        (A *)out, inp, (const A *)wte, (const A *)wpe, T, C, total, vec);
     cudaCheckLaunch();
 }
 
 // dwpe (T,C) += sum over b of dout (B,T,C): one thread per (t,c), b in order.
-__global__ void wpe_backward_kernel(float *dwpe, const float *dout, int B, int T, int C) {
+template <typename A>
+__global__ void wpe_backward_kernel(float *dwpe, const A *dout, int B, int T, int C) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x, TC = (size_t)T * C;
     if (i >= TC) return;
     float s = 0.0f;
-    for (int b = 0; b < B; b++) s += dout[(size_t)b * TC + i];
+    for (int b = 0; b < B; b++) s += to_f(dout[(size_t)b * TC + i]);
     dwpe[i] += s;
 }
 
@@ -263,7 +302,8 @@ __global__ void scatter_rank_kernel(int32_t *sorted, const int32_t *rank, int N)
 
 // One block per sorted position s; the block at the first position of each token's run sums
 // dout over the run (positions in increasing order) and adds the sum to that token's row.
-__global__ void wte_backward_kernel(float *dwte, const float *dout, const int32_t *inp,
+template <typename A>
+__global__ void wte_backward_kernel(float *dwte, const A *dout, const int32_t *inp,
                                     const int32_t *sorted, int N, int C) {
     int s = blockIdx.x;
     int tok = inp[sorted[s]];
@@ -272,16 +312,18 @@ __global__ void wte_backward_kernel(float *dwte, const float *dout, const int32_
     while (e < N && inp[sorted[e]] == tok) e++;
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
         float acc = 0.0f;
-        for (int k = s; k < e; k++) acc += dout[(size_t)sorted[k] * C + c];
+        for (int k = s; k < e; k++) acc += to_f(dout[(size_t)sorted[k] * C + c]);
         dwte[(size_t)tok * C + c] += acc;
     }
 }
 
-static void cuda_encoder_backward(float *dwte, float *dwpe, const float *dout,
+template <typename A>
+static void cuda_encoder_backward(float *dwte, float *dwpe, const float *dout_,
                                   const int32_t *inp, int B, int T, int C) {
     int N = B * T;
     size_t TC = (size_t)T * C;
-    wpe_backward_kernel<<<cdiv(TC, 256), 256>>>(dwpe, dout, B, T, C);
+    const A *dout = (const A *)dout_;
+    wpe_backward_kernel<A><<<cdiv(TC, 256), 256>>>(dwpe, dout, B, T, C);
     cudaCheckLaunch();
     int32_t *rank = (int32_t *)cuda_scratch(CUDA_SCRATCH_SORT, 2 * (size_t)N * sizeof(int32_t));
     int32_t *sorted = rank + N;
@@ -290,7 +332,7 @@ static void cuda_encoder_backward(float *dwte, float *dwpe, const float *dout,
     cudaCheckLaunch();
     scatter_rank_kernel<<<cdiv(N, 256), 256>>>(sorted, rank, N);
     cudaCheckLaunch();
-    wte_backward_kernel<<<N, C < 256 ? 32 * cdiv(C, 32) : 256>>>(dwte, dout, inp, sorted, N, C);
+    wte_backward_kernel<A><<<N, C < 256 ? 32 * cdiv(C, 32) : 256>>>(dwte, dout, inp, sorted, N, C);
     cudaCheckLaunch();
 }
 
@@ -301,12 +343,13 @@ static void cuda_encoder_backward(float *dwte, float *dwpe, const float *dout,
 #define LN_EPS 1e-5f
 #define LN_WARPS 4
 
-__global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, const float *inp,
-                                         const float *weight, const float *bias, int N, int C,
+template <typename A>
+__global__ void layernorm_forward_kernel(A *out, float *mean, float *rstd, const A *inp,
+                                         const A *weight, const A *bias, int N, int C,
                                          bool vec) {
     int row = blockIdx.x * LN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
-    const float *x = inp + (size_t)row * C;
+    const A *x = inp + (size_t)row * C;
     float v[4], s = 0.0f;
     for (int c = lane * 4; c < C; c += 128) {
         ld4(v, x, c, C, vec);
@@ -323,7 +366,7 @@ __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, c
     }
     float r = rsqrtf(warp_sum(s) / C + LN_EPS);
     float w[4], b[4], o[4];
-    float *y = out + (size_t)row * C;
+    A *y = out + (size_t)row * C;
     for (int c = lane * 4; c < C; c += 128) {
         ld4(v, x, c, C, vec);
         ld4(w, weight, c, C, vec);
@@ -337,12 +380,13 @@ __global__ void layernorm_forward_kernel(float *out, float *mean, float *rstd, c
     }
 }
 
+template <typename A>
 static void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                                    const float *weight, const float *bias, int N, int C) {
     bool vec = C % 4 == 0 && aligned16(out) && aligned16(inp) && aligned16(weight) &&
                aligned16(bias);
-    layernorm_forward_kernel<<<cdiv(N, LN_WARPS), 32 * LN_WARPS>>>(out, mean, rstd, inp, weight,
-                                                                   bias, N, C, vec);
+    layernorm_forward_kernel<A><<<cdiv(N, LN_WARPS), 32 * LN_WARPS>>>(
+        (A *)out, mean, rstd, (const A *)inp, (const A *)weight, (const A *)bias, N, C, vec);
     cudaCheckLaunch();
 }
 
@@ -350,10 +394,10 @@ static void cuda_layernorm_forward(float *out, float *mean, float *rstd, const f
 // sums, partial (gridDim.x, 2C): [dweight (C) | dbias (C)]. Block k owns rows
 // [k*rows, (k+1)*rows); its warps take rows in turn, each warp summing its own copy of the
 // partials in shared memory, which the block then adds up warp by warp in order.
-__global__ void layernorm_backward_kernel(float *dinp, float *partial, const float *dout,
-                                          const float *inp, const float *weight,
-                                          const float *mean, const float *rstd, int N, int C,
-                                          int rows, bool vec) {
+template <typename A>
+__global__ void layernorm_backward_kernel(A *dinp, float *partial, const A *dout, const A *inp,
+                                          const A *weight, const float *mean, const float *rstd,
+                                          int N, int C, int rows, bool vec) {
     extern __shared__ float sh[];  // [LN_WARPS][2C]
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     float *wdw = sh + (size_t)warp * 2 * C, *wdb = wdw + C;
@@ -361,7 +405,7 @@ __global__ void layernorm_backward_kernel(float *dinp, float *partial, const flo
     __syncwarp();
     int r0 = blockIdx.x * rows, r1 = min(N, r0 + rows);
     for (int row = r0 + warp; row < r1; row += LN_WARPS) {
-        const float *x = inp + (size_t)row * C, *dy = dout + (size_t)row * C;
+        const A *x = inp + (size_t)row * C, *dy = dout + (size_t)row * C;
         float m = mean[row], r = rstd[row];
         float xv[4], gv[4], wv[4], s1 = 0.0f, s2 = 0.0f;
         for (int c = lane * 4; c < C; c += 128) {
@@ -379,7 +423,8 @@ __global__ void layernorm_backward_kernel(float *dinp, float *partial, const flo
         }
         s1 = warp_sum(s1) / C;  // mean of dnorm
         s2 = warp_sum(s2) / C;  // mean of dnorm * norm
-        float *dx = dinp + (size_t)row * C, o[4];
+        A *dx = dinp + (size_t)row * C;
+        float o[4];
         for (int c = lane * 4; c < C; c += 128) {
             ld4(xv, x, c, C, vec);
             ld4(gv, dy, c, C, vec);
@@ -401,6 +446,7 @@ __global__ void layernorm_backward_kernel(float *dinp, float *partial, const flo
     }
 }
 
+template <typename A>
 static void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                                     const float *inp, const float *weight, const float *mean,
                                     const float *rstd, int N, int C) {
@@ -413,15 +459,16 @@ static void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, c
     if (smem > 48 * 1024) {
         if (smem > 200 * 1024)
             pb_die(PB_EXIT_RUNTIME, "layernorm_backward: C = %d is too wide for the CUDA kernel", C);
-        cudaCheck(cudaFuncSetAttribute(layernorm_backward_kernel,
+        cudaCheck(cudaFuncSetAttribute(layernorm_backward_kernel<A>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     }
     float *partial = (float *)cuda_scratch(CUDA_SCRATCH_PARTIAL,
                                            (size_t)nblocks * 2 * C * sizeof(float));
     bool vec = C % 4 == 0 && aligned16(dinp) && aligned16(dout) && aligned16(inp) &&
                aligned16(weight);
-    layernorm_backward_kernel<<<nblocks, 32 * LN_WARPS, smem>>>(dinp, partial, dout, inp, weight,
-                                                                mean, rstd, N, C, rows, vec);
+    layernorm_backward_kernel<A><<<nblocks, 32 * LN_WARPS, smem>>>(
+        (A *)dinp, partial, (const A *)dout, (const A *)inp, (const A *)weight, mean, rstd, N, C,
+        rows, vec);
     cudaCheckLaunch();
     colsum_final_kernel<<<cdiv(2 * (size_t)C, 256), 256>>>(dweight, dbias, partial, nblocks,
                                                            2 * C, C);
@@ -444,7 +491,8 @@ __device__ __forceinline__ float gelu_grad(float x) {
     return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * du;
 }
 
-__global__ void gelu_forward_kernel(float *out, const float *inp, size_t n, bool vec) {
+template <typename A>
+__global__ void gelu_forward_kernel(A *out, const A *inp, size_t n, bool vec) {
     size_t i = ew_index();
     if (i >= n) return;
     float v[4];
@@ -453,8 +501,8 @@ __global__ void gelu_forward_kernel(float *out, const float *inp, size_t n, bool
     st4(out, v, i, n, vec);
 }
 
-__global__ void gelu_backward_kernel(float *dinp, const float *inp, const float *dout, size_t n,
-                                     bool vec) {
+template <typename A>
+__global__ void gelu_backward_kernel(A *dinp, const A *inp, const A *dout, size_t n, bool vec) {
     size_t i = ew_index();
     if (i >= n) return;
     float x[4], g[4], d[4];
@@ -465,21 +513,25 @@ __global__ void gelu_backward_kernel(float *dinp, const float *inp, const float 
     st4(dinp, d, i, n, vec);
 }
 
+template <typename A>
 static void cuda_gelu_forward(float *out, const float *inp, size_t n) {
     if (!n) return;
-    gelu_forward_kernel<<<ew_blocks(n), EW_THREADS>>>(out, inp, n, aligned16(out) && aligned16(inp));
+    gelu_forward_kernel<A><<<ew_blocks(n), EW_THREADS>>>((A *)out, (const A *)inp, n,
+                                                         aligned16(out) && aligned16(inp));
     cudaCheckLaunch();
 }
 
+template <typename A>
 static void cuda_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
     if (!n) return;
     bool vec = aligned16(dinp) && aligned16(inp) && aligned16(dout);
-    gelu_backward_kernel<<<ew_blocks(n), EW_THREADS>>>(dinp, inp, dout, n, vec);
+    gelu_backward_kernel<A><<<ew_blocks(n), EW_THREADS>>>((A *)dinp, (const A *)inp,
+                                                          (const A *)dout, n, vec);
     cudaCheckLaunch();
 }
 
-__global__ void residual_forward_kernel(float *out, const float *a, const float *b, size_t n,
-                                        bool vec) {
+template <typename A>
+__global__ void residual_forward_kernel(A *out, const A *a, const A *b, size_t n, bool vec) {
     size_t i = ew_index();
     if (i >= n) return;
     float x[4], y[4];
@@ -489,8 +541,8 @@ __global__ void residual_forward_kernel(float *out, const float *a, const float 
     st4(out, x, i, n, vec);
 }
 
-__global__ void residual_backward_kernel(float *da, float *db, const float *dout, size_t n,
-                                         bool vec) {
+template <typename A>
+__global__ void residual_backward_kernel(A *da, A *db, const A *dout, size_t n, bool vec) {
     size_t i = ew_index();
     if (i >= n) return;
     float g[4], x[4], y[4];
@@ -502,17 +554,21 @@ __global__ void residual_backward_kernel(float *da, float *db, const float *dout
     st4(db, y, i, n, vec);
 }
 
+template <typename A>
 static void cuda_residual_forward(float *out, const float *a, const float *b, size_t n) {
     if (!n) return;
     bool vec = aligned16(out) && aligned16(a) && aligned16(b);
-    residual_forward_kernel<<<ew_blocks(n), EW_THREADS>>>(out, a, b, n, vec);
+    residual_forward_kernel<A><<<ew_blocks(n), EW_THREADS>>>((A *)out, (const A *)a,
+                                                             (const A *)b, n, vec);
     cudaCheckLaunch();
 }
 
+template <typename A>
 static void cuda_residual_backward(float *da, float *db, const float *dout, size_t n) {
     if (!n) return;
     bool vec = aligned16(da) && aligned16(db) && aligned16(dout);
-    residual_backward_kernel<<<ew_blocks(n), EW_THREADS>>>(da, db, dout, n, vec);
+    residual_backward_kernel<A><<<ew_blocks(n), EW_THREADS>>>((A *)da, (A *)db,
+                                                              (const A *)dout, n, vec);
     cudaCheckLaunch();
 }
 
@@ -531,19 +587,9 @@ __device__ __forceinline__ void lse_combine(float &m, float &s, float m2, float 
     m = mn;
 }
 
-// log-sum-exp of x[0..V), for the whole block (every thread gets it)
-__device__ float block_lse(const float *x, int V) {
+// Combines every thread's (m, s) into the block's log-sum-exp (every thread gets it).
+__device__ float block_lse_reduce(float m, float s) {
     __shared__ float sm_m[CE_THREADS / 32], sm_s[CE_THREADS / 32];
-    float m = -INFINITY, s = 0.0f;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) {
-        float xv = x[v];
-        if (xv > m) {
-            s = s * expf(m - xv) + 1.0f;
-            m = xv;
-        } else {
-            s += expf(xv - m);
-        }
-    }
     for (int o = 16; o > 0; o >>= 1) {
         float m2 = __shfl_xor_sync(0xffffffffu, m, o), s2 = __shfl_xor_sync(0xffffffffu, s, o);
         lse_combine(m, s, m2, s2);
@@ -557,43 +603,150 @@ __device__ float block_lse(const float *x, int V) {
     return m + logf(s);
 }
 
-__global__ void crossentropy_forward_kernel(float *losses, const float *logits,
+// log-sum-exp of x[0..V), for the whole block (every thread gets it)
+template <typename A>
+__device__ float block_lse(const A *x, int V) {
+    float m = -INFINITY, s = 0.0f;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) {
+        float xv = to_f(x[v]);
+        if (xv > m) {
+            s = s * expf(m - xv) + 1.0f;
+            m = xv;
+        } else {
+            s += expf(xv - m);
+        }
+    }
+    return block_lse_reduce(m, s);
+}
+
+// --- bf16 logits with 16-byte aligned rows and Vp % 8 == 0 (the model's case): 8 columns
+// per thread per step, one 16-byte load, one rescale per 8 columns instead of a branch per
+// column, and the fast exponential (__expf: ~2 ulp, far below bf16's rounding).
+__device__ __forceinline__ void unpack8(float f[8], uint4 r) {
+    const uint32_t w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        float2 p = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&w[k]));
+        f[2 * k] = p.x, f[2 * k + 1] = p.y;
+    }
+}
+
+__device__ __forceinline__ uint4 pack8(const float f[8]) {
+    uint32_t w[4];
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        __nv_bfloat162 p = __floats2bfloat162_rn(f[2 * k], f[2 * k + 1]);
+        w[k] = *reinterpret_cast<uint32_t *>(&p);
+    }
+    return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+__device__ float block_lse8(const bf16 *x, int V) {
+    float m = -INFINITY, s = 0.0f;
+    for (int c = threadIdx.x * 8; c < V; c += blockDim.x * 8) {
+        float f[8], mx = -INFINITY;
+        unpack8(f, *reinterpret_cast<const uint4 *>(x + c));  // c + 8 <= Vp
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            if (c + k < V) mx = fmaxf(mx, f[k]);
+        if (mx > m) {
+            s *= __expf(m - mx);  // m = -inf: s is still 0
+            m = mx;
+        }
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            if (c + k < V) s += __expf(f[k] - m);
+    }
+    return block_lse_reduce(m, s);
+}
+
+__global__ void crossentropy_forward_bf16x8_kernel(float *losses, const bf16 *logits,
+                                                   const int32_t *targets, int V, int Vp) {
+    int row = blockIdx.x;
+    const bf16 *x = logits + (size_t)row * Vp;
+    float lse = block_lse8(x, V);
+    if (threadIdx.x == 0) {
+        int t = targets[row];
+        losses[row] = t < 0 ? 0.0f : lse - __bfloat162float(x[t]);
+    }
+}
+
+// In place as the generic kernel: each thread reads its 8 columns, then writes them.
+__global__ void crossentropy_backward_bf16x8_kernel(bf16 *dlogits, const bf16 *logits,
+                                                    const int32_t *targets, float dloss, int V,
+                                                    int Vp) {
+    int row = blockIdx.x;
+    const bf16 *x = logits + (size_t)row * Vp;
+    bf16 *dx = dlogits + (size_t)row * Vp;
+    int t = targets[row];
+    float lse = block_lse8(x, V);
+    for (int c = threadIdx.x * 8; c < Vp; c += blockDim.x * 8) {
+        float f[8];
+        unpack8(f, *reinterpret_cast<const uint4 *>(x + c));
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            int v = c + k;
+            f[k] = t >= 0 && v < V ? dloss * (__expf(f[k] - lse) - (v == t ? 1.0f : 0.0f)) : 0.0f;
+        }
+        *reinterpret_cast<uint4 *>(dx + c) = pack8(f);
+    }
+}
+
+static bool ce_vec8(const void *a, const void *b, int Vp) {
+    return Vp % 8 == 0 && aligned16(a) && aligned16(b);
+}
+
+template <typename A>
+__global__ void crossentropy_forward_kernel(float *losses, const A *logits,
                                             const int32_t *targets, int V, int Vp) {
     int row = blockIdx.x;
-    const float *x = logits + (size_t)row * Vp;
+    const A *x = logits + (size_t)row * Vp;
     float lse = block_lse(x, V);
     if (threadIdx.x == 0) {
         int t = targets[row];
-        losses[row] = t < 0 ? 0.0f : lse - x[t];
+        losses[row] = t < 0 ? 0.0f : lse - to_f(x[t]);
     }
 }
 
 // dlogits = dloss * (softmax - onehot(target)); may run in place (dlogits == logits): each
 // element is read and then written by the same thread, after block_lse's reads are done.
-__global__ void crossentropy_backward_kernel(float *dlogits, const float *logits,
+template <typename A>
+__global__ void crossentropy_backward_kernel(A *dlogits, const A *logits,
                                              const int32_t *targets, float dloss, int V,
                                              int Vp) {
     int row = blockIdx.x;
-    const float *x = logits + (size_t)row * Vp;
-    float *dx = dlogits + (size_t)row * Vp;
+    const A *x = logits + (size_t)row * Vp;
+    A *dx = dlogits + (size_t)row * Vp;
     int t = targets[row];
     float lse = block_lse(x, V);
     for (int v = threadIdx.x; v < Vp; v += blockDim.x) {
         float g = 0.0f;
-        if (t >= 0 && v < V) g = dloss * (expf(x[v] - lse) - (v == t ? 1.0f : 0.0f));
-        dx[v] = g;
+        if (t >= 0 && v < V) g = dloss * (expf(to_f(x[v]) - lse) - (v == t ? 1.0f : 0.0f));
+        dx[v] = from_f<A>(g);
     }
 }
 
+template <typename A>
 static void cuda_crossentropy_forward(float *losses, const float *logits, const int32_t *targets,
                                       int N, int V, int Vp) {
-    crossentropy_forward_kernel<<<N, CE_THREADS>>>(losses, logits, targets, V, Vp);
+    if (sizeof(A) == 2 && ce_vec8(logits, logits, Vp))
+        crossentropy_forward_bf16x8_kernel<<<N, CE_THREADS>>>(losses, (const bf16 *)logits,
+                                                              targets, V, Vp);
+    else
+        crossentropy_forward_kernel<A><<<N, CE_THREADS>>>(losses, (const A *)logits, targets, V,
+                                                          Vp);
     cudaCheckLaunch();
 }
 
+template <typename A>
 static void cuda_crossentropy_backward(float *dlogits, const float *logits,
                                        const int32_t *targets, float dloss, int N, int V, int Vp) {
-    crossentropy_backward_kernel<<<N, CE_THREADS>>>(dlogits, logits, targets, dloss, V, Vp);
+    if (sizeof(A) == 2 && ce_vec8(dlogits, logits, Vp))
+        crossentropy_backward_bf16x8_kernel<<<N, CE_THREADS>>>(
+            (bf16 *)dlogits, (const bf16 *)logits, targets, dloss, V, Vp);
+    else
+        crossentropy_backward_kernel<A><<<N, CE_THREADS>>>((A *)dlogits, (const A *)logits,
+                                                           targets, dloss, V, Vp);
     cudaCheckLaunch();
 }
 
@@ -717,6 +870,105 @@ static void cuda_attention_backward(float *dqkv, const float *dout, const float 
         attn_flash_cuda_backward(dqkv, dout, out, lse, qkv, B, T, C, NH, causal);
 }
 
+// The bf16 table: tensor-core attention on bf16 tensors, nothing converted around it.
+static void bf16_attention_check(int C, int NH) {
+    if (!attn_flash_mma_cuda_supports(C, NH))
+        pb_die(PB_EXIT_USAGE, "bf16 attention runs head dims 64 and 128; this model has %d "
+               "(n_embd %d / n_head %d): use system.precision = fp32", NH ? C / NH : 0, C, NH);
+}
+
+static void cuda_attention_forward_bf16(float *out, float *lse, const float *qkv, int B, int T,
+                                        int C, int NH, int causal) {
+    bf16_attention_check(C, NH);
+    attn_flash_mma_cuda_forward_bf16(out, lse, qkv, B, T, C, NH, causal);
+}
+
+static void cuda_attention_backward_bf16(float *dqkv, const float *dout, const float *out,
+                                         const float *lse, const float *qkv, int B, int T,
+                                         int C, int NH, int causal) {
+    bf16_attention_check(C, NH);
+    attn_flash_mma_cuda_backward_bf16(dqkv, dout, out, lse, qkv, B, T, C, NH, causal);
+}
+
+// ----------------------------------------------------------------------------
+// fp32 master weights -> bf16 copy, stochastically rounded. Adding 16 random bits below
+// bf16's last kept mantissa bit and truncating rounds x up with probability equal to the
+// dropped fraction: E[rounded] = x, so updates far below bf16's resolution still move the
+// copy on average. The bits come from a hash of (seed, index): deterministic.
+
+__device__ __forceinline__ uint32_t sr_hash(uint64_t seed, size_t i) {
+    uint64_t z = seed + (uint64_t)(i + 1) * 0x9E3779B97F4A7C15ull;  // splitmix64
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return (uint32_t)((z ^ (z >> 31)) >> 32);
+}
+
+__device__ __forceinline__ bf16 round_stochastic(float x, uint32_t r) {
+    uint32_t b = __float_as_uint(x);
+    if ((b & 0x7F800000u) != 0x7F800000u) b += r & 0xFFFFu;  // inf and NaN stay as they are
+    return __ushort_as_bfloat16((unsigned short)(b >> 16));
+}
+
+__global__ void params_to_bf16_kernel(bf16 *dst, const float *src, size_t n, uint64_t seed,
+                                      bool vec) {
+    size_t i = ew_index();
+    if (i >= n) return;
+    float v[4];
+    ld4(v, src, i, n, vec);
+    bf16 o[4];
+#pragma unroll
+    for (int k = 0; k < 4; k++) o[k] = round_stochastic(v[k], sr_hash(seed, i + k));
+    if (vec && i + 4 <= n) {
+        __nv_bfloat162 lo = __halves2bfloat162(o[0], o[1]), hi = __halves2bfloat162(o[2], o[3]);
+        uint2 t;
+        t.x = *reinterpret_cast<uint32_t *>(&lo);
+        t.y = *reinterpret_cast<uint32_t *>(&hi);
+        *reinterpret_cast<uint2 *>(dst + i) = t;
+    } else {
+        for (int k = 0; k < 4 && i + k < n; k++) dst[i + k] = o[k];
+    }
+}
+
+static void cuda_params_to_bf16(float *dst, const float *src, size_t n, uint64_t seed) {
+    if (!n) return;
+    params_to_bf16_kernel<<<ew_blocks(n), EW_THREADS>>>((bf16 *)dst, src, n, seed,
+                                                        aligned16(dst) && aligned16(src));
+    cudaCheckLaunch();
+}
+
+// ----------------------------------------------------------------------------
+// GELU fused into the bf16 products, or the separate kernels when cuBLASLt cannot
+
+static void gelu_fallback_note(const char *what) {
+    static int said;
+    if (!said) fprintf(stderr, "pebble: cuBLASLt has no fused GELU %s here: separate kernels\n", what);
+    said = 1;
+}
+
+static void cuda_matmul_gelu_forward_bf16_op(float *out, float *pre, const float *inp,
+                                             const float *weight, const float *bias, int N,
+                                             int IC, int OC) {
+    if (cuda_matmul_gelu_forward_bf16(out, pre, inp, weight, bias, N, IC, OC)) return;
+    gelu_fallback_note("forward");
+    cuda_matmul_forward_bf16(pre, inp, weight, bias, N, IC, OC);
+    cuda_gelu_forward<bf16>(out, pre, (size_t)N * OC);
+}
+
+static void cuda_matmul_backward_gelu_bf16_op(float *dpre, float *dweight, float *dbias,
+                                              const float *dout, const float *inp,
+                                              const float *weight, const float *pre, int N,
+                                              int IC, int OC) {
+    cuda_matmul_backward_bf16(NULL, dweight, dbias, dout, inp, weight, N, IC, OC);
+    if (cuda_matmul_dgelu_bf16(dpre, dout, weight, pre, N, IC, OC)) return;
+    gelu_fallback_note("backward");
+    size_t n = (size_t)N * IC;
+    float *t = (float *)cuda_scratch(CUDA_SCRATCH_GELU, n * sizeof(bf16));
+    cuda_zero(t, n * sizeof(bf16));
+    cuda_matmul_backward_bf16(t, NULL, NULL, dout, inp, weight, N, IC, OC);
+    cuda_zero(dpre, n * sizeof(bf16));
+    cuda_gelu_backward<bf16>(dpre, pre, t, n);
+}
+
 // ----------------------------------------------------------------------------
 // the table
 
@@ -727,28 +979,64 @@ static const pb_ops g_cuda_ops = {
     .upload = cuda_upload,
     .download = cuda_download,
     .zero = cuda_zero,
-    .encoder_forward = cuda_encoder_forward,
-    .encoder_backward = cuda_encoder_backward,
-    .layernorm_forward = cuda_layernorm_forward,
-    .layernorm_backward = cuda_layernorm_backward,
+    .encoder_forward = cuda_encoder_forward<float>,
+    .encoder_backward = cuda_encoder_backward<float>,
+    .layernorm_forward = cuda_layernorm_forward<float>,
+    .layernorm_backward = cuda_layernorm_backward<float>,
     .matmul_forward = cuda_matmul_forward,
     .matmul_backward = cuda_matmul_backward,
     .attention_forward = cuda_attention_forward,
     .attention_backward = cuda_attention_backward,
-    .gelu_forward = cuda_gelu_forward,
-    .gelu_backward = cuda_gelu_backward,
-    .residual_forward = cuda_residual_forward,
-    .residual_backward = cuda_residual_backward,
-    .crossentropy_forward = cuda_crossentropy_forward,
-    .crossentropy_backward = cuda_crossentropy_backward,
+    .gelu_forward = cuda_gelu_forward<float>,
+    .gelu_backward = cuda_gelu_backward<float>,
+    .residual_forward = cuda_residual_forward<float>,
+    .residual_backward = cuda_residual_backward<float>,
+    .crossentropy_forward = cuda_crossentropy_forward<float>,
+    .crossentropy_backward = cuda_crossentropy_backward<float>,
     .adamw_update = cuda_adamw_update,
     .sumsq = cuda_sumsq,
     .scale = cuda_scale,
+    .act_dtype = PB_DTYPE_FP32,
+    .params_to_act = NULL,
+    .matmul_gelu_forward = NULL,
+    .matmul_backward_gelu = NULL,
+};
+
+// Mixed precision: bf16 activations and weights, fp32 parameter gradients and optimizer
+// (the same fp32 AdamW, sumsq and scale: they only see fp32 buffers).
+static const pb_ops g_cuda_bf16_ops = {
+    .name = "cuda",
+    .alloc = cuda_alloc,
+    .free = cuda_free,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .zero = cuda_zero,
+    .encoder_forward = cuda_encoder_forward<bf16>,
+    .encoder_backward = cuda_encoder_backward<bf16>,
+    .layernorm_forward = cuda_layernorm_forward<bf16>,
+    .layernorm_backward = cuda_layernorm_backward<bf16>,
+    .matmul_forward = cuda_matmul_forward_bf16,
+    .matmul_backward = cuda_matmul_backward_bf16,
+    .attention_forward = cuda_attention_forward_bf16,
+    .attention_backward = cuda_attention_backward_bf16,
+    .gelu_forward = cuda_gelu_forward<bf16>,
+    .gelu_backward = cuda_gelu_backward<bf16>,
+    .residual_forward = cuda_residual_forward<bf16>,
+    .residual_backward = cuda_residual_backward<bf16>,
+    .crossentropy_forward = cuda_crossentropy_forward<bf16>,
+    .crossentropy_backward = cuda_crossentropy_backward<bf16>,
+    .adamw_update = cuda_adamw_update,
+    .sumsq = cuda_sumsq,
+    .scale = cuda_scale,
+    .act_dtype = PB_DTYPE_BF16,
+    .params_to_act = cuda_params_to_bf16,
+    .matmul_gelu_forward = cuda_matmul_gelu_forward_bf16_op,
+    .matmul_backward_gelu = cuda_matmul_backward_gelu_bf16_op,
 };
 
 extern "C" void pb_cuda_set_tf32(int on) { cuda_matmul_set_tf32(on); }
 
-extern "C" const pb_ops *pb_ops_cuda(void) {
+static void cuda_init(void) {
     static int initialised = 0;
     if (!pb_cuda_available())
         pb_die(PB_EXIT_RUNTIME, "no CUDA device is available: %s", g_reason);
@@ -761,5 +1049,14 @@ extern "C" const pb_ops *pb_ops_cuda(void) {
         if (abf16 && strcmp(abf16, "1") == 0) g_attn_bf16 = 1;
         initialised = 1;
     }
+}
+
+extern "C" const pb_ops *pb_ops_cuda(void) {
+    cuda_init();
     return &g_cuda_ops;
+}
+
+extern "C" const pb_ops *pb_ops_cuda_bf16(void) {
+    cuda_init();
+    return &g_cuda_bf16_ops;
 }

@@ -28,13 +28,14 @@ static double median(double *x, int n) {
 // The syncs add a launch gap per call (~10 us), so the sum exceeds a plain step's time.
 
 enum { P_ENC_F, P_ENC_B, P_LN_F, P_LN_B, P_MM_F, P_MM_B, P_ATT_F, P_ATT_B, P_GELU_F, P_GELU_B,
-       P_RES_F, P_RES_B, P_CE_F, P_CE_B, P_ADAMW, P_SUMSQ, P_SCALE, P_MEM, P_COUNT };
+       P_RES_F, P_RES_B, P_CE_F, P_CE_B, P_ADAMW, P_SUMSQ, P_SCALE, P_MEM, P_MMG_F, P_MMG_B,
+       P_P2A, P_COUNT };
 static const char *P_NAMES[P_COUNT] = {
     "encoder_forward", "encoder_backward", "layernorm_forward", "layernorm_backward",
     "matmul_forward", "matmul_backward", "attention_forward", "attention_backward",
     "gelu_forward", "gelu_backward", "residual_forward", "residual_backward",
     "crossentropy_forward", "crossentropy_backward", "adamw_update", "sumsq", "scale",
-    "zero/upload/download"};
+    "zero/upload/download", "matmul_gelu_forward", "matmul_backward_gelu", "params_to_act"};
 static const pb_ops *g_base;
 static double g_time[P_COUNT];
 static long g_calls[P_COUNT];
@@ -99,6 +100,16 @@ PROF_VOID(P_ADAMW, adamw_update,
            float eps, float wd, int t),
           (p, g, m, v, n, lr, b1, b2, eps, wd, t))
 PROF_VOID(P_SCALE, scale, (float *x, float s, size_t n), (x, s, n))
+PROF_VOID(P_MMG_F, matmul_gelu_forward,
+          (float *o, float *p, const float *x, const float *w, const float *b, int N, int IC,
+           int OC),
+          (o, p, x, w, b, N, IC, OC))
+PROF_VOID(P_MMG_B, matmul_backward_gelu,
+          (float *dp, float *dw, float *db, const float *g, const float *x, const float *w,
+           const float *p, int N, int IC, int OC),
+          (dp, dw, db, g, x, w, p, N, IC, OC))
+PROF_VOID(P_P2A, params_to_act, (float *d, const float *s, size_t n, uint64_t seed),
+          (d, s, n, seed))
 PROF_VOID(P_MEM, zero, (void *p, size_t n), (p, n))
 PROF_VOID(P_MEM, upload, (void *d, const void *s, size_t n), (d, s, n))
 PROF_VOID(P_MEM, download, (void *d, const void *s, size_t n), (d, s, n))
@@ -122,6 +133,9 @@ static const pb_ops *profiled(const pb_ops *base) {
     p.crossentropy_backward = prof_crossentropy_backward;
     p.adamw_update = prof_adamw_update, p.sumsq = prof_sumsq, p.scale = prof_scale;
     p.zero = prof_zero, p.upload = prof_upload, p.download = prof_download;
+    if (base->matmul_gelu_forward) p.matmul_gelu_forward = prof_matmul_gelu_forward;
+    if (base->matmul_backward_gelu) p.matmul_backward_gelu = prof_matmul_backward_gelu;
+    if (base->params_to_act) p.params_to_act = prof_params_to_act;
     return &p;
 }
 
@@ -150,9 +164,13 @@ static double step_flops_per_token(const gpt2_config *c, int T) {
     return 3.0 * (2.0 * (12.0 * C * C * L + C * Vp) + 2.0 * 2.0 * (T / 2.0) * C * L);
 }
 
+// ops: the fp32 table (mode fp32, tf32, tf32+bf16 attn) or the bf16 mixed-precision one
 static void bench_gpt2(const pb_ops *ops, int B, int T, int steps, int tf32, int attn_bf16,
                        int profile) {
-    const char *mode = attn_bf16 ? "tf32+bf16 attn" : tf32 ? "tf32" : "fp32";
+    const char *mode = ops->act_dtype == PB_DTYPE_BF16 ? "bf16 mixed"
+                       : attn_bf16                     ? "tf32+bf16 attn"
+                       : tf32                          ? "tf32"
+                                                       : "fp32";
     pb_cuda_set_tf32(tf32);
     pb_cuda_set_attention_bf16(attn_bf16);
     if (profile) ops = profiled(ops);
@@ -318,34 +336,39 @@ static void bench_attention(const pb_ops *ops, const char *name, attn_fwd_fn fwd
 }
 
 int main(int argc, char **argv) {
-    int steps = 10, iters = 5, do_gpt2 = 1, do_attn = 1, batch = 16, profile = 0;
+    int steps = 10, iters = 5, do_gpt2 = 1, do_attn = 1, batch = 16, profile = 0, all = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--steps") == 0 && i + 1 < argc) steps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--iters") == 0 && i + 1 < argc) iters = atoi(argv[++i]);
         else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) batch = atoi(argv[++i]);
         else if (strcmp(argv[i], "--no-gpt2") == 0) do_gpt2 = 0;
         else if (strcmp(argv[i], "--profile") == 0) profile = 1;
+        else if (strcmp(argv[i], "--all-modes") == 0) all = 1;
         else if (strcmp(argv[i], "--no-attention") == 0) do_attn = 0;
         else pb_die(PB_EXIT_USAGE, "bench_cuda: unknown option '%s' (--steps N --iters N "
-                    "--batch B --no-gpt2 --no-attention --profile)", argv[i]);
+                    "--batch B --no-gpt2 --no-attention --profile --all-modes)", argv[i]);
     }
     if (steps < 1 || iters < 1 || batch < 1) pb_die(PB_EXIT_USAGE, "bench_cuda: counts must be >= 1");
     if (!pb_cuda_available())
         pb_die(PB_EXIT_RUNTIME, "bench_cuda needs a GPU: %s", pb_cuda_unavailable_reason());
-    const pb_ops *ops = pb_ops_cuda();
+    const pb_ops *ops = pb_ops_cuda(), *ops16 = pb_ops_cuda_bf16();
 
     if (do_gpt2) {
         printf("\n## GPT-2 124M training step (forward + backward + clip + AdamW), random tokens, "
                "median of %d steps\n\n", steps);
         printf("| model     | mode           |  B |    T | tokens/s |  ms/step | fwd ms | bwd ms | opt ms | TFLOP/s | mem GiB | loss |\n");
         printf("|-----------|----------------|----|------|----------|----------|--------|--------|--------|---------|---------|------|\n");
-        bench_gpt2(ops, batch, 1024, steps, 0, 0, 0);
-        bench_gpt2(ops, batch, 1024, steps, 1, 0, 0);
+        // fp32 and tf32 alone (--all-modes) are the slow parity modes: 4 s and 2 s a row
+        if (all) {
+            bench_gpt2(ops, batch, 1024, steps, 0, 0, 0);
+            bench_gpt2(ops, batch, 1024, steps, 1, 0, 0);
+        }
         bench_gpt2(ops, batch, 1024, steps, 1, 1, 0);
-        bench_gpt2(ops, 2 * batch, 1024, steps, 1, 1, 0);
+        bench_gpt2(ops16, batch, 1024, steps, 0, 0, 0);
+        bench_gpt2(ops16, 2 * batch, 1024, steps, 0, 0, 0);
         if (profile) {
-            bench_gpt2(ops, batch, 1024, 3, 1, 1, 1);
-            bench_matmuls(ops, batch * 1024);
+            bench_gpt2(ops16, batch, 1024, 3, 0, 0, 1);
+            if (all) bench_matmuls(ops, batch * 1024);
         }
     }
 
@@ -360,7 +383,20 @@ int main(int argc, char **argv) {
         float *out = ops->alloc(n1 * 4), *lse = ops->alloc((size_t)tokens * (hidden / 32) * 4);
         ops->upload(qkv, h, n3 * 4);
         ops->upload(dout, h, n1 * 4);
+        // the same values as bf16 (truncated: any bf16 values will do) for the bf16 kernels
+        uint16_t *hb = pb_malloc(n3 * 2);
+        for (size_t i = 0; i < n3; i++) {
+            uint32_t b;
+            memcpy(&b, &h[i], 4);
+            hb[i] = (uint16_t)(b >> 16);
+        }
+        // dqkv16 at fp32 size: bench_attention zeroes it as if it held floats
+        float *qkv16 = ops->alloc(n3 * 2), *dqkv16 = ops->alloc(n3 * 4), *dout16 = ops->alloc(n1 * 2);
+        float *out16 = ops->alloc(n1 * 2);
+        ops->upload(qkv16, hb, n3 * 2);
+        ops->upload(dout16, hb, n1 * 2);
         free(h);
+        free(hb);
         printf("\n## Attention, %d tokens, hidden %d, median of %d; FLOPs fwd 4BHT^2D (/2 "
                "causal), fwd+bwd 3.5x. fp32 = CUDA cores, exact; bf16-mma = tensor cores\n\n",
                tokens, hidden, iters);
@@ -372,12 +408,21 @@ int main(int argc, char **argv) {
             for (int a = 0; a < 2; a++)
                 for (int b = 0; b < (k ? 3 : 2); b++)
                     for (int c = 1; c >= 0; c--)
-                        bench_attention(ops, k ? "bf16-mma" : "fp32",
-                                        k ? attn_flash_mma_cuda_forward : attn_flash_cuda_forward,
-                                        k ? attn_flash_mma_cuda_backward : attn_flash_cuda_backward,
-                                        Ds[a], Ts[b], c, iters, qkv, dout, out, lse, dqkv, tokens,
-                                        hidden);
+                        if (all || k)
+                            bench_attention(ops, k ? "bf16-mma" : "fp32",
+                                            k ? attn_flash_mma_cuda_forward : attn_flash_cuda_forward,
+                                            k ? attn_flash_mma_cuda_backward : attn_flash_cuda_backward,
+                                            Ds[a], Ts[b], c, iters, qkv, dout, out, lse, dqkv,
+                                            tokens, hidden);
+        // bf16 tensors end to end (the mixed-precision table's attention)
+        for (int a = 0; a < 2; a++)
+            for (int b = 0; b < 3; b++)
+                for (int c = 1; c >= 0; c--)
+                    bench_attention(ops, "bf16-io", attn_flash_mma_cuda_forward_bf16,
+                                    attn_flash_mma_cuda_backward_bf16, Ds[a], Ts[b], c, iters,
+                                    qkv16, dout16, out16, lse, dqkv16, tokens, hidden);
         ops->free(qkv), ops->free(dqkv), ops->free(dout), ops->free(out), ops->free(lse);
+        ops->free(qkv16), ops->free(dqkv16), ops->free(dout16), ops->free(out16);
     }
     return 0;
 }
