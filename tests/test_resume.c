@@ -13,94 +13,19 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "data/shard.h"
+#include "tests/cli.h"
 #include "kernels/common.h"
 #include "model/gpt2.h"
 #include "train/checkpoint.h"
 #include "train/optim.h"
 
-static char tmp[256];
-
-static const char *pebble_bin(void) {
-    const char *b = getenv("PEBBLE_BIN");
-    return b ? b : "build/pebble";
-}
-
-// A shard whose next token is mostly a fixed function of the previous one (learnable).
-static void make_data(void) {
-    snprintf(tmp, sizeof tmp, "/tmp/pebble-test-resume-XXXXXX");
-    cr_assert(mkdtemp(tmp));
-    size_t n = 20000;
-    uint16_t *tok = malloc(n * sizeof(uint16_t));
-    pb_rng rng;
-    pb_rng_seed(&rng, 5);
-    tok[0] = 1;
-    for (size_t i = 1; i < n; i++)
-        tok[i] = (pb_rng_u64(&rng) % 10 == 0) ? (uint16_t)(pb_rng_u64(&rng) % 64)
-                                               : (uint16_t)((tok[i - 1] * 5 + 3) % 64);
-    char path[300], err[256];
-    snprintf(path, sizeof path, "%s/train_000000.bin", tmp);
-    cr_assert(shard_write(path, tok, n, err, sizeof err) == 0, "%s", err);
-    snprintf(path, sizeof path, "%s/val_000000.bin", tmp);
-    cr_assert(shard_write(path, tok + n / 2, n / 4, err, sizeof err) == 0, "%s", err);
-    free(tok);
-}
-
-static void remove_tmp(void) {
-    char cmd[300];
-    if (!tmp[0]) return;
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
-}
-
-TestSuite(resume, .fini = remove_tmp);
-
-// Runs a shell command line; returns its exit status; stdout+stderr go to <tmp>/out.
-static int run(const char *fmt, ...) {
-    char cmd[4096], full[4400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    snprintf(full, sizeof full, "%s >%s/out 2>&1", cmd, tmp);
-    int st = system(full);
-    cr_assert(st != -1 && WIFEXITED(st), "could not run: %s", cmd);
-    return WEXITSTATUS(st);
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "cannot open %s", path);
-    static char buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
-static char *output(void) {
-    char p[300];
-    snprintf(p, sizeof p, "%s/out", tmp);
-    return slurp(p);
-}
+TestSuite(resume, .fini = cleanup);
 
 #define TINY                                                                                \
     "--set model.n_layer=2 --set model.n_head=2 --set model.n_embd=32 --set model.seq_len=32 " \
     "--set model.vocab_size=64 --set train.batch_size=4 --set train.warmup_steps=2 "         \
     "--set train.total_batch_tokens=256 --set train.val_every=4 --set train.lr=3e-3 "        \
     "--set run.plot=false --set data.train=%s/train_*.bin --set data.val=%s/val_*.bin "
-
-// Every "loss" and "val_loss" of a run's metrics.jsonl, in order, as one string.
-static void losses_of(const char *run_dir, char *out, size_t n) {
-    char p[400];
-    snprintf(p, sizeof p, "%s/metrics.jsonl", run_dir);
-    char *s = slurp(p);
-    out[0] = '\0';
-    for (char *q = strstr(s, "loss\": "); q; q = strstr(q + 1, "loss\": ")) {
-        strncat(out, q + 7, strcspn(q + 7, ",}"));
-        strncat(out, " ", n - strlen(out) - 1);
-    }
-}
 
 // The number of training-step lines in metrics.jsonl, and the last step logged.
 static int step_lines(const char *run_dir, int *last) {
@@ -164,7 +89,7 @@ static void expect_identical(const char *pa, const char *pb) {
 // ----------------------------------------------------------------------------
 
 Test(resume, n_steps_equal_a_stop_and_a_resume_to_the_bit, .timeout = 300) {
-    make_data();
+    make_data("resume");
     const char *bin = pebble_bin();
     char a[8192], b[8192], c[8192], dir[400], pa[500], pb[500];
     // straight: 24 steps (2 micro-batches each, validation every 4)
@@ -222,11 +147,12 @@ static pid_t spawn(const char *fmt, ...) {
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
-        char out[300];
+        // the same files as run(): stdout to <tmp>/out, stderr to <tmp>/err
+        char out[300], err[300];
         snprintf(out, sizeof out, "%s/out", tmp);
-        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
+        snprintf(err, sizeof err, "%s/err", tmp);
+        dup2(open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644), 1);
+        dup2(open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644), 2);
         execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);  // "exec" in cmd: pebble is pid
         _exit(127);
     }
@@ -270,13 +196,13 @@ static void stop_from_outside(int sig, const char *name) {
 }
 
 Test(resume, sigterm_and_sigint_finish_the_step_save_and_exit_0, .timeout = 300) {
-    make_data();
+    make_data("resume");
     stop_from_outside(SIGTERM, "SIGTERM");
     stop_from_outside(SIGINT, "SIGINT");
 }
 
 Test(resume, init_starts_a_new_run_from_the_weights) {
-    make_data();
+    make_data("resume");
     const char *bin = pebble_bin();
     cr_assert_eq(run("%s train " TINY "--set train.steps=16 --set run.dir=%s/a", bin, tmp, tmp,
                      tmp), 0, "%s", output());
@@ -310,7 +236,7 @@ Test(resume, init_starts_a_new_run_from_the_weights) {
 }
 
 Test(resume, errors_are_one_line_with_an_exit_code) {
-    make_data();
+    make_data("resume");
     const char *bin = pebble_bin();
     cr_assert_eq(run("%s train " TINY "--set train.steps=4 --set run.dir=%s/a", bin, tmp, tmp,
                      tmp), 0, "%s", output());
@@ -351,7 +277,7 @@ Test(resume, errors_are_one_line_with_an_exit_code) {
 }
 
 Test(resume, a_failed_save_stops_training) {
-    make_data();
+    make_data("resume");
     const char *bin = pebble_bin();
     // A directory where the step-4 checkpoint must go: the rename into place fails.
     char block[400];
@@ -371,7 +297,7 @@ Test(resume, a_failed_save_stops_training) {
 }
 
 Test(resume, export_writes_safetensors_and_config) {
-    make_data();
+    make_data("resume");
     const char *bin = pebble_bin();
     cr_assert_eq(run("%s train " TINY "--set train.steps=2 --set run.dir=%s/a", bin, tmp, tmp,
                      tmp), 0, "%s", output());

@@ -19,6 +19,7 @@
 #include "model/gpt2.h"
 #include "model/gpt2_decode.h"
 #include "train/sample.h"
+#include "tests/cli.h"
 
 // ----------------------------------------------------------------------------
 // a tiny random model
@@ -371,53 +372,11 @@ Test(sample, top_k_on_a_large_vocabulary_matches_sorting) {
 // ----------------------------------------------------------------------------
 // pebble sample, end to end
 
-static char tmp[256];
-
-static const char *pebble_bin(void) {
-    const char *b = getenv("PEBBLE_BIN");
-    return b ? b : "build/pebble";
-}
-
 static const char *tokenizer_path(void) {
     const char *p = getenv("PEBBLE_TOKENIZER");
     return p ? p : TOK_DEFAULT_PATH;
 }
 
-static void cleanup(void) {
-    char cmd[300];
-    if (!tmp[0]) return;
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
-}
-
-// Runs a shell command line; returns its exit status; stdout to <tmp>/out, stderr to
-// <tmp>/err.
-static int run(const char *fmt, ...) {
-    char cmd[4096], full[4700];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    snprintf(full, sizeof full, "%s >%s/out 2>%s/err", cmd, tmp, tmp);
-    int st = system(full);
-    cr_assert(st != -1 && WIFEXITED(st), "could not run: %s", cmd);
-    return WEXITSTATUS(st);
-}
-
-static char *slurp_file(const char *name, char *buf, size_t cap) {
-    char p[400];
-    snprintf(p, sizeof p, "%s/%s", tmp, name);
-    FILE *f = fopen(p, "rb");
-    cr_assert(f, "cannot open %s", p);
-    size_t n = fread(buf, 1, cap - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
-static char out_buf[1 << 16], err_buf[1 << 16];
-static char *out(void) { return slurp_file("out", out_buf, sizeof out_buf); }
-static char *err(void) { return slurp_file("err", err_buf, sizeof err_buf); }
 
 // A run directory with a checkpoint: 2 training steps of a GPT-2 with the full GPT-2
 // vocabulary (so that any prompt is in it), on a small learnable shard.
@@ -436,7 +395,7 @@ static void make_checkpoint(void) {
                      "--set train.warmup_steps=1 --set run.plot=false --set data.train=%s "
                      "--set run.dir=%s/run",
                      pebble_bin(), path, tmp),
-                 0, "%s", err());
+                 0, "%s", run_stderr());
 }
 
 Test(sample_cli, samples_a_checkpoint, .fini = cleanup, .timeout = 120) {
@@ -444,33 +403,33 @@ Test(sample_cli, samples_a_checkpoint, .fini = cleanup, .timeout = 120) {
     const char *bin = pebble_bin(), *tk = tokenizer_path();
     // a run directory: its newest checkpoint
     cr_assert_eq(run("%s sample --ckpt %s/run --prompt 'Hello, world' --tokens 12 --seed 5 "
-                     "--tokenizer %s", bin, tmp, tk), 0, "%s", err());
+                     "--tokenizer %s", bin, tmp, tk), 0, "%s", run_stderr());
     char first[1 << 16];
-    snprintf(first, sizeof first, "%s", out());
+    snprintf(first, sizeof first, "%s", run_stdout());
     cr_assert(strncmp(first, "Hello, world", 12) == 0, "output: %s", first);
     cr_assert(strlen(first) > 13, "nothing generated: '%s'", first);
-    cr_assert(strstr(err(), "sample: 12 new tokens"), "%s", err());
+    cr_assert(strstr(run_stderr(), "sample: 12 new tokens"), "%s", run_stderr());
     // the file itself, the same seed: the same text
     cr_assert_eq(run("%s sample --ckpt %s/run/ckpt_00000002.h5 --prompt 'Hello, world' "
-                     "--tokens 12 --seed 5 --tokenizer %s", bin, tmp, tk), 0, "%s", err());
-    cr_assert_str_eq(out(), first);
+                     "--tokens 12 --seed 5 --tokenizer %s", bin, tmp, tk), 0, "%s", run_stderr());
+    cr_assert_str_eq(run_stdout(), first);
     // another seed: another text
     cr_assert_eq(run("%s sample --ckpt %s/run --prompt 'Hello, world' --tokens 12 --seed 6 "
-                     "--tokenizer %s", bin, tmp, tk), 0, "%s", err());
-    cr_assert_str_neq(out(), first);
+                     "--tokenizer %s", bin, tmp, tk), 0, "%s", run_stderr());
+    cr_assert_str_neq(run_stdout(), first);
     // an empty prompt starts from <|endoftext|>; greedy; the context (32) ends it
     cr_assert_eq(run("%s sample --ckpt %s/run --tokens 500 --temperature 0 --no-stop-at-eot "
-                     "--tokenizer %s", bin, tmp, tk), 0, "%s", err());
-    cr_assert(strstr(err(), "sample: 32 new tokens") && strstr(err(), "model.seq_len"), "%s",
-              err());
+                     "--tokenizer %s", bin, tmp, tk), 0, "%s", run_stderr());
+    cr_assert(strstr(run_stderr(), "sample: 32 new tokens") && strstr(run_stderr(), "model.seq_len"), "%s",
+              run_stderr());
     // --help
     cr_assert_eq(run("%s sample --help", bin), 0);
-    cr_assert(strstr(out(), "--temperature"), "%s", out());
+    cr_assert(strstr(run_stdout(), "--temperature"), "%s", run_stdout());
 }
 
 // Exit status code and one line "pebble: ...needle..." on stderr.
 static void expect_error(int rc, int code, const char *needle) {
-    char *e = err();
+    char *e = run_stderr();
     cr_expect_eq(rc, code, "exit %d, expected %d: %s", rc, code, e);
     cr_expect(strncmp(e, "pebble: ", 8) == 0 && strstr(e, needle), "expected 'pebble: ...%s': %s",
               needle, e);
@@ -528,18 +487,6 @@ static void make_shard64(void) {
     free(tok);
 }
 
-// The "loss" values of a run's metrics.jsonl, as one string.
-static void losses_of(const char *run, char *buf, size_t cap) {
-    char name[64], text[1 << 16];
-    snprintf(name, sizeof name, "%s/metrics.jsonl", run);
-    slurp_file(name, text, sizeof text);
-    buf[0] = '\0';
-    for (char *q = strstr(text, "\"loss\": "); q; q = strstr(q + 1, "\"loss\": ")) {
-        strncat(buf, q + 8, strcspn(q + 8, ",}"));
-        strncat(buf, " ", cap - strlen(buf) - 1);
-    }
-}
-
 Test(sample_train, prints_samples_and_changes_nothing_else, .fini = cleanup, .timeout = 120) {
     make_shard64();
     const char *bin = pebble_bin();
@@ -547,8 +494,8 @@ Test(sample_train, prints_samples_and_changes_nothing_else, .fini = cleanup, .ti
     // every sampled token prints as one ASCII byte
     cr_assert_eq(run("%s train " TINY64 "--set sample.every=2 --set sample.tokens=8 "
                      "--set sample.prompt=! --set run.dir=%s/a", bin, tmp, tmp),
-                 0, "%s", err());
-    char *o = out();
+                 0, "%s", run_stderr());
+    char *o = run_stdout();
     char *s2 = strstr(o, "sample (step 2, 8 tokens, ");
     char *s4 = strstr(o, "sample (step 4, 8 tokens, ");
     cr_assert(s2 && s4 && !strstr(o, "sample (step 1") && !strstr(o, "sample (step 3"), "%s", o);
@@ -558,11 +505,13 @@ Test(sample_train, prints_samples_and_changes_nothing_else, .fini = cleanup, .ti
     for (int i = 1; i <= 8; i++) cr_assert(text[i] >= '!' && text[i] <= '`', "%s", o);
     cr_assert_eq(text[9], '\n', "%s", o);
     // sampling draws from its own stream: the run is the same as without it
-    char a[4096], b[4096];
-    losses_of("a", a, sizeof a);
-    cr_assert_eq(run("%s train " TINY64 "--set run.dir=%s/b", bin, tmp, tmp), 0, "%s", err());
-    cr_assert(!strstr(out(), "sample ("), "%s", out());
-    losses_of("b", b, sizeof b);
+    char a[4096], b[4096], dir[400];
+    snprintf(dir, sizeof dir, "%s/a", tmp);
+    losses_of(dir, a, sizeof a);
+    cr_assert_eq(run("%s train " TINY64 "--set run.dir=%s/b", bin, tmp, tmp), 0, "%s", run_stderr());
+    cr_assert(!strstr(run_stdout(), "sample ("), "%s", run_stdout());
+    snprintf(dir, sizeof dir, "%s/b", tmp);
+    losses_of(dir, b, sizeof b);
     cr_assert(strlen(a) > 8);
     cr_assert_str_eq(a, b, "sampling changed the training run");
 

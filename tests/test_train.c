@@ -1,102 +1,17 @@
 // test_train.c: build/pebble end to end: a short training run that learns, runs that repeat
 // to the bit (same seed; 1 or 2 threads), and the documented errors and exit codes.
 #include <criterion/criterion.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include "data/shard.h"
-#include "kernels/common.h"
-
-static char tmp[256];
-
-static const char *pebble_bin(void) {
-    const char *b = getenv("PEBBLE_BIN");
-    return b ? b : "build/pebble";
-}
-
-// A shard whose tokens follow a simple rule (90% of the time the next token is a fixed
-// function of the previous one), so a model can learn it and the loss must fall.
-static void make_data(void) {
-    snprintf(tmp, sizeof tmp, "/tmp/pebble-test-train-XXXXXX");
-    cr_assert(mkdtemp(tmp));
-    size_t n = 20000;
-    uint16_t *tok = malloc(n * sizeof(uint16_t));
-    pb_rng rng;
-    pb_rng_seed(&rng, 5);
-    tok[0] = 1;
-    tok[1] = 2;
-    for (size_t i = 2; i < n; i++)
-        tok[i] = (pb_rng_u64(&rng) % 10 == 0) ? (uint16_t)(pb_rng_u64(&rng) % 64)
-                                               : (uint16_t)((tok[i - 1] * 5 + 3) % 64);
-    char path[300], err[256];
-    snprintf(path, sizeof path, "%s/train_000000.bin", tmp);
-    cr_assert(shard_write(path, tok, n, err, sizeof err) == 0, "%s", err);
-    snprintf(path, sizeof path, "%s/val_000000.bin", tmp);
-    cr_assert(shard_write(path, tok + n / 2, n / 4, err, sizeof err) == 0, "%s", err);
-    free(tok);
-}
-
-// Runs a shell command line; returns its exit status; stdout+stderr go to <tmp>/out.
-static int run(const char *fmt, ...) {
-    char cmd[4096], full[4400];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    snprintf(full, sizeof full, "%s >%s/out 2>&1", cmd, tmp);
-    int st = system(full);
-    cr_assert(st != -1 && WIFEXITED(st), "could not run: %s", cmd);
-    return WEXITSTATUS(st);
-}
-
-// Each test's temporary directory goes when the test ends, passed or failed.
-static void cleanup(void) {
-    char cmd[300];
-    if (!tmp[0]) return;
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmp);
-}
-
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "cannot open %s", path);
-    static char buf[1 << 20];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
-static char *output(void) {
-    char p[300];
-    snprintf(p, sizeof p, "%s/out", tmp);
-    return slurp(p);
-}
+#include "tests/cli.h"
 
 #define TINY                                                                                \
     "--set model.n_layer=2 --set model.n_head=2 --set model.n_embd=32 --set model.seq_len=32 " \
     "--set model.vocab_size=64 --set train.batch_size=4 --set train.warmup_steps=2 "         \
     "--set run.plot=false --set data.train=%s/train_*.bin --set data.val=%s/val_*.bin "
 
-// The losses of a run, as one string: "loss" fields of metrics.jsonl, in order.
-static void losses_of(const char *run_dir, char *out, size_t n) {
-    char p[400];
-    snprintf(p, sizeof p, "%s/metrics.jsonl", run_dir);
-    char *s = slurp(p);
-    out[0] = '\0';
-    for (char *q = strstr(s, "loss\": "); q; q = strstr(q + 1, "loss\": ")) {
-        strncat(out, q + 7, strcspn(q + 7, ",}"));
-        strncat(out, " ", n - strlen(out) - 1);
-    }
-}
-
 Test(train, learns_and_repeats_to_the_bit, .fini = cleanup) {
-    make_data();
+    make_data("train");
     char a[8192], b[8192], c[8192], dir[400];
     const char *bin = pebble_bin();
     cr_assert_eq(run("%s train " TINY "--set train.steps=30 --set train.lr=3e-3 --set run.dir=%s/a",
@@ -131,7 +46,7 @@ Test(train, learns_and_repeats_to_the_bit, .fini = cleanup) {
 }
 
 Test(train, gradient_accumulation_runs, .fini = cleanup) {
-    make_data();
+    make_data("train");
     // total batch of 2 micro-batches: the step must see 2 * 4 * 32 tokens
     cr_assert_eq(run("%s train " TINY "--set train.steps=2 --set train.total_batch_tokens=256 "
                      "--set run.dir=%s/acc", pebble_bin(), tmp, tmp, tmp), 0, "%s", output());
@@ -150,7 +65,7 @@ static void expect_error(int code, const char *needle) {
 }
 
 Test(train, config_errors, .fini = cleanup) {
-    make_data();
+    make_data("train");
     const char *bin = pebble_bin();
     char cfg[300];
     snprintf(cfg, sizeof cfg, "%s/bad.ini", tmp);

@@ -20,25 +20,6 @@
 #include "train/progress.h"
 #include "train/sample.h"
 
-// mkdir -p; returns -1 with err set on failure.
-static int make_dirs(const char *path, char *err, size_t errlen) {
-    char buf[PB_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1;; p++) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
-                snprintf(err, errlen, "cannot create run directory %s: %s", buf, strerror(errno));
-                return -1;
-            }
-            *p = c;
-            if (c == '\0') break;
-        }
-    }
-    return 0;
-}
-
 const pb_ops *trainer_backend(const pb_config *cfg) {
     // cuda when asked (an error if no GPU can be used); auto: cuda when one can, else cpu.
     int want_cuda = strcmp(cfg->device, "cuda") == 0;
@@ -269,7 +250,7 @@ int trainer_run_from(const pb_config *cfg, const pb_train_start *start) {
     }
 
     // --- run directory: the effective config and the metrics
-    if (make_dirs(cfg->run_dir, err, sizeof err) != 0) pb_die(PB_EXIT_RUNTIME, "%s", err);
+    if (pb_make_dirs(cfg->run_dir, err, sizeof err) != 0) pb_die(PB_EXIT_RUNTIME, "%s", err);
     char path[PB_PATH_MAX + 64];
     snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->run_dir);
     struct stat st;
