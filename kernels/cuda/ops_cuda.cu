@@ -201,14 +201,31 @@ __global__ void colsum_partial_kernel(float *partial, const T *x, int R, int C, 
     partial[(size_t)k * C + c] = s;
 }
 
+// A block of COLSUM_WARPS warps owns 32 columns (lane = column: 128-byte coalesced rows);
+// warp w sums the chunks k = w, w + COLSUM_WARPS, ... in order, then the block adds the
+// warps' sums in order. (One thread per column walking all chunks serially was latency-bound:
+// ~50 us for 512 chunks, 25 LayerNorm and 49 bias gradients a step.)
+#define COLSUM_WARPS 8
 __global__ void colsum_final_kernel(float *dst0, float *dst1, const float *partial, int nchunk,
                                     int C, int C0) {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) return;
+    __shared__ float sh[COLSUM_WARPS][32];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, c = blockIdx.x * 32 + lane;
     float s = 0.0f;
-    for (int k = 0; k < nchunk; k++) s += partial[(size_t)k * C + c];
+    if (c < C)
+#pragma unroll 8
+        for (int k = warp; k < nchunk; k += COLSUM_WARPS) s += partial[(size_t)k * C + c];
+    sh[warp][lane] = s;
+    __syncthreads();
+    if (warp != 0 || c >= C) return;
+    s = sh[0][lane];
+    for (int w = 1; w < COLSUM_WARPS; w++) s += sh[w][lane];
     if (c < C0) dst0[c] += s;
     else dst1[c - C0] += s;
+}
+static void colsum_final(float *dst0, float *dst1, const float *partial, int nchunk, int C,
+                         int C0) {
+    colsum_final_kernel<<<cdiv(C, 32), 32 * COLSUM_WARPS>>>(dst0, dst1, partial, nchunk, C, C0);
+    cudaCheckLaunch();
 }
 
 template <typename T> void cuda_colsum_accumulate(float *dst, const T *x, int N, int C) {
@@ -220,8 +237,7 @@ template <typename T> void cuda_colsum_accumulate(float *dst, const T *x, int N,
     float *partial = (float *)cuda_scratch(CUDA_SCRATCH_PARTIAL, (size_t)nchunk * C * sizeof(float));
     colsum_partial_kernel<<<dim3(cdiv(C, 256), nchunk), 256>>>(partial, x, N, C, rows);
     cudaCheckLaunch();
-    colsum_final_kernel<<<cdiv(C, 256), 256>>>(dst, NULL, partial, nchunk, C, C);
-    cudaCheckLaunch();
+    colsum_final(dst, NULL, partial, nchunk, C, C);
 }
 template void cuda_colsum_accumulate<float>(float *, const float *, int, int);
 template void cuda_colsum_accumulate<bf16>(float *, const bf16 *, int, int);
@@ -470,9 +486,7 @@ static void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, c
         (A *)dinp, partial, (const A *)dout, (const A *)inp, (const A *)weight, mean, rstd, N, C,
         rows, vec);
     cudaCheckLaunch();
-    colsum_final_kernel<<<cdiv(2 * (size_t)C, 256), 256>>>(dweight, dbias, partial, nblocks,
-                                                           2 * C, C);
-    cudaCheckLaunch();
+    colsum_final(dweight, dbias, partial, nblocks, 2 * C, C);
 }
 
 // ----------------------------------------------------------------------------
