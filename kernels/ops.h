@@ -10,8 +10,9 @@
 //   - Every *_backward ACCUMULATES (+=) into all of its gradient outputs, parameter and
 //     activation gradients alike; the caller zeroes them. (Gradient accumulation over
 //     micro-batches then costs nothing, and a residual stream's two branches just add.)
-//     The one exception is crossentropy_backward, which overwrites dlogits (it starts the
-//     chain and may run in place, dlogits == logits).
+//     The exceptions are crossentropy_backward, which overwrites dlogits (it starts the
+//     chain and may run in place, dlogits == logits), and the optional fused
+//     matmul_backward_gelu, which overwrites dpre (its only writer in the model).
 //   - Deterministic: the same inputs give bit-identical outputs on every run, whatever the
 //     number of threads (reductions use a fixed order, never atomics).
 //   - Targets < 0 are ignored by the loss (loss 0, gradient 0).

@@ -22,6 +22,9 @@ const pb_ops *pb_ops_cuda(void);
 // bf16 weight copies for the ops, fp32 master weights, parameter gradients and AdamW state;
 // bf16 tensor-core attention (head dims 64 and 128). Deterministic like the fp32 table.
 const pb_ops *pb_ops_cuda_bf16(void);
+// 1 when pb_ops_cuda_bf16 can run a model of n_embd channels in n_head heads (its attention
+// needs head dim 64 or 128); 0 otherwise, and always 0 without CUDA.
+int pb_cuda_bf16_supports(int n_embd, int n_head);
 
 // Matmuls in TF32 (cuBLASLt's FAST_TF32 compute type) instead of full fp32. Off by default:
 // parity tests need full fp32; the environment variable PEBBLE_TF32=1 also turns it on.

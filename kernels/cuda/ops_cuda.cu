@@ -1070,6 +1070,10 @@ extern "C" const pb_ops *pb_ops_cuda(void) {
     return &g_cuda_ops;
 }
 
+extern "C" int pb_cuda_bf16_supports(int n_embd, int n_head) {
+    return attn_flash_mma_cuda_supports(n_embd, n_head);
+}
+
 extern "C" const pb_ops *pb_ops_cuda_bf16(void) {
     cuda_init();
     return &g_cuda_bf16_ops;

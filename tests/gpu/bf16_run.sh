@@ -4,6 +4,7 @@
 # $OUT, a short table last. From the repository root, after `. .deps/env.sh`.
 #   BENCH_ARGS  extra arguments for bench_cuda (default: --profile)
 #   SKIP_TESTS=1  benchmark only;  MEMCHECK=1  also compute-sanitizer memcheck of the bf16 suite
+#   E2E=1  also `pebble train` 20 steps: cuda bf16, cuda fp32, cpu, losses side by side
 set -u
 OUT=${OUT:-/tmp/pebble-out}
 mkdir -p "$OUT"
@@ -20,6 +21,32 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
     echo "test_cuda_ops rc=$?, $(el)"
     grep -E "Synthesis|FAIL|fail|rel .* \(tol" "$OUT/test_bf16.log" | grep -vE "^\s+\S+ +rel" | tail -60
     grep -E "Synthesis" "$OUT/test_ops.log"
+fi
+if [ "${E2E:-0}" = 1 ]; then
+    # pebble train, 20 steps from one seed on a learnable synthetic shard: cuda bf16 (the
+    # default), cuda fp32, cpu; gpt2-tiny with 2 heads (D = 64, which bf16 attention runs)
+    mkdir -p /tmp/e2e
+    python3 -c "
+import numpy as np
+n = 200000; i = np.arange(n)
+tok = ((i * 7 + i // 13) % 500).astype(np.uint16)
+hdr = np.zeros(256, np.int32); hdr[0] = 20240520; hdr[1] = 1; hdr[2] = n
+open('/tmp/e2e/train_000.bin', 'wb').write(hdr.tobytes() + tok.tobytes())"
+    for run in cuda:auto cuda:fp32 cpu:auto; do
+        dev=${run%%:*} prec=${run##*:}
+        timeout 90 build/pebble train -c configs/gpt2-tiny.ini --set "data.train=/tmp/e2e/train_*.bin" \
+            --set data.val= --set model.n_head=2 --set system.device=$dev \
+            --set system.precision=$prec --set train.steps=20 --set run.plot=false --set sample.every=0 \
+            --set run.dir=/tmp/e2e/run_${dev}_$prec >"$OUT/e2e_${dev}_$prec.log" 2>&1
+        echo "pebble train device=$dev precision=$prec rc=$?, $(el)"
+    done
+    python3 -c "
+import json
+def load(d): return [x for x in map(json.loads, open('/tmp/e2e/run_%s/metrics.jsonl' % d)) if 'loss' in x and 'step' in x]
+a, b, c = load('cuda_auto'), load('cuda_fp32'), load('cpu_auto')
+for x, y, z in zip(a, b, c): print('step %3d  loss cuda-bf16 %.6f  cuda-fp32 %.6f  cpu %.6f' % (x['step'], x['loss'], y['loss'], z['loss']))
+" >"$OUT/e2e.txt" 2>&1
+    sed -n '1p;5p;10p;15p;20p' "$OUT/e2e.txt"
 fi
 timeout 150 build/tests/gpu/bench_cuda ${BENCH_ARGS:---profile} >"$OUT/bench.log" 2>&1
 echo "bench rc=$?, $(el)"
