@@ -8,8 +8,12 @@
 // (~4e-3 relative); with bf16 tensors (the mixed-precision table) tiles are copied as they
 // are, 16 bytes at a time, and outputs written in bf16.
 //
-// Warps and fragments. A block has 4 warps; each warp owns 16 rows of the tile it computes
-// (queries in the forward and dQ kernels, keys in the dK/dV kernel). For one m16n8k16 mma
+// Warps and fragments. A block has 4 warps; each warp owns 16 rows (v4 kernels) or 16*MT rows
+// (v5: MT row tiles of 16, so each B fragment read from shared memory feeds MT MMAs) of the
+// tile it computes (queries in the forward and dQ kernels, keys in the dK/dV kernel). v5
+// streams its K/V (or Q/dO/lse/Di) tiles through two shared-memory stages filled by cp.async
+// while the previous stage is used, reads every fragment with ldmatrix.x4, and masks only
+// tiles that need it. Which version runs where: the launchers below. For one m16n8k16 mma
 // a lane (g = lane/4, t = lane%4) holds:
 //   A (16x16, row-major):  rows g, g+8; columns 2t, 2t+1 and 2t+8, 2t+9
 //   B (16x8, k x n):       column n = g; rows k = 2t, 2t+1 and 2t+8, 2t+9
@@ -100,11 +104,16 @@ __device__ __forceinline__ void zero4(float (&x)[N][M]) {
 #pragma unroll
         for (int j = 0; j < M; j++) x[i][j] = 0.0f;
 }
+template <int L, int N, int M>
+__device__ __forceinline__ void zero4(float (&x)[L][N][M]) {
+#pragma unroll
+    for (int i = 0; i < L; i++) zero4(x[i]);
+}
 
-// Stages rows t0 .. t0+ROWS-1 (DH floats each, row r at src + r*stride) as bf16 into
+// v4 staging (the backward kernels below): stages rows t0 .. t0+ROWS-1 (DH floats each, row r at src + r*stride) as bf16 into
 // X[r][d] (stride ld); rows past T are 0. 16-byte loads, 8-byte stores.
 template <int ROWS, int DH>
-__device__ __forceinline__ void stage(bf16 *X, int ld, const float *src, size_t stride, int t0,
+__device__ __forceinline__ void stage_v4(bf16 *X, int ld, const float *src, size_t stride, int t0,
                                       int T) {
     for (int idx = threadIdx.x; idx < ROWS * DH / 4; idx += MMA_THREADS) {
         int r = idx / (DH / 4), c = idx % (DH / 4) * 4;
@@ -117,13 +126,75 @@ __device__ __forceinline__ void stage(bf16 *X, int ld, const float *src, size_t 
 
 // The same from bf16 rows: a plain copy, 16 bytes (8 elements) per load and store.
 template <int ROWS, int DH>
-__device__ __forceinline__ void stage(bf16 *X, int ld, const bf16 *src, size_t stride, int t0,
+__device__ __forceinline__ void stage_v4(bf16 *X, int ld, const bf16 *src, size_t stride, int t0,
                                       int T) {
     for (int idx = threadIdx.x; idx < ROWS * DH / 8; idx += MMA_THREADS) {
         int r = idx / (DH / 8), c = idx % (DH / 8) * 8;
         uint4 v = make_uint4(0u, 0u, 0u, 0u);
         if (t0 + r < T) v = *reinterpret_cast<const uint4 *>(src + (size_t)(t0 + r) * stride + c);
         *reinterpret_cast<uint4 *>(X + r * ld + c) = v;
+    }
+}
+
+// ldmatrix (no transpose) of four 8x8 blocks; lanes 8i..8i+7 address the rows of block i.
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const bf16 *p) {
+    uint32_t addr = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+
+// The A fragment of rows r0..r0+15, columns k0..k0+15 of row-major X in one ldmatrix.x4:
+// blocks (rows 0-7, k 0-7), (rows 8-15, k 0-7), (rows 0-7, k 8-15), (rows 8-15, k 8-15).
+__device__ __forceinline__ void ldsm_a(uint32_t (&a)[4], const bf16 *X, int ld, int r0, int k0,
+                                       int lane) {
+    ldsm_x4(a, X + (r0 + (lane & 7) + ((lane >> 3) & 1) * 8) * ld + k0 + (lane >> 4) * 8);
+}
+
+// B fragments of two adjacent n-tiles from Y stored as rows of n (Y[n][k]): b[0], b[1] for
+// n0..n0+7 and b[2], b[3] for n0+8..n0+15, k0..k0+15 (the layout load_b reads word by word).
+__device__ __forceinline__ void ldsm_b(uint32_t (&b)[4], const bf16 *Y, int ld, int n0, int k0,
+                                       int lane) {
+    ldsm_x4(b, Y + (n0 + (lane & 7) + (lane >> 4) * 8) * ld + k0 + ((lane >> 3) & 1) * 8);
+}
+
+// cp.async of 16 bytes; src_bytes 0 zero-fills the destination (rows past T)
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool in) {
+    uint32_t addr = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(addr), "l"(src),
+                 "r"(in ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async4(void *dst, const void *src, bool in) {
+    uint32_t addr = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(addr), "l"(src),
+                 "r"(in ? 4 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait1() { asm volatile("cp.async.wait_group 1;\n" ::); }
+
+// Stages rows t0 .. t0+ROWS-1 (DH elements each, row r at src + r*stride) as bf16 into
+// X[r][d] (stride ld); rows past T are 0. From fp32 rows: 16-byte loads, rounded, 8-byte
+// stores, done when the call returns. From bf16 rows: cp.async, 16 bytes per copy, landing
+// in the background: the caller commits the group and waits for it before reading X.
+template <int ROWS, int DH, int NT>
+__device__ __forceinline__ void stage(bf16 *X, int ld, const float *src, size_t stride, int t0,
+                                      int T) {
+    for (int idx = threadIdx.x; idx < ROWS * DH / 4; idx += NT) {
+        int r = idx / (DH / 4), c = idx % (DH / 4) * 4;
+        float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+        if (t0 + r < T) v = *reinterpret_cast<const float4 *>(src + (size_t)(t0 + r) * stride + c);
+        *reinterpret_cast<uint2 *>(X + r * ld + c) =
+            make_uint2(pack_bf16(v.x, v.y), pack_bf16(v.z, v.w));
+    }
+}
+template <int ROWS, int DH, int NT>
+__device__ __forceinline__ void stage(bf16 *X, int ld, const bf16 *src, size_t stride, int t0,
+                                      int T) {
+#pragma unroll
+    for (int idx = threadIdx.x; idx < ROWS * DH / 8; idx += NT) {
+        int r = idx / (DH / 8), c = idx % (DH / 8) * 8;
+        bool in = t0 + r < T;
+        cp_async16(X + r * ld + c, in ? src + (size_t)(t0 + r) * stride + c : src, in);
     }
 }
 
@@ -142,121 +213,452 @@ __device__ __forceinline__ void store2(bf16 *p, float a, float b) {
 }
 
 // ----------------------------------------------------------------------------
-// forward: a block = 64 queries of one (b, h); scores in the log2 domain (exp2f)
+// forward: a block = BM = 64*MT queries of one (b, h), 4 warps of 16*MT rows each, streaming
+// key tiles of BN through two shared-memory stages (tile j+1 lands while tile j is used).
+// Each K or V fragment read from shared memory feeds MT row tiles. Scores in the log2 domain.
 
-template <int DH, typename S>
+template <int DH, int BN, int MT, typename S>
 __global__ void __launch_bounds__(MMA_THREADS) mma_forward_kernel(S *out, float *lse,
                                                                   const S *qkv, int T, int C,
                                                                   int NH, int causal,
                                                                   float scale_log2) {
+    constexpr int BM = 64 * MT, LD = DH + 8, QREG = DH == 64;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    const int LD = DH + 8;
-    bf16 *Qs = reinterpret_cast<bf16 *>(smem_raw);  // [64][LD]
-    bf16 *Ks = Qs + TILE * LD;                       // [64][LD]
-    bf16 *Vs = Ks + TILE * LD;                       // [64][LD]
-    int nq = (T + TILE - 1) / TILE, qt = nq - 1 - blockIdx.x;
+    bf16 *Qs = reinterpret_cast<bf16 *>(smem_raw);  // [BM][LD]
+    bf16 *Ks = Qs + BM * LD;                         // [2][BN][LD]
+    bf16 *Vs = Ks + 2 * BN * LD;                     // [2][BN][LD]
+    int nq = (T + BM - 1) / BM, qt = nq - 1 - blockIdx.x;
     int bh = blockIdx.y, b = bh / NH, h = bh % NH;
     size_t C3 = 3 * (size_t)C;
     const S *q = qkv + (size_t)b * T * C3 + (size_t)h * DH, *k = q + C, *v = q + 2 * C;
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    int q0 = qt * TILE;
+    int q0 = qt * BM, rw = warp * 16 * MT;  // the warp's first row in the tile
+    int nk = causal ? (min(q0 + BM, T) + BN - 1) / BN : (T + BN - 1) / BN;
 
-    stage<TILE, DH>(Qs, LD, q, C3, q0, T);
-    __syncthreads();
-    uint32_t qa[DH / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < DH / 16; kk++) load_a(qa[kk], Qs, LD, warp * 16, kk * 16, g, t);
+    stage<BM, DH, MMA_THREADS>(Qs, LD, q, C3, q0, T);
+    stage<BN, DH, MMA_THREADS>(Ks, LD, k, C3, 0, T);
+    stage<BN, DH, MMA_THREADS>(Vs, LD, v, C3, 0, T);
+    cp_async_commit();
 
-    float o[DH / 8][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    uint32_t qr[QREG ? MT : 1][QREG ? DH / 16 : 1][4];
+    float o[MT][DH / 8][4], m[MT][2], l[MT][2];
     zero4(o);
-    int qi[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
-    int nk = causal ? qt + 1 : nq;
-    for (int kt = 0; kt < nk; kt++) {
-        int k0 = kt * TILE;
-        __syncthreads();
-        stage<TILE, DH>(Ks, LD, k, C3, k0, T);
-        stage<TILE, DH>(Vs, LD, v, C3, k0, T);
-        __syncthreads();
-        float s[TILE / 8][4];
-        zero4(s);
+    int qi[MT][2];
 #pragma unroll
-        for (int j = 0; j < TILE / 8; j++)
-#pragma unroll
-            for (int kk = 0; kk < DH / 16; kk++) {
-                uint32_t b0, b1;
-                load_b(b0, b1, Ks, LD, j * 8, kk * 16, g, t);
-                mma16816(s[j], qa[kk], b0, b1);
-            }
-        // mask, running max per row (rows g and g+8: c >> 1), rescale
-        float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-        for (int j = 0; j < TILE / 8; j++)
-#pragma unroll
-            for (int c = 0; c < 4; c++) {
-                int key = k0 + j * 8 + 2 * t + (c & 1), r = c >> 1;
-                bool masked = key >= T || (causal && key > qi[r]);
-                s[j][c] = masked ? -INFINITY : s[j][c] * scale_log2;
-                mx[r] = fmaxf(mx[r], s[j][c]);
-            }
-        float base[2], corr[2];
+    for (int i = 0; i < MT; i++)
 #pragma unroll
         for (int r = 0; r < 2; r++) {
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-            float mn = fmaxf(m[r], mx[r]);
-            base[r] = mn == -INFINITY ? 0.0f : mn;
-            corr[r] = exp2f(m[r] - base[r]);
-            m[r] = mn;
-            l[r] *= corr[r];  // this lane's partial sum; the quad is summed at the end
+            m[i][r] = -INFINITY, l[i][r] = 0.0f;
+            qi[i][r] = q0 + rw + i * 16 + g + 8 * r;
         }
+    for (int kt = 0; kt < nk; kt++) {
+        int k0 = kt * BN, cur = kt & 1;
+        if (kt + 1 < nk) {
+            stage<BN, DH, MMA_THREADS>(Ks + (cur ^ 1) * BN * LD, LD, k, C3, k0 + BN, T);
+            stage<BN, DH, MMA_THREADS>(Vs + (cur ^ 1) * BN * LD, LD, v, C3, k0 + BN, T);
+        }
+        cp_async_commit();
+        cp_async_wait1();
+        __syncthreads();
+        if (QREG && kt == 0) {
 #pragma unroll
-        for (int j = 0; j < TILE / 8; j++)
+            for (int i = 0; i < MT; i++)
 #pragma unroll
-            for (int c = 0; c < 4; c++) {
-                s[j][c] = exp2f(s[j][c] - base[c >> 1]);
-                l[c >> 1] += s[j][c];
+                for (int kk = 0; kk < DH / 16; kk++)
+                    ldsm_a(qr[QREG ? i : 0][QREG ? kk : 0], Qs, LD, rw + i * 16, kk * 16, lane);
+        }
+        const bf16 *Kc = Ks + cur * BN * LD, *Vc = Vs + cur * BN * LD;
+        // causal: a warp whose rows all precede the tile's first key has nothing to do
+        if (!(causal && k0 > q0 + rw + 16 * MT - 1)) {
+            float s[MT][BN / 8][4];
+            zero4(s);
+#pragma unroll
+            for (int kk = 0; kk < DH / 16; kk++) {
+                uint32_t qa[MT][4];
+#pragma unroll
+                for (int i = 0; i < MT; i++) {
+                    if (QREG) {
+#pragma unroll
+                        for (int e = 0; e < 4; e++) qa[i][e] = qr[QREG ? i : 0][QREG ? kk : 0][e];
+                    } else {
+                        ldsm_a(qa[i], Qs, LD, rw + i * 16, kk * 16, lane);
+                    }
+                }
+#pragma unroll
+                for (int j = 0; j < BN / 16; j++) {
+                    uint32_t kb[4];
+                    ldsm_b(kb, Kc, LD, j * 16, kk * 16, lane);
+#pragma unroll
+                    for (int i = 0; i < MT; i++) {
+                        mma16816(s[i][2 * j], qa[i], kb[0], kb[1]);
+                        mma16816(s[i][2 * j + 1], qa[i], kb[2], kb[3]);
+                    }
+                }
+            }
+            // masks only where a key can be past T or past a row of this warp (causal)
+            bool need = k0 + BN > T || (causal && k0 + BN - 1 > q0 + rw);
+            if (need) {
+#pragma unroll
+                for (int i = 0; i < MT; i++)
+#pragma unroll
+                    for (int j = 0; j < BN / 8; j++)
+#pragma unroll
+                        for (int c = 0; c < 4; c++) {
+                            int key = k0 + j * 8 + 2 * t + (c & 1);
+                            if (key >= T || (causal && key > qi[i][c >> 1])) s[i][j][c] = -INFINITY;
+                        }
             }
 #pragma unroll
-        for (int n = 0; n < DH / 8; n++)
+            for (int i = 0; i < MT; i++) {
+                float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-            for (int c = 0; c < 4; c++) o[n][c] *= corr[c >> 1];
-        // O += P V: k runs over this tile's 64 keys
+                for (int j = 0; j < BN / 8; j++)
 #pragma unroll
-        for (int ks = 0; ks < TILE / 16; ks++) {
-            uint32_t pa[4];
-            c_to_a(pa, s[2 * ks], s[2 * ks + 1]);
+                    for (int c = 0; c < 4; c++) mx[c >> 1] = fmaxf(mx[c >> 1], s[i][j][c]);
+                float base[2], corr[2];
 #pragma unroll
-            for (int n = 0; n < DH / 8; n += 2) {
-                uint32_t vb[4];
-                load_b_trans(vb, Vs, LD, ks * 16, n * 8, lane);
-                mma16816(o[n], pa, vb[0], vb[1]);
-                mma16816(o[n + 1], pa, vb[2], vb[3]);
+                for (int r = 0; r < 2; r++) {
+                    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+                    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+                    float mn = fmaxf(m[i][r], mx[r] * scale_log2);  // scale > 0
+                    base[r] = mn == -INFINITY ? 0.0f : mn;
+                    corr[r] = exp2f(m[i][r] - base[r]);
+                    m[i][r] = mn;
+                    l[i][r] *= corr[r];  // this lane's partial sum; the quad is summed at the end
+                }
+#pragma unroll
+                for (int j = 0; j < BN / 8; j++)
+#pragma unroll
+                    for (int c = 0; c < 4; c++) {
+                        s[i][j][c] = exp2f(fmaf(s[i][j][c], scale_log2, -base[c >> 1]));
+                        l[i][c >> 1] += s[i][j][c];
+                    }
+#pragma unroll
+                for (int n = 0; n < DH / 8; n++)
+#pragma unroll
+                    for (int c = 0; c < 4; c++) o[i][n][c] *= corr[c >> 1];
+            }
+            // O += P V: k runs over this tile's BN keys; each V fragment serves MT row tiles
+#pragma unroll
+            for (int ks = 0; ks < BN / 16; ks++) {
+                uint32_t pa[MT][4];
+#pragma unroll
+                for (int i = 0; i < MT; i++) c_to_a(pa[i], s[i][2 * ks], s[i][2 * ks + 1]);
+#pragma unroll
+                for (int n = 0; n < DH / 8; n += 2) {
+                    uint32_t vb[4];
+                    load_b_trans(vb, Vc, LD, ks * 16, n * 8, lane);
+#pragma unroll
+                    for (int i = 0; i < MT; i++) {
+                        mma16816(o[i][n], pa[i], vb[0], vb[1]);
+                        mma16816(o[i][n + 1], pa[i], vb[2], vb[3]);
+                    }
+                }
             }
         }
+        __syncthreads();  // the next iteration's prefetch overwrites this tile's stage
     }
 
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-        if (qi[r] >= T) continue;
-        float inv = 1.0f / l[r];
-        S *dst = out + ((size_t)b * T + qi[r]) * C + (size_t)h * DH;
+    for (int i = 0; i < MT; i++)
 #pragma unroll
-        for (int n = 0; n < DH / 8; n++)
-            store2(dst + n * 8 + 2 * t, o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
-        // natural log: lse = (m + log2 l) * ln 2
-        if (t == 0) lse[(size_t)bh * T + qi[r]] = (m[r] + log2f(l[r])) * 0.6931471805599453f;
-    }
+        for (int r = 0; r < 2; r++) {
+            float li = l[i][r];
+            li += __shfl_xor_sync(0xffffffffu, li, 1);
+            li += __shfl_xor_sync(0xffffffffu, li, 2);
+            if (qi[i][r] >= T) continue;
+            float inv = 1.0f / li;
+            S *dst = out + ((size_t)b * T + qi[i][r]) * C + (size_t)h * DH;
+#pragma unroll
+            for (int n = 0; n < DH / 8; n++)
+                store2(dst + n * 8 + 2 * t, o[i][n][2 * r] * inv, o[i][n][2 * r + 1] * inv);
+            // natural log: lse = (m + log2 l) * ln 2
+            if (t == 0) lse[(size_t)bh * T + qi[i][r]] = (m[i][r] + log2f(li)) * 0.6931471805599453f;
+        }
 }
 
 // ----------------------------------------------------------------------------
-// backward, dK and dV: a block = 64 keys of one (b, h), streaming query tiles of BQ rows.
+// backward v5 (runs at D=128; at D=64 with -DATTN_BWD_V5_64=1, where v4 is faster), dK and
+// dV: a block = BM = 64*MT keys of one (b, h), streaming query tiles of BQ rows (Q, dO, lse,
+// Di, all by cp.async) through two stages. Each warp computes S^T (its 16*MT keys x BQ
+// queries) directly, so P^T and dS^T come out of the accumulators in the A layout that
+// dV += P^T dO and dK += dS^T Q need.
+
+template <int DH, int BQ, int MT, int MINB, typename S>
+__global__ void __launch_bounds__(MMA_THREADS, MINB) mma_backward_dkdv_kernel(
+    S *dqkv, const S *dout, const S *qkv, const float *lse, const float *Di, int T,
+    int C, int NH, int causal, float scale, float scale_log2) {
+    constexpr int BM = 64 * MT, LD = DH + 8;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    bf16 *Ks = reinterpret_cast<bf16 *>(smem_raw);  // [BM][LD]
+    bf16 *Vs = Ks + BM * LD;                         // [BM][LD]
+    bf16 *Qs = Vs + BM * LD;                         // [2][BQ][LD]
+    bf16 *dOs = Qs + 2 * BQ * LD;                    // [2][BQ][LD]
+    float *ls = reinterpret_cast<float *>(dOs + 2 * BQ * LD);  // [2][BQ] lse
+    float *ds = ls + 2 * BQ;                                     // [2][BQ] Di
+    int kt = blockIdx.x;  // causal: low key tiles see the most queries, so they start first
+    int bh = blockIdx.y, b = bh / NH, h = bh % NH;
+    size_t C3 = 3 * (size_t)C;
+    const S *q = qkv + (size_t)b * T * C3 + (size_t)h * DH, *k = q + C, *v = q + 2 * C;
+    const S *go = dout + (size_t)b * T * C + (size_t)h * DH;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    int k0 = kt * BM, kw = k0 + warp * 16 * MT;  // the warp's first key
+    int kr[MT][2];
+#pragma unroll
+    for (int i = 0; i < MT; i++) kr[i][0] = kw + i * 16 + g, kr[i][1] = kw + i * 16 + g + 8;
+    const float *lse_h = lse + (size_t)bh * T, *di_h = Di + (size_t)bh * T;
+
+    int qt0 = causal ? k0 / BQ : 0, nqt = (T + BQ - 1) / BQ;
+    stage<BM, DH, MMA_THREADS>(Ks, LD, k, C3, k0, T);
+    stage<BM, DH, MMA_THREADS>(Vs, LD, v, C3, k0, T);
+    stage<BQ, DH, MMA_THREADS>(Qs, LD, q, C3, qt0 * BQ, T);
+    stage<BQ, DH, MMA_THREADS>(dOs, LD, go, C, qt0 * BQ, T);
+    for (int r = threadIdx.x; r < BQ; r += MMA_THREADS) {
+        int qq = qt0 * BQ + r;
+        cp_async4(ls + r, qq < T ? lse_h + qq : lse_h, qq < T);
+        cp_async4(ds + r, qq < T ? di_h + qq : di_h, qq < T);
+    }
+    cp_async_commit();
+    float dk[MT][DH / 8][4], dv[MT][DH / 8][4];
+    zero4(dk);
+    zero4(dv);
+
+    for (int qt = qt0; qt < nqt; qt++) {
+        int q0 = qt * BQ, cur = (qt - qt0) & 1;
+        if (qt + 1 < nqt) {
+            int nb = cur ^ 1;
+            stage<BQ, DH, MMA_THREADS>(Qs + nb * BQ * LD, LD, q, C3, q0 + BQ, T);
+            stage<BQ, DH, MMA_THREADS>(dOs + nb * BQ * LD, LD, go, C, q0 + BQ, T);
+            for (int r = threadIdx.x; r < BQ; r += MMA_THREADS) {
+                int qq = q0 + BQ + r;
+                cp_async4(ls + nb * BQ + r, qq < T ? lse_h + qq : lse_h, qq < T);
+                cp_async4(ds + nb * BQ + r, qq < T ? di_h + qq : di_h, qq < T);
+            }
+        }
+        cp_async_commit();
+        cp_async_wait1();
+        __syncthreads();
+        const bf16 *Qc = Qs + cur * BQ * LD, *dOc = dOs + cur * BQ * LD;
+        const float *lc = ls + cur * BQ, *dc = ds + cur * BQ;
+        // causal: a warp whose keys all follow the tile's last query has nothing to do
+        if (!(causal && kw > q0 + BQ - 1)) {
+            // S^T = K Q^T and dP^T = V dO^T (keys x queries)
+            float p[MT][BQ / 8][4], dp[MT][BQ / 8][4];
+            zero4(p);
+            zero4(dp);
+#pragma unroll
+            for (int kk = 0; kk < DH / 16; kk++) {
+                uint32_t ka[MT][4], va[MT][4];
+#pragma unroll
+                for (int i = 0; i < MT; i++) {
+                    ldsm_a(ka[i], Ks, LD, warp * 16 * MT + i * 16, kk * 16, lane);
+                    ldsm_a(va[i], Vs, LD, warp * 16 * MT + i * 16, kk * 16, lane);
+                }
+#pragma unroll
+                for (int j = 0; j < BQ / 16; j++) {
+                    uint32_t qb[4], ob[4];
+                    ldsm_b(qb, Qc, LD, j * 16, kk * 16, lane);
+                    ldsm_b(ob, dOc, LD, j * 16, kk * 16, lane);
+#pragma unroll
+                    for (int i = 0; i < MT; i++) {
+                        mma16816(p[i][2 * j], ka[i], qb[0], qb[1]);
+                        mma16816(p[i][2 * j + 1], ka[i], qb[2], qb[3]);
+                        mma16816(dp[i][2 * j], va[i], ob[0], ob[1]);
+                        mma16816(dp[i][2 * j + 1], va[i], ob[2], ob[3]);
+                    }
+                }
+            }
+            // P^T = exp2(S^T scale log2e - lse log2e); dS^T = P^T (dP^T - Di)
+            bool need = q0 + BQ > T || kw + 16 * MT > T || (causal && kw + 16 * MT - 1 > q0);
+#pragma unroll
+            for (int i = 0; i < MT; i++)
+#pragma unroll
+                for (int j = 0; j < BQ / 8; j++)
+#pragma unroll
+                    for (int c = 0; c < 4; c++) {
+                        int qc = j * 8 + 2 * t + (c & 1), qi = q0 + qc, key = kr[i][c >> 1];
+                        bool masked = need && (qi >= T || key >= T || (causal && key > qi));
+                        float pv = masked ? 0.0f : exp2f(fmaf(p[i][j][c], scale_log2, -lc[qc] * LOG2E));
+                        p[i][j][c] = pv;
+                        dp[i][j][c] = pv * (dp[i][j][c] - dc[qc]);
+                    }
+            // dV += P^T dO and dK += dS^T Q: k runs over the BQ queries
+#pragma unroll
+            for (int ks = 0; ks < BQ / 16; ks++) {
+                uint32_t pa[MT][4], sa[MT][4];
+#pragma unroll
+                for (int i = 0; i < MT; i++) {
+                    c_to_a(pa[i], p[i][2 * ks], p[i][2 * ks + 1]);
+                    c_to_a(sa[i], dp[i][2 * ks], dp[i][2 * ks + 1]);
+                }
+#pragma unroll
+                for (int n = 0; n < DH / 8; n += 2) {
+                    uint32_t ob[4], qb[4];
+                    load_b_trans(ob, dOc, LD, ks * 16, n * 8, lane);
+                    load_b_trans(qb, Qc, LD, ks * 16, n * 8, lane);
+#pragma unroll
+                    for (int i = 0; i < MT; i++) {
+                        mma16816(dv[i][n], pa[i], ob[0], ob[1]);
+                        mma16816(dv[i][n + 1], pa[i], ob[2], ob[3]);
+                        mma16816(dk[i][n], sa[i], qb[0], qb[1]);
+                        mma16816(dk[i][n + 1], sa[i], qb[2], qb[3]);
+                    }
+                }
+            }
+        }
+        __syncthreads();  // the next iteration's prefetch overwrites this tile's stage
+    }
+
+    S *dkg = dqkv + (size_t)b * T * C3 + C + (size_t)h * DH, *dvg = dkg + C;
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            if (kr[i][r] >= T) continue;
+#pragma unroll
+            for (int n = 0; n < DH / 8; n++) {
+                size_t o = (size_t)kr[i][r] * C3 + n * 8 + 2 * t;
+                float2 a = load2(dkg + o), c = load2(dvg + o);
+                a.x += scale * dk[i][n][2 * r], a.y += scale * dk[i][n][2 * r + 1];
+                c.x += dv[i][n][2 * r], c.y += dv[i][n][2 * r + 1];
+                store2(dkg + o, a.x, a.y);
+                store2(dvg + o, c.x, c.y);
+            }
+        }
+}
+
+// ----------------------------------------------------------------------------
+// backward v5, dQ: a block = BM = 64*MT queries of one (b, h), streaming key tiles of BN
+// through two stages
+
+template <int DH, int BN, int MT, int MINB, typename S>
+__global__ void __launch_bounds__(MMA_THREADS, MINB) mma_backward_dq_kernel(
+    S *dqkv, const S *dout, const S *qkv, const float *lse, const float *Di, int T,
+    int C, int NH, int causal, float scale, float scale_log2) {
+    constexpr int BM = 64 * MT, LD = DH + 8;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    bf16 *Qs = reinterpret_cast<bf16 *>(smem_raw);  // [BM][LD]
+    bf16 *dOs = Qs + BM * LD;                        // [BM][LD]
+    bf16 *Ks = dOs + BM * LD;                        // [2][BN][LD]
+    bf16 *Vs = Ks + 2 * BN * LD;                     // [2][BN][LD]
+    int nq = (T + BM - 1) / BM, qt = nq - 1 - blockIdx.x;
+    int bh = blockIdx.y, b = bh / NH, h = bh % NH;
+    size_t C3 = 3 * (size_t)C;
+    const S *q = qkv + (size_t)b * T * C3 + (size_t)h * DH, *k = q + C, *v = q + 2 * C;
+    const S *go = dout + (size_t)b * T * C + (size_t)h * DH;
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    int q0 = qt * BM, rw = warp * 16 * MT;
+    int qi[MT][2];
+    float lr[MT][2], dr[MT][2];
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            qi[i][r] = q0 + rw + i * 16 + g + 8 * r;
+            lr[i][r] = qi[i][r] < T ? lse[(size_t)bh * T + qi[i][r]] * LOG2E : 0.0f;
+            dr[i][r] = qi[i][r] < T ? Di[(size_t)bh * T + qi[i][r]] : 0.0f;
+        }
+    int nk = causal ? (min(q0 + BM, T) + BN - 1) / BN : (T + BN - 1) / BN;
+    stage<BM, DH, MMA_THREADS>(Qs, LD, q, C3, q0, T);
+    stage<BM, DH, MMA_THREADS>(dOs, LD, go, C, q0, T);
+    stage<BN, DH, MMA_THREADS>(Ks, LD, k, C3, 0, T);
+    stage<BN, DH, MMA_THREADS>(Vs, LD, v, C3, 0, T);
+    cp_async_commit();
+    float dq[MT][DH / 8][4];
+    zero4(dq);
+
+    for (int kt = 0; kt < nk; kt++) {
+        int k0 = kt * BN, cur = kt & 1;
+        if (kt + 1 < nk) {
+            stage<BN, DH, MMA_THREADS>(Ks + (cur ^ 1) * BN * LD, LD, k, C3, k0 + BN, T);
+            stage<BN, DH, MMA_THREADS>(Vs + (cur ^ 1) * BN * LD, LD, v, C3, k0 + BN, T);
+        }
+        cp_async_commit();
+        cp_async_wait1();
+        __syncthreads();
+        const bf16 *Kc = Ks + cur * BN * LD, *Vc = Vs + cur * BN * LD;
+        if (!(causal && k0 > q0 + rw + 16 * MT - 1)) {
+            float s[MT][BN / 8][4], dp[MT][BN / 8][4];
+            zero4(s);
+            zero4(dp);
+#pragma unroll
+            for (int kk = 0; kk < DH / 16; kk++) {
+                uint32_t qa[MT][4], ga[MT][4];
+#pragma unroll
+                for (int i = 0; i < MT; i++) {
+                    ldsm_a(qa[i], Qs, LD, rw + i * 16, kk * 16, lane);
+                    ldsm_a(ga[i], dOs, LD, rw + i * 16, kk * 16, lane);
+                }
+#pragma unroll
+                for (int j = 0; j < BN / 16; j++) {
+                    uint32_t kb[4], vb[4];
+                    ldsm_b(kb, Kc, LD, j * 16, kk * 16, lane);
+                    ldsm_b(vb, Vc, LD, j * 16, kk * 16, lane);
+#pragma unroll
+                    for (int i = 0; i < MT; i++) {
+                        mma16816(s[i][2 * j], qa[i], kb[0], kb[1]);
+                        mma16816(s[i][2 * j + 1], qa[i], kb[2], kb[3]);
+                        mma16816(dp[i][2 * j], ga[i], vb[0], vb[1]);
+                        mma16816(dp[i][2 * j + 1], ga[i], vb[2], vb[3]);
+                    }
+                }
+            }
+            bool need = k0 + BN > T || q0 + rw + 16 * MT > T || (causal && k0 + BN - 1 > q0 + rw);
+#pragma unroll
+            for (int i = 0; i < MT; i++)
+#pragma unroll
+                for (int j = 0; j < BN / 8; j++)
+#pragma unroll
+                    for (int c = 0; c < 4; c++) {
+                        int key = k0 + j * 8 + 2 * t + (c & 1), r = c >> 1;
+                        bool masked =
+                            need && (qi[i][r] >= T || key >= T || (causal && key > qi[i][r]));
+                        float pv = masked ? 0.0f : exp2f(fmaf(s[i][j][c], scale_log2, -lr[i][r]));
+                        s[i][j][c] = pv * (dp[i][j][c] - dr[i][r]);  // dS
+                    }
+#pragma unroll
+            for (int ks = 0; ks < BN / 16; ks++) {
+                uint32_t sa[MT][4];
+#pragma unroll
+                for (int i = 0; i < MT; i++) c_to_a(sa[i], s[i][2 * ks], s[i][2 * ks + 1]);
+#pragma unroll
+                for (int n = 0; n < DH / 8; n += 2) {
+                    uint32_t kb[4];
+                    load_b_trans(kb, Kc, LD, ks * 16, n * 8, lane);
+#pragma unroll
+                    for (int i = 0; i < MT; i++) {
+                        mma16816(dq[i][n], sa[i], kb[0], kb[1]);
+                        mma16816(dq[i][n + 1], sa[i], kb[2], kb[3]);
+                    }
+                }
+            }
+        }
+        __syncthreads();  // the next iteration's prefetch overwrites this tile's stage
+    }
+
+    S *dqg = dqkv + (size_t)b * T * C3 + (size_t)h * DH;
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            if (qi[i][r] >= T) continue;
+#pragma unroll
+            for (int n = 0; n < DH / 8; n++) {
+                S *p = dqg + (size_t)qi[i][r] * C3 + n * 8 + 2 * t;
+                float2 a = load2(p);
+                store2(p, a.x + scale * dq[i][n][2 * r], a.y + scale * dq[i][n][2 * r + 1]);
+            }
+        }
+}
+
+// ----------------------------------------------------------------------------
+// backward v4 (runs at D=64; at D=128 with -DATTN_BWD_V5_128=0), dK and dV: a block = 64
+// keys of one (b, h), streaming query tiles of BQ rows, staged synchronously (stage_v4).
 // Each warp computes S^T (its 16 keys x BQ queries) directly, so P^T and dS^T come out of
 // the accumulators in the A layout that dV += P^T dO and dK += dS^T Q need.
 
 template <int DH, int BQ, typename S>
-__global__ void __launch_bounds__(MMA_THREADS) mma_backward_dkdv_kernel(
+__global__ void __launch_bounds__(MMA_THREADS) mma_backward_dkdv_v4_kernel(
     S *dqkv, const S *dout, const S *qkv, const float *lse, const float *Di, int T,
     int C, int NH, int causal, float scale, float scale_log2) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -276,8 +678,8 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_backward_dkdv_kernel(
     int k0 = kt * TILE;
     int kr[2] = {k0 + warp * 16 + g, k0 + warp * 16 + g + 8};
 
-    stage<TILE, DH>(Ks, LD, k, C3, k0, T);
-    stage<TILE, DH>(Vs, LD, v, C3, k0, T);
+    stage_v4<TILE, DH>(Ks, LD, k, C3, k0, T);
+    stage_v4<TILE, DH>(Vs, LD, v, C3, k0, T);
     float dk[DH / 8][4], dv[DH / 8][4];
     zero4(dk);
     zero4(dv);
@@ -286,8 +688,8 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_backward_dkdv_kernel(
     for (int qt = causal ? k0 / BQ : 0; qt < nqt; qt++) {
         int q0 = qt * BQ;
         __syncthreads();
-        stage<BQ, DH>(Qs, LD, q, C3, q0, T);
-        stage<BQ, DH>(dOs, LD, go, C, q0, T);
+        stage_v4<BQ, DH>(Qs, LD, q, C3, q0, T);
+        stage_v4<BQ, DH>(dOs, LD, go, C, q0, T);
         for (int r = threadIdx.x; r < BQ; r += MMA_THREADS) {
             bool in = q0 + r < T;
             ls[r] = in ? lse[(size_t)bh * T + q0 + r] * LOG2E : 0.0f;
@@ -362,7 +764,7 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_backward_dkdv_kernel(
 // backward, dQ: a block = 64 queries of one (b, h), streaming key tiles of 64
 
 template <int DH, typename S>
-__global__ void __launch_bounds__(MMA_THREADS) mma_backward_dq_kernel(
+__global__ void __launch_bounds__(MMA_THREADS) mma_backward_dq_v4_kernel(
     S *dqkv, const S *dout, const S *qkv, const float *lse, const float *Di, int T,
     int C, int NH, int causal, float scale, float scale_log2) {
     extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -385,8 +787,8 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_backward_dq_kernel(
         lr[r] = qi[r] < T ? lse[(size_t)bh * T + qi[r]] * LOG2E : 0.0f;
         dr[r] = qi[r] < T ? Di[(size_t)bh * T + qi[r]] : 0.0f;
     }
-    stage<TILE, DH>(Qs, LD, q, C3, q0, T);
-    stage<TILE, DH>(dOs, LD, go, C, q0, T);
+    stage_v4<TILE, DH>(Qs, LD, q, C3, q0, T);
+    stage_v4<TILE, DH>(dOs, LD, go, C, q0, T);
     float dq[DH / 8][4];
     zero4(dq);
 
@@ -394,8 +796,8 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_backward_dq_kernel(
     for (int kt = 0; kt < nk; kt++) {
         int k0 = kt * TILE;
         __syncthreads();
-        stage<TILE, DH>(Ks, LD, k, C3, k0, T);
-        stage<TILE, DH>(Vs, LD, v, C3, k0, T);
+        stage_v4<TILE, DH>(Ks, LD, k, C3, k0, T);
+        stage_v4<TILE, DH>(Vs, LD, v, C3, k0, T);
         __syncthreads();
         float s[TILE / 8][4], dp[TILE / 8][4];
         zero4(s);
@@ -451,7 +853,80 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_backward_dq_kernel(
 }
 
 // ----------------------------------------------------------------------------
-// launchers
+// launchers. What runs (the fastest measured, docs/PERF.md v5; registers: nvcc -Xptxas -v):
+//   forward   v5 at both head dims: D64 128 queries (MT 2) x 64-key tiles (247 registers),
+//             D128 128 x 32 (254)
+//   backward  D64: v4 (64 keys x 64-query steps, 168 registers; 64 queries x 64 keys, 126):
+//             v5 measured 10-18% slower there; D128: v5, dK/dV 64 keys x 32-query steps (244),
+//             dQ 128 queries (MT 2) x 32-key tiles (252): 1.08-1.18x v4's backward
+// The v5 backward's shapes below apply where ATTN_BWD_V5_<D> is 1.
+
+// (each overridable at compile time, -DFWD64_N=... -DFWD64_MT=..., for tuning runs)
+#ifndef FWD64_N
+#define FWD64_N 64
+#endif
+#ifndef FWD64_MT
+#define FWD64_MT 2
+#endif
+#ifndef FWD128_N
+#define FWD128_N 32
+#endif
+#ifndef FWD128_MT
+#define FWD128_MT 2
+#endif
+#ifndef DKDV64_N
+#define DKDV64_N 64
+#endif
+#ifndef DKDV64_MT
+#define DKDV64_MT 1
+#endif
+#ifndef DKDV128_N
+#define DKDV128_N 32
+#endif
+#ifndef DKDV128_MT
+#define DKDV128_MT 1
+#endif
+#ifndef DQ64_N
+#define DQ64_N 32
+#endif
+#ifndef DQ64_MT
+#define DQ64_MT 2
+#endif
+#ifndef DQ128_N
+#define DQ128_N 32
+#endif
+#ifndef DQ128_MT
+#define DQ128_MT 2
+#endif
+
+#ifndef DKDV64_MINB
+#define DKDV64_MINB 1
+#endif
+#ifndef DKDV128_MINB
+#define DKDV128_MINB 1
+#endif
+#ifndef DQ64_MINB
+#define DQ64_MINB 1
+#endif
+#ifndef DQ128_MINB
+#define DQ128_MINB 1
+#endif
+#ifndef ATTN_BWD_V5_64
+#define ATTN_BWD_V5_64 0
+#endif
+#ifndef ATTN_BWD_V5_128
+#define ATTN_BWD_V5_128 1
+#endif
+
+template <int DH> struct AttnCfg;
+template <> struct AttnCfg<64> {
+    static constexpr int F[2] = {FWD64_N, FWD64_MT}, KV[3] = {DKDV64_N, DKDV64_MT, DKDV64_MINB},
+                         Q[3] = {DQ64_N, DQ64_MT, DQ64_MINB}, V5 = ATTN_BWD_V5_64;
+};
+template <> struct AttnCfg<128> {
+    static constexpr int F[2] = {FWD128_N, FWD128_MT}, KV[3] = {DKDV128_N, DKDV128_MT, DKDV128_MINB},
+                         Q[3] = {DQ128_N, DQ128_MT, DQ128_MINB}, V5 = ATTN_BWD_V5_128;
+};
 
 static void allow_smem(const void *kernel, size_t bytes) {
     cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
@@ -460,11 +935,12 @@ static void allow_smem(const void *kernel, size_t bytes) {
 template <int DH, typename S>
 static void mma_forward(S *out, float *lse, const S *qkv, int B, int T, int C, int NH,
                         int causal) {
+    constexpr int BN = AttnCfg<DH>::F[0], MT = AttnCfg<DH>::F[1], BM = 64 * MT;
     static int done;
-    size_t smem = (size_t)3 * TILE * (DH + 8) * sizeof(bf16);
-    if (!done) allow_smem((const void *)mma_forward_kernel<DH, S>, smem), done = 1;
+    size_t smem = (size_t)(BM + 4 * BN) * (DH + 8) * sizeof(bf16);
+    if (!done) allow_smem((const void *)mma_forward_kernel<DH, BN, MT, S>, smem), done = 1;
     float scale_log2 = LOG2E / sqrtf((float)DH);
-    mma_forward_kernel<DH, S><<<dim3(cdiv(T, TILE), B * NH), MMA_THREADS, smem>>>(
+    mma_forward_kernel<DH, BN, MT, S><<<dim3(cdiv(T, BM), B * NH), MMA_THREADS, smem>>>(
         out, lse, qkv, T, C, NH, causal, scale_log2);
     cudaCheckLaunch();
 }
@@ -472,23 +948,45 @@ static void mma_forward(S *out, float *lse, const S *qkv, int B, int T, int C, i
 template <int DH, typename S>
 static void mma_backward(S *dqkv, const S *dout, const S *qkv, const float *lse,
                          const float *Di, int B, int T, int C, int NH, int causal) {
-    // 32 query rows per step at DH = 128 keep the dK and dV accumulators in registers
-    const int BQ = DH == 128 ? 32 : 64;
-    static int done;
-    size_t smem_kv = (size_t)(2 * TILE + 2 * BQ) * (DH + 8) * sizeof(bf16) + 2 * BQ * sizeof(float);
-    size_t smem_q = (size_t)4 * TILE * (DH + 8) * sizeof(bf16);
-    if (!done) {
-        allow_smem((const void *)mma_backward_dkdv_kernel<DH, BQ, S>, smem_kv);
-        allow_smem((const void *)mma_backward_dq_kernel<DH, S>, smem_q);
-        done = 1;
-    }
     float scale = 1.0f / sqrtf((float)DH), scale_log2 = scale * LOG2E;
-    mma_backward_dkdv_kernel<DH, BQ, S><<<dim3(cdiv(T, TILE), B * NH), MMA_THREADS, smem_kv>>>(
-        dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale, scale_log2);
-    cudaCheckLaunch();
-    mma_backward_dq_kernel<DH, S><<<dim3(cdiv(T, TILE), B * NH), MMA_THREADS, smem_q>>>(
-        dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale, scale_log2);
-    cudaCheckLaunch();
+    static int done;
+    if constexpr (AttnCfg<DH>::V5) {
+        constexpr int BQ = AttnCfg<DH>::KV[0], MK = AttnCfg<DH>::KV[1], BMK = 64 * MK;
+        constexpr int BN = AttnCfg<DH>::Q[0], MQ = AttnCfg<DH>::Q[1], BMQ = 64 * MQ;
+        constexpr int NBK = AttnCfg<DH>::KV[2], NBQ = AttnCfg<DH>::Q[2];
+        size_t smem_kv =
+            (size_t)(2 * BMK + 4 * BQ) * (DH + 8) * sizeof(bf16) + 4 * BQ * sizeof(float);
+        size_t smem_q = (size_t)(2 * BMQ + 4 * BN) * (DH + 8) * sizeof(bf16);
+        if (!done) {
+            allow_smem((const void *)mma_backward_dkdv_kernel<DH, BQ, MK, NBK, S>, smem_kv);
+            allow_smem((const void *)mma_backward_dq_kernel<DH, BN, MQ, NBQ, S>, smem_q);
+            done = 1;
+        }
+        mma_backward_dkdv_kernel<DH, BQ, MK, NBK, S>
+            <<<dim3(cdiv(T, BMK), B * NH), MMA_THREADS, smem_kv>>>(
+                dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale, scale_log2);
+        cudaCheckLaunch();
+        mma_backward_dq_kernel<DH, BN, MQ, NBQ, S><<<dim3(cdiv(T, BMQ), B * NH), MMA_THREADS, smem_q>>>(
+            dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale, scale_log2);
+        cudaCheckLaunch();
+    } else {
+        // v4: 32 query rows per step at DH = 128 keep the dK and dV accumulators in registers
+        const int BQ = DH == 128 ? 32 : 64;
+        size_t smem_kv =
+            (size_t)(2 * TILE + 2 * BQ) * (DH + 8) * sizeof(bf16) + 2 * BQ * sizeof(float);
+        size_t smem_q = (size_t)4 * TILE * (DH + 8) * sizeof(bf16);
+        if (!done) {
+            allow_smem((const void *)mma_backward_dkdv_v4_kernel<DH, BQ, S>, smem_kv);
+            allow_smem((const void *)mma_backward_dq_v4_kernel<DH, S>, smem_q);
+            done = 1;
+        }
+        mma_backward_dkdv_v4_kernel<DH, BQ, S><<<dim3(cdiv(T, TILE), B * NH), MMA_THREADS, smem_kv>>>(
+            dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale, scale_log2);
+        cudaCheckLaunch();
+        mma_backward_dq_v4_kernel<DH, S><<<dim3(cdiv(T, TILE), B * NH), MMA_THREADS, smem_q>>>(
+            dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale, scale_log2);
+        cudaCheckLaunch();
+    }
 }
 
 extern "C" int attn_flash_mma_cuda_supports(int C, int NH) {

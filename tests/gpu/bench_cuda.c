@@ -337,6 +337,7 @@ static void bench_attention(const pb_ops *ops, const char *name, attn_fwd_fn fwd
 
 int main(int argc, char **argv) {
     int steps = 10, iters = 5, do_gpt2 = 1, do_attn = 1, batch = 16, profile = 0, all = 0;
+    int io_only = 0;  // --io-only: only the bf16-io attention rows (the mixed-precision table's)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--steps") == 0 && i + 1 < argc) steps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--iters") == 0 && i + 1 < argc) iters = atoi(argv[++i]);
@@ -345,8 +346,9 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--profile") == 0) profile = 1;
         else if (strcmp(argv[i], "--all-modes") == 0) all = 1;
         else if (strcmp(argv[i], "--no-attention") == 0) do_attn = 0;
+        else if (strcmp(argv[i], "--io-only") == 0) io_only = 1;
         else pb_die(PB_EXIT_USAGE, "bench_cuda: unknown option '%s' (--steps N --iters N "
-                    "--batch B --no-gpt2 --no-attention --profile --all-modes)", argv[i]);
+                    "--batch B --no-gpt2 --no-attention --io-only --profile --all-modes)", argv[i]);
     }
     if (steps < 1 || iters < 1 || batch < 1) pb_die(PB_EXIT_USAGE, "bench_cuda: counts must be >= 1");
     if (!pb_cuda_available())
@@ -408,7 +410,7 @@ int main(int argc, char **argv) {
             for (int a = 0; a < 2; a++)
                 for (int b = 0; b < (k ? 3 : 2); b++)
                     for (int c = 1; c >= 0; c--)
-                        if (all || k)
+                        if ((all || k) && !io_only)
                             bench_attention(ops, k ? "bf16-mma" : "fp32",
                                             k ? attn_flash_mma_cuda_forward : attn_flash_cuda_forward,
                                             k ? attn_flash_mma_cuda_backward : attn_flash_cuda_backward,
