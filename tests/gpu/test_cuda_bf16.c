@@ -31,6 +31,7 @@
 #include "kernels/cuda/cuda.h"
 #include "model/gpt2.h"
 #include "train/optim.h"
+#include "tests/gpu/compare.h"
 
 // ----------------------------------------------------------------------------
 // helpers
@@ -70,12 +71,6 @@ static float *rand_bf(size_t n, float amp) {
     return x;
 }
 
-static float *copy_host(const float *x, size_t n) {
-    float *y = pb_malloc(n * sizeof(float) + 16);
-    memcpy(y, x, n * sizeof(float));
-    return y;
-}
-
 // device buffers: bf16 (activations) and fp32 (gradients, statistics)
 static float *gpu_bf(const float *h, size_t n) {
     uint16_t *t = pb_malloc(n * 2 + 16);
@@ -109,31 +104,6 @@ static void poison_bf(float *d, size_t n) {
     for (size_t i = 0; i < n; i++) t[i] = 0xFFFFu;
     G->upload(d, t, n * 2);
     free(t);
-}
-
-// Asserts ||got - ref|| <= tol * ||ref||, every element of got finite; prints the error.
-static double expect_close(const char *what, const float *got, const float *ref, size_t n,
-                           double tol) {
-    double num = 0.0, den = 0.0, maxabs = 0.0;
-    size_t bad = 0, worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(got[i])) {
-            if (bad++ == 0) worst = i;
-            continue;
-        }
-        double d = (double)got[i] - (double)ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-        if (fabs(d) > maxabs) maxabs = fabs(d), worst = i;
-    }
-    double rel = den > 0 ? sqrt(num / den) : sqrt(num);
-    printf("  %-44s n=%-9zu rel %.2e  max|d| %.2e  (tol %.0e)\n", what, n, rel, maxabs, tol);
-    fflush(stdout);
-    cr_expect(bad == 0, "%s: %zu non-finite elements (first at %zu): unwritten or NaN", what,
-              bad, worst);
-    cr_expect(rel <= tol, "%s: relative error %.3e > %.0e (worst at %zu: %.8g vs %.8g)", what,
-              rel, tol, worst, (double)got[worst], (double)ref[worst]);
-    return rel;
 }
 
 // downloaded (bf16 or fp32) against a host reference, optionally on increments over init

@@ -35,6 +35,7 @@
 #include "kernels/cuda/cuda.h"
 #include "model/gpt2.h"
 #include "train/optim.h"
+#include "tests/gpu/compare.h"
 
 // ----------------------------------------------------------------------------
 // helpers
@@ -57,12 +58,6 @@ static float *rand_host(size_t n, float amp) {
     return x;
 }
 
-static float *copy_host(const float *x, size_t n) {
-    float *y = pb_malloc(n * sizeof(float) + 16);
-    memcpy(y, x, n * sizeof(float));
-    return y;
-}
-
 static void *to_gpu(const void *h, size_t bytes) {
     void *d = G->alloc(bytes);
     G->upload(d, h, bytes);
@@ -81,32 +76,6 @@ static void poison(float *d, size_t n) {
     for (size_t i = 0; i < n; i++) h[i] = NAN;
     G->upload(d, h, n * sizeof(float));
     free(h);
-}
-
-// Asserts ||got - ref|| <= tol * ||ref|| (and got == ref where ref is all zero), with every
-// element of got finite. Prints the error either way: the numbers go into docs/PERF.md.
-static double expect_close(const char *what, const float *got, const float *ref, size_t n,
-                           double tol) {
-    double num = 0.0, den = 0.0, maxabs = 0.0;
-    size_t bad = 0, worst = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(got[i])) {
-            if (bad++ == 0) worst = i;
-            continue;
-        }
-        double d = (double)got[i] - (double)ref[i];
-        num += d * d;
-        den += (double)ref[i] * ref[i];
-        if (fabs(d) > maxabs) maxabs = fabs(d), worst = i;
-    }
-    double rel = den > 0 ? sqrt(num / den) : sqrt(num);
-    printf("  %-40s n=%-9zu rel %.2e  max|d| %.2e  (tol %.0e)\n", what, n, rel, maxabs, tol);
-    fflush(stdout);
-    cr_expect(bad == 0, "%s: %zu non-finite elements (first at %zu): unwritten or NaN", what,
-              bad, worst);
-    cr_expect(rel <= tol, "%s: relative error %.3e > %.0e (worst at %zu: %.8g vs %.8g)", what,
-              rel, tol, worst, (double)got[worst], (double)ref[worst]);
-    return rel;
 }
 
 // Download a device buffer and compare it with a host reference.
