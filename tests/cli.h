@@ -26,12 +26,17 @@ static const char *pebble_bin(void) {
     return b ? b : "build/pebble";
 }
 
-// Makes tmp = /tmp/pebble-test-<name>-XXXXXX and writes two shards there: train_000000.bin
+// make_tmp: tmp = a new /tmp/pebble-test-<name>-XXXXXX.
+// make_data: make_tmp, then two shards there: train_000000.bin
 // (20000 tokens) and val_000000.bin, over a vocabulary of 64, where 90% of the time the next
 // token is a fixed function of the previous one: a model can learn it, so the loss must fall.
-static void make_data(const char *name) {
+static void make_tmp(const char *name) {
     snprintf(tmp, sizeof tmp, "/tmp/pebble-test-%s-XXXXXX", name);
     cr_assert(mkdtemp(tmp), "mkdtemp %s failed", tmp);
+}
+
+static void make_data(const char *name) {
+    make_tmp(name);
     size_t n = 20000;
     uint16_t *tok = malloc(n * sizeof(uint16_t));
     pb_rng rng;

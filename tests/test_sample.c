@@ -381,8 +381,7 @@ static const char *tokenizer_path(void) {
 // A run directory with a checkpoint: 2 training steps of a GPT-2 with the full GPT-2
 // vocabulary (so that any prompt is in it), on a small learnable shard.
 static void make_checkpoint(void) {
-    snprintf(tmp, sizeof tmp, "/tmp/pebble-test-sample-XXXXXX");
-    cr_assert(mkdtemp(tmp));
+    make_tmp("sample");
     size_t n = 8192;
     uint16_t *tok = malloc(n * sizeof(uint16_t));
     for (size_t i = 0; i < n; i++) tok[i] = (uint16_t)((i * 7 + 3) % 300);
@@ -475,20 +474,8 @@ Test(sample_cli, errors, .fini = cleanup, .timeout = 120) {
     "--set model.vocab_size=64 --set train.batch_size=2 --set train.warmup_steps=1 "          \
     "--set train.steps=4 --set run.plot=false --set data.train=%s/train_*.bin "
 
-static void make_shard64(void) {
-    snprintf(tmp, sizeof tmp, "/tmp/pebble-test-sample-XXXXXX");
-    cr_assert(mkdtemp(tmp));
-    size_t n = 4096;
-    uint16_t *tok = malloc(n * sizeof(uint16_t));
-    for (size_t i = 0; i < n; i++) tok[i] = (uint16_t)((i * 5 + 1) % 64);
-    char path[300], e[256];
-    snprintf(path, sizeof path, "%s/train_000000.bin", tmp);
-    cr_assert(shard_write(path, tok, n, e, sizeof e) == 0, "%s", e);
-    free(tok);
-}
-
 Test(sample_train, prints_samples_and_changes_nothing_else, .fini = cleanup, .timeout = 120) {
-    make_shard64();
+    make_data("sample");  // tests/cli.h: a learnable 64-token shard
     const char *bin = pebble_bin();
     // vocabulary 64: GPT-2 ids 0..63 are the bytes '!'..'`', so the prompt "!" is id 0 and
     // every sampled token prints as one ASCII byte

@@ -1,5 +1,6 @@
-// compare.h: what the GPU suites share: host copies and the one comparison they all make,
-// the relative L2 error of a GPU result against the CPU reference. Header-only, static.
+// compare.h: what the GPU suites share: host copies, the one comparison they all make (the
+// relative L2 error of a GPU result against the CPU reference), and the whole-model tests'
+// shape and batch. Header-only, static.
 #ifndef PEBBLE_TESTS_GPU_COMPARE_H
 #define PEBBLE_TESTS_GPU_COMPARE_H
 
@@ -9,6 +10,7 @@
 #include <string.h>
 
 #include "kernels/common.h"
+#include "model/gpt2.h"
 
 #pragma GCC diagnostic ignored "-Wunused-function"
 
@@ -42,6 +44,21 @@ static double expect_close(const char *what, const float *got, const float *ref,
     cr_expect(rel <= tol, "%s: relative error %.3e > %.0e (worst at %zu: %.8g vs %.8g)", what,
               rel, tol, worst, (double)got[worst], (double)ref[worst]);
     return rel;
+}
+
+// The whole-model tests' shape and batch: the same init runs on the GPU and the CPU.
+static const gpt2_config TINY = {2, 2, 128, 96, 1000, 0};  // L, NH, C (D = 64), maxT, V
+#define TB 3
+#define TT 80  // not a multiple of the 64-row attention tile
+
+// inputs and targets (TB, TT) of vocabulary 1000, every 31st target ignored (-1)
+static void tiny_batch(int32_t *inp, int32_t *tgt, uint64_t seed) {
+    pb_rng r;
+    pb_rng_seed(&r, seed);
+    for (int i = 0; i < TB * TT; i++) {
+        inp[i] = (int32_t)(pb_rng_u64(&r) % 1000);
+        tgt[i] = i % 31 == 7 ? -1 : (int32_t)(pb_rng_u64(&r) % 1000);
+    }
 }
 
 #endif

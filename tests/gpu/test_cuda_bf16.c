@@ -416,18 +416,7 @@ Test(bf16, params_stochastic_rounding) {
 // ----------------------------------------------------------------------------
 // the whole model: the same init (fp32 masters) on both backends
 
-static const gpt2_config TINY = {2, 2, 128, 96, 1000, 0};  // L, NH, C (D = 64), maxT, V
-#define TB 3
-#define TT 80  // not a multiple of the 64-row attention tile
-
-static void tiny_batch(int32_t *inp, int32_t *tgt, uint64_t seed) {
-    pb_rng r;
-    pb_rng_seed(&r, seed);
-    for (int i = 0; i < TB * TT; i++) {
-        inp[i] = (int32_t)(pb_rng_u64(&r) % 1000);
-        tgt[i] = i % 31 == 7 ? -1 : (int32_t)(pb_rng_u64(&r) % 1000);
-    }
-}
+// TINY, TB, TT and tiny_batch: tests/gpu/compare.h
 
 Test(bf16, gpt2_loss_and_gradients) {
     gpt2 mg, mc;
