@@ -109,6 +109,7 @@ Test(config, defaults_are_the_documented_ones) {
     cr_expect_str_eq(c.sample_prompt, "");
     cr_expect_eq(c.sample_temperature, 1.0);
     cr_expect_eq(c.sample_top_k, 50);
+    cr_expect_str_eq(c.sample_tokenizer, "data/cache/gpt2_tokenizer.bin");
     cr_expect_str_eq(c.device, "cpu");
     cr_expect_str_eq(c.precision, "auto");
     cr_expect_eq(c.threads, 0);
@@ -352,6 +353,8 @@ Test(config, set_errors) {
                      "flash|naive");
     expect_set_error("data.val=a ;b", "--set data.val=a ;b: data.val: 'a ;b' has a ';' that an INI "
                                       "file reads as a comment");
+    expect_set_error("sample.tokenizer=",
+                     "--set sample.tokenizer=: sample.tokenizer: must not be empty");
     expect_set_error("run.dir=a\nb",
                      "--set run.dir=a\nb: run.dir: 'a\nb' contains a control character");
     char big[PB_PATH_MAX + 32], want[256];
@@ -426,6 +429,7 @@ Test(config, help_lists_every_key_with_type_and_default) {
         "  data.train ", "default: (required) ", "\nRequired (no default): data.train\n",
         "  train.seed ", " uint ", "  run.plot ", " bool ", "default: true ",
         "  train.beta1 ", "[>= 0, < 1]\n",
+        "  sample.tokenizer ", "default: data/cache/gpt2_tokenizer.bin ",
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         cr_expect(strstr(text, want[i]) != NULL, "help lacks '%s':\n%s", want[i], text);
@@ -454,7 +458,7 @@ Test(config, help_lists_every_key_with_type_and_default) {
             keys++;
         }
     }
-    cr_expect_eq(keys, 35, "the written INI has %d keys", keys);
+    cr_expect_eq(keys, 36, "the written INI has %d keys", keys);
     free(ini);
     free(text);
 }
@@ -505,6 +509,7 @@ static void expect_round_trip(const pb_config *c) {
     cr_expect_str_eq(back.sample_prompt, c->sample_prompt);
     cr_expect_eq(back.sample_temperature, c->sample_temperature);
     cr_expect_eq(back.sample_top_k, c->sample_top_k);
+    cr_expect_str_eq(back.sample_tokenizer, c->sample_tokenizer);
     cr_expect_str_eq(back.device, c->device);
     cr_expect_str_eq(back.precision, c->precision);
     cr_expect_eq(back.threads, c->threads);
@@ -534,7 +539,8 @@ Test(config, written_ini_round_trips_every_key_changed) {
         "train.val_every=0", "train.val_batches=20", "run.dir=runs/a b=c;d", "run.plot=no",
         "checkpoint.every=250", "checkpoint.keep_last=0", "sample.every=100",
         "sample.tokens=256", "sample.prompt=Once upon a time, \"she said\"",
-        "sample.temperature=0.7", "sample.top_k=0", "system.precision=bf16", "system.threads=7",
+        "sample.temperature=0.7", "sample.top_k=0", "sample.tokenizer=/opt/tok/gpt2 v2.bin",
+        "system.precision=bf16", "system.threads=7",
     };
     for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) set_ok(&c, sets[i]);
     // A sum with no short decimal form must come back to the last bit.
@@ -553,5 +559,6 @@ Test(config, written_ini_round_trips_the_longest_strings) {
     memset(c.val_data, 'v', PB_PATH_MAX - 1);
     memset(c.run_dir, 'r', PB_PATH_MAX - 1);
     memset(c.sample_prompt, 's', PB_PATH_MAX - 1);
+    memset(c.sample_tokenizer, 'k', PB_PATH_MAX - 1);
     expect_round_trip(&c);
 }

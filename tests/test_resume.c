@@ -1,9 +1,10 @@
 // test_resume.c: build/pebble with checkpoints: N steps straight against N/2 steps, a stop
 // and a resume (bit-identical losses, parameters, AdamW state and loader position), SIGTERM
-// and SIGINT from outside, --init, resume errors, a failed save stopping the run, and
-// `pebble export`.
+// and SIGINT from outside, --init, resume errors, --resume auto skipping damaged checkpoints,
+// a failed save stopping the run, and `pebble export`.
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <hdf5.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -274,6 +275,136 @@ Test(resume, errors_are_one_line_with_an_exit_code) {
                      bin, tmp, tmp, tmp), 0, "%s", output());
     cr_assert(strstr(output(), "note: the config differs from the checkpoint's in train.steps"),
               "%s", output());
+}
+
+// ----------------------------------------------------------------------------
+// --resume auto past damaged checkpoints
+
+// Flips one byte in the middle of the first chunk of dataset `name`: its Fletcher32
+// checksum no longer matches, while the file's metadata stays intact.
+static void flip_byte_in(const char *path, const char *name) {
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert(f >= 0, "cannot open %s", path);
+    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
+    cr_assert(ds >= 0, "no %s in %s", name, path);
+    hsize_t off[2];
+    unsigned mask;
+    haddr_t addr;
+    hsize_t size;
+    hid_t sp = H5Dget_space(ds);
+    cr_assert(H5Dget_chunk_info(ds, sp, 0, off, &mask, &addr, &size) >= 0);
+    H5Sclose(sp);
+    H5Dclose(ds);
+    H5Fclose(f);
+    FILE *fp = fopen(path, "r+b");
+    cr_assert(fp);
+    long at = (long)addr + (long)(size / 2);
+    fseek(fp, at, SEEK_SET);
+    int c = fgetc(fp);
+    fseek(fp, at, SEEK_SET);
+    fputc(c ^ 0x10, fp);
+    fclose(fp);
+}
+
+static void truncate_to_half(const char *path) {
+    struct stat sb;
+    cr_assert(stat(path, &sb) == 0, "no %s", path);
+    cr_assert(truncate(path, sb.st_size / 2) == 0);
+}
+
+// How many lines of s start with prefix.
+static int lines_starting(const char *s, const char *prefix) {
+    int n = 0;
+    for (const char *p = s; *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : p + strlen(p))
+        n += strncmp(p, prefix, strlen(prefix)) == 0;
+    return n;
+}
+
+Test(resume, auto_skips_damaged_checkpoints_newest_first, .timeout = 300) {
+    make_data("resume");
+    const char *bin = pebble_bin();
+    char a[8192], b[8192], dir[400], ck12[500], ck8[500], want[700];
+    // the reference: 12 steps straight
+    cr_assert_eq(run("%s train " TINY "--set train.steps=12 --set run.dir=%s/a", bin, tmp, tmp,
+                     tmp), 0, "%s", output());
+    // the same run with checkpoints after steps 4, 8 and 12
+    cr_assert_eq(run("%s train " TINY "--set train.steps=12 --set checkpoint.every=4 "
+                     "--set checkpoint.keep_last=3 --set run.dir=%s/b", bin, tmp, tmp, tmp),
+                 0, "%s", output());
+    // The newest gets a bad checksum in a tensor read after the weights (a load that changed
+    // the model as it went would leave step 12's weights behind); the one before it is cut.
+    snprintf(ck12, sizeof ck12, "%s/b/ckpt_00000012.h5", tmp);
+    snprintf(ck8, sizeof ck8, "%s/b/ckpt_00000008.h5", tmp);
+    flip_byte_in(ck12, "/optimizer/v/transformer.h.1.mlp.c_fc.weight");
+    truncate_to_half(ck8);
+    // without -c: the config comes from a checkpoint too
+    cr_assert_eq(run("%s train --resume auto --set run.dir=%s/b", bin, tmp), 0, "%s", output());
+    char *err = run_stderr();
+    snprintf(want, sizeof want, "pebble: skipping checkpoint %s: cannot read dataset "
+             "/optimizer/v/transformer.h.1.mlp.c_fc.weight: ", ck12);
+    cr_assert(strstr(err, want) && strstr(err, "Fletcher32"), "expected '%s': %s", want, err);
+    snprintf(want, sizeof want, "pebble: skipping checkpoint %s: ", ck8);
+    cr_assert(strstr(err, want) && strstr(err, "truncated"), "expected '%s': %s", want, err);
+    cr_assert_eq(lines_starting(err, "pebble: "), 2, "%s", err);
+    snprintf(want, sizeof want, "resume: %s/b/ckpt_00000004.h5: step 4,", tmp);
+    cr_assert(strstr(run_stdout(), want), "expected '%s': %s", want, run_stdout());
+    // steps 5..12 were run again from step 4's state, to the uninterrupted run's numbers
+    int last;
+    snprintf(dir, sizeof dir, "%s/b", tmp);
+    cr_assert_eq(step_lines(dir, &last), 12);
+    snprintf(dir, sizeof dir, "%s/a", tmp);
+    losses_of(dir, a, sizeof a);
+    snprintf(dir, sizeof dir, "%s/b", tmp);
+    losses_of(dir, b, sizeof b);
+    cr_assert_str_eq(a, b, "losses differ after resuming past damaged checkpoints");
+    snprintf(want, sizeof want, "%s/a/ckpt_00000012.h5", tmp);
+    expect_identical(want, ck12);
+}
+
+Test(resume, auto_with_nothing_loadable_and_a_bad_file_fail_in_one_line, .timeout = 300) {
+    make_data("resume");
+    const char *bin = pebble_bin();
+    char ck4[500], ck8[500], want[1200];
+    cr_assert_eq(run("%s train " TINY "--set train.steps=8 --set checkpoint.every=4 "
+                     "--set run.dir=%s/b", bin, tmp, tmp, tmp), 0, "%s", output());
+    snprintf(ck4, sizeof ck4, "%s/b/ckpt_00000004.h5", tmp);
+    snprintf(ck8, sizeof ck8, "%s/b/ckpt_00000008.h5", tmp);
+    flip_byte_in(ck8, "/model/transformer.ln_f.weight");
+    truncate_to_half(ck4);
+
+    // a file named on the command line never falls back to another
+    cr_assert_eq(run("%s train " TINY "--set train.steps=8 --set run.dir=%s/b --resume %s", bin,
+                     tmp, tmp, tmp, ck8), 3, "%s", output());
+    char *err = run_stderr();
+    snprintf(want, sizeof want, "pebble: %s: cannot read dataset /model/transformer.ln_f.weight: ",
+             ck8);
+    cr_assert(strncmp(err, want, strlen(want)) == 0 && strstr(err, "checksum"), "%s", err);
+    cr_assert(strchr(err, '\n') == err + strlen(err) - 1, "more than one line: %s", err);
+    cr_assert(!strstr(run_stdout(), "resume: "), "%s", run_stdout());
+
+    // auto: both skipped, then one line and exit code 3 (not a new run over the old one)
+    cr_assert_eq(run("%s train " TINY "--set train.steps=8 --set run.dir=%s/b --resume auto",
+                     bin, tmp, tmp, tmp), 3, "%s", output());
+    err = run_stderr();
+    cr_assert_eq(lines_starting(err, "pebble: skipping checkpoint "), 2, "%s", err);
+    snprintf(want, sizeof want, "pebble: skipping checkpoint %s: ", ck8);
+    cr_assert(strstr(err, want), "expected '%s': %s", want, err);
+    snprintf(want, sizeof want, "pebble: skipping checkpoint %s: ", ck4);
+    cr_assert(strstr(err, want), "expected '%s': %s", want, err);
+    snprintf(want, sizeof want, "pebble: --resume auto: no checkpoint in %s/b loads (2 tried",
+             tmp);
+    cr_assert(strstr(err, want), "expected '%s': %s", want, err);
+    cr_assert_eq(lines_starting(err, "pebble: "), 3, "%s", err);
+    cr_assert(!strstr(run_stdout(), "step 1"), "a new run started: %s", run_stdout());
+
+    // without -c, when no checkpoint's config can be read either: one line naming the newest
+    truncate_to_half(ck8);
+    cr_assert_eq(run("%s train --resume auto --set run.dir=%s/b", bin, tmp), 3, "%s", output());
+    err = run_stderr();
+    snprintf(want, sizeof want, "pebble: --resume auto: no checkpoint in %s/b loads (2 tried; "
+             "the newest: %s: ", tmp, ck8);
+    cr_assert(strncmp(err, want, strlen(want)) == 0 && strstr(err, "truncated"), "%s", err);
+    cr_assert(strchr(err, '\n') == err + strlen(err) - 1, "more than one line: %s", err);
 }
 
 Test(resume, a_failed_save_stops_training) {

@@ -512,3 +512,30 @@ Test(sample_train, prints_samples_and_changes_nothing_else, .fini = cleanup, .ti
                      "--set run.dir=%s/d", tmp, abs_bin, tmp, tmp), 3, "make tokenizer");
     free(abs_bin);
 }
+
+// sample.tokenizer: the file the samples are printed with, checked before the first step.
+Test(sample_train, tokenizer_key_is_checked_at_startup, .fini = cleanup, .timeout = 120) {
+    make_data("sample");
+    const char *bin = pebble_bin();
+    // missing: one line naming the key and the path, exit code 3, no step taken
+    expect_error(run("%s train " TINY64 "--set sample.every=2 --set sample.prompt=! "
+                     "--set sample.tokenizer=%s/none.bin --set run.dir=%s/a", bin, tmp, tmp,
+                     tmp), 3, "sample.tokenizer: ");
+    char want[600];
+    snprintf(want, sizeof want, "%s/none.bin: No such file or directory", tmp);
+    cr_assert(strstr(run_stderr(), want), "expected '%s': %s", want, run_stderr());
+    cr_assert(!strstr(run_stdout(), "step 1"), "training started: %s", run_stdout());
+    // with samples off the file is not needed
+    cr_assert_eq(run("%s train " TINY64 "--set sample.tokenizer=%s/none.bin --set run.dir=%s/b",
+                     bin, tmp, tmp, tmp), 0, "%s", output());
+    // a copy elsewhere, run from a directory where the default path does not exist
+    cr_assert_eq(run("cp %s %s/tok.bin", tokenizer_path(), tmp), 0, "%s", output());
+    char *abs_bin = realpath(bin, NULL);
+    cr_assert(abs_bin);
+    cr_assert_eq(run("cd %s && %s train " TINY64 "--set sample.every=2 --set sample.tokens=8 "
+                     "--set sample.prompt=! --set sample.tokenizer=%s/tok.bin --set run.dir=%s/c",
+                     tmp, abs_bin, tmp, tmp, tmp), 0, "%s", output());
+    free(abs_bin);
+    cr_assert(strstr(run_stdout(), "sample (step 2, 8 tokens, ") &&
+              strstr(run_stdout(), "sample (step 4, 8 tokens, "), "%s", run_stdout());
+}

@@ -1043,39 +1043,97 @@ static int looks_valid(const char *path) {
     return ok;
 }
 
-int ckpt_find_latest(const char *dir, char *out, size_t outlen, char *err, size_t errlen) {
-    h5_quiet();
-    char path[PB_PATH_MAX + 300];
-    snprintf(path, sizeof path, "%s/latest", dir);
-    FILE *fl = fopen(path, "r");
-    if (fl) {
-        char name[256] = "";
-        if (fgets(name, sizeof name, fl)) name[strcspn(name, "\r\n")] = '\0';
-        fclose(fl);
-        // Only a bare checkpoint name counts: `latest` never points outside its directory.
-        if (ckpt_step_of(name) >= 0 && !strchr(name, '/')) {
-            snprintf(path, sizeof path, "%s/%s", dir, name);
-            if (looks_valid(path)) {
-                snprintf(out, outlen, "%s", path);
-                return 0;
-            }
-        }
-    }
+static char *dup_path(const char *s) {
+    char *d = strdup(s);
+    if (!d) pb_die(PB_EXIT_RUNTIME, "out of memory");
+    return d;
+}
+
+int ckpt_candidates(const char *dir, char ***out, char *err, size_t errlen) {
+    *out = NULL;
     int n;
     ck_entry *e = list_checkpoints(dir, &n);
     if (!e) {
-        if (errno == ENOENT) return 1;
+        if (errno == ENOENT) return 0;
         snprintf(err, errlen, "%s: cannot list checkpoints: %s", dir, strerror(errno));
         return -1;
     }
+    // `latest` first: after a resume from an older file, newer ones of the abandoned
+    // branch may still be in dir, and `latest` names the run's own newest.
+    char name[256] = "", path[PB_PATH_MAX + 300];
+    snprintf(path, sizeof path, "%s/latest", dir);
+    FILE *fl = fopen(path, "r");
+    if (fl) {
+        if (fgets(name, sizeof name, fl)) name[strcspn(name, "\r\n")] = '\0';
+        fclose(fl);
+    }
+    // Only a name listed in dir counts: `latest` never points outside its directory.
+    int first = -1;
+    for (int i = 0; i < n; i++)
+        if (strcmp(e[i].name, name) == 0) first = i;
+    char **paths = pb_malloc((size_t)(n ? n : 1) * sizeof *paths);
+    int k = 0;
+    if (first >= 0) {
+        snprintf(path, sizeof path, "%s/%s", dir, e[first].name);
+        paths[k++] = dup_path(path);
+    }
     for (int i = 0; i < n; i++) {
+        if (i == first) continue;
         snprintf(path, sizeof path, "%s/%s", dir, e[i].name);
-        if (looks_valid(path)) {
-            snprintf(out, outlen, "%s", path);
-            free(e);
-            return 0;
-        }
+        paths[k++] = dup_path(path);
     }
     free(e);
-    return 1;
+    *out = paths;
+    return n;
+}
+
+void ckpt_free_candidates(char **paths, int n) {
+    for (int i = 0; i < n; i++) free(paths[i]);
+    free(paths);
+}
+
+int ckpt_find_latest(const char *dir, char *out, size_t outlen, char *err, size_t errlen) {
+    h5_quiet();
+    char **paths;
+    int n = ckpt_candidates(dir, &paths, err, errlen);
+    if (n < 0) return -1;
+    int rc = 1;
+    for (int i = 0; i < n && rc == 1; i++) {
+        if (!looks_valid(paths[i])) continue;
+        snprintf(out, outlen, "%s", paths[i]);
+        rc = 0;
+    }
+    ckpt_free_candidates(paths, n);
+    return rc;
+}
+
+int ckpt_resume_auto(const char *dir, ckpt_try_fn try_load, void *user, FILE *skipped,
+                     char *out, size_t outlen, char *err, size_t errlen) {
+    char **paths;
+    int n = ckpt_candidates(dir, &paths, err, errlen);
+    if (n < 0) return -2;
+    if (n == 0) return 1;
+    char why[1024], newest[1024] = "";
+    for (int i = 0; i < n; i++) {
+        if (try_load(paths[i], user, why, sizeof why) == 0) {
+            snprintf(out, outlen, "%s", paths[i]);
+            ckpt_free_candidates(paths, n);
+            return 0;
+        }
+        if (!newest[0]) snprintf(newest, sizeof newest, "%s", why);
+        // why names the file: "<path>: <what is wrong>"
+        if (skipped) {
+            fflush(stdout);
+            fprintf(skipped, "pebble: skipping checkpoint %s\n", why);
+            fflush(skipped);
+        }
+    }
+    ckpt_free_candidates(paths, n);
+    if (skipped)
+        snprintf(err, errlen, "--resume auto: no checkpoint in %s loads (%d tried, each "
+                 "skipped above)", dir, n);
+    else
+        snprintf(err, errlen, "--resume auto: no checkpoint in %s loads (%d tried; the "
+                 "newest: %s)", dir, n, newest);
+    return -1;
 }

@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "data/loader.h"
 #include "model/gpt2.h"
@@ -76,9 +77,27 @@ int ckpt_load_config(const char *path, pb_config *cfg, char *err, size_t errlen)
 // transposed, wte without its padding rows. internal is the host copy of the tensor.
 void ckpt_param_to_hf(const pb_param *p, const float *internal, float *out);
 
-// The checkpoint to resume from in dir: the one `latest` names if it opens as a pebble
-// checkpoint, else the newest ckpt_*.h5 that does. Returns 0 with its path in out, 1 when
-// there is none (or dir does not exist), -1 with err on an IO error.
+// The checkpoints of dir in the order a resume tries them: the one `latest` names, then
+// every other ckpt_*.h5, newest first. Returns how many (0 also when dir does not exist),
+// their paths in *paths (free with ckpt_free_candidates), or -1 with err on an IO error.
+int ckpt_candidates(const char *dir, char ***paths, char *err, size_t errlen);
+void ckpt_free_candidates(char **paths, int n);
+
+// The checkpoint to resume from in dir: the first candidate that opens as a pebble
+// checkpoint with all its groups (a cheap check; checksums are verified by ckpt_load).
+// Returns 0 with its path in out, 1 when there is none (or dir does not exist), -1 with err
+// on an IO error.
 int ckpt_find_latest(const char *dir, char *out, size_t outlen, char *err, size_t errlen);
+
+// Loads path into the caller's state, all or nothing: 0, or -1 with "<path>: <why>" in err.
+typedef int (*ckpt_try_fn)(const char *path, void *user, char *err, size_t errlen);
+
+// `--resume auto`: tries the candidates of dir in order with try_load, so that a damaged
+// newest checkpoint falls back to the one before it. Each that fails is reported on skipped
+// (NULL: silently) as "pebble: skipping checkpoint <path>: <why>". Returns 0 with the path
+// that loaded in out; 1 when dir has no checkpoint; -1 with one line in err when none loads
+// (bad data); -2 with err when dir cannot be listed (IO).
+int ckpt_resume_auto(const char *dir, ckpt_try_fn try_load, void *user, FILE *skipped,
+                     char *out, size_t outlen, char *err, size_t errlen);
 
 #endif

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "data/tokenizer.h"
 #include "kernels/common.h"
 
 // ----------------------------------------------------------------------------
@@ -133,6 +134,11 @@ static const config_key config_keys[] = {
     {KEY("sample", "top_k", INT, sample_top_k, "50",
          "sample among the k likeliest tokens (0 = all)"),
      GE(0)},
+    // In [sample], not [data]: training reads token shards, and only the samples decode
+    // text, so the file is needed (and checked at startup) only when sample.every > 0.
+    {KEY("sample", "tokenizer", STRING, sample_tokenizer, TOK_DEFAULT_PATH,
+         "GPT-2 tokenizer file the samples are printed with (make tokenizer builds it)"),
+     .nonempty = 1},  // "" is not a file
     // [system]
     {KEY("system", "device", STRING, device, "cpu",
          "where to train: cpu, cuda, or auto (cuda when a GPU is usable, else cpu)"),

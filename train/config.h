@@ -46,6 +46,7 @@ typedef struct pb_config {
     char sample_prompt[PB_PATH_MAX];  // text the samples start from ("" = <|endoftext|>)
     double sample_temperature;        // 0 = greedy
     int sample_top_k;        // sample among the k likeliest tokens (0 = all)
+    char sample_tokenizer[PB_PATH_MAX];  // GPT-2 tokenizer file the samples are decoded with
     // [system]
     char device[16];         // "cpu" (later "cuda", "auto")
     char precision[8];       // "auto" | "fp32" | "bf16" (mixed precision, the GPU only)

@@ -39,13 +39,23 @@ static void train_usage(FILE *f) {
             "                    [--init CKPT]\n"
             "\n"
             "Trains as the INI file says; each --set overrides one key after the file is read.\n"
-            "  --resume auto   continue from the newest valid checkpoint in run.dir (none: start)\n"
+            "  --resume auto   continue from the newest checkpoint in run.dir that loads and\n"
+            "                  verifies (damaged ones are skipped, each named; none: start)\n"
             "  --resume CKPT   continue from that checkpoint: weights, AdamW state, step, data\n"
             "  --init CKPT     start a new run from that checkpoint's weights\n"
             "Without -c, --resume and --init take the checkpoint's own config (then --set).\n"
             "SIGINT/SIGTERM: the current step finishes, a checkpoint is written, exit 0.\n"
             "Keys (type, default, meaning):\n\n");
     config_print_help(f);
+}
+
+// --resume auto without -c: the stored config of a candidate checkpoint, into a scratch
+// copy of the config: a failed load may have applied some of its keys.
+static int try_config(const char *path, void *user, char *err, size_t errlen) {
+    pb_config *scratch = user, c = *scratch;
+    if (ckpt_load_config(path, &c, err, errlen) != 0) return -1;
+    *scratch = c;
+    return 0;
 }
 
 static int train_cmd(int argc, char **argv) {
@@ -93,12 +103,17 @@ static int train_cmd(int argc, char **argv) {
             for (int i = 1; i < argc; i++)
                 if (strcmp(argv[i], "--set") == 0) config_set(&probe, argv[++i], err, sizeof err);
                 else if (strcmp(argv[i], "--resume") == 0 || strcmp(argv[i], "--init") == 0) i++;
-            int rc = ckpt_find_latest(probe.run_dir, found, sizeof found, err, sizeof err);
-            if (rc < 0) pb_die(PB_EXIT_RUNTIME, "%s", err);
-            ck = rc == 0 ? found : NULL;
-        }
-        if (ck && ckpt_load_config(ck, &cfg, err, sizeof err) != 0)
+            // The first checkpoint whose config reads; the trainer then loads the newest
+            // one that verifies whole, reporting each one it skips.
+            pb_config scratch = cfg;
+            int rc = ckpt_resume_auto(probe.run_dir, try_config, &scratch, NULL, found,
+                                      sizeof found, err, sizeof err);
+            if (rc == -2) pb_die(PB_EXIT_RUNTIME, "%s", err);
+            if (rc == -1) pb_die(PB_EXIT_DATA, "%s", err);
+            if (rc == 0) cfg = scratch;
+        } else if (ckpt_load_config(ck, &cfg, err, sizeof err) != 0) {
             pb_die(PB_EXIT_DATA, "%s", err);
+        }
     }
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0 ||

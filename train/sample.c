@@ -377,10 +377,12 @@ sample_trainer *sample_trainer_open(const pb_config *cfg, const gpt2 *model, int
                                     char *err, size_t errlen) {
     char inner[1024];
     *code = PB_EXIT_DATA;
-    tok_tokenizer *tok = tok_load(TOK_DEFAULT_PATH, inner, sizeof inner);
+    tok_tokenizer *tok = tok_load(cfg->sample_tokenizer, inner, sizeof inner);
     if (!tok) {
-        snprintf(err, errlen, "sample.every = %d needs the GPT-2 tokenizer: %s (make tokenizer "
-                 "builds it; sample.every = 0 turns samples off)", cfg->sample_every, inner);
+        // inner names the path; the key is what the user can change.
+        snprintf(err, errlen, "sample.tokenizer: %s (sample.every = %d prints samples with it; "
+                 "make tokenizer builds %s; sample.every = 0 turns samples off)", inner,
+                 cfg->sample_every, TOK_DEFAULT_PATH);
         return NULL;
     }
     if (model->cfg.vocab_size > tok_vocab_size(tok)) {

@@ -50,7 +50,8 @@ int sample_main(int argc, char **argv);
 // --- the samples of `pebble train` (sample.every > 0)
 typedef struct sample_trainer sample_trainer;
 
-// Loads the tokenizer and encodes sample.prompt, checking that the model can run it.
+// Loads the tokenizer (sample.tokenizer) and encodes sample.prompt, checking that the model
+// can run it.
 // Returns NULL with one line in err and the exit status in *code: PB_EXIT_DATA for a
 // missing or bad tokenizer file, PB_EXIT_USAGE for a prompt the model cannot run (out of
 // its vocabulary, longer than model.seq_len).

@@ -177,23 +177,41 @@ static void note_config_changes(const char *path, const pb_config *cfg) {
     free(now);
 }
 
-// --resume: loads model, optimizer, step and the loader's position. Returns 1 when a run
-// was resumed, 0 when `auto` found no checkpoint (a new run starts).
+// What a resume loads into; ckpt_load verifies the whole file before changing any of it.
+typedef struct {
+    gpt2 *model;
+    pb_adamw *opt;
+    pb_ckpt_trainer_state *st;
+} resume_target;
+
+static int try_resume(const char *path, void *user, char *err, size_t errlen) {
+    resume_target *t = user;
+    return ckpt_load(path, t->model, t->opt, t->st, err, errlen);
+}
+
+// --resume: loads model, optimizer, step and the loader's position. `auto` falls back past
+// damaged checkpoints (each skipped with a line on stderr); a file named on the command line
+// must load. Returns 1 when a run was resumed, 0 when `auto` found no checkpoint (a new run
+// starts).
 static int resume_run(const pb_config *cfg, const char *resume, gpt2 *model, pb_adamw *opt,
                       pb_loader *train, int *step, long long *tokens_seen) {
-    char path[PB_PATH_MAX + 300], err[1024];
+    char path[PB_PATH_MAX + 300], err[2048];
+    pb_ckpt_trainer_state st;
     if (strcmp(resume, "auto") == 0) {
-        int rc = ckpt_find_latest(cfg->run_dir, path, sizeof path, err, sizeof err);
-        if (rc < 0) pb_die(PB_EXIT_RUNTIME, "%s", err);
+        resume_target t = {model, opt, &st};
+        int rc = ckpt_resume_auto(cfg->run_dir, try_resume, &t, stderr, path, sizeof path, err,
+                                  sizeof err);
+        if (rc == -2) pb_die(PB_EXIT_RUNTIME, "%s", err);
+        if (rc == -1) pb_die(PB_EXIT_DATA, "%s", err);
         if (rc == 1) {
             printf("note: no checkpoint in %s: starting a new run\n", cfg->run_dir);
             return 0;
         }
     } else {
         snprintf(path, sizeof path, "%s", resume);
+        if (ckpt_load(path, model, opt, &st, err, sizeof err) != 0)
+            pb_die(PB_EXIT_DATA, "%s", err);
     }
-    pb_ckpt_trainer_state st;
-    if (ckpt_load(path, model, opt, &st, err, sizeof err) != 0) pb_die(PB_EXIT_DATA, "%s", err);
     model->updates = (uint64_t)opt->t;  // bf16 weights round as in the uninterrupted run
     if (st.step > cfg->steps)
         pb_die(PB_EXIT_USAGE, "%s is at step %lld, past train.steps = %d (raise train.steps to "

@@ -6,9 +6,10 @@
 #include "model/gpt2.h"
 #include "train/config.h"
 
-// Where a run starts. resume: "auto" (the newest valid checkpoint in run.dir; none: a new
-// run) or a checkpoint file, restoring weights, AdamW state, step and data position; init:
-// a checkpoint whose weights start a new run. Both NULL: a new run from the seed.
+// Where a run starts. resume: "auto" (the newest checkpoint in run.dir that loads and
+// verifies, damaged ones skipped with a line each; none at all: a new run) or a checkpoint
+// file, restoring weights, AdamW state, step and data position; init: a checkpoint whose
+// weights start a new run. Both NULL: a new run from the seed.
 typedef struct pb_train_start {
     const char *resume;
     const char *init;
