@@ -30,5 +30,18 @@ void attn_flash_mma_cuda_forward_bf16(float *out, float *lse, const float *qkv, 
 void attn_flash_mma_cuda_backward_bf16(float *dqkv, const float *dout, const float *out,
                                        const float *lse, const float *qkv, int B, int T, int C,
                                        int NH, int causal);
+// Di (B,NH,T) = rowsum(dO * O) from bf16 dout and out, into the backend's scratch (valid
+// until the next call): the first step of both bf16 backwards.
+float *attn_flash_mma_cuda_di_bf16(const float *dout, const float *out, int B, int T, int C,
+                                   int NH);
+
+// The same contract on Hopper's warpgroup MMA (flash_wgmma_cuda.cu, sm_90a): bf16 tensors,
+// head dims 64 and 128 (attn_flash_mma_cuda_supports), deterministic. The bf16 op table's
+// attention unless pb_cuda_set_attention_wgmma(0).
+void attn_flash_wgmma_cuda_forward_bf16(float *out, float *lse, const float *qkv, int B, int T,
+                                        int C, int NH, int causal);
+void attn_flash_wgmma_cuda_backward_bf16(float *dqkv, const float *dout, const float *out,
+                                         const float *lse, const float *qkv, int B, int T,
+                                         int C, int NH, int causal);
 
 #endif

@@ -1035,6 +1035,16 @@ __global__ void mma_di_bf16_kernel(float *Di, const bf16 *dout, const bf16 *out,
     }
 }
 
+extern "C" float *attn_flash_mma_cuda_di_bf16(const float *dout, const float *out, int B,
+                                              int T, int C, int NH) {
+    float *Di = (float *)cuda_scratch(CUDA_SCRATCH_ATTN, (size_t)B * NH * T * sizeof(float));
+    size_t warps = (size_t)B * T * NH;
+    mma_di_bf16_kernel<<<cdiv(warps * 32, 256), 256>>>(Di, (const bf16 *)dout, (const bf16 *)out,
+                                                       B, T, C, NH);
+    cudaCheckLaunch();
+    return Di;
+}
+
 extern "C" void attn_flash_mma_cuda_forward_bf16(float *out_, float *lse, const float *qkv_,
                                                  int B, int T, int C, int NH, int causal) {
     PB_ASSERT(attn_flash_mma_cuda_supports(C, NH) && T > 0 && B * NH <= 65535 && C % 8 == 0);
@@ -1050,11 +1060,8 @@ extern "C" void attn_flash_mma_cuda_backward_bf16(float *dqkv_, const float *dou
                                                   int causal) {
     PB_ASSERT(attn_flash_mma_cuda_supports(C, NH) && T > 0 && B * NH <= 65535 && C % 8 == 0);
     bf16 *dqkv = (bf16 *)dqkv_;
-    const bf16 *dout = (const bf16 *)dout_, *out = (const bf16 *)out_, *qkv = (const bf16 *)qkv_;
-    float *Di = (float *)cuda_scratch(CUDA_SCRATCH_ATTN, (size_t)B * NH * T * sizeof(float));
-    size_t warps = (size_t)B * T * NH;
-    mma_di_bf16_kernel<<<cdiv(warps * 32, 256), 256>>>(Di, dout, out, B, T, C, NH);
-    cudaCheckLaunch();
+    const bf16 *dout = (const bf16 *)dout_, *qkv = (const bf16 *)qkv_;
+    const float *Di = attn_flash_mma_cuda_di_bf16(dout_, out_, B, T, C, NH);
     if (C / NH == 64) mma_backward<64>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal);
     else mma_backward<128>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal);
 }

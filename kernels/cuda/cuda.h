@@ -33,6 +33,9 @@ void pb_cuda_set_tf32(int on);
 // and 128, others keep the fp32 kernel). Off by default, for the same reason; the
 // environment variable PEBBLE_ATTN_BF16=1 also turns it on.
 void pb_cuda_set_attention_bf16(int on);
+// The bf16 table's attention kernels: Hopper wgmma (1, the default) or the mma.sync ones of
+// flash_mma_cuda.cu (0); both deterministic, kept for comparison in tests and benchmarks.
+void pb_cuda_set_attention_wgmma(int on);
 
 // Device memory in use (total - free, cudaMemGetInfo), in bytes; 0 without a device.
 size_t pb_cuda_mem_used(void);

@@ -17,5 +17,6 @@ int pb_cuda_bf16_supports(int n_embd, int n_head) { return (void)n_embd, (void)n
 
 void pb_cuda_set_tf32(int on) { (void)on; }
 void pb_cuda_set_attention_bf16(int on) { (void)on; }
+void pb_cuda_set_attention_wgmma(int on) { (void)on; }
 size_t pb_cuda_mem_used(void) { return 0; }
 void pb_cuda_sync(void) {}

@@ -891,17 +891,23 @@ static void bf16_attention_check(int C, int NH) {
                "(n_embd %d / n_head %d): use system.precision = fp32", NH ? C / NH : 0, C, NH);
 }
 
+static int g_attn_wgmma = 1;
+
+extern "C" void pb_cuda_set_attention_wgmma(int on) { g_attn_wgmma = on != 0; }
+
 static void cuda_attention_forward_bf16(float *out, float *lse, const float *qkv, int B, int T,
                                         int C, int NH, int causal) {
     bf16_attention_check(C, NH);
-    attn_flash_mma_cuda_forward_bf16(out, lse, qkv, B, T, C, NH, causal);
+    if (g_attn_wgmma) attn_flash_wgmma_cuda_forward_bf16(out, lse, qkv, B, T, C, NH, causal);
+    else attn_flash_mma_cuda_forward_bf16(out, lse, qkv, B, T, C, NH, causal);
 }
 
 static void cuda_attention_backward_bf16(float *dqkv, const float *dout, const float *out,
                                          const float *lse, const float *qkv, int B, int T,
                                          int C, int NH, int causal) {
     bf16_attention_check(C, NH);
-    attn_flash_mma_cuda_backward_bf16(dqkv, dout, out, lse, qkv, B, T, C, NH, causal);
+    if (g_attn_wgmma) attn_flash_wgmma_cuda_backward_bf16(dqkv, dout, out, lse, qkv, B, T, C, NH, causal);
+    else attn_flash_mma_cuda_backward_bf16(dqkv, dout, out, lse, qkv, B, T, C, NH, causal);
 }
 
 // ----------------------------------------------------------------------------

@@ -400,7 +400,8 @@ int main(int argc, char **argv) {
         free(h);
         free(hb);
         printf("\n## Attention, %d tokens, hidden %d, median of %d; FLOPs fwd 4BHT^2D (/2 "
-               "causal), fwd+bwd 3.5x. fp32 = CUDA cores, exact; bf16-mma = tensor cores\n\n",
+               "causal), fwd+bwd 3.5x. fp32 = CUDA cores, exact; bf16-mma = mma.sync on fp32 tensors; "
+               "bf16-io = mma.sync, bf16-wgmma = Hopper wgmma, both on bf16 tensors\n\n",
                tokens, hidden, iters);
         printf("| kernel     |   D |     T |  B |  NH | causal |   fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |\n");
         printf("|------------|-----|-------|----|-----|--------|----------|-------------|------------|-----------------|\n");
@@ -420,9 +421,14 @@ int main(int argc, char **argv) {
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 3; b++)
                 for (int c = 1; c >= 0; c--)
-                    bench_attention(ops, "bf16-io", attn_flash_mma_cuda_forward_bf16,
-                                    attn_flash_mma_cuda_backward_bf16, Ds[a], Ts[b], c, iters,
-                                    qkv16, dout16, out16, lse, dqkv16, tokens, hidden);
+                    for (int w = 0; w < 2; w++)
+                        bench_attention(ops, w ? "bf16-wgmma" : "bf16-io",
+                                        w ? attn_flash_wgmma_cuda_forward_bf16
+                                          : attn_flash_mma_cuda_forward_bf16,
+                                        w ? attn_flash_wgmma_cuda_backward_bf16
+                                          : attn_flash_mma_cuda_backward_bf16,
+                                        Ds[a], Ts[b], c, iters, qkv16, dout16, out16, lse,
+                                        dqkv16, tokens, hidden);
         ops->free(qkv), ops->free(dqkv), ops->free(dout), ops->free(out), ops->free(lse);
         ops->free(qkv16), ops->free(dqkv16), ops->free(dout16), ops->free(out16);
     }

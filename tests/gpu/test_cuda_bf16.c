@@ -324,7 +324,8 @@ static void check_attention(int B, int T, int NH, int D, int causal) {
     free(qkv), free(out), free(lse), free(dout), free(dqkv), free(dqkv0);
 }
 
-Test(bf16, attention) {
+// T from 1 to past several tiles of every kernel, including lengths no tile divides.
+static void attention_shapes(void) {
     pb_rng_seed(&rng, 6);
     int Ts[] = {1, 65, 257, 1024};
     for (int i = 0; i < 4; i++) {
@@ -333,6 +334,18 @@ Test(bf16, attention) {
     }
     check_attention(2, 200, 3, 64, 0);
     check_attention(1, 300, 1, 128, 1);
+    check_attention(1, 130, 2, 64, 1);
+    check_attention(1, 700, 2, 128, 1);
+}
+
+// The table's default kernels (Hopper wgmma, flash_wgmma_cuda.cu)
+Test(bf16, attention) { attention_shapes(); }
+
+// The mma.sync kernels (flash_mma_cuda.cu) the table ran before, kept for comparison
+Test(bf16, attention_mma) {
+    pb_cuda_set_attention_wgmma(0);
+    attention_shapes();
+    pb_cuda_set_attention_wgmma(1);
 }
 
 // The GELU fused into the products (cuBLASLt epilogues, or the fallback): the MLP's c_fc

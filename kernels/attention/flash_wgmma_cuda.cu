@@ -1,0 +1,525 @@
+// flash_wgmma_cuda.cu: dense FlashAttention-2 on Hopper's warpgroup MMA (wgmma, sm_90a), for
+// bf16 tensors (the mixed-precision op table): forward, and a backward of two kernels (dK/dV,
+// then dQ) with no atomics, so results repeat to the bit. Head dims 64 and 128.
+//
+// Same algorithm and contract as flash_mma_cuda.cu (read flash_cuda.cu first for the
+// algorithm); what changes is the unit of work. A block holds NWG warpgroups; each owns 64
+// rows (queries in the forward and dQ kernels, keys in the dK/dV kernel) and issues 64 x N x 16
+// products that read B straight from shared memory, once per warpgroup rather than once per
+// warp as mma.sync does. The other operand's tiles stream through two shared-memory stages
+// filled by cp.async while the previous stage is used. Tiles, descriptors and the
+// instructions: wgmma.cuh. Inside a warpgroup the steps run in order (S, softmax, P V); two
+// warpgroups per block (and the scheduler) overlap one's softmax with the other's products.
+//
+// Products per (query tile, key tile): forward 2 (S = Q K^T with Q in registers, O += P V);
+// dK/dV 4 (S^T = K Q^T, dP^T = V dO^T, dV += P^T dO, dK += dS^T Q); dQ 3 (S, dP = dO V^T,
+// dQ += dS K): 7 in the backward against FlashAttention-2's 5, the price of no atomics.
+#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/attention/wgmma.cuh"
+
+#include <math.h>
+
+extern "C" {
+#include "kernels/attention/flash_cuda.h"
+}
+
+#define LOG2E 1.4426950408889634f
+
+// Tile shapes per head dim: the key tile BN of the forward and dQ kernels, the query tile BQ
+// of dK/dV, warpgroups per block (NWG, 64 rows each) and the blocks per SM the compiler must
+// fit in registers (MINB, __launch_bounds__). -D at compile time picks others for tuning runs.
+// Each as one number, tile * 1000 + NWG * 100 + MINB * 10 + AREG (nvcc splits -D values at
+// commas); AREG = 1 keeps the backward's fixed A operands (K and V in dK/dV, Q and dO in dQ)
+// in registers instead of shared memory, where the first two products read them.
+#ifndef WG_FWD64
+#define WG_FWD64 64220
+#endif
+#ifndef WG_FWD128
+#define WG_FWD128 128210
+#endif
+#ifndef WG_DQ64
+#define WG_DQ64 64130
+#endif
+#ifndef WG_DQ128
+#define WG_DQ128 64210
+#endif
+#ifndef WG_KV64
+#define WG_KV64 64130
+#endif
+#ifndef WG_KV128
+#define WG_KV128 64210
+#endif
+
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // lo in the low half: element k
+    return *reinterpret_cast<uint32_t *>(&v);
+}
+
+// The A operand for k = 16 ks .. 16 ks + 15 from accumulator columns of the same range.
+template <int N>
+__device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&d)[N], int ks) {
+    a[0] = pack2(d[8 * ks + 0], d[8 * ks + 1]);
+    a[1] = pack2(d[8 * ks + 2], d[8 * ks + 3]);
+    a[2] = pack2(d[8 * ks + 4], d[8 * ks + 5]);
+    a[3] = pack2(d[8 * ks + 6], d[8 * ks + 7]);
+}
+
+__device__ __forceinline__ uint32_t ld32g(const bf16 *p) {
+    return *reinterpret_cast<const uint32_t *>(p);
+}
+
+// The A operand of this lane's two rows (row[0], row[1]; all DH columns) of a (T x DH) bf16
+// matrix with row stride `stride`, straight from global memory; rows past T are 0.
+template <int DH>
+__device__ __forceinline__ void load_a_rows(uint32_t (&a)[DH / 16][4], const bf16 *src,
+                                            size_t stride, const int (&row)[2], int t, int T) {
+#pragma unroll
+    for (int kk = 0; kk < DH / 16; kk++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int r = row[e & 1], c = kk * 16 + 2 * t + (e >> 1) * 8;
+            a[kk][e] = r < T ? ld32g(src + (size_t)r * stride + c) : 0u;
+        }
+}
+
+// dst[0..1] += (a, b) * s, read-modify-write of two bf16 (the op contract: gradients add)
+__device__ __forceinline__ void add2(bf16 *p, float a, float b) {
+    float2 v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(p));
+    *reinterpret_cast<__nv_bfloat162 *>(p) = __floats2bfloat162_rn(v.x + a, v.y + b);
+}
+
+// Dynamic shared memory rounded up to the 1024 bytes SW128 tiles need.
+__device__ __forceinline__ uint32_t smem_base(unsigned char *raw) {
+    return (smem_u32(raw) + 1023u) & ~1023u;
+}
+
+// ----------------------------------------------------------------------------
+// forward: a block = 64 NWG queries of one (b, h); key and value tiles of BN rows in two
+// stages. Q's A operand is loaded once into registers, straight from global memory.
+
+template <int DH, int BN, int NWG, int MINB>
+__global__ void __launch_bounds__(128 * NWG, MINB)
+    wg_forward_kernel(bf16 *out, float *lse, const bf16 *qkv, int T, int C, int NH, int causal,
+                      float scale_log2) {
+    constexpr int BM = 64 * NWG, NT = 128 * NWG, KT = BN * DH * 2;  // bytes of a K or V tile
+    extern __shared__ unsigned char smem_raw[];
+    const uint32_t Ks = smem_base(smem_raw), Vs = Ks + 2 * KT;  // [2 stages] each
+    int nq = (T + BM - 1) / BM, qt = nq - 1 - blockIdx.x;        // longest (causal) first
+    int bh = blockIdx.y, b = bh / NH, h = bh % NH;
+    size_t C3 = 3 * (size_t)C;
+    const bf16 *q = qkv + (size_t)b * T * C3 + (size_t)h * DH, *k = q + C, *v = q + 2 * C;
+    int wg = threadIdx.x / 128, warp = threadIdx.x % 128 / 32, lane = threadIdx.x % 32;
+    int g = lane / 4, t = lane % 4;
+    int q0 = qt * BM, rw = q0 + 64 * wg;  // the warpgroup's first query
+    int row[2] = {rw + warp * 16 + g, rw + warp * 16 + g + 8};
+    int nk = causal ? (min(q0 + BM, T) + BN - 1) / BN : (T + BN - 1) / BN;
+
+    load_tile<BN, DH, NT>(Ks, k, C3, 0, T);
+    load_tile<BN, DH, NT>(Vs, v, C3, 0, T);
+    cpa_commit();
+
+    uint32_t qa[DH / 16][4];
+    load_a_rows<DH>(qa, q, C3, row, t, T);
+    float o[DH / 2], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int i = 0; i < DH / 2; i++) o[i] = 0.0f;
+
+    for (int kt = 0; kt < nk; kt++) {
+        int k0 = kt * BN, cur = kt & 1;
+        if (kt + 1 < nk) {
+            load_tile<BN, DH, NT>(Ks + (cur ^ 1) * KT, k, C3, k0 + BN, T);
+            load_tile<BN, DH, NT>(Vs + (cur ^ 1) * KT, v, C3, k0 + BN, T);
+        }
+        cpa_commit();
+        cpa_wait1();
+        fence_proxy_async();
+        __syncthreads();
+        // causal: a warpgroup whose queries all precede the tile's first key has nothing to do
+        if (!(causal && k0 > rw + 63)) {
+            float s[BN / 2];
+            wg_fence();
+#pragma unroll
+            for (int kk = 0; kk < DH / 16; kk++)
+                wgmma_rs<0>(s, qa[kk], desc_k<BN>(Ks + cur * KT, 0, kk), kk);
+            wg_commit();
+            wg_wait<0>();
+            reg_fence(s);
+            // masks only where a key can be past T or past a query of this warpgroup
+            if (k0 + BN > T || (causal && k0 + BN - 1 > rw)) {
+#pragma unroll
+                for (int i = 0; i < BN / 2; i++) {
+                    int key = k0 + (i / 4) * 8 + 2 * t + (i & 1);
+                    if (key >= T || (causal && key > row[(i >> 1) & 1])) s[i] = -INFINITY;
+                }
+            }
+            float mx[2] = {-INFINITY, -INFINITY}, base[2], corr[2];
+#pragma unroll
+            for (int i = 0; i < BN / 2; i++) mx[(i >> 1) & 1] = fmaxf(mx[(i >> 1) & 1], s[i]);
+#pragma unroll
+            for (int r = 0; r < 2; r++) {
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+                float mn = fmaxf(m[r], mx[r] * scale_log2);  // scale > 0
+                base[r] = mn == -INFINITY ? 0.0f : mn;
+                corr[r] = exp2f(m[r] - base[r]);
+                m[r] = mn;
+                l[r] *= corr[r];  // this lane's partial sum; the quad is summed at the end
+            }
+#pragma unroll
+            for (int i = 0; i < BN / 2; i++) {
+                s[i] = exp2f(fmaf(s[i], scale_log2, -base[(i >> 1) & 1]));
+                l[(i >> 1) & 1] += s[i];
+            }
+#pragma unroll
+            for (int i = 0; i < DH / 2; i++) o[i] *= corr[(i >> 1) & 1];
+            uint32_t pa[BN / 16][4];
+#pragma unroll
+            for (int ks = 0; ks < BN / 16; ks++) acc_to_a(pa[ks], s, ks);
+            reg_fence(o);
+            wg_fence();
+#pragma unroll
+            for (int ks = 0; ks < BN / 16; ks++)
+                wgmma_rs<1>(o, pa[ks], desc_n<BN>(Vs + cur * KT, ks), 1);
+            wg_commit();
+            wg_wait<0>();
+            reg_fence(o);
+            reg_fence(pa);
+        }
+        __syncthreads();  // the next iteration's prefetch overwrites this tile's stage
+    }
+
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        float li = l[r];
+        li += __shfl_xor_sync(0xffffffffu, li, 1);
+        li += __shfl_xor_sync(0xffffffffu, li, 2);
+        if (row[r] >= T) continue;
+        float inv = 1.0f / li;
+        bf16 *dst = out + ((size_t)b * T + row[r]) * C + (size_t)h * DH;
+#pragma unroll
+        for (int n = 0; n < DH / 8; n++)
+            *reinterpret_cast<__nv_bfloat162 *>(dst + n * 8 + 2 * t) =
+                __floats2bfloat162_rn(o[4 * n + 2 * r] * inv, o[4 * n + 2 * r + 1] * inv);
+        // natural log: lse = (m + log2 l) ln 2
+        if (t == 0) lse[(size_t)bh * T + row[r]] = (m[r] + log2f(li)) * 0.6931471805599453f;
+    }
+}
+
+// ----------------------------------------------------------------------------
+// backward, dK and dV: a block = 64 NWG keys of one (b, h), K and V staged once; query tiles
+// of BQ rows (Q, dO, lse, Di) stream through two stages. Each warpgroup computes S^T (its 64
+// keys x BQ queries) directly, so P^T and dS^T leave the accumulators in the A layout that
+// dV += P^T dO and dK += dS^T Q need.
+
+template <int DH, int BQ, int NWG, int MINB, int AREG>
+__global__ void __launch_bounds__(128 * NWG, MINB)
+    wg_dkdv_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
+                   const float *Di, int T, int C, int NH, int causal, float scale,
+                   float scale_log2) {
+    constexpr int BM = 64 * NWG, NT = 128 * NWG, RT = AREG ? 0 : BM * DH * 2, QT = BQ * DH * 2;
+    extern __shared__ unsigned char smem_raw[];
+    const uint32_t Ks = smem_base(smem_raw), Vs = Ks + RT, Qs = Vs + RT, dOs = Qs + 2 * QT;
+    float *ls = reinterpret_cast<float *>(smem_raw + (dOs + 2 * QT - smem_u32(smem_raw)));
+    float *ds = ls + 2 * BQ;  // [2][BQ] each: lse, Di of the stage's queries
+    int bh = blockIdx.y, b = bh / NH, h = bh % NH;
+    size_t C3 = 3 * (size_t)C;
+    const bf16 *q = qkv + (size_t)b * T * C3 + (size_t)h * DH, *k = q + C, *v = q + 2 * C;
+    const bf16 *go = dout + (size_t)b * T * C + (size_t)h * DH;
+    const float *lse_h = lse + (size_t)bh * T, *di_h = Di + (size_t)bh * T;
+    int wg = threadIdx.x / 128, warp = threadIdx.x % 128 / 32, lane = threadIdx.x % 32;
+    int g = lane / 4, t = lane % 4;
+    int k0 = blockIdx.x * BM, kw = k0 + 64 * wg;  // causal: low key tiles have the most work
+    int key[2] = {kw + warp * 16 + g, kw + warp * 16 + g + 8};
+    int qt0 = causal ? k0 / BQ : 0, nqt = (T + BQ - 1) / BQ;
+
+    uint32_t ka[AREG ? DH / 16 : 1][4], va[AREG ? DH / 16 : 1][4];  // AREG: K, V in registers
+    if constexpr (AREG) {
+        load_a_rows<DH>(ka, k, C3, key, t, T);
+        load_a_rows<DH>(va, v, C3, key, t, T);
+    } else {
+        load_tile<BM, DH, NT>(Ks, k, C3, k0, T);
+        load_tile<BM, DH, NT>(Vs, v, C3, k0, T);
+    }
+    load_tile<BQ, DH, NT>(Qs, q, C3, qt0 * BQ, T);
+    load_tile<BQ, DH, NT>(dOs, go, C, qt0 * BQ, T);
+    load_floats<NT>(ls, lse_h, qt0 * BQ, BQ, T);
+    load_floats<NT>(ds, di_h, qt0 * BQ, BQ, T);
+    cpa_commit();
+    float dk[DH / 2], dv[DH / 2];
+#pragma unroll
+    for (int i = 0; i < DH / 2; i++) dk[i] = dv[i] = 0.0f;
+
+    for (int qt = qt0; qt < nqt; qt++) {
+        int q0 = qt * BQ, cur = (qt - qt0) & 1;
+        if (qt + 1 < nqt) {
+            int nb = cur ^ 1;
+            load_tile<BQ, DH, NT>(Qs + nb * QT, q, C3, q0 + BQ, T);
+            load_tile<BQ, DH, NT>(dOs + nb * QT, go, C, q0 + BQ, T);
+            load_floats<NT>(ls + nb * BQ, lse_h, q0 + BQ, BQ, T);
+            load_floats<NT>(ds + nb * BQ, di_h, q0 + BQ, BQ, T);
+        }
+        cpa_commit();
+        cpa_wait1();
+        fence_proxy_async();
+        __syncthreads();
+        const uint32_t Qc = Qs + cur * QT, dOc = dOs + cur * QT;
+        const float *lc = ls + cur * BQ, *dc = ds + cur * BQ;
+        // causal: a warpgroup whose keys all follow the tile's last query has nothing to do
+        if (!(causal && kw > q0 + BQ - 1)) {
+            float p[BQ / 2], dp[BQ / 2];
+            wg_fence();
+#pragma unroll
+            for (int kk = 0; kk < DH / 16; kk++) {
+                if constexpr (AREG) wgmma_rs<0>(p, ka[kk], desc_k<BQ>(Qc, 0, kk), kk);
+                else wgmma_ss(p, desc_k<BM>(Ks, 64 * wg, kk), desc_k<BQ>(Qc, 0, kk), kk);
+            }
+            wg_commit();
+#pragma unroll
+            for (int kk = 0; kk < DH / 16; kk++) {
+                if constexpr (AREG) wgmma_rs<0>(dp, va[kk], desc_k<BQ>(dOc, 0, kk), kk);
+                else wgmma_ss(dp, desc_k<BM>(Vs, 64 * wg, kk), desc_k<BQ>(dOc, 0, kk), kk);
+            }
+            wg_commit();
+            wg_wait<1>();  // S^T is ready; dP^T's products run on under P^T's exponentials
+            reg_fence(p);
+            // P^T = exp2(S^T scale log2e - lse log2e), then dV += P^T dO
+            bool need = q0 + BQ > T || kw + 64 > T || (causal && kw + 63 > q0);
+#pragma unroll
+            for (int i = 0; i < BQ / 2; i++) {
+                int qc = (i / 4) * 8 + 2 * t + (i & 1), qi = q0 + qc, kr = key[(i >> 1) & 1];
+                bool masked = need && (qi >= T || kr >= T || (causal && kr > qi));
+                p[i] = masked ? 0.0f : exp2f(fmaf(p[i], scale_log2, -lc[qc] * LOG2E));
+            }
+            uint32_t pa[BQ / 16][4], sa[BQ / 16][4];
+#pragma unroll
+            for (int ks = 0; ks < BQ / 16; ks++) acc_to_a(pa[ks], p, ks);
+            reg_fence(dv);
+            wg_fence();
+#pragma unroll
+            for (int ks = 0; ks < BQ / 16; ks++) wgmma_rs<1>(dv, pa[ks], desc_n<BQ>(dOc, ks), 1);
+            wg_commit();
+            wg_wait<1>();  // dP^T is ready; dV's products run on under dS^T
+            reg_fence(dp);
+            // dS^T = P^T (dP^T - Di), then dK += dS^T Q
+#pragma unroll
+            for (int i = 0; i < BQ / 2; i++) {
+                int qc = (i / 4) * 8 + 2 * t + (i & 1);
+                dp[i] = p[i] * (dp[i] - dc[qc]);
+            }
+#pragma unroll
+            for (int ks = 0; ks < BQ / 16; ks++) acc_to_a(sa[ks], dp, ks);
+            reg_fence(dk);
+            wg_fence();
+#pragma unroll
+            for (int ks = 0; ks < BQ / 16; ks++) wgmma_rs<1>(dk, sa[ks], desc_n<BQ>(Qc, ks), 1);
+            wg_commit();
+            wg_wait<0>();
+            reg_fence(dv);
+            reg_fence(dk);
+            reg_fence(pa);
+            reg_fence(sa);
+        }
+        __syncthreads();  // the next iteration's prefetch overwrites this tile's stage
+    }
+
+    bf16 *dkg = dqkv + (size_t)b * T * C3 + C + (size_t)h * DH, *dvg = dkg + C;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        if (key[r] >= T) continue;
+#pragma unroll
+        for (int n = 0; n < DH / 8; n++) {
+            size_t off = (size_t)key[r] * C3 + n * 8 + 2 * t;
+            add2(dkg + off, scale * dk[4 * n + 2 * r], scale * dk[4 * n + 2 * r + 1]);
+            add2(dvg + off, dv[4 * n + 2 * r], dv[4 * n + 2 * r + 1]);
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
+// backward, dQ: a block = 64 NWG queries of one (b, h), Q and dO staged once; key and value
+// tiles of BN rows in two stages.
+
+template <int DH, int BN, int NWG, int MINB, int AREG>
+__global__ void __launch_bounds__(128 * NWG, MINB)
+    wg_dq_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
+                 const float *Di, int T, int C, int NH, int causal, float scale,
+                 float scale_log2) {
+    constexpr int BM = 64 * NWG, NT = 128 * NWG, RT = AREG ? 0 : BM * DH * 2, KT = BN * DH * 2;
+    extern __shared__ unsigned char smem_raw[];
+    const uint32_t Qs = smem_base(smem_raw), dOs = Qs + RT, Ks = dOs + RT, Vs = Ks + 2 * KT;
+    int nq = (T + BM - 1) / BM, qt = nq - 1 - blockIdx.x;
+    int bh = blockIdx.y, b = bh / NH, h = bh % NH;
+    size_t C3 = 3 * (size_t)C;
+    const bf16 *q = qkv + (size_t)b * T * C3 + (size_t)h * DH, *k = q + C, *v = q + 2 * C;
+    const bf16 *go = dout + (size_t)b * T * C + (size_t)h * DH;
+    int wg = threadIdx.x / 128, warp = threadIdx.x % 128 / 32, lane = threadIdx.x % 32;
+    int g = lane / 4, t = lane % 4;
+    int q0 = qt * BM, rw = q0 + 64 * wg;
+    int row[2] = {rw + warp * 16 + g, rw + warp * 16 + g + 8};
+    float lr[2], dr[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        lr[r] = row[r] < T ? lse[(size_t)bh * T + row[r]] * LOG2E : 0.0f;
+        dr[r] = row[r] < T ? Di[(size_t)bh * T + row[r]] : 0.0f;
+    }
+    int nk = causal ? (min(q0 + BM, T) + BN - 1) / BN : (T + BN - 1) / BN;
+    uint32_t qa[AREG ? DH / 16 : 1][4], ga[AREG ? DH / 16 : 1][4];  // AREG: Q, dO in registers
+    if constexpr (AREG) {
+        load_a_rows<DH>(qa, q, C3, row, t, T);
+        load_a_rows<DH>(ga, go, C, row, t, T);
+    } else {
+        load_tile<BM, DH, NT>(Qs, q, C3, q0, T);
+        load_tile<BM, DH, NT>(dOs, go, C, q0, T);
+    }
+    load_tile<BN, DH, NT>(Ks, k, C3, 0, T);
+    load_tile<BN, DH, NT>(Vs, v, C3, 0, T);
+    cpa_commit();
+    float dq[DH / 2];
+#pragma unroll
+    for (int i = 0; i < DH / 2; i++) dq[i] = 0.0f;
+
+    for (int kt = 0; kt < nk; kt++) {
+        int k0 = kt * BN, cur = kt & 1;
+        if (kt + 1 < nk) {
+            load_tile<BN, DH, NT>(Ks + (cur ^ 1) * KT, k, C3, k0 + BN, T);
+            load_tile<BN, DH, NT>(Vs + (cur ^ 1) * KT, v, C3, k0 + BN, T);
+        }
+        cpa_commit();
+        cpa_wait1();
+        fence_proxy_async();
+        __syncthreads();
+        const uint32_t Kc = Ks + cur * KT, Vc = Vs + cur * KT;
+        if (!(causal && k0 > rw + 63)) {
+            float s[BN / 2], dp[BN / 2];
+            wg_fence();
+#pragma unroll
+            for (int kk = 0; kk < DH / 16; kk++) {
+                if constexpr (AREG) wgmma_rs<0>(s, qa[kk], desc_k<BN>(Kc, 0, kk), kk);
+                else wgmma_ss(s, desc_k<BM>(Qs, 64 * wg, kk), desc_k<BN>(Kc, 0, kk), kk);
+            }
+            wg_commit();
+#pragma unroll
+            for (int kk = 0; kk < DH / 16; kk++) {
+                if constexpr (AREG) wgmma_rs<0>(dp, ga[kk], desc_k<BN>(Vc, 0, kk), kk);
+                else wgmma_ss(dp, desc_k<BM>(dOs, 64 * wg, kk), desc_k<BN>(Vc, 0, kk), kk);
+            }
+            wg_commit();
+            wg_wait<1>();  // S is ready; dP's products run on under P's exponentials
+            reg_fence(s);
+            bool need = k0 + BN > T || rw + 64 > T || (causal && k0 + BN - 1 > rw);
+#pragma unroll
+            for (int i = 0; i < BN / 2; i++) {
+                int kc = k0 + (i / 4) * 8 + 2 * t + (i & 1), r = (i >> 1) & 1;
+                bool masked = need && (row[r] >= T || kc >= T || (causal && kc > row[r]));
+                s[i] = masked ? 0.0f : exp2f(fmaf(s[i], scale_log2, -lr[r]));  // P
+            }
+            wg_wait<0>();
+            reg_fence(dp);
+#pragma unroll
+            for (int i = 0; i < BN / 2; i++) s[i] *= dp[i] - dr[(i >> 1) & 1];  // dS
+            uint32_t sa[BN / 16][4];
+#pragma unroll
+            for (int ks = 0; ks < BN / 16; ks++) acc_to_a(sa[ks], s, ks);
+            reg_fence(dq);
+            wg_fence();
+#pragma unroll
+            for (int ks = 0; ks < BN / 16; ks++) wgmma_rs<1>(dq, sa[ks], desc_n<BN>(Kc, ks), 1);
+            wg_commit();
+            wg_wait<0>();
+            reg_fence(dq);
+            reg_fence(sa);
+        }
+        __syncthreads();  // the next iteration's prefetch overwrites this tile's stage
+    }
+
+    bf16 *dqg = dqkv + (size_t)b * T * C3 + (size_t)h * DH;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        if (row[r] >= T) continue;
+#pragma unroll
+        for (int n = 0; n < DH / 8; n++)
+            add2(dqg + (size_t)row[r] * C3 + n * 8 + 2 * t, scale * dq[4 * n + 2 * r],
+                 scale * dq[4 * n + 2 * r + 1]);
+    }
+}
+
+// ----------------------------------------------------------------------------
+// launchers
+
+template <int X> struct WgShape {
+    static constexpr int tile = X / 1000, nwg = X / 100 % 10, minb = X / 10 % 10, areg = X % 10;
+};
+template <int DH> struct WgCfg;
+template <> struct WgCfg<64> {
+    typedef WgShape<WG_FWD64> FWD;
+    typedef WgShape<WG_DQ64> DQ;
+    typedef WgShape<WG_KV64> KV;
+};
+template <> struct WgCfg<128> {
+    typedef WgShape<WG_FWD128> FWD;
+    typedef WgShape<WG_DQ128> DQ;
+    typedef WgShape<WG_KV128> KV;
+};
+
+static void allow_smem(const void *kernel, size_t bytes) {
+    cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+}
+
+template <int DH>
+static void wg_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH,
+                       int causal) {
+    typedef typename WgCfg<DH>::FWD F;
+    constexpr int BN = F::tile, NWG = F::nwg, MINB = F::minb;
+    static int done;
+    size_t smem = 1024 + 4 * (size_t)BN * DH * 2;
+    if (!done) allow_smem((const void *)wg_forward_kernel<DH, BN, NWG, MINB>, smem), done = 1;
+    wg_forward_kernel<DH, BN, NWG, MINB><<<dim3(cdiv(T, 64 * NWG), B * NH), 128 * NWG, smem>>>(
+        out, lse, qkv, T, C, NH, causal, LOG2E / sqrtf((float)DH));
+    cudaCheckLaunch();
+}
+
+template <int DH>
+static void wg_backward(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
+                        const float *Di, int B, int T, int C, int NH, int causal) {
+    typedef typename WgCfg<DH>::KV KV;
+    typedef typename WgCfg<DH>::DQ DQ;
+    constexpr int BQ = KV::tile, KWG = KV::nwg, KMB = KV::minb, KAR = KV::areg;
+    constexpr int BN = DQ::tile, QWG = DQ::nwg, QMB = DQ::minb, QAR = DQ::areg;
+    constexpr int BK = 64 * KWG, BM = 64 * QWG;
+    float scale = 1.0f / sqrtf((float)DH), scale_log2 = scale * LOG2E;
+    static int done;
+    size_t smem_kv = 1024 + ((KAR ? 0 : 2 * (size_t)BK) + 4 * BQ) * DH * 2 + 4 * BQ * sizeof(float);
+    size_t smem_q = 1024 + ((QAR ? 0 : 2 * (size_t)BM) + 4 * BN) * DH * 2;
+    if (!done) {
+        allow_smem((const void *)wg_dkdv_kernel<DH, BQ, KWG, KMB, KAR>, smem_kv);
+        allow_smem((const void *)wg_dq_kernel<DH, BN, QWG, QMB, QAR>, smem_q);
+        done = 1;
+    }
+    wg_dkdv_kernel<DH, BQ, KWG, KMB, KAR><<<dim3(cdiv(T, BK), B * NH), 128 * KWG, smem_kv>>>(
+        dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale, scale_log2);
+    cudaCheckLaunch();
+    wg_dq_kernel<DH, BN, QWG, QMB, QAR><<<dim3(cdiv(T, BM), B * NH), 128 * QWG, smem_q>>>(
+        dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale, scale_log2);
+    cudaCheckLaunch();
+}
+
+extern "C" void attn_flash_wgmma_cuda_forward_bf16(float *out_, float *lse, const float *qkv_,
+                                                   int B, int T, int C, int NH, int causal) {
+    PB_ASSERT(attn_flash_mma_cuda_supports(C, NH) && T > 0 && B * NH <= 65535 && C % 8 == 0);
+    bf16 *out = (bf16 *)out_;
+    const bf16 *qkv = (const bf16 *)qkv_;
+    if (C / NH == 64) wg_forward<64>(out, lse, qkv, B, T, C, NH, causal);
+    else wg_forward<128>(out, lse, qkv, B, T, C, NH, causal);
+}
+
+extern "C" void attn_flash_wgmma_cuda_backward_bf16(float *dqkv_, const float *dout_,
+                                                    const float *out_, const float *lse,
+                                                    const float *qkv_, int B, int T, int C,
+                                                    int NH, int causal) {
+    PB_ASSERT(attn_flash_mma_cuda_supports(C, NH) && T > 0 && B * NH <= 65535 && C % 8 == 0);
+    bf16 *dqkv = (bf16 *)dqkv_;
+    const bf16 *dout = (const bf16 *)dout_, *qkv = (const bf16 *)qkv_;
+    const float *Di = attn_flash_mma_cuda_di_bf16(dout_, out_, B, T, C, NH);
+    if (C / NH == 64) wg_backward<64>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal);
+    else wg_backward<128>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal);
+}
