@@ -5,6 +5,7 @@
 #   BENCH_ARGS  extra arguments for bench_cuda (default: --profile)
 #   SKIP_TESTS=1  benchmark only;  MEMCHECK=1  also compute-sanitizer memcheck of the bf16 suite
 #   E2E=1  also `pebble train` 20 steps: cuda bf16, cuda fp32, cpu, losses side by side
+#   BENCH=0  no benchmark and no peer;  SDPA=1  also the FlashAttention-2 peer (torch_sdpa.py)
 set -u
 OUT=${OUT:-/tmp/pebble-out}
 mkdir -p "$OUT"
@@ -48,15 +49,22 @@ for x, y, z in zip(a, b, c): print('step %3d  loss cuda-bf16 %.6f  cuda-fp32 %.6
 " >"$OUT/e2e.txt" 2>&1
     sed -n '1p;5p;10p;15p;20p' "$OUT/e2e.txt"
 fi
-timeout 150 build/tests/gpu/bench_cuda ${BENCH_ARGS:---profile} >"$OUT/bench.log" 2>&1
-echo "bench rc=$?, $(el)"
-PYTHONUNBUFFERED=1 timeout 150 python3 .deps/bench/torch_gpt2.py --batch 16 32 >"$OUT/torch.log" 2>&1
-echo "torch rc=$?, $(el)"
+if [ "${BENCH:-1}" = 1 ]; then
+    timeout 150 build/tests/gpu/bench_cuda ${BENCH_ARGS:---profile} >"$OUT/bench.log" 2>&1
+    echo "bench rc=$?, $(el)"
+    PYTHONUNBUFFERED=1 timeout 150 python3 .deps/bench/torch_gpt2.py --batch 16 32 >"$OUT/torch.log" 2>&1
+    echo "torch rc=$?, $(el)"
+fi
+if [ "${SDPA:-0}" = 1 ]; then
+    PYTHONUNBUFFERED=1 timeout 120 python3 .deps/bench/torch_sdpa.py --backends flash >"$OUT/sdpa.log" 2>&1
+    echo "sdpa rc=$?, $(el)"
+fi
 if [ "${MEMCHECK:-0}" = 1 ]; then
     timeout 150 compute-sanitizer --tool memcheck --target-processes all \
         build/tests/gpu/test_cuda_bf16 --jobs 1 >"$OUT/memcheck.log" 2>&1
     echo "memcheck rc=$?, $(el)"
     grep -E "ERROR SUMMARY|Synthesis" "$OUT/memcheck.log" | sort | uniq -c
 fi
-tail -8 "$OUT/torch.log"
-cat "$OUT/bench.log"
+[ "${BENCH:-1}" = 1 ] && tail -8 "$OUT/torch.log" && cat "$OUT/bench.log"
+[ "${SDPA:-0}" = 1 ] && cat "$OUT/sdpa.log"
+exit 0
