@@ -23,6 +23,7 @@
 #include "train/config.h"
 #include "train/export.h"
 #include "train/optim.h"
+#include "tests/corrupt.h"
 
 // ----------------------------------------------------------------------------
 // helpers
@@ -373,31 +374,6 @@ Test(checkpoint, file_has_hugging_face_names_shapes_and_attributes) {
 
 // ----------------------------------------------------------------------------
 // corruption, foreign files, other shapes: one line each, nothing half-loaded
-
-// Flips one byte inside the first chunk of dataset `name`.
-static void flip_byte_in(const char *path, const char *name) {
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    cr_assert(f >= 0);
-    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
-    cr_assert(ds >= 0, "no %s", name);
-    hsize_t off[2];
-    unsigned mask;
-    haddr_t addr;
-    hsize_t size;
-    hid_t sp = H5Dget_space(ds);
-    cr_assert(H5Dget_chunk_info(ds, sp, 0, off, &mask, &addr, &size) >= 0);
-    H5Sclose(sp);
-    H5Dclose(ds);
-    H5Fclose(f);
-    FILE *fp = fopen(path, "r+b");
-    cr_assert(fp);
-    long at = (long)addr + (long)(size / 2);
-    fseek(fp, at, SEEK_SET);
-    int c = fgetc(fp);
-    fseek(fp, at, SEEK_SET);
-    fputc(c ^ 0x10, fp);
-    fclose(fp);
-}
 
 static void copy_file(const char *from, const char *to) {
     FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "tests/cli.h"
+#include "tests/corrupt.h"
 #include "kernels/common.h"
 #include "model/gpt2.h"
 #include "train/checkpoint.h"
@@ -279,32 +280,6 @@ Test(resume, errors_are_one_line_with_an_exit_code) {
 
 // ----------------------------------------------------------------------------
 // --resume auto past damaged checkpoints
-
-// Flips one byte in the middle of the first chunk of dataset `name`: its Fletcher32
-// checksum no longer matches, while the file's metadata stays intact.
-static void flip_byte_in(const char *path, const char *name) {
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    cr_assert(f >= 0, "cannot open %s", path);
-    hid_t ds = H5Dopen2(f, name, H5P_DEFAULT);
-    cr_assert(ds >= 0, "no %s in %s", name, path);
-    hsize_t off[2];
-    unsigned mask;
-    haddr_t addr;
-    hsize_t size;
-    hid_t sp = H5Dget_space(ds);
-    cr_assert(H5Dget_chunk_info(ds, sp, 0, off, &mask, &addr, &size) >= 0);
-    H5Sclose(sp);
-    H5Dclose(ds);
-    H5Fclose(f);
-    FILE *fp = fopen(path, "r+b");
-    cr_assert(fp);
-    long at = (long)addr + (long)(size / 2);
-    fseek(fp, at, SEEK_SET);
-    int c = fgetc(fp);
-    fseek(fp, at, SEEK_SET);
-    fputc(c ^ 0x10, fp);
-    fclose(fp);
-}
 
 static void truncate_to_half(const char *path) {
     struct stat sb;

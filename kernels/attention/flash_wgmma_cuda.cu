@@ -28,26 +28,24 @@ extern "C" {
 // Tile shapes per head dim: the key tile BN of the forward and dQ kernels, the query tile BQ
 // of dK/dV, warpgroups per block (NWG, 64 rows each) and the blocks per SM the compiler must
 // fit in registers (MINB, __launch_bounds__). -D at compile time picks others for tuning runs.
-// Each as one number, tile * 1000 + NWG * 100 + MINB * 10 + AREG (nvcc splits -D values at
-// commas); AREG = 1 keeps the backward's fixed A operands (K and V in dK/dV, Q and dO in dQ)
-// in registers instead of shared memory, where the first two products read them.
+// Each as one number, tile * 100 + NWG * 10 + MINB (nvcc splits -D values at commas).
 #ifndef WG_FWD64
-#define WG_FWD64 64220
+#define WG_FWD64 6422
 #endif
 #ifndef WG_FWD128
-#define WG_FWD128 128210
+#define WG_FWD128 12821
 #endif
 #ifndef WG_DQ64
-#define WG_DQ64 64130
+#define WG_DQ64 6413
 #endif
 #ifndef WG_DQ128
-#define WG_DQ128 64210
+#define WG_DQ128 6421
 #endif
 #ifndef WG_KV64
-#define WG_KV64 64130
+#define WG_KV64 6413
 #endif
 #ifndef WG_KV128
-#define WG_KV128 64210
+#define WG_KV128 6421
 #endif
 
 __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
@@ -211,12 +209,12 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
 // keys x BQ queries) directly, so P^T and dS^T leave the accumulators in the A layout that
 // dV += P^T dO and dK += dS^T Q need.
 
-template <int DH, int BQ, int NWG, int MINB, int AREG>
+template <int DH, int BQ, int NWG, int MINB>
 __global__ void __launch_bounds__(128 * NWG, MINB)
     wg_dkdv_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
                    const float *Di, int T, int C, int NH, int causal, float scale,
                    float scale_log2) {
-    constexpr int BM = 64 * NWG, NT = 128 * NWG, RT = AREG ? 0 : BM * DH * 2, QT = BQ * DH * 2;
+    constexpr int BM = 64 * NWG, NT = 128 * NWG, RT = BM * DH * 2, QT = BQ * DH * 2;
     extern __shared__ unsigned char smem_raw[];
     const uint32_t Ks = smem_base(smem_raw), Vs = Ks + RT, Qs = Vs + RT, dOs = Qs + 2 * QT;
     float *ls = reinterpret_cast<float *>(smem_raw + (dOs + 2 * QT - smem_u32(smem_raw)));
@@ -232,14 +230,8 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
     int key[2] = {kw + warp * 16 + g, kw + warp * 16 + g + 8};
     int qt0 = causal ? k0 / BQ : 0, nqt = (T + BQ - 1) / BQ;
 
-    uint32_t ka[AREG ? DH / 16 : 1][4], va[AREG ? DH / 16 : 1][4];  // AREG: K, V in registers
-    if constexpr (AREG) {
-        load_a_rows<DH>(ka, k, C3, key, t, T);
-        load_a_rows<DH>(va, v, C3, key, t, T);
-    } else {
-        load_tile<BM, DH, NT>(Ks, k, C3, k0, T);
-        load_tile<BM, DH, NT>(Vs, v, C3, k0, T);
-    }
+    load_tile<BM, DH, NT>(Ks, k, C3, k0, T);
+    load_tile<BM, DH, NT>(Vs, v, C3, k0, T);
     load_tile<BQ, DH, NT>(Qs, q, C3, qt0 * BQ, T);
     load_tile<BQ, DH, NT>(dOs, go, C, qt0 * BQ, T);
     load_floats<NT>(ls, lse_h, qt0 * BQ, BQ, T);
@@ -269,16 +261,12 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
             float p[BQ / 2], dp[BQ / 2];
             wg_fence();
 #pragma unroll
-            for (int kk = 0; kk < DH / 16; kk++) {
-                if constexpr (AREG) wgmma_rs<0>(p, ka[kk], desc_k<BQ>(Qc, 0, kk), kk);
-                else wgmma_ss(p, desc_k<BM>(Ks, 64 * wg, kk), desc_k<BQ>(Qc, 0, kk), kk);
-            }
+            for (int kk = 0; kk < DH / 16; kk++)
+                wgmma_ss(p, desc_k<BM>(Ks, 64 * wg, kk), desc_k<BQ>(Qc, 0, kk), kk);
             wg_commit();
 #pragma unroll
-            for (int kk = 0; kk < DH / 16; kk++) {
-                if constexpr (AREG) wgmma_rs<0>(dp, va[kk], desc_k<BQ>(dOc, 0, kk), kk);
-                else wgmma_ss(dp, desc_k<BM>(Vs, 64 * wg, kk), desc_k<BQ>(dOc, 0, kk), kk);
-            }
+            for (int kk = 0; kk < DH / 16; kk++)
+                wgmma_ss(dp, desc_k<BM>(Vs, 64 * wg, kk), desc_k<BQ>(dOc, 0, kk), kk);
             wg_commit();
             wg_wait<1>();  // S^T is ready; dP^T's products run on under P^T's exponentials
             reg_fence(p);
@@ -339,12 +327,12 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
 // backward, dQ: a block = 64 NWG queries of one (b, h), Q and dO staged once; key and value
 // tiles of BN rows in two stages.
 
-template <int DH, int BN, int NWG, int MINB, int AREG>
+template <int DH, int BN, int NWG, int MINB>
 __global__ void __launch_bounds__(128 * NWG, MINB)
     wg_dq_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
                  const float *Di, int T, int C, int NH, int causal, float scale,
                  float scale_log2) {
-    constexpr int BM = 64 * NWG, NT = 128 * NWG, RT = AREG ? 0 : BM * DH * 2, KT = BN * DH * 2;
+    constexpr int BM = 64 * NWG, NT = 128 * NWG, RT = BM * DH * 2, KT = BN * DH * 2;
     extern __shared__ unsigned char smem_raw[];
     const uint32_t Qs = smem_base(smem_raw), dOs = Qs + RT, Ks = dOs + RT, Vs = Ks + 2 * KT;
     int nq = (T + BM - 1) / BM, qt = nq - 1 - blockIdx.x;
@@ -363,14 +351,8 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
         dr[r] = row[r] < T ? Di[(size_t)bh * T + row[r]] : 0.0f;
     }
     int nk = causal ? (min(q0 + BM, T) + BN - 1) / BN : (T + BN - 1) / BN;
-    uint32_t qa[AREG ? DH / 16 : 1][4], ga[AREG ? DH / 16 : 1][4];  // AREG: Q, dO in registers
-    if constexpr (AREG) {
-        load_a_rows<DH>(qa, q, C3, row, t, T);
-        load_a_rows<DH>(ga, go, C, row, t, T);
-    } else {
-        load_tile<BM, DH, NT>(Qs, q, C3, q0, T);
-        load_tile<BM, DH, NT>(dOs, go, C, q0, T);
-    }
+    load_tile<BM, DH, NT>(Qs, q, C3, q0, T);
+    load_tile<BM, DH, NT>(dOs, go, C, q0, T);
     load_tile<BN, DH, NT>(Ks, k, C3, 0, T);
     load_tile<BN, DH, NT>(Vs, v, C3, 0, T);
     cpa_commit();
@@ -393,16 +375,12 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
             float s[BN / 2], dp[BN / 2];
             wg_fence();
 #pragma unroll
-            for (int kk = 0; kk < DH / 16; kk++) {
-                if constexpr (AREG) wgmma_rs<0>(s, qa[kk], desc_k<BN>(Kc, 0, kk), kk);
-                else wgmma_ss(s, desc_k<BM>(Qs, 64 * wg, kk), desc_k<BN>(Kc, 0, kk), kk);
-            }
+            for (int kk = 0; kk < DH / 16; kk++)
+                wgmma_ss(s, desc_k<BM>(Qs, 64 * wg, kk), desc_k<BN>(Kc, 0, kk), kk);
             wg_commit();
 #pragma unroll
-            for (int kk = 0; kk < DH / 16; kk++) {
-                if constexpr (AREG) wgmma_rs<0>(dp, ga[kk], desc_k<BN>(Vc, 0, kk), kk);
-                else wgmma_ss(dp, desc_k<BM>(dOs, 64 * wg, kk), desc_k<BN>(Vc, 0, kk), kk);
-            }
+            for (int kk = 0; kk < DH / 16; kk++)
+                wgmma_ss(dp, desc_k<BM>(dOs, 64 * wg, kk), desc_k<BN>(Vc, 0, kk), kk);
             wg_commit();
             wg_wait<1>();  // S is ready; dP's products run on under P's exponentials
             reg_fence(s);
@@ -447,7 +425,7 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
 // launchers
 
 template <int X> struct WgShape {
-    static constexpr int tile = X / 1000, nwg = X / 100 % 10, minb = X / 10 % 10, areg = X % 10;
+    static constexpr int tile = X / 100, nwg = X / 10 % 10, minb = X % 10;
 };
 template <int DH> struct WgCfg;
 template <> struct WgCfg<64> {
@@ -483,22 +461,22 @@ static void wg_backward(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const flo
                         const float *Di, int B, int T, int C, int NH, int causal) {
     typedef typename WgCfg<DH>::KV KV;
     typedef typename WgCfg<DH>::DQ DQ;
-    constexpr int BQ = KV::tile, KWG = KV::nwg, KMB = KV::minb, KAR = KV::areg;
-    constexpr int BN = DQ::tile, QWG = DQ::nwg, QMB = DQ::minb, QAR = DQ::areg;
+    constexpr int BQ = KV::tile, KWG = KV::nwg, KMB = KV::minb;
+    constexpr int BN = DQ::tile, QWG = DQ::nwg, QMB = DQ::minb;
     constexpr int BK = 64 * KWG, BM = 64 * QWG;
     float scale = 1.0f / sqrtf((float)DH), scale_log2 = scale * LOG2E;
     static int done;
-    size_t smem_kv = 1024 + ((KAR ? 0 : 2 * (size_t)BK) + 4 * BQ) * DH * 2 + 4 * BQ * sizeof(float);
-    size_t smem_q = 1024 + ((QAR ? 0 : 2 * (size_t)BM) + 4 * BN) * DH * 2;
+    size_t smem_kv = 1024 + (2 * (size_t)BK + 4 * BQ) * DH * 2 + 4 * BQ * sizeof(float);
+    size_t smem_q = 1024 + (2 * (size_t)BM + 4 * BN) * DH * 2;
     if (!done) {
-        allow_smem((const void *)wg_dkdv_kernel<DH, BQ, KWG, KMB, KAR>, smem_kv);
-        allow_smem((const void *)wg_dq_kernel<DH, BN, QWG, QMB, QAR>, smem_q);
+        allow_smem((const void *)wg_dkdv_kernel<DH, BQ, KWG, KMB>, smem_kv);
+        allow_smem((const void *)wg_dq_kernel<DH, BN, QWG, QMB>, smem_q);
         done = 1;
     }
-    wg_dkdv_kernel<DH, BQ, KWG, KMB, KAR><<<dim3(cdiv(T, BK), B * NH), 128 * KWG, smem_kv>>>(
+    wg_dkdv_kernel<DH, BQ, KWG, KMB><<<dim3(cdiv(T, BK), B * NH), 128 * KWG, smem_kv>>>(
         dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale, scale_log2);
     cudaCheckLaunch();
-    wg_dq_kernel<DH, BN, QWG, QMB, QAR><<<dim3(cdiv(T, BM), B * NH), 128 * QWG, smem_q>>>(
+    wg_dq_kernel<DH, BN, QWG, QMB><<<dim3(cdiv(T, BM), B * NH), 128 * QWG, smem_q>>>(
         dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale, scale_log2);
     cudaCheckLaunch();
 }
