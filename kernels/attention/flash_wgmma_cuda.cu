@@ -86,6 +86,15 @@ __device__ __forceinline__ void add2(bf16 *p, float a, float b) {
     *reinterpret_cast<__nv_bfloat162 *>(p) = __floats2bfloat162_rn(v.x + a, v.y + b);
 }
 
+// The top of every streamed step, after the next stage's copies were issued: commit them,
+// wait for this step's stage, and make it visible to every thread and to the tensor cores.
+__device__ __forceinline__ void stage_ready() {
+    cpa_commit();
+    cpa_wait1();
+    fence_proxy_async();
+    __syncthreads();
+}
+
 // Dynamic shared memory rounded up to the 1024 bytes SW128 tiles need.
 __device__ __forceinline__ uint32_t smem_base(unsigned char *raw) {
     return (smem_u32(raw) + 1023u) & ~1023u;
@@ -128,10 +137,7 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
             load_tile<BN, DH, NT>(Ks + (cur ^ 1) * KT, k, C3, k0 + BN, T);
             load_tile<BN, DH, NT>(Vs + (cur ^ 1) * KT, v, C3, k0 + BN, T);
         }
-        cpa_commit();
-        cpa_wait1();
-        fence_proxy_async();
-        __syncthreads();
+        stage_ready();
         // causal: a warpgroup whose queries all precede the tile's first key has nothing to do
         if (!(causal && k0 > rw + 63)) {
             float s[BN / 2];
@@ -250,10 +256,7 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
             load_floats<NT>(ls + nb * BQ, lse_h, q0 + BQ, BQ, T);
             load_floats<NT>(ds + nb * BQ, di_h, q0 + BQ, BQ, T);
         }
-        cpa_commit();
-        cpa_wait1();
-        fence_proxy_async();
-        __syncthreads();
+        stage_ready();
         const uint32_t Qc = Qs + cur * QT, dOc = dOs + cur * QT;
         const float *lc = ls + cur * BQ, *dc = ds + cur * BQ;
         // causal: a warpgroup whose keys all follow the tile's last query has nothing to do
@@ -366,10 +369,7 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
             load_tile<BN, DH, NT>(Ks + (cur ^ 1) * KT, k, C3, k0 + BN, T);
             load_tile<BN, DH, NT>(Vs + (cur ^ 1) * KT, v, C3, k0 + BN, T);
         }
-        cpa_commit();
-        cpa_wait1();
-        fence_proxy_async();
-        __syncthreads();
+        stage_ready();
         const uint32_t Kc = Ks + cur * KT, Vc = Vs + cur * KT;
         if (!(causal && k0 > rw + 63)) {
             float s[BN / 2], dp[BN / 2];
