@@ -94,12 +94,14 @@ typedef struct pb_ops {
     void (*crossentropy_backward)(float *dlogits, const float *logits, const int32_t *targets,
                                   float dloss, int N, int V, int Vp);
 
-    // --- optimizer. AdamW on n elements, step t >= 1 (for bias correction):
+    // --- optimizer. AdamW, step t >= 1 (for bias correction), on nseg consecutive segments
+    // (a model's parameter tensors, updated in one call): segment k is elements
+    // [ends[k-1], ends[k]) (ends[-1] = 0) with weight decay wd[k]:
     //     m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
-    //     p -= lr * ( (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps) + weight_decay * p )
-    void (*adamw_update)(float *param, const float *grad, float *m, float *v, size_t n,
-                         float lr, float beta1, float beta2, float eps, float weight_decay,
-                         int t);
+    //     p -= lr * ( (m/(1-b1^t)) / (sqrt(v/(1-b2^t)) + eps) + wd[k] * p )
+    void (*adamw_update)(float *param, const float *grad, float *m, float *v,
+                         const size_t *ends, const float *wd, int nseg, float lr, float beta1,
+                         float beta2, float eps, int t);
     double (*sumsq)(const float *x, size_t n);  // sum of squares, accumulated in double
     void (*scale)(float *x, float s, size_t n);  // x *= s
 

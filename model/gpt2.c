@@ -302,7 +302,16 @@ void gpt2_backward(gpt2 *m, float loss_scale) {
     gpt2_acts *a = &m->acts, *d = &m->dacts;
     // Zero the activation gradients the ops accumulate into: everything before the logits
     // slot (dlogits live in acts.logits, so dacts' logits and losses are never touched).
-    ops->zero(m->dacts_mem, (size_t)((char *)d->logits - (char *)m->dacts_mem));
+    // With the fused matmul_backward_gelu, each layer's dfch is overwritten by its only writer
+    // and dfch_gelu is never used: the zeroing skips the two (44% of the bytes; map_acts lays
+    // fch, fch_gelu, fcproj out in that order).
+    char *from = (char *)m->dacts_mem;
+    if (ops->matmul_backward_gelu)
+        for (int l = 0; l < c->n_layer; l++) {
+            ops->zero(from, (size_t)((char *)d->h[l].fch - from));
+            from = (char *)d->h[l].fcproj;
+        }
+    ops->zero(from, (size_t)((char *)d->logits - from));
 
     // d(mean loss)/d(loss of one position); dlogits overwrite the logits in place.
     float dloss = m->valid_targets ? loss_scale / (float)m->valid_targets : 0.0f;

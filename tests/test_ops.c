@@ -558,7 +558,8 @@ Test(ops_cpu, adamw_constant_gradient_closed_form) {
     float *m = fbuf(n, 0, 0, &seed), *v = fbuf(n, 0, 0, &seed);
     g[0] = 0.0f;  // no gradient: only the decay acts
     double *p0 = to_double(p, n), *ref = pb_malloc(n * sizeof(double));
-    for (int t = 1; t <= steps; t++) o->adamw_update(p, g, m, v, n, lr, b1, b2, eps, wd, t);
+    size_t end = n;
+    for (int t = 1; t <= steps; t++) o->adamw_update(p, g, m, v, &end, &wd, 1, lr, b1, b2, eps, t);
     double a = 1.0 - (double)lr * wd;
     for (int i = 0; i < n; i++) {
         double c = (double)lr * g[i] / (fabs((double)g[i]) + eps);
@@ -570,11 +571,14 @@ Test(ops_cpu, adamw_constant_gradient_closed_form) {
     o->free(p), o->free(g), o->free(m), o->free(v);
 }
 
-// Changing gradients: the recurrences of ops.h replayed in double, step by step.
+// Changing gradients: the recurrences of ops.h replayed in double, step by step, over four
+// segments with their own weight decay (two without), as a model's tensors are updated.
 Test(ops_cpu, adamw_recurrence) {
     const pb_ops *o = ops();
     enum { n = 100, steps = 5 };
-    const float lr = 3e-3f, b1 = 0.8f, b2 = 0.95f, eps = 1e-6f, wd = 0.05f;
+    const float lr = 3e-3f, b1 = 0.8f, b2 = 0.95f, eps = 1e-6f;
+    const size_t ends[4] = {7, 40, 41, n};
+    const float wds[4] = {0.05f, 0.0f, 0.2f, 0.0f};
     uint64_t seed = 31;
     float *p = fbuf(n, -1, 1, &seed), *g = fbuf(n, 0, 0, &seed);
     float *m = fbuf(n, 0, 0, &seed), *v = fbuf(n, 0, 0, &seed);
@@ -582,8 +586,9 @@ Test(ops_cpu, adamw_recurrence) {
            *rv = pb_calloc(n, sizeof(double));
     for (int t = 1; t <= steps; t++) {
         for (int i = 0; i < n; i++) g[i] = (float)rand_uniform(&seed, -2, 2);
-        o->adamw_update(p, g, m, v, n, lr, b1, b2, eps, wd, t);
+        o->adamw_update(p, g, m, v, ends, wds, 4, lr, b1, b2, eps, t);
         for (int i = 0; i < n; i++) {
+            double wd = wds[i < 7 ? 0 : i < 40 ? 1 : i < 41 ? 2 : 3];
             rm[i] = b1 * rm[i] + (1.0 - b1) * g[i];
             rv[i] = b2 * rv[i] + (1.0 - b2) * (double)g[i] * g[i];
             double mhat = rm[i] / (1.0 - pow(b1, t)), vhat = rv[i] / (1.0 - pow(b2, t));

@@ -2,6 +2,9 @@
 #include "train/optim.h"
 
 #include <math.h>
+#include <stdlib.h>
+
+#include "kernels/common.h"
 
 void adamw_init(pb_adamw *o, const gpt2 *model, float beta1, float beta2, float eps,
                 float weight_decay) {
@@ -13,24 +16,33 @@ void adamw_init(pb_adamw *o, const gpt2 *model, float beta1, float beta2, float 
     size_t bytes = model->num_floats * sizeof(float);
     o->m = model->ops->alloc(bytes);  // zeroed
     o->v = model->ops->alloc(bytes);
+    o->nseg = model->num_params;
+    o->seg_end = pb_malloc(sizeof(size_t) * (size_t)o->nseg);
+    o->seg_wd = pb_malloc(sizeof(float) * (size_t)o->nseg);
+    for (int i = 0; i < o->nseg; i++) {
+        const pb_param *p = &model->params[i];
+        PB_ASSERT(p->offset == (i ? o->seg_end[i - 1] : 0));  // the table is contiguous
+        o->seg_end[i] = p->offset + p->numel;
+        o->seg_wd[i] = p->decay ? weight_decay : 0.0f;
+    }
+    PB_ASSERT(!o->nseg || o->seg_end[o->nseg - 1] == model->num_floats);
 }
 
 void adamw_free(pb_adamw *o, const gpt2 *model) {
     model->ops->free(o->m);
     model->ops->free(o->v);
+    free(o->seg_end);
+    free(o->seg_wd);
     o->m = o->v = NULL;
+    o->seg_end = NULL;
+    o->seg_wd = NULL;
 }
 
 void adamw_step(pb_adamw *o, gpt2 *model, float lr) {
     o->t++;
     o->lr = lr;
-    for (int i = 0; i < model->num_params; i++) {
-        const pb_param *p = &model->params[i];
-        size_t k = p->offset;
-        model->ops->adamw_update(model->params_mem + k, model->grads_mem + k, o->m + k, o->v + k,
-                                 p->numel, lr, o->beta1, o->beta2, o->eps,
-                                 p->decay ? o->weight_decay : 0.0f, o->t);
-    }
+    model->ops->adamw_update(model->params_mem, model->grads_mem, o->m, o->v, o->seg_end,
+                             o->seg_wd, o->nseg, lr, o->beta1, o->beta2, o->eps, o->t);
     model->updates = (uint64_t)o->t;  // seeds the next rounding of low-precision weights
 }
 

@@ -9,12 +9,17 @@ typedef struct pb_adamw {
     float lr, beta1, beta2, eps, weight_decay;
     float *m, *v;  // first and second moments, same layout as the parameters (backend memory)
     int t;         // steps taken
+    // the parameter tensors as the op's segments: where each ends, its weight decay
+    int nseg;
+    size_t *seg_end;
+    float *seg_wd;
 } pb_adamw;
 
 void adamw_init(pb_adamw *o, const gpt2 *model, float beta1, float beta2, float eps,
                 float weight_decay);
 void adamw_free(pb_adamw *o, const gpt2 *model);
-// One step at learning rate lr: decay only on the parameters the table marks (2-D weights).
+// One step at learning rate lr, all parameters in one op call: decay only on the parameters
+// the table marks (2-D weights).
 void adamw_step(pb_adamw *o, gpt2 *model, float lr);
 
 // The gradients' global L2 norm; when clip > 0 and the norm exceeds it, scales them by

@@ -323,22 +323,28 @@ static void crossentropy_backward(float *dlogits, const float *logits, const int
 // ----------------------------------------------------------------------------
 // optimizer and gradient utilities
 
-// AdamW, step t >= 1 (the formula is in ops.h)
-static void adamw_update(float *param, const float *grad, float *m, float *v, size_t n, float lr,
-                         float beta1, float beta2, float eps, float weight_decay, int t) {
-    PB_ASSERT(t >= 1);
+// AdamW, step t >= 1, segment by segment (the formula is in ops.h)
+static void adamw_update(float *param, const float *grad, float *m, float *v, const size_t *ends,
+                         const float *wd, int nseg, float lr, float beta1, float beta2, float eps,
+                         int t) {
+    PB_ASSERT(t >= 1 && nseg >= 0);
     // bias corrections in double: beta2^t for t in the thousands needs the digits
     float bc1 = (float)(1.0 - pow(beta1, t));
     float bc2 = (float)(1.0 - pow(beta2, t));
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        float g = grad[i];
-        float mi = beta1 * m[i] + (1.0f - beta1) * g;
-        float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
-        m[i] = mi;
-        v[i] = vi;
-        float mhat = mi / bc1, vhat = vi / bc2;
-        param[i] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * param[i]);
+    for (int k = 0; k < nseg; k++) {
+        size_t i0 = k ? ends[k - 1] : 0, n = ends[k];
+        float weight_decay = wd[k];
+        PB_ASSERT(n >= i0);
+#pragma omp parallel for schedule(static) if (n - i0 >= PAR_MIN)
+        for (size_t i = i0; i < n; i++) {
+            float g = grad[i];
+            float mi = beta1 * m[i] + (1.0f - beta1) * g;
+            float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+            m[i] = mi;
+            v[i] = vi;
+            float mhat = mi / bc1, vhat = vi / bc2;
+            param[i] -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * param[i]);
+        }
     }
 }
 

@@ -767,37 +767,67 @@ static void cuda_crossentropy_backward(float *dlogits, const float *logits,
 // ----------------------------------------------------------------------------
 // AdamW, sum of squares, scale
 
-__global__ void adamw_kernel(float *param, const float *grad, float *m, float *v, size_t n,
-                             float lr, float beta1, float beta2, float eps, float wd, float bc1,
-                             float bc2, bool vec) {
-    size_t i = ew_index();
+// AdamW over up to ADAMW_SEGS parameter tensors in one launch (the 148 of GPT-2 small in
+// one): the segment table travels in the kernel's parameters; each thread finds the segment
+// of its first element by bisection and steps on across a boundary inside its four.
+#define ADAMW_SEGS 256
+struct adamw_segs {
+    size_t end[ADAMW_SEGS];  // element ends, relative to the launch's first element
+    float wd[ADAMW_SEGS];
+    int n;
+};
+
+__global__ void adamw_kernel(float *param, const float *grad, float *m, float *v, adamw_segs s,
+                             float lr, float beta1, float beta2, float eps, float bc1, float bc2,
+                             bool vec) {
+    size_t i = ew_index(), n = s.end[s.n - 1];
     if (i >= n) return;
+    int k = 0, hi = s.n - 1;
+    while (k < hi) {
+        int mid = (k + hi) / 2;
+        if (i < s.end[mid]) hi = mid;
+        else k = mid + 1;
+    }
     float p[4], g[4], mm[4], vv[4];
     ld4(p, param, i, n, vec);
     ld4(g, grad, i, n, vec);
     ld4(mm, m, i, n, vec);
     ld4(vv, v, i, n, vec);
-    for (int k = 0; k < 4; k++) {
-        mm[k] = beta1 * mm[k] + (1.0f - beta1) * g[k];
-        vv[k] = beta2 * vv[k] + (1.0f - beta2) * g[k] * g[k];
-        float mhat = mm[k] / bc1, vhat = vv[k] / bc2;
-        p[k] -= lr * (mhat / (sqrtf(vhat) + eps) + wd * p[k]);
+    for (int e = 0; e < 4; e++) {
+        while (k < s.n - 1 && i + e >= s.end[k]) k++;
+        mm[e] = beta1 * mm[e] + (1.0f - beta1) * g[e];
+        vv[e] = beta2 * vv[e] + (1.0f - beta2) * g[e] * g[e];
+        float mhat = mm[e] / bc1, vhat = vv[e] / bc2;
+        p[e] -= lr * (mhat / (sqrtf(vhat) + eps) + s.wd[k] * p[e]);
     }
     st4(param, p, i, n, vec);
     st4(m, mm, i, n, vec);
     st4(v, vv, i, n, vec);
 }
 
-static void cuda_adamw_update(float *param, const float *grad, float *m, float *v, size_t n,
-                              float lr, float beta1, float beta2, float eps, float weight_decay,
-                              int t) {
-    if (!n) return;
+static void cuda_adamw_update(float *param, const float *grad, float *m, float *v,
+                              const size_t *ends, const float *wd, int nseg, float lr,
+                              float beta1, float beta2, float eps, int t) {
+    PB_ASSERT(t >= 1 && nseg >= 0);
     // bias corrections in double, as the CPU backend does: beta2^t for t in the thousands
     float bc1 = (float)(1.0 - pow(beta1, t)), bc2 = (float)(1.0 - pow(beta2, t));
-    bool vec = aligned16(param) && aligned16(grad) && aligned16(m) && aligned16(v);
-    adamw_kernel<<<ew_blocks(n), EW_THREADS>>>(param, grad, m, v, n, lr, beta1, beta2, eps,
-                                               weight_decay, bc1, bc2, vec);
-    cudaCheckLaunch();
+    for (int k0 = 0; k0 < nseg; k0 += ADAMW_SEGS) {
+        adamw_segs s;
+        size_t base = k0 ? ends[k0 - 1] : 0;
+        s.n = nseg - k0 < ADAMW_SEGS ? nseg - k0 : ADAMW_SEGS;
+        for (int k = 0; k < s.n; k++) {
+            PB_ASSERT(ends[k0 + k] >= (k0 + k ? ends[k0 + k - 1] : 0));
+            s.end[k] = ends[k0 + k] - base, s.wd[k] = wd[k0 + k];
+        }
+        size_t n = s.end[s.n - 1];
+        if (!n) continue;
+        float *p = param + base, *mb = m + base, *vb = v + base;
+        const float *g = grad + base;
+        bool vec = aligned16(p) && aligned16(g) && aligned16(mb) && aligned16(vb);
+        adamw_kernel<<<ew_blocks(n), EW_THREADS>>>(p, g, mb, vb, s, lr, beta1, beta2, eps, bc1,
+                                                   bc2, vec);
+        cudaCheckLaunch();
+    }
 }
 
 // A fixed grid, so every element lands in the same thread and the same partial slot on

@@ -96,9 +96,9 @@ PROF_VOID(P_CE_B, crossentropy_backward,
           (float *d, const float *x, const int32_t *t, float s, int N, int V, int Vp),
           (d, x, t, s, N, V, Vp))
 PROF_VOID(P_ADAMW, adamw_update,
-          (float *p, const float *g, float *m, float *v, size_t n, float lr, float b1, float b2,
-           float eps, float wd, int t),
-          (p, g, m, v, n, lr, b1, b2, eps, wd, t))
+          (float *p, const float *g, float *m, float *v, const size_t *e, const float *wd,
+           int ns, float lr, float b1, float b2, float eps, int t),
+          (p, g, m, v, e, wd, ns, lr, b1, b2, eps, t))
 PROF_VOID(P_SCALE, scale, (float *x, float s, size_t n), (x, s, n))
 PROF_VOID(P_MMG_F, matmul_gelu_forward,
           (float *o, float *p, const float *x, const float *w, const float *b, int N, int IC,

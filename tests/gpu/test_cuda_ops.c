@@ -339,24 +339,40 @@ Test(cuda, elementwise) {
     }
 }
 
-Test(cuda, adamw) {
-    pb_rng_seed(&rng, 6);
-    size_t n = 10001;
+// AdamW over segments with their own decay, boundaries inside a thread's four elements and
+// empty segments; then 600 segments, more than one launch carries (ADAMW_SEGS = 256).
+static void check_adamw(const size_t *ends, const float *wd, int nseg) {
+    size_t n = ends[nseg - 1];
     float *p = rand_host(n, 1.0f), *m = pb_calloc(n, 4), *v = pb_calloc(n, 4);
     float *dp = to_gpu(p, n * 4), *dm = G->alloc(n * 4), *dv = G->alloc(n * 4);
     for (int t = 1; t <= 5; t++) {
         float *g = rand_host(n, 0.1f);
         float *dg = to_gpu(g, n * 4);
-        H->adamw_update(p, g, m, v, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
-        G->adamw_update(dp, dg, dm, dv, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, t);
+        H->adamw_update(p, g, m, v, ends, wd, nseg, 1e-3f, 0.9f, 0.95f, 1e-8f, t);
+        G->adamw_update(dp, dg, dm, dv, ends, wd, nseg, 1e-3f, 0.9f, 0.95f, 1e-8f, t);
         G->free(dg);
         free(g);
     }
-    expect_gpu_close("adamw param (5 steps)", dp, p, n, 1e-6);
+    char what[64];
+    snprintf(what, sizeof what, "adamw param (5 steps, %d segments)", nseg);
+    expect_gpu_close(what, dp, p, n, 1e-6);
     expect_gpu_close("adamw m", dm, m, n, 1e-6);
     expect_gpu_close("adamw v", dv, v, n, 1e-6);
     G->free(dp), G->free(dm), G->free(dv);
     free(p), free(m), free(v);
+}
+
+Test(cuda, adamw) {
+    pb_rng_seed(&rng, 6);
+    size_t ends[5] = {3, 1000, 1000, 5002, 10001};
+    float wd[5] = {0.1f, 0.0f, 0.3f, 0.0f, 0.2f};
+    check_adamw(ends, wd, 5);
+    enum { many = 600 };
+    size_t ends2[many];
+    float wd2[many];
+    for (int k = 0; k < many; k++)
+        ends2[k] = (k ? ends2[k - 1] : 0) + 1 + (size_t)(k * 37 % 101), wd2[k] = k % 3 ? 0.1f : 0.0f;
+    check_adamw(ends2, wd2, many);
 }
 
 Test(cuda, sumsq) {
