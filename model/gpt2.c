@@ -308,6 +308,7 @@ void gpt2_backward(gpt2 *m, float loss_scale) {
     char *from = (char *)m->dacts_mem;
     if (ops->matmul_backward_gelu)
         for (int l = 0; l < c->n_layer; l++) {
+            PB_ASSERT((char *)d->h[l].fch >= from && d->h[l].fcproj > d->h[l].fch_gelu);
             ops->zero(from, (size_t)((char *)d->h[l].fch - from));
             from = (char *)d->h[l].fcproj;
         }

@@ -19,13 +19,6 @@ void adamw_init(pb_adamw *o, const gpt2 *model, float beta1, float beta2, float 
     o->nseg = model->num_params;
     o->seg_end = pb_malloc(sizeof(size_t) * (size_t)o->nseg);
     o->seg_wd = pb_malloc(sizeof(float) * (size_t)o->nseg);
-    for (int i = 0; i < o->nseg; i++) {
-        const pb_param *p = &model->params[i];
-        PB_ASSERT(p->offset == (i ? o->seg_end[i - 1] : 0));  // the table is contiguous
-        o->seg_end[i] = p->offset + p->numel;
-        o->seg_wd[i] = p->decay ? weight_decay : 0.0f;
-    }
-    PB_ASSERT(!o->nseg || o->seg_end[o->nseg - 1] == model->num_floats);
 }
 
 void adamw_free(pb_adamw *o, const gpt2 *model) {
@@ -41,6 +34,13 @@ void adamw_free(pb_adamw *o, const gpt2 *model) {
 void adamw_step(pb_adamw *o, gpt2 *model, float lr) {
     o->t++;
     o->lr = lr;
+    PB_ASSERT(o->nseg == model->num_params);
+    for (int i = 0; i < o->nseg; i++) {
+        const pb_param *p = &model->params[i];
+        PB_ASSERT(p->offset == (i ? o->seg_end[i - 1] : 0));  // the table is contiguous
+        o->seg_end[i] = p->offset + p->numel;
+        o->seg_wd[i] = p->decay ? o->weight_decay : 0.0f;
+    }
     model->ops->adamw_update(model->params_mem, model->grads_mem, o->m, o->v, o->seg_end,
                              o->seg_wd, o->nseg, lr, o->beta1, o->beta2, o->eps, o->t);
     model->updates = (uint64_t)o->t;  // seeds the next rounding of low-precision weights

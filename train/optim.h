@@ -9,7 +9,8 @@ typedef struct pb_adamw {
     float lr, beta1, beta2, eps, weight_decay;
     float *m, *v;  // first and second moments, same layout as the parameters (backend memory)
     int t;         // steps taken
-    // the parameter tensors as the op's segments: where each ends, its weight decay
+    // scratch for the op's segment table (where each parameter tensor ends, its weight
+    // decay), filled from the model's parameter table and weight_decay at every step
     int nseg;
     size_t *seg_end;
     float *seg_wd;
