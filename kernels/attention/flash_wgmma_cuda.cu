@@ -39,7 +39,7 @@ extern "C" {
 #define WG_DQ64 6413
 #endif
 #ifndef WG_DQ128
-#define WG_DQ128 6421
+#define WG_DQ128 12821
 #endif
 #ifndef WG_KV64
 #define WG_KV64 6413
@@ -47,6 +47,26 @@ extern "C" {
 #ifndef WG_KV128
 #define WG_KV128 6421
 #endif
+// dK/dV for T above WG_LONG: the long-sequence shape (more queries per step pays once each
+// block runs over enough query tiles to amortise its start; measured in docs/PERF.md v8).
+#ifndef WG_LONG
+#define WG_LONG 2048
+#endif
+#ifndef WG_KVL64
+#define WG_KVL64 12821
+#endif
+#ifndef WG_KVL128
+#define WG_KVL128 6421
+#endif
+
+// 2^x on the special-function unit, one instruction: exp2f() compiles to ex2.approx.f32, whose
+// denormal handling costs three more (a compare and two predicated multiplies) on every
+// element. Flushing results below 2^-126 to 0 changes no probability that bf16 can hold.
+__device__ __forceinline__ float ex2(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
 
 __device__ __forceinline__ uint32_t pack2(float lo, float hi) {
     __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // lo in the low half: element k
@@ -84,6 +104,35 @@ __device__ __forceinline__ void load_a_rows(uint32_t (&a)[DH / 16][4], const bf1
 __device__ __forceinline__ void add2(bf16 *p, float a, float b) {
     float2 v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(p));
     *reinterpret_cast<__nv_bfloat162 *>(p) = __floats2bfloat162_rn(v.x + a, v.y + b);
+}
+
+// The backward's probabilities in place of the scores, P = exp2(S scale log2e - lse log2e),
+// with MASK: 0 for keys past T, queries past T and (causal) keys after their query. Tiles
+// that need no mask (most of them) take the MASK = false copy, which has no compares.
+// probs: rows are queries (this lane's two rows; lse log2e of each in lr), columns keys k0 ..
+template <bool MASK, int N>
+__device__ __forceinline__ void probs(float (&s)[N], const float (&lr)[2], int k0,
+                                      const int (&row)[2], int t, int T, int causal,
+                                      float scale_log2) {
+#pragma unroll
+    for (int i = 0; i < N; i++) {
+        int kc = k0 + (i / 4) * 8 + 2 * t + (i & 1), r = (i >> 1) & 1;
+        float v = ex2(fmaf(s[i], scale_log2, -lr[r]));
+        s[i] = MASK && (row[r] >= T || kc >= T || (causal && kc > row[r])) ? 0.0f : v;
+    }
+}
+// probs_t: transposed, rows are keys (this lane's two keys), columns queries q0 .. whose lse
+// (natural log) are lc[0 ..]
+template <bool MASK, int N>
+__device__ __forceinline__ void probs_t(float (&p)[N], const float *lc, int q0,
+                                        const int (&key)[2], int t, int T, int causal,
+                                        float scale_log2) {
+#pragma unroll
+    for (int i = 0; i < N; i++) {
+        int qc = (i / 4) * 8 + 2 * t + (i & 1), qi = q0 + qc, kr = key[(i >> 1) & 1];
+        float v = ex2(fmaf(p[i], scale_log2, -lc[qc] * LOG2E));
+        p[i] = MASK && (qi >= T || kr >= T || (causal && kr > qi)) ? 0.0f : v;
+    }
 }
 
 // The top of every streamed step, after the next stage's copies were issued: commit them,
@@ -165,13 +214,13 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
                 mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
                 float mn = fmaxf(m[r], mx[r] * scale_log2);  // scale > 0
                 base[r] = mn == -INFINITY ? 0.0f : mn;
-                corr[r] = exp2f(m[r] - base[r]);
+                corr[r] = ex2(m[r] - base[r]);
                 m[r] = mn;
                 l[r] *= corr[r];  // this lane's partial sum; the quad is summed at the end
             }
 #pragma unroll
             for (int i = 0; i < BN / 2; i++) {
-                s[i] = exp2f(fmaf(s[i], scale_log2, -base[(i >> 1) & 1]));
+                s[i] = ex2(fmaf(s[i], scale_log2, -base[(i >> 1) & 1]));
                 l[(i >> 1) & 1] += s[i];
             }
 #pragma unroll
@@ -274,13 +323,10 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
             wg_wait<1>();  // S^T is ready; dP^T's products run on under P^T's exponentials
             reg_fence(p);
             // P^T = exp2(S^T scale log2e - lse log2e), then dV += P^T dO
-            bool need = q0 + BQ > T || kw + 64 > T || (causal && kw + 63 > q0);
-#pragma unroll
-            for (int i = 0; i < BQ / 2; i++) {
-                int qc = (i / 4) * 8 + 2 * t + (i & 1), qi = q0 + qc, kr = key[(i >> 1) & 1];
-                bool masked = need && (qi >= T || kr >= T || (causal && kr > qi));
-                p[i] = masked ? 0.0f : exp2f(fmaf(p[i], scale_log2, -lc[qc] * LOG2E));
-            }
+            if (q0 + BQ > T || kw + 64 > T || (causal && kw + 63 > q0))
+                probs_t<true>(p, lc, q0, key, t, T, causal, scale_log2);
+            else
+                probs_t<false>(p, lc, q0, key, t, T, causal, scale_log2);
             uint32_t pa[BQ / 16][4], sa[BQ / 16][4];
 #pragma unroll
             for (int ks = 0; ks < BQ / 16; ks++) acc_to_a(pa[ks], p, ks);
@@ -384,13 +430,10 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
             wg_commit();
             wg_wait<1>();  // S is ready; dP's products run on under P's exponentials
             reg_fence(s);
-            bool need = k0 + BN > T || rw + 64 > T || (causal && k0 + BN - 1 > rw);
-#pragma unroll
-            for (int i = 0; i < BN / 2; i++) {
-                int kc = k0 + (i / 4) * 8 + 2 * t + (i & 1), r = (i >> 1) & 1;
-                bool masked = need && (row[r] >= T || kc >= T || (causal && kc > row[r]));
-                s[i] = masked ? 0.0f : exp2f(fmaf(s[i], scale_log2, -lr[r]));  // P
-            }
+            if (k0 + BN > T || rw + 64 > T || (causal && k0 + BN - 1 > rw))
+                probs<true>(s, lr, k0, row, t, T, causal, scale_log2);
+            else
+                probs<false>(s, lr, k0, row, t, T, causal, scale_log2);
             wg_wait<0>();
             reg_fence(dp);
 #pragma unroll
@@ -432,11 +475,13 @@ template <> struct WgCfg<64> {
     typedef WgShape<WG_FWD64> FWD;
     typedef WgShape<WG_DQ64> DQ;
     typedef WgShape<WG_KV64> KV;
+    typedef WgShape<WG_KVL64> KVL;
 };
 template <> struct WgCfg<128> {
     typedef WgShape<WG_FWD128> FWD;
     typedef WgShape<WG_DQ128> DQ;
     typedef WgShape<WG_KV128> KV;
+    typedef WgShape<WG_KVL128> KVL;
 };
 
 static void allow_smem(const void *kernel, size_t bytes) {
@@ -456,26 +501,33 @@ static void wg_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int
     cudaCheckLaunch();
 }
 
+// dK/dV in the shape S (a WgShape), then dQ
+template <int DH, class S>
+static void wg_dkdv(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
+                    const float *Di, int B, int T, int C, int NH, int causal) {
+    constexpr int BQ = S::tile, NWG = S::nwg, MINB = S::minb, BK = 64 * NWG;
+    float scale = 1.0f / sqrtf((float)DH);
+    static int done;
+    size_t smem = 1024 + (2 * (size_t)BK + 4 * BQ) * DH * 2 + 4 * BQ * sizeof(float);
+    if (!done) allow_smem((const void *)wg_dkdv_kernel<DH, BQ, NWG, MINB>, smem), done = 1;
+    wg_dkdv_kernel<DH, BQ, NWG, MINB><<<dim3(cdiv(T, BK), B * NH), 128 * NWG, smem>>>(
+        dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale, scale * LOG2E);
+    cudaCheckLaunch();
+}
+
 template <int DH>
 static void wg_backward(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
                         const float *Di, int B, int T, int C, int NH, int causal) {
-    typedef typename WgCfg<DH>::KV KV;
     typedef typename WgCfg<DH>::DQ DQ;
-    constexpr int BQ = KV::tile, KWG = KV::nwg, KMB = KV::minb;
-    constexpr int BN = DQ::tile, QWG = DQ::nwg, QMB = DQ::minb;
-    constexpr int BK = 64 * KWG, BM = 64 * QWG;
+    constexpr int BN = DQ::tile, QWG = DQ::nwg, QMB = DQ::minb, BM = 64 * QWG;
     float scale = 1.0f / sqrtf((float)DH), scale_log2 = scale * LOG2E;
+    if (T > WG_LONG)
+        wg_dkdv<DH, typename WgCfg<DH>::KVL>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal);
+    else
+        wg_dkdv<DH, typename WgCfg<DH>::KV>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal);
     static int done;
-    size_t smem_kv = 1024 + (2 * (size_t)BK + 4 * BQ) * DH * 2 + 4 * BQ * sizeof(float);
     size_t smem_q = 1024 + (2 * (size_t)BM + 4 * BN) * DH * 2;
-    if (!done) {
-        allow_smem((const void *)wg_dkdv_kernel<DH, BQ, KWG, KMB>, smem_kv);
-        allow_smem((const void *)wg_dq_kernel<DH, BN, QWG, QMB>, smem_q);
-        done = 1;
-    }
-    wg_dkdv_kernel<DH, BQ, KWG, KMB><<<dim3(cdiv(T, BK), B * NH), 128 * KWG, smem_kv>>>(
-        dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale, scale_log2);
-    cudaCheckLaunch();
+    if (!done) allow_smem((const void *)wg_dq_kernel<DH, BN, QWG, QMB>, smem_q), done = 1;
     wg_dq_kernel<DH, BN, QWG, QMB><<<dim3(cdiv(T, BM), B * NH), 128 * QWG, smem_q>>>(
         dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale, scale_log2);
     cudaCheckLaunch();

@@ -337,6 +337,7 @@ static void bench_attention(const pb_ops *ops, const char *name, attn_fwd_fn fwd
 
 int main(int argc, char **argv) {
     int steps = 10, iters = 5, do_gpt2 = 1, do_attn = 1, batch = 16, profile = 0, all = 0;
+    int wgmma_only = 0;  // --wgmma-only: only the bf16-wgmma rows (the default bf16 kernels)
     int io_only = 0;  // --io-only: only the bf16-io attention rows (the mixed-precision table's)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--steps") == 0 && i + 1 < argc) steps = atoi(argv[++i]);
@@ -347,8 +348,9 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--all-modes") == 0) all = 1;
         else if (strcmp(argv[i], "--no-attention") == 0) do_attn = 0;
         else if (strcmp(argv[i], "--io-only") == 0) io_only = 1;
+        else if (strcmp(argv[i], "--wgmma-only") == 0) io_only = wgmma_only = 1;
         else pb_die(PB_EXIT_USAGE, "bench_cuda: unknown option '%s' (--steps N --iters N "
-                    "--batch B --no-gpt2 --no-attention --io-only --profile --all-modes)", argv[i]);
+                    "--batch B --no-gpt2 --no-attention --io-only --wgmma-only --profile --all-modes)", argv[i]);
     }
     if (steps < 1 || iters < 1 || batch < 1) pb_die(PB_EXIT_USAGE, "bench_cuda: counts must be >= 1");
     if (!pb_cuda_available())
@@ -421,7 +423,7 @@ int main(int argc, char **argv) {
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 3; b++)
                 for (int c = 1; c >= 0; c--)
-                    for (int w = 0; w < 2; w++)
+                    for (int w = wgmma_only; w < 2; w++)
                         bench_attention(ops, w ? "bf16-wgmma" : "bf16-io",
                                         w ? attn_flash_wgmma_cuda_forward_bf16
                                           : attn_flash_mma_cuda_forward_bf16,

@@ -324,7 +324,8 @@ static void check_attention(int B, int T, int NH, int D, int causal) {
     free(qkv), free(out), free(lse), free(dout), free(dqkv), free(dqkv0);
 }
 
-// T from 1 to past several tiles of every kernel, including lengths no tile divides.
+// T from 1 to past several tiles of every kernel, including lengths no tile divides, and past
+// the length where the wgmma backward changes its tile shape.
 static void attention_shapes(void) {
     pb_rng_seed(&rng, 6);
     int Ts[] = {1, 65, 257, 1024};
@@ -336,6 +337,10 @@ static void attention_shapes(void) {
     check_attention(1, 300, 1, 128, 1);
     check_attention(1, 130, 2, 64, 1);
     check_attention(1, 700, 2, 128, 1);
+    // past WG_LONG (2048): the wgmma dK/dV kernel's long-sequence shape, with a tail
+    check_attention(1, 2111, 2, 64, 1);
+    check_attention(1, 2111, 1, 64, 0);
+    check_attention(1, 2111, 1, 128, 1);
 }
 
 // The table's default kernels (Hopper wgmma, flash_wgmma_cuda.cu)
