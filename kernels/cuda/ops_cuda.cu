@@ -462,13 +462,131 @@ __global__ void layernorm_backward_kernel(A *dinp, float *partial, const A *dout
     }
 }
 
+// 8 consecutive elements (16-byte aligned) held as loaded: one uint4 in bf16, two in fp32; to
+// floats (to_f8) and back (st8).
+template <typename A> struct Raw8 {
+    uint4 u[sizeof(A) / 2];
+};
+template <typename A> __device__ __forceinline__ Raw8<A> ld8(const A *p) {
+    Raw8<A> r;
+#pragma unroll
+    for (int i = 0; i < (int)(sizeof(A) / 2); i++) r.u[i] = reinterpret_cast<const uint4 *>(p)[i];
+    return r;
+}
+__device__ __forceinline__ void to_f8(float v[8], const Raw8<float> &r) {
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        v[4 * i] = __uint_as_float(r.u[i].x), v[4 * i + 1] = __uint_as_float(r.u[i].y);
+        v[4 * i + 2] = __uint_as_float(r.u[i].z), v[4 * i + 3] = __uint_as_float(r.u[i].w);
+    }
+}
+__device__ __forceinline__ void to_f8(float v[8], const Raw8<bf16> &r) {
+    const uint32_t u[4] = {r.u[0].x, r.u[0].y, r.u[0].z, r.u[0].w};
+#pragma unroll
+    for (int k = 0; k < 4; k++) {  // a bf16 is the top half of its float
+        v[2 * k] = __uint_as_float(u[k] << 16), v[2 * k + 1] = __uint_as_float(u[k] & 0xffff0000u);
+    }
+}
+__device__ __forceinline__ void st8(float *p, const float v[8]) {
+    reinterpret_cast<float4 *>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+    reinterpret_cast<float4 *>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
+}
+__device__ __forceinline__ void st8(bf16 *p, const float v[8]) {
+    uint4 t;
+    uint32_t *u = reinterpret_cast<uint32_t *>(&t);
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        __nv_bfloat162 h = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
+        u[k] = *reinterpret_cast<uint32_t *>(&h);
+    }
+    *reinterpret_cast<uint4 *>(p) = t;
+}
+
+// The same contract and block partition for rows whose C is a multiple of 8 and at most
+// 256 NCH, everything 16-byte aligned: lane l owns the 8-column chunks l, l + 32, ... (NCH
+// of them), so a warp reads each row of x and dout once, keeping it in registers as loaded
+// for the second pass, and the lane keeps its columns' dweight and dbias sums in registers
+// across its rows (rows in the same order as above: the same additions per column), writing
+// them to shared memory once.
+template <typename A, int NCH>
+__global__ void layernorm_backward_reg_kernel(A *dinp, float *partial, const A *dout,
+                                              const A *inp, const A *weight, const float *mean,
+                                              const float *rstd, int N, int C, int rows) {
+    extern __shared__ float sh[];  // [LN_WARPS][2C]
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    Raw8<A> wr[NCH], xr[NCH], gr[NCH];
+    float dw[NCH][8], db[NCH][8];
+#pragma unroll
+    for (int j = 0; j < NCH; j++) {
+        int c = (j * 32 + lane) * 8;
+        if (c < C) wr[j] = ld8(weight + c);
+#pragma unroll
+        for (int k = 0; k < 8; k++) dw[j][k] = db[j][k] = 0.0f;
+    }
+    int r0 = blockIdx.x * rows, r1 = min(N, r0 + rows);
+    for (int row = r0 + warp; row < r1; row += LN_WARPS) {
+        const A *x = inp + (size_t)row * C, *dy = dout + (size_t)row * C;
+        float m = mean[row], r = rstd[row], s1 = 0.0f, s2 = 0.0f;
+#pragma unroll
+        for (int j = 0; j < NCH; j++) {
+            int c = (j * 32 + lane) * 8;
+            if (c < C) xr[j] = ld8(x + c), gr[j] = ld8(dy + c);
+        }
+#pragma unroll
+        for (int j = 0; j < NCH; j++) {
+            if ((j * 32 + lane) * 8 >= C) continue;
+            float xv[8], gv[8], wv[8];
+            to_f8(xv, xr[j]), to_f8(gv, gr[j]), to_f8(wv, wr[j]);
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                float nrm = (xv[k] - m) * r, dn = wv[k] * gv[k];
+                s1 += dn;
+                s2 += dn * nrm;
+                dw[j][k] += gv[k] * nrm;
+                db[j][k] += gv[k];
+            }
+        }
+        s1 = warp_sum(s1) / C;
+        s2 = warp_sum(s2) / C;
+        A *dx = dinp + (size_t)row * C;
+#pragma unroll
+        for (int j = 0; j < NCH; j++) {
+            int c = (j * 32 + lane) * 8;
+            if (c >= C) continue;
+            float xv[8], gv[8], wv[8], o[8];
+            to_f8(xv, xr[j]), to_f8(gv, gr[j]), to_f8(wv, wr[j]), to_f8(o, ld8(dx + c));
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                float nrm = (xv[k] - m) * r, dn = wv[k] * gv[k];
+                o[k] += (dn - s1 - nrm * s2) * r;
+            }
+            st8(dx + c, o);
+        }
+    }
+    float *wdw = sh + (size_t)warp * 2 * C, *wdb = wdw + C;
+#pragma unroll
+    for (int j = 0; j < NCH; j++) {
+        int c = (j * 32 + lane) * 8;
+        if (c >= C) continue;
+#pragma unroll
+        for (int k = 0; k < 8; k++) wdw[c + k] = dw[j][k], wdb[c + k] = db[j][k];
+    }
+    __syncthreads();
+    float *dst = partial + (size_t)blockIdx.x * 2 * C;
+    for (int c = threadIdx.x; c < 2 * C; c += blockDim.x) {
+        float s = 0.0f;
+        for (int w = 0; w < LN_WARPS; w++) s += sh[(size_t)w * 2 * C + c];
+        dst[c] = s;
+    }
+}
+
 template <typename A>
 static void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                                     const float *inp, const float *weight, const float *mean,
                                     const float *rstd, int N, int C) {
     // Blocks and rows per block depend on N only: the summation order is fixed.
     int nblocks = (int)cdiv((size_t)N, 2 * LN_WARPS);
-    if (nblocks > 512) nblocks = 512;
+    if (nblocks > 1024) nblocks = 1024;
     int rows = (int)cdiv((size_t)N, (size_t)nblocks);
     nblocks = (int)cdiv((size_t)N, (size_t)rows);
     size_t smem = (size_t)LN_WARPS * 2 * C * sizeof(float);
@@ -482,9 +600,28 @@ static void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, c
                                            (size_t)nblocks * 2 * C * sizeof(float));
     bool vec = C % 4 == 0 && aligned16(dinp) && aligned16(dout) && aligned16(inp) &&
                aligned16(weight);
-    layernorm_backward_kernel<A><<<nblocks, 32 * LN_WARPS, smem>>>(
-        (A *)dinp, partial, (const A *)dout, (const A *)inp, (const A *)weight, mean, rstd, N, C,
-        rows, vec);
+    int nch = C % 8 == 0 && vec ? (int)cdiv((size_t)C, 256) : 0;  // chunks of 8 per lane
+#define LN_BWD_REG(K)                                                                          \
+    case K:                                                                                    \
+        if (smem > 48 * 1024)                                                                  \
+            cudaCheck(cudaFuncSetAttribute(layernorm_backward_reg_kernel<A, K>,                \
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize,        \
+                                           (int)smem));                                        \
+        layernorm_backward_reg_kernel<A, K><<<nblocks, 32 * LN_WARPS, smem>>>(                 \
+            (A *)dinp, partial, (const A *)dout, (const A *)inp, (const A *)weight, mean,      \
+            rstd, N, C, rows);                                                                 \
+        break;
+    switch (nch) {
+        LN_BWD_REG(1)
+        LN_BWD_REG(2)
+        LN_BWD_REG(3)
+        LN_BWD_REG(4)
+    default:  // C not a multiple of 8, unaligned, or wider than 1024
+        layernorm_backward_kernel<A><<<nblocks, 32 * LN_WARPS, smem>>>(
+            (A *)dinp, partial, (const A *)dout, (const A *)inp, (const A *)weight, mean, rstd,
+            N, C, rows, vec);
+    }
+#undef LN_BWD_REG
     cudaCheckLaunch();
     colsum_final(dweight, dbias, partial, nblocks, 2 * C, C);
 }

@@ -188,8 +188,10 @@ static void check_layernorm(int N, int C) {
 
 Test(bf16, layernorm) {
     pb_rng_seed(&rng, 2);
-    check_layernorm(4096, 768);
-    check_layernorm(33, 50);  // C % 4 != 0: the scalar path
+    check_layernorm(4096, 768);  // rows in registers, 3 chunks of 8 per lane
+    check_layernorm(300, 1000);  // 4 chunks per lane, the last one partly past C
+    check_layernorm(64, 2056);   // wider than 1024: the row streamed twice
+    check_layernorm(33, 50);     // C % 4 != 0: the scalar path
 }
 
 static void check_matmul(int N, int IC, int OC, int with_bias) {

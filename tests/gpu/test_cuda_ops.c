@@ -223,7 +223,8 @@ Test(cuda, layernorm) {
     check_layernorm(257, 768);
     check_layernorm(4096, 768);  // the row count of a real micro-batch slice: 512 blocks
     check_layernorm(33, 50);     // C % 4 != 0
-    check_layernorm(5, 2048);
+    check_layernorm(5, 2048);    // wider than 1024: the row streamed twice
+    check_layernorm(300, 1000);  // rows in registers, the last chunk partly past C
 }
 
 // ----------------------------------------------------------------------------
