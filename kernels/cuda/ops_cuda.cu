@@ -356,6 +356,46 @@ static void cuda_encoder_backward(float *dwte, float *dwpe, const float *dout_,
 // LayerNorm: one warp per row of C; statistics in two passes over the row (mean, then the
 // mean of squared deviations), as the CPU reference computes them.
 
+// 8 consecutive elements (16-byte aligned) held as loaded: one uint4 in bf16, two in fp32; to
+// floats (to_f8) and back (st8).
+template <typename A> struct Raw8 {
+    uint4 u[sizeof(A) / 2];
+};
+template <typename A> __device__ __forceinline__ Raw8<A> ld8(const A *p) {
+    Raw8<A> r;
+#pragma unroll
+    for (int i = 0; i < (int)(sizeof(A) / 2); i++) r.u[i] = reinterpret_cast<const uint4 *>(p)[i];
+    return r;
+}
+__device__ __forceinline__ void to_f8(float v[8], const Raw8<float> &r) {
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        v[4 * i] = __uint_as_float(r.u[i].x), v[4 * i + 1] = __uint_as_float(r.u[i].y);
+        v[4 * i + 2] = __uint_as_float(r.u[i].z), v[4 * i + 3] = __uint_as_float(r.u[i].w);
+    }
+}
+__device__ __forceinline__ void to_f8(float v[8], const Raw8<bf16> &r) {
+    const uint32_t u[4] = {r.u[0].x, r.u[0].y, r.u[0].z, r.u[0].w};
+#pragma unroll
+    for (int k = 0; k < 4; k++) {  // a bf16 is the top half of its float
+        v[2 * k] = __uint_as_float(u[k] << 16), v[2 * k + 1] = __uint_as_float(u[k] & 0xffff0000u);
+    }
+}
+__device__ __forceinline__ void st8(float *p, const float v[8]) {
+    reinterpret_cast<float4 *>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+    reinterpret_cast<float4 *>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
+}
+__device__ __forceinline__ void st8(bf16 *p, const float v[8]) {
+    uint4 t;
+    uint32_t *u = reinterpret_cast<uint32_t *>(&t);
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        __nv_bfloat162 h = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
+        u[k] = *reinterpret_cast<uint32_t *>(&h);
+    }
+    *reinterpret_cast<uint4 *>(p) = t;
+}
+
 #define LN_EPS 1e-5f
 #define LN_WARPS 4
 
@@ -396,13 +436,76 @@ __global__ void layernorm_forward_kernel(A *out, float *mean, float *rstd, const
     }
 }
 
+// The same for rows whose C is a multiple of 8 and at most 256 NCH, everything 16-byte
+// aligned: the row is read once into registers (lane l holds the 8-column chunks l, l + 32,
+// ...) and both statistics and the output come from there. Same two-pass statistics.
+template <typename A, int NCH>
+__global__ void layernorm_forward_reg_kernel(A *out, float *mean, float *rstd, const A *inp,
+                                             const A *weight, const A *bias, int N, int C) {
+    int row = blockIdx.x * LN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) return;
+    const A *x = inp + (size_t)row * C;
+    Raw8<A> xr[NCH];
+#pragma unroll
+    for (int j = 0; j < NCH; j++) {
+        int c = (j * 32 + lane) * 8;
+        if (c < C) xr[j] = ld8(x + c);
+    }
+    float v[8], s = 0.0f;
+#pragma unroll
+    for (int j = 0; j < NCH; j++) {
+        if ((j * 32 + lane) * 8 >= C) continue;
+        to_f8(v, xr[j]);
+        s += ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+    }
+    float m = warp_sum(s) / C;
+    s = 0.0f;
+#pragma unroll
+    for (int j = 0; j < NCH; j++) {
+        if ((j * 32 + lane) * 8 >= C) continue;
+        to_f8(v, xr[j]);
+#pragma unroll
+        for (int k = 0; k < 8; k++) s += (v[k] - m) * (v[k] - m);
+    }
+    float r = rsqrtf(warp_sum(s) / C + LN_EPS);
+    A *y = out + (size_t)row * C;
+#pragma unroll
+    for (int j = 0; j < NCH; j++) {
+        int c = (j * 32 + lane) * 8;
+        if (c >= C) continue;
+        float w[8], b[8];
+        to_f8(v, xr[j]), to_f8(w, ld8(weight + c)), to_f8(b, ld8(bias + c));
+#pragma unroll
+        for (int k = 0; k < 8; k++) v[k] = (v[k] - m) * r * w[k] + b[k];
+        st8(y + c, v);
+    }
+    if (lane == 0) {
+        mean[row] = m;
+        rstd[row] = r;
+    }
+}
+
 template <typename A>
 static void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                                    const float *weight, const float *bias, int N, int C) {
     bool vec = C % 4 == 0 && aligned16(out) && aligned16(inp) && aligned16(weight) &&
                aligned16(bias);
-    layernorm_forward_kernel<A><<<cdiv(N, LN_WARPS), 32 * LN_WARPS>>>(
-        (A *)out, mean, rstd, (const A *)inp, (const A *)weight, (const A *)bias, N, C, vec);
+    int nch = C % 8 == 0 && vec ? (int)cdiv((size_t)C, 256) : 0;  // chunks of 8 per lane
+#define LN_FWD_REG(K)                                                                          \
+    case K:                                                                                    \
+        layernorm_forward_reg_kernel<A, K><<<cdiv(N, LN_WARPS), 32 * LN_WARPS>>>(              \
+            (A *)out, mean, rstd, (const A *)inp, (const A *)weight, (const A *)bias, N, C);   \
+        break;
+    switch (nch) {
+        LN_FWD_REG(1)
+        LN_FWD_REG(2)
+        LN_FWD_REG(3)
+        LN_FWD_REG(4)
+    default:  // C not a multiple of 8, unaligned, or wider than 1024
+        layernorm_forward_kernel<A><<<cdiv(N, LN_WARPS), 32 * LN_WARPS>>>(
+            (A *)out, mean, rstd, (const A *)inp, (const A *)weight, (const A *)bias, N, C, vec);
+    }
+#undef LN_FWD_REG
     cudaCheckLaunch();
 }
 
@@ -460,46 +563,6 @@ __global__ void layernorm_backward_kernel(A *dinp, float *partial, const A *dout
         for (int w = 0; w < LN_WARPS; w++) s += sh[(size_t)w * 2 * C + c];
         dst[c] = s;
     }
-}
-
-// 8 consecutive elements (16-byte aligned) held as loaded: one uint4 in bf16, two in fp32; to
-// floats (to_f8) and back (st8).
-template <typename A> struct Raw8 {
-    uint4 u[sizeof(A) / 2];
-};
-template <typename A> __device__ __forceinline__ Raw8<A> ld8(const A *p) {
-    Raw8<A> r;
-#pragma unroll
-    for (int i = 0; i < (int)(sizeof(A) / 2); i++) r.u[i] = reinterpret_cast<const uint4 *>(p)[i];
-    return r;
-}
-__device__ __forceinline__ void to_f8(float v[8], const Raw8<float> &r) {
-#pragma unroll
-    for (int i = 0; i < 2; i++) {
-        v[4 * i] = __uint_as_float(r.u[i].x), v[4 * i + 1] = __uint_as_float(r.u[i].y);
-        v[4 * i + 2] = __uint_as_float(r.u[i].z), v[4 * i + 3] = __uint_as_float(r.u[i].w);
-    }
-}
-__device__ __forceinline__ void to_f8(float v[8], const Raw8<bf16> &r) {
-    const uint32_t u[4] = {r.u[0].x, r.u[0].y, r.u[0].z, r.u[0].w};
-#pragma unroll
-    for (int k = 0; k < 4; k++) {  // a bf16 is the top half of its float
-        v[2 * k] = __uint_as_float(u[k] << 16), v[2 * k + 1] = __uint_as_float(u[k] & 0xffff0000u);
-    }
-}
-__device__ __forceinline__ void st8(float *p, const float v[8]) {
-    reinterpret_cast<float4 *>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
-    reinterpret_cast<float4 *>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
-}
-__device__ __forceinline__ void st8(bf16 *p, const float v[8]) {
-    uint4 t;
-    uint32_t *u = reinterpret_cast<uint32_t *>(&t);
-#pragma unroll
-    for (int k = 0; k < 4; k++) {
-        __nv_bfloat162 h = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
-        u[k] = *reinterpret_cast<uint32_t *>(&h);
-    }
-    *reinterpret_cast<uint4 *>(p) = t;
 }
 
 // The same contract and block partition for rows whose C is a multiple of 8 and at most
