@@ -164,6 +164,11 @@ static double step_flops_per_token(const gpt2_config *c, int T) {
     return 3.0 * (2.0 * (12.0 * C * C * L + C * Vp) + 2.0 * 2.0 * (T / 2.0) * C * L);
 }
 
+// MFU: the step's model FLOPs per second over the dense bf16 tensor-core peak of an H100 or
+// H200 SXM (989.4 TFLOP/s, NVIDIA's figure; the only GPUs this build targets are sm_90a),
+// whatever the mode, as llm.c and PyTorch report it.
+#define PEAK_BF16_TFLOPS 989.4
+
 // ops: the fp32 table (mode fp32, tf32, tf32+bf16 attn) or the bf16 mixed-precision one
 static void bench_gpt2(const pb_ops *ops, int B, int T, int steps, int tf32, int attn_bf16,
                        int profile) {
@@ -216,9 +221,9 @@ static void bench_gpt2(const pb_ops *ops, int B, int T, int steps, int tf32, int
         double all = median(tall, steps);
         double mem = pb_cuda_mem_used() / (double)(1u << 30);
         double tflops = step_flops_per_token(&m.cfg, T) * N / all / 1e12;
-        printf("| gpt2-124m | %-14s | %2d | %4d | %8.0f | %8.1f | %6.1f | %6.1f | %5.1f | %6.1f | %6.2f | %.3f |\n",
+        printf("| gpt2-124m | %-14s | %2d | %4d | %8.0f | %8.1f | %6.1f | %6.1f | %5.1f | %6.1f | %4.1f%% | %6.2f | %.3f |\n",
                mode, B, T, N / all, all * 1e3, f * 1e3, b * 1e3, o * 1e3, tflops,
-               mem, loss);
+               100.0 * tflops / PEAK_BF16_TFLOPS, mem, loss);
         fflush(stdout);
     }
     adamw_free(&opt, &m);
@@ -360,8 +365,11 @@ int main(int argc, char **argv) {
     if (do_gpt2) {
         printf("\n## GPT-2 124M training step (forward + backward + clip + AdamW), random tokens, "
                "median of %d steps\n\n", steps);
-        printf("| model     | mode           |  B |    T | tokens/s |  ms/step | fwd ms | bwd ms | opt ms | TFLOP/s | mem GiB | loss |\n");
-        printf("|-----------|----------------|----|------|----------|----------|--------|--------|--------|---------|---------|------|\n");
+        printf("MFU: model TFLOP/s over %.1f, the dense bf16 peak of an H100/H200 SXM; mem: GPU "
+               "memory in use after the steps (every buffer is allocated up front)\n\n",
+               PEAK_BF16_TFLOPS);
+        printf("| model     | mode           |  B |    T | tokens/s |  ms/step | fwd ms | bwd ms | opt ms | TFLOP/s |  MFU  | mem GiB | loss |\n");
+        printf("|-----------|----------------|----|------|----------|----------|--------|--------|--------|---------|-------|---------|------|\n");
         // fp32 and tf32 alone (--all-modes) are the slow parity modes: 4 s and 2 s a row
         if (all) {
             bench_gpt2(ops, batch, 1024, steps, 0, 0, 0);
