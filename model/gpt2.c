@@ -300,19 +300,28 @@ void gpt2_backward(gpt2 *m, float loss_scale) {
     int B = m->B, T = m->T, C = c->n_embd, NH = c->n_head, N = B * T;
     int V = c->vocab_size, Vp = c->padded_vocab;
     gpt2_acts *a = &m->acts, *d = &m->dacts;
-    // Zero the activation gradients the ops accumulate into: everything before the logits
-    // slot (dlogits live in acts.logits, so dacts' logits and losses are never touched).
-    // With the fused matmul_backward_gelu, each layer's dfch is overwritten by its only writer
-    // and dfch_gelu is never used: the zeroing skips the two (44% of the bytes; map_acts lays
-    // fch, fch_gelu, fcproj out in that order).
-    char *from = (char *)m->dacts_mem;
-    if (ops->matmul_backward_gelu)
-        for (int l = 0; l < c->n_layer; l++) {
-            PB_ASSERT((char *)d->h[l].fch >= from && d->h[l].fcproj > d->h[l].fch_gelu);
-            ops->zero(from, (size_t)((char *)d->h[l].fch - from));
-            from = (char *)d->h[l].fcproj;
+    // The residual stream's gradient lives in one buffer, dres (dacts.encoded): a residual
+    // add passes its output's gradient unchanged to both inputs, so each block's branches
+    // read dres as the gradient of their output projection, and the LayerNorm backwards add
+    // their input gradients into it; no residual_backward, no per-layer res/proj gradients.
+    // Zeroed: the buffers the ops accumulate into (dres, each layer's dln1, dqkv, datty,
+    // dln2, and dlnf); with the fused matmul_backward_gelu, dfch is overwritten by its only
+    // writer and dfch_gelu is never used, otherwise both are zeroed too. map_acts lays out
+    // ln1, ln1_mean, ln1_rstd, qkv, atty, lse in that order: one memset covers ln1 .. atty.
+    float *dres = d->encoded;
+    size_t NC = (size_t)N * C;
+    ops->zero(dres, NC * pb_act_bytes(ops));
+    ops->zero(d->lnf, NC * pb_act_bytes(ops));
+    for (int l = 0; l < c->n_layer; l++) {
+        gpt2_layer_acts *dh = &d->h[l];
+        PB_ASSERT(dh->ln1 < dh->qkv && dh->qkv < dh->atty && dh->atty < dh->lse);
+        ops->zero(dh->ln1, (size_t)((char *)dh->atty - (char *)dh->ln1) + NC * pb_act_bytes(ops));
+        ops->zero(dh->ln2, NC * pb_act_bytes(ops));
+        if (!ops->matmul_backward_gelu) {
+            ops->zero(dh->fch, 4 * NC * pb_act_bytes(ops));
+            ops->zero(dh->fch_gelu, 4 * NC * pb_act_bytes(ops));
         }
-    ops->zero(from, (size_t)((char *)d->logits - from));
+    }
 
     // d(mean loss)/d(loss of one position); dlogits overwrite the logits in place.
     float dloss = m->valid_targets ? loss_scale / (float)m->valid_targets : 0.0f;
@@ -321,36 +330,33 @@ void gpt2_backward(gpt2 *m, float loss_scale) {
 
     int L = c->n_layer;
     const float *x_last = L ? a->h[L - 1].res3 : a->encoded;
-    float *dx_last = L ? d->h[L - 1].res3 : d->encoded;
-    ops->layernorm_backward(dx_last, m->g.lnfw, m->g.lnfb, d->lnf, x_last, m->wa.lnfw,
+    ops->layernorm_backward(dres, m->g.lnfw, m->g.lnfb, d->lnf, x_last, m->wa.lnfw,
                             a->lnf_mean, a->lnf_rstd, N, C);
     for (int l = L - 1; l >= 0; l--) {
         const gpt2_layer_weights *w = &m->wa.h[l];
         gpt2_layer_weights *g = &m->g.h[l];
         gpt2_layer_acts *h = &a->h[l], *dh = &d->h[l];
         const float *x = l ? a->h[l - 1].res3 : a->encoded;  // block input
-        float *dx = l ? d->h[l - 1].res3 : d->encoded;
-        size_t NC = (size_t)N * C;
-        // MLP branch: res3 = res2 + fcproj
-        ops->residual_backward(dh->res2, dh->fcproj, dh->res3, NC);
+        // MLP branch: res3 = res2 + fcproj, so dfcproj = dres3 = dres
         if (ops->matmul_backward_gelu) {  // dfch directly; dfch_gelu is never stored
-            ops->matmul_backward_gelu(dh->fch, g->fcprojw, g->fcprojb, dh->fcproj, h->fch_gelu,
+            ops->matmul_backward_gelu(dh->fch, g->fcprojw, g->fcprojb, dres, h->fch_gelu,
                                       w->fcprojw, h->fch, N, 4 * C, C);
         } else {
-            ops->matmul_backward(dh->fch_gelu, g->fcprojw, g->fcprojb, dh->fcproj, h->fch_gelu,
+            ops->matmul_backward(dh->fch_gelu, g->fcprojw, g->fcprojb, dres, h->fch_gelu,
                                  w->fcprojw, N, 4 * C, C);
             ops->gelu_backward(dh->fch, h->fch, dh->fch_gelu, 4 * NC);
         }
         ops->matmul_backward(dh->ln2, g->fcw, g->fcb, dh->fch, h->ln2, w->fcw, N, C, 4 * C);
-        ops->layernorm_backward(dh->res2, g->ln2w, g->ln2b, dh->ln2, h->res2, w->ln2w,
+        // dres2 = dres3 + ln_2's input gradient
+        ops->layernorm_backward(dres, g->ln2w, g->ln2b, dh->ln2, h->res2, w->ln2w,
                                 h->ln2_mean, h->ln2_rstd, N, C);
-        // attention branch: res2 = x + attproj
-        ops->residual_backward(dx, dh->attproj, dh->res2, NC);
-        ops->matmul_backward(dh->atty, g->attprojw, g->attprojb, dh->attproj, h->atty,
-                             w->attprojw, N, C, C);
+        // attention branch: res2 = x + attproj, so dattproj = dres2 = dres
+        ops->matmul_backward(dh->atty, g->attprojw, g->attprojb, dres, h->atty, w->attprojw, N,
+                             C, C);
         ops->attention_backward(dh->qkv, dh->atty, h->atty, h->lse, h->qkv, B, T, C, NH, 1);
         ops->matmul_backward(dh->ln1, g->qkvw, g->qkvb, dh->qkv, h->ln1, w->qkvw, N, C, 3 * C);
-        ops->layernorm_backward(dx, g->ln1w, g->ln1b, dh->ln1, x, w->ln1w, h->ln1_mean,
+        // dx = dres2 + ln_1's input gradient: the previous block's dres3
+        ops->layernorm_backward(dres, g->ln1w, g->ln1b, dh->ln1, x, w->ln1w, h->ln1_mean,
                                 h->ln1_rstd, N, C);
     }
     ops->encoder_backward(m->g.wte, m->g.wpe, d->encoded, m->inputs, B, T, C);
