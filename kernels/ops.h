@@ -123,6 +123,11 @@ typedef struct pb_ops {
     void (*matmul_backward_gelu)(float *dpre, float *dweight, float *dbias, const float *dout,
                                  const float *inp, const float *weight, const float *pre, int N,
                                  int IC, int OC);
+    // residual_forward then layernorm_forward in one pass: res (N,C) = a + b (rounded to the
+    // activation type), out, mean, rstd = layernorm_forward of res; the same bits as the two.
+    void (*residual_layernorm_forward)(float *res, float *out, float *mean, float *rstd,
+                                       const float *a, const float *b, const float *weight,
+                                       const float *bias, int N, int C);
 } pb_ops;
 
 // Bytes of one activation element of the table: 4 (fp32) or 2 (bf16).

@@ -224,6 +224,18 @@ void gpt2_free(gpt2 *m) {
 // ----------------------------------------------------------------------------
 // forward and backward
 
+// res = a + b, then out, mean, rstd = LayerNorm(res): the fused op when the table has it.
+static void residual_ln(const pb_ops *ops, float *res, const float *a, const float *b, float *out,
+                        float *mean, float *rstd, const float *w, const float *bias, int N,
+                        int C) {
+    if (ops->residual_layernorm_forward) {
+        ops->residual_layernorm_forward(res, out, mean, rstd, a, b, w, bias, N, C);
+    } else {
+        ops->residual_forward(res, a, b, (size_t)N * C);
+        ops->layernorm_forward(out, mean, rstd, res, w, bias, N, C);
+    }
+}
+
 double gpt2_forward(gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T) {
     const pb_ops *ops = m->ops;
     const gpt2_config *c = &m->cfg;
@@ -247,15 +259,23 @@ double gpt2_forward(gpt2 *m, const int32_t *inputs, const int32_t *targets, int 
     gpt2_acts *a = &m->acts;
     ops->encoder_forward(a->encoded, m->inputs, m->wa.wte, m->wa.wpe, B, T, C);
     const float *x = a->encoded;  // the residual stream entering each block
-    for (int l = 0; l < c->n_layer; l++) {
+    int L = c->n_layer;
+    // Each residual add is followed by a LayerNorm of its sum (ln_2; the next block's ln_1, or
+    // ln_f after the last): residual_ln runs the pair, fused where the table has it. So each
+    // block starts with its ln1 already computed, except the first.
+    if (L)
+        ops->layernorm_forward(a->h[0].ln1, a->h[0].ln1_mean, a->h[0].ln1_rstd, x, m->wa.h[0].ln1w,
+                               m->wa.h[0].ln1b, N, C);
+    else
+        ops->layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, m->wa.lnfw, m->wa.lnfb, N, C);
+    for (int l = 0; l < L; l++) {
         const gpt2_layer_weights *w = &m->wa.h[l];
         gpt2_layer_acts *h = &a->h[l];
-        ops->layernorm_forward(h->ln1, h->ln1_mean, h->ln1_rstd, x, w->ln1w, w->ln1b, N, C);
         ops->matmul_forward(h->qkv, h->ln1, w->qkvw, w->qkvb, N, C, 3 * C);
         ops->attention_forward(h->atty, h->lse, h->qkv, B, T, C, NH, 1);
         ops->matmul_forward(h->attproj, h->atty, w->attprojw, w->attprojb, N, C, C);
-        ops->residual_forward(h->res2, x, h->attproj, (size_t)N * C);
-        ops->layernorm_forward(h->ln2, h->ln2_mean, h->ln2_rstd, h->res2, w->ln2w, w->ln2b, N, C);
+        residual_ln(ops, h->res2, x, h->attproj, h->ln2, h->ln2_mean, h->ln2_rstd, w->ln2w,
+                    w->ln2b, N, C);
         if (ops->matmul_gelu_forward) {  // one product writes fch and gelu(fch)
             ops->matmul_gelu_forward(h->fch_gelu, h->fch, h->ln2, w->fcw, w->fcb, N, C, 4 * C);
         } else {
@@ -263,10 +283,16 @@ double gpt2_forward(gpt2 *m, const int32_t *inputs, const int32_t *targets, int 
             ops->gelu_forward(h->fch_gelu, h->fch, (size_t)N * 4 * C);
         }
         ops->matmul_forward(h->fcproj, h->fch_gelu, w->fcprojw, w->fcprojb, N, 4 * C, C);
-        ops->residual_forward(h->res3, h->res2, h->fcproj, (size_t)N * C);
+        if (l + 1 < L) {
+            gpt2_layer_acts *n = &a->h[l + 1];
+            residual_ln(ops, h->res3, h->res2, h->fcproj, n->ln1, n->ln1_mean, n->ln1_rstd,
+                        m->wa.h[l + 1].ln1w, m->wa.h[l + 1].ln1b, N, C);
+        } else {
+            residual_ln(ops, h->res3, h->res2, h->fcproj, a->lnf, a->lnf_mean, a->lnf_rstd,
+                        m->wa.lnfw, m->wa.lnfb, N, C);
+        }
         x = h->res3;
     }
-    ops->layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, m->wa.lnfw, m->wa.lnfb, N, C);
     // LM head tied to the token embedding: logits (N,Vp) = lnf (N,C) @ wte^T.
     ops->matmul_forward(a->logits, a->lnf, m->wa.wte, NULL, N, C, Vp);
 

@@ -396,6 +396,31 @@ __device__ __forceinline__ void st8(bf16 *p, const float v[8]) {
     *reinterpret_cast<uint4 *>(p) = t;
 }
 
+// floats to the element type (bf16: round to nearest even), and a 16-byte aligned store
+template <typename A> __device__ __forceinline__ Raw8<A> to_raw8(const float v[8]);
+template <> __device__ __forceinline__ Raw8<float> to_raw8<float>(const float v[8]) {
+    Raw8<float> r;
+    r.u[0] = make_uint4(__float_as_uint(v[0]), __float_as_uint(v[1]), __float_as_uint(v[2]),
+                        __float_as_uint(v[3]));
+    r.u[1] = make_uint4(__float_as_uint(v[4]), __float_as_uint(v[5]), __float_as_uint(v[6]),
+                        __float_as_uint(v[7]));
+    return r;
+}
+template <> __device__ __forceinline__ Raw8<bf16> to_raw8<bf16>(const float v[8]) {
+    Raw8<bf16> r;
+    uint32_t *u = reinterpret_cast<uint32_t *>(&r.u[0]);
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+        __nv_bfloat162 h = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
+        u[k] = *reinterpret_cast<uint32_t *>(&h);
+    }
+    return r;
+}
+template <typename A> __device__ __forceinline__ void st_raw8(A *p, const Raw8<A> &r) {
+#pragma unroll
+    for (int i = 0; i < (int)(sizeof(A) / 2); i++) reinterpret_cast<uint4 *>(p)[i] = r.u[i];
+}
+
 #define LN_EPS 1e-5f
 #define LN_WARPS 4
 
@@ -439,9 +464,12 @@ __global__ void layernorm_forward_kernel(A *out, float *mean, float *rstd, const
 // The same for rows whose C is a multiple of 8 and at most 256 NCH, everything 16-byte
 // aligned: the row is read once into registers (lane l holds the 8-column chunks l, l + 32,
 // ...) and both statistics and the output come from there. Same two-pass statistics.
-template <typename A, int NCH>
+// RES: the row is first res = inp + inp2, rounded to A and stored, as residual_forward then
+// layernorm_forward would compute it (the same bits), without reading res back.
+template <typename A, int NCH, bool RES>
 __global__ void layernorm_forward_reg_kernel(A *out, float *mean, float *rstd, const A *inp,
-                                             const A *weight, const A *bias, int N, int C) {
+                                             const A *inp2, A *res, const A *weight,
+                                             const A *bias, int N, int C) {
     int row = blockIdx.x * LN_WARPS + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) return;
     const A *x = inp + (size_t)row * C;
@@ -449,7 +477,16 @@ __global__ void layernorm_forward_reg_kernel(A *out, float *mean, float *rstd, c
 #pragma unroll
     for (int j = 0; j < NCH; j++) {
         int c = (j * 32 + lane) * 8;
-        if (c < C) xr[j] = ld8(x + c);
+        if (c >= C) continue;
+        xr[j] = ld8(x + c);
+        if (RES) {
+            float u[8], w[8];
+            to_f8(u, xr[j]), to_f8(w, ld8(inp2 + (size_t)row * C + c));
+#pragma unroll
+            for (int k = 0; k < 8; k++) u[k] += w[k];
+            xr[j] = to_raw8<A>(u);
+            st_raw8(res + (size_t)row * C + c, xr[j]);
+        }
     }
     float v[8], s = 0.0f;
 #pragma unroll
@@ -493,8 +530,9 @@ static void cuda_layernorm_forward(float *out, float *mean, float *rstd, const f
     int nch = C % 8 == 0 && vec ? (int)cdiv((size_t)C, 256) : 0;  // chunks of 8 per lane
 #define LN_FWD_REG(K)                                                                          \
     case K:                                                                                    \
-        layernorm_forward_reg_kernel<A, K><<<cdiv(N, LN_WARPS), 32 * LN_WARPS>>>(              \
-            (A *)out, mean, rstd, (const A *)inp, (const A *)weight, (const A *)bias, N, C);   \
+        layernorm_forward_reg_kernel<A, K, false><<<cdiv(N, LN_WARPS), 32 * LN_WARPS>>>(       \
+            (A *)out, mean, rstd, (const A *)inp, NULL, NULL, (const A *)weight,               \
+            (const A *)bias, N, C);                                                            \
         break;
     switch (nch) {
         LN_FWD_REG(1)
@@ -775,6 +813,33 @@ static void cuda_residual_forward(float *out, const float *a, const float *b, si
     residual_forward_kernel<A><<<ew_blocks(n), EW_THREADS>>>((A *)out, (const A *)a,
                                                              (const A *)b, n, vec);
     cudaCheckLaunch();
+}
+
+// res = a + b, then out = layernorm(res): one read of a and b, res written once (the
+// optional residual_layernorm_forward); the two ops in turn where the row kernel does not fit.
+template <typename A>
+static void cuda_residual_layernorm_forward(float *res, float *out, float *mean, float *rstd,
+                                            const float *a, const float *b, const float *weight,
+                                            const float *bias, int N, int C) {
+    bool vec = C % 8 == 0 && aligned16(res) && aligned16(out) && aligned16(a) &&
+               aligned16(b) && aligned16(weight) && aligned16(bias);
+    int nch = vec ? (int)cdiv((size_t)C, 256) : 0;
+#define LN_RES_REG(K)                                                                          \
+    case K:                                                                                    \
+        layernorm_forward_reg_kernel<A, K, true><<<cdiv(N, LN_WARPS), 32 * LN_WARPS>>>(        \
+            (A *)out, mean, rstd, (const A *)a, (const A *)b, (A *)res, (const A *)weight,     \
+            (const A *)bias, N, C);                                                            \
+        cudaCheckLaunch();                                                                     \
+        return;
+    switch (nch) {
+        LN_RES_REG(1)
+        LN_RES_REG(2)
+        LN_RES_REG(3)
+        LN_RES_REG(4)
+    }
+#undef LN_RES_REG
+    cuda_residual_forward<A>(res, a, b, (size_t)N * C);
+    cuda_layernorm_forward<A>(out, mean, rstd, res, weight, bias, N, C);
 }
 
 template <typename A>
@@ -1250,6 +1315,7 @@ static const pb_ops g_cuda_ops = {
     .params_to_act = NULL,
     .matmul_gelu_forward = NULL,
     .matmul_backward_gelu = NULL,
+    .residual_layernorm_forward = cuda_residual_layernorm_forward<float>,
 };
 
 // Mixed precision: bf16 activations and weights, fp32 parameter gradients and optimizer
@@ -1282,6 +1348,7 @@ static const pb_ops g_cuda_bf16_ops = {
     .params_to_act = cuda_params_to_bf16,
     .matmul_gelu_forward = cuda_matmul_gelu_forward_bf16_op,
     .matmul_backward_gelu = cuda_matmul_backward_gelu_bf16_op,
+    .residual_layernorm_forward = cuda_residual_layernorm_forward<bf16>,
 };
 
 extern "C" void pb_cuda_set_tf32(int on) { cuda_matmul_set_tf32(on); }

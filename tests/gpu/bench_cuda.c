@@ -29,13 +29,14 @@ static double median(double *x, int n) {
 
 enum { P_ENC_F, P_ENC_B, P_LN_F, P_LN_B, P_MM_F, P_MM_B, P_ATT_F, P_ATT_B, P_GELU_F, P_GELU_B,
        P_RES_F, P_RES_B, P_CE_F, P_CE_B, P_ADAMW, P_SUMSQ, P_SCALE, P_MEM, P_MMG_F, P_MMG_B,
-       P_P2A, P_COUNT };
+       P_P2A, P_RES_LN, P_COUNT };
 static const char *P_NAMES[P_COUNT] = {
     "encoder_forward", "encoder_backward", "layernorm_forward", "layernorm_backward",
     "matmul_forward", "matmul_backward", "attention_forward", "attention_backward",
     "gelu_forward", "gelu_backward", "residual_forward", "residual_backward",
     "crossentropy_forward", "crossentropy_backward", "adamw_update", "sumsq", "scale",
-    "zero/upload/download", "matmul_gelu_forward", "matmul_backward_gelu", "params_to_act"};
+    "zero/upload/download", "matmul_gelu_forward", "matmul_backward_gelu", "params_to_act",
+    "residual_layernorm_forward"};
 static const pb_ops *g_base;
 static double g_time[P_COUNT];
 static long g_calls[P_COUNT];
@@ -108,6 +109,10 @@ PROF_VOID(P_MMG_B, matmul_backward_gelu,
           (float *dp, float *dw, float *db, const float *g, const float *x, const float *w,
            const float *p, int N, int IC, int OC),
           (dp, dw, db, g, x, w, p, N, IC, OC))
+PROF_VOID(P_RES_LN, residual_layernorm_forward,
+          (float *r, float *o, float *m, float *s, const float *a, const float *b,
+           const float *w, const float *bias, int N, int C),
+          (r, o, m, s, a, b, w, bias, N, C))
 PROF_VOID(P_P2A, params_to_act, (float *d, const float *s, size_t n, uint64_t seed),
           (d, s, n, seed))
 PROF_VOID(P_MEM, zero, (void *p, size_t n), (p, n))
@@ -136,6 +141,7 @@ static const pb_ops *profiled(const pb_ops *base) {
     if (base->matmul_gelu_forward) p.matmul_gelu_forward = prof_matmul_gelu_forward;
     if (base->matmul_backward_gelu) p.matmul_backward_gelu = prof_matmul_backward_gelu;
     if (base->params_to_act) p.params_to_act = prof_params_to_act;
+    if (base->residual_layernorm_forward) p.residual_layernorm_forward = prof_residual_layernorm_forward;
     return &p;
 }
 

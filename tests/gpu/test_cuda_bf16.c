@@ -194,6 +194,56 @@ Test(bf16, layernorm) {
     check_layernorm(33, 50);     // C % 4 != 0: the scalar path
 }
 
+// The fused residual + LayerNorm against the CPU's two ops (the reference), and bit for bit
+// against the GPU's own two ops in turn (its contract: the same bits).
+static void check_residual_layernorm(int N, int C) {
+    char what[96];
+    size_t NC = (size_t)N * C;
+    float *a = rand_bf(NC, 2.0f), *b = rand_bf(NC, 1.0f), *w = rand_bf(C, 1.0f), *bias = rand_bf(C, 1.0f);
+    float *res = pb_malloc(NC * 4), *out = pb_malloc(NC * 4), *mean = pb_malloc(N * 4), *rstd = pb_malloc(N * 4);
+    H->residual_forward(res, a, b, NC);
+    for (size_t i = 0; i < NC; i++) res[i] = bf2f(f2bf(res[i]));  // the GPU's res is bf16
+    H->layernorm_forward(out, mean, rstd, res, w, bias, N, C);
+    float *da = gpu_bf(a, NC), *db = gpu_bf(b, NC), *dw = gpu_bf(w, C), *dbias = gpu_bf(bias, C);
+    float *g[2][4];  // [fused, two ops][res, out, mean, rstd]
+    for (int k = 0; k < 2; k++) {
+        g[k][0] = G->alloc(NC * 2), g[k][1] = G->alloc(NC * 2);
+        g[k][2] = G->alloc(N * 4), g[k][3] = G->alloc(N * 4);
+        poison_bf(g[k][0], NC), poison_bf(g[k][1], NC);
+    }
+    G->residual_layernorm_forward(g[0][0], g[0][1], g[0][2], g[0][3], da, db, dw, dbias, N, C);
+    G->residual_forward(g[1][0], da, db, NC);
+    G->layernorm_forward(g[1][1], g[1][2], g[1][3], g[1][0], dw, dbias, N, C);
+    snprintf(what, sizeof what, "residual_layernorm_forward res N%d C%d", N, C);
+    expect_dev(what, g[0][0], 1, res, NULL, NC, 1e-2);
+    snprintf(what, sizeof what, "residual_layernorm_forward out N%d C%d", N, C);
+    expect_dev(what, g[0][1], 1, out, NULL, NC, 1e-2);
+    snprintf(what, sizeof what, "residual_layernorm_forward mean, rstd (fp32) N%d C%d", N, C);
+    expect_dev(what, g[0][2], 0, mean, NULL, N, 1e-5);
+    expect_dev(what, g[0][3], 0, rstd, NULL, N, 1e-5);
+    size_t bytes[4] = {NC * 2, NC * 2, (size_t)N * 4, (size_t)N * 4};
+    for (int i = 0; i < 4; i++) {
+        char *x = pb_malloc(bytes[i]), *y = pb_malloc(bytes[i]);
+        G->download(x, g[0][i], bytes[i]);
+        G->download(y, g[1][i], bytes[i]);
+        cr_expect(memcmp(x, y, bytes[i]) == 0,
+                  "residual_layernorm_forward N%d C%d: output %d differs from the two ops", N, C, i);
+        free(x), free(y);
+    }
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 4; i++) G->free(g[k][i]);
+    G->free(da), G->free(db), G->free(dw), G->free(dbias);
+    free(a), free(b), free(w), free(bias), free(res), free(out), free(mean), free(rstd);
+}
+
+Test(bf16, residual_layernorm) {
+    pb_rng_seed(&rng, 12);
+    cr_assert(G->residual_layernorm_forward);
+    check_residual_layernorm(4096, 768);  // the row kernel, 3 chunks of 8 per lane
+    check_residual_layernorm(300, 1000);  // the last chunk partly past C
+    check_residual_layernorm(33, 50);     // the two ops in turn
+}
+
 static void check_matmul(int N, int IC, int OC, int with_bias) {
     char what[96];
     float *x = rand_bf((size_t)N * IC, 1.0f), *w = rand_bf((size_t)OC * IC, 1.0f);
