@@ -547,6 +547,18 @@ static void cuda_layernorm_forward(float *out, float *mean, float *rstd, const f
     cudaCheckLaunch();
 }
 
+// After every warp of the block wrote its sums into sh [LN_WARPS][n]: the block's sum, warp
+// by warp in order, into its row of partial (gridDim.x, n).
+__device__ __forceinline__ void block_partials(float *partial, const float *sh, int n) {
+    __syncthreads();
+    float *dst = partial + (size_t)blockIdx.x * n;
+    for (int c = threadIdx.x; c < n; c += blockDim.x) {
+        float s = 0.0f;
+        for (int w = 0; w < LN_WARPS; w++) s += sh[(size_t)w * n + c];
+        dst[c] = s;
+    }
+}
+
 // dinp (N,C) += the input gradient; each block also writes its partial dweight and dbias
 // sums, partial (gridDim.x, 2C): [dweight (C) | dbias (C)]. Block k owns rows
 // [k*rows, (k+1)*rows); its warps take rows in turn, each warp summing its own copy of the
@@ -594,13 +606,7 @@ __global__ void layernorm_backward_kernel(A *dinp, float *partial, const A *dout
             st4(dx, o, c, C, vec);
         }
     }
-    __syncthreads();
-    float *dst = partial + (size_t)blockIdx.x * 2 * C;
-    for (int c = threadIdx.x; c < 2 * C; c += blockDim.x) {
-        float s = 0.0f;
-        for (int w = 0; w < LN_WARPS; w++) s += sh[(size_t)w * 2 * C + c];
-        dst[c] = s;
-    }
+    block_partials(partial, sh, 2 * C);
 }
 
 // The same contract and block partition for rows whose C is a multiple of 8 and at most
@@ -672,13 +678,7 @@ __global__ void layernorm_backward_reg_kernel(A *dinp, float *partial, const A *
 #pragma unroll
         for (int k = 0; k < 8; k++) wdw[c + k] = dw[j][k], wdb[c + k] = db[j][k];
     }
-    __syncthreads();
-    float *dst = partial + (size_t)blockIdx.x * 2 * C;
-    for (int c = threadIdx.x; c < 2 * C; c += blockDim.x) {
-        float s = 0.0f;
-        for (int w = 0; w < LN_WARPS; w++) s += sh[(size_t)w * 2 * C + c];
-        dst[c] = s;
-    }
+    block_partials(partial, sh, 2 * C);
 }
 
 template <typename A>
