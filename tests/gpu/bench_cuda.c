@@ -141,7 +141,8 @@ static const pb_ops *profiled(const pb_ops *base) {
     if (base->matmul_gelu_forward) p.matmul_gelu_forward = prof_matmul_gelu_forward;
     if (base->matmul_backward_gelu) p.matmul_backward_gelu = prof_matmul_backward_gelu;
     if (base->params_to_act) p.params_to_act = prof_params_to_act;
-    if (base->residual_layernorm_forward) p.residual_layernorm_forward = prof_residual_layernorm_forward;
+    if (base->residual_layernorm_forward)
+        p.residual_layernorm_forward = prof_residual_layernorm_forward;
     return &p;
 }
 
@@ -361,7 +362,8 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--io-only") == 0) io_only = 1;
         else if (strcmp(argv[i], "--wgmma-only") == 0) io_only = wgmma_only = 1;
         else pb_die(PB_EXIT_USAGE, "bench_cuda: unknown option '%s' (--steps N --iters N "
-                    "--batch B --no-gpt2 --no-attention --io-only --wgmma-only --profile --all-modes)", argv[i]);
+                    "--batch B --no-gpt2 --no-attention --io-only --wgmma-only --profile "
+                    "--all-modes)", argv[i]);
     }
     if (steps < 1 || iters < 1 || batch < 1) pb_die(PB_EXIT_USAGE, "bench_cuda: counts must be >= 1");
     if (!pb_cuda_available())

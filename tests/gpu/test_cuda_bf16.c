@@ -199,8 +199,9 @@ Test(bf16, layernorm) {
 static void check_residual_layernorm(int N, int C) {
     char what[96];
     size_t NC = (size_t)N * C;
-    float *a = rand_bf(NC, 2.0f), *b = rand_bf(NC, 1.0f), *w = rand_bf(C, 1.0f), *bias = rand_bf(C, 1.0f);
-    float *res = pb_malloc(NC * 4), *out = pb_malloc(NC * 4), *mean = pb_malloc(N * 4), *rstd = pb_malloc(N * 4);
+    float *a = rand_bf(NC, 2.0f), *b = rand_bf(NC, 1.0f), *w = rand_bf(C, 1.0f);
+    float *bias = rand_bf(C, 1.0f), *res = pb_malloc(NC * 4), *out = pb_malloc(NC * 4);
+    float *mean = pb_malloc(N * 4), *rstd = pb_malloc(N * 4);
     H->residual_forward(res, a, b, NC);
     for (size_t i = 0; i < NC; i++) res[i] = bf2f(f2bf(res[i]));  // the GPU's res is bf16
     H->layernorm_forward(out, mean, rstd, res, w, bias, N, C);
@@ -227,7 +228,8 @@ static void check_residual_layernorm(int N, int C) {
         G->download(x, g[0][i], bytes[i]);
         G->download(y, g[1][i], bytes[i]);
         cr_expect(memcmp(x, y, bytes[i]) == 0,
-                  "residual_layernorm_forward N%d C%d: output %d differs from the two ops", N, C, i);
+                  "residual_layernorm_forward N%d C%d: output %d differs from the two ops", N, C,
+                  i);
         free(x), free(y);
     }
     for (int k = 0; k < 2; k++)
