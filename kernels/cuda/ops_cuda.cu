@@ -381,21 +381,6 @@ __device__ __forceinline__ void to_f8(float v[8], const Raw8<bf16> &r) {
         v[2 * k] = __uint_as_float(u[k] << 16), v[2 * k + 1] = __uint_as_float(u[k] & 0xffff0000u);
     }
 }
-__device__ __forceinline__ void st8(float *p, const float v[8]) {
-    reinterpret_cast<float4 *>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
-    reinterpret_cast<float4 *>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
-}
-__device__ __forceinline__ void st8(bf16 *p, const float v[8]) {
-    uint4 t;
-    uint32_t *u = reinterpret_cast<uint32_t *>(&t);
-#pragma unroll
-    for (int k = 0; k < 4; k++) {
-        __nv_bfloat162 h = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
-        u[k] = *reinterpret_cast<uint32_t *>(&h);
-    }
-    *reinterpret_cast<uint4 *>(p) = t;
-}
-
 // floats to the element type (bf16: round to nearest even), and a 16-byte aligned store
 template <typename A> __device__ __forceinline__ Raw8<A> to_raw8(const float v[8]);
 template <> __device__ __forceinline__ Raw8<float> to_raw8<float>(const float v[8]) {
@@ -419,6 +404,9 @@ template <> __device__ __forceinline__ Raw8<bf16> to_raw8<bf16>(const float v[8]
 template <typename A> __device__ __forceinline__ void st_raw8(A *p, const Raw8<A> &r) {
 #pragma unroll
     for (int i = 0; i < (int)(sizeof(A) / 2); i++) reinterpret_cast<uint4 *>(p)[i] = r.u[i];
+}
+template <typename A> __device__ __forceinline__ void st8(A *p, const float v[8]) {
+    st_raw8(p, to_raw8<A>(v));
 }
 
 #define LN_EPS 1e-5f
@@ -901,30 +889,11 @@ __device__ float block_lse(const A *x, int V) {
 // --- bf16 logits with 16-byte aligned rows and Vp % 8 == 0 (the model's case): 8 columns
 // per thread per step, one 16-byte load, one rescale per 8 columns instead of a branch per
 // column, and the fast exponential (__expf: ~2 ulp, far below bf16's rounding).
-__device__ __forceinline__ void unpack8(float f[8], uint4 r) {
-    const uint32_t w[4] = {r.x, r.y, r.z, r.w};
-#pragma unroll
-    for (int k = 0; k < 4; k++) {
-        float2 p = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162 *>(&w[k]));
-        f[2 * k] = p.x, f[2 * k + 1] = p.y;
-    }
-}
-
-__device__ __forceinline__ uint4 pack8(const float f[8]) {
-    uint32_t w[4];
-#pragma unroll
-    for (int k = 0; k < 4; k++) {
-        __nv_bfloat162 p = __floats2bfloat162_rn(f[2 * k], f[2 * k + 1]);
-        w[k] = *reinterpret_cast<uint32_t *>(&p);
-    }
-    return make_uint4(w[0], w[1], w[2], w[3]);
-}
-
 __device__ float block_lse8(const bf16 *x, int V) {
     float m = -INFINITY, s = 0.0f;
     for (int c = threadIdx.x * 8; c < V; c += blockDim.x * 8) {
         float f[8], mx = -INFINITY;
-        unpack8(f, *reinterpret_cast<const uint4 *>(x + c));  // c + 8 <= Vp
+        to_f8(f, ld8(x + c));  // c + 8 <= Vp
 #pragma unroll
         for (int k = 0; k < 8; k++)
             if (c + k < V) mx = fmaxf(mx, f[k]);
@@ -961,13 +930,13 @@ __global__ void crossentropy_backward_bf16x8_kernel(bf16 *dlogits, const bf16 *l
     float lse = block_lse8(x, V);
     for (int c = threadIdx.x * 8; c < Vp; c += blockDim.x * 8) {
         float f[8];
-        unpack8(f, *reinterpret_cast<const uint4 *>(x + c));
+        to_f8(f, ld8(x + c));
 #pragma unroll
         for (int k = 0; k < 8; k++) {
             int v = c + k;
             f[k] = t >= 0 && v < V ? dloss * (__expf(f[k] - lse) - (v == t ? 1.0f : 0.0f)) : 0.0f;
         }
-        *reinterpret_cast<uint4 *>(dx + c) = pack8(f);
+        st8(dx + c, f);
     }
 }
 
