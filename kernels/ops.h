@@ -31,10 +31,42 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { PB_ATTN_FLASH = 0, PB_ATTN_NAIVE = 1 } pb_attn_kind;
-
 // The element type of activations and of the weights ops read (above). Grows at the end.
 typedef enum { PB_DTYPE_FP32 = 0, PB_DTYPE_BF16 = 1 } pb_dtype;
+
+// GELU: the tanh approximation (GPT-2) or the exact form x * Phi(x) with erf (BERT).
+typedef enum { PB_GELU_TANH = 0, PB_GELU_ERF = 1 } pb_gelu;
+
+// --- attention by descriptor. One struct says everything an attention kernel must know of
+// a call; each implementation says which descriptors it can run (supports), and the model
+// runs the one pb_attn_choose picks. qkv (B,T,3C): q, k, v side by side, head h at channels
+// [h*D, (h+1)*D) of each; out (B,T,C) heads concatenated; lse (B,NH,T) the log-sum-exp of
+// each score row, saved for backward. Masks combine: a key is visible to a query when
+// every mask present allows it. A query row is always computed (with kv_len[b] >= 1 it has
+// at least key 0 to attend to); padding queries are the model's business.
+typedef struct pb_block_layout pb_block_layout;  // block-sparse layouts: the block-sparse issue
+
+typedef struct pb_attn_desc {
+    int B, T, Tk;  // batch, queries and keys per sequence (self-attention from qkv: Tk == T)
+    int NH, D;     // heads and head dim: C = NH * D
+    float scale;   // scores = scale * q.k; 1/sqrtf(D) for GPT-2 and BERT
+    int causal;    // 1: key j is visible to query i only when j <= i
+    // (B) key lengths in the backend's memory, or NULL (every key): keys j >= kv_len[b] get
+    // probability 0 (padding), with 1 <= kv_len[b] <= Tk, which the caller checks.
+    const int32_t *kv_len;
+    const pb_block_layout *layout;  // NULL: dense (every block)
+} pb_attn_desc;
+
+typedef struct pb_attn_impl {
+    const char *name;  // what model.attention calls it: "naive", "flash", "wgmma", ...
+    // NULL when it can run d on its table's element type; else why not, as a phrase that
+    // follows "cannot run this model: " (e.g. "head dim 32 (it runs 64 and 128)").
+    const char *(*supports)(const pb_attn_desc *d);
+    void (*forward)(float *out, float *lse, const float *qkv, const pb_attn_desc *d);
+    // dqkv (B,T,3C) += the gradient, from dout (B,T,C) and the forward's out and lse.
+    void (*backward)(float *dqkv, const float *dout, const float *out, const float *lse,
+                     const float *qkv, const pb_attn_desc *d);
+} pb_attn_impl;
 
 typedef struct pb_ops {
     const char *name;  // "cpu", "cuda"
@@ -52,10 +84,10 @@ typedef struct pb_ops {
     void (*encoder_backward)(float *dwte, float *dwpe, const float *dout, const int32_t *inp,
                              int B, int T, int C);
 
-    // --- LayerNorm over the last dim, eps 1e-5: inp, out (N,C); weight, bias (C);
-    //     mean, rstd (N) are saved for backward
+    // --- LayerNorm over the last dim: inp, out (N,C); weight, bias (C); mean, rstd (N) are
+    //     saved for backward; eps is added to the variance (1e-5 GPT-2, 1e-12 BERT)
     void (*layernorm_forward)(float *out, float *mean, float *rstd, const float *inp,
-                              const float *weight, const float *bias, int N, int C);
+                              const float *weight, const float *bias, int N, int C, float eps);
     void (*layernorm_backward)(float *dinp, float *dweight, float *dbias, const float *dout,
                                const float *inp, const float *weight, const float *mean,
                                const float *rstd, int N, int C);
@@ -67,23 +99,24 @@ typedef struct pb_ops {
     void (*matmul_backward)(float *dinp, float *dweight, float *dbias, const float *dout,
                             const float *inp, const float *weight, int N, int IC, int OC);
 
-    // --- multi-head scaled dot-product attention, scale 1/sqrt(D)
-    //     qkv (B,T,3C): q, k, v side by side, head h at channels [h*D, (h+1)*D) of each;
-    //     out (B,T,C) heads concatenated; lse (B,NH,T) log-sum-exp of each score row, saved
-    //     for backward; causal != 0 masks keys after the query.
-    void (*attention_forward)(float *out, float *lse, const float *qkv, int B, int T, int C,
-                              int NH, int causal);
-    void (*attention_backward)(float *dqkv, const float *dout, const float *out,
-                               const float *lse, const float *qkv, int B, int T, int C, int NH,
-                               int causal);
+    // --- multi-head scaled dot-product attention: the implementations of this table, fastest
+    //     first, NULL-terminated (pb_attn_desc above; pb_attn_choose picks one)
+    const pb_attn_impl *const *attention;
+    // Generation with a KV cache (kernels/attention/decode.c): the queries of n new positions
+    // pos0..pos0+n-1 (row i at q + i*q_stride) attend causally to the cached keys and values
+    // of positions 0..pos0+n-1; kcache, vcache (NH, maxT, D); out (n, NH*D). NULL in a table
+    // without it.
+    void (*attention_decode)(float *out, const float *q, int q_stride, const float *kcache,
+                             const float *vcache, int pos0, int n, int NH, int D, int maxT);
 
-    // --- GELU, tanh approximation, elementwise over n
-    void (*gelu_forward)(float *out, const float *inp, size_t n);
-    void (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n);
+    // --- GELU of the given kind (pb_gelu), elementwise over n
+    void (*gelu_forward)(float *out, const float *inp, size_t n, pb_gelu kind);
+    void (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n,
+                          pb_gelu kind);
 
-    // --- residual: out = a + b, elementwise over n
+    // --- residual: out = a + b, elementwise over n. (Its backward passes dout to both
+    //     inputs unchanged, so the model never calls one: see model/transformer.c.)
     void (*residual_forward)(float *out, const float *a, const float *b, size_t n);
-    void (*residual_backward)(float *da, float *db, const float *dout, size_t n);
 
     // --- fused softmax + cross-entropy over the first V of Vp columns (the padding columns
     //     take no part): logits (N,Vp), targets (N), losses (N) = -log softmax[target].
@@ -113,7 +146,7 @@ typedef struct pb_ops {
     void (*params_to_act)(float *dst, const float *src, size_t n, uint64_t seed);
 
     // --- optional fusions (NULL in a table without them: the model then calls the ops above)
-    // matmul_forward then gelu_forward in one product: pre (N,OC) = inp (N,IC) @ weight^T +
+    // matmul_forward then gelu_forward (tanh GELU only) in one product: pre (N,OC) = inp (N,IC) @ weight^T +
     // bias, out (N,OC) = gelu(pre); pre is kept for the backward.
     void (*matmul_gelu_forward)(float *out, float *pre, const float *inp, const float *weight,
                                 const float *bias, int N, int IC, int OC);
@@ -127,7 +160,7 @@ typedef struct pb_ops {
     // activation type), out, mean, rstd = layernorm_forward of res; the same bits as the two.
     void (*residual_layernorm_forward)(float *res, float *out, float *mean, float *rstd,
                                        const float *a, const float *b, const float *weight,
-                                       const float *bias, int N, int C);
+                                       const float *bias, int N, int C, float eps);
 } pb_ops;
 
 // Bytes of one activation element of the table: 4 (fp32) or 2 (bf16).
@@ -135,7 +168,14 @@ static inline size_t pb_act_bytes(const pb_ops *ops) {
     return ops->act_dtype == PB_DTYPE_BF16 ? 2 : 4;
 }
 
-// The CPU backend (fp32, OpenMP). attn picks the attention algorithm the table points to.
-const pb_ops *pb_ops_cpu(pb_attn_kind attn);
+// The CPU backend (fp32, OpenMP); its attention: flash, then naive (the reference).
+const pb_ops *pb_ops_cpu(void);
+
+// The attention implementation of ops to run d with: want "auto" (or "" or NULL) takes the
+// first in the table that supports d; a name takes that one. Returns NULL with one line in
+// err when the named one cannot run d (naming why: head dim, dtype, mask), when the table
+// has no implementation of that name (listing the ones it has), or when none can run d.
+const pb_attn_impl *pb_attn_choose(const pb_ops *ops, const char *want, const pb_attn_desc *d,
+                                   char *err, size_t errlen);
 
 #endif

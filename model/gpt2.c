@@ -205,6 +205,11 @@ static void ensure_acts(gpt2 *m, int B, int T) {
     m->inputs = ops->alloc((size_t)B * T * sizeof(int32_t));
     m->targets = ops->alloc((size_t)B * T * sizeof(int32_t));
     m->targets_host = pb_malloc((size_t)B * T * sizeof(int32_t));
+    int D = m->cfg.n_embd / m->cfg.n_head;
+    m->attn_desc = (pb_attn_desc){B, T, T, m->cfg.n_head, D, 1.0f / sqrtf((float)D), 1, NULL, NULL};
+    char err[1024];
+    m->attn = pb_attn_choose(ops, m->cfg.attention, &m->attn_desc, err, sizeof err);
+    if (!m->attn) pb_die(PB_EXIT_USAGE, "%s", err);
 }
 
 void gpt2_free(gpt2 *m) {
@@ -229,17 +234,17 @@ static void residual_ln(const pb_ops *ops, float *res, const float *a, const flo
                         float *mean, float *rstd, const float *w, const float *bias, int N,
                         int C) {
     if (ops->residual_layernorm_forward) {
-        ops->residual_layernorm_forward(res, out, mean, rstd, a, b, w, bias, N, C);
+        ops->residual_layernorm_forward(res, out, mean, rstd, a, b, w, bias, N, C, 1e-5f);
     } else {
         ops->residual_forward(res, a, b, (size_t)N * C);
-        ops->layernorm_forward(out, mean, rstd, res, w, bias, N, C);
+        ops->layernorm_forward(out, mean, rstd, res, w, bias, N, C, 1e-5f);
     }
 }
 
 double gpt2_forward(gpt2 *m, const int32_t *inputs, const int32_t *targets, int B, int T) {
     const pb_ops *ops = m->ops;
     const gpt2_config *c = &m->cfg;
-    int C = c->n_embd, NH = c->n_head, N = B * T, V = c->vocab_size, Vp = c->padded_vocab;
+    int C = c->n_embd, N = B * T, V = c->vocab_size, Vp = c->padded_vocab;
     if (T > c->seq_len)
         pb_die(PB_EXIT_USAGE, "sequence of %d tokens is longer than model.seq_len = %d", T,
                c->seq_len);
@@ -265,14 +270,14 @@ double gpt2_forward(gpt2 *m, const int32_t *inputs, const int32_t *targets, int 
     // block starts with its ln1 already computed, except the first.
     if (L)
         ops->layernorm_forward(a->h[0].ln1, a->h[0].ln1_mean, a->h[0].ln1_rstd, x, m->wa.h[0].ln1w,
-                               m->wa.h[0].ln1b, N, C);
+                               m->wa.h[0].ln1b, N, C, 1e-5f);
     else
-        ops->layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, m->wa.lnfw, m->wa.lnfb, N, C);
+        ops->layernorm_forward(a->lnf, a->lnf_mean, a->lnf_rstd, x, m->wa.lnfw, m->wa.lnfb, N, C, 1e-5f);
     for (int l = 0; l < L; l++) {
         const gpt2_layer_weights *w = &m->wa.h[l];
         gpt2_layer_acts *h = &a->h[l];
         ops->matmul_forward(h->qkv, h->ln1, w->qkvw, w->qkvb, N, C, 3 * C);
-        ops->attention_forward(h->atty, h->lse, h->qkv, B, T, C, NH, 1);
+        m->attn->forward(h->atty, h->lse, h->qkv, &m->attn_desc);
         ops->matmul_forward(h->attproj, h->atty, w->attprojw, w->attprojb, N, C, C);
         residual_ln(ops, h->res2, x, h->attproj, h->ln2, h->ln2_mean, h->ln2_rstd, w->ln2w,
                     w->ln2b, N, C);
@@ -280,7 +285,7 @@ double gpt2_forward(gpt2 *m, const int32_t *inputs, const int32_t *targets, int 
             ops->matmul_gelu_forward(h->fch_gelu, h->fch, h->ln2, w->fcw, w->fcb, N, C, 4 * C);
         } else {
             ops->matmul_forward(h->fch, h->ln2, w->fcw, w->fcb, N, C, 4 * C);
-            ops->gelu_forward(h->fch_gelu, h->fch, (size_t)N * 4 * C);
+            ops->gelu_forward(h->fch_gelu, h->fch, (size_t)N * 4 * C, PB_GELU_TANH);
         }
         ops->matmul_forward(h->fcproj, h->fch_gelu, w->fcprojw, w->fcprojb, N, 4 * C, C);
         if (l + 1 < L) {
@@ -323,7 +328,7 @@ void gpt2_backward(gpt2 *m, float loss_scale) {
     PB_ASSERT(m->acts_mem && m->have_targets);
     const pb_ops *ops = m->ops;
     const gpt2_config *c = &m->cfg;
-    int B = m->B, T = m->T, C = c->n_embd, NH = c->n_head, N = B * T;
+    int B = m->B, T = m->T, C = c->n_embd, N = B * T;
     int V = c->vocab_size, Vp = c->padded_vocab;
     gpt2_acts *a = &m->acts, *d = &m->dacts;
     // The residual stream's gradient lives in one buffer, dres (dacts.encoded): a residual
@@ -370,7 +375,7 @@ void gpt2_backward(gpt2 *m, float loss_scale) {
         } else {
             ops->matmul_backward(dh->fch_gelu, g->fcprojw, g->fcprojb, dres, h->fch_gelu,
                                  w->fcprojw, N, 4 * C, C);
-            ops->gelu_backward(dh->fch, h->fch, dh->fch_gelu, 4 * NC);
+            ops->gelu_backward(dh->fch, h->fch, dh->fch_gelu, 4 * NC, PB_GELU_TANH);
         }
         ops->matmul_backward(dh->ln2, g->fcw, g->fcb, dh->fch, h->ln2, w->fcw, N, C, 4 * C);
         // dres2 = dres3 + ln_2's input gradient
@@ -379,7 +384,7 @@ void gpt2_backward(gpt2 *m, float loss_scale) {
         // attention branch: res2 = x + attproj, so dattproj = dres2 = dres
         ops->matmul_backward(dh->atty, g->attprojw, g->attprojb, dres, h->atty, w->attprojw, N,
                              C, C);
-        ops->attention_backward(dh->qkv, dh->atty, h->atty, h->lse, h->qkv, B, T, C, NH, 1);
+        m->attn->backward(dh->qkv, dh->atty, h->atty, h->lse, h->qkv, &m->attn_desc);
         ops->matmul_backward(dh->ln1, g->qkvw, g->qkvb, dh->qkv, h->ln1, w->qkvw, N, C, 3 * C);
         // dx = dres2 + ln_1's input gradient: the previous block's dres3
         ops->layernorm_backward(dres, g->ln1w, g->ln1b, dh->ln1, x, w->ln1w, h->ln1_mean,

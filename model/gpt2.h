@@ -18,6 +18,7 @@ typedef struct gpt2_config {
     int seq_len;  // maxT: learned positions, and the longest T a forward accepts
     int vocab_size;    // V
     int padded_vocab;  // Vp: V rounded up to a multiple of 128 (set by gpt2_build)
+    char attention[16];  // model.attention: "auto" (or "") or an implementation's name
 } gpt2_config;
 
 // One parameter tensor. The name and the shape a Hugging Face GPT2LMHeadModel state_dict
@@ -105,6 +106,8 @@ typedef struct gpt2 {
     float *acts_mem, *dacts_mem;
     size_t acts_bytes;
     gpt2_acts acts, dacts;  // dacts.logits is unused (dlogits live in acts.logits)
+    pb_attn_desc attn_desc;     // the attention of (B,T): causal, every key
+    const pb_attn_impl *attn;   // the implementation that runs it (pb_attn_choose)
     int32_t *inputs, *targets;  // (B,T) in backend memory
     int32_t *targets_host;      // (B,T) copy, to count valid targets
     int valid_targets;          // targets >= 0 in the last forward

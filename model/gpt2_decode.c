@@ -7,7 +7,8 @@
 #include "kernels/attention/attention.h"
 #include "kernels/common.h"
 
-static int is_cpu(const gpt2 *m) { return strcmp(m->ops->name, "cpu") == 0; }
+// The cached attention runs where the table has one (the CPU's reads host memory).
+static int can_decode(const gpt2 *m) { return m->ops->attention_decode != NULL; }
 
 // ----------------------------------------------------------------------------
 // the cache and its working rows
@@ -47,7 +48,7 @@ static void ensure_rows(gpt2_kv_cache *kv, const pb_ops *ops, int n) {
 
 void gpt2_decode_init(gpt2_kv_cache *kv, const gpt2 *m) {
     // The cached attention (attn_decode_forward) reads host memory.
-    PB_ASSERT(is_cpu(m));
+    PB_ASSERT(can_decode(m));
     memset(kv, 0, sizeof *kv);
     const gpt2_config *c = &m->cfg;
     kv->L = c->n_layer;
@@ -64,7 +65,7 @@ void gpt2_decode_init(gpt2_kv_cache *kv, const gpt2 *m) {
 
 void gpt2_decode_free(gpt2_kv_cache *kv) {
     // The buffers came from the CPU table; free them the same way.
-    const pb_ops *ops = pb_ops_cpu(PB_ATTN_FLASH);
+    const pb_ops *ops = pb_ops_cpu();
     free_rows(kv, ops);
     ops->free(kv->k);
     ops->free(kv->v);
@@ -73,7 +74,7 @@ void gpt2_decode_free(gpt2_kv_cache *kv) {
 }
 
 void gpt2_decode_copy_weights(gpt2 *dst, const gpt2 *src) {
-    PB_ASSERT(is_cpu(dst) && dst->num_floats == src->num_floats);
+    PB_ASSERT(can_decode(dst) && dst->num_floats == src->num_floats);
     PB_ASSERT(memcmp(&dst->cfg, &src->cfg, sizeof dst->cfg) == 0);
     src->ops->download(dst->params_mem, src->params_mem, src->num_floats * sizeof(float));
 }
@@ -86,7 +87,7 @@ void gpt2_decode_copy_weights(gpt2 *dst, const gpt2 *src) {
 // values of the new rows are written into the cache before its attention reads them.
 static void decode_rows(const gpt2 *m, gpt2_kv_cache *kv, const int32_t *tokens, int pos0,
                         int n, float *logits) {
-    PB_ASSERT(is_cpu(m) && kv->k);
+    PB_ASSERT(can_decode(m) && kv->k);
     const pb_ops *ops = m->ops;
     const gpt2_config *c = &m->cfg;
     int C = c->n_embd, NH = c->n_head, D = kv->D, maxT = kv->maxT, Vp = c->padded_vocab;
@@ -109,7 +110,7 @@ static void decode_rows(const gpt2 *m, gpt2_kv_cache *kv, const int32_t *tokens,
     size_t nC = (size_t)n * C;
     for (int l = 0; l < c->n_layer; l++) {
         const gpt2_layer_weights *w = &m->w.h[l];
-        ops->layernorm_forward(kv->ln, kv->mean, kv->rstd, kv->x, w->ln1w, w->ln1b, n, C);
+        ops->layernorm_forward(kv->ln, kv->mean, kv->rstd, kv->x, w->ln1w, w->ln1b, n, C, 1e-5f);
         ops->matmul_forward(kv->qkv, kv->ln, w->qkvw, w->qkvb, n, C, 3 * C);
         // qkv row i: q, k, v side by side, head h at [h*D, (h+1)*D) of each -> the cache
         float *kc = kv->k + (size_t)l * NH * maxT * D;
@@ -122,12 +123,12 @@ static void decode_rows(const gpt2 *m, gpt2_kv_cache *kv, const int32_t *tokens,
                 memcpy(vc + at, row + 2 * C + (size_t)h * D, (size_t)D * sizeof(float));
             }
         }
-        attn_decode_forward(kv->atty, kv->qkv, 3 * C, kc, vc, pos0, n, NH, D, maxT);
+        ops->attention_decode(kv->atty, kv->qkv, 3 * C, kc, vc, pos0, n, NH, D, maxT);
         ops->matmul_forward(kv->attproj, kv->atty, w->attprojw, w->attprojb, n, C, C);
         ops->residual_forward(kv->res2, kv->x, kv->attproj, nC);
-        ops->layernorm_forward(kv->ln, kv->mean, kv->rstd, kv->res2, w->ln2w, w->ln2b, n, C);
+        ops->layernorm_forward(kv->ln, kv->mean, kv->rstd, kv->res2, w->ln2w, w->ln2b, n, C, 1e-5f);
         ops->matmul_forward(kv->fch, kv->ln, w->fcw, w->fcb, n, C, 4 * C);
-        ops->gelu_forward(kv->fch_gelu, kv->fch, 4 * nC);
+        ops->gelu_forward(kv->fch_gelu, kv->fch, 4 * nC, PB_GELU_TANH);
         ops->matmul_forward(kv->fcproj, kv->fch_gelu, w->fcprojw, w->fcprojb, n, 4 * C, C);
         ops->residual_forward(kv->x, kv->res2, kv->fcproj, nC);
     }
@@ -135,7 +136,7 @@ static void decode_rows(const gpt2 *m, gpt2_kv_cache *kv, const int32_t *tokens,
     if (!logits) return;
     // Only the last row's logits are wanted: ln_f and the tied head on that row alone.
     const float *last = kv->x + (size_t)(n - 1) * C;
-    ops->layernorm_forward(kv->ln, kv->mean, kv->rstd, last, m->w.lnfw, m->w.lnfb, 1, C);
+    ops->layernorm_forward(kv->ln, kv->mean, kv->rstd, last, m->w.lnfw, m->w.lnfb, 1, C, 1e-5f);
     ops->matmul_forward(kv->logits, kv->ln, m->w.wte, NULL, 1, C, Vp);
     ops->download(logits, kv->logits, (size_t)Vp * sizeof(float));
 }

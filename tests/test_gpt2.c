@@ -73,7 +73,7 @@ static const int32_t *fx_config(void) {
 static void build_fixture_model(gpt2 *m) {
     const int32_t *c = fx_config();
     gpt2_config cfg = {c[0], c[1], c[2], c[3], c[4], 0};
-    gpt2_build(m, &cfg, pb_ops_cpu(PB_ATTN_FLASH));
+    gpt2_build(m, &cfg, pb_ops_cpu());
 }
 
 // Copies tensor `hf` (Hugging Face layout) into pebble's layout of parameter p at dst.
@@ -121,7 +121,7 @@ static double rel_err_hf(const pb_param *p, const float *internal, const float *
 Test(gpt2, table_matches_hugging_face_names_and_shapes) {
     gpt2_config cfg = {12, 12, 768, 1024, 50257, 0};
     gpt2 m;
-    gpt2_build(&m, &cfg, pb_ops_cpu(PB_ATTN_FLASH));
+    gpt2_build(&m, &cfg, pb_ops_cpu());
     cr_assert_eq(m.cfg.padded_vocab, 50304);
     cr_assert_eq(m.num_params, 4 + 12 * 12);
     // GPT-2 small has 124,439,808 parameters in Hugging Face's count (wte tied, V rows).
@@ -147,7 +147,7 @@ Test(gpt2, table_matches_hugging_face_names_and_shapes) {
 Test(gpt2, init_statistics) {
     gpt2_config cfg = {4, 4, 128, 128, 1000, 0};
     gpt2 m;
-    gpt2_build(&m, &cfg, pb_ops_cpu(PB_ATTN_FLASH));
+    gpt2_build(&m, &cfg, pb_ops_cpu());
     gpt2_init_weights(&m, 42);
     const pb_param *p = gpt2_find_param(&m, "transformer.h.1.mlp.c_fc.weight");
     const float *x = m.params_mem + p->offset;

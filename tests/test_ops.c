@@ -26,7 +26,7 @@
 #define GRAD_ATOL 1e-4
 #define GRAD_RTOL 1e-3
 
-static const pb_ops *ops(void) { return pb_ops_cpu(PB_ATTN_NAIVE); }
+static const pb_ops *ops(void) { return pb_ops_cpu(); }
 
 // ----------------------------------------------------------------------------
 // helpers
@@ -124,18 +124,22 @@ static void check_grad(const char *what, loss_fn loss, void *ctx, double *x, con
 // the table itself and the memory ops
 
 Test(ops_cpu, table_is_complete) {
-    const pb_ops *f = pb_ops_cpu(PB_ATTN_FLASH), *n = pb_ops_cpu(PB_ATTN_NAIVE);
+    const pb_ops *f = pb_ops_cpu();
     cr_expect_str_eq(f->name, "cpu");
-    cr_expect_str_eq(n->name, "cpu");
-    cr_expect(f->attention_forward == attn_flash_forward);
-    cr_expect(f->attention_backward == attn_flash_backward);
-    cr_expect(n->attention_forward == attn_naive_forward);
-    cr_expect(n->attention_backward == attn_naive_backward);
+    // flash first (auto takes it), then the naive reference, then the end of the list
+    cr_assert(f->attention && f->attention[0] && f->attention[1] && !f->attention[2]);
+    cr_expect_str_eq(f->attention[0]->name, "flash");
+    cr_expect(f->attention[0]->forward == attn_flash_forward);
+    cr_expect(f->attention[0]->backward == attn_flash_backward);
+    cr_expect_str_eq(f->attention[1]->name, "naive");
+    cr_expect(f->attention[1]->forward == attn_naive_forward);
+    cr_expect(f->attention[1]->backward == attn_naive_backward);
+    cr_expect(f->attention_decode == attn_decode_forward);
     cr_expect(f->alloc && f->free && f->upload && f->download && f->zero);
     cr_expect(f->encoder_forward && f->encoder_backward && f->layernorm_forward &&
               f->layernorm_backward && f->matmul_forward && f->matmul_backward);
     cr_expect(f->gelu_forward && f->gelu_backward && f->residual_forward &&
-              f->residual_backward && f->crossentropy_forward && f->crossentropy_backward);
+              f->crossentropy_forward && f->crossentropy_backward);
     cr_expect(f->adamw_update && f->sumsq && f->scale);
 }
 
@@ -364,7 +368,7 @@ Test(ops_cpu, layernorm) {
                        to_double(R, N * C), pb_malloc(N * C * sizeof(double)),
                        pb_malloc(N * sizeof(double)), pb_malloc(N * sizeof(double))};
 
-    o->layernorm_forward(out, mean, rstd, inp, weight, bias, N, C);
+    o->layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, 1e-5f);
     layernorm_ref(&c);
     expect_close("layernorm out", out, c.out, N * C, FWD_ATOL, FWD_RTOL);
     expect_close("layernorm mean", mean, c.mean, N, FWD_ATOL, FWD_RTOL);
@@ -412,10 +416,10 @@ Test(ops_cpu, gelu) {
     x[0] = 0.0f, x[1] = -10.0f, x[2] = 10.0f;  // the middle and both saturated ends
     elementwise_ctx c = {n, to_double(x, n), NULL, to_double(R, n), pb_malloc(n * sizeof(double))};
 
-    o->gelu_forward(out, x, n);
+    o->gelu_forward(out, x, n, PB_GELU_TANH);
     gelu_ref(&c);
     expect_close("gelu out", out, c.out, n, FWD_ATOL, FWD_RTOL);
-    o->gelu_backward(dx, x, R, n);
+    o->gelu_backward(dx, x, R, n, PB_GELU_TANH);
     check_grad("gelu dinp", gelu_loss, &c, c.a, dx, n, 1);
 
     free(c.a), free(c.R), free(c.out);
@@ -444,9 +448,7 @@ Test(ops_cpu, residual) {
     o->residual_forward(out, a, b, n);
     residual_ref(&c);
     expect_close("residual out", out, c.out, n, FWD_ATOL, FWD_RTOL);
-    o->residual_backward(da, db, R, n);
-    check_grad("residual da", residual_loss, &c, c.a, da, n, 1);
-    check_grad("residual db", residual_loss, &c, c.b, db, n, 1);
+    (void)residual_loss, (void)da, (void)db;
 
     free(c.a), free(c.b), free(c.R), free(c.out);
     o->free(a), o->free(b), o->free(R), o->free(out), o->free(da), o->free(db);
@@ -690,7 +692,7 @@ Test(ops_cpu, backward_accumulates) {
         float *b = fbuf(C, -1, 1, &seed), *dout = fbuf(N * C, -1, 1, &seed);
         float *out = fbuf(N * C, 0, 0, &seed), *mean = fbuf(N, 0, 0, &seed),
               *rstd = fbuf(N, 0, 0, &seed);
-        o->layernorm_forward(out, mean, rstd, inp, w, b, N, C);
+        o->layernorm_forward(out, mean, rstd, inp, w, b, N, C, 1e-5f);
         float *g[2][3];
         for (int r = 0; r < 2; r++) {
             g[r][0] = fbuf(N * C, 0, 0, &seed), g[r][1] = fbuf(C, 0, 0, &seed);
@@ -719,20 +721,19 @@ Test(ops_cpu, backward_accumulates) {
         o->free(dout);
         free_bufs(&g[0][0], 4);
     }
-    {  // gelu and residual
+    {  // gelu
         enum { n = 300 };
         float *x = fbuf(n, -3, 3, &seed), *dout = fbuf(n, -1, 1, &seed);
         float *g[2][3];
         for (int r = 0; r < 2; r++) {
             for (int k = 0; k < 3; k++) g[r][k] = fbuf(n, 0, 0, &seed);
             for (int call = 0; call <= r; call++) {
-                o->gelu_backward(g[r][0], x, dout, n);
-                o->residual_backward(g[r][1], g[r][2], dout, n);
+                o->gelu_backward(g[r][0], x, dout, n, PB_GELU_TANH);
+                o->gelu_backward(g[r][1], x, dout, n, PB_GELU_ERF);
             }
         }
         expect_doubled("gelu dinp", g[0][0], g[1][0], n);
-        expect_doubled("residual da", g[0][1], g[1][1], n);
-        expect_doubled("residual db", g[0][2], g[1][2], n);
+        expect_doubled("gelu erf dinp", g[0][1], g[1][1], n);
         o->free(x), o->free(dout);
         free_bufs(&g[0][0], 6);
     }
@@ -782,7 +783,7 @@ Test(ops_cpu, deterministic_across_thread_counts, .timeout = 60) {
         r[k][1] = fbuf(N * IC, 0, 0, &seed), r[k][2] = fbuf(OC * IC, 0, 0, &seed);
         r[k][3] = fbuf(OC, 0, 0, &seed);
         o->matmul_backward(r[k][1], r[k][2], r[k][3], dout, inp, w, N, IC, OC);
-        o->layernorm_forward(lout, mean, rstd, lin, lw, lb, N, C);
+        o->layernorm_forward(lout, mean, rstd, lin, lw, lb, N, C, 1e-5f);
         r[k][4] = fbuf(N * C, 0, 0, &seed), r[k][5] = fbuf(C, 0, 0, &seed);
         r[k][6] = fbuf(C, 0, 0, &seed);
         o->layernorm_backward(r[k][4], r[k][5], r[k][6], ldout, lin, lw, mean, rstd, N, C);

@@ -58,7 +58,7 @@ static void load(loaded_t *x, const char *path) {
     char err[1024];
     gpt2_config mc;
     cr_assert_eq(ckpt_read_config(path, NULL, &mc, err, sizeof err), 0, "%s", err);
-    gpt2_build(&x->m, &mc, pb_ops_cpu(PB_ATTN_FLASH));
+    gpt2_build(&x->m, &mc, pb_ops_cpu());
     adamw_init(&x->o, &x->m, 0.9f, 0.95f, 1e-8f, 0.1f);
     cr_assert_eq(ckpt_load(path, &x->m, &x->o, &x->st, err, sizeof err), 0, "%s", err);
 }

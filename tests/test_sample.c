@@ -27,9 +27,10 @@
 // L=2, NH=4, C=32 (D=8), T=24, V=100 (Vp=128). The weights are the GPT-2 init scaled by 8,
 // so that attention scores are O(1) and the softmax is far from uniform: a wrong key or a
 // wrong position then moves the logits by much more than the tolerance.
-static void tiny_model(gpt2 *m, pb_attn_kind attn, uint64_t seed) {
+static void tiny_model(gpt2 *m, const char *attn, uint64_t seed) {
     gpt2_config c = {.n_layer = 2, .n_head = 4, .n_embd = 32, .seq_len = 24, .vocab_size = 100};
-    gpt2_build(m, &c, pb_ops_cpu(attn));
+    snprintf(c.attention, sizeof c.attention, "%s", attn);
+    gpt2_build(m, &c, pb_ops_cpu());
     gpt2_init_weights(m, seed);
     m->ops->scale(m->params_mem, 8.0f, m->num_floats);
 }
@@ -74,7 +75,7 @@ static void expect_logits_close(const float *got, const float *want, int Vp, int
 // ----------------------------------------------------------------------------
 // the KV cache against full recomputation
 
-static void decode_matches(pb_attn_kind attn) {
+static void decode_matches(const char *attn) {
     gpt2 m;
     tiny_model(&m, attn, 11);
     int T = m.cfg.seq_len, Vp = m.cfg.padded_vocab;
@@ -124,12 +125,12 @@ static void decode_matches(pb_attn_kind attn) {
     gpt2_free(&m);
 }
 
-Test(sample, kv_cache_logits_equal_full_forward_flash) { decode_matches(PB_ATTN_FLASH); }
-Test(sample, kv_cache_logits_equal_full_forward_naive) { decode_matches(PB_ATTN_NAIVE); }
+Test(sample, kv_cache_logits_equal_full_forward_flash) { decode_matches("flash"); }
+Test(sample, kv_cache_logits_equal_full_forward_naive) { decode_matches("naive"); }
 
 Test(sample, decode_is_the_same_for_one_and_two_threads) {
     gpt2 m;
-    tiny_model(&m, PB_ATTN_FLASH, 5);
+    tiny_model(&m, "flash", 5);
     int T = m.cfg.seq_len, Vp = m.cfg.padded_vocab;
     int32_t tok[24];
     random_tokens(tok, T, m.cfg.vocab_size, 8);
@@ -173,7 +174,7 @@ static int generate(gpt2 *m, const int32_t *prompt, int n_prompt, sample_opts *o
 
 Test(sample, greedy_is_the_argmax_of_full_forwards_step_by_step) {
     gpt2 m;
-    tiny_model(&m, PB_ATTN_FLASH, 21);
+    tiny_model(&m, "flash", 21);
     int V = m.cfg.vocab_size, Vp = m.cfg.padded_vocab;
     int32_t seq[24] = {7, 42, 3}, out[64], again[64];
     sample_opts o = {.tokens = 15, .temperature = 0.0, .top_k = 50, .stop_at_eot = 0};
@@ -205,7 +206,7 @@ Test(sample, greedy_is_the_argmax_of_full_forwards_step_by_step) {
 
 Test(sample, seeds_fix_the_text) {
     gpt2 m;
-    tiny_model(&m, PB_ATTN_FLASH, 4);
+    tiny_model(&m, "flash", 4);
     int32_t prompt[2] = {1, 2}, a[64], b[64], c[64];
     sample_opts o = {.tokens = 20, .temperature = 1.0, .top_k = 0, .stop_at_eot = 0};
     sample_stop why;
@@ -219,7 +220,7 @@ Test(sample, seeds_fix_the_text) {
 
 Test(sample, top_k_1_is_greedy) {
     gpt2 m;
-    tiny_model(&m, PB_ATTN_FLASH, 9);
+    tiny_model(&m, "flash", 9);
     int32_t prompt[1] = {5}, g[64], k1[64];
     sample_opts o = {.tokens = 20, .temperature = 0.0, .stop_at_eot = 0};
     sample_stop why;
@@ -233,7 +234,7 @@ Test(sample, top_k_1_is_greedy) {
 
 Test(sample, stops_at_eot_and_at_seq_len) {
     gpt2 m;
-    tiny_model(&m, PB_ATTN_FLASH, 21);
+    tiny_model(&m, "flash", 21);
     int32_t prompt[24] = {7, 42, 3}, out[64], first[64];
     sample_opts o = {.tokens = 15, .temperature = 0.0, .stop_at_eot = 0};
     sample_stop why;

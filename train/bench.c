@@ -25,7 +25,8 @@ static double flops_per_token(const gpt2_config *c, int T) {
 }
 
 static void run_case(const bench_case *bc, int iters, const pb_ops *ops) {
-    gpt2_config cfg = {bc->L, bc->NH, bc->C, bc->T, 50257, 0};
+    gpt2_config cfg = {.n_layer = bc->L, .n_head = bc->NH, .n_embd = bc->C, .seq_len = bc->T,
+                       .vocab_size = 50257};
     gpt2 m;
     gpt2_build(&m, &cfg, ops);
     gpt2_init_weights(&m, 1);
@@ -82,7 +83,7 @@ int bench_main(int argc, char **argv) {
         {"gpt2-124m", 12, 12, 768, 64, 4},
         {"gpt2-tiny", 4, 4, 128, 128, 8},
     };
-    const pb_ops *ops = pb_ops_cpu(PB_ATTN_FLASH);
+    const pb_ops *ops = pb_ops_cpu();
     printf("pebble bench: forward+backward on the %s backend, %d threads, %d iterations, fp32\n\n",
            ops->name, omp_get_max_threads(), iters);
     printf("| model      |   params | B  |  T   | fwd ms    | fwd+bwd ms    | tokens/s | GFLOP/s |\n");

@@ -68,9 +68,12 @@ static const config_key config_keys[] = {
     {KEY("model", "vocab_size", INT, vocab_size, "50257",
          "V, padded internally to a multiple of 128"),
      GE(1)},
-    {KEY("model", "attention", STRING, attention, "flash",
-         "the CPU backend's attention algorithm"),
-     .choices = "flash|naive"},
+    // Which implementations exist, and what each runs, is the backend's to say: the model
+    // checks the name against its table at startup (pb_attn_choose), one line if it cannot.
+    {KEY("model", "attention", STRING, attention, "auto",
+         "attention kernel: auto (the fastest that runs the model), or by name: naive, flash "
+         "(CPU); flash (CUDA fp32); wgmma, flash (CUDA bf16)"),
+     .nonempty = 1},
     // [data]
     {KEY("data", "train", STRING, train_data, NULL, "glob pattern of training token shards"),
      .metavar = "PATTERN"},  // required (config_validate): nothing to train on without it

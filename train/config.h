@@ -17,7 +17,7 @@ typedef struct pb_config {
     int n_embd;
     int seq_len;             // T of training, and the number of learned positions
     int vocab_size;          // V; padded internally to a multiple of 128
-    char attention[16];      // "flash" | "naive" (the CPU backend's algorithm)
+    char attention[16];      // "auto" or an attention implementation's name (kernels/ops.h)
     // [data]
     char train_data[PB_PATH_MAX];  // glob pattern of token shards (required)
     char val_data[PB_PATH_MAX];    // glob pattern of validation shards ("" = none)

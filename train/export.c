@@ -148,7 +148,7 @@ int export_safetensors(const char *ckpt_path, const char *out_dir, char *err, si
         return PB_EXIT_DATA;
     }
     gpt2 m;
-    gpt2_build(&m, &mc, pb_ops_cpu(PB_ATTN_FLASH));
+    gpt2_build(&m, &mc, pb_ops_cpu());
     int rc = 0;
     char path[4200];
     if (ckpt_load(ckpt_path, &m, NULL, NULL, err, errlen) != 0) {

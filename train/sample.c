@@ -318,7 +318,7 @@ int sample_main(int argc, char **argv) {
 
     // --- the model: shape from the checkpoint, weights only
     gpt2 m;
-    gpt2_build(&m, &mc, pb_ops_cpu(PB_ATTN_FLASH));
+    gpt2_build(&m, &mc, pb_ops_cpu());
     if (ckpt_load(path, &m, NULL, NULL, err, sizeof err) != 0)
         pb_die(PB_EXIT_DATA, "sample: %s", err);
     gpt2_kv_cache kv;
@@ -429,10 +429,10 @@ static void emit_text(int32_t token, void *user) {
 void sample_trainer_print(sample_trainer *s, const gpt2 *model, int step, int tty) {
     double t0 = pb_now();
     const gpt2 *m = model;
-    if (strcmp(model->ops->name, "cpu") != 0) {
-        // The cached attention runs on the CPU: sample a host copy of the weights.
+    if (!model->ops->attention_decode) {
+        // The table has no cached attention (the CUDA ones): sample a CPU copy of the weights.
         if (!s->have_copy) {
-            gpt2_build(&s->cpu_copy, &model->cfg, pb_ops_cpu(PB_ATTN_FLASH));
+            gpt2_build(&s->cpu_copy, &model->cfg, pb_ops_cpu());
             s->have_copy = 1;
         }
         gpt2_decode_copy_weights(&s->cpu_copy, model);

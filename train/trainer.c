@@ -26,26 +26,15 @@ const pb_ops *trainer_backend(const pb_config *cfg) {
     if (want_cuda && !pb_cuda_available())
         pb_die(PB_EXIT_RUNTIME, "system.device = cuda but no CUDA device is available: %s",
                pb_cuda_unavailable_reason());
-    // precision auto: bf16 mixed precision on the GPU (the fast path) where its attention
-    // runs the model's head dim (64, 128), fp32 otherwise and on the CPU.
-    if (want_cuda || (strcmp(cfg->device, "auto") == 0 && pb_cuda_available())) {
-        int bf16_ok = pb_cuda_bf16_supports(cfg->n_embd, cfg->n_head);
-        int D = cfg->n_head > 0 ? cfg->n_embd / cfg->n_head : 0;
-        if (strcmp(cfg->precision, "bf16") == 0 && !bf16_ok)
-            pb_die(PB_EXIT_USAGE, "system.precision = bf16 needs a head dim (model.n_embd / "
-                   "model.n_head) of 64 or 128; this model has %d: use fp32", D);
-        if (strcmp(cfg->precision, "auto") == 0 && !bf16_ok)
-            printf("precision: fp32 (bf16 attention needs head dim 64 or 128; this model has "
-                   "%d)\n", D);
-        return strcmp(cfg->precision, "fp32") == 0 || !bf16_ok ? pb_ops_cuda()
-                                                                 : pb_ops_cuda_bf16();
-    }
+    // precision auto: bf16 mixed precision on the GPU (the fast path), fp32 on the CPU. Which
+    // attention kernel runs the model's head dim is the table's to say (pb_attn_choose).
+    if (want_cuda || (strcmp(cfg->device, "auto") == 0 && pb_cuda_available()))
+        return strcmp(cfg->precision, "fp32") == 0 ? pb_ops_cuda() : pb_ops_cuda_bf16();
     if (strcmp(cfg->precision, "bf16") == 0)
         pb_die(PB_EXIT_USAGE, "system.precision = bf16 needs the GPU, and training runs on the "
                "CPU here (system.device = %s%s): the CPU backend computes in fp32",
                cfg->device, strcmp(cfg->device, "auto") == 0 ? ", no usable GPU" : "");
-    pb_attn_kind attn = strcmp(cfg->attention, "naive") == 0 ? PB_ATTN_NAIVE : PB_ATTN_FLASH;
-    return pb_ops_cpu(attn);
+    return pb_ops_cpu();
 }
 
 void trainer_model_config(const pb_config *cfg, gpt2_config *mc) {
@@ -55,6 +44,7 @@ void trainer_model_config(const pb_config *cfg, gpt2_config *mc) {
     mc->n_embd = cfg->n_embd;
     mc->seq_len = cfg->seq_len;
     mc->vocab_size = cfg->vocab_size;
+    snprintf(mc->attention, sizeof mc->attention, "%s", cfg->attention);
 }
 
 // Mean loss over `batches` micro-batches from the start of the validation data.

@@ -155,11 +155,10 @@ static inline float max_select(float a, float b) {
 // keys by queries, so that the per-query running statistics are contiguous vectors
 // (the row max and exp loops vectorise over queries) and only Q, once per query tile,
 // needs transposing.
-void attn_flash_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH,
-                        int causal) {
-    PB_ASSERT(NH > 0 && C % NH == 0 && T > 0);
-    int D = C / NH, C3 = 3 * C;
-    float scale = 1.0f / sqrtf((float)D);
+void attn_flash_forward(float *out, float *lse, const float *qkv, const pb_attn_desc *ad) {
+    PB_ASSERT(!attn_flash_supports(ad));
+    int B = ad->B, T = ad->T, NH = ad->NH, D = ad->D, C = NH * D, C3 = 3 * C, causal = ad->causal;
+    float scale = ad->scale;
     const int BR = FLASH_BR, BC = FLASH_BC;
     int nqt = (T + BR - 1) / BR;
 
@@ -265,10 +264,11 @@ void attn_flash_forward(float *out, float *lse, const float *qkv, int B, int T, 
 // atomics or per-tile partial buffers. B*NH is >= the thread count in every recipe; below
 // that, threads sit idle.
 void attn_flash_backward(float *dqkv, const float *dout, const float *out, const float *lse,
-                         const float *qkv, int B, int T, int C, int NH, int causal) {
-    PB_ASSERT(NH > 0 && C % NH == 0 && T > 0);
-    int D = C / NH, C3 = 3 * C;
-    float scale = 1.0f / sqrtf((float)D);
+                         const float *qkv, const pb_attn_desc *ad) {
+    PB_ASSERT(!attn_flash_supports(ad));
+    int B = ad->B, T = ad->T, NH = ad->NH, C = NH * ad->D, causal = ad->causal;
+    int D = ad->D, C3 = 3 * C;
+    float scale = ad->scale;
     const int BR = FLASH_BR, BC = FLASH_BC;
 
 #pragma omp parallel
@@ -371,4 +371,9 @@ void attn_flash_backward(float *dqkv, const float *dout, const float *out, const
         free(p);
         free(ds);
     }
+}
+
+const char *attn_flash_supports(const pb_attn_desc *d) {
+    if (d->kv_len) return "key-padding masks";
+    return attn_cpu_dense_supports(d);
 }

@@ -48,11 +48,10 @@ static void softmax_rows(float *P, float *lse, const float *q, const float *k, i
 // forward
 
 // out (B,T,C), lse (B,NH,T); qkv (B,T,3C)
-void attn_naive_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH,
-                        int causal) {
-    PB_ASSERT(NH > 0 && C % NH == 0 && T > 0);
-    int D = C / NH, C3 = 3 * C;
-    float scale = 1.0f / sqrtf((float)D);
+void attn_naive_forward(float *out, float *lse, const float *qkv, const pb_attn_desc *ad) {
+    PB_ASSERT(!attn_naive_supports(ad));
+    int B = ad->B, T = ad->T, NH = ad->NH, D = ad->D, C = NH * D, C3 = 3 * C, causal = ad->causal;
+    float scale = ad->scale;
 
 #pragma omp parallel
     {
@@ -87,11 +86,12 @@ void attn_naive_forward(float *out, float *lse, const float *qkv, int B, int T, 
 // lse is not used: the reference recomputes P from scratch, so that it checks the saved
 // lse of flash rather than trusting it.
 void attn_naive_backward(float *dqkv, const float *dout, const float *out, const float *lse,
-                         const float *qkv, int B, int T, int C, int NH, int causal) {
-    PB_ASSERT(NH > 0 && C % NH == 0 && T > 0);
+                         const float *qkv, const pb_attn_desc *ad) {
+    PB_ASSERT(!attn_naive_supports(ad));
+    int B = ad->B, T = ad->T, NH = ad->NH, C = NH * ad->D, causal = ad->causal;
     (void)lse;
-    int D = C / NH, C3 = 3 * C;
-    float scale = 1.0f / sqrtf((float)D);
+    int D = ad->D, C3 = 3 * C;
+    float scale = ad->scale;
 
 #pragma omp parallel
     {
@@ -153,4 +153,19 @@ void attn_naive_backward(float *dqkv, const float *dout, const float *out, const
         free(acc);
         free(Di);
     }
+}
+
+// ----------------------------------------------------------------------------
+// what the CPU algorithms run
+
+const char *attn_cpu_dense_supports(const pb_attn_desc *d) {
+    if (d->Tk != d->T) return "keys and queries of different lengths (it runs self-attention)";
+    if (d->layout) return "block-sparse layouts (model.attention = blocksparse runs them)";
+    if (d->B < 1 || d->T < 1 || d->NH < 1 || d->D < 1) return "an empty shape";
+    return NULL;
+}
+
+const char *attn_naive_supports(const pb_attn_desc *d) {
+    if (d->kv_len) return "key-padding masks";
+    return attn_cpu_dense_supports(d);
 }

@@ -139,8 +139,7 @@ static void encoder_backward(float *dwte, float *dwpe, const float *dout, const 
 // layernorm: out (N,C) = (inp - mean) * rstd * weight + bias, per row; mean, rstd (N)
 
 static void layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
-                              const float *weight, const float *bias, int N, int C) {
-    const float eps = 1e-5f;
+                              const float *weight, const float *bias, int N, int C, float eps) {
 #pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_MIN)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
@@ -209,12 +208,21 @@ static void layernorm_backward(float *dinp, float *dweight, float *dbias, const 
 }
 
 // ----------------------------------------------------------------------------
-// GELU, tanh approximation: out = 0.5 x (1 + tanh(k (x + 0.044715 x^3))), k = sqrt(2/pi)
+// GELU. tanh: out = 0.5 x (1 + tanh(k (x + 0.044715 x^3))), k = sqrt(2/pi) (GPT-2);
+// erf: out = x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)) (BERT). Each kind its own loop, so the
+// tanh one vectorizes as before.
 
 #define GELU_K 0.7978845608028654f  // sqrt(2/pi)
 #define GELU_A 0.044715f
+#define GELU_RSQRT2 0.7071067811865476f   // 1/sqrt(2)
+#define GELU_RSQRT2PI 0.3989422804014327f  // 1/sqrt(2 pi)
 
-static void gelu_forward(float *out, const float *inp, size_t n) {
+static void gelu_forward(float *out, const float *inp, size_t n, pb_gelu kind) {
+    if (kind == PB_GELU_ERF) {
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (size_t i = 0; i < n; i++) out[i] = 0.5f * inp[i] * (1.0f + erff(inp[i] * GELU_RSQRT2));
+        return;
+    }
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
@@ -222,9 +230,20 @@ static void gelu_forward(float *out, const float *inp, size_t n) {
     }
 }
 
-// d/dx = 0.5 (1 + th) + 0.5 x (1 - th^2) k (1 + 3 a x^2), th = tanh(k (x + a x^3)).
-// (1 - th^2 rather than 1/cosh^2: no overflow for large |x|.)
-static void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n) {
+// tanh: d/dx = 0.5 (1 + th) + 0.5 x (1 - th^2) k (1 + 3 a x^2), th = tanh(k (x + a x^3))
+// (1 - th^2 rather than 1/cosh^2: no overflow for large |x|). erf: d/dx = Phi(x) + x phi(x).
+static void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n,
+                          pb_gelu kind) {
+    if (kind == PB_GELU_ERF) {
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+        for (size_t i = 0; i < n; i++) {
+            float x = inp[i];
+            float local = 0.5f * (1.0f + erff(x * GELU_RSQRT2)) +
+                          x * GELU_RSQRT2PI * expf(-0.5f * x * x);
+            dinp[i] += local * dout[i];
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
@@ -241,14 +260,6 @@ static void gelu_backward(float *dinp, const float *inp, const float *dout, size
 static void residual_forward(float *out, const float *a, const float *b, size_t n) {
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
-}
-
-static void residual_backward(float *da, float *db, const float *dout, size_t n) {
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
-    for (size_t i = 0; i < n; i++) {
-        da[i] += dout[i];
-        db[i] += dout[i];
-    }
 }
 
 // ----------------------------------------------------------------------------
@@ -379,42 +390,37 @@ static void scale(float *x, float s, size_t n) {
 }
 
 // ----------------------------------------------------------------------------
-// the tables: identical but for the attention algorithm
+// the table
 
-#define CPU_OPS(attn_forward, attn_backward)            \
-    {                                                   \
-        .name = "cpu",                                  \
-        .alloc = cpu_alloc,                             \
-        .free = cpu_free,                               \
-        .upload = cpu_upload,                           \
-        .download = cpu_download,                       \
-        .zero = cpu_zero,                               \
-        .encoder_forward = encoder_forward,             \
-        .encoder_backward = encoder_backward,           \
-        .layernorm_forward = layernorm_forward,         \
-        .layernorm_backward = layernorm_backward,       \
-        .matmul_forward = cpu_matmul_forward,           \
-        .matmul_backward = cpu_matmul_backward,         \
-        .attention_forward = attn_forward,              \
-        .attention_backward = attn_backward,            \
-        .gelu_forward = gelu_forward,                   \
-        .gelu_backward = gelu_backward,                 \
-        .residual_forward = residual_forward,           \
-        .residual_backward = residual_backward,         \
-        .crossentropy_forward = crossentropy_forward,   \
-        .crossentropy_backward = crossentropy_backward, \
-        .adamw_update = adamw_update,                   \
-        .sumsq = sumsq,                                 \
-        .scale = scale,                                 \
-    }
+static const pb_attn_impl cpu_attn_flash = {"flash", attn_flash_supports, attn_flash_forward,
+                                            attn_flash_backward};
+static const pb_attn_impl cpu_attn_naive = {"naive", attn_naive_supports, attn_naive_forward,
+                                            attn_naive_backward};
+static const pb_attn_impl *const cpu_attention[] = {&cpu_attn_flash, &cpu_attn_naive, NULL};
 
-static const pb_ops cpu_ops_flash = CPU_OPS(attn_flash_forward, attn_flash_backward);
-static const pb_ops cpu_ops_naive = CPU_OPS(attn_naive_forward, attn_naive_backward);
+static const pb_ops cpu_ops = {
+    .name = "cpu",
+    .alloc = cpu_alloc,
+    .free = cpu_free,
+    .upload = cpu_upload,
+    .download = cpu_download,
+    .zero = cpu_zero,
+    .encoder_forward = encoder_forward,
+    .encoder_backward = encoder_backward,
+    .layernorm_forward = layernorm_forward,
+    .layernorm_backward = layernorm_backward,
+    .matmul_forward = cpu_matmul_forward,
+    .matmul_backward = cpu_matmul_backward,
+    .attention = cpu_attention,
+    .attention_decode = attn_decode_forward,
+    .gelu_forward = gelu_forward,
+    .gelu_backward = gelu_backward,
+    .residual_forward = residual_forward,
+    .crossentropy_forward = crossentropy_forward,
+    .crossentropy_backward = crossentropy_backward,
+    .adamw_update = adamw_update,
+    .sumsq = sumsq,
+    .scale = scale,
+};
 
-const pb_ops *pb_ops_cpu(pb_attn_kind attn) {
-    switch (attn) {
-    case PB_ATTN_FLASH: return &cpu_ops_flash;
-    case PB_ATTN_NAIVE: return &cpu_ops_naive;
-    }
-    pb_die(PB_EXIT_USAGE, "unknown attention kind %d", (int)attn);
-}
+const pb_ops *pb_ops_cpu(void) { return &cpu_ops; }

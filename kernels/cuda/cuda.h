@@ -19,23 +19,15 @@ const char *pb_cuda_unavailable_reason(void);
 const pb_ops *pb_ops_cuda(void);
 
 // The CUDA backend in mixed precision (kernels/ops.h, act_dtype): bf16 activations and
-// bf16 weight copies for the ops, fp32 master weights, parameter gradients and AdamW state;
-// bf16 tensor-core attention (head dims 64 and 128). Deterministic like the fp32 table.
+// bf16 weight copies for the ops, fp32 master weights, parameter gradients and AdamW state.
+// Its attention: Hopper wgmma on the tensor cores (head dims 64 and 128), then the flash
+// kernel on bf16 tensors with fp32 arithmetic (any head dim up to 128). Deterministic like
+// the fp32 table.
 const pb_ops *pb_ops_cuda_bf16(void);
-// 1 when pb_ops_cuda_bf16 can run a model of n_embd channels in n_head heads (its attention
-// needs head dim 64 or 128); 0 otherwise, and always 0 without CUDA.
-int pb_cuda_bf16_supports(int n_embd, int n_head);
 
-// Matmuls in TF32 (cuBLASLt's FAST_TF32 compute type) instead of full fp32. Off by default:
-// parity tests need full fp32; the environment variable PEBBLE_TF32=1 also turns it on.
+// Matmuls in TF32 (cuBLASLt's FAST_TF32 compute type) instead of full fp32, in the fp32
+// table. Off by default: parity tests need full fp32.
 void pb_cuda_set_tf32(int on);
-// Attention on the tensor cores in bf16 (kernels/attention/flash_mma_cuda.cu; head dims 64
-// and 128, others keep the fp32 kernel). Off by default, for the same reason; the
-// environment variable PEBBLE_ATTN_BF16=1 also turns it on.
-void pb_cuda_set_attention_bf16(int on);
-// The bf16 table's attention kernels: Hopper wgmma (1, the default) or the mma.sync ones of
-// flash_mma_cuda.cu (0); both deterministic, kept for comparison in tests and benchmarks.
-void pb_cuda_set_attention_wgmma(int on);
 
 // Device memory in use (total - free, cudaMemGetInfo), in bytes; 0 without a device.
 size_t pb_cuda_mem_used(void);

@@ -13,10 +13,7 @@ const pb_ops *pb_ops_cuda(void) {
 }
 
 const pb_ops *pb_ops_cuda_bf16(void) { return pb_ops_cuda(); }
-int pb_cuda_bf16_supports(int n_embd, int n_head) { return (void)n_embd, (void)n_head, 0; }
 
 void pb_cuda_set_tf32(int on) { (void)on; }
-void pb_cuda_set_attention_bf16(int on) { (void)on; }
-void pb_cuda_set_attention_wgmma(int on) { (void)on; }
 size_t pb_cuda_mem_used(void) { return 0; }
 void pb_cuda_sync(void) {}
