@@ -1,5 +1,6 @@
-// gpt2.h: the GPT-2 model: a named parameter table in one allocation, activations, and
-// forward/backward written as a sequence of calls through the op table (kernels/ops.h).
+// gpt2.h: the GPT-2 model: token and position embeddings, a stack of pre-LayerNorm blocks
+// (model/transformer.h), and the LM head tied to the token embedding; its parameters in a
+// store (model/params.h) named as Hugging Face's GPT2LMHeadModel names them.
 //
 // Pre-LayerNorm blocks: x += attn(ln_1(x)); x += mlp(ln_2(x)); mlp = c_proj(gelu(c_fc(.))),
 // 4C hidden; learned positions; the LM head shares the token embedding (tied weights).
@@ -10,6 +11,8 @@
 #include <stdint.h>
 
 #include "kernels/ops.h"
+#include "model/params.h"
+#include "model/transformer.h"
 
 typedef struct gpt2_config {
     int n_layer;  // L
@@ -21,91 +24,39 @@ typedef struct gpt2_config {
     char attention[16];  // model.attention: "auto" (or "") or an implementation's name
 } gpt2_config;
 
-// One parameter tensor. The name and the shape a Hugging Face GPT2LMHeadModel state_dict
-// gives it (hf_shape) may differ from pebble's internal layout (shape):
-//   - Conv1D weights are (in, out) there and (out, in) here, so matmul_forward reads rows;
-//   - transformer.wte.weight has V rows there and Vp here (the padding rows stay zero).
-typedef struct pb_param {
-    char name[64];     // e.g. "transformer.h.0.attn.c_attn.weight"
-    int ndim;          // 1 or 2
-    int shape[2];      // internal, row-major
-    int hf_shape[2];   // as in the Hugging Face state_dict
-    int hf_transposed; // 1: internal = transpose of the Hugging Face tensor
-    size_t offset;     // in floats, from the start of the one allocation
-    size_t numel;
-    int decay;         // AdamW weight decay applies (2-D weights only)
-} pb_param;
-
-// Pointers into the one parameter allocation (or into the gradient one, same layout).
-typedef struct gpt2_layer_weights {
-    float *ln1w, *ln1b;          // (C)
-    float *qkvw, *qkvb;          // (3C, C), (3C)
-    float *attprojw, *attprojb;  // (C, C), (C)
-    float *ln2w, *ln2b;          // (C)
-    float *fcw, *fcb;            // (4C, C), (4C)
-    float *fcprojw, *fcprojb;    // (C, 4C), (C)
-} gpt2_layer_weights;
-
+// Pointers into a parameter buffer laid out as the table (masters, gradients, or the copy the
+// ops read): the embeddings, then the stack (blocks and ln_f).
 typedef struct gpt2_weights {
     float *wte;  // (Vp, C)
     float *wpe;  // (maxT, C)
-    gpt2_layer_weights *h;  // [L]
-    float *lnfw, *lnfb;     // (C)
+    tf_weights tf;  // h[L] and ln_f
 } gpt2_weights;
 
-// Activations of one layer (saved for backward); the same struct holds their gradients.
-// With a bf16 op table (kernels/ops.h, act_dtype) the (B,T,...) activations hold bf16
-// elements; the LayerNorm statistics, lse and losses stay fp32.
-typedef struct gpt2_layer_acts {
-    float *ln1;              // (B,T,C)
-    float *ln1_mean, *ln1_rstd;  // (B,T)
-    float *qkv;              // (B,T,3C)
-    float *atty;             // (B,T,C)
-    float *lse;              // (B,NH,T)
-    float *attproj;          // (B,T,C)
-    float *res2;             // (B,T,C) residual after attention
-    float *ln2;              // (B,T,C)
-    float *ln2_mean, *ln2_rstd;  // (B,T)
-    float *fch;              // (B,T,4C)
-    float *fch_gelu;         // (B,T,4C)
-    float *fcproj;           // (B,T,C)
-    float *res3;             // (B,T,C) residual after the MLP: the layer's output
-} gpt2_layer_acts;
-
+// Activations of the last forward. With a bf16 op table (kernels/ops.h, act_dtype) the
+// (B,T,...) buffers hold bf16 elements; LayerNorm statistics, lse and losses stay fp32.
 typedef struct gpt2_acts {
-    float *encoded;          // (B,T,C)
-    gpt2_layer_acts *h;      // [L]
-    float *lnf;              // (B,T,C)
-    float *lnf_mean, *lnf_rstd;  // (B,T)
-    float *logits;           // (B,T,Vp); backward overwrites it with dlogits
-    float *losses;           // (B,T)
+    float *encoded;  // (B,T,C) wte[token] + wpe[t]: the stack's input
+    tf_acts tf;      // the blocks' and ln_f's (tf.lnf is the stack's output)
+    float *logits;   // (B,T,Vp); backward overwrites it with dlogits
+    float *losses;   // (B,T)
 } gpt2_acts;
 
 typedef struct gpt2 {
     gpt2_config cfg;
     const pb_ops *ops;
-    // parameter table and the one allocation of parameters and of their gradients
-    int num_params;
-    pb_param *params;
-    size_t num_floats;
-    float *params_mem;
-    float *grads_mem;
-    gpt2_weights w;  // views into params_mem
-    gpt2_weights g;  // views into grads_mem
-    // Mixed precision (ops->act_dtype bf16): params_mem stays the fp32 master copy that the
-    // optimizer updates and checkpoints store; the ops read params_act, the same table in the
-    // activation type, rounded from the masters at each forward (ops->params_to_act,
-    // stochastic rounding seeded by round_seed and the optimizer's step count `updates`).
-    // With an fp32 table params_act is NULL and wa is w.
-    float *params_act;
-    gpt2_weights wa;    // the weights the ops read
-    uint64_t round_seed;  // set by gpt2_init_weights
-    uint64_t updates;     // optimizer steps applied (adamw_step counts them)
-    // activations, allocated on the first forward for (B,T) and reused
+    tf_config tf;  // pre-LN, tanh GELU, eps 1e-5
+    // The parameter store (model/params.h): the named table, masters, gradients, AdamW
+    // moments, the low-precision copy and its rounding state. w, g, wa are views into it.
+    pb_params p;
+    gpt2_weights w;   // masters (p.mem)
+    gpt2_weights g;   // gradients (p.grad)
+    gpt2_weights wa;  // the weights the ops read (p.act in mixed precision, else p.mem)
+    // activations and their gradients, allocated on the first forward for (B,T) and reused
     int B, T;
-    float *acts_mem, *dacts_mem;
-    size_t acts_bytes;
-    gpt2_acts acts, dacts;  // dacts.logits is unused (dlogits live in acts.logits)
+    void *acts_mem, *grads_mem;
+    size_t acts_bytes, grads_bytes;
+    gpt2_acts acts;
+    tf_grads grads;  // one block's activation gradients and the stream's (transformer.h)
     pb_attn_desc attn_desc;     // the attention of (B,T): causal, every key
     const pb_attn_impl *attn;   // the implementation that runs it (pb_attn_choose)
     int32_t *inputs, *targets;  // (B,T) in backend memory
@@ -130,8 +81,11 @@ void gpt2_zero_grad(gpt2 *m);
 // by loss_scale: pass 1/steps_of_accumulation to average over micro-batches.
 void gpt2_backward(gpt2 *m, float loss_scale);
 
-// The parameter of that name, or NULL.
-const pb_param *gpt2_find_param(const gpt2 *m, const char *name);
+// The attention implementation the model runs at (B,T): pb_attn_choose with cfg.attention.
+// NULL with one line in err when it cannot (an explicit name that cannot run the shape).
+const pb_attn_impl *gpt2_attention(const gpt2 *m, int B, int T, char *err, size_t errlen);
 size_t gpt2_num_trainable(const gpt2 *m);  // parameters, counting wte with V rows (not Vp)
+// The model's shape in words ("n_layer=4 n_head=4 ..."), as messages and checkpoints say it.
+void gpt2_shape_text(const gpt2_config *c, char *buf, size_t n);
 
 #endif

@@ -7,8 +7,10 @@
 // own key and value are appended. The logits equal gpt2_forward's for the same tokens, up to
 // fp32 rounding (tests/test_sample.c).
 //
-// CPU backend only: the cached attention is a CPU function. A model trained on another
-// backend is first copied into a CPU model (gpt2_decode_copy_weights).
+// The blocks are transformer.c's forward; only their attention differs (the new rows attend to
+// the cache, through the op table's attention_decode). A table without attention_decode (the
+// CUDA ones) cannot decode: a model trained there is first copied into a CPU model
+// (gpt2_decode_copy_weights).
 #ifndef PEBBLE_GPT2_DECODE_H
 #define PEBBLE_GPT2_DECODE_H
 
@@ -20,19 +22,18 @@ typedef struct gpt2_kv_cache {
     int L, NH, D, C, maxT, Vp;
     int len;       // positions held: 0..len-1
     float *k, *v;  // (L, NH, maxT, D) each
-    // working rows for up to `rows` positions at once (a prefill), grown on demand
+    // working rows for up to `rows` positions at once (a prefill), grown on demand: one
+    // block's activations (transformer.h), which every block reuses (nothing is kept for a
+    // backward), so acts.h[l] all point at the same buffers
     int rows;
-    int32_t *tokens;          // (rows)
-    float *x, *ln, *mean, *rstd;  // (rows, C), (rows, C), (rows), (rows)
-    float *qkv;               // (rows, 3C)
-    float *atty, *attproj;    // (rows, C)
-    float *res2;              // (rows, C)
-    float *fch, *fch_gelu;    // (rows, 4C)
-    float *fcproj;            // (rows, C)
-    float *logits;            // (Vp)
+    void *rows_mem;
+    int32_t *tokens;  // (rows)
+    float *x;         // (rows, C) the embeddings
+    tf_acts acts;
+    float *logits;    // (Vp)
 } gpt2_kv_cache;
 
-// A cache for m (which must be on the CPU backend): maxT = m->cfg.seq_len positions.
+// A cache for m (whose table has attention_decode): maxT = m->cfg.seq_len positions.
 void gpt2_decode_init(gpt2_kv_cache *kv, const gpt2 *m);
 void gpt2_decode_free(gpt2_kv_cache *kv);
 

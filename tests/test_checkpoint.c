@@ -51,9 +51,9 @@ typedef struct {
 } model_t;
 
 static void build(model_t *x, int L, int NH, int C, int T, int V) {
-    gpt2_config mc = {L, NH, C, T, V, 0};
+    gpt2_config mc = {L, NH, C, T, V, 0, "auto"};
     gpt2_build(&x->m, &mc, pb_ops_cpu());
-    adamw_init(&x->o, &x->m, 0.9f, 0.95f, 1e-8f, 0.1f);
+    adamw_init(&x->o, &x->m.p, 0.9f, 0.95f, 1e-8f, 0.1f);
     config_defaults(&x->cfg);
     x->cfg.n_layer = L;
     x->cfg.n_head = NH;
@@ -63,7 +63,7 @@ static void build(model_t *x, int L, int NH, int C, int T, int V) {
 }
 
 static void unbuild(model_t *x) {
-    adamw_free(&x->o, &x->m);
+    adamw_free(&x->o);
     gpt2_free(&x->m);
 }
 
@@ -72,15 +72,15 @@ static void unbuild(model_t *x) {
 static void randomize(model_t *x, uint64_t seed) {
     pb_rng r;
     pb_rng_seed(&r, seed);
-    size_t n = x->m.num_floats, pad0 = (size_t)x->m.cfg.vocab_size * x->m.cfg.n_embd,
+    size_t n = x->m.p.num_floats, pad0 = (size_t)x->m.cfg.vocab_size * x->m.cfg.n_embd,
            pad1 = (size_t)x->m.cfg.padded_vocab * x->m.cfg.n_embd;  // wte is param 0
-    float *bufs[3] = {x->m.params_mem, x->o.m, x->o.v};
+    float *bufs[3] = {x->m.p.mem, x->m.p.m, x->m.p.v};
     for (int b = 0; b < 3; b++)
         for (size_t i = 0; i < n; i++) {
             float v = (float)pb_rng_normal(&r);
             bufs[b][i] = (i >= pad0 && i < pad1) ? 0.0f : (b == 2 ? v * v : v);
         }
-    x->o.t = (int)(seed % 1000) + 1;
+    x->m.p.step = (int)(seed % 1000) + 1;
 }
 
 static pb_ckpt_trainer_state state_for(int64_t step) {
@@ -101,7 +101,7 @@ static pb_ckpt_trainer_state state_for(int64_t step) {
 static void save_ok(model_t *x, const char *dir, int64_t step, int keep) {
     char err[1024], path[1024];
     pb_ckpt_trainer_state st = state_for(step);
-    int rc = ckpt_save(dir, &x->m, &x->o, &st, &x->cfg, keep, path, sizeof path, err, sizeof err);
+    int rc = ckpt_save(dir, &x->m.p, &x->o, &st, &x->cfg, keep, path, sizeof path, err, sizeof err);
     cr_assert_eq(rc, 0, "ckpt_save: %s", err);
 }
 
@@ -149,26 +149,26 @@ static void expect_same(const float *a, const float *b, size_t n, const char *wh
 // destination exactly as it was.
 static void expect_load_error(const char *path, model_t *dst, int with_opt, const char *n1,
                               const char *n2) {
-    size_t n = dst->m.num_floats;
+    size_t n = dst->m.p.num_floats;
     float *p0 = malloc(n * 4), *m0 = malloc(n * 4), *v0 = malloc(n * 4);
-    memcpy(p0, dst->m.params_mem, n * 4);
-    memcpy(m0, dst->o.m, n * 4);
-    memcpy(v0, dst->o.v, n * 4);
-    int t0 = dst->o.t;
+    memcpy(p0, dst->m.p.mem, n * 4);
+    memcpy(m0, dst->m.p.m, n * 4);
+    memcpy(v0, dst->m.p.v, n * 4);
+    uint64_t t0 = dst->m.p.step;
     pb_ckpt_trainer_state st;
     memset(&st, 0x5A, sizeof st);
     pb_ckpt_trainer_state st0 = st;
     char err[1024] = "";
-    int rc = ckpt_load(path, &dst->m, with_opt ? &dst->o : NULL, &st, err, sizeof err);
+    int rc = ckpt_load(path, &dst->m.p, with_opt, &st, err, sizeof err);
     cr_assert_eq(rc, -1, "load of %s succeeded; expected an error with '%s'", path, n1);
     cr_assert(strstr(err, path), "error does not name the file: %s", err);
     cr_assert(strstr(err, n1), "expected '%s' in: %s", n1, err);
     if (n2) cr_assert(strstr(err, n2), "expected '%s' in: %s", n2, err);
     cr_assert(!strchr(err, '\n'), "error is not one line: %s", err);
-    expect_same(dst->m.params_mem, p0, n, "parameters after a failed load");
-    expect_same(dst->o.m, m0, n, "m after a failed load");
-    expect_same(dst->o.v, v0, n, "v after a failed load");
-    cr_assert_eq(dst->o.t, t0);
+    expect_same(dst->m.p.mem, p0, n, "parameters after a failed load");
+    expect_same(dst->m.p.m, m0, n, "m after a failed load");
+    expect_same(dst->m.p.v, v0, n, "v after a failed load");
+    cr_assert_eq(dst->m.p.step, t0);
     cr_assert(memcmp(&st, &st0, sizeof st) == 0, "trainer state written by a failed load");
     free(p0);
     free(m0);
@@ -185,8 +185,8 @@ Test(checkpoint, round_trip_is_bit_exact) {
     build(&b, 2, 2, 32, 16, 100);
     randomize(&a, 42);
     // b starts as garbage, padding rows included
-    for (size_t i = 0; i < b.m.num_floats; i++) b.m.params_mem[i] = b.o.m[i] = b.o.v[i] = 7.0f;
-    b.o.t = 0;
+    for (size_t i = 0; i < b.m.p.num_floats; i++) b.m.p.mem[i] = b.m.p.m[i] = b.m.p.v[i] = 7.0f;
+    b.m.p.step = 0;
     save_ok(&a, tmp, 42, 3);
 
     char path[512], err[1024], name[256];
@@ -197,11 +197,11 @@ Test(checkpoint, round_trip_is_bit_exact) {
     cr_assert_eq(count_entries(tmp, ".ckpt_", ".tmp"), 0, "temp file left behind");
 
     pb_ckpt_trainer_state st, want = state_for(42);
-    cr_assert_eq(ckpt_load(path, &b.m, &b.o, &st, err, sizeof err), 0, "%s", err);
-    expect_same(b.m.params_mem, a.m.params_mem, a.m.num_floats, "parameters");
-    expect_same(b.o.m, a.o.m, a.m.num_floats, "AdamW m");
-    expect_same(b.o.v, a.o.v, a.m.num_floats, "AdamW v");
-    cr_assert_eq(b.o.t, a.o.t);
+    cr_assert_eq(ckpt_load(path, &b.m.p, 1, &st, err, sizeof err), 0, "%s", err);
+    expect_same(b.m.p.mem, a.m.p.mem, a.m.p.num_floats, "parameters");
+    expect_same(b.m.p.m, a.m.p.m, a.m.p.num_floats, "AdamW m");
+    expect_same(b.m.p.v, a.m.p.v, a.m.p.num_floats, "AdamW v");
+    cr_assert_eq(b.m.p.step, a.m.p.step);
     cr_assert_eq(st.step, want.step);
     cr_assert_eq(st.tokens_seen, want.tokens_seen);
     cr_assert_eq(st.seed, want.seed);
@@ -216,13 +216,14 @@ Test(checkpoint, round_trip_is_bit_exact) {
 
     // weights only (--init): opt and st NULL
     randomize(&b, 9);
-    cr_assert_eq(ckpt_load(path, &b.m, NULL, NULL, err, sizeof err), 0, "%s", err);
-    expect_same(b.m.params_mem, a.m.params_mem, a.m.num_floats, "parameters (weights only)");
+    cr_assert_eq(ckpt_load(path, &b.m.p, 0, NULL, err, sizeof err), 0, "%s", err);
+    expect_same(b.m.p.mem, a.m.p.mem, a.m.p.num_floats, "parameters (weights only)");
 
     // the stored config
     char *ini = NULL;
-    gpt2_config mc;
+    ckpt_model_info mc;
     cr_assert_eq(ckpt_read_config(path, &ini, &mc, err, sizeof err), 0, "%s", err);
+    cr_expect_str_eq(mc.family, "gpt2");
     char *want_ini = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&want_ini, &len);
@@ -322,7 +323,7 @@ Test(checkpoint, file_has_hugging_face_names_shapes_and_attributes) {
     cr_assert_eq(read_int_attr(g, "vocab_size"), V);
     H5Gclose(g);
     g = H5Gopen2(f, "optimizer", H5P_DEFAULT);
-    cr_assert_eq(read_int_attr(g, "t"), a.o.t);
+    cr_assert_eq(read_int_attr(g, "t"), a.m.p.step);
     H5Gclose(g);
     g = H5Gopen2(f, "trainer", H5P_DEFAULT);
     cr_assert_eq(read_int_attr(g, "step"), 5);
@@ -339,34 +340,34 @@ Test(checkpoint, file_has_hugging_face_names_shapes_and_attributes) {
     float *buf = malloc((size_t)4 * C * 4 * C * sizeof(float) + (size_t)V * C * sizeof(float));
     char name[256];
     // A Conv1D weight: (in, out) in the file, the transpose of pebble's (out, in).
-    const pb_param *p = gpt2_find_param(&a.m, "transformer.h.1.attn.c_attn.weight");
+    const pb_param *p = params_find(&a.m.p, "transformer.h.1.attn.c_attn.weight");
     int dims[2] = {C, 3 * C};
     snprintf(name, sizeof name, "/model/%s", p->name);
     read_dataset(f, name, 2, dims, buf);
-    const float *w = a.m.params_mem + p->offset;  // (3C, C)
+    const float *w = a.m.p.mem + p->offset;  // (3C, C)
     for (int i = 0; i < C; i++)
         for (int j = 0; j < 3 * C; j++)
             cr_assert(buf[i * 3 * C + j] == w[j * C + i], "c_attn[%d][%d]", i, j);
     // the MLP's c_proj: (4C, C) in the file
-    p = gpt2_find_param(&a.m, "transformer.h.0.mlp.c_proj.weight");
+    p = params_find(&a.m.p, "transformer.h.0.mlp.c_proj.weight");
     int dims2[2] = {4 * C, C};
     snprintf(name, sizeof name, "/optimizer/m/%s", p->name);
     read_dataset(f, name, 2, dims2, buf);
-    w = a.o.m + p->offset;  // (C, 4C)
+    w = a.m.p.m + p->offset;  // (C, 4C)
     for (int i = 0; i < 4 * C; i++)
         for (int j = 0; j < C; j++)
             cr_assert(buf[i * C + j] == w[j * 4 * C + i], "m of mlp.c_proj[%d][%d]", i, j);
     // wte: V rows, not Vp
     int dims3[2] = {V, C};
     read_dataset(f, "/model/transformer.wte.weight", 2, dims3, buf);
-    cr_assert(memcmp(buf, a.m.params_mem, (size_t)V * C * sizeof(float)) == 0);
+    cr_assert(memcmp(buf, a.m.p.mem, (size_t)V * C * sizeof(float)) == 0);
     read_dataset(f, "/optimizer/v/transformer.wte.weight", 2, dims3, buf);
-    cr_assert(memcmp(buf, a.o.v, (size_t)V * C * sizeof(float)) == 0);
+    cr_assert(memcmp(buf, a.m.p.v, (size_t)V * C * sizeof(float)) == 0);
     // a 1-D tensor
-    p = gpt2_find_param(&a.m, "transformer.ln_f.bias");
+    p = params_find(&a.m.p, "transformer.ln_f.bias");
     int dims4[1] = {C};
     read_dataset(f, "/model/transformer.ln_f.bias", 1, dims4, buf);
-    cr_assert(memcmp(buf, a.m.params_mem + p->offset, (size_t)C * sizeof(float)) == 0);
+    cr_assert(memcmp(buf, a.m.p.mem + p->offset, (size_t)C * sizeof(float)) == 0);
     H5Fclose(f);
     free(buf);
     unbuild(&a);
@@ -451,8 +452,8 @@ Test(checkpoint, corrupt_and_foreign_files_give_one_line_and_change_nothing) {
     expect_load_error(bad, &b, 1, "missing group /optimizer/v", NULL);
     // ... which a weights-only load does not need
     char err[1024];
-    cr_assert_eq(ckpt_load(bad, &b.m, NULL, NULL, err, sizeof err), 0, "%s", err);
-    expect_same(b.m.params_mem, a.m.params_mem, a.m.num_floats, "weights-only load");
+    cr_assert_eq(ckpt_load(bad, &b.m.p, 0, NULL, err, sizeof err), 0, "%s", err);
+    expect_same(b.m.p.mem, a.m.p.mem, a.m.p.num_floats, "weights-only load");
     randomize(&b, 2);
     copy_file(good, bad);
     delete_link(bad, "/trainer");
@@ -563,7 +564,7 @@ static int save_in_child(model_t *x, const char *dir, int64_t step, child_mode m
         }
         char e[1024] = "";
         pb_ckpt_trainer_state st = state_for(step);
-        int rc = ckpt_save(dir, &x->m, &x->o, &st, &x->cfg, 3, NULL, 0, e, sizeof e);
+        int rc = ckpt_save(dir, &x->m.p, &x->o, &st, &x->cfg, 3, NULL, 0, e, sizeof e);
         if (write(fds[1], e, strlen(e) + 1) < 0) _exit(92);
         _exit(rc == 0 ? 0 : 1);
     }
@@ -591,9 +592,9 @@ static void expect_previous_intact(model_t *saved, const char *dir, int64_t step
     build(&b, saved->m.cfg.n_layer, saved->m.cfg.n_head, saved->m.cfg.n_embd,
           saved->m.cfg.seq_len, saved->m.cfg.vocab_size);
     pb_ckpt_trainer_state st;
-    cr_assert_eq(ckpt_load(path, &b.m, &b.o, &st, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(ckpt_load(path, &b.m.p, 1, &st, err, sizeof err), 0, "%s", err);
     cr_assert_eq(st.step, step);
-    expect_same(b.m.params_mem, saved->m.params_mem, b.m.num_floats, "previous checkpoint");
+    expect_same(b.m.p.mem, saved->m.p.mem, b.m.p.num_floats, "previous checkpoint");
     unbuild(&b);
 }
 
@@ -620,7 +621,7 @@ Test(checkpoint, unwritable_directory_fails_cleanly) {
     char none[512];
     snprintf(none, sizeof none, "%s/none", tmp);
     pb_ckpt_trainer_state st = state_for(3);
-    cr_assert_eq(ckpt_save(none, &a.m, &a.o, &st, &a.cfg, 3, NULL, 0, err, sizeof err), -1);
+    cr_assert_eq(ckpt_save(none, &a.m.p, &a.o, &st, &a.cfg, 3, NULL, 0, err, sizeof err), -1);
     cr_assert(strstr(err, "No such file or directory"), "%s", err);
     unbuild(&a);
     unbuild(&later);
@@ -655,19 +656,19 @@ static void saver_child(const char *dir, int first) {
     build(&x, 2, 2, 64, 32, 500);
     setenv("PEBBLE_CKPT_TEST_DELAY_US", "3000", 1);
     for (int k = first; k < first + 100000; k++) {
-        for (size_t i = 0; i < x.m.num_floats; i++) {
-            x.m.params_mem[i] = (float)k;
-            x.o.m[i] = (float)k + 0.25f;
-            x.o.v[i] = (float)k + 0.5f;
+        for (size_t i = 0; i < x.m.p.num_floats; i++) {
+            x.m.p.mem[i] = (float)k;
+            x.m.p.m[i] = (float)k + 0.25f;
+            x.m.p.v[i] = (float)k + 0.5f;
         }
         // wte's padding rows are never stored: keep them zero so the comparison is exact
         size_t pad0 = (size_t)x.m.cfg.vocab_size * x.m.cfg.n_embd,
                pad1 = (size_t)x.m.cfg.padded_vocab * x.m.cfg.n_embd;
-        for (size_t i = pad0; i < pad1; i++) x.m.params_mem[i] = x.o.m[i] = x.o.v[i] = 0.0f;
-        x.o.t = k;
+        for (size_t i = pad0; i < pad1; i++) x.m.p.mem[i] = x.m.p.m[i] = x.m.p.v[i] = 0.0f;
+        x.m.p.step = k;
         char err[1024];
         pb_ckpt_trainer_state st = state_for(k);
-        if (ckpt_save(dir, &x.m, &x.o, &st, &x.cfg, 2, NULL, 0, err, sizeof err) != 0) {
+        if (ckpt_save(dir, &x.m.p, &x.o, &st, &x.cfg, 2, NULL, 0, err, sizeof err) != 0) {
             fprintf(stderr, "saver: %s\n", err);
             _exit(1);
         }
@@ -702,21 +703,21 @@ Test(checkpoint, kill_9_while_saving_leaves_a_loadable_checkpoint, .timeout = 12
         cr_assert_eq(ckpt_find_latest(tmp, path, sizeof path, err, sizeof err), 0,
                      "round %d: no checkpoint found: %s", round, err);
         pb_ckpt_trainer_state st;
-        cr_assert_eq(ckpt_load(path, &b.m, &b.o, &st, err, sizeof err), 0,
+        cr_assert_eq(ckpt_load(path, &b.m.p, 1, &st, err, sizeof err), 0,
                      "round %d: %s", round, err);
         int k = (int)st.step;
         cr_assert(k >= 1, "round %d: step %d", round, k);
-        cr_assert_eq(b.o.t, k);
+        cr_assert_eq(b.m.p.step, k);
         pb_ckpt_trainer_state want = state_for(k);
         cr_assert_eq(st.tokens_seen, want.tokens_seen);
         cr_assert_eq(st.train_loader.cursor, want.train_loader.cursor);
         size_t pad0 = (size_t)b.m.cfg.vocab_size * b.m.cfg.n_embd,
                pad1 = (size_t)b.m.cfg.padded_vocab * b.m.cfg.n_embd;
-        for (size_t i = 0; i < b.m.num_floats; i++) {
+        for (size_t i = 0; i < b.m.p.num_floats; i++) {
             int pad = i >= pad0 && i < pad1;
-            cr_assert(b.m.params_mem[i] == (pad ? 0.0f : (float)k) &&
-                          b.o.m[i] == (pad ? 0.0f : (float)k + 0.25f) &&
-                          b.o.v[i] == (pad ? 0.0f : (float)k + 0.5f),
+            cr_assert(b.m.p.mem[i] == (pad ? 0.0f : (float)k) &&
+                          b.m.p.m[i] == (pad ? 0.0f : (float)k + 0.25f) &&
+                          b.m.p.v[i] == (pad ? 0.0f : (float)k + 0.5f),
                       "round %d: checkpoint %d is a mix of saves at float %zu", round, k, i);
         }
         // Atomic replacement: whatever the moment of the kill, every file under a
@@ -728,7 +729,7 @@ Test(checkpoint, kill_9_while_saving_leaves_a_loadable_checkpoint, .timeout = 12
         while ((de = readdir(d))) {
             if (strncmp(de->d_name, "ckpt_", 5) != 0) continue;
             snprintf(path, sizeof path, "%s/%s", tmp, de->d_name);
-            cr_assert_eq(ckpt_load(path, &b.m, &b.o, &st, err, sizeof err), 0,
+            cr_assert_eq(ckpt_load(path, &b.m.p, 1, &st, err, sizeof err), 0,
                          "round %d: %s", round, err);
             if (st.step > newest) newest = (int)st.step;
         }
@@ -798,8 +799,8 @@ Test(checkpoint, safetensors_export_header_is_consistent) {
 
     // every tensor: F32, its Hugging Face shape, offsets back to back covering the data
     uint64_t expect_begin = 0;
-    for (int i = 0; i < a.m.num_params; i++) {
-        const pb_param *p = &a.m.params[i];
+    for (int i = 0; i < a.m.p.num; i++) {
+        const pb_param *p = &a.m.p.tab[i];
         char key[128];
         snprintf(key, sizeof key, "\"%s\":{", p->name);
         const char *e = strstr(json, key);
@@ -816,7 +817,7 @@ Test(checkpoint, safetensors_export_header_is_consistent) {
         expect_begin = (uint64_t)offs[1];
         // and the bytes are the tensor in the Hugging Face layout
         float *hf = malloc(bytes);
-        ckpt_param_to_hf(p, a.m.params_mem + p->offset, hf);
+        ckpt_param_to_hf(p, a.m.p.mem + p->offset, hf);
         cr_assert(memcmp(data + offs[0], hf, bytes) == 0, "%s data", p->name);
         free(hf);
     }
@@ -896,8 +897,8 @@ Test(checkpoint, hf_reference_logits) {
         gpt2_zero_grad(&a.m);
         gpt2_forward(&a.m, inp, tgt, B, T);
         gpt2_backward(&a.m, 1.0f);
-        optim_clip_grad_norm(&a.m, 1.0f);
-        adamw_step(&a.o, &a.m, 3e-3f);
+        optim_clip_grad_norm(&a.m.p, 1.0f);
+        adamw_step(&a.o, &a.m.p, 3e-3f);
     }
     double loss = gpt2_forward(&a.m, inp, tgt, B, T);  // the last batch: B sequences of T
     int Vp = a.m.cfg.padded_vocab;
@@ -907,7 +908,7 @@ Test(checkpoint, hf_reference_logits) {
 
     pb_ckpt_trainer_state st = state_for(STEPS);
     char path[700], err[1024], hf[700];
-    cr_assert_eq(ckpt_save(dir, &a.m, &a.o, &st, &a.cfg, 1, path, sizeof path, err, sizeof err),
+    cr_assert_eq(ckpt_save(dir, &a.m.p, &a.o, &st, &a.cfg, 1, path, sizeof path, err, sizeof err),
                  0, "%s", err);
     snprintf(hf, sizeof hf, "%s/hf", dir);
     cr_assert_eq(export_safetensors(path, hf, err, sizeof err), 0, "%s", err);
@@ -915,7 +916,7 @@ Test(checkpoint, hf_reference_logits) {
     // the checkpoint, loaded into a fresh model, computes the same numbers to the bit
     model_t b;
     build(&b, L, NH, C, T, V);
-    cr_assert_eq(ckpt_load(path, &b.m, NULL, NULL, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(ckpt_load(path, &b.m.p, 0, NULL, err, sizeof err), 0, "%s", err);
     double loss2 = gpt2_forward(&b.m, inp, tgt, B, T);
     cr_assert(memcmp(&loss, &loss2, sizeof loss) == 0, "loss %.17g vs %.17g", loss, loss2);
     for (int i = 0; i < B * T; i++)

@@ -28,12 +28,12 @@ static void make_tokens(int32_t *tok, size_t n, int V) {
 }
 
 Test(golden, gpt2_tiny_20_steps_to_the_bit) {
-    gpt2_config mc = {4, 4, 128, 128, 50257, 0};
+    gpt2_config mc = {4, 4, 128, 128, 50257, 0, "auto"};
     gpt2 m;
     gpt2_build(&m, &mc, pb_ops_cpu());
     gpt2_init_weights(&m, 1337);
     pb_adamw opt;
-    adamw_init(&opt, &m, 0.9f, 0.95f, 1e-8f, 0.1f);
+    adamw_init(&opt, &m.p, 0.9f, 0.95f, 1e-8f, 0.1f);
     const int B = 4, T = 128, accum = 2;
     size_t per = (size_t)B * T, n = per * accum * STEPS + 1;
     int32_t *tok = malloc(n * sizeof(int32_t));
@@ -49,8 +49,8 @@ Test(golden, gpt2_tiny_20_steps_to_the_bit) {
             loss += gpt2_forward(&m, x, x + 1, B, T) / accum;
             gpt2_backward(&m, 1.0f / accum);
         }
-        float norm = optim_clip_grad_norm(&m, 1.0f);
-        adamw_step(&opt, &m, (float)lr);
+        float norm = optim_clip_grad_norm(&m.p, 1.0f);
+        adamw_step(&opt, &m.p, (float)lr);
         snprintf(got[step], sizeof got[step], "%d %a %a", step + 1, loss, (double)norm);
     }
 
@@ -72,6 +72,6 @@ Test(golden, gpt2_tiny_20_steps_to_the_bit) {
         fclose(f);
     }
     free(tok);
-    adamw_free(&opt, &m);
+    adamw_free(&opt);
     gpt2_free(&m);
 }

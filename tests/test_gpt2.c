@@ -72,7 +72,7 @@ static const int32_t *fx_config(void) {
 
 static void build_fixture_model(gpt2 *m) {
     const int32_t *c = fx_config();
-    gpt2_config cfg = {c[0], c[1], c[2], c[3], c[4], 0};
+    gpt2_config cfg = {c[0], c[1], c[2], c[3], c[4], 0, "auto"};
     gpt2_build(m, &cfg, pb_ops_cpu());
 }
 
@@ -89,15 +89,15 @@ static void hf_to_internal(const pb_param *p, const float *hf, float *dst) {
 
 static void load_fixture_params(gpt2 *m, const char *prefix) {
     char name[160];
-    for (int i = 0; i < m->num_params; i++) {
-        const pb_param *p = &m->params[i];
+    for (int i = 0; i < m->p.num; i++) {
+        const pb_param *p = &m->p.tab[i];
         snprintf(name, sizeof name, "%s%s", prefix, p->name);
         const fx_record *r = fx_get(name);
         cr_assert_eq(r->ndim, p->ndim, "%s: ndim", p->name);
         for (int d = 0; d < p->ndim; d++)
             cr_assert_eq(r->dims[d], p->hf_shape[d], "%s: dim %d is %d, table says %d", p->name,
                          d, r->dims[d], p->hf_shape[d]);
-        hf_to_internal(p, r->data, m->params_mem + p->offset);
+        hf_to_internal(p, r->data, m->p.mem + p->offset);
     }
 }
 
@@ -119,62 +119,62 @@ static double rel_err_hf(const pb_param *p, const float *internal, const float *
 // parameter table
 
 Test(gpt2, table_matches_hugging_face_names_and_shapes) {
-    gpt2_config cfg = {12, 12, 768, 1024, 50257, 0};
+    gpt2_config cfg = {12, 12, 768, 1024, 50257, 0, "auto"};
     gpt2 m;
     gpt2_build(&m, &cfg, pb_ops_cpu());
     cr_assert_eq(m.cfg.padded_vocab, 50304);
-    cr_assert_eq(m.num_params, 4 + 12 * 12);
+    cr_assert_eq(m.p.num, 4 + 12 * 12);
     // GPT-2 small has 124,439,808 parameters in Hugging Face's count (wte tied, V rows).
     cr_assert_eq(gpt2_num_trainable(&m), 124439808u);
-    const pb_param *p = gpt2_find_param(&m, "transformer.h.11.attn.c_attn.weight");
+    const pb_param *p = params_find(&m.p, "transformer.h.11.attn.c_attn.weight");
     cr_assert(p && p->hf_shape[0] == 768 && p->hf_shape[1] == 2304 && p->hf_transposed);
-    p = gpt2_find_param(&m, "transformer.h.0.mlp.c_proj.weight");
+    p = params_find(&m.p, "transformer.h.0.mlp.c_proj.weight");
     cr_assert(p && p->hf_shape[0] == 3072 && p->hf_shape[1] == 768 && p->decay);
-    p = gpt2_find_param(&m, "transformer.wte.weight");
+    p = params_find(&m.p, "transformer.wte.weight");
     cr_assert(p && p->hf_shape[0] == 50257 && p->shape[0] == 50304 && p->decay);
-    p = gpt2_find_param(&m, "transformer.ln_f.bias");
+    p = params_find(&m.p, "transformer.ln_f.bias");
     cr_assert(p && p->ndim == 1 && p->hf_shape[0] == 768 && !p->decay);
     // one allocation, tensors packed back to back in table order
     size_t off = 0;
-    for (int i = 0; i < m.num_params; i++) {
-        cr_assert_eq(m.params[i].offset, off, "%s", m.params[i].name);
-        off += m.params[i].numel;
+    for (int i = 0; i < m.p.num; i++) {
+        cr_assert_eq(m.p.tab[i].offset, off, "%s", m.p.tab[i].name);
+        off += m.p.tab[i].numel;
     }
-    cr_assert_eq(off, m.num_floats);
+    cr_assert_eq(off, m.p.num_floats);
     gpt2_free(&m);
 }
 
 Test(gpt2, init_statistics) {
-    gpt2_config cfg = {4, 4, 128, 128, 1000, 0};
+    gpt2_config cfg = {4, 4, 128, 128, 1000, 0, "auto"};
     gpt2 m;
     gpt2_build(&m, &cfg, pb_ops_cpu());
     gpt2_init_weights(&m, 42);
-    const pb_param *p = gpt2_find_param(&m, "transformer.h.1.mlp.c_fc.weight");
-    const float *x = m.params_mem + p->offset;
+    const pb_param *p = params_find(&m.p, "transformer.h.1.mlp.c_fc.weight");
+    const float *x = m.p.mem + p->offset;
     double s = 0, s2 = 0;
     for (size_t i = 0; i < p->numel; i++) s += x[i], s2 += (double)x[i] * x[i];
     double mean = s / p->numel, sd = sqrt(s2 / p->numel - mean * mean);
     // 65536 draws: the standard deviation's standard error is ~0.02/sqrt(2*65536) ~ 6e-5.
     cr_assert(fabs(sd - 0.02) < 5e-4 && fabs(mean) < 5e-4, "c_fc std %g mean %g", sd, mean);
-    p = gpt2_find_param(&m, "transformer.h.1.attn.c_proj.weight");
-    x = m.params_mem + p->offset;
+    p = params_find(&m.p, "transformer.h.1.attn.c_proj.weight");
+    x = m.p.mem + p->offset;
     s2 = 0;
     for (size_t i = 0; i < p->numel; i++) s2 += (double)x[i] * x[i];
     double want = 0.02 / sqrt(2.0 * 4);
     cr_assert(fabs(sqrt(s2 / p->numel) - want) < 0.03 * want, "c_proj std %g, want %g",
               sqrt(s2 / p->numel), want);
-    p = gpt2_find_param(&m, "transformer.h.0.ln_1.weight");
-    cr_assert_eq(m.params_mem[p->offset + 5], 1.0f);
-    p = gpt2_find_param(&m, "transformer.h.0.attn.c_attn.bias");
-    cr_assert_eq(m.params_mem[p->offset + 5], 0.0f);
+    p = params_find(&m.p, "transformer.h.0.ln_1.weight");
+    cr_assert_eq(m.p.mem[p->offset + 5], 1.0f);
+    p = params_find(&m.p, "transformer.h.0.attn.c_attn.bias");
+    cr_assert_eq(m.p.mem[p->offset + 5], 0.0f);
     // padding rows of wte are zero
-    for (size_t i = (size_t)1000 * 128; i < (size_t)1024 * 128; i++) cr_assert_eq(m.params_mem[i], 0.0f);
+    for (size_t i = (size_t)1000 * 128; i < (size_t)1024 * 128; i++) cr_assert_eq(m.p.mem[i], 0.0f);
     // the same seed gives the same weights; another seed others
-    float first = m.params_mem[gpt2_find_param(&m, "transformer.wpe.weight")->offset];
+    float first = m.p.mem[params_find(&m.p, "transformer.wpe.weight")->offset];
     gpt2_init_weights(&m, 42);
-    cr_assert_eq(first, m.params_mem[gpt2_find_param(&m, "transformer.wpe.weight")->offset]);
+    cr_assert_eq(first, m.p.mem[params_find(&m.p, "transformer.wpe.weight")->offset]);
     gpt2_init_weights(&m, 43);
-    cr_assert_neq(first, m.params_mem[gpt2_find_param(&m, "transformer.wpe.weight")->offset]);
+    cr_assert_neq(first, m.p.mem[params_find(&m.p, "transformer.wpe.weight")->offset]);
     gpt2_free(&m);
 }
 
@@ -217,15 +217,15 @@ Test(gpt2, gradients_match_pytorch) {
     gpt2_forward(&m, fx_get("inputs")->data, fx_get("targets")->data, c[5], c[3]);
     gpt2_backward(&m, 1.0f);
     char name[160];
-    for (int i = 0; i < m.num_params; i++) {
-        const pb_param *p = &m.params[i];
+    for (int i = 0; i < m.p.num; i++) {
+        const pb_param *p = &m.p.tab[i];
         snprintf(name, sizeof name, "grad/%s", p->name);
-        double e = rel_err_hf(p, m.grads_mem + p->offset, fx_get(name)->data);
+        double e = rel_err_hf(p, m.p.grad + p->offset, fx_get(name)->data);
         cr_expect(e <= 1e-4, "%s: relative gradient error %g", p->name, e);
     }
     // the padding rows of wte get no gradient
     for (size_t i = (size_t)c[4] * c[2]; i < (size_t)m.cfg.padded_vocab * c[2]; i++)
-        cr_assert_eq(m.grads_mem[i], 0.0f);
+        cr_assert_eq(m.p.grad[i], 0.0f);
     gpt2_free(&m);
 }
 
@@ -240,13 +240,13 @@ Test(gpt2, adamw_steps_match_pytorch) {
     const float *ref_losses = fx_get("adamw/losses")->data;
     const float *ref_norms = fx_get("adamw/grad_norms")->data;
     pb_adamw opt;
-    adamw_init(&opt, &m, hp[1], hp[2], hp[3], hp[4]);
+    adamw_init(&opt, &m.p, hp[1], hp[2], hp[3], hp[4]);
     for (int s = 0; s < (int)hp[6]; s++) {
         gpt2_zero_grad(&m);
         float loss = gpt2_forward(&m, fx_get("inputs")->data, fx_get("targets")->data, c[5], c[3]);
         gpt2_backward(&m, 1.0f);
-        float norm = optim_clip_grad_norm(&m, hp[5]);
-        adamw_step(&opt, &m, hp[0]);
+        float norm = optim_clip_grad_norm(&m.p, hp[5]);
+        adamw_step(&opt, &m.p, hp[0]);
         cr_expect(fabs(loss - ref_losses[s]) <= 2e-5 * ref_losses[s], "step %d: loss %.7f, PyTorch %.7f",
                   s + 1, loss, ref_losses[s]);
         cr_expect(fabs(norm - ref_norms[s]) <= 1e-4 * ref_norms[s], "step %d: norm %.7f, PyTorch %.7f",
@@ -263,10 +263,10 @@ Test(gpt2, adamw_steps_match_pytorch) {
     // they pass the same 1e-4 test against PyTorch's ~0) and left out here.
     char name[160];
     int C = c[2];
-    for (int i = 0; i < m.num_params; i++) {
-        const pb_param *p = &m.params[i];
+    for (int i = 0; i < m.p.num; i++) {
+        const pb_param *p = &m.p.tab[i];
         snprintf(name, sizeof name, "adamw/param/%s", p->name);
-        float *x = m.params_mem + p->offset;
+        float *x = m.p.mem + p->offset;
         const float *ref = fx_get(name)->data;
         float saved[4096];
         int key_bias = strstr(p->name, "c_attn.bias") != NULL;
@@ -279,7 +279,7 @@ Test(gpt2, adamw_steps_match_pytorch) {
         if (key_bias) memcpy(x + C, saved, (size_t)C * sizeof(float));
         cr_expect(e <= 1e-3, "%s after AdamW: relative error %g", p->name, e);
     }
-    adamw_free(&opt, &m);
+    adamw_free(&opt);
     gpt2_free(&m);
 }
 
@@ -300,14 +300,14 @@ Test(gpt2, gradients_match_finite_differences) {
     gpt2_zero_grad(&m);
     gpt2_forward(&m, inp, tgt, B, T);
     gpt2_backward(&m, 1.0f);
-    float *grads = malloc(m.num_floats * sizeof(float));
-    memcpy(grads, m.grads_mem, m.num_floats * sizeof(float));
+    float *grads = malloc(m.p.num_floats * sizeof(float));
+    memcpy(grads, m.p.grad, m.p.num_floats * sizeof(float));
     pb_rng rng;
     pb_rng_seed(&rng, 99);
     const double h = 5e-4;
-    for (int i = 0; i < m.num_params; i++) {
-        const pb_param *p = &m.params[i];
-        float *x = m.params_mem + p->offset;
+    for (int i = 0; i < m.p.num; i++) {
+        const pb_param *p = &m.p.tab[i];
+        float *x = m.p.mem + p->offset;
         size_t n = i == 0 ? (size_t)c[4] * c[2] : p->numel;  // wte: real rows only
         float *x0 = malloc(n * sizeof(float));
         signed char *d = malloc(n);
@@ -345,16 +345,16 @@ Test(gpt2, accumulation_averages) {
     gpt2_zero_grad(&m);
     gpt2_forward(&m, inp, tgt, c[5], c[3]);
     gpt2_backward(&m, 1.0f);
-    float *one = malloc(m.num_floats * sizeof(float));
-    memcpy(one, m.grads_mem, m.num_floats * sizeof(float));
+    float *one = malloc(m.p.num_floats * sizeof(float));
+    memcpy(one, m.p.grad, m.p.num_floats * sizeof(float));
     gpt2_zero_grad(&m);
     for (int k = 0; k < 2; k++) {
         gpt2_forward(&m, inp, tgt, c[5], c[3]);
         gpt2_backward(&m, 0.5f);
     }
     double maxdiff = 0, maxref = 0;
-    for (size_t i = 0; i < m.num_floats; i++) {
-        maxdiff = fmax(maxdiff, fabs((double)m.grads_mem[i] - one[i]));
+    for (size_t i = 0; i < m.p.num_floats; i++) {
+        maxdiff = fmax(maxdiff, fabs((double)m.p.grad[i] - one[i]));
         maxref = fmax(maxref, fabs((double)one[i]));
     }
     cr_assert(maxdiff <= 1e-6 * maxref, "accumulated vs single: %g (scale %g)", maxdiff, maxref);

@@ -56,15 +56,17 @@ typedef struct {
 
 static void load(loaded_t *x, const char *path) {
     char err[1024];
-    gpt2_config mc;
-    cr_assert_eq(ckpt_read_config(path, NULL, &mc, err, sizeof err), 0, "%s", err);
+    ckpt_model_info mi;
+    cr_assert_eq(ckpt_read_config(path, NULL, &mi, err, sizeof err), 0, "%s", err);
+    gpt2_config mc = {.n_layer = mi.n_layer, .n_head = mi.n_head, .n_embd = mi.n_embd,
+                      .seq_len = mi.seq_len, .vocab_size = mi.vocab_size};
     gpt2_build(&x->m, &mc, pb_ops_cpu());
-    adamw_init(&x->o, &x->m, 0.9f, 0.95f, 1e-8f, 0.1f);
-    cr_assert_eq(ckpt_load(path, &x->m, &x->o, &x->st, err, sizeof err), 0, "%s", err);
+    adamw_init(&x->o, &x->m.p, 0.9f, 0.95f, 1e-8f, 0.1f);
+    cr_assert_eq(ckpt_load(path, &x->m.p, 1, &x->st, err, sizeof err), 0, "%s", err);
 }
 
 static void unload(loaded_t *x) {
-    adamw_free(&x->o, &x->m);
+    adamw_free(&x->o);
     gpt2_free(&x->m);
 }
 
@@ -72,13 +74,13 @@ static void expect_identical(const char *pa, const char *pb) {
     loaded_t a, b;
     load(&a, pa);
     load(&b, pb);
-    size_t n = a.m.num_floats;
-    cr_assert_eq(n, b.m.num_floats);
-    cr_assert(memcmp(a.m.params_mem, b.m.params_mem, n * sizeof(float)) == 0,
+    size_t n = a.m.p.num_floats;
+    cr_assert_eq(n, b.m.p.num_floats);
+    cr_assert(memcmp(a.m.p.mem, b.m.p.mem, n * sizeof(float)) == 0,
               "parameters differ: %s vs %s", pa, pb);
-    cr_assert(memcmp(a.o.m, b.o.m, n * sizeof(float)) == 0, "AdamW m differs");
-    cr_assert(memcmp(a.o.v, b.o.v, n * sizeof(float)) == 0, "AdamW v differs");
-    cr_assert_eq(a.o.t, b.o.t);
+    cr_assert(memcmp(a.m.p.m, b.m.p.m, n * sizeof(float)) == 0, "AdamW m differs");
+    cr_assert(memcmp(a.m.p.v, b.m.p.v, n * sizeof(float)) == 0, "AdamW v differs");
+    cr_assert_eq(a.m.p.step, b.m.p.step);
     cr_assert_eq(a.st.step, b.st.step);
     cr_assert_eq(a.st.tokens_seen, b.st.tokens_seen);
     cr_assert_eq(a.st.train_loader.epoch, b.st.train_loader.epoch);
@@ -186,7 +188,7 @@ static void stop_from_outside(int sig, const char *name) {
     load(&x, path);
     cr_assert_eq(x.st.step, last);
     cr_assert_eq(x.st.tokens_seen, 256LL * last);
-    cr_assert_eq(x.o.t, last);
+    cr_assert_eq(x.m.p.step, last);
     unload(&x);
     // and the run continues from it
     cr_assert_eq(run("PEBBLE_TEST_SIGNAL_AT_STEP=%d %s train " TINY
@@ -226,7 +228,7 @@ Test(resume, init_starts_a_new_run_from_the_weights) {
     loaded_t x;
     snprintf(ck, sizeof ck, "%s/b/ckpt_00000004.h5", tmp);
     load(&x, ck);
-    cr_assert_eq(x.o.t, 4, "AdamW continued instead of starting fresh");
+    cr_assert_eq(x.m.p.step, 4, "AdamW continued instead of starting fresh");
     cr_assert_eq(x.st.step, 4);
     unload(&x);
     // weights of another shape: the dataset is named, exit code 3

@@ -32,7 +32,7 @@ static void tiny_model(gpt2 *m, const char *attn, uint64_t seed) {
     snprintf(c.attention, sizeof c.attention, "%s", attn);
     gpt2_build(m, &c, pb_ops_cpu());
     gpt2_init_weights(m, seed);
-    m->ops->scale(m->params_mem, 8.0f, m->num_floats);
+    m->ops->scale(m->p.mem, 8.0f, m->p.num_floats);
 }
 
 static void random_tokens(int32_t *t, int n, int V, uint64_t seed) {

@@ -138,9 +138,9 @@ static void shape_text(const pb_param *p, char *buf, size_t n) {
     else snprintf(buf, n, "(%d)", p->hf_shape[0]);
 }
 
-static void model_text(const gpt2_config *mc, char *buf, size_t n) {
-    snprintf(buf, n, "n_layer=%d n_head=%d n_embd=%d seq_len=%d vocab_size=%d", mc->n_layer,
-             mc->n_head, mc->n_embd, mc->seq_len, mc->vocab_size);
+static void model_text(const ckpt_model_info *mi, char *buf, size_t n) {
+    snprintf(buf, n, "n_layer=%d n_head=%d n_embd=%d seq_len=%d vocab_size=%d", mi->n_layer,
+             mi->n_head, mi->n_embd, mi->seq_len, mi->vocab_size);
 }
 
 // ----------------------------------------------------------------------------
@@ -225,13 +225,13 @@ done:
 
 // Every parameter-shaped tensor of `base` (backend memory, the parameter layout) as a group.
 static int write_tensors(ck_ctx *c, hid_t parent, const char *name, const char *shown,
-                         const gpt2 *m, const float *base, float *host, float *scratch) {
+                         const pb_params *ps, const float *base, float *host, float *scratch) {
     hid_t g = make_group(c, parent, name, shown);
     if (g < 0) return -1;
     int rc = 0;
-    for (int i = 0; i < m->num_params && rc == 0; i++) {
-        const pb_param *p = &m->params[i];
-        m->ops->download(host, base + p->offset, p->numel * sizeof(float));
+    for (int i = 0; i < ps->num && rc == 0; i++) {
+        const pb_param *p = &ps->tab[i];
+        ps->ops->download(host, base + p->offset, p->numel * sizeof(float));
         rc = write_tensor(c, g, shown, p, to_hf(p, host, scratch));
     }
     if (H5Gclose(g) < 0 && rc == 0) rc = h5_fail(c, "cannot close group %s", shown);
@@ -249,7 +249,7 @@ static char *config_text(const pb_config *cfg) {
 }
 
 // The whole checkpoint into the file at tmp (created empty by the caller).
-static int write_file(ck_ctx *c, const char *tmp, const gpt2 *m, const pb_adamw *opt,
+static int write_file(ck_ctx *c, const char *tmp, const pb_params *ps, const pb_adamw *opt,
                       const pb_ckpt_trainer_state *st, const pb_config *cfg) {
     // STRONG: closing the file closes anything left open, so nothing stays unflushed.
     // The 1.8 file format checksums the metadata too (superblock, object headers with the
@@ -267,24 +267,23 @@ static int write_file(ck_ctx *c, const char *tmp, const gpt2 *m, const pb_adamw 
     if (f < 0) return -1;
 
     size_t max_numel = 0;
-    for (int i = 0; i < m->num_params; i++)
-        if (m->params[i].numel > max_numel) max_numel = m->params[i].numel;
+    for (int i = 0; i < ps->num; i++)
+        if (ps->tab[i].numel > max_numel) max_numel = ps->tab[i].numel;
     float *host = pb_malloc(max_numel * sizeof(float));
     float *scratch = pb_malloc(max_numel * sizeof(float));
     char *ini = config_text(cfg);
-    const gpt2_config *mc = &m->cfg;
     hid_t g = -1;
     int rc = 0;
 
     if (write_str(c, f, "format", CKPT_FORMAT) || write_i64(c, f, "version", CKPT_VERSION) ||
-        write_str(c, f, "model_family", "gpt2") ||
+        write_str(c, f, "model_family", ps->family) ||
         write_str(c, f, "pebble_version", PEBBLE_VERSION))
         goto fail;
 
     if ((g = make_group(c, f, "config", "/config")) < 0) goto fail;
-    if (write_str(c, g, "ini", ini) || write_i64(c, g, "n_layer", mc->n_layer) ||
-        write_i64(c, g, "n_head", mc->n_head) || write_i64(c, g, "n_embd", mc->n_embd) ||
-        write_i64(c, g, "seq_len", mc->seq_len) || write_i64(c, g, "vocab_size", mc->vocab_size))
+    if (write_str(c, g, "ini", ini) || write_i64(c, g, "n_layer", cfg->n_layer) ||
+        write_i64(c, g, "n_head", cfg->n_head) || write_i64(c, g, "n_embd", cfg->n_embd) ||
+        write_i64(c, g, "seq_len", cfg->seq_len) || write_i64(c, g, "vocab_size", cfg->vocab_size))
         goto fail;
     if (H5Gclose(g) < 0) {
         g = -1;
@@ -292,14 +291,14 @@ static int write_file(ck_ctx *c, const char *tmp, const gpt2 *m, const pb_adamw 
         goto fail;
     }
 
-    if (write_tensors(c, f, "model", "/model", m, m->params_mem, host, scratch)) goto fail;
+    if (write_tensors(c, f, "model", "/model", ps, ps->mem, host, scratch)) goto fail;
 
     if ((g = make_group(c, f, "optimizer", "/optimizer")) < 0) goto fail;
-    if (write_i64(c, g, "t", opt->t) || write_f64(c, g, "beta1", opt->beta1) ||
+    if (write_i64(c, g, "t", (int64_t)ps->step) || write_f64(c, g, "beta1", opt->beta1) ||
         write_f64(c, g, "beta2", opt->beta2) || write_f64(c, g, "eps", opt->eps) ||
         write_f64(c, g, "weight_decay", opt->weight_decay) ||
-        write_tensors(c, g, "m", "/optimizer/m", m, opt->m, host, scratch) ||
-        write_tensors(c, g, "v", "/optimizer/v", m, opt->v, host, scratch))
+        write_tensors(c, g, "m", "/optimizer/m", ps, ps->m, host, scratch) ||
+        write_tensors(c, g, "v", "/optimizer/v", ps, ps->v, host, scratch))
         goto fail;
     if (H5Gclose(g) < 0) {
         g = -1;
@@ -493,7 +492,7 @@ static void prune(const char *dir, long long step, int keep_last) {
 // ----------------------------------------------------------------------------
 // saving
 
-int ckpt_save(const char *dir, const gpt2 *m, const pb_adamw *opt,
+int ckpt_save(const char *dir, const pb_params *ps, const pb_adamw *opt,
               const pb_ckpt_trainer_state *st, const pb_config *cfg, int keep_last,
               char *path_out, size_t path_len, char *err, size_t errlen) {
     h5_quiet();
@@ -515,7 +514,7 @@ int ckpt_save(const char *dir, const gpt2 *m, const pb_adamw *opt,
         return -1;
     }
     fchmod(fd, 0644);  // mkstemps makes 0600; a checkpoint is as readable as the run's logs
-    if (write_file(&c, tmp, m, opt, st, cfg) != 0) {
+    if (write_file(&c, tmp, ps, opt, st, cfg) != 0) {
         close(fd);
         unlink(tmp);
         return -1;
@@ -684,8 +683,8 @@ static hid_t open_group(ck_ctx *c, hid_t f, const char *path) {
     return g;
 }
 
-// Opens path as a pebble checkpoint of format version 1 and model family gpt2.
-static hid_t open_checkpoint(ck_ctx *c, const char *path) {
+// Opens path as a pebble checkpoint of format version 1; its model family into family.
+static hid_t open_checkpoint(ck_ctx *c, const char *path, char *fam, size_t famlen) {
     struct stat sb;
     if (stat(path, &sb) != 0) {
         ck_fail(c, "cannot open checkpoint: %s", strerror(errno));
@@ -744,10 +743,7 @@ static hid_t open_checkpoint(ck_ctx *c, const char *path) {
         goto fail;
     }
     if (read_str(c, f, "the file", "model_family", &family)) goto fail;
-    if (strcmp(family, "gpt2") != 0) {
-        ck_fail(c, "a checkpoint of model family '%.64s'; this pebble loads gpt2", family);
-        goto fail;
-    }
+    if (fam) snprintf(fam, famlen, "%s", family);
     free(format);
     free(family);
     return f;
@@ -759,7 +755,7 @@ fail:
     return -1;
 }
 
-static int read_model_config(ck_ctx *c, hid_t f, gpt2_config *mc, char **ini) {
+static int read_model_config(ck_ctx *c, hid_t f, ckpt_model_info *mi, char **ini) {
     hid_t g = open_group(c, f, "config");
     if (g < 0) return -1;
     int64_t v[5];
@@ -775,13 +771,11 @@ static int read_model_config(ck_ctx *c, hid_t f, gpt2_config *mc, char **ini) {
     if (rc == 0 && ini) rc = read_str(c, g, "/config", "ini", ini);
     H5Gclose(g);
     if (rc != 0) return -1;
-    memset(mc, 0, sizeof *mc);
-    mc->n_layer = (int)v[0];
-    mc->n_head = (int)v[1];
-    mc->n_embd = (int)v[2];
-    mc->seq_len = (int)v[3];
-    mc->vocab_size = (int)v[4];
-    mc->padded_vocab = (mc->vocab_size + 127) / 128 * 128;
+    mi->n_layer = (int)v[0];
+    mi->n_head = (int)v[1];
+    mi->n_embd = (int)v[2];
+    mi->seq_len = (int)v[3];
+    mi->vocab_size = (int)v[4];
     return 0;
 }
 
@@ -789,29 +783,29 @@ static int read_model_config(ck_ctx *c, hid_t f, gpt2_config *mc, char **ini) {
 // reading tensors
 
 typedef struct {
-    const gpt2 *m;
+    const pb_params *ps;
     char extra[128];
 } extra_search;
 
 static herr_t find_extra(hid_t g, const char *name, const H5L_info_t *info, void *data) {
     extra_search *s = data;
-    if (gpt2_find_param(s->m, name)) return 0;
+    if (params_find(s->ps, name)) return 0;
     snprintf(s->extra, sizeof s->extra, "%s", name);
     return 1;  // stop
 }
 
-// Reads group `path` (every parameter of m, Hugging Face layout) into dst, which has the
-// internal layout. file_mc is the checkpoint's own model shape, for the messages.
-static int read_tensors(ck_ctx *c, hid_t f, const char *path, const gpt2 *m,
-                        const gpt2_config *file_mc, float *dst, float *scratch) {
-    char ours[160], theirs[160];
-    model_text(&m->cfg, ours, sizeof ours);
-    model_text(file_mc, theirs, sizeof theirs);
+// Reads group `path` (every parameter of ps, Hugging Face layout) into dst, which has the
+// internal layout. file_mi is the checkpoint's own model shape, for the messages.
+static int read_tensors(ck_ctx *c, hid_t f, const char *path, const pb_params *ps,
+                        const ckpt_model_info *file_mi, float *dst, float *scratch) {
+    char theirs[160];
+    const char *ours = ps->shape;
+    model_text(file_mi, theirs, sizeof theirs);
     hid_t g = open_group(c, f, path);
     if (g < 0) return -1;
     int rc = 0;
-    for (int i = 0; i < m->num_params && rc == 0; i++) {
-        const pb_param *p = &m->params[i];
+    for (int i = 0; i < ps->num && rc == 0; i++) {
+        const pb_param *p = &ps->tab[i];
         htri_t ex = H5Lexists(g, p->name, H5P_DEFAULT);
         if (ex < 0) {
             rc = h5_fail(c, "cannot look up /%s/%s", path, p->name);
@@ -866,14 +860,14 @@ static int read_tensors(ck_ctx *c, hid_t f, const char *path, const gpt2 *m,
         H5G_info_t info;
         if (H5Gget_info(g, &info) < 0) {
             rc = h5_fail(c, "cannot list /%s", path);
-        } else if (info.nlinks != (hsize_t)m->num_params) {
-            extra_search s = {.m = m, .extra = ""};
+        } else if (info.nlinks != (hsize_t)ps->num) {
+            extra_search s = {.ps = ps, .extra = ""};
             hsize_t idx = 0;
             H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, find_extra, &s);
             H5Eclear2(H5E_DEFAULT);
             ck_fail(c, "unexpected dataset /%s/%s: /%s has %llu entries, the model %d "
                     "(the checkpoint is %s; the model %s)", path, s.extra[0] ? s.extra : "?",
-                    path, (unsigned long long)info.nlinks, m->num_params, theirs, ours);
+                    path, (unsigned long long)info.nlinks, ps->num, theirs, ours);
             rc = -1;
         }
     }
@@ -884,31 +878,48 @@ static int read_tensors(ck_ctx *c, hid_t f, const char *path, const gpt2 *m,
 // ----------------------------------------------------------------------------
 // loading
 
-int ckpt_load(const char *path, gpt2 *m, pb_adamw *opt, pb_ckpt_trainer_state *st,
+// Opens path and checks its family against want (NULL: any); fills mi when not NULL.
+static hid_t open_family(ck_ctx *c, const char *path, const char *want, ckpt_model_info *mi,
+                         char **ini) {
+    ckpt_model_info tmp;
+    memset(&tmp, 0, sizeof tmp);
+    hid_t f = open_checkpoint(c, path, tmp.family, sizeof tmp.family);
+    if (f < 0) return -1;
+    if (want && strcmp(tmp.family, want) != 0) {
+        ck_fail(c, "a checkpoint of model family '%s'; this model is %s", tmp.family, want);
+    } else if (read_model_config(c, f, &tmp, ini) == 0) {
+        if (mi) *mi = tmp;
+        return f;
+    }
+    H5Fclose(f);
+    H5Eclear2(H5E_DEFAULT);
+    return -1;
+}
+
+int ckpt_load(const char *path, pb_params *ps, int with_optimizer, pb_ckpt_trainer_state *st,
               char *err, size_t errlen) {
     h5_quiet();
     ck_ctx c = {.path = path, .err = err, .errlen = errlen};
-    hid_t f = open_checkpoint(&c, path);
+    ckpt_model_info file_mi;
+    hid_t f = open_family(&c, path, ps->family, &file_mi, NULL);
     if (f < 0) return -1;
 
-    gpt2_config file_mc;
     float *params = NULL, *mom1 = NULL, *mom2 = NULL, *scratch = NULL;
     int64_t t = 0;
     pb_ckpt_trainer_state tmp_st;
     memset(&tmp_st, 0, sizeof tmp_st);
     hid_t g = -1;
-    if (read_model_config(&c, f, &file_mc, NULL)) goto fail;
-
     size_t max_numel = 0;
-    for (int i = 0; i < m->num_params; i++)
-        if (m->params[i].numel > max_numel) max_numel = m->params[i].numel;
+    for (int i = 0; i < ps->num; i++)
+        if (ps->tab[i].numel > max_numel) max_numel = ps->tab[i].numel;
     scratch = pb_malloc(max_numel * sizeof(float));
-    params = pb_malloc(m->num_floats * sizeof(float));
-    if (read_tensors(&c, f, "model", m, &file_mc, params, scratch)) goto fail;
+    params = pb_malloc(ps->num_floats * sizeof(float));
+    if (read_tensors(&c, f, "model", ps, &file_mi, params, scratch)) goto fail;
 
-    if (opt) {
-        mom1 = pb_malloc(m->num_floats * sizeof(float));
-        mom2 = pb_malloc(m->num_floats * sizeof(float));
+    if (with_optimizer) {
+        PB_ASSERT(ps->m && ps->v);  // adamw_init allocated them
+        mom1 = pb_malloc(ps->num_floats * sizeof(float));
+        mom2 = pb_malloc(ps->num_floats * sizeof(float));
         if ((g = open_group(&c, f, "optimizer")) < 0) goto fail;
         if (read_i64(&c, g, "/optimizer", "t", &t)) goto fail;
         if (t < 0 || t > INT32_MAX) {
@@ -917,11 +928,10 @@ int ckpt_load(const char *path, gpt2 *m, pb_adamw *opt, pb_ckpt_trainer_state *s
         }
         H5Gclose(g);
         g = -1;
-        if (read_tensors(&c, f, "optimizer/m", m, &file_mc, mom1, scratch) ||
-            read_tensors(&c, f, "optimizer/v", m, &file_mc, mom2, scratch))
+        if (read_tensors(&c, f, "optimizer/m", ps, &file_mi, mom1, scratch) ||
+            read_tensors(&c, f, "optimizer/v", ps, &file_mi, mom2, scratch))
             goto fail;
     }
-
     if (st) {
         if ((g = open_group(&c, f, "trainer")) < 0) goto fail;
         const char *w = "/trainer";
@@ -950,12 +960,15 @@ int ckpt_load(const char *path, gpt2 *m, pb_adamw *opt, pb_ckpt_trainer_state *s
         goto fail;
     }
 
-    // Everything read and verified: only now does the model (and optimizer) change.
-    m->ops->upload(m->params_mem, params, m->num_floats * sizeof(float));
-    if (opt) {
-        m->ops->upload(opt->m, mom1, m->num_floats * sizeof(float));
-        m->ops->upload(opt->v, mom2, m->num_floats * sizeof(float));
-        opt->t = (int)t;
+    // Everything read and verified: only now does the store change. The step count goes
+    // with the moments (AdamW's t); the rounding of low-precision weights follows it, so a
+    // resumed run rounds as the uninterrupted one did.
+    size_t bytes = ps->num_floats * sizeof(float);
+    ps->ops->upload(ps->mem, params, bytes);
+    if (with_optimizer) {
+        ps->ops->upload(ps->m, mom1, bytes);
+        ps->ops->upload(ps->v, mom2, bytes);
+        ps->step = (uint64_t)t;
     }
     if (st) *st = tmp_st;
     free(params);
@@ -975,19 +988,18 @@ fail:
     return -1;
 }
 
-int ckpt_read_config(const char *path, char **ini, gpt2_config *mc, char *err, size_t errlen) {
+int ckpt_read_config(const char *path, char **ini, ckpt_model_info *mi, char *err,
+                     size_t errlen) {
     h5_quiet();
     ck_ctx c = {.path = path, .err = err, .errlen = errlen};
     if (ini) *ini = NULL;
-    hid_t f = open_checkpoint(&c, path);
+    hid_t f = open_family(&c, path, NULL, mi, ini);
     if (f < 0) return -1;
-    gpt2_config tmp;
-    int rc = read_model_config(&c, f, &tmp, ini);
     H5Fclose(f);
     H5Eclear2(H5E_DEFAULT);
-    if (rc == 0 && mc) *mc = tmp;
-    return rc;
+    return 0;
 }
+
 
 int ckpt_load_config(const char *path, pb_config *cfg, char *err, size_t errlen) {
     char *ini = NULL;
@@ -1033,7 +1045,7 @@ int ckpt_load_config(const char *path, pb_config *cfg, char *err, size_t errlen)
 static int looks_valid(const char *path) {
     char ignored[512];
     ck_ctx c = {.path = path, .err = ignored, .errlen = sizeof ignored};
-    hid_t f = open_checkpoint(&c, path);
+    hid_t f = open_checkpoint(&c, path, NULL, 0);
     if (f < 0) return 0;
     int ok = link_exists(&c, f, "config") == 1 && link_exists(&c, f, "model") == 1 &&
              link_exists(&c, f, "optimizer/m") == 1 && link_exists(&c, f, "optimizer/v") == 1 &&

@@ -23,7 +23,7 @@
 #include <stdio.h>
 
 #include "data/loader.h"
-#include "model/gpt2.h"
+#include "model/params.h"
 #include "train/config.h"
 #include "train/optim.h"
 
@@ -47,26 +47,36 @@ typedef struct pb_ckpt_trainer_state {
     double min_lr_frac;
 } pb_ckpt_trainer_state;
 
+// The model a checkpoint holds: its family and the shape keys of /config.
+typedef struct ckpt_model_info {
+    char family[32];  // model_family: "gpt2", ...
+    int n_layer, n_head, n_embd, seq_len, vocab_size;
+} ckpt_model_info;
+
 // Writes <dir>/ckpt_<step, 8 digits>.h5 atomically (temp file in dir, flush, fsync,
 // rename, fsync dir), points <dir>/latest at it, then deletes all but the newest
 // keep_last checkpoints older than it (keep_last <= 0 keeps all). dir must exist.
 // path_out (may be NULL) receives the file's path. Returns 0, or -1 with one line in err;
 // on failure no temp file is left and the previous checkpoints and `latest` are untouched.
-int ckpt_save(const char *dir, const gpt2 *m, const pb_adamw *opt,
+// The store's weights, moments and step count (ps->m must exist: adamw_init), its family as
+// model_family, and cfg's shape keys and INI text as /config.
+int ckpt_save(const char *dir, const pb_params *ps, const pb_adamw *opt,
               const pb_ckpt_trainer_state *st, const pb_config *cfg, int keep_last,
               char *path_out, size_t path_len, char *err, size_t errlen);
 
-// Loads a checkpoint into a model already built with the expected shape (m), and into opt
-// (moments and t; may be NULL for weights only) and st (may be NULL). Reads everything
-// into host temporaries and verifies it (format, every dataset present, no extra ones,
-// shapes, dtype, checksums) before touching m or opt, so a failed load changes nothing.
-// Returns 0, or -1 with one line in err naming the file and what is wrong.
-int ckpt_load(const char *path, gpt2 *m, pb_adamw *opt, pb_ckpt_trainer_state *st,
+// Loads a checkpoint into a parameter store already built with the expected table (ps),
+// with its AdamW moments and step count when with_optimizer (ps->m must exist), and st (may
+// be NULL). Reads everything into host temporaries and verifies it (format, the family is
+// ps->family, every dataset present, no extra ones, shapes, dtype, checksums) before touching
+// ps, so a failed load changes nothing. Returns 0, or -1 with one line in err naming the
+// file and what is wrong (another family: "a checkpoint of model family 'x'; this model is y").
+int ckpt_load(const char *path, pb_params *ps, int with_optimizer, pb_ckpt_trainer_state *st,
               char *err, size_t errlen);
 
-// The stored run configuration: *ini (may be NULL; free() it) gets the INI text, mc (may be
-// NULL) the model shape. Returns 0, or -1 with one line in err.
-int ckpt_read_config(const char *path, char **ini, gpt2_config *mc, char *err, size_t errlen);
+// The stored run configuration: *ini (may be NULL; free() it) gets the INI text, mi (may be
+// NULL) the family and model shape. Returns 0, or -1 with one line in err.
+int ckpt_read_config(const char *path, char **ini, ckpt_model_info *mi, char *err,
+                     size_t errlen);
 
 // Applies the checkpoint's stored run configuration (/config's INI text) onto cfg, as
 // config_load_file does a file: for `pebble train --resume FILE` without -c. Returns 0, or

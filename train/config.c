@@ -73,7 +73,7 @@ static const config_key config_keys[] = {
     {KEY("model", "attention", STRING, attention, "auto",
          "attention kernel: auto (the fastest that runs the model), or by name: naive, flash "
          "(CPU); flash (CUDA fp32); wgmma, flash (CUDA bf16)"),
-     .nonempty = 1},
+     .choices = "auto|flash|naive|wgmma"},
     // [data]
     {KEY("data", "train", STRING, train_data, NULL, "glob pattern of training token shards"),
      .metavar = "PATTERN"},  // required (config_validate): nothing to train on without it

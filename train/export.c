@@ -52,7 +52,8 @@ static int finish_file(FILE *f, int write_failed, const char *tmp, const char *p
     return 0;
 }
 
-static int write_safetensors(const gpt2 *m, const char *path, char *err, size_t errlen) {
+// Every tensor of the store, in its table's (Hugging Face's) order and layout.
+static int write_safetensors(const pb_params *ps, const char *path, char *err, size_t errlen) {
     // The JSON header, tensors in the parameter table's (Hugging Face's) order.
     char *json = NULL;
     size_t json_len = 0;
@@ -61,8 +62,8 @@ static int write_safetensors(const gpt2 *m, const char *path, char *err, size_t 
     fprintf(h, "{\"__metadata__\":{\"format\":\"pt\"}");
     uint64_t off = 0;
     size_t max_numel = 0;
-    for (int i = 0; i < m->num_params; i++) {
-        const pb_param *p = &m->params[i];
+    for (int i = 0; i < ps->num; i++) {
+        const pb_param *p = &ps->tab[i];
         uint64_t bytes = (uint64_t)p->hf_shape[0] * (p->ndim == 2 ? p->hf_shape[1] : 1) * 4;
         fprintf(h, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[%d", p->name, p->hf_shape[0]);
         if (p->ndim == 2) fprintf(h, ",%d", p->hf_shape[1]);
@@ -89,10 +90,10 @@ static int write_safetensors(const gpt2 *m, const char *path, char *err, size_t 
     free(json);
     float *host = pb_malloc(max_numel * sizeof(float));
     float *hf = pb_malloc(max_numel * sizeof(float));
-    for (int i = 0; i < m->num_params && !failed; i++) {
-        const pb_param *p = &m->params[i];
+    for (int i = 0; i < ps->num && !failed; i++) {
+        const pb_param *p = &ps->tab[i];
         size_t count = (size_t)p->hf_shape[0] * (size_t)(p->ndim == 2 ? p->hf_shape[1] : 1);
-        m->ops->download(host, m->params_mem + p->offset, p->numel * sizeof(float));
+        ps->ops->download(host, ps->mem + p->offset, p->numel * sizeof(float));
         ckpt_param_to_hf(p, host, hf);
         failed = fwrite(hf, sizeof(float), count, f) != count;
     }
@@ -103,7 +104,7 @@ static int write_safetensors(const gpt2 *m, const char *path, char *err, size_t 
 
 // A config.json for transformers' GPT2Config: pebble's GPT-2 is the original one (tanh
 // GELU = "gelu_new", LayerNorm eps 1e-5, tied head), trained without dropout.
-static int write_config_json(const gpt2_config *mc, const char *path, char *err,
+static int write_config_json(const ckpt_model_info *mc, const char *path, char *err,
                              size_t errlen) {
     char tmp[4300];
     FILE *f = start_file(path, tmp, sizeof tmp, err, errlen);
@@ -140,24 +141,31 @@ static int write_config_json(const gpt2_config *mc, const char *path, char *err,
 }
 
 int export_safetensors(const char *ckpt_path, const char *out_dir, char *err, size_t errlen) {
-    gpt2_config mc;
+    ckpt_model_info mc;
     if (ckpt_read_config(ckpt_path, NULL, &mc, err, errlen) != 0) return PB_EXIT_DATA;
+    if (strcmp(mc.family, "gpt2") != 0) {
+        pb_seterr(err, errlen, "%s: a checkpoint of model family '%s'; pebble export writes "
+                  "gpt2", ckpt_path, mc.family);
+        return PB_EXIT_DATA;
+    }
     if (mc.n_embd % mc.n_head != 0) {
         pb_seterr(err, errlen, "%s: /config has n_embd %d not divisible by n_head %d", ckpt_path,
                mc.n_embd, mc.n_head);
         return PB_EXIT_DATA;
     }
+    gpt2_config gc = {.n_layer = mc.n_layer, .n_head = mc.n_head, .n_embd = mc.n_embd,
+                      .seq_len = mc.seq_len, .vocab_size = mc.vocab_size};
     gpt2 m;
-    gpt2_build(&m, &mc, pb_ops_cpu());
+    gpt2_build(&m, &gc, pb_ops_cpu());
     int rc = 0;
     char path[4200];
-    if (ckpt_load(ckpt_path, &m, NULL, NULL, err, errlen) != 0) {
+    if (ckpt_load(ckpt_path, &m.p, 0, NULL, err, errlen) != 0) {
         rc = PB_EXIT_DATA;
     } else if (pb_make_dirs(out_dir, err, errlen) != 0) {
         rc = PB_EXIT_RUNTIME;
     } else {
         snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
-        if (write_safetensors(&m, path, err, errlen) != 0) rc = PB_EXIT_RUNTIME;
+        if (write_safetensors(&m.p, path, err, errlen) != 0) rc = PB_EXIT_RUNTIME;
         snprintf(path, sizeof path, "%s/config.json", out_dir);
         if (rc == 0 && write_config_json(&mc, path, err, errlen) != 0) rc = PB_EXIT_RUNTIME;
     }

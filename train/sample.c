@@ -295,9 +295,14 @@ int sample_main(int argc, char **argv) {
     } else {
         snprintf(path, sizeof path, "%s", ckpt);
     }
-    gpt2_config mc;
-    if (ckpt_read_config(path, NULL, &mc, err, sizeof err) != 0)
+    ckpt_model_info mi;
+    if (ckpt_read_config(path, NULL, &mi, err, sizeof err) != 0)
         pb_die(PB_EXIT_DATA, "sample: %s", err);
+    if (strcmp(mi.family, "gpt2") != 0)
+        pb_die(PB_EXIT_DATA, "sample: %s: a checkpoint of model family '%s'; pebble sample "
+               "generates with gpt2", path, mi.family);
+    gpt2_config mc = {.n_layer = mi.n_layer, .n_head = mi.n_head, .n_embd = mi.n_embd,
+                      .seq_len = mi.seq_len, .vocab_size = mi.vocab_size};
     if (mc.n_layer < 1 || mc.n_head < 1 || mc.n_embd < 1 || mc.seq_len < 1 ||
         mc.vocab_size < 1 || mc.n_embd % mc.n_head != 0)
         pb_die(PB_EXIT_DATA, "sample: %s: /config holds an impossible model shape (n_layer=%d "
@@ -319,7 +324,7 @@ int sample_main(int argc, char **argv) {
     // --- the model: shape from the checkpoint, weights only
     gpt2 m;
     gpt2_build(&m, &mc, pb_ops_cpu());
-    if (ckpt_load(path, &m, NULL, NULL, err, sizeof err) != 0)
+    if (ckpt_load(path, &m.p, 0, NULL, err, sizeof err) != 0)
         pb_die(PB_EXIT_DATA, "sample: %s", err);
     gpt2_kv_cache kv;
     gpt2_decode_init(&kv, &m);

@@ -109,7 +109,7 @@ static void save_checkpoint(const pb_config *cfg, const gpt2 *model, const pb_ad
     char err[1024], path[PB_PATH_MAX + 80];
     double t0 = pb_now();
     // Training on without a checkpoint would risk everything after the last good one.
-    if (ckpt_save(cfg->run_dir, model, opt, &st, cfg, cfg->ckpt_keep_last, path, sizeof path,
+    if (ckpt_save(cfg->run_dir, &model->p, opt, &st, cfg, cfg->ckpt_keep_last, path, sizeof path,
                   err, sizeof err) != 0)
         pb_die(PB_EXIT_RUNTIME, "%s (training stopped: it would go on unprotected)", err);
     printf("%scheckpoint: %s (%.2f s)\n", tty ? "\r\033[K" : "", path, pb_now() - t0);
@@ -176,7 +176,7 @@ typedef struct {
 
 static int try_resume(const char *path, void *user, char *err, size_t errlen) {
     resume_target *t = user;
-    return ckpt_load(path, t->model, t->opt, t->st, err, errlen);
+    return ckpt_load(path, &t->model->p, 1, t->st, err, errlen);
 }
 
 // --resume: loads model, optimizer, step and the loader's position. `auto` falls back past
@@ -199,10 +199,9 @@ static int resume_run(const pb_config *cfg, const char *resume, gpt2 *model, pb_
         }
     } else {
         snprintf(path, sizeof path, "%s", resume);
-        if (ckpt_load(path, model, opt, &st, err, sizeof err) != 0)
+        if (ckpt_load(path, &model->p, 1, &st, err, sizeof err) != 0)
             pb_die(PB_EXIT_DATA, "%s", err);
     }
-    model->updates = (uint64_t)opt->t;  // bf16 weights round as in the uninterrupted run
     if (st.step > cfg->steps)
         pb_die(PB_EXIT_USAGE, "%s is at step %lld, past train.steps = %d (raise train.steps to "
                "train further)", path, (long long)st.step, cfg->steps);
@@ -245,7 +244,7 @@ int trainer_run_from(const pb_config *cfg, const pb_train_start *start) {
     gpt2_build(&model, &mc, ops);
     gpt2_init_weights(&model, cfg->seed);
     pb_adamw opt;
-    adamw_init(&opt, &model, (float)cfg->beta1, (float)cfg->beta2, (float)cfg->eps,
+    adamw_init(&opt, &model.p, (float)cfg->beta1, (float)cfg->beta2, (float)cfg->eps,
                (float)cfg->weight_decay);
 
     // --- where the run starts: step 0, a checkpoint (--resume), or its weights (--init)
@@ -254,7 +253,7 @@ int trainer_run_from(const pb_config *cfg, const pb_train_start *start) {
     if (start && start->resume) {
         resumed = resume_run(cfg, start->resume, &model, &opt, train, &start_step, &tokens_seen);
     } else if (start && start->init) {
-        if (ckpt_load(start->init, &model, NULL, NULL, err, sizeof err) != 0)
+        if (ckpt_load(start->init, &model.p, 0, NULL, err, sizeof err) != 0)
             pb_die(PB_EXIT_DATA, "%s", err);
         printf("init: weights from %s (a new run: step 0, fresh optimizer)\n", start->init);
     }
@@ -318,11 +317,11 @@ int trainer_run_from(const pb_config *cfg, const pb_train_start *start) {
             loss += gpt2_forward(&model, inputs, targets, B, T) / accum;
             gpt2_backward(&model, 1.0f / accum);
         }
-        float norm = optim_clip_grad_norm(&model, (float)cfg->grad_clip);
+        float norm = optim_clip_grad_norm(&model.p, (float)cfg->grad_clip);
         if (!isfinite(loss) || !isfinite(norm))
             pb_die(PB_EXIT_RUNTIME, "step %d: loss %g, gradient norm %g: training diverged "
                    "(lower train.lr?)", step + 1, loss, (double)norm);
-        adamw_step(&opt, &model, (float)lr);
+        adamw_step(&opt, &model.p, (float)lr);
         tokens_seen += total_batch;
         double ms = (pb_now() - t0) * 1000.0;
         pb_step_stats s = {step + 1, loss, lr, norm, ms, total_batch / (ms / 1000.0), tokens_seen};
@@ -366,7 +365,7 @@ int trainer_run_from(const pb_config *cfg, const pb_train_start *start) {
 
     free(inputs);
     free(targets);
-    adamw_free(&opt, &model);
+    adamw_free(&opt);
     sample_trainer_close(sampler);
     gpt2_free(&model);
     loader_close(train);

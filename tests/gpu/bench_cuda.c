@@ -186,12 +186,12 @@ static void bench_gpt2(const pb_ops *ops, int B, int T, int steps, int tf32, int
     pb_cuda_set_tf32(tf32);
     pb_cuda_set_attention_bf16(attn_bf16);
     if (profile) ops = profiled(ops);
-    gpt2_config cfg = {12, 12, 768, 1024, 50257, 0};
+    gpt2_config cfg = {12, 12, 768, 1024, 50257, 0, "auto"};
     gpt2 m;
     gpt2_build(&m, &cfg, ops);
     gpt2_init_weights(&m, 1);
     pb_adamw opt;
-    adamw_init(&opt, &m, 0.9f, 0.95f, 1e-8f, 0.1f);
+    adamw_init(&opt, &m.p, 0.9f, 0.95f, 1e-8f, 0.1f);
     int N = B * T;
     int32_t *inp = pb_malloc((size_t)N * sizeof(int32_t)), *tgt = pb_malloc((size_t)N * sizeof(int32_t));
     pb_rng rng;
@@ -211,8 +211,8 @@ static void bench_gpt2(const pb_ops *ops, int B, int T, int steps, int tf32, int
         gpt2_backward(&m, 1.0f);
         pb_cuda_sync();
         double t2 = pb_now();
-        optim_clip_grad_norm(&m, 1.0f);
-        adamw_step(&opt, &m, 6e-4f);
+        optim_clip_grad_norm(&m.p, 1.0f);
+        adamw_step(&opt, &m.p, 6e-4f);
         pb_cuda_sync();
         double t3 = pb_now();
         if (s >= 0) tf[s] = t1 - t0, tb[s] = t2 - t1, to[s] = t3 - t2, tall[s] = t3 - t0;
@@ -233,7 +233,7 @@ static void bench_gpt2(const pb_ops *ops, int B, int T, int steps, int tf32, int
                100.0 * tflops / PEAK_BF16_TFLOPS, mem, loss);
         fflush(stdout);
     }
-    adamw_free(&opt, &m);
+    adamw_free(&opt);
     gpt2_free(&m);
     free(inp), free(tgt), free(tf), free(tb), free(to), free(tall);
     pb_cuda_set_tf32(0);

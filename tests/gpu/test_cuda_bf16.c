@@ -533,8 +533,8 @@ Test(bf16, gpt2_training_tracks_cpu) {
     gpt2_init_weights(&mg, 7);
     gpt2_init_weights(&mc, 7);
     pb_adamw og, oc;
-    adamw_init(&og, &mg, 0.9f, 0.95f, 1e-8f, 0.1f);
-    adamw_init(&oc, &mc, 0.9f, 0.95f, 1e-8f, 0.1f);
+    adamw_init(&og, &mg.p, 0.9f, 0.95f, 1e-8f, 0.1f);
+    adamw_init(&oc, &mc.p, 0.9f, 0.95f, 1e-8f, 0.1f);
     int32_t inp[TB * TT], tgt[TB * TT];
     double worst = 0;
     for (int step = 0; step < 20; step++) {
@@ -559,8 +559,8 @@ Test(bf16, gpt2_training_tracks_cpu) {
         cr_expect(rel <= 1e-2, "step %d: loss %.6f vs %.6f", step, l[0], l[1]);
     }
     printf("  worst relative loss difference over 20 steps: %.2e\n", worst);
-    adamw_free(&og, &mg);
-    adamw_free(&oc, &mc);
+    adamw_free(&og);
+    adamw_free(&oc);
     gpt2_free(&mg);
     gpt2_free(&mc);
 }
@@ -577,22 +577,22 @@ Test(bf16, gpt2_deterministic) {
         pb_adamw o;
         gpt2_build(&m, &TINY, G);
         gpt2_init_weights(&m, 3);
-        adamw_init(&o, &m, 0.9f, 0.95f, 1e-8f, 0.1f);
+        adamw_init(&o, &m.p, 0.9f, 0.95f, 1e-8f, 0.1f);
         for (int s = 0; s < 3; s++) {
             tiny_batch(inp, tgt, 11 + s);
             for (int i = 0; i < TB * TT; i += 2) inp[i] = 17;  // the encoder's scatter
             gpt2_zero_grad(&m);
             loss[r][s] = gpt2_forward(&m, inp, tgt, TB, TT);
             gpt2_backward(&m, 1.0f);
-            optim_clip_grad_norm(&m, 1.0f);
-            adamw_step(&o, &m, 3e-3f);
+            optim_clip_grad_norm(&m.p, 1.0f);
+            adamw_step(&o, &m.p, 3e-3f);
         }
-        n = m.num_floats;
-        params[r] = host_f32(m.params_mem, n);
-        grads[r] = host_f32(m.grads_mem, n);
+        n = m.p.num_floats;
+        params[r] = host_f32(m.p.mem, n);
+        grads[r] = host_f32(m.p.grad, n);
         wa[r] = pb_malloc(n * 2);
-        G->download(wa[r], m.params_act, n * 2);
-        adamw_free(&o, &m);
+        G->download(wa[r], m.p.act, n * 2);
+        adamw_free(&o);
         gpt2_free(&m);
     }
     cr_expect(memcmp(loss[0], loss[1], sizeof loss[0]) == 0, "losses differ between two runs");

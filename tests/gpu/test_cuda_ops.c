@@ -604,8 +604,8 @@ Test(cuda, gpt2_training_tracks_cpu) {
     gpt2_init_weights(&mg, 7);
     gpt2_init_weights(&mc, 7);
     pb_adamw og, oc;
-    adamw_init(&og, &mg, 0.9f, 0.95f, 1e-8f, 0.1f);
-    adamw_init(&oc, &mc, 0.9f, 0.95f, 1e-8f, 0.1f);
+    adamw_init(&og, &mg.p, 0.9f, 0.95f, 1e-8f, 0.1f);
+    adamw_init(&oc, &mc.p, 0.9f, 0.95f, 1e-8f, 0.1f);
     int32_t inp[TB * TT], tgt[TB * TT];
     for (int step = 0; step < 10; step++) {
         tiny_batch(inp, tgt, 100 + step);
@@ -628,8 +628,8 @@ Test(cuda, gpt2_training_tracks_cpu) {
     float *pg = from_gpu(mg.params_mem, mg.num_floats);
     expect_close("parameters after 10 steps", pg, mc.params_mem, mc.num_floats, 1e-4);
     free(pg);
-    adamw_free(&og, &mg);
-    adamw_free(&oc, &mc);
+    adamw_free(&og);
+    adamw_free(&oc);
     gpt2_free(&mg);
     gpt2_free(&mc);
 }
@@ -647,8 +647,8 @@ Test(cuda, gpt2_deterministic) {
         loss[r] = gpt2_forward(&m, inp, tgt, TB, TT);
         gpt2_zero_grad(&m);
         gpt2_backward(&m, 1.0f);
-        grads[r] = from_gpu(m.grads_mem, m.num_floats);
-        size_t n = m.num_floats;
+        grads[r] = from_gpu(m.p.grad, m.p.num_floats);
+        size_t n = m.p.num_floats;
         if (r == 1)
             cr_expect(memcmp(grads[0], grads[1], n * sizeof(float)) == 0,
                       "gradients differ between two identical runs");
