@@ -9,6 +9,7 @@
 #include "train/bench.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
+#include "train/eval.h"
 #include "train/export.h"
 #include "train/plot.h"
 #include "train/sample.h"
@@ -23,6 +24,7 @@ static void usage(FILE *f) {
             "commands:\n"
             "  train  -c FILE [--set section.key=value ...]   train a model (train --help: every key)\n"
             "         [--resume auto|CKPT] [--init CKPT]       continue a run / start from weights\n"
+            "  eval   --ckpt CKPT|RUN_DIR --data PATTERN       validation loss of a checkpoint\n"
             "  sample --ckpt CKPT|RUN_DIR [--prompt TEXT]      generate text (sample --help)\n"
             "  export --ckpt CKPT --out DIR                    weights for HF transformers\n"
             "  prep   --out DIR [options] FILES...             text files -> GPT-2 token shards\n"
@@ -171,5 +173,6 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "plot") == 0) return plot_cmd(argc - 1, argv + 1);
     if (strcmp(cmd, "export") == 0) return export_main(argc - 1, argv + 1);
     if (strcmp(cmd, "sample") == 0) return sample_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "eval") == 0) return eval_main(argc - 1, argv + 1);
     pb_die(PB_EXIT_USAGE, "unknown command '%s' (see pebble --help)", cmd);
 }

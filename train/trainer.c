@@ -242,6 +242,10 @@ int trainer_run_from(const pb_config *cfg, const pb_train_start *start) {
     trainer_model_config(cfg, &mc);
     gpt2 model;
     gpt2_build(&model, &mc, ops);
+    // The attention kernel for (B,T), checked now: an explicit model.attention that cannot
+    // run this model is one line before anything is written.
+    const pb_attn_impl *attn = gpt2_attention(&model, B, T, err, sizeof err);
+    if (!attn) pb_die(PB_EXIT_USAGE, "%s", err);
     gpt2_init_weights(&model, cfg->seed);
     pb_adamw opt;
     adamw_init(&opt, &model.p, (float)cfg->beta1, (float)cfg->beta2, (float)cfg->eps,
@@ -294,7 +298,7 @@ int trainer_run_from(const pb_config *cfg, const pb_train_start *start) {
            "%d threads, %s attention\n",
            PEBBLE_VERSION, mc.n_layer, mc.n_head, mc.n_embd, mc.seq_len, mc.vocab_size,
            model.cfg.padded_vocab, gpt2_num_trainable(&model) / 1e6, ops->name,
-           omp_get_max_threads(), cfg->attention);
+           omp_get_max_threads(), attn->name);
     printf("data: %llu train tokens (%llu batches/epoch)%s | batch %d x %d, %d micro-steps = %ld "
            "tokens/step | %d steps | run dir %s\n",
            (unsigned long long)loader_num_tokens(train),

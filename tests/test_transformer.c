@@ -1,0 +1,133 @@
+// test_transformer.c: the transformer block (model/transformer.c) against a float64 PyTorch
+// reference (tests/fixtures/transformer_block.bin, gen_block_fixture.py): the output and
+// every gradient of sum(out * R) for
+//   post: a post-LN block (BERT): bidirectional attention with key padding (kv_len 7, 1, 5),
+//         erf GELU, LayerNorm eps 1e-12;
+//   pre:  a one-block pre-LN stack (GPT-2): causal attention, tanh GELU, eps 1e-5, ln_f,
+// with each CPU attention implementation. Padding rows are real rows (their queries attend
+// to the visible keys), so every row is compared.
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "kernels/common.h"
+#include "kernels/ops.h"
+#include "model/transformer.h"
+#include "tests/fixture.h"
+
+#define FIXTURE "tests/fixtures/transformer_block.bin"
+
+// fp32 against float64: the block's values are O(1-5); measured worst errors are below 1e-6 of
+// the largest value. 2e-5 of the largest |reference| leaves a wide margin and is still far
+// below what a wrong mask, epsilon or GELU changes (~1e-2 and up).
+#define RTOL 2e-5
+
+static const void *rec(const char *cs, const char *name, size_t numel) {
+    char full[160];
+    snprintf(full, sizeof full, "%s.%s", cs, name);
+    const fx_record *r = fx_get(full);
+    cr_assert_eq(r->numel, numel, "%s has %zu values, expected %zu", full, r->numel, numel);
+    return r->data;
+}
+
+static void expect_close(const char *what, const float *got, const float *want, size_t n) {
+    double scale = 0, worst = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(want[i]));
+    for (size_t i = 0; i < n; i++) {
+        double e = fabs((double)got[i] - want[i]);
+        if (e > worst) worst = e, at = i;
+    }
+    cr_expect(worst <= RTOL * scale, "%s: max |diff| %g at %zu (got %g, want %g) > %g * %g",
+              what, worst, at, (double)got[at], (double)want[at], RTOL, scale);
+}
+
+// The 12 block tensors (and ln_f's 2 in a pre-LN stack): fixture name, and rows and
+// columns in multiples of C (0 columns: a vector).
+static const struct { const char *name; int rows, cols; } tensors[14] = {
+    {"ln1w", 1, 0},     {"ln1b", 1, 0},     {"qkvw", 3, 1}, {"qkvb", 3, 0},
+    {"attprojw", 1, 1}, {"attprojb", 1, 0}, {"ln2w", 1, 0}, {"ln2b", 1, 0},
+    {"fcw", 4, 1},      {"fcb", 4, 0},      {"fcprojw", 1, 4}, {"fcprojb", 1, 0},
+    {"lnfw", 1, 0},     {"lnfb", 1, 0},
+};
+
+static size_t numel_of(int k, int C) {
+    return (size_t)tensors[k].rows * C * (tensors[k].cols ? (size_t)tensors[k].cols * C : 1);
+}
+
+// Points the 12 (or 14) slots of a block's weights (and ln_f) at fresh buffers, copied from
+// the fixture's records (prefix "" for values, "d." for the reference gradients) or zeroed.
+static void weights(const pb_ops *ops, const char *cs, int C, int nt, tf_weights *w,
+                    tf_layer_weights *h, int zero) {
+    float **slots[14] = {&h->ln1w, &h->ln1b, &h->qkvw, &h->qkvb, &h->attprojw, &h->attprojb,
+                         &h->ln2w, &h->ln2b, &h->fcw, &h->fcb, &h->fcprojw, &h->fcprojb,
+                         &w->lnfw, &w->lnfb};
+    w->h = h;
+    w->lnfw = w->lnfb = NULL;
+    for (int k = 0; k < nt; k++) {
+        size_t n = numel_of(k, C);
+        *slots[k] = ops->alloc(n * sizeof(float));
+        if (!zero) memcpy(*slots[k], rec(cs, tensors[k].name, n), n * sizeof(float));
+    }
+}
+
+static void run_case(const char *cs, const char *attention) {
+    fx_load(FIXTURE);
+    const int32_t *cfg = rec(cs, "config", 6);
+    int B = cfg[0], T = cfg[1], C = cfg[2], NH = cfg[3], post = cfg[4], causal = cfg[5];
+    int N = B * T, D = C / NH, nt = post ? 12 : 14;
+    const pb_ops *ops = pb_ops_cpu();
+    tf_config tc = {1, C, NH, post, post ? PB_GELU_ERF : PB_GELU_TANH, post ? 1e-12f : 1e-5f};
+
+    tf_layer_weights h, dh;
+    tf_weights w, dw;
+    weights(ops, cs, C, nt, &w, &h, 0);
+    weights(ops, cs, C, nt, &dw, &dh, 1);
+    tf_layer_acts la;
+    tf_acts acts = {.h = &la};
+    tf_grads g;
+    size_t abytes = 0, gbytes = 0, off = 0;
+    tf_map_acts(&tc, N, (size_t)N * NH, 4, &acts, NULL, &abytes);
+    tf_map_grads(&tc, N, 4, ops->matmul_backward_gelu != NULL, &g, NULL, &gbytes);
+    void *amem = ops->alloc(abytes), *gmem = ops->alloc(gbytes);
+    tf_map_acts(&tc, N, (size_t)N * NH, 4, &acts, amem, &off);
+    off = 0;
+    tf_map_grads(&tc, N, 4, ops->matmul_backward_gelu != NULL, &g, gmem, &off);
+
+    int32_t *kv_len = ops->alloc((size_t)B * sizeof(int32_t));
+    memcpy(kv_len, rec(cs, "kv_len", B), (size_t)B * sizeof(int32_t));
+    pb_attn_desc d = {B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, post ? kv_len : NULL,
+                      NULL};
+    char err[512];
+    const pb_attn_impl *a = pb_attn_choose(ops, attention, &d, err, sizeof err);
+    cr_assert(a, "%s", err);
+    cr_assert_str_eq(a->name, attention);
+
+    float *x = ops->alloc((size_t)N * C * sizeof(float));
+    memcpy(x, rec(cs, "x", (size_t)N * C), (size_t)N * C * sizeof(float));
+    const void *ctx[2];
+    const float *y = tf_forward(ops, &tc, &w, &acts, x, N, tf_attend_desc(a, &d, ctx));
+    char what[96];
+    snprintf(what, sizeof what, "%s/%s out", cs, attention);
+    expect_close(what, y, rec(cs, "out", (size_t)N * C), (size_t)N * C);
+
+    tf_backward_begin(ops, &tc, &g, N);
+    memcpy(g.out, rec(cs, "R", (size_t)N * C), (size_t)N * C * sizeof(float));
+    tf_backward(ops, &tc, &w, &dw, &acts, &g, x, N, a, &d);
+    snprintf(what, sizeof what, "%s/%s d.x", cs, attention);
+    expect_close(what, g.stream, rec(cs, "d.x", (size_t)N * C), (size_t)N * C);
+    float **got[14] = {&dh.ln1w, &dh.ln1b, &dh.qkvw, &dh.qkvb, &dh.attprojw, &dh.attprojb,
+                       &dh.ln2w, &dh.ln2b, &dh.fcw, &dh.fcb, &dh.fcprojw, &dh.fcprojb,
+                       &dw.lnfw, &dw.lnfb};
+    for (int k = 0; k < nt; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "d.%s", tensors[k].name);
+        snprintf(what, sizeof what, "%s/%s %s", cs, attention, name);
+        expect_close(what, *got[k], rec(cs, name, numel_of(k, C)), numel_of(k, C));
+    }
+}
+
+Test(transformer, post_ln_block_with_padding_naive) { run_case("post", "naive"); }
+Test(transformer, post_ln_block_with_padding_flash) { run_case("post", "flash"); }
+Test(transformer, pre_ln_stack_causal_naive) { run_case("pre", "naive"); }
+Test(transformer, pre_ln_stack_causal_flash) { run_case("pre", "flash"); }

@@ -1,0 +1,150 @@
+// eval.c: `pebble eval` (see eval.h). The windows are those the trainer validates on: the
+// data read in order from its start (no shuffle), B sequences of T = model.seq_len tokens
+// per batch, and the loss is the mean of the batches' mean losses, as the trainer's
+// validation computes it; so on the trainer's validation data, with its batch size and
+// val_batches, eval prints the trainer's own last validation loss.
+#include "train/eval.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "data/loader.h"
+#include "kernels/common.h"
+#include "model/gpt2.h"
+#include "train/checkpoint.h"
+#include "train/config.h"
+#include "train/trainer.h"
+
+static void eval_usage(FILE *f) {
+    fprintf(f,
+            "usage: pebble eval --ckpt FILE|RUN_DIR --data PATTERN [--batches N]\n"
+            "                   [--batch-size B] [--json] [--set section.key=value ...]\n"
+            "\n"
+            "The checkpoint's loss on the data's validation windows: read in order from the\n"
+            "start, B sequences of model.seq_len tokens per batch, as `pebble train` validates.\n"
+            "  --ckpt RUN_DIR   the newest checkpoint there that reads (damaged ones skipped)\n"
+            "  --batches N      batches to evaluate (default: the run's train.val_batches)\n"
+            "  --batch-size B   sequences per batch (default: the run's train.batch_size)\n"
+            "  --json           print the result as one JSON object\n"
+            "  --set k=v        override a key of the checkpoint's config (system.device, ...)\n"
+            "The model, device and precision are the checkpoint's configuration, then --set.\n"
+            "Last line: loss L ppl P tokens N.\n");
+}
+
+// A positive integer option value, or a usage error naming the option.
+static int positive(const char *opt, const char *v) {
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (*v == '\0' || *end || n < 1 || n > 1000000000)
+        pb_die(PB_EXIT_USAGE, "eval: %s: '%s' is not a positive integer", opt, v);
+    return (int)n;
+}
+
+// --ckpt RUN_DIR: the first candidate whose config reads (a damaged one is named and
+// skipped, as --resume auto does); the weights are verified whole when they are loaded.
+static int try_config(const char *path, void *user, char *err, size_t errlen) {
+    return ckpt_read_config(path, NULL, NULL, err, errlen);
+}
+
+int eval_main(int argc, char **argv) {
+    const char *ckpt = NULL, *data = NULL;
+    int batches = 0, batch_size = 0, json = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            eval_usage(stdout);
+            return 0;
+        }
+        if (strcmp(a, "--json") == 0) {
+            json = 1;
+            continue;
+        }
+        if (strcmp(a, "--ckpt") && strcmp(a, "--data") && strcmp(a, "--batches") &&
+            strcmp(a, "--batch-size") && strcmp(a, "--set"))
+            pb_die(PB_EXIT_USAGE, "eval: unknown option '%s' (see pebble eval --help)", a);
+        if (i + 1 >= argc) pb_die(PB_EXIT_USAGE, "eval: %s needs a value", a);
+        const char *v = argv[++i];
+        if (strcmp(a, "--ckpt") == 0) ckpt = v;
+        else if (strcmp(a, "--data") == 0) data = v;
+        else if (strcmp(a, "--batches") == 0) batches = positive(a, v);
+        else if (strcmp(a, "--batch-size") == 0) batch_size = positive(a, v);
+    }
+    if (!ckpt || !data)
+        pb_die(PB_EXIT_USAGE, "eval: --ckpt FILE|RUN_DIR and --data PATTERN are required (see "
+               "pebble eval --help)");
+
+    char path[PB_PATH_MAX + 300], err[2048];
+    struct stat sb;
+    if (stat(ckpt, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        int rc = ckpt_resume_auto(ckpt, try_config, NULL, stderr, path, sizeof path, err,
+                                  sizeof err);
+        if (rc == -2) pb_die(PB_EXIT_RUNTIME, "eval: %s", err);
+        if (rc == -1) pb_die(PB_EXIT_DATA, "eval: %s", err);
+        if (rc == 1) pb_die(PB_EXIT_DATA, "eval: no checkpoint in %s", ckpt);
+    } else {
+        snprintf(path, sizeof path, "%s", ckpt);
+    }
+
+    // --- the run's configuration, then --set
+    pb_config cfg;
+    config_defaults(&cfg);
+    if (ckpt_load_config(path, &cfg, err, sizeof err) != 0) pb_die(PB_EXIT_DATA, "eval: %s", err);
+    if (strcmp(cfg.model_family, "gpt2") != 0)
+        pb_die(PB_EXIT_DATA, "eval: %s: a checkpoint of model family '%s'; pebble eval runs "
+               "gpt2", path, cfg.model_family);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) continue;
+        if (strcmp(argv[i], "--set") == 0 && config_set(&cfg, argv[i + 1], err, sizeof err) != 0)
+            pb_die(PB_EXIT_USAGE, "eval: %s", err);
+        i++;
+    }
+    if (batch_size) cfg.batch_size = batch_size;
+    if (!batches) batches = cfg.val_batches;
+    int B = cfg.batch_size, T = cfg.seq_len;
+
+    // --- data, model, weights
+    pb_loader *val = loader_open(data, B, T, 0, 1, cfg.seed, 0, cfg.vocab_size, err, sizeof err);
+    if (!val) pb_die(PB_EXIT_DATA, "eval: %s", err);
+    if (loader_num_batches(val) < (uint64_t)batches)
+        fprintf(stderr, "pebble: note: %s holds %llu batches of %d x %d; --batches %d reads "
+                "them again from the start\n", data, (unsigned long long)loader_num_batches(val),
+                B, T, batches);
+    const pb_ops *ops = trainer_backend(&cfg);
+    gpt2_config mc;
+    trainer_model_config(&cfg, &mc);
+    gpt2 m;
+    gpt2_build(&m, &mc, ops);
+    if (!gpt2_attention(&m, B, T, err, sizeof err)) pb_die(PB_EXIT_USAGE, "eval: %s", err);
+    pb_ckpt_trainer_state st;
+    if (ckpt_load(path, &m.p, 0, &st, err, sizeof err) != 0)
+        pb_die(PB_EXIT_DATA, "eval: %s", err);
+    // Low-precision weights round as the run rounded them after its last step.
+    m.p.round_seed = cfg.seed;
+    m.p.step = (uint64_t)st.step;
+    fprintf(stderr, "eval: %s (step %lld) on %s | %s backend | %d batches of %d x %d\n", path,
+            (long long)st.step, data, ops->name, batches, B, T);
+
+    int32_t *inputs = pb_malloc((size_t)B * T * sizeof(int32_t));
+    int32_t *targets = pb_malloc((size_t)B * T * sizeof(int32_t));
+    double sum = 0.0;
+    for (int i = 0; i < batches; i++) {
+        loader_next(val, inputs, targets);
+        sum += gpt2_forward(&m, inputs, targets, B, T);
+    }
+    double loss = sum / batches;
+    long long tokens = (long long)batches * B * T;
+    if (json)
+        printf("{\"ckpt\": \"%s\", \"step\": %lld, \"loss\": %.6f, \"ppl\": %.6f, \"tokens\": "
+               "%lld, \"batches\": %d}\n", path, (long long)st.step, loss, exp(loss), tokens,
+               batches);
+    else
+        printf("loss %.6f ppl %.4f tokens %lld\n", loss, exp(loss), tokens);
+    free(inputs);
+    free(targets);
+    gpt2_free(&m);
+    loader_close(val);
+    return 0;
+}
