@@ -322,10 +322,11 @@ Test(ops_cpu, encoder_repeated_tokens) {
 }
 
 // ----------------------------------------------------------------------------
-// layernorm: out (N,C) = (inp - mean) / sqrt(var + 1e-5) * weight + bias
+// layernorm: out (N,C) = (inp - mean) / sqrt(var + eps) * weight + bias
 
 typedef struct {
     int N, C;
+    double eps;  // the op's eps, as the float the op gets
     double *inp, *weight, *bias, *R;
     double *out, *mean, *rstd;
 } layernorm_ctx;
@@ -338,7 +339,7 @@ static void layernorm_ref(layernorm_ctx *c) {
         m /= c->C;
         for (int i = 0; i < c->C; i++) v += (x[i] - m) * (x[i] - m);
         v /= c->C;
-        double s = 1.0 / sqrt(v + 1e-5);
+        double s = 1.0 / sqrt(v + c->eps);
         for (int i = 0; i < c->C; i++)
             c->out[(size_t)n * c->C + i] = (x[i] - m) * s * c->weight[i] + c->bias[i];
         c->mean[n] = m;
@@ -364,7 +365,7 @@ Test(ops_cpu, layernorm) {
     float *mean = fbuf(N, 0, 0, &seed), *rstd = fbuf(N, 0, 0, &seed);
     float *dinp = fbuf(N * C, 0, 0, &seed), *dweight = fbuf(C, 0, 0, &seed),
           *dbias = fbuf(C, 0, 0, &seed);
-    layernorm_ctx c = {N, C, to_double(inp, N * C), to_double(weight, C), to_double(bias, C),
+    layernorm_ctx c = {N, C, 1e-5f, to_double(inp, N * C), to_double(weight, C), to_double(bias, C),
                        to_double(R, N * C), pb_malloc(N * C * sizeof(double)),
                        pb_malloc(N * sizeof(double)), pb_malloc(N * sizeof(double))};
 
@@ -385,8 +386,90 @@ Test(ops_cpu, layernorm) {
         o->free(rstd), o->free(dinp), o->free(dweight), o->free(dbias);
 }
 
+// BERT's eps = 1e-12. Rows 0 and 1 have variance ~3e-7 (spread 1e-3, means 2e-3 and
+// -1e-3, kept near 0 so that fp32 resolves the deviations): a kernel that used GPT-2's 1e-5
+// instead of the eps it is given gets rstd 6x too small there. Row 2 (spread 1e-6, variance
+// ~3e-13) has eps and variance of one size: eps = 0 would make its rstd 2x too large. Row 3
+// is an ordinary one. The test first checks that its inputs do tell those apart.
+// dinp is checked against finite differences with h = 1e-3 * the row's standard deviation
+// (fd_grad's fixed h = 1e-5 is 10x the whole spread of row 2): the truncation error is then
+// ~1e-6 relative and the rounding error ~1e-16 |L| / h, ~1e-6 absolute against dinp entries
+// of size up to ~1e6 (rstd), so GRAD_ATOL / GRAD_RTOL still measure the op.
+Test(ops_cpu, layernorm_eps_1e12) {
+    const pb_ops *o = ops();
+    enum { N = 4, C = 67 };
+    const float eps = 1e-12f;
+    static const double center[N] = {2e-3, -1e-3, 0.0, 0.3}, spread[N] = {1e-3, 1e-3, 1e-6, 1.0};
+    uint64_t seed = 59;
+    float *inp = fbuf(N * C, 0, 0, &seed);
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < C; i++)
+            inp[n * C + i] = (float)(center[n] + spread[n] * rand_uniform(&seed, -1, 1));
+    float *weight = fbuf(C, 0.5, 1.5, &seed), *bias = fbuf(C, -0.5, 0.5, &seed);
+    float *R = fbuf(N * C, -1, 1, &seed), *out = fbuf(N * C, 0, 0, &seed);
+    float *mean = fbuf(N, 0, 0, &seed), *rstd = fbuf(N, 0, 0, &seed);
+    float *dinp = fbuf(N * C, 0, 0, &seed), *dweight = fbuf(C, 0, 0, &seed),
+          *dbias = fbuf(C, 0, 0, &seed);
+    layernorm_ctx c = {N, C, eps, to_double(inp, N * C), to_double(weight, C),
+                       to_double(bias, C), to_double(R, N * C), pb_malloc(N * C * sizeof(double)),
+                       pb_malloc(N * sizeof(double)), pb_malloc(N * sizeof(double))};
+
+    // the inputs tell eps = 1e-12 from 1e-5 (rows 0, 1) and from 0 (row 2) at FWD tolerance
+    static const double wrong_eps[2] = {1e-5, 0.0};
+    static const int rows_for[2][2] = {{0, 1}, {2, 2}};
+    double rstd_eps[N];
+    layernorm_ref(&c);
+    memcpy(rstd_eps, c.rstd, sizeof rstd_eps);
+    for (int w = 0; w < 2; w++) {
+        c.eps = wrong_eps[w];
+        layernorm_ref(&c);
+        for (int k = 0; k < 2; k++) {
+            int n = rows_for[w][k];
+            double diff = fabs(c.rstd[n] - rstd_eps[n]);
+            cr_assert(diff > 100 * (FWD_ATOL + FWD_RTOL * rstd_eps[n]),
+                      "test inputs: eps %g and 1e-12 give row %d rstd %.9g and %.9g", wrong_eps[w],
+                      n, c.rstd[n], rstd_eps[n]);
+        }
+    }
+    c.eps = eps;
+
+    o->layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps);
+    layernorm_ref(&c);
+    expect_close("layernorm eps=1e-12 out", out, c.out, N * C, FWD_ATOL, FWD_RTOL);
+    expect_close("layernorm eps=1e-12 mean", mean, c.mean, N, FWD_ATOL, FWD_RTOL);
+    expect_close("layernorm eps=1e-12 rstd", rstd, c.rstd, N, FWD_ATOL, FWD_RTOL);
+
+    o->layernorm_backward(dinp, dweight, dbias, R, inp, weight, mean, rstd, N, C);
+    size_t bad = 0, first = 0;
+    double first_ref = 0.0;
+    for (int n = 0; n < N; n++) {
+        double h = 1e-3 / (c.rstd[n] > 0 ? c.rstd[n] : 1.0);  // ~1e-3 std: rstd ~ 1/std
+        for (int i = 0; i < C; i++) {
+            size_t j = (size_t)n * C + i;
+            double x0 = c.inp[j];
+            c.inp[j] = x0 + h;
+            double lp = layernorm_loss(&c);
+            c.inp[j] = x0 - h;
+            double lm = layernorm_loss(&c);
+            c.inp[j] = x0;
+            double ref = (lp - lm) / (2.0 * h);
+            if (!(fabs((double)dinp[j] - ref) <= GRAD_ATOL + GRAD_RTOL * fabs(ref)))
+                if (bad++ == 0) first = j, first_ref = ref;
+        }
+    }
+    cr_expect(bad == 0, "layernorm eps=1e-12 dinp: %zu of %d off, first [%zu]: got %.9g, want "
+              "%.9g", bad, N * C, first, bad ? dinp[first] : 0.0f, first_ref);
+    check_grad("layernorm eps=1e-12 dweight", layernorm_loss, &c, c.weight, dweight, C, 1);
+    check_grad("layernorm eps=1e-12 dbias", layernorm_loss, &c, c.bias, dbias, C, 1);
+
+    free(c.inp), free(c.weight), free(c.bias), free(c.R), free(c.out), free(c.mean),
+        free(c.rstd);
+    o->free(inp), o->free(weight), o->free(bias), o->free(R), o->free(out), o->free(mean),
+        o->free(rstd), o->free(dinp), o->free(dweight), o->free(dbias);
+}
+
 // ----------------------------------------------------------------------------
-// GELU (tanh approximation) and residual, elementwise
+// GELU (tanh approximation and erf) and residual, elementwise
 
 typedef struct {
     size_t n;
@@ -423,6 +506,61 @@ Test(ops_cpu, gelu) {
     check_grad("gelu dinp", gelu_loss, &c, c.a, dx, n, 1);
 
     free(c.a), free(c.R), free(c.out);
+    o->free(x), o->free(R), o->free(out), o->free(dx);
+}
+
+// GELU with erf (BERT): out = x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), in double
+static void gelu_erf_ref(elementwise_ctx *c) {
+    for (size_t i = 0; i < c->n; i++) {
+        double x = c->a[i];
+        c->out[i] = 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
+    }
+}
+
+static double gelu_erf_loss(void *ctx) {
+    elementwise_ctx *c = ctx;
+    gelu_erf_ref(c);
+    return dot(c->out, c->R, c->n);
+}
+
+// The same inputs as the tanh test. The two kinds differ by up to 4.7e-4 (near x = -2.8),
+// 40x FWD's tolerance there, and their derivatives by up to 8.4e-4 (near x = -2.1), 5x
+// GRAD's: the test first checks that these inputs tell the kinds apart, so that an op that
+// ignored its kind argument fails it.
+Test(ops_cpu, gelu_erf) {
+    const pb_ops *o = ops();
+    enum { n = 1001 };
+    uint64_t seed = 13;
+    float *x = fbuf(n, -6, 6, &seed), *R = fbuf(n, -1, 1, &seed);
+    float *out = fbuf(n, 0, 0, &seed), *dx = fbuf(n, 0, 0, &seed);
+    x[0] = 0.0f, x[1] = -10.0f, x[2] = 10.0f;  // the middle and both saturated ends
+    elementwise_ctx c = {n, to_double(x, n), NULL, to_double(R, n), pb_malloc(n * sizeof(double))};
+
+    gelu_ref(&c);  // tanh
+    double *tanh_out = to_double(x, n);
+    memcpy(tanh_out, c.out, n * sizeof(double));
+    gelu_erf_ref(&c);
+    size_t apart = 0;
+    for (size_t i = 0; i < n; i++)
+        apart += fabs(tanh_out[i] - c.out[i]) > 10 * (FWD_ATOL + FWD_RTOL * fabs(c.out[i]));
+    cr_assert(apart >= 10, "test inputs: tanh and erf GELU differ beyond 10x tolerance at only "
+              "%zu of %d", apart, n);
+    apart = 0;  // and their derivatives (closed forms), beyond GRAD's tolerance
+    for (size_t i = 0; i < n; i++) {
+        double t = c.a[i], k = sqrt(2.0 / M_PI), th = tanh(k * (t + 0.044715 * t * t * t));
+        double d_tanh = 0.5 * (1 + th) + 0.5 * t * (1 - th * th) * k * (1 + 3 * 0.044715 * t * t);
+        double d_erf = 0.5 * (1 + erf(t / sqrt(2.0))) + t * exp(-0.5 * t * t) / sqrt(2 * M_PI);
+        apart += fabs(d_tanh - d_erf) > GRAD_ATOL + GRAD_RTOL * fabs(d_erf);
+    }
+    cr_assert(apart >= 10, "test inputs: the tanh and erf GELU derivatives differ beyond "
+              "tolerance at only %zu of %d", apart, n);
+
+    o->gelu_forward(out, x, n, PB_GELU_ERF);
+    expect_close("gelu erf out", out, c.out, n, FWD_ATOL, FWD_RTOL);
+    o->gelu_backward(dx, x, R, n, PB_GELU_ERF);
+    check_grad("gelu erf dinp", gelu_erf_loss, &c, c.a, dx, n, 1);
+
+    free(tanh_out), free(c.a), free(c.R), free(c.out);
     o->free(x), o->free(R), o->free(out), o->free(dx);
 }
 

@@ -8,6 +8,11 @@
 // Determinism: every output element is computed by exactly one thread in a fixed order
 // (the forward splits work by (b, h, query tile), the backward by (b, h)), so results are
 // bit-identical whatever the number of threads. No atomics, no reductions across threads.
+//
+// Masks: a key-padding mask (kv_len) ends every key loop at kv_len[b], the last tile cut
+// short there, so the work is proportional to the visible keys and the padding keys are
+// never read; the causal mask ends it at the diagonal as well. Without kv_len the loops are
+// exactly what they were before it existed (GPT-2's results do not move by a bit).
 #include "kernels/attention/attention.h"
 
 #include <math.h>
@@ -136,6 +141,16 @@ static inline float flash_exp(float x) {
 
 static inline int clampi(int x, int lo, int hi) { return x < lo ? lo : x > hi ? hi : x; }
 
+// Keys of batch row b that are not padding: kv_len[b], or all T without a key-padding mask.
+// Checked although the caller guarantees 1 <= kv_len[b] <= T: a 0 leaves a row with no key
+// (l = 0, lse = -inf) and a T+1 reads the next row's keys.
+static int key_len(const pb_attn_desc *ad, int b) {
+    if (!ad->kv_len) return ad->T;
+    int n = ad->kv_len[b];
+    PB_ASSERT(n >= 1 && n <= ad->T);
+    return n;
+}
+
 // max(a, b) elementwise, as a bit select for the same reason as in flash_exp
 static inline float max_select(float a, float b) {
     int32_t take_b = -(int32_t)(b > a);
@@ -187,8 +202,12 @@ void attn_flash_forward(float *out, float *lse, const float *qkv, const pb_attn_
                     memset(o, 0, (size_t)br * D * sizeof(float));
                     for (int r = 0; r < br; r++) m[r] = -INFINITY, l[r] = 0.0f;
 
-                    // causal: key tiles past the last query of this tile are all masked
+                    // causal: key tiles past the last query of this tile are all masked;
+                    // keys from kv_len[b] on are padding for every query. Within kend only
+                    // the causal mask is left to apply.
                     int kend = causal ? i0 + br : T;
+                    int kvl = key_len(ad, b);
+                    if (kend > kvl) kend = kvl;
                     for (int j0 = 0; j0 < kend; j0 += BC) {
                         int bc = kend - j0 < BC ? kend - j0 : BC;
                         // S^T (bc, br) = K_j (bc, D) (scale Q^T) (D, br)
@@ -304,8 +323,11 @@ void attn_flash_backward(float *dqkv, const float *dout, const float *out, const
                 }
                 memset(dq, 0, (size_t)T * D * sizeof(float));
 
-                for (int j0 = 0; j0 < T; j0 += BC) {
-                    int bc = T - j0 < BC ? T - j0 : BC;
+                // key tiles from kv_len[b] on would add 0 to everything: skipped, so dK and
+                // dV of padding keys stay as they were (+= 0), and the last tile ends there
+                int kvl = key_len(ad, b);
+                for (int j0 = 0; j0 < kvl; j0 += BC) {
+                    int bc = kvl - j0 < BC ? kvl - j0 : BC;
                     copy_rows(kj, k + (size_t)j0 * C3, C3, bc, D);
                     transpose_rows(kt, BC, k + (size_t)j0 * C3, C3, bc, D, 1.0f);
                     transpose_rows(vt, BC, v + (size_t)j0 * C3, C3, bc, D, 1.0f);
@@ -373,7 +395,5 @@ void attn_flash_backward(float *dqkv, const float *dout, const float *out, const
     }
 }
 
-const char *attn_flash_supports(const pb_attn_desc *d) {
-    if (d->kv_len) return "key-padding masks";
-    return attn_cpu_dense_supports(d);
-}
+// causal and key-padding masks, alone or together
+const char *attn_flash_supports(const pb_attn_desc *d) { return attn_cpu_dense_supports(d); }

@@ -3,6 +3,10 @@
 // Written to be read and trusted, not to be fast: the formulas appear as plainly as
 // possible, and flash.c is tested against this file. One (b, h) pair is one unit of work;
 // each OpenMP thread owns a T x T scratch matrix, so memory is O(threads * T^2).
+//
+// Masks only shorten each score row: query i sees keys 0..jn-1 with jn = min(causal ? i+1 :
+// T, kv_len[b]). Every sum below still runs over all T keys, the masked ones with P = 0, so
+// that the formulas read as written (and with kv_len == NULL nothing changed from before).
 #include "kernels/attention/attention.h"
 
 #include <math.h>
@@ -18,14 +22,15 @@ static float dot(const float *a, const float *b, int n) {
     return s;
 }
 
-// P (T,T) = softmax of the scaled (and, if causal, masked) scores of one head; row i of
-// the head's queries is q + i*3C, its keys k + j*3C. Masked entries of P are 0.
-// lse (T), when not NULL, gets the log-sum-exp of each score row.
+// P (T,T) = softmax of the scaled and masked scores of one head; row i of the head's
+// queries is q + i*3C, its keys k + j*3C; keys kvl..T-1 are padding (kvl = T: none).
+// Masked entries of P are 0. lse (T), when not NULL, gets the log-sum-exp of each row.
 static void softmax_rows(float *P, float *lse, const float *q, const float *k, int T, int C3,
-                         int D, float scale, int causal) {
+                         int D, float scale, int causal, int kvl) {
     for (int i = 0; i < T; i++) {
         float *Pi = P + (size_t)i * T;
         int jn = causal ? i + 1 : T;  // keys 0..jn-1 are visible to query i
+        if (jn > kvl) jn = kvl;       // kvl >= 1: key 0 always is, so sum > 0 below
         float mx = -INFINITY;
         for (int j = 0; j < jn; j++) {
             Pi[j] = scale * dot(q + (size_t)i * C3, k + (size_t)j * C3, D);
@@ -42,6 +47,16 @@ static void softmax_rows(float *P, float *lse, const float *q, const float *k, i
         for (int j = jn; j < T; j++) Pi[j] = 0.0f;
         if (lse) lse[i] = mx + logf(sum);
     }
+}
+
+// Keys of batch row b that are not padding: kv_len[b], or all T without a key-padding mask.
+// The caller guarantees 1 <= kv_len[b] <= T; checked anyway, since a 0 would divide by a
+// zero sum and a T+1 would read the next row's keys.
+static int key_len(const pb_attn_desc *ad, int b) {
+    if (!ad->kv_len) return ad->T;
+    int n = ad->kv_len[b];
+    PB_ASSERT(n >= 1 && n <= ad->T);
+    return n;
 }
 
 // ----------------------------------------------------------------------------
@@ -62,7 +77,8 @@ void attn_naive_forward(float *out, float *lse, const float *qkv, const pb_attn_
                 const float *q = qkv + (size_t)b * T * C3 + h * D;
                 const float *k = q + C;
                 const float *v = q + 2 * C;
-                softmax_rows(P, lse + ((size_t)b * NH + h) * T, q, k, T, C3, D, scale, causal);
+                softmax_rows(P, lse + ((size_t)b * NH + h) * T, q, k, T, C3, D, scale, causal,
+                             key_len(ad, b));
                 // out_i = sum_j P_ij v_j
                 for (int i = 0; i < T; i++) {
                     float *o = out + ((size_t)b * T + i) * C + h * D;
@@ -106,7 +122,7 @@ void attn_naive_backward(float *dqkv, const float *dout, const float *out, const
                 float *dq = dqkv + base, *dk = dq + C, *dv = dq + 2 * C;
                 const float *dO = dout + (size_t)b * T * C + h * D;  // rows of stride C
                 const float *O = out + (size_t)b * T * C + h * D;
-                softmax_rows(P, NULL, q, k, T, C3, D, scale, causal);
+                softmax_rows(P, NULL, q, k, T, C3, D, scale, causal, key_len(ad, b));
 
                 // dV_j = sum_i P_ij dO_i
                 for (int j = 0; j < T; j++) {
@@ -165,7 +181,5 @@ const char *attn_cpu_dense_supports(const pb_attn_desc *d) {
     return NULL;
 }
 
-const char *attn_naive_supports(const pb_attn_desc *d) {
-    if (d->kv_len) return "key-padding masks";
-    return attn_cpu_dense_supports(d);
-}
+// causal and key-padding masks, alone or together
+const char *attn_naive_supports(const pb_attn_desc *d) { return attn_cpu_dense_supports(d); }
