@@ -493,6 +493,26 @@ Test(checkpoint, other_model_shapes_name_the_dataset) {
     unbuild(&shallow);
 }
 
+// A store of another family (the same tensors, so only the family tells them apart): one
+// line naming both families, nothing changed.
+Test(checkpoint, another_model_family_is_refused) {
+    make_tmp();
+    model_t a, b;
+    build(&a, 2, 2, 32, 16, 100);
+    randomize(&a, 1);
+    save_ok(&a, tmp, 1, 0);
+    char path[512];
+    ckpt_path(path, sizeof path, tmp, 1);
+    build(&b, 2, 2, 32, 16, 100);
+    randomize(&b, 5);
+    snprintf(b.m.p.family, sizeof b.m.p.family, "bert");
+    expect_load_error(path, &b, 1, "a checkpoint of model family 'gpt2'; this model is bert",
+                      NULL);
+    expect_load_error(path, &b, 0, "model family 'gpt2'", NULL);
+    unbuild(&a);
+    unbuild(&b);
+}
+
 // ----------------------------------------------------------------------------
 // keep-last-K, latest, unwritable directory, full disk
 
