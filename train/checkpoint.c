@@ -291,6 +291,7 @@ int ckpt_save(const char *dir, const pb_params *ps, const pb_adamw *opt,
 }
 
 hid_t ck_open_checkpoint(ck_ctx *c, const char *path, char *fam, size_t famlen) {
+    ck_h5_quiet();
     struct stat sb;
     if (stat(path, &sb) != 0) {
         ck_fail(c, "cannot open checkpoint: %s", strerror(errno));

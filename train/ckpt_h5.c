@@ -72,7 +72,19 @@ int ck_h5_fail(ck_ctx *c, const char *fmt, ...) {
 }
 
 // HDF5 prints its error stack to stderr by default; we print our one line instead.
-void ck_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+// Also, before HDF5's first call, stops it registering its exit-time cleanup. That cleanup
+// closes whatever file ids are still open, and a file whose close failed (a full disk: the
+// metadata could not be flushed) is left half-closed inside HDF5, which then crashes at exit
+// after pebble has printed its error (exit 139 instead of 1). pebble closes what it opens on
+// every path, so there is nothing left for the cleanup to do.
+void ck_h5_quiet(void) {
+    static int once;
+    if (!once) {
+        H5dont_atexit();
+        once = 1;
+    }
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
 
 // ----------------------------------------------------------------------------
 // writing attributes and datasets

@@ -20,6 +20,7 @@ void ck_fail(ck_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3
 // ck_fail with HDF5's innermost reason appended; returns -1 for `return ck_h5_fail(...)`.
 int ck_h5_fail(ck_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 // HDF5 prints its error stack to stderr by default; pebble prints its one line instead.
+// Called first by every entry point of the module (it also turns off HDF5's atexit cleanup).
 void ck_h5_quiet(void);
 
 // --- attributes and groups; each returns 0 (a valid hid_t), or -1 after ck_fail
