@@ -94,55 +94,49 @@ static void mlp_up(const pb_ops *ops, const tf_config *c, const tf_layer_weights
 
 const float *tf_forward(const pb_ops *ops, const tf_config *c, const tf_weights *w,
                         tf_acts *acts, const float *x, int N, tf_attend attend) {
-    int C = c->C, L = c->n_layer;
+    int C = c->C, L = c->n_layer, post = c->post_ln;
     float eps = c->ln_eps;
-    if (c->post_ln) {
-        for (int l = 0; l < L; l++) {
-            const tf_layer_weights *lw = &w->h[l];
-            tf_layer_acts *h = &acts->h[l];
-            ops->matmul_forward(h->qkv, x, lw->qkvw, lw->qkvb, N, C, 3 * C);
-            attend.fn(attend.ctx, l, h->atty, h->lse, h->qkv);
-            ops->matmul_forward(h->attproj, h->atty, lw->attprojw, lw->attprojb, N, C, C);
-            residual_ln(ops, h->res2, x, h->attproj, h->ln1, h->ln1_mean, h->ln1_rstd, lw->ln1w,
-                        lw->ln1b, N, C, eps);
-            mlp_up(ops, c, lw, h, h->ln1, N);
-            ops->matmul_forward(h->fcproj, h->fch_gelu, lw->fcprojw, lw->fcprojb, N, 4 * C, C);
-            residual_ln(ops, h->res3, h->ln1, h->fcproj, h->ln2, h->ln2_mean, h->ln2_rstd,
-                        lw->ln2w, lw->ln2b, N, C, eps);
-            x = h->ln2;
-        }
-        return x;
-    }
     // pre-LN: each residual add is followed by a LayerNorm of its sum (ln_2; the next block's
     // ln_1, or ln_f after the last), so residual_ln runs each pair and every block but the
-    // first starts with its ln_1 already computed.
-    if (L)
+    // first starts with its ln_1 already computed. post-LN: the LayerNorm after each residual
+    // add is the block's own (ln_1, ln_2).
+    if (!post && L)
         ops->layernorm_forward(acts->h[0].ln1, acts->h[0].ln1_mean, acts->h[0].ln1_rstd, x,
                                w->h[0].ln1w, w->h[0].ln1b, N, C, eps);
-    else
+    else if (!post)
         ops->layernorm_forward(acts->lnf, acts->lnf_mean, acts->lnf_rstd, x, w->lnfw, w->lnfb,
                                N, C, eps);
     for (int l = 0; l < L; l++) {
         const tf_layer_weights *lw = &w->h[l];
         tf_layer_acts *h = &acts->h[l];
-        ops->matmul_forward(h->qkv, h->ln1, lw->qkvw, lw->qkvb, N, C, 3 * C);
+        // attention branch: on ln_1(x) (pre) or x (post); res2 = x + attproj
+        ops->matmul_forward(h->qkv, post ? x : h->ln1, lw->qkvw, lw->qkvb, N, C, 3 * C);
         attend.fn(attend.ctx, l, h->atty, h->lse, h->qkv);
         ops->matmul_forward(h->attproj, h->atty, lw->attprojw, lw->attprojb, N, C, C);
-        residual_ln(ops, h->res2, x, h->attproj, h->ln2, h->ln2_mean, h->ln2_rstd, lw->ln2w,
-                    lw->ln2b, N, C, eps);
-        mlp_up(ops, c, lw, h, h->ln2, N);
+        if (post)
+            residual_ln(ops, h->res2, x, h->attproj, h->ln1, h->ln1_mean, h->ln1_rstd, lw->ln1w,
+                        lw->ln1b, N, C, eps);
+        else
+            residual_ln(ops, h->res2, x, h->attproj, h->ln2, h->ln2_mean, h->ln2_rstd, lw->ln2w,
+                        lw->ln2b, N, C, eps);
+        // MLP branch: on ln_2(res2) (pre) or ln_1 (post); res3 = its input's stream + fcproj
+        const float *in = post ? h->ln1 : h->ln2, *stream = post ? h->ln1 : h->res2;
+        mlp_up(ops, c, lw, h, in, N);
         ops->matmul_forward(h->fcproj, h->fch_gelu, lw->fcprojw, lw->fcprojb, N, 4 * C, C);
-        if (l + 1 < L) {
+        if (post) {
+            residual_ln(ops, h->res3, stream, h->fcproj, h->ln2, h->ln2_mean, h->ln2_rstd,
+                        lw->ln2w, lw->ln2b, N, C, eps);
+        } else if (l + 1 < L) {
             tf_layer_acts *n = &acts->h[l + 1];
-            residual_ln(ops, h->res3, h->res2, h->fcproj, n->ln1, n->ln1_mean, n->ln1_rstd,
+            residual_ln(ops, h->res3, stream, h->fcproj, n->ln1, n->ln1_mean, n->ln1_rstd,
                         w->h[l + 1].ln1w, w->h[l + 1].ln1b, N, C, eps);
         } else {
-            residual_ln(ops, h->res3, h->res2, h->fcproj, acts->lnf, acts->lnf_mean,
+            residual_ln(ops, h->res3, stream, h->fcproj, acts->lnf, acts->lnf_mean,
                         acts->lnf_rstd, w->lnfw, w->lnfb, N, C, eps);
         }
-        x = h->res3;
+        x = post ? h->ln2 : h->res3;  // the block's output
     }
-    return acts->lnf;
+    return post ? x : acts->lnf;
 }
 
 // ----------------------------------------------------------------------------
