@@ -23,6 +23,7 @@ static void usage(FILE *f) {
             "commands:\n"
             "  train  -c FILE [--set section.key=value ...]   train a model (train --help: every key)\n"
             "         [--resume auto|CKPT] [--init CKPT]       continue a run / start from weights\n"
+            "         [--force]                                archive run.dir's old run first\n"
             "  sample --ckpt CKPT|RUN_DIR [--prompt TEXT]      generate text (sample --help)\n"
             "  export --ckpt CKPT --out DIR                    weights for HF transformers\n"
             "  prep   --out DIR [options] FILES...             text files -> GPT-2 token shards\n"
@@ -36,13 +37,16 @@ static void usage(FILE *f) {
 static void train_usage(FILE *f) {
     fprintf(f,
             "usage: pebble train -c FILE [--set section.key=value ...] [--resume auto|CKPT]\n"
-            "                    [--init CKPT]\n"
+            "                    [--init CKPT] [--force]\n"
             "\n"
             "Trains as the INI file says; each --set overrides one key after the file is read.\n"
             "  --resume auto   continue from the newest checkpoint in run.dir that loads and\n"
             "                  verifies (damaged ones are skipped, each named; none: start)\n"
             "  --resume CKPT   continue from that checkpoint: weights, AdamW state, step, data\n"
             "  --init CKPT     start a new run from that checkpoint's weights\n"
+            "  --force         a new run into a run.dir holding checkpoints: move the old run's\n"
+            "                  files into run.dir/archive-N first (refused without it)\n"
+            "A second run into a run.dir in use (run.dir/.lock) is refused.\n"
             "Without -c, --resume and --init take the checkpoint's own config (then --set).\n"
             "SIGINT/SIGTERM: the current step finishes, a checkpoint is written, exit 0.\n"
             "Keys (type, default, meaning):\n\n");
@@ -63,7 +67,7 @@ static int train_cmd(int argc, char **argv) {
     config_defaults(&cfg);
     char err[1024];
     const char *file = NULL;
-    pb_train_start start = {NULL, NULL};
+    pb_train_start start = {NULL, NULL, 0};
     // Files first, then overrides in order, whatever their place on the command line.
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -77,6 +81,8 @@ static int train_cmd(int argc, char **argv) {
         } else if (strcmp(a, "--set") == 0) {
             if (i + 1 >= argc) pb_die(PB_EXIT_USAGE, "train: --set needs section.key=value");
             i++;
+        } else if (strcmp(a, "--force") == 0) {
+            start.force = 1;
         } else if (strcmp(a, "--resume") == 0 || strcmp(a, "--init") == 0) {
             if (i + 1 >= argc)
                 pb_die(PB_EXIT_USAGE, "train: %s needs %s", a,

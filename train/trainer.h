@@ -9,10 +9,12 @@
 // Where a run starts. resume: "auto" (the newest checkpoint in run.dir that loads and
 // verifies, damaged ones skipped with a line each; none at all: a new run) or a checkpoint
 // file, restoring weights, AdamW state, step and data position; init: a checkpoint whose
-// weights start a new run. Both NULL: a new run from the seed.
+// weights start a new run. Both NULL: a new run from the seed. A new run into a run.dir that
+// holds checkpoints is refused unless force (then the old run's files are archived).
 typedef struct pb_train_start {
     const char *resume;
     const char *init;
+    int force;
 } pb_train_start;
 
 // Trains as the (validated) config says; exits with a clear message on bad data or IO.
