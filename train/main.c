@@ -1,7 +1,9 @@
 // main.c: the pebble program: one binary, one subcommand per job.
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "data/prep.h"
@@ -62,6 +64,20 @@ static int try_config(const char *path, void *user, char *err, size_t errlen) {
     return 0;
 }
 
+// `-c ckpt_00000100.h5` is an easy slip; libinih would call it a syntax error on line 1.
+static void refuse_hdf5_config(const char *file) {
+    static const unsigned char hdf5_sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char head[8];
+    FILE *f = fopen(file, "rb");
+    if (!f) return;  // config_load_file names the open error
+    size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    if (n == sizeof head && memcmp(head, hdf5_sig, sizeof head) == 0)
+        pb_die(PB_EXIT_USAGE, "%s: an HDF5 file (a checkpoint?), not an INI config: continue "
+               "its run with --resume %s, or start a new run from its weights with --init %s",
+               file, file, file);
+}
+
 static int train_cmd(int argc, char **argv) {
     pb_config cfg;
     config_defaults(&cfg);
@@ -94,9 +110,13 @@ static int train_cmd(int argc, char **argv) {
             pb_die(PB_EXIT_USAGE, "train: unknown option '%s' (see pebble train --help)", a);
         }
     }
+    if (start.force && start.resume)
+        pb_die(PB_EXIT_USAGE, "train: --force is for a new run (it archives run.dir's old run); "
+               "--resume continues the run in run.dir");
     if (start.resume && start.init)
         pb_die(PB_EXIT_USAGE, "train: --resume and --init exclude each other (--init starts a "
                "new run from weights; --resume continues one)");
+    if (file) refuse_hdf5_config(file);
     if (file && config_load_file(&cfg, file, err, sizeof err) != 0)
         pb_die(PB_EXIT_USAGE, "%s", err);
     if (!file && (start.resume || start.init)) {
@@ -151,12 +171,29 @@ static int plot_cmd(int argc, char **argv) {
 static void prefer_passive_omp_wait(char **argv) {
     if (getenv("OMP_WAIT_POLICY")) return;
     if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
-    execv("/proc/self/exe", argv);
+    // The binary's own path, not /proc/self/exe: the kernel names the process (ps, top,
+    // /proc/PID/comm) after the file executed, which would make it "exe".
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        execv(self, argv);
+    }
+    execv("/proc/self/exe", argv);  // the file was replaced or removed since it started
     // Without /proc: carry on, spinning.
+}
+
+// After the fallback exec of /proc/self/exe the process would be called "exe".
+static void keep_process_name(const char *argv0) {
+    char comm[17] = "";
+    if (prctl(PR_GET_NAME, comm) != 0 || strcmp(comm, "exe") != 0) return;
+    const char *base = strrchr(argv0, '/');
+    prctl(PR_SET_NAME, base ? base + 1 : argv0);
 }
 
 int main(int argc, char **argv) {
     prefer_passive_omp_wait(argv);
+    keep_process_name(argv[0]);
     if (argc < 2) {
         usage(stderr);
         return PB_EXIT_USAGE;

@@ -79,7 +79,7 @@ static void note_cpu_step_time(const pb_config *cfg, const gpt2 *model, long tok
     double rate = 2.0 * rows * C * 4.0 * C / (best > 1e-9 ? best : 1e-9);
     double flops = (6.0 * (double)gpt2_num_trainable(model) +
                     12.0 * cfg->n_layer * (double)C * cfg->seq_len) * (double)tokens_per_step;
-    printf("first step: ~%.3g s estimated on the CPU (%.3g GFLOP = 6 x parameters x %ld tokens "
+    printf("first step: ~%.3g s estimated on the CPU (%.4g GFLOP = 6 x parameters x %ld tokens "
            "+ attention, at %.1f GFLOP/s measured on one matmul now)\n",
            flops / rate, flops / 1e9, tokens_per_step, rate / 1e9);
 }
