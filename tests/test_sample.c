@@ -246,6 +246,17 @@ Test(sample, stops_at_eot_and_at_seq_len) {
     while (first[stop] != o.eot) stop++;  // it may come earlier too
     cr_assert_eq(generate(&m, prompt, 3, &o, 1, out, &why), stop);
     cr_assert_eq(why, SAMPLE_STOP_EOT);
+    // min_tokens: an eot before it is emitted and generation goes on (greedy: the same
+    // tokens as without stopping), up to the first eot at or past min_tokens
+    o.min_tokens = stop + 1;
+    int n = generate(&m, prompt, 3, &o, 1, out, &why);
+    int next = stop + 1;
+    while (next < 15 && first[next] != o.eot) next++;
+    cr_assert_eq(n, next);
+    cr_assert(memcmp(out, first, sizeof(int32_t) * (size_t)n) == 0);
+    cr_assert_eq(out[stop], o.eot);
+    cr_assert_eq(why, next < 15 ? SAMPLE_STOP_EOT : SAMPLE_STOP_TOKENS);
+    o.min_tokens = 0;
     // seq_len 24: a prompt of 20 leaves positions 20..23 and the prediction after 23: 5 tokens
     random_tokens(prompt, 20, m.cfg.vocab_size, 1);
     o.stop_at_eot = 0;

@@ -129,6 +129,9 @@ static const config_key config_keys[] = {
      GE(0)},
     {KEY("sample", "tokens", INT, sample_tokens, "64", "new tokens per sample"),
      GE(1)},  // a sample of no tokens says nothing
+    {KEY("sample", "min_tokens", INT, sample_min_tokens, "16",
+         "tokens before <|endoftext|> ends a sample (one earlier is printed, and it goes on)"),
+     GE(0)},
     {KEY("sample", "prompt", STRING, sample_prompt, "",
          "text the samples start from (empty = <|endoftext|>)")},
     {KEY("sample", "temperature", DOUBLE, sample_temperature, "1.0",

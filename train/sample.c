@@ -119,7 +119,7 @@ int sample_generate(const gpt2 *m, gpt2_kv_cache *kv, const int32_t *prompt, int
             break;
         }
         int32_t t = sample_pick(logits, V, o->temperature, o->top_k, rng);
-        if (o->stop_at_eot && t == o->eot) {
+        if (o->stop_at_eot && t == o->eot && made >= o->min_tokens) {
             *why = SAMPLE_STOP_EOT;
             break;
         }
@@ -444,7 +444,8 @@ void sample_trainer_print(sample_trainer *s, const gpt2 *model, int step, int tt
     }
     const pb_config *cfg = s->cfg;
     sample_opts o = {.tokens = cfg->sample_tokens, .temperature = cfg->sample_temperature,
-                     .top_k = cfg->sample_top_k, .stop_at_eot = 1, .eot = tok_eot(s->tok)};
+                     .top_k = cfg->sample_top_k, .stop_at_eot = 1, .eot = tok_eot(s->tok),
+                     .min_tokens = cfg->sample_min_tokens};
     // Its own stream, a function of (seed, step): sampling changes nothing in the run.
     pb_rng rng;
     pb_rng_seed(&rng, cfg->seed * 0x9E3779B97F4A7C15ull + 0x5A4D91Eull + (uint64_t)step);
