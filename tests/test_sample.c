@@ -20,6 +20,7 @@
 #include "model/gpt2_decode.h"
 #include "train/sample.h"
 #include "tests/cli.h"
+#include "tests/corrupt.h"
 
 // ----------------------------------------------------------------------------
 // a tiny random model
@@ -550,4 +551,39 @@ Test(sample_train, tokenizer_key_is_checked_at_startup, .fini = cleanup, .timeou
     free(abs_bin);
     cr_assert(strstr(run_stdout(), "sample (step 2, 8 tokens, ") &&
               strstr(run_stdout(), "sample (step 4, 8 tokens, "), "%s", run_stdout());
+}
+
+// A run directory whose newest checkpoint is damaged: it is named with its cause and the one
+// before it is sampled; all damaged: each named, then one line saying none loads.
+Test(sample_cli, a_run_dir_with_damaged_checkpoints_names_each_skipped, .fini = cleanup,
+     .timeout = 120) {
+    make_checkpoint();
+    const char *bin = pebble_bin(), *tk = tokenizer_path();
+    // two more steps: checkpoints 2 and 4, both kept
+    cr_assert_eq(run("%s train --resume auto --set run.dir=%s/run --set train.steps=4 "
+                     "--set checkpoint.keep_last=0", bin, tmp), 0, "%s", run_stderr());
+    char ck2[400], ck4[400], want[1200];
+    snprintf(ck2, sizeof ck2, "%s/run/ckpt_00000002.h5", tmp);
+    snprintf(ck4, sizeof ck4, "%s/run/ckpt_00000004.h5", tmp);
+    flip_byte_in(ck4, "/model/transformer.ln_f.weight");
+    cr_assert_eq(run("%s sample --ckpt %s/run --tokens 4 --tokenizer %s", bin, tmp, tk), 0, "%s",
+                 run_stderr());
+    char *e = run_stderr();
+    snprintf(want, sizeof want, "pebble: skipping checkpoint %s: cannot read dataset "
+             "/model/transformer.ln_f.weight: ", ck4);
+    cr_assert(strncmp(e, want, strlen(want)) == 0 && strstr(e, "checksum"), "%s", e);
+    snprintf(want, sizeof want, "sample: %s |", ck2);
+    cr_assert(strstr(e, want), "expected '%s': %s", want, e);
+
+    flip_byte_in(ck2, "/model/transformer.wte.weight");
+    cr_assert_eq(run("%s sample --ckpt %s/run --tokens 4 --tokenizer %s", bin, tmp, tk), 3, "%s",
+                 run_stderr());
+    e = run_stderr();
+    snprintf(want, sizeof want, "pebble: skipping checkpoint %s: ", ck2);
+    cr_assert(strstr(e, want), "expected '%s': %s", want, e);
+    snprintf(want, sizeof want, "pebble: sample: no checkpoint in %s/run loads (2 tried, each "
+             "skipped above)\n", tmp);
+    cr_assert(strstr(e, want), "expected '%s': %s", want, e);
+    cr_assert(!strstr(e, "--resume"), "%s", e);
+    cr_assert_str_eq(run_stdout(), "");
 }
