@@ -312,3 +312,47 @@ Test(safety, auto_device_without_a_gpu_says_so_and_estimates_the_step, .timeout 
     cr_assert(e && strstr(e, " s estimated on the CPU (0.1003 GFLOP = 6 x parameters x 512 tokens "
                           "+ attention, at "), "%s", out);
 }
+
+// ----------------------------------------------------------------------------
+// pebble prep: binary files refused, invalid UTF-8 counted
+
+static void write_bytes(const char *name, const char *bytes, size_t n) {
+    char p[400];
+    snprintf(p, sizeof p, "%s/%s", tmp, name);
+    FILE *f = fopen(p, "wb");
+    cr_assert(f);
+    cr_assert_eq(fwrite(bytes, 1, n, f), n);
+    fclose(f);
+}
+
+Test(safety, prep_counts_invalid_utf8_and_refuses_binary_files, .timeout = 60) {
+    make_tmp("safety");
+    const char *bin = pebble_bin(), *tk = "data/cache/gpt2_tokenizer.bin";
+    // valid: ASCII, a 2-byte e-acute, a 4-byte emoji. Invalid: Latin-1 e-acute (1 byte),
+    // an overlong '/' (2), a UTF-16 surrogate (3), a sequence cut by the end of the file (2)
+    const char good[] = "plain text, caf\xc3\xa9, \xf0\x9f\x98\x80 and more words\n";
+    const char mixed[] = "caf\xe9 over\xc0\xafslash surrogate \xed\xa0\x80 cut \xe2\x82";
+    write_bytes("good.txt", good, sizeof good - 1);
+    write_bytes("mixed.txt", mixed, sizeof mixed - 1);
+    cr_assert_eq(run("%s prep --out %s/s --val-tokens 0 --tokenizer %s %s/good.txt %s/mixed.txt",
+                     bin, tmp, tk, tmp, tmp), 0, "%s", output());
+    char want[600];
+    snprintf(want, sizeof want, "prep: note: %s/mixed.txt: 8 of its %zu bytes (%.2f%%) are not "
+             "valid UTF-8; each becomes a byte token\n", tmp, sizeof mixed - 1,
+             800.0 / (double)(sizeof mixed - 1));
+    cr_assert(strstr(run_stderr(), want), "expected '%s': %s", want, run_stderr());
+    cr_assert(!strstr(run_stderr(), "good.txt"), "%s", run_stderr());
+
+    // a NUL byte: refused before anything is written, unless --binary-ok
+    const char binary[] = "ELF\x01\x02\x00\x00text after";
+    write_bytes("prog", binary, sizeof binary - 1);
+    cr_assert_eq(run("%s prep --out %s/b --tokenizer %s %s/good.txt %s/prog", bin, tmp, tk, tmp,
+                     tmp), 3, "%s", output());
+    snprintf(want, sizeof want, "pebble: prep: %s/prog looks binary, not text (a NUL byte at "
+             "offset 5); pass --binary-ok to encode it anyway\n", tmp);
+    cr_assert_str_eq(run_stderr(), want);
+    cr_assert(!exists("%s/b/train_000000.bin", tmp));
+    cr_assert_eq(run("%s prep --out %s/b --val-tokens 0 --binary-ok --tokenizer %s %s/good.txt "
+                     "%s/prog", bin, tmp, tk, tmp, tmp), 0, "%s", output());
+    cr_assert(exists("%s/b/train_000000.bin", tmp));
+}
