@@ -50,7 +50,8 @@ static void train_usage(FILE *f) {
             "                  files into run.dir/archive-N first (refused without it)\n"
             "A second run into a run.dir in use (run.dir/.lock) is refused.\n"
             "Without -c, --resume and --init take the checkpoint's own config (then --set).\n"
-            "SIGINT/SIGTERM: the current step finishes, a checkpoint is written, exit 0.\n"
+            "SIGINT/SIGTERM: after the current micro-batch, the last finished step is\n"
+            "checkpointed (an unfinished one is dropped), exit 0.\n"
             "Keys (type, default, meaning):\n\n");
     config_print_help(f);
 }

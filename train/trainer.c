@@ -144,8 +144,14 @@ static void run_dir_lock(const char *dir) {
         pb_die(PB_EXIT_RUNTIME, "%s: cannot write: %s", path, strerror(errno));
 }
 
-// The files a run leaves in its directory: checkpoints, `latest`, the log, config, plot.
-static int run_file(const char *name, int *is_ckpt) {
+// The files a run leaves in its directory: checkpoints, `latest`, the log, config, plot
+// (regular files only: a directory of that name is not a run's).
+static int run_file(const char *dir, const char *name, int *is_ckpt) {
+    char path[PB_PATH_MAX + 300];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    *is_ckpt = 0;
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) return 0;
     size_t n = strlen(name);
     *is_ckpt = strcmp(name, "latest") == 0 ||
                (strncmp(name, "ckpt_", 5) == 0 && n > 8 && strcmp(name + n - 3, ".h5") == 0);
@@ -163,7 +169,7 @@ static void run_dir_claim_fresh(const char *dir, int force) {
     int files = 0, ckpts = 0, is_ckpt;
     struct dirent *de;
     while ((de = readdir(d)) != NULL)
-        if (run_file(de->d_name, &is_ckpt)) files++, ckpts += is_ckpt;
+        if (run_file(dir, de->d_name, &is_ckpt)) files++, ckpts += is_ckpt;
     closedir(d);
     if (files == 0) return;
     if (ckpts && !force)
@@ -180,7 +186,7 @@ static void run_dir_claim_fresh(const char *dir, int force) {
     if (!d) pb_die(PB_EXIT_RUNTIME, "%s: cannot list: %s", dir, strerror(errno));
     int moved = 0;
     while ((de = readdir(d)) != NULL) {
-        if (!run_file(de->d_name, &is_ckpt)) continue;
+        if (!run_file(dir, de->d_name, &is_ckpt)) continue;
         char from[PB_PATH_MAX + 300], to[PB_PATH_MAX + 340];
         snprintf(from, sizeof from, "%s/%s", dir, de->d_name);
         snprintf(to, sizeof to, "%s/%s", arch, de->d_name);
@@ -560,7 +566,7 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     }
     double wall = pb_now() - run_t0;
     char took[96];
-    snprintf(took, sizeof took, "%.1f s, %.0f tokens/s", wall, wall > 0 ? run_tokens / wall : 0.0);
+    snprintf(took, sizeof took, "%.3f s, %.0f tokens/s", wall, wall > 0 ? run_tokens / wall : 0.0);
     if (!stopped) {
         printf("done: %d steps, %lld tokens", cfg->steps, tokens_seen);
         if (last_val >= 0) printf(", final val loss %.4f", last_val);

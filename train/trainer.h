@@ -19,7 +19,8 @@ typedef struct pb_train_start {
 
 // Trains as the (validated) config says; exits with a clear message on bad data or IO.
 // Checkpoints go to run.dir every checkpoint.every steps, at the end, and on SIGINT or
-// SIGTERM (then the run stops after the current step and returns 0).
+// SIGTERM (seen after each micro-batch and validation batch: an unfinished step is dropped,
+// the last finished one is checkpointed, and it returns 0). run.dir is locked for the run.
 int trainer_run(const pb_config *cfg);  // a new run
 int trainer_run_from(const pb_config *cfg, const pb_train_start *start);
 
