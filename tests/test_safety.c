@@ -119,6 +119,10 @@ Test(safety, a_new_run_over_checkpoints_is_refused_and_force_archives_it, .timeo
         if (i == 1) cr_assert_str_eq(slurp(p), first, "the archived metrics.jsonl differs");
         cr_assert(exists("%s/r/ckpt_00000003.h5", tmp), "the new run wrote no checkpoint");
     }
+    // --init from a checkpoint of the run that --force archives: read before it moves
+    cr_assert_eq(run("%s train " TINY "--set train.steps=3 --set run.dir=%s/r --force --init "
+                     "%s/r/ckpt_00000003.h5", bin, tmp, tmp, tmp, tmp), 0, "%s", output());
+    cr_assert(exists("%s/r/archive-3/ckpt_00000003.h5", tmp));
     // the archive is a run directory of its own: it resumes
     cr_assert_eq(run("%s train --resume auto --set run.dir=%s/r/archive-1 --set train.steps=4",
                      bin, tmp), 0, "%s", output());

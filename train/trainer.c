@@ -388,7 +388,6 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     // --- the run directory: ours alone for the whole run (before anything reads it)
     if (pb_make_dirs(cfg->run_dir, err, sizeof err) != 0) pb_die(PB_EXIT_RUNTIME, "%s", err);
     run_dir_lock(cfg->run_dir);
-    if (!(start && start->resume)) run_dir_claim_fresh(cfg->run_dir, start && start->force);
 
     // --- data
     pb_loader *train = loader_open(cfg->train_data, B, T, 0, 1, cfg->seed, 1, cfg->vocab_size,
@@ -425,6 +424,8 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
             pb_die(PB_EXIT_DATA, "%s", err);
         printf("init: weights from %s (a new run: step 0, fresh optimizer)\n", start->init);
     }
+    // A new run: after --init has read its file, which may be among those archived.
+    if (!(start && start->resume)) run_dir_claim_fresh(cfg->run_dir, start && start->force);
     // Samples (sample.every): the tokenizer and the prompt are checked now, not at the
     // first sample.
     sample_trainer *sampler = NULL;
