@@ -2,16 +2,17 @@
 #   make run        train the default job (configs/gpt2-tiny.ini) on the CPU
 #   make test       build and run every CPU test suite
 #   make bench-cpu  forward+backward throughput on the CPU
+#   make fuzz-safetensors  the safetensors reader's tests and fuzz under ASan + UBSan
 # Every target first checks the Debian packages it needs (.ci/deps.sh).
 
 CC      ?= gcc
 OPT     ?= -O3 -march=native
 # Library flags from pkg-config; where it knows none of them (the GPU machine, whose libraries
 # are unpacked by hand), Debian's plain names and HDF5's serial paths.
-PKGS    := inih libpcre2-8 hdf5
+PKGS    := inih libpcre2-8 hdf5 jansson
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null || echo -I/usr/include/hdf5/serial)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
-                echo -linih -lpcre2-8 -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5)
+                echo -linih -lpcre2-8 -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5 -ljansson)
 CFLAGS  += -std=c11 $(OPT) -g -fopenmp -Wall -Wextra -Wno-unused-parameter -I. -D_GNU_SOURCE \
            $(PKG_CFLAGS)
 LDLIBS  += $(PKG_LIBS) -lm
@@ -46,7 +47,7 @@ endif
 GPU_TEST_SRC := $(wildcard tests/gpu/test_*.c)
 GPU_TEST_BIN := $(GPU_TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test bench-cpu fixtures clean test-gpu bench-gpu
+.PHONY: all deps run test bench-cpu fixtures clean test-gpu bench-gpu fuzz-safetensors
 all: deps $(BUILD)/pebble
 
 deps:
@@ -85,6 +86,16 @@ test: deps tokenizer $(BUILD)/pebble $(TEST_BIN)
 test-gpu: $(BUILD)/pebble $(GPU_TEST_BIN)
 	@test -n "$(NVCC)" || { echo "test-gpu: nvcc not found: the CUDA backend is not built" >&2; exit 1; }
 	@set -e; for t in $(GPU_TEST_BIN); do echo "== $$t"; $$t --jobs 1; done
+
+# The safetensors reader's suite (its fuzz test: a few thousand corrupted files) under
+# AddressSanitizer and UBSan, built from the reader's own sources; any finding fails it.
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+fuzz-safetensors: deps
+	@mkdir -p $(BUILD)/san
+	$(CC) -std=c11 -O1 -g $(FUZZ_SAN) -Wall -Wextra -I. -D_GNU_SOURCE tests/test_safetensors.c \
+	    data/safetensors.c kernels/common.c -o $(BUILD)/san/test_safetensors -lcriterion \
+	    $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson) -lm
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 $(BUILD)/san/test_safetensors --jobs 1 --verbose
 
 # BENCH_ARGS: e.g. --profile (per-op and per-matmul times), --no-attention, --steps N
 bench-gpu: $(BUILD)/tests/gpu/bench_cuda

@@ -38,7 +38,9 @@ static void usage(FILE *f) {
             "  --separator LINE    documents are separated by lines that are exactly LINE\n"
             "                      (default: one document per file)\n"
             "  --tokenizer FILE    tokenizer file (default %s; make tokenizer)\n"
-            "  --force             replace shards already in DIR\n",
+            "  --force             replace shards already in DIR\n"
+            "  --binary-ok         encode files with NUL bytes too (refused: they look binary)\n"
+            "Bytes that are not valid UTF-8 are encoded one token each; a note says how many.\n",
             TOK_DEFAULT_PATH);
 }
 
@@ -271,6 +273,63 @@ static void progress_show(progress *pg, uint64_t done, uint64_t total, uint64_t 
     }
 }
 
+// --- checking the input is text
+
+// Bytes of p[0..n) that are not part of a valid UTF-8 sequence (overlong forms, surrogates
+// and code points past U+10FFFF are invalid; each byte of a bad sequence counts once), and
+// the offset of the first NUL byte (n if none).
+static void scan_text(const uint8_t *p, size_t n, uint64_t *invalid, size_t *first_nul) {
+    uint64_t bad = 0;
+    size_t nul = n;
+    for (size_t i = 0; i < n;) {
+        uint8_t c = p[i];
+        if (c < 0x80) {
+            if (c == 0 && nul == n) nul = i;
+            i++;
+            continue;
+        }
+        // the sequence's length, and the range its second byte must lie in
+        int len = 0;
+        uint8_t lo = 0x80, hi = 0xbf;
+        if (c >= 0xc2 && c <= 0xdf) len = 2;
+        else if (c >= 0xe0 && c <= 0xef) len = 3, lo = c == 0xe0 ? 0xa0 : 0x80, hi = c == 0xed ? 0x9f : 0xbf;
+        else if (c >= 0xf0 && c <= 0xf4) len = 4, lo = c == 0xf0 ? 0x90 : 0x80, hi = c == 0xf4 ? 0x8f : 0xbf;
+        int ok = len > 0 && i + (size_t)len <= n && p[i + 1] >= lo && p[i + 1] <= hi;
+        for (int k = 2; ok && k < len; k++) ok = p[i + k] >= 0x80 && p[i + k] <= 0xbf;
+        if (ok) {
+            i += (size_t)len;
+        } else {
+            bad++;
+            i++;
+        }
+    }
+    *invalid = bad;
+    *first_nul = nul;
+}
+
+// A NUL byte means a binary file (text has none; UTF-16 has many): refused unless
+// binary_ok. Invalid UTF-8 is encoded byte by byte (GPT-2's BPE has a token per byte), which
+// is right for a Latin-1 accent or two and wrong for a whole file: say how much.
+static void check_text(const in_file *f, int binary_ok) {
+    if (f->size == 0) return;
+    int fd = open(f->path, O_RDONLY);
+    if (fd < 0) pb_die(PB_EXIT_RUNTIME, "prep: cannot open %s: %s", f->path, strerror(errno));
+    void *m = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED) pb_die(PB_EXIT_RUNTIME, "prep: cannot map %s: %s", f->path, strerror(errno));
+    uint64_t bad;
+    size_t nul;
+    scan_text(m, f->size, &bad, &nul);
+    munmap(m, f->size);
+    if (nul < f->size && !binary_ok)
+        pb_die(PB_EXIT_DATA, "prep: %s looks binary, not text (a NUL byte at offset %zu); pass "
+               "--binary-ok to encode it anyway", f->path, nul);
+    if (bad)
+        fprintf(stderr, "prep: note: %s: %llu of its %zu bytes (%.2f%%) are not valid UTF-8; "
+                "each becomes a byte token\n", f->path, (unsigned long long)bad, f->size,
+                100.0 * (double)bad / (double)f->size);
+}
+
 // --- the command
 
 static void remove_shards(const char *dir, int force) {
@@ -296,7 +355,7 @@ static void remove_shards(const char *dir, int force) {
 int prep_main(int argc, char **argv) {
     const char *out = NULL, *sep = NULL, *tok_path = TOK_DEFAULT_PATH;
     uint64_t shard_tokens = 100000000, val_tokens = 1000000;
-    int force = 0, nfiles = 0;
+    int force = 0, binary_ok = 0, nfiles = 0;
     in_file *files = pb_calloc((size_t)argc, sizeof *files);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -333,6 +392,8 @@ int prep_main(int argc, char **argv) {
             tok_path = val;
         } else if (!strcmp(name, "--force")) {
             force = 1;
+        } else if (!strcmp(name, "--binary-ok")) {
+            binary_ok = 1;
         } else if (a[0] == '-' && a[1] != 0) {
             pb_die(PB_EXIT_USAGE, "prep: unknown option '%s' (see pebble prep --help)", a);
         } else {
@@ -359,6 +420,7 @@ int prep_main(int argc, char **argv) {
         files[i].size = (size_t)st.st_size;
         total_bytes += files[i].size;
     }
+    for (int i = 0; i < nfiles; i++) check_text(&files[i], binary_ok);
     char err[1024];
     tok_tokenizer *tok = tok_load(tok_path, err, sizeof err);
     if (!tok) pb_die(PB_EXIT_DATA, "prep: %s (make tokenizer builds it)", err);

@@ -1,7 +1,7 @@
 // prep.h: `pebble prep`: text files -> GPT-2 token shards (llm.c format, data/shard.h).
 //
 //   pebble prep --out DIR [--shard-tokens N] [--val-tokens N] [--separator LINE]
-//               [--tokenizer FILE] [--force] FILES...
+//               [--tokenizer FILE] [--force] [--binary-ok] FILES...
 //
 // Each file is one document, or, with --separator, the documents are the stretches between
 // lines that are exactly LINE (like the "%" lines of fortune files). Empty and all-whitespace
@@ -13,7 +13,8 @@
 // that changes no token, tok_split_point, and may be split between val and train). The rest fill
 // DIR/train_000000.bin, train_000001.bin, ... of exactly --shard-tokens tokens each (the last one
 // shorter). Documents are encoded in parallel (OpenMP); the shards are the same for any thread
-// count.
+// count. A file with a NUL byte looks binary and is refused (unless --binary-ok); a note
+// on stderr gives each file's bytes that are not valid UTF-8.
 #ifndef PEBBLE_PREP_H
 #define PEBBLE_PREP_H
 

@@ -20,6 +20,7 @@
 #include "model/gpt2_decode.h"
 #include "train/sample.h"
 #include "tests/cli.h"
+#include "tests/corrupt.h"
 
 // ----------------------------------------------------------------------------
 // a tiny random model
@@ -246,6 +247,17 @@ Test(sample, stops_at_eot_and_at_seq_len) {
     while (first[stop] != o.eot) stop++;  // it may come earlier too
     cr_assert_eq(generate(&m, prompt, 3, &o, 1, out, &why), stop);
     cr_assert_eq(why, SAMPLE_STOP_EOT);
+    // min_tokens: an eot before it is emitted and generation goes on (greedy: the same
+    // tokens as without stopping), up to the first eot at or past min_tokens
+    o.min_tokens = stop + 1;
+    int n = generate(&m, prompt, 3, &o, 1, out, &why);
+    int next = stop + 1;
+    while (next < 15 && first[next] != o.eot) next++;
+    cr_assert_eq(n, next);
+    cr_assert(memcmp(out, first, sizeof(int32_t) * (size_t)n) == 0);
+    cr_assert_eq(out[stop], o.eot);
+    cr_assert_eq(why, next < 15 ? SAMPLE_STOP_EOT : SAMPLE_STOP_TOKENS);
+    o.min_tokens = 0;
     // seq_len 24: a prompt of 20 leaves positions 20..23 and the prediction after 23: 5 tokens
     random_tokens(prompt, 20, m.cfg.vocab_size, 1);
     o.stop_at_eot = 0;
@@ -539,4 +551,39 @@ Test(sample_train, tokenizer_key_is_checked_at_startup, .fini = cleanup, .timeou
     free(abs_bin);
     cr_assert(strstr(run_stdout(), "sample (step 2, 8 tokens, ") &&
               strstr(run_stdout(), "sample (step 4, 8 tokens, "), "%s", run_stdout());
+}
+
+// A run directory whose newest checkpoint is damaged: it is named with its cause and the one
+// before it is sampled; all damaged: each named, then one line saying none loads.
+Test(sample_cli, a_run_dir_with_damaged_checkpoints_names_each_skipped, .fini = cleanup,
+     .timeout = 120) {
+    make_checkpoint();
+    const char *bin = pebble_bin(), *tk = tokenizer_path();
+    // two more steps: checkpoints 2 and 4, both kept
+    cr_assert_eq(run("%s train --resume auto --set run.dir=%s/run --set train.steps=4 "
+                     "--set checkpoint.keep_last=0", bin, tmp), 0, "%s", run_stderr());
+    char ck2[400], ck4[400], want[1200];
+    snprintf(ck2, sizeof ck2, "%s/run/ckpt_00000002.h5", tmp);
+    snprintf(ck4, sizeof ck4, "%s/run/ckpt_00000004.h5", tmp);
+    flip_byte_in(ck4, "/model/transformer.ln_f.weight");
+    cr_assert_eq(run("%s sample --ckpt %s/run --tokens 4 --tokenizer %s", bin, tmp, tk), 0, "%s",
+                 run_stderr());
+    char *e = run_stderr();
+    snprintf(want, sizeof want, "pebble: skipping checkpoint %s: cannot read dataset "
+             "/model/transformer.ln_f.weight: ", ck4);
+    cr_assert(strncmp(e, want, strlen(want)) == 0 && strstr(e, "checksum"), "%s", e);
+    snprintf(want, sizeof want, "sample: %s |", ck2);
+    cr_assert(strstr(e, want), "expected '%s': %s", want, e);
+
+    flip_byte_in(ck2, "/model/transformer.wte.weight");
+    cr_assert_eq(run("%s sample --ckpt %s/run --tokens 4 --tokenizer %s", bin, tmp, tk), 3, "%s",
+                 run_stderr());
+    e = run_stderr();
+    snprintf(want, sizeof want, "pebble: skipping checkpoint %s: ", ck2);
+    cr_assert(strstr(e, want), "expected '%s': %s", want, e);
+    snprintf(want, sizeof want, "pebble: sample: no checkpoint in %s/run loads (2 tried, each "
+             "skipped above)\n", tmp);
+    cr_assert(strstr(e, want), "expected '%s': %s", want, e);
+    cr_assert(!strstr(e, "--resume"), "%s", e);
+    cr_assert_str_eq(run_stdout(), "");
 }

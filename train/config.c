@@ -86,7 +86,7 @@ static const config_key config_keys[] = {
          "tokens per optimizer step, a multiple of B*T (0 = B*T)"),
      GE(0)},  // the multiple of B*T is checked in config_validate
     {KEY("train", "steps", INT, steps, "500", "optimizer steps"),
-     GE(1)},  // warmup_steps <= steps is checked in config_validate
+     GE(1)},  // a warmup_steps > steps is clamped by the trainer
     {KEY("train", "lr", DOUBLE, lr, "1e-3", "peak learning rate"),
      GT(0)},  // a zero peak never moves the weights
     {KEY("train", "min_lr_frac", DOUBLE, min_lr_frac, "0.1",
@@ -129,6 +129,9 @@ static const config_key config_keys[] = {
      GE(0)},
     {KEY("sample", "tokens", INT, sample_tokens, "64", "new tokens per sample"),
      GE(1)},  // a sample of no tokens says nothing
+    {KEY("sample", "min_tokens", INT, sample_min_tokens, "16",
+         "tokens before <|endoftext|> ends a sample (one earlier is printed, and it goes on)"),
+     GE(0)},
     {KEY("sample", "prompt", STRING, sample_prompt, "",
          "text the samples start from (empty = <|endoftext|>)")},
     {KEY("sample", "temperature", DOUBLE, sample_temperature, "1.0",
@@ -661,12 +664,8 @@ int config_validate(const pb_config *c, char *err, size_t errlen) {
                  c->total_batch_tokens, c->batch_size, c->seq_len, bt);
         return -1;
     }
-    // The schedule warms up, then decays; a warmup longer than the run never reaches lr.
-    if (c->warmup_steps > c->steps) {
-        snprintf(err, errlen, "train.warmup_steps (%d) must be <= train.steps (%d)",
-                 c->warmup_steps, c->steps);
-        return -1;
-    }
+    // A warmup longer than the run (train.steps = 5 with the default 20) is not an error:
+    // the trainer clamps it to the run, with a note.
     return 0;
 }
 

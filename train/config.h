@@ -43,6 +43,7 @@ typedef struct pb_config {
     // [sample]
     int sample_every;        // steps between text samples printed during training (0 = off)
     int sample_tokens;       // new tokens per sample
+    int sample_min_tokens;   // <|endoftext|> before this many tokens is no stop
     char sample_prompt[PB_PATH_MAX];  // text the samples start from ("" = <|endoftext|>)
     double sample_temperature;        // 0 = greedy
     int sample_top_k;        // sample among the k likeliest tokens (0 = all)

@@ -1,7 +1,9 @@
 // main.c: the pebble program: one binary, one subcommand per job.
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "data/prep.h"
@@ -24,6 +26,7 @@ static void usage(FILE *f) {
             "commands:\n"
             "  train  -c FILE [--set section.key=value ...]   train a model (train --help: every key)\n"
             "         [--resume auto|CKPT] [--init CKPT]       continue a run / start from weights\n"
+            "         [--force]                                archive run.dir's old run first\n"
             "  eval   --ckpt CKPT|RUN_DIR --data PATTERN       validation loss of a checkpoint\n"
             "  sample --ckpt CKPT|RUN_DIR [--prompt TEXT]      generate text (sample --help)\n"
             "  export --ckpt CKPT --out DIR                    weights for HF transformers\n"
@@ -38,15 +41,19 @@ static void usage(FILE *f) {
 static void train_usage(FILE *f) {
     fprintf(f,
             "usage: pebble train -c FILE [--set section.key=value ...] [--resume auto|CKPT]\n"
-            "                    [--init CKPT]\n"
+            "                    [--init CKPT] [--force]\n"
             "\n"
             "Trains as the INI file says; each --set overrides one key after the file is read.\n"
             "  --resume auto   continue from the newest checkpoint in run.dir that loads and\n"
             "                  verifies (damaged ones are skipped, each named; none: start)\n"
             "  --resume CKPT   continue from that checkpoint: weights, AdamW state, step, data\n"
             "  --init CKPT     start a new run from that checkpoint's weights\n"
+            "  --force         a new run into a run.dir holding checkpoints: move the old run's\n"
+            "                  files into run.dir/archive-N first (refused without it)\n"
+            "A second run into a run.dir in use (run.dir/.lock) is refused.\n"
             "Without -c, --resume and --init take the checkpoint's own config (then --set).\n"
-            "SIGINT/SIGTERM: the current step finishes, a checkpoint is written, exit 0.\n"
+            "SIGINT/SIGTERM: after the current micro-batch, the last finished step is\n"
+            "checkpointed (an unfinished one is dropped), exit 0.\n"
             "Keys (type, default, meaning):\n\n");
     config_print_help(f);
 }
@@ -60,12 +67,26 @@ static int try_config(const char *path, void *user, char *err, size_t errlen) {
     return 0;
 }
 
+// `-c ckpt_00000100.h5` is an easy slip; libinih would call it a syntax error on line 1.
+static void refuse_hdf5_config(const char *file) {
+    static const unsigned char hdf5_sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char head[8];
+    FILE *f = fopen(file, "rb");
+    if (!f) return;  // config_load_file names the open error
+    size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    if (n == sizeof head && memcmp(head, hdf5_sig, sizeof head) == 0)
+        pb_die(PB_EXIT_USAGE, "%s: an HDF5 file (a checkpoint?), not an INI config: continue "
+               "its run with --resume %s, or start a new run from its weights with --init %s",
+               file, file, file);
+}
+
 static int train_cmd(int argc, char **argv) {
     pb_config cfg;
     config_defaults(&cfg);
     char err[1024];
     const char *file = NULL;
-    pb_train_start start = {NULL, NULL};
+    pb_train_start start = {NULL, NULL, 0};
     // Files first, then overrides in order, whatever their place on the command line.
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -79,6 +100,8 @@ static int train_cmd(int argc, char **argv) {
         } else if (strcmp(a, "--set") == 0) {
             if (i + 1 >= argc) pb_die(PB_EXIT_USAGE, "train: --set needs section.key=value");
             i++;
+        } else if (strcmp(a, "--force") == 0) {
+            start.force = 1;
         } else if (strcmp(a, "--resume") == 0 || strcmp(a, "--init") == 0) {
             if (i + 1 >= argc)
                 pb_die(PB_EXIT_USAGE, "train: %s needs %s", a,
@@ -90,9 +113,13 @@ static int train_cmd(int argc, char **argv) {
             pb_die(PB_EXIT_USAGE, "train: unknown option '%s' (see pebble train --help)", a);
         }
     }
+    if (start.force && start.resume)
+        pb_die(PB_EXIT_USAGE, "train: --force is for a new run (it archives run.dir's old run); "
+               "--resume continues the run in run.dir");
     if (start.resume && start.init)
         pb_die(PB_EXIT_USAGE, "train: --resume and --init exclude each other (--init starts a "
                "new run from weights; --resume continues one)");
+    if (file) refuse_hdf5_config(file);
     if (file && config_load_file(&cfg, file, err, sizeof err) != 0)
         pb_die(PB_EXIT_USAGE, "%s", err);
     if (!file && (start.resume || start.init)) {
@@ -147,12 +174,29 @@ static int plot_cmd(int argc, char **argv) {
 static void prefer_passive_omp_wait(char **argv) {
     if (getenv("OMP_WAIT_POLICY")) return;
     if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
-    execv("/proc/self/exe", argv);
+    // The binary's own path, not /proc/self/exe: the kernel names the process (ps, top,
+    // /proc/PID/comm) after the file executed, which would make it "exe".
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        execv(self, argv);
+    }
+    execv("/proc/self/exe", argv);  // the file was replaced or removed since it started
     // Without /proc: carry on, spinning.
+}
+
+// After the fallback exec of /proc/self/exe the process would be called "exe".
+static void keep_process_name(const char *argv0) {
+    char comm[17] = "";
+    if (prctl(PR_GET_NAME, comm) != 0 || strcmp(comm, "exe") != 0) return;
+    const char *base = strrchr(argv0, '/');
+    prctl(PR_SET_NAME, base ? base + 1 : argv0);
 }
 
 int main(int argc, char **argv) {
     prefer_passive_omp_wait(argv);
+    keep_process_name(argv[0]);
     if (argc < 2) {
         usage(stderr);
         return PB_EXIT_USAGE;

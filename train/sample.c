@@ -119,7 +119,7 @@ int sample_generate(const gpt2 *m, gpt2_kv_cache *kv, const int32_t *prompt, int
             break;
         }
         int32_t t = sample_pick(logits, V, o->temperature, o->top_k, rng);
-        if (o->stop_at_eot && t == o->eot) {
+        if (o->stop_at_eot && t == o->eot && made >= o->min_tokens) {
             *why = SAMPLE_STOP_EOT;
             break;
         }
@@ -231,6 +231,34 @@ static int32_t *encode_prompt(const tok_tokenizer *tok, const char *prompt, cons
     return ids.data;
 }
 
+// A checkpoint's model for `pebble sample`: its shape from /config, then its weights (every
+// checksum verified). 0 with *m built, or -1 with "<path>: <why>" in err and nothing built.
+static int try_sample_model(const char *path, void *user, char *err, size_t errlen) {
+    gpt2 *m = user;
+    ckpt_model_info mi;
+    if (ckpt_read_config(path, NULL, &mi, err, errlen) != 0) return -1;
+    if (strcmp(mi.family, "gpt2") != 0) {
+        pb_seterr(err, errlen, "%s: a checkpoint of model family '%s'; pebble sample "
+                  "generates with gpt2", path, mi.family);
+        return -1;
+    }
+    gpt2_config mc = {.n_layer = mi.n_layer, .n_head = mi.n_head, .n_embd = mi.n_embd,
+                      .seq_len = mi.seq_len, .vocab_size = mi.vocab_size};
+    if (mc.n_layer < 1 || mc.n_head < 1 || mc.n_embd < 1 || mc.seq_len < 1 ||
+        mc.vocab_size < 1 || mc.n_embd % mc.n_head != 0) {
+        pb_seterr(err, errlen, "%s: /config holds an impossible model shape (n_layer=%d "
+                  "n_head=%d n_embd=%d seq_len=%d vocab_size=%d)", path, mc.n_layer, mc.n_head,
+                  mc.n_embd, mc.seq_len, mc.vocab_size);
+        return -1;
+    }
+    gpt2_build(m, &mc, pb_ops_cpu());
+    if (ckpt_load(path, &m->p, 0, NULL, err, errlen) != 0) {
+        gpt2_free(m);
+        return -1;
+    }
+    return 0;
+}
+
 int sample_main(int argc, char **argv) {
     const char *ckpt = NULL, *prompt = "", *tok_path = TOK_DEFAULT_PATH;
     sample_opts o = {.tokens = 100, .temperature = 1.0, .top_k = 50, .stop_at_eot = 1};
@@ -285,33 +313,29 @@ int sample_main(int argc, char **argv) {
     if (!ckpt)
         pb_die(PB_EXIT_USAGE, "sample: --ckpt FILE|RUN_DIR is required (see pebble sample --help)");
 
-    // --- the checkpoint: a file, or a run directory's newest valid one
+    // --- the tokenizer, checked before any weights are read
     char err[1024], path[PB_PATH_MAX + 300];
-    struct stat st;
-    if (stat(ckpt, &st) == 0 && S_ISDIR(st.st_mode)) {
-        int rc = ckpt_find_latest(ckpt, path, sizeof path, err, sizeof err);
-        if (rc < 0) pb_die(PB_EXIT_RUNTIME, "sample: %s", err);
-        if (rc == 1) pb_die(PB_EXIT_DATA, "sample: no checkpoint in %s", ckpt);
-    } else {
-        snprintf(path, sizeof path, "%s", ckpt);
-    }
-    ckpt_model_info mi;
-    if (ckpt_read_config(path, NULL, &mi, err, sizeof err) != 0)
-        pb_die(PB_EXIT_DATA, "sample: %s", err);
-    if (strcmp(mi.family, "gpt2") != 0)
-        pb_die(PB_EXIT_DATA, "sample: %s: a checkpoint of model family '%s'; pebble sample "
-               "generates with gpt2", path, mi.family);
-    gpt2_config mc = {.n_layer = mi.n_layer, .n_head = mi.n_head, .n_embd = mi.n_embd,
-                      .seq_len = mi.seq_len, .vocab_size = mi.vocab_size};
-    if (mc.n_layer < 1 || mc.n_head < 1 || mc.n_embd < 1 || mc.seq_len < 1 ||
-        mc.vocab_size < 1 || mc.n_embd % mc.n_head != 0)
-        pb_die(PB_EXIT_DATA, "sample: %s: /config holds an impossible model shape (n_layer=%d "
-               "n_head=%d n_embd=%d seq_len=%d vocab_size=%d)", path, mc.n_layer, mc.n_head,
-               mc.n_embd, mc.seq_len, mc.vocab_size);
-
-    // --- the tokenizer and the prompt, checked before the weights are read
     tok_tokenizer *tok = tok_load(tok_path, err, sizeof err);
     if (!tok) pb_die(PB_EXIT_DATA, "sample: %s (make tokenizer builds it)", err);
+
+    // --- the checkpoint: a file, or a run directory's newest one that loads whole (a
+    // damaged one is skipped, named with its cause, as `train --resume auto` does)
+    gpt2 m;
+    struct stat st;
+    if (stat(ckpt, &st) == 0 && S_ISDIR(st.st_mode)) {
+        int rc = ckpt_resume_auto(ckpt, try_sample_model, &m, stderr, path, sizeof path, err,
+                                  sizeof err);
+        if (rc == -2) pb_die(PB_EXIT_RUNTIME, "sample: %s", err);
+        if (rc == 1) pb_die(PB_EXIT_DATA, "sample: no checkpoint in %s", ckpt);
+        if (rc == -1) {
+            const char *why = strncmp(err, "--resume auto: ", 15) == 0 ? err + 15 : err;
+            pb_die(PB_EXIT_DATA, "sample: %s", why);
+        }
+    } else {
+        snprintf(path, sizeof path, "%s", ckpt);
+        if (try_sample_model(path, &m, err, sizeof err) != 0) pb_die(PB_EXIT_DATA, "sample: %s", err);
+    }
+    gpt2_config mc = m.cfg;
     if (mc.vocab_size > tok_vocab_size(tok))
         pb_die(PB_EXIT_DATA, "sample: %s: the model's vocabulary (%d) is larger than the GPT-2 "
                "tokenizer's (%d): its tokens cannot be printed", path, mc.vocab_size,
@@ -321,11 +345,6 @@ int sample_main(int argc, char **argv) {
     if (!ids) pb_die(PB_EXIT_USAGE, "%s", err);
     o.eot = tok_eot(tok);
 
-    // --- the model: shape from the checkpoint, weights only
-    gpt2 m;
-    gpt2_build(&m, &mc, pb_ops_cpu());
-    if (ckpt_load(path, &m.p, 0, NULL, err, sizeof err) != 0)
-        pb_die(PB_EXIT_DATA, "sample: %s", err);
     gpt2_kv_cache kv;
     gpt2_decode_init(&kv, &m);
 
@@ -449,7 +468,8 @@ void sample_trainer_print(sample_trainer *s, const gpt2 *model, int step, int tt
     }
     const pb_config *cfg = s->cfg;
     sample_opts o = {.tokens = cfg->sample_tokens, .temperature = cfg->sample_temperature,
-                     .top_k = cfg->sample_top_k, .stop_at_eot = 1, .eot = tok_eot(s->tok)};
+                     .top_k = cfg->sample_top_k, .stop_at_eot = 1, .eot = tok_eot(s->tok),
+                     .min_tokens = cfg->sample_min_tokens};
     // Its own stream, a function of (seed, step): sampling changes nothing in the run.
     pb_rng rng;
     pb_rng_seed(&rng, cfg->seed * 0x9E3779B97F4A7C15ull + 0x5A4D91Eull + (uint64_t)step);

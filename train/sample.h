@@ -24,6 +24,8 @@ typedef struct sample_opts {
     int top_k;           // 0 = all
     int stop_at_eot;     // stop when the model picks eot (which is then not emitted)
     int32_t eot;         // <|endoftext|>
+    int min_tokens;      // with stop_at_eot: an eot among the first min_tokens is no stop
+                         // (it is emitted, and a new text begins after it)
 } sample_opts;
 
 typedef enum {

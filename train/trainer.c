@@ -2,16 +2,21 @@
 // over micro-batches) -> global-norm clip -> AdamW -> schedule -> log; periodic validation.
 #include "train/trainer.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <omp.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "data/loader.h"
 #include "kernels/common.h"
+#include "kernels/cpu/matmul.h"
 #include "kernels/cuda/cuda.h"
 #include "model/gpt2.h"
 #include "train/checkpoint.h"
@@ -47,24 +52,159 @@ void trainer_model_config(const pb_config *cfg, gpt2_config *mc) {
     snprintf(mc->attention, sizeof mc->attention, "%s", cfg->attention);
 }
 
-// Mean loss over `batches` micro-batches from the start of the validation data.
-static double validate(gpt2 *model, pb_loader *val, int batches, int B, int T, int32_t *inputs,
-                       int32_t *targets) {
+static volatile sig_atomic_t stop_signal;
+static int test_signal_at(const char *name, int step, int k);
+
+// On the CPU a step of a large model can take an hour: say so before the first one. FLOPs of
+// one step: 6 per parameter per token (forward and backward matmuls) plus attention's
+// 12 * L * C * T per token (PaLM's count, without causal savings). The rate is that of one
+// (rows, C) x (C, 4C) matmul timed here, the model's most common shape; the other ops run
+// slower, so the estimate is a lower bound.
+static void note_cpu_step_time(const pb_config *cfg, const gpt2 *model, long tokens_per_step) {
+    int C = cfg->n_embd, rows = cfg->batch_size * cfg->seq_len;
+    if (rows > 512) rows = 512;
+    float *a = pb_calloc((size_t)rows * C, sizeof(float));
+    float *w = pb_calloc((size_t)4 * C * C, sizeof(float));
+    float *o = pb_malloc((size_t)rows * 4 * C * sizeof(float));
+    double best = 1e30;
+    for (int i = 0; i < 3; i++) {  // the first call pays for page faults
+        double t0 = pb_now();
+        cpu_matmul_forward(o, a, w, NULL, rows, C, 4 * C);
+        double dt = pb_now() - t0;
+        if (dt < best) best = dt;
+    }
+    free(a);
+    free(w);
+    free(o);
+    double rate = 2.0 * rows * C * 4.0 * C / (best > 1e-9 ? best : 1e-9);
+    double flops = (6.0 * (double)gpt2_num_trainable(model) +
+                    12.0 * cfg->n_layer * (double)C * cfg->seq_len) * (double)tokens_per_step;
+    printf("first step: ~%.3g s estimated on the CPU (%.4g GFLOP = 6 x parameters x %ld tokens "
+           "+ attention, at %.1f GFLOP/s measured on one matmul now)\n",
+           flops / rate, flops / 1e9, tokens_per_step, rate / 1e9);
+}
+
+// Mean loss over `batches` micro-batches from the start of the validation data (at most
+// what it holds: the trainer caps val_batches, with a note). A stop signal abandons it:
+// returns NAN, and the resumed run computes it again (val_pending).
+static double validate(gpt2 *model, pb_loader *val, int step, int batches, int B, int T,
+                       int32_t *inputs, int32_t *targets) {
     loader_reset(val);
     double sum = 0.0;
     for (int i = 0; i < batches; i++) {
+        if (stop_signal) return NAN;
         loader_next(val, inputs, targets);
         sum += gpt2_forward(model, inputs, targets, B, T);
+        if (test_signal_at("PEBBLE_TEST_SIGNAL_AT_VAL", step, i + 1)) raise(SIGTERM);
     }
     return sum / batches;
+}
+
+// Whether run_dir/metrics.jsonl lacks the validation of `step`: a run stopped during that
+// validation, which the resumed run then does first.
+static int val_pending(const char *run_dir, int step) {
+    char path[PB_PATH_MAX + 32], want[64], *line = NULL;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
+    snprintf(want, sizeof want, "{\"step\": %d, \"val_loss\": ", step);
+    FILE *f = fopen(path, "r");
+    if (!f) return 1;
+    size_t cap = 0;
+    int found = 0;
+    while (!found && getline(&line, &cap, f) > 0) found = strncmp(line, want, strlen(want)) == 0;
+    free(line);
+    fclose(f);
+    return !found;
+}
+
+// ----------------------------------------------------------------------------
+// the run directory: one writer at a time, and never a fresh run over an old one
+
+// flock() on <run.dir>/.lock for the whole run (the descriptor stays open until exit; the
+// kernel drops the lock when the process ends, however it ends). The file holds the pid of
+// the holder, so that a second writer can name it.
+static void run_dir_lock(const char *dir) {
+    char path[PB_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) pb_die(PB_EXIT_RUNTIME, "%s: cannot create: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK)
+            pb_die(PB_EXIT_RUNTIME, "%s: cannot lock: %s", path, strerror(errno));
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        pb_die(PB_EXIT_RUNTIME, "run.dir %s is in use by another pebble run (pid %s holds %s); "
+               "wait for it, stop it, or use another run.dir", dir, pid[0] ? pid : "unknown",
+               path);
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+        pb_die(PB_EXIT_RUNTIME, "%s: cannot write: %s", path, strerror(errno));
+}
+
+// The files a run leaves in its directory: checkpoints, `latest`, the log, config, plot
+// (regular files only: a directory of that name is not a run's).
+static int run_file(const char *dir, const char *name, int *is_ckpt) {
+    char path[PB_PATH_MAX + 300];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    *is_ckpt = 0;
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode)) return 0;
+    size_t n = strlen(name);
+    *is_ckpt = strcmp(name, "latest") == 0 ||
+               (strncmp(name, "ckpt_", 5) == 0 && n > 8 && strcmp(name + n - 3, ".h5") == 0);
+    return *is_ckpt || strncmp(name, "metrics.jsonl", 13) == 0 ||
+           strcmp(name, "config.ini") == 0 || strcmp(name, "loss.png") == 0;
+}
+
+// A new run (no --resume) into dir. Checkpoints there belong to another run: refused unless
+// force, which moves that run's files into a new dir/archive-N. An earlier run's files
+// without checkpoints (a log, a config) are archived the same way without asking: nothing
+// is overwritten either way.
+static void run_dir_claim_fresh(const char *dir, int force) {
+    DIR *d = opendir(dir);
+    if (!d) pb_die(PB_EXIT_RUNTIME, "%s: cannot list: %s", dir, strerror(errno));
+    int files = 0, ckpts = 0, is_ckpt;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (run_file(dir, de->d_name, &is_ckpt)) files++, ckpts += is_ckpt;
+    closedir(d);
+    if (files == 0) return;
+    if (ckpts && !force)
+        pb_die(PB_EXIT_USAGE, "run.dir %s already holds a run's checkpoints: continue it with "
+               "--resume auto, use another run.dir, or --force to archive that run and start "
+               "a new one", dir);
+    char arch[PB_PATH_MAX + 32];
+    for (int i = 1;; i++) {  // mkdir is atomic: an existing archive is never reused
+        snprintf(arch, sizeof arch, "%s/archive-%d", dir, i);
+        if (mkdir(arch, 0755) == 0) break;
+        if (errno != EEXIST) pb_die(PB_EXIT_RUNTIME, "%s: cannot create: %s", arch, strerror(errno));
+    }
+    d = opendir(dir);
+    if (!d) pb_die(PB_EXIT_RUNTIME, "%s: cannot list: %s", dir, strerror(errno));
+    int moved = 0;
+    while ((de = readdir(d)) != NULL) {
+        if (!run_file(dir, de->d_name, &is_ckpt)) continue;
+        char from[PB_PATH_MAX + 300], to[PB_PATH_MAX + 340];
+        snprintf(from, sizeof from, "%s/%s", dir, de->d_name);
+        snprintf(to, sizeof to, "%s/%s", arch, de->d_name);
+        if (rename(from, to) != 0)
+            pb_die(PB_EXIT_RUNTIME, "cannot move %s to %s: %s", from, arch, strerror(errno));
+        moved++;
+    }
+    closedir(d);
+    printf("note: %s%s held an earlier run (%d files%s); moved to %s\n", ckpts ? "--force: " : "",
+           dir, moved, ckpts ? "" : ", no checkpoint", arch);
 }
 
 // ----------------------------------------------------------------------------
 // checkpoints, resume and signals
 
-// SIGINT/SIGTERM (Ctrl-C, or a scheduler preempting the job) ask the loop to finish the
-// current step, write a checkpoint and exit 0. A second signal ends the process at once.
-static volatile sig_atomic_t stop_signal;
+// SIGINT/SIGTERM (Ctrl-C, or a scheduler preempting the job) ask the loop to stop at the
+// next micro-batch or validation batch, write the checkpoint of the last finished step and
+// exit 0. A second signal ends the process at once.
 
 static void on_stop_signal(int sig) {
     if (stop_signal) {
@@ -90,6 +230,14 @@ static void install_stop_handlers(void) {
 static int test_signal_step(void) {
     const char *s = getenv("PEBBLE_TEST_SIGNAL_AT_STEP");
     return s ? atoi(s) : 0;
+}
+
+// The same inside a step: PEBBLE_TEST_SIGNAL_AT_MICRO=S:K right after micro-batch K (1-based)
+// of step S; PEBBLE_TEST_SIGNAL_AT_VAL=S:K after validation batch K of step S's validation.
+static int test_signal_at(const char *name, int step, int k) {
+    const char *s = getenv(name);
+    int a, b;
+    return s && sscanf(s, "%d:%d", &a, &b) == 2 && a == step && b == k;
 }
 
 static void save_checkpoint(const pb_config *cfg, const gpt2 *model, const pb_adamw *opt,
@@ -217,13 +365,28 @@ static int resume_run(const pb_config *cfg, const char *resume, gpt2 *model, pb_
 
 int trainer_run(const pb_config *cfg) { return trainer_run_from(cfg, NULL); }
 
-int trainer_run_from(const pb_config *cfg, const pb_train_start *start) {
+int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     char err[1024];
+    // the run's effective config (what config.ini records)
+    pb_config *run_cfg = pb_malloc(sizeof *run_cfg);
+    *run_cfg = *cfg_in;
+    const pb_config *cfg = run_cfg;
+    if (run_cfg->warmup_steps > run_cfg->steps) {
+        // A short trial run: warm up over the whole run rather than refuse it.
+        printf("note: train.warmup_steps = %d is longer than the run (train.steps = %d): "
+               "warming up over %d steps\n", run_cfg->warmup_steps, run_cfg->steps,
+               run_cfg->steps);
+        run_cfg->warmup_steps = run_cfg->steps;
+    }
     if (cfg->threads > 0) omp_set_num_threads(cfg->threads);
     int B = cfg->batch_size, T = cfg->seq_len;
     long tokens_per_micro = (long)B * T;
     long total_batch = cfg->total_batch_tokens ? cfg->total_batch_tokens : tokens_per_micro;
     int accum = (int)(total_batch / tokens_per_micro);  // config_validate checked divisibility
+
+    // --- the run directory: ours alone for the whole run (before anything reads it)
+    if (pb_make_dirs(cfg->run_dir, err, sizeof err) != 0) pb_die(PB_EXIT_RUNTIME, "%s", err);
+    run_dir_lock(cfg->run_dir);
 
     // --- data
     pb_loader *train = loader_open(cfg->train_data, B, T, 0, 1, cfg->seed, 1, cfg->vocab_size,
@@ -238,6 +401,9 @@ int trainer_run_from(const pb_config *cfg, const pb_train_start *start) {
 
     // --- model and optimizer
     const pb_ops *ops = trainer_backend(cfg);
+    if (ops == pb_ops_cpu() && strcmp(cfg->device, "auto") == 0)
+        printf("device: cpu (system.device = auto and no usable GPU: %s)\n",
+               pb_cuda_unavailable_reason());
     gpt2_config mc;
     trainer_model_config(cfg, &mc);
     gpt2 model;
@@ -261,6 +427,8 @@ int trainer_run_from(const pb_config *cfg, const pb_train_start *start) {
             pb_die(PB_EXIT_DATA, "%s", err);
         printf("init: weights from %s (a new run: step 0, fresh optimizer)\n", start->init);
     }
+    // A new run: after --init has read its file, which may be among those archived.
+    if (!(start && start->resume)) run_dir_claim_fresh(cfg->run_dir, start && start->force);
     // Samples (sample.every): the tokenizer and the prompt are checked now, not at the
     // first sample.
     sample_trainer *sampler = NULL;
@@ -271,18 +439,9 @@ int trainer_run_from(const pb_config *cfg, const pb_train_start *start) {
     }
 
     // --- run directory: the effective config and the metrics
-    if (pb_make_dirs(cfg->run_dir, err, sizeof err) != 0) pb_die(PB_EXIT_RUNTIME, "%s", err);
     char path[PB_PATH_MAX + 64];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", cfg->run_dir);
-    struct stat st;
-    if (!resumed && stat(path, &st) == 0) {
-        // Never silently lose an earlier run's log: keep one previous copy.
-        char bak[PB_PATH_MAX + 80];
-        snprintf(bak, sizeof bak, "%s.prev", path);
-        if (rename(path, bak) != 0)
-            pb_die(PB_EXIT_RUNTIME, "cannot move %s aside: %s", path, strerror(errno));
-        printf("note: %s existed; moved to %s\n", path, bak);
-    }
+    // (an earlier run's metrics.jsonl was archived by run_dir_claim_fresh)
+    if (!resumed && start && start->resume) run_dir_claim_fresh(cfg->run_dir, 0);  // auto, none
     snprintf(path, sizeof path, "%s/config.ini", cfg->run_dir);
     FILE *fc = fopen(path, "w");
     if (!fc) pb_die(PB_EXIT_RUNTIME, "%s: cannot create: %s", path, strerror(errno));
@@ -304,22 +463,59 @@ int trainer_run_from(const pb_config *cfg, const pb_train_start *start) {
            (unsigned long long)loader_num_tokens(train),
            (unsigned long long)loader_num_batches(train), val ? ", validation on" : "", B, T,
            accum, total_batch, cfg->steps, cfg->run_dir);
+    if (ops == pb_ops_cpu()) note_cpu_step_time(cfg, &model, total_batch);
     fflush(stdout);
 
     int32_t *inputs = pb_malloc((size_t)B * T * sizeof(int32_t));
     int32_t *targets = pb_malloc((size_t)B * T * sizeof(int32_t));
     double last_val = -1.0;
-    int stopped_at = 0, signal_step = test_signal_step();
+    int stopped = 0, stopped_at = 0, mid_step = 0, signal_step = test_signal_step();
+    int val_batches = cfg->val_batches;
+    if (val && (uint64_t)val_batches > loader_num_batches(val)) {
+        // More would go round the validation data again, weighting some of it twice.
+        printf("note: train.val_batches = %d, but %s holds %llu batches of %d x %d: each "
+               "validation uses those %llu\n", val_batches, cfg->val_data,
+               (unsigned long long)loader_num_batches(val), B, T,
+               (unsigned long long)loader_num_batches(val));
+        val_batches = (int)loader_num_batches(val);
+    }
     install_stop_handlers();
-    for (int step = start_step; step < cfg->steps; step++) {
+    double run_t0 = pb_now();
+    long long run_tokens = 0;
+    // A run stopped during a validation did not log it: do it now, as the uninterrupted run did.
+    if (resumed && val && start_step > 0 &&
+        ((cfg->val_every && start_step % cfg->val_every == 0) || start_step == cfg->steps) &&
+        val_pending(cfg->run_dir, start_step)) {
+        last_val = validate(&model, val, start_step, val_batches, B, T, inputs, targets);
+        if (!isnan(last_val)) progress_val(&prog, start_step, last_val);
+    }
+    pb_loader_state step_start;  // the loader before this step: a stop mid-step goes back to it
+    for (int step = start_step; step < cfg->steps && !stop_signal; step++) {
         double t0 = pb_now();
         double lr = lr_schedule(step, cfg->steps, cfg->warmup_steps, cfg->lr, cfg->min_lr_frac);
+        loader_get_state(train, &step_start);
         gpt2_zero_grad(&model);
         double loss = 0.0;
-        for (int micro = 0; micro < accum; micro++) {
+        int micro = 0;
+        while (micro < accum && !(micro > 0 && stop_signal)) {
             loader_next(train, inputs, targets);
             loss += gpt2_forward(&model, inputs, targets, B, T) / accum;
             gpt2_backward(&model, 1.0f / accum);
+            micro++;
+            if (test_signal_at("PEBBLE_TEST_SIGNAL_AT_MICRO", step + 1, micro)) raise(SIGTERM);
+        }
+        if (micro < accum) {
+            // Stopped mid-step: the unfinished step is dropped (its gradients are never
+            // applied), and the checkpoint is of the last finished step with the loader
+            // where that step left it, so that the resumed run is the uninterrupted one.
+            if (loader_set_state(train, &step_start, err, sizeof err) != 0)
+                pb_die(PB_EXIT_RUNTIME, "%s", err);
+            if (step > start_step)
+                save_checkpoint(cfg, &model, &opt, train, step, tokens_seen,
+                                lr_schedule(step - 1, cfg->steps, cfg->warmup_steps, cfg->lr,
+                                            cfg->min_lr_frac), prog.tty);
+            stopped = 1, stopped_at = step, mid_step = micro;
+            break;
         }
         float norm = optim_clip_grad_norm(&model.p, (float)cfg->grad_clip);
         if (!isfinite(loss) || !isfinite(norm))
@@ -327,16 +523,17 @@ int trainer_run_from(const pb_config *cfg, const pb_train_start *start) {
                    "(lower train.lr?)", step + 1, loss, (double)norm);
         adamw_step(&opt, &model.p, (float)lr);
         tokens_seen += total_batch;
+        run_tokens += total_batch;
         double ms = (pb_now() - t0) * 1000.0;
         pb_step_stats s = {step + 1, loss, lr, norm, ms, total_batch / (ms / 1000.0), tokens_seen};
         progress_step(&prog, &s);
 
         int last = step + 1 == cfg->steps;
         if (val && ((cfg->val_every && (step + 1) % cfg->val_every == 0) || last)) {
-            last_val = validate(&model, val, cfg->val_batches, B, T, inputs, targets);
-            progress_val(&prog, step + 1, last_val);
+            last_val = validate(&model, val, step + 1, val_batches, B, T, inputs, targets);
+            if (!isnan(last_val)) progress_val(&prog, step + 1, last_val);
         }
-        if (sampler && (step + 1) % cfg->sample_every == 0)
+        if (sampler && !stop_signal && (step + 1) % cfg->sample_every == 0)
             sample_trainer_print(sampler, &model, step + 1, prog.tty);
 
         if (signal_step == step + 1) raise(SIGTERM);
@@ -344,14 +541,24 @@ int trainer_run_from(const pb_config *cfg, const pb_train_start *start) {
         if ((cfg->ckpt_every && (step + 1) % cfg->ckpt_every == 0) || last || stopping)
             save_checkpoint(cfg, &model, &opt, train, step + 1, tokens_seen, lr, prog.tty);
         if (stopping) {
-            stopped_at = step + 1;
+            stopped = 1, stopped_at = step + 1;
             break;
         }
     }
+    // A signal between steps (or before the first) with no step run since.
+    if (stop_signal && !stopped) stopped = 1, stopped_at = start_step;
     progress_close(&prog);
-    if (stopped_at) {
-        printf("stopped by %s after step %d of %d; continue with --resume auto\n",
-               stop_signal == SIGINT ? "SIGINT" : "SIGTERM", stopped_at, cfg->steps);
+    if (stopped) {
+        const char *sig = stop_signal == SIGINT ? "SIGINT" : "SIGTERM";
+        if (stopped_at == 0)
+            printf("stopped by %s before the first step finished: no checkpoint written\n", sig);
+        else if (mid_step)
+            printf("stopped by %s during step %d of %d (after micro-batch %d of %d: that step "
+                   "is dropped); continue from step %d with --resume auto\n", sig,
+                   stopped_at + 1, cfg->steps, mid_step, accum, stopped_at);
+        else
+            printf("stopped by %s after step %d of %d; continue with --resume auto\n", sig,
+                   stopped_at, cfg->steps);
         fflush(stdout);
     }
 
@@ -361,10 +568,15 @@ int trainer_run_from(const pb_config *cfg, const pb_train_start *start) {
         else
             fprintf(stderr, "pebble: warning: no plot: %s\n", err);
     }
-    if (!stopped_at) {
-        printf("done: %d steps, %lld tokens%s", cfg->steps, tokens_seen,
-               last_val >= 0 ? "" : "\n");
-        if (last_val >= 0) printf(", final val loss %.4f\n", last_val);
+    double wall = pb_now() - run_t0;
+    char took[96];
+    snprintf(took, sizeof took, "%.3f s, %.0f tokens/s", wall, wall > 0 ? run_tokens / wall : 0.0);
+    if (!stopped) {
+        printf("done: %d steps, %lld tokens", cfg->steps, tokens_seen);
+        if (last_val >= 0) printf(", final val loss %.4f", last_val);
+        printf(" | this run: %d steps in %s\n", cfg->steps - start_step, took);
+    } else {
+        printf("this run: %d steps in %s\n", stopped_at - start_step, took);
     }
 
     free(inputs);
@@ -374,5 +586,6 @@ int trainer_run_from(const pb_config *cfg, const pb_train_start *start) {
     gpt2_free(&model);
     loader_close(train);
     if (val) loader_close(val);
+    free(run_cfg);
     return 0;
 }

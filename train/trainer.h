@@ -9,15 +9,18 @@
 // Where a run starts. resume: "auto" (the newest checkpoint in run.dir that loads and
 // verifies, damaged ones skipped with a line each; none at all: a new run) or a checkpoint
 // file, restoring weights, AdamW state, step and data position; init: a checkpoint whose
-// weights start a new run. Both NULL: a new run from the seed.
+// weights start a new run. Both NULL: a new run from the seed. A new run into a run.dir that
+// holds checkpoints is refused unless force (then the old run's files are archived).
 typedef struct pb_train_start {
     const char *resume;
     const char *init;
+    int force;
 } pb_train_start;
 
 // Trains as the (validated) config says; exits with a clear message on bad data or IO.
 // Checkpoints go to run.dir every checkpoint.every steps, at the end, and on SIGINT or
-// SIGTERM (then the run stops after the current step and returns 0).
+// SIGTERM (seen after each micro-batch and validation batch: an unfinished step is dropped,
+// the last finished one is checkpointed, and it returns 0). run.dir is locked for the run.
 int trainer_run(const pb_config *cfg);  // a new run
 int trainer_run_from(const pb_config *cfg, const pb_train_start *start);
 
