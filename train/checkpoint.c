@@ -58,6 +58,10 @@ static void from_hf(const pb_param *p, const float *hf, float *internal) {
     memset(internal + n, 0, (p->numel - n) * sizeof(float));
 }
 
+void ckpt_param_from_hf(const pb_param *p, const float *hf, float *internal) {
+    from_hf(p, hf, internal);
+}
+
 void ckpt_param_to_hf(const pb_param *p, const float *internal, float *out) {
     if (p->hf_transposed) transpose(out, internal, p->shape[0], p->shape[1]);
     else memcpy(out, internal, hf_numel(p) * sizeof(float));
@@ -233,11 +237,56 @@ fail:
 // ----------------------------------------------------------------------------
 // saving
 
+// Writes the checkpoint into a temporary file in dir, syncs it and renames it to final,
+// then syncs dir: a reader sees the old file or the whole new one, never a part.
+static int save_file(ck_ctx *c, const char *dir, const char *final, const pb_params *ps,
+                     const pb_adamw *opt, const pb_ckpt_trainer_state *st,
+                     const pb_config *cfg) {
+    char tmp[PB_PATH_MAX + 80];
+    snprintf(tmp, sizeof tmp, "%s/.ckpt_XXXXXX.tmp", dir);
+    ck_remove_stale_temps(dir);
+    int fd = mkstemps(tmp, 4);
+    if (fd < 0) {
+        ck_fail(c, "cannot create a file in %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    fchmod(fd, 0644);  // mkstemps makes 0600; a checkpoint is as readable as the run's logs
+    if (write_file(c, tmp, ps, opt, st, cfg) != 0) {
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
+    // HDF5's sec2 driver never fsyncs; without this a crash could leave a renamed but
+    // empty file.
+    if (fsync(fd) != 0) {
+        ck_fail(c, "cannot sync %s: %s", tmp, strerror(errno));
+        close(fd);
+        unlink(tmp);
+        return -1;
+    }
+    if (close(fd) != 0) {
+        ck_fail(c, "cannot close %s: %s", tmp, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    ck_test_delay();
+    if (rename(tmp, final) != 0) {
+        ck_fail(c, "cannot rename %s into place: %s", tmp, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    if (ck_fsync_dir(dir) != 0) {
+        ck_fail(c, "cannot sync directory %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 int ckpt_save(const char *dir, const pb_params *ps, const pb_adamw *opt,
               const pb_ckpt_trainer_state *st, const pb_config *cfg, int keep_last,
               char *path_out, size_t path_len, char *err, size_t errlen) {
     ck_h5_quiet();
-    char final[PB_PATH_MAX + 80], tmp[PB_PATH_MAX + 80], name[64];
+    char final[PB_PATH_MAX + 80], name[64];
     snprintf(name, sizeof name, "ckpt_%08lld.h5", (long long)st->step);
     ck_ctx c = {.path = final, .err = err, .errlen = errlen};
     if (st->step < 0 || strlen(dir) > PB_PATH_MAX) {
@@ -246,48 +295,28 @@ int ckpt_save(const char *dir, const pb_params *ps, const pb_adamw *opt,
         return -1;
     }
     snprintf(final, sizeof final, "%s/%s", dir, name);
-    snprintf(tmp, sizeof tmp, "%s/.ckpt_XXXXXX.tmp", dir);
-    ck_remove_stale_temps(dir);
-
-    int fd = mkstemps(tmp, 4);
-    if (fd < 0) {
-        ck_fail(&c, "cannot create a file in %s: %s", dir, strerror(errno));
-        return -1;
-    }
-    fchmod(fd, 0644);  // mkstemps makes 0600; a checkpoint is as readable as the run's logs
-    if (write_file(&c, tmp, ps, opt, st, cfg) != 0) {
-        close(fd);
-        unlink(tmp);
-        return -1;
-    }
-    // HDF5's sec2 driver never fsyncs; without this a crash could leave a renamed but
-    // empty file.
-    if (fsync(fd) != 0) {
-        ck_fail(&c, "cannot sync %s: %s", tmp, strerror(errno));
-        close(fd);
-        unlink(tmp);
-        return -1;
-    }
-    if (close(fd) != 0) {
-        ck_fail(&c, "cannot close %s: %s", tmp, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    ck_test_delay();
-    if (rename(tmp, final) != 0) {
-        ck_fail(&c, "cannot rename %s into place: %s", tmp, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    if (ck_fsync_dir(dir) != 0) {
-        ck_fail(&c, "cannot sync directory %s: %s", dir, strerror(errno));
-        return -1;
-    }
+    if (save_file(&c, dir, final, ps, opt, st, cfg) != 0) return -1;
     ck_test_delay();
     if (ck_write_latest(&c, dir, name) != 0) return -1;
     ck_prune(dir, st->step, keep_last);
     if (path_out) snprintf(path_out, path_len, "%s", final);
     return 0;
+}
+
+int ckpt_save_as(const char *path, const pb_params *ps, const pb_adamw *opt,
+                 const pb_ckpt_trainer_state *st, const pb_config *cfg, char *err,
+                 size_t errlen) {
+    ck_h5_quiet();
+    ck_ctx c = {.path = path, .err = err, .errlen = errlen};
+    char dir[PB_PATH_MAX + 80];
+    if (strlen(path) > PB_PATH_MAX) {
+        ck_fail(&c, "path too long");
+        return -1;
+    }
+    const char *slash = strrchr(path, '/');
+    if (slash) snprintf(dir, sizeof dir, "%.*s", (int)(slash - path) ? (int)(slash - path) : 1, path);
+    else snprintf(dir, sizeof dir, ".");
+    return save_file(&c, dir, path, ps, opt, st, cfg);
 }
 
 hid_t ck_open_checkpoint(ck_ctx *c, const char *path, char *fam, size_t famlen) {

@@ -64,6 +64,12 @@ int ckpt_save(const char *dir, const pb_params *ps, const pb_adamw *opt,
               const pb_ckpt_trainer_state *st, const pb_config *cfg, int keep_last,
               char *path_out, size_t path_len, char *err, size_t errlen);
 
+// The same checkpoint at exactly path (temp file beside it, fsync, rename), without `latest`
+// or pruning: for files made outside a run (pebble import). Returns 0, or -1 with err.
+int ckpt_save_as(const char *path, const pb_params *ps, const pb_adamw *opt,
+                 const pb_ckpt_trainer_state *st, const pb_config *cfg, char *err,
+                 size_t errlen);
+
 // Loads a checkpoint into a parameter store already built with the expected table (ps),
 // with its AdamW moments and step count when with_optimizer (ps->m must exist), and st (may
 // be NULL). Reads everything into host temporaries and verifies it (format, the family is
@@ -82,6 +88,10 @@ int ckpt_read_config(const char *path, char **ini, ckpt_model_info *mi, char *er
 // config_load_file does a file: for `pebble train --resume FILE` without -c. Returns 0, or
 // -1 with one line in err.
 int ckpt_load_config(const char *path, pb_config *cfg, char *err, size_t errlen);
+
+// The inverse: internal (p's layout, numel floats) from the Hugging Face layout (hf_shape):
+// Conv1D weights transposed, the padding rows of an embedding zero.
+void ckpt_param_from_hf(const pb_param *p, const float *hf, float *internal);
 
 // p's tensor in the Hugging Face layout (hf_shape, row-major) into out: Conv1D weights
 // transposed, wte without its padding rows. internal is the host copy of the tensor.

@@ -12,6 +12,7 @@
 #include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/eval.h"
+#include "train/import.h"
 #include "train/export.h"
 #include "train/plot.h"
 #include "train/sample.h"
@@ -30,6 +31,7 @@ static void usage(FILE *f) {
             "  eval   --ckpt CKPT|RUN_DIR --data PATTERN       validation loss of a checkpoint\n"
             "  sample --ckpt CKPT|RUN_DIR [--prompt TEXT]      generate text (sample --help)\n"
             "  export --ckpt CKPT --out DIR                    weights for HF transformers\n"
+            "  import --hf DIR --out CKPT.h5                   HF GPT-2 weights -> a checkpoint\n"
             "  prep   --out DIR [options] FILES...             text files -> GPT-2 token shards\n"
             "  bench  [--iters N]                              CPU forward+backward throughput\n"
             "  plot   RUN_DIR                                  loss.png from RUN_DIR/metrics.jsonl\n"
@@ -218,5 +220,6 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "export") == 0) return export_main(argc - 1, argv + 1);
     if (strcmp(cmd, "sample") == 0) return sample_main(argc - 1, argv + 1);
     if (strcmp(cmd, "eval") == 0) return eval_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "import") == 0) return import_main(argc - 1, argv + 1);
     pb_die(PB_EXIT_USAGE, "unknown command '%s' (see pebble --help)", cmd);
 }

@@ -1,0 +1,2 @@
+build-asan/kernels/common.o: kernels/common.c kernels/common.h
+kernels/common.h:

@@ -1,0 +1,2 @@
+build-asan/train/plot.o: train/plot.c train/plot.h
+train/plot.h:

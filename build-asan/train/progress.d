@@ -1,0 +1,2 @@
+build-asan/train/progress.o: train/progress.c train/progress.h
+train/progress.h:
