@@ -120,4 +120,11 @@ typedef int (*ckpt_try_fn)(const char *path, void *user, char *err, size_t errle
 int ckpt_resume_auto(const char *dir, ckpt_try_fn try_load, void *user, FILE *skipped,
                      char *out, size_t outlen, char *err, size_t errlen);
 
+// A checkpoint named on a command line: a file as it is, or in a run directory the newest
+// one whose config reads (each damaged one named on skipped, as --resume auto does). Returns
+// 0 with the path in out, or an exit code (PB_EXIT_DATA: none loads / none there;
+// PB_EXIT_RUNTIME: the directory cannot be listed) with one line in err.
+int ckpt_pick(const char *arg, FILE *skipped, char *out, size_t outlen, char *err,
+              size_t errlen);
+
 #endif

@@ -271,3 +271,23 @@ int ckpt_resume_auto(const char *dir, ckpt_try_fn try_load, void *user, FILE *sk
                  "newest: %s)", dir, n, newest);
     return -1;
 }
+
+// A checkpoint whose config reads (its weights are verified whole when they are loaded).
+static int try_config(const char *path, void *user, char *err, size_t errlen) {
+    (void)user;
+    return ckpt_read_config(path, NULL, NULL, err, errlen);
+}
+
+int ckpt_pick(const char *arg, FILE *skipped, char *out, size_t outlen, char *err,
+              size_t errlen) {
+    struct stat sb;
+    if (stat(arg, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        snprintf(out, outlen, "%s", arg);
+        return 0;
+    }
+    int rc = ckpt_resume_auto(arg, try_config, NULL, skipped, out, outlen, err, errlen);
+    if (rc == 1) pb_seterr(err, errlen, "no checkpoint in %s", arg);
+    if (rc == -1 && strncmp(err, "--resume auto: ", 15) == 0)
+        memmove(err, err + 15, strlen(err + 15) + 1);
+    return rc == 0 ? 0 : rc == -2 ? PB_EXIT_RUNTIME : PB_EXIT_DATA;
+}

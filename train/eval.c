@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "data/loader.h"
 #include "kernels/common.h"
@@ -43,12 +42,6 @@ static int positive(const char *opt, const char *v) {
     return (int)n;
 }
 
-// --ckpt RUN_DIR: the first candidate whose config reads (a damaged one is named and
-// skipped, as --resume auto does); the weights are verified whole when they are loaded.
-static int try_config(const char *path, void *user, char *err, size_t errlen) {
-    return ckpt_read_config(path, NULL, NULL, err, errlen);
-}
-
 int eval_main(int argc, char **argv) {
     const char *ckpt = NULL, *data = NULL;
     int batches = 0, batch_size = 0, json = 0;
@@ -77,16 +70,8 @@ int eval_main(int argc, char **argv) {
                "pebble eval --help)");
 
     char path[PB_PATH_MAX + 300], err[2048];
-    struct stat sb;
-    if (stat(ckpt, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        int rc = ckpt_resume_auto(ckpt, try_config, NULL, stderr, path, sizeof path, err,
-                                  sizeof err);
-        if (rc == -2) pb_die(PB_EXIT_RUNTIME, "eval: %s", err);
-        if (rc == -1) pb_die(PB_EXIT_DATA, "eval: %s", err);
-        if (rc == 1) pb_die(PB_EXIT_DATA, "eval: no checkpoint in %s", ckpt);
-    } else {
-        snprintf(path, sizeof path, "%s", ckpt);
-    }
+    int rc = ckpt_pick(ckpt, stderr, path, sizeof path, err, sizeof err);
+    if (rc != 0) pb_die(rc, "eval: %s", err);
 
     // --- the run's configuration, then --set
     pb_config cfg;

@@ -175,10 +175,11 @@ int export_safetensors(const char *ckpt_path, const char *out_dir, char *err, si
 
 static void export_usage(FILE *f) {
     fprintf(f,
-            "usage: pebble export --ckpt FILE --format safetensors --out DIR\n"
+            "usage: pebble export --ckpt FILE|RUN_DIR --format safetensors --out DIR\n"
             "\n"
             "Writes DIR/model.safetensors and DIR/config.json from a pebble checkpoint, for\n"
-            "Hugging Face transformers: GPT2LMHeadModel.from_pretrained(DIR).\n");
+            "Hugging Face transformers: GPT2LMHeadModel.from_pretrained(DIR). A RUN_DIR gives\n"
+            "its newest checkpoint that reads (damaged ones are named and skipped).\n");
 }
 
 int export_main(int argc, char **argv) {
@@ -200,12 +201,14 @@ int export_main(int argc, char **argv) {
     }
     if (!ckpt || !out)
         pb_die(PB_EXIT_USAGE,
-               "export: --ckpt FILE and --out DIR are required (see pebble export --help)");
+               "export: --ckpt FILE|RUN_DIR and --out DIR are required (see pebble export --help)");
     if (!format) format = "safetensors";
     if (strcmp(format, "safetensors") != 0)
         pb_die(PB_EXIT_USAGE, "export: unknown format '%s' (supported: safetensors)", format);
-    char err[1024];
-    int rc = export_safetensors(ckpt, out, err, sizeof err);
+    char err[1024], path[PB_PATH_MAX + 300];
+    int rc = ckpt_pick(ckpt, stderr, path, sizeof path, err, sizeof err);
+    if (rc != 0) pb_die(rc, "export: %s", err);
+    rc = export_safetensors(path, out, err, sizeof err);
     if (rc != 0) pb_die(rc, "%s", err);
     printf("export: %s/model.safetensors and %s/config.json\n", out, out);
     return 0;
