@@ -64,13 +64,16 @@ static void tiny_batch(int32_t *inp, int32_t *tgt, uint64_t seed) {
 // --- attention with key-padding masks, in double: the reference of the masked GPU tests
 // (independent of every kernel; the CPU backend's naive attention runs no masks yet).
 // qkv (B,T,3C), out (B,T,C), lse (B,NH,T); key j visible to query i iff (!causal || j <= i)
-// && j < kv_len[b]. With dout != NULL also dqkv (B,T,3C) += the gradient.
+// && j < kv_len[b]. With dout != NULL also dqkv (B,T,3C) += the gradient, summed in double
+// and added once (a float running sum on top of dqkv's start would round the increments).
 static void ref_attention(float *out, float *lse, float *dqkv, const float *dout,
                           const float *qkv, int B, int T, int NH, int D, float scale, int causal,
                           const int32_t *kv_len) {
     int C = NH * D;
     size_t C3 = 3 * (size_t)C;
     double *p = pb_malloc((size_t)T * sizeof(double)), *dp = pb_malloc((size_t)T * sizeof(double));
+    size_t n3 = (size_t)B * T * C3;
+    double *acc = dout ? calloc(n3, sizeof(double)) : NULL;
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++)
             for (int i = 0; i < T; i++) {
@@ -105,18 +108,21 @@ static void ref_attention(float *out, float *lse, float *dqkv, const float *dout
                     dp[j] = s;
                     di += p[j] * s;
                 }
-                float *dq = dqkv + ((size_t)b * T + i) * C3 + (size_t)h * D;
+                double *dq = acc + ((size_t)b * T + i) * C3 + (size_t)h * D;
                 for (int j = 0; j < n; j++) {
                     double ds = p[j] * (dp[j] - di);
                     const float *k = qkv + ((size_t)b * T + j) * C3 + C + (size_t)h * D;
-                    float *dk = dqkv + ((size_t)b * T + j) * C3 + C + (size_t)h * D, *dv = dk + C;
+                    double *dk = acc + ((size_t)b * T + j) * C3 + C + (size_t)h * D, *dv = dk + C;
                     for (int d = 0; d < D; d++) {
-                        dq[d] += (float)(scale * ds * k[d]);
-                        dk[d] += (float)(scale * ds * q[d]);
-                        dv[d] += (float)(p[j] * g[d]);
+                        dq[d] += scale * ds * k[d];
+                        dk[d] += scale * ds * q[d];
+                        dv[d] += p[j] * g[d];
                     }
                 }
             }
+    if (acc)
+        for (size_t i = 0; i < n3; i++) dqkv[i] += (float)acc[i];
+    free(acc);
     free(p);
     free(dp);
 }
