@@ -105,6 +105,17 @@ $(BUILD)/tests/gpu/bench_cuda: tests/gpu/bench_cuda.c $(BUILD)/libpebble.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(BUILD)/libpebble.a $(LDFLAGS) $(LDLIBS)
 
+# --- dev/: kernels that lost a benchmark, kept for comparison, never in libpebble.a.
+#   make dev-mma   the mma.sync attention (dev/cuda/flash_mma_cuda.cu) and its bench against
+#                  the production wgmma kernels: build/dev/cuda/mma_bench [T] on the GPU
+.PHONY: dev-mma
+dev-mma: $(BUILD)/dev/cuda/mma_bench
+	@test -n "$(NVCC)" || { echo "dev-mma: nvcc not found" >&2; exit 1; }
+
+$(BUILD)/dev/cuda/mma_bench: dev/cuda/mma_bench.c $(BUILD)/dev/cuda/flash_mma_cuda.cu.o $(BUILD)/libpebble.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(BUILD)/dev/cuda/flash_mma_cuda.cu.o -o $@ $(BUILD)/libpebble.a $(LDFLAGS) $(LDLIBS)
+
 # GPT-2 124M (B=4, T=64) and the gpt2-tiny shape (B=8, T=128): forward+backward tokens/s.
 bench-cpu: all
 	$(BUILD)/pebble bench

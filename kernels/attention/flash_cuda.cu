@@ -1,4 +1,8 @@
-// flash_cuda.cu: dense FlashAttention-2 style attention in CUDA, fp32 (forward and backward).
+// flash_cuda.cu: FlashAttention-2 style attention in CUDA with fp32 arithmetic (forward and
+// backward), on fp32 tensors (the fp32 op table's "flash") or bf16 ones (the bf16 table's
+// "flash", for head dims the wgmma kernels do not run): the kernels are templates on the
+// tensors' element type E, converting on loads and stores; with E = float they are the exact
+// fp32 reference on the GPU.
 //
 // Forward: one block per (query tile of BR rows, batch * head). The block keeps its Q tile in
 // shared memory and streams K and V tiles of BC rows through it; each score tile
@@ -20,8 +24,11 @@
 // (i < 4) and columns tx + 16*j, so a row's statistics stay inside one half-warp.
 // Head dims: kernels are instantiated for DP = 32, 64, 128 and any D <= DP (the tiles are
 // zero-padded to DP); shared-memory rows are padded by one float to spread the banks.
-// This file is the exact fp32 reference on the GPU; flash_mma_cuda.cu runs the same
-// algorithm on the tensor cores in bf16.
+// Key-padding masks (kv_len[b]: keys j >= kv_len[b] are invisible) cut the key loops of the
+// forward and dQ kernels at the last visible key tile, and dK/dV blocks whose keys are all
+// padding return at once (their gradients are 0: dqkv += nothing). Inside the last tile the
+// padding keys get probability 0, so their dK and dV add exactly 0. Without kv_len the bound
+// is T and every compare is the one the kernels always made against T.
 #include "kernels/cuda/cuda_common.cuh"
 
 #include <math.h>
@@ -57,13 +64,25 @@ __device__ __forceinline__ void tile_mma(float (&acc)[RM][RN], const float *A, i
 
 // dst [64][DP+1] = rows t0 .. t0+63 of src (row r at src + r*stride, D floats), zero outside
 // T rows and D columns.
-template <int DP>
-__device__ __forceinline__ void load_tile(float *dst, const float *src, size_t stride, int t0,
+template <int DP, typename E>
+__device__ __forceinline__ void load_tile(float *dst, const E *src, size_t stride, int t0,
                                           int T, int D) {
     for (int idx = threadIdx.x; idx < 64 * DP; idx += NT) {
         int r = idx / DP, d = idx % DP;
-        dst[r * (DP + 1) + d] = (t0 + r < T && d < D) ? src[(size_t)(t0 + r) * stride + d] : 0.0f;
+        dst[r * (DP + 1) + d] =
+            (t0 + r < T && d < D) ? to_f(src[(size_t)(t0 + r) * stride + d]) : 0.0f;
     }
+}
+
+// x += v, in the tensors' element type (bf16: rounded once, to nearest even)
+template <typename E> __device__ __forceinline__ void add_to(E *x, float v) {
+    *x = from_f<E>(to_f(*x) + v);
+}
+
+// Keys of batch row b visible to any query: kv_len[b] (PAD), or all T without a mask (the
+// kernels' PAD = false copy, which compares against the parameter T as it always did).
+template <bool PAD> __device__ __forceinline__ int key_bound(const int32_t *kv_len, int b, int T) {
+    return PAD ? kv_len[b] : T;
 }
 
 template <int RM, int RN>
@@ -77,9 +96,9 @@ __device__ __forceinline__ void zero_acc(float (&a)[RM][RN]) {
 // ----------------------------------------------------------------------------
 // forward
 
-template <int DP>
-__global__ void __launch_bounds__(NT) flash_forward_kernel(float *out, float *lse,
-                                                           const float *qkv, int T, int C,
+template <int DP, typename E, bool PAD>
+__global__ void __launch_bounds__(NT) flash_forward_kernel(E *out, float *lse, const E *qkv,
+                                                           const int32_t *kv_len, int T, int C,
                                                            int NH, int causal, float scale) {
     extern __shared__ float sm[];
     float *Qs = sm, *Ks = Qs + BR * (DP + 1), *Vs = Ks + BC * (DP + 1), *Ps = Vs + BC * (DP + 1);
@@ -88,9 +107,9 @@ __global__ void __launch_bounds__(NT) flash_forward_kernel(float *out, float *ls
     int qt = nq - 1 - blockIdx.x;  // the longest causal rows first: better tail balance
     int bh = blockIdx.y, b = bh / NH, h = bh % NH, D = C / NH;
     size_t C3 = 3 * (size_t)C;
-    const float *q = qkv + (size_t)b * T * C3 + (size_t)h * D, *k = q + C, *v = q + 2 * C;
+    const E *q = qkv + (size_t)b * T * C3 + (size_t)h * D, *k = q + C, *v = q + 2 * C;
     int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    int q0 = qt * BR;
+    int q0 = qt * BR, kvl = key_bound<PAD>(kv_len, b, T);
 
     load_tile<DP>(Qs, q, C3, q0, T, D);
     float o[4][RN], m[4], l[4];
@@ -99,6 +118,7 @@ __global__ void __launch_bounds__(NT) flash_forward_kernel(float *out, float *ls
     for (int i = 0; i < 4; i++) m[i] = -INFINITY, l[i] = 0.0f;
 
     int nk = causal ? qt + 1 : (T + BC - 1) / BC;
+    if (PAD) nk = min(nk, (kvl + BC - 1) / BC);  // key tiles past kv_len[b]: nothing to see
     for (int kt = 0; kt < nk; kt++) {
         int k0 = kt * BC;
         __syncthreads();  // the previous tile's Ks, Vs, Ps are no longer read
@@ -115,7 +135,7 @@ __global__ void __launch_bounds__(NT) flash_forward_kernel(float *out, float *ls
 #pragma unroll
             for (int j = 0; j < 4; j++) {
                 int kj = k0 + tx + 16 * j;
-                s[i][j] = (kj >= T || (causal && kj > qi)) ? -INFINITY : s[i][j] * scale;
+                s[i][j] = (kj >= kvl || (causal && kj > qi)) ? -INFINITY : s[i][j] * scale;
                 mx = fmaxf(mx, s[i][j]);
             }
 #pragma unroll
@@ -148,11 +168,11 @@ __global__ void __launch_bounds__(NT) flash_forward_kernel(float *out, float *ls
         int qi = q0 + ty * 4 + i;
         if (qi >= T) continue;
         float inv = 1.0f / l[i];
-        float *dst = out + ((size_t)b * T + qi) * C + (size_t)h * D;
+        E *dst = out + ((size_t)b * T + qi) * C + (size_t)h * D;
 #pragma unroll
         for (int j = 0; j < RN; j++) {
             int d = tx + 16 * j;
-            if (d < D) dst[d] = o[i][j] * inv;
+            if (d < D) dst[d] = from_f<E>(o[i][j] * inv);
         }
         if (tx == 0) lse[(size_t)bh * T + qi] = m[i] + logf(l[i]);
     }
@@ -161,29 +181,12 @@ __global__ void __launch_bounds__(NT) flash_forward_kernel(float *out, float *ls
 // ----------------------------------------------------------------------------
 // backward
 
-// Di (B,NH,T) = rowsum(dO * O) per head: one warp per (b, t, h).
-__global__ void flash_backward_di_kernel(float *Di, const float *dout, const float *out, int B,
-                                         int T, int C, int NH) {
-    size_t w = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
-    int lane = threadIdx.x % 32;
-    if (w >= (size_t)B * T * NH) return;
-    int h = (int)(w % NH);
-    size_t bt = w / NH;  // b*T + t
-    int D = C / NH;
-    const float *g = dout + bt * C + (size_t)h * D, *o = out + bt * C + (size_t)h * D;
-    float s = 0.0f;
-    for (int d = lane; d < D; d += 32) s += g[d] * o[d];
-    s = warp_sum(s);
-    if (lane == 0) {
-        size_t b = bt / T, t = bt % T;
-        Di[(b * NH + h) * T + t] = s;
-    }
-}
+// Di (B,NH,T) = rowsum(dO * O) comes first (attn_cuda_di, attention_cuda.cu).
 
-template <int DP>
+template <int DP, typename E, bool PAD>
 __global__ void __launch_bounds__(NT) flash_backward_dkdv_kernel(
-    float *dqkv, const float *dout, const float *qkv, const float *lse, const float *Di, int T,
-    int C, int NH, int causal, float scale) {
+    E *dqkv, const E *dout, const E *qkv, const float *lse, const float *Di,
+    const int32_t *kv_len, int T, int C, int NH, int causal, float scale) {
     extern __shared__ float sm[];
     float *Ks = sm, *Vs = Ks + BC * (DP + 1), *Qs = Vs + BC * (DP + 1), *dOs = Qs + BR * (DP + 1);
     float *Ps = dOs + BR * (DP + 1), *ls = Ps + BC * PS, *ds = ls + BR;
@@ -191,10 +194,11 @@ __global__ void __launch_bounds__(NT) flash_backward_dkdv_kernel(
     int kt = blockIdx.x;  // causal: key tile kt is seen by nq - kt query tiles, so heavy first
     int bh = blockIdx.y, b = bh / NH, h = bh % NH, D = C / NH;
     size_t C3 = 3 * (size_t)C;
-    const float *q = qkv + (size_t)b * T * C3 + (size_t)h * D, *k = q + C, *v = q + 2 * C;
-    const float *g = dout + (size_t)b * T * C + (size_t)h * D;
+    const E *q = qkv + (size_t)b * T * C3 + (size_t)h * D, *k = q + C, *v = q + 2 * C;
+    const E *g = dout + (size_t)b * T * C + (size_t)h * D;
     int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    int k0 = kt * BC, nq = (T + BR - 1) / BR;
+    int k0 = kt * BC, nq = (T + BR - 1) / BR, kvl = key_bound<PAD>(kv_len, b, T);
+    if (PAD && k0 >= kvl) return;  // padding keys only: no gradient
 
     load_tile<DP>(Ks, k, C3, k0, T, D);
     load_tile<DP>(Vs, v, C3, k0, T, D);
@@ -222,7 +226,7 @@ __global__ void __launch_bounds__(NT) flash_backward_dkdv_kernel(
 #pragma unroll
             for (int j = 0; j < 4; j++) {
                 int kj = k0 + ty * 4 + i, qj = tx + 16 * j, qi = q0 + qj;
-                bool masked = qi >= T || kj >= T || (causal && kj > qi);
+                bool masked = qi >= T || kj >= kvl || (causal && kj > qi);
                 p[i][j] = masked ? 0.0f : expf(p[i][j] * scale - ls[qj]);
                 Ps[(ty * 4 + i) * PS + qj] = p[i][j];
             }
@@ -244,7 +248,7 @@ __global__ void __launch_bounds__(NT) flash_backward_dkdv_kernel(
         tile_mma<4, RN, BR>(dk, Ps, PS, 1, Qs, DP + 1, 1, ty, tx);  // dK += dS^T Q
     }
 
-    float *dkg = dqkv + (size_t)b * T * C3 + C + (size_t)h * D, *dvg = dkg + C;
+    E *dkg = dqkv + (size_t)b * T * C3 + C + (size_t)h * D, *dvg = dkg + C;
 #pragma unroll
     for (int i = 0; i < 4; i++) {
         int kj = k0 + ty * 4 + i;
@@ -253,16 +257,16 @@ __global__ void __launch_bounds__(NT) flash_backward_dkdv_kernel(
         for (int j = 0; j < RN; j++) {
             int d = tx + 16 * j;
             if (d >= D) continue;
-            dkg[(size_t)kj * C3 + d] += scale * dk[i][j];
-            dvg[(size_t)kj * C3 + d] += dv[i][j];
+            add_to(dkg + (size_t)kj * C3 + d, scale * dk[i][j]);
+            add_to(dvg + (size_t)kj * C3 + d, dv[i][j]);
         }
     }
 }
 
-template <int DP>
+template <int DP, typename E, bool PAD>
 __global__ void __launch_bounds__(NT) flash_backward_dq_kernel(
-    float *dqkv, const float *dout, const float *qkv, const float *lse, const float *Di, int T,
-    int C, int NH, int causal, float scale) {
+    E *dqkv, const E *dout, const E *qkv, const float *lse, const float *Di,
+    const int32_t *kv_len, int T, int C, int NH, int causal, float scale) {
     extern __shared__ float sm[];
     float *Qs = sm, *dOs = Qs + BR * (DP + 1), *Ks = dOs + BR * (DP + 1), *Vs = Ks + BC * (DP + 1);
     float *Ps = Vs + BC * (DP + 1);
@@ -271,10 +275,10 @@ __global__ void __launch_bounds__(NT) flash_backward_dq_kernel(
     int qt = nq - 1 - blockIdx.x;  // heavy (long causal) rows first
     int bh = blockIdx.y, b = bh / NH, h = bh % NH, D = C / NH;
     size_t C3 = 3 * (size_t)C;
-    const float *q = qkv + (size_t)b * T * C3 + (size_t)h * D, *k = q + C, *v = q + 2 * C;
-    const float *g = dout + (size_t)b * T * C + (size_t)h * D;
+    const E *q = qkv + (size_t)b * T * C3 + (size_t)h * D, *k = q + C, *v = q + 2 * C;
+    const E *g = dout + (size_t)b * T * C + (size_t)h * D;
     int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
-    int q0 = qt * BR;
+    int q0 = qt * BR, kvl = key_bound<PAD>(kv_len, b, T);
 
     load_tile<DP>(Qs, q, C3, q0, T, D);
     load_tile<DP>(dOs, g, C, q0, T, D);
@@ -289,6 +293,7 @@ __global__ void __launch_bounds__(NT) flash_backward_dq_kernel(
     zero_acc(dq);
 
     int nk = causal ? qt + 1 : (T + BC - 1) / BC;
+    if (PAD) nk = min(nk, (kvl + BC - 1) / BC);  // key tiles past kv_len[b]: nothing to see
     for (int kt = 0; kt < nk; kt++) {
         int k0 = kt * BC;
         __syncthreads();
@@ -305,7 +310,7 @@ __global__ void __launch_bounds__(NT) flash_backward_dq_kernel(
 #pragma unroll
             for (int j = 0; j < 4; j++) {
                 int qi = q0 + ty * 4 + i, kj = k0 + tx + 16 * j;
-                bool masked = qi >= T || kj >= T || (causal && kj > qi);
+                bool masked = qi >= T || kj >= kvl || (causal && kj > qi);
                 float pij = masked ? 0.0f : expf(p[i][j] * scale - lr[i]);
                 Ps[(ty * 4 + i) * PS + tx + 16 * j] = pij * (dp[i][j] - dr[i]);
             }
@@ -313,7 +318,7 @@ __global__ void __launch_bounds__(NT) flash_backward_dq_kernel(
         tile_mma<4, RN, BC>(dq, Ps, PS, 1, Ks, DP + 1, 1, ty, tx);  // dQ += dS K
     }
 
-    float *dqg = dqkv + (size_t)b * T * C3 + (size_t)h * D;
+    E *dqg = dqkv + (size_t)b * T * C3 + (size_t)h * D;
 #pragma unroll
     for (int i = 0; i < 4; i++) {
         int qi = q0 + ty * 4 + i;
@@ -321,7 +326,7 @@ __global__ void __launch_bounds__(NT) flash_backward_dq_kernel(
 #pragma unroll
         for (int j = 0; j < RN; j++) {
             int d = tx + 16 * j;
-            if (d < D) dqg[(size_t)qi * C3 + d] += scale * dq[i][j];
+            if (d < D) add_to(dqg + (size_t)qi * C3 + d, scale * dq[i][j]);
         }
     }
 }
@@ -336,69 +341,79 @@ static void allow_smem(const void *kernel, size_t bytes, int *done) {
     *done = 1;
 }
 
-template <int DP>
-static void forward_dp(float *out, float *lse, const float *qkv, int B, int T, int C, int NH,
-                       int causal, float scale) {
+template <int DP, typename E>
+static void forward_dp(E *out, float *lse, const E *qkv, const pb_attn_desc *d) {
     static int done;
     size_t smem = (size_t)((BR + 2 * BC) * (DP + 1) + BR * PS) * sizeof(float);
-    allow_smem((const void *)flash_forward_kernel<DP>, smem, &done);
-    dim3 grid(cdiv(T, BR), B * NH);
-    flash_forward_kernel<DP><<<grid, NT, smem>>>(out, lse, qkv, T, C, NH, causal, scale);
+    static int done_pad;
+    auto kernel = d->kv_len ? flash_forward_kernel<DP, E, true> : flash_forward_kernel<DP, E, false>;
+    allow_smem((const void *)kernel, smem, d->kv_len ? &done_pad : &done);
+    int C = d->NH * d->D;
+    dim3 grid(cdiv(d->T, BR), d->B * d->NH);
+    kernel<<<grid, NT, smem>>>(out, lse, qkv, d->kv_len, d->T, C, d->NH, d->causal, d->scale);
     cudaCheckLaunch();
 }
 
-template <int DP>
-static void backward_dp(float *dqkv, const float *dout, const float *qkv, const float *lse,
-                        const float *Di, int B, int T, int C, int NH, int causal, float scale) {
-    static int done_kv, done_q;
+template <int DP, typename E>
+static void backward_dp(E *dqkv, const E *dout, const E *qkv, const float *lse, const float *Di,
+                        const pb_attn_desc *d) {
+    static int done_kv[2], done_q[2];
     size_t smem_kv = (size_t)((2 * BC + 2 * BR) * (DP + 1) + BC * PS + 2 * BR) * sizeof(float);
     size_t smem_q = (size_t)((2 * BR + 2 * BC) * (DP + 1) + BR * PS) * sizeof(float);
-    allow_smem((const void *)flash_backward_dkdv_kernel<DP>, smem_kv, &done_kv);
-    allow_smem((const void *)flash_backward_dq_kernel<DP>, smem_q, &done_q);
-    flash_backward_dkdv_kernel<DP><<<dim3(cdiv(T, BC), B * NH), NT, smem_kv>>>(
-        dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale);
+    int pad = d->kv_len != NULL;
+    auto kv = pad ? flash_backward_dkdv_kernel<DP, E, true> : flash_backward_dkdv_kernel<DP, E, false>;
+    auto q = pad ? flash_backward_dq_kernel<DP, E, true> : flash_backward_dq_kernel<DP, E, false>;
+    allow_smem((const void *)kv, smem_kv, &done_kv[pad]);
+    allow_smem((const void *)q, smem_q, &done_q[pad]);
+    int T = d->T, C = d->NH * d->D, NH = d->NH;
+    kv<<<dim3(cdiv(T, BC), d->B * NH), NT, smem_kv>>>(dqkv, dout, qkv, lse, Di, d->kv_len, T, C,
+                                                     NH, d->causal, d->scale);
     cudaCheckLaunch();
-    flash_backward_dq_kernel<DP><<<dim3(cdiv(T, BR), B * NH), NT, smem_q>>>(
-        dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale);
+    q<<<dim3(cdiv(T, BR), d->B * NH), NT, smem_q>>>(dqkv, dout, qkv, lse, Di, d->kv_len, T, C, NH,
+                                                   d->causal, d->scale);
     cudaCheckLaunch();
 }
 
-static int head_dim(int C, int NH) {
-    PB_ASSERT(NH > 0 && C % NH == 0);
-    int D = C / NH;
-    if (D > 128)
-        pb_die(PB_EXIT_USAGE, "the CUDA attention supports head dims up to 128; this model has %d",
-               D);
-    return D;
+template <typename E>
+static void flash_forward(float *out_, float *lse, const float *qkv_, const pb_attn_desc *d) {
+    PB_ASSERT(!attn_flash_cuda_supports(d));
+    E *out = (E *)out_;
+    const E *qkv = (const E *)qkv_;
+    if (d->D <= 32) forward_dp<32>(out, lse, qkv, d);
+    else if (d->D <= 64) forward_dp<64>(out, lse, qkv, d);
+    else forward_dp<128>(out, lse, qkv, d);
 }
 
-extern "C" float *attn_flash_cuda_di(const float *dout, const float *out, int B, int T, int C,
-                                     int NH) {
-    float *Di = (float *)cuda_scratch(CUDA_SCRATCH_ATTN, (size_t)B * NH * T * sizeof(float));
-    size_t warps = (size_t)B * T * NH;
-    flash_backward_di_kernel<<<cdiv(warps * 32, 256), 256>>>(Di, dout, out, B, T, C, NH);
-    cudaCheckLaunch();
-    return Di;
+template <typename E>
+static void flash_backward(float *dqkv_, const float *dout_, const float *out_, const float *lse,
+                           const float *qkv_, const pb_attn_desc *d) {
+    PB_ASSERT(!attn_flash_cuda_supports(d));
+    E *dqkv = (E *)dqkv_;
+    const E *dout = (const E *)dout_, *qkv = (const E *)qkv_;
+    const float *Di = attn_cuda_di(dout_, out_, d, sizeof(E) == 2 ? PB_DTYPE_BF16 : PB_DTYPE_FP32);
+    if (d->D <= 32) backward_dp<32>(dqkv, dout, qkv, lse, Di, d);
+    else if (d->D <= 64) backward_dp<64>(dqkv, dout, qkv, lse, Di, d);
+    else backward_dp<128>(dqkv, dout, qkv, lse, Di, d);
 }
 
-extern "C" void attn_flash_cuda_forward(float *out, float *lse, const float *qkv, int B, int T,
-                                        int C, int NH, int causal) {
-    int D = head_dim(C, NH);
-    PB_ASSERT(T > 0 && B * NH <= 65535);
-    float scale = 1.0f / sqrtf((float)D);
-    if (D <= 32) forward_dp<32>(out, lse, qkv, B, T, C, NH, causal, scale);
-    else if (D <= 64) forward_dp<64>(out, lse, qkv, B, T, C, NH, causal, scale);
-    else forward_dp<128>(out, lse, qkv, B, T, C, NH, causal, scale);
+extern "C" void attn_flash_cuda_forward(float *out, float *lse, const float *qkv,
+                                        const pb_attn_desc *d) {
+    flash_forward<float>(out, lse, qkv, d);
 }
 
 extern "C" void attn_flash_cuda_backward(float *dqkv, const float *dout, const float *out,
-                                         const float *lse, const float *qkv, int B, int T,
-                                         int C, int NH, int causal) {
-    int D = head_dim(C, NH);
-    PB_ASSERT(T > 0 && B * NH <= 65535);
-    float scale = 1.0f / sqrtf((float)D);
-    float *Di = attn_flash_cuda_di(dout, out, B, T, C, NH);
-    if (D <= 32) backward_dp<32>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal, scale);
-    else if (D <= 64) backward_dp<64>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal, scale);
-    else backward_dp<128>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal, scale);
+                                         const float *lse, const float *qkv,
+                                         const pb_attn_desc *d) {
+    flash_backward<float>(dqkv, dout, out, lse, qkv, d);
+}
+
+extern "C" void attn_flash_cuda_forward_bf16(float *out, float *lse, const float *qkv,
+                                             const pb_attn_desc *d) {
+    flash_forward<bf16>(out, lse, qkv, d);
+}
+
+extern "C" void attn_flash_cuda_backward_bf16(float *dqkv, const float *dout, const float *out,
+                                              const float *lse, const float *qkv,
+                                              const pb_attn_desc *d) {
+    flash_backward<bf16>(dqkv, dout, out, lse, qkv, d);
 }

@@ -2,8 +2,8 @@
 // bf16 tensors (the mixed-precision op table): forward, and a backward of two kernels (dK/dV,
 // then dQ) with no atomics, so results repeat to the bit. Head dims 64 and 128.
 //
-// Same algorithm and contract as flash_mma_cuda.cu (read flash_cuda.cu first for the
-// algorithm); what changes is the unit of work. A block holds NWG warpgroups; each owns 64
+// Same algorithm and contract as flash_cuda.cu (read that first); what changes is the unit
+// of work. A block holds NWG warpgroups; each owns 64
 // rows (queries in the forward and dQ kernels, keys in the dK/dV kernel) and issues 64 x N x 16
 // products that read B straight from shared memory, once per warpgroup rather than once per
 // warp as mma.sync does. The other operand's tiles stream through two shared-memory stages
@@ -14,6 +14,13 @@
 // Products per (query tile, key tile): forward 2 (S = Q K^T with Q in registers, O += P V);
 // dK/dV 4 (S^T = K Q^T, dP^T = V dO^T, dV += P^T dO, dK += dS^T Q); dQ 3 (S, dP = dO V^T,
 // dQ += dS K): 7 in the backward against FlashAttention-2's 5, the price of no atomics.
+//
+// Key-padding masks (kv_len[b], keys j >= kv_len[b] invisible) as in flash_cuda.cu: the
+// forward and dQ key loops stop at the last visible key tile, dK/dV blocks of padding keys
+// return at once, and the compares against kv_len sit only in the masked tile copies
+// (MASK = true), which a tile takes only when it reaches past the bound; without kv_len
+// the bound is T and the kernels do what they did before masks existed: PAD = false
+// instantiates them with the bound T itself (a kernel parameter, no register held for it).
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/attention/wgmma.cuh"
 
@@ -107,31 +114,32 @@ __device__ __forceinline__ void add2(bf16 *p, float a, float b) {
 }
 
 // The backward's probabilities in place of the scores, P = exp2(S scale log2e - lse log2e),
-// with MASK: 0 for keys past T, queries past T and (causal) keys after their query. Tiles
+// with MASK: 0 for keys past kvl (T, or kv_len[b]), queries past T and (causal) keys after
+// their query. Tiles
 // that need no mask (most of them) take the MASK = false copy, which has no compares.
 // probs: rows are queries (this lane's two rows; lse log2e of each in lr), columns keys k0 ..
 template <bool MASK, int N>
 __device__ __forceinline__ void probs(float (&s)[N], const float (&lr)[2], int k0,
-                                      const int (&row)[2], int t, int T, int causal,
+                                      const int (&row)[2], int t, int T, int kvl, int causal,
                                       float scale_log2) {
 #pragma unroll
     for (int i = 0; i < N; i++) {
         int kc = k0 + (i / 4) * 8 + 2 * t + (i & 1), r = (i >> 1) & 1;
         float v = ex2(fmaf(s[i], scale_log2, -lr[r]));
-        s[i] = MASK && (row[r] >= T || kc >= T || (causal && kc > row[r])) ? 0.0f : v;
+        s[i] = MASK && (row[r] >= T || kc >= kvl || (causal && kc > row[r])) ? 0.0f : v;
     }
 }
 // probs_t: transposed, rows are keys (this lane's two keys), columns queries q0 .. whose lse
 // (natural log) are lc[0 ..]
 template <bool MASK, int N>
 __device__ __forceinline__ void probs_t(float (&p)[N], const float *lc, int q0,
-                                        const int (&key)[2], int t, int T, int causal,
+                                        const int (&key)[2], int t, int T, int kvl, int causal,
                                         float scale_log2) {
 #pragma unroll
     for (int i = 0; i < N; i++) {
         int qc = (i / 4) * 8 + 2 * t + (i & 1), qi = q0 + qc, kr = key[(i >> 1) & 1];
         float v = ex2(fmaf(p[i], scale_log2, -lc[qc] * LOG2E));
-        p[i] = MASK && (qi >= T || kr >= T || (causal && kr > qi)) ? 0.0f : v;
+        p[i] = MASK && (qi >= T || kr >= kvl || (causal && kr > qi)) ? 0.0f : v;
     }
 }
 
@@ -153,10 +161,10 @@ __device__ __forceinline__ uint32_t smem_base(unsigned char *raw) {
 // forward: a block = 64 NWG queries of one (b, h); key and value tiles of BN rows in two
 // stages. Q's A operand is loaded once into registers, straight from global memory.
 
-template <int DH, int BN, int NWG, int MINB>
+template <int DH, int BN, int NWG, int MINB, bool PAD>
 __global__ void __launch_bounds__(128 * NWG, MINB)
-    wg_forward_kernel(bf16 *out, float *lse, const bf16 *qkv, int T, int C, int NH, int causal,
-                      float scale_log2) {
+    wg_forward_kernel(bf16 *out, float *lse, const bf16 *qkv, const int32_t *kv_len, int T,
+                      int C, int NH, int causal, float scale_log2) {
     constexpr int BM = 64 * NWG, NT = 128 * NWG, KT = BN * DH * 2;  // bytes of a K or V tile
     extern __shared__ unsigned char smem_raw[];
     const uint32_t Ks = smem_base(smem_raw), Vs = Ks + 2 * KT;  // [2 stages] each
@@ -168,7 +176,9 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
     int g = lane / 4, t = lane % 4;
     int q0 = qt * BM, rw = q0 + 64 * wg;  // the warpgroup's first query
     int row[2] = {rw + warp * 16 + g, rw + warp * 16 + g + 8};
-    int nk = causal ? (min(q0 + BM, T) + BN - 1) / BN : (T + BN - 1) / BN;
+    const int kvl = PAD ? kv_len[b] : T;  // keys visible to any query of this row
+    int nk = min(causal ? (min(q0 + BM, T) + BN - 1) / BN : (T + BN - 1) / BN,
+                 (kvl + BN - 1) / BN);
 
     load_tile<BN, DH, NT>(Ks, k, C3, 0, T);
     load_tile<BN, DH, NT>(Vs, v, C3, 0, T);
@@ -197,12 +207,12 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
             wg_commit();
             wg_wait<0>();
             reg_fence(s);
-            // masks only where a key can be past T or past a query of this warpgroup
-            if (k0 + BN > T || (causal && k0 + BN - 1 > rw)) {
+            // masks only where a key can be past kvl or past a query of this warpgroup
+            if (k0 + BN > kvl || (causal && k0 + BN - 1 > rw)) {
 #pragma unroll
                 for (int i = 0; i < BN / 2; i++) {
                     int key = k0 + (i / 4) * 8 + 2 * t + (i & 1);
-                    if (key >= T || (causal && key > row[(i >> 1) & 1])) s[i] = -INFINITY;
+                    if (key >= kvl || (causal && key > row[(i >> 1) & 1])) s[i] = -INFINITY;
                 }
             }
             float mx[2] = {-INFINITY, -INFINITY}, base[2], corr[2];
@@ -264,11 +274,11 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
 // keys x BQ queries) directly, so P^T and dS^T leave the accumulators in the A layout that
 // dV += P^T dO and dK += dS^T Q need.
 
-template <int DH, int BQ, int NWG, int MINB>
+template <int DH, int BQ, int NWG, int MINB, bool PAD>
 __global__ void __launch_bounds__(128 * NWG, MINB)
     wg_dkdv_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
-                   const float *Di, int T, int C, int NH, int causal, float scale,
-                   float scale_log2) {
+                   const float *Di, const int32_t *kv_len, int T, int C, int NH, int causal,
+                   float scale, float scale_log2) {
     constexpr int BM = 64 * NWG, NT = 128 * NWG, RT = BM * DH * 2, QT = BQ * DH * 2;
     extern __shared__ unsigned char smem_raw[];
     const uint32_t Ks = smem_base(smem_raw), Vs = Ks + RT, Qs = Vs + RT, dOs = Qs + 2 * QT;
@@ -284,6 +294,8 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
     int k0 = blockIdx.x * BM, kw = k0 + 64 * wg;  // causal: low key tiles have the most work
     int key[2] = {kw + warp * 16 + g, kw + warp * 16 + g + 8};
     int qt0 = causal ? k0 / BQ : 0, nqt = (T + BQ - 1) / BQ;
+    const int kvl = PAD ? kv_len[b] : T;
+    if (PAD && k0 >= kvl) return;  // padding keys only: no gradient (dqkv += nothing)
 
     load_tile<BM, DH, NT>(Ks, k, C3, k0, T);
     load_tile<BM, DH, NT>(Vs, v, C3, k0, T);
@@ -309,7 +321,8 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
         const uint32_t Qc = Qs + cur * QT, dOc = dOs + cur * QT;
         const float *lc = ls + cur * BQ, *dc = ds + cur * BQ;
         // causal: a warpgroup whose keys all follow the tile's last query has nothing to do
-        if (!(causal && kw > q0 + BQ - 1)) {
+        // nor has one whose keys are all padding
+        if (!(causal && kw > q0 + BQ - 1) && (!PAD || kw < kvl)) {
             float p[BQ / 2], dp[BQ / 2];
             wg_fence();
 #pragma unroll
@@ -323,10 +336,10 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
             wg_wait<1>();  // S^T is ready; dP^T's products run on under P^T's exponentials
             reg_fence(p);
             // P^T = exp2(S^T scale log2e - lse log2e), then dV += P^T dO
-            if (q0 + BQ > T || kw + 64 > T || (causal && kw + 63 > q0))
-                probs_t<true>(p, lc, q0, key, t, T, causal, scale_log2);
+            if (q0 + BQ > T || kw + 64 > kvl || (causal && kw + 63 > q0))
+                probs_t<true>(p, lc, q0, key, t, T, kvl, causal, scale_log2);
             else
-                probs_t<false>(p, lc, q0, key, t, T, causal, scale_log2);
+                probs_t<false>(p, lc, q0, key, t, T, kvl, causal, scale_log2);
             uint32_t pa[BQ / 16][4], sa[BQ / 16][4];
 #pragma unroll
             for (int ks = 0; ks < BQ / 16; ks++) acc_to_a(pa[ks], p, ks);
@@ -362,7 +375,7 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
     bf16 *dkg = dqkv + (size_t)b * T * C3 + C + (size_t)h * DH, *dvg = dkg + C;
 #pragma unroll
     for (int r = 0; r < 2; r++) {
-        if (key[r] >= T) continue;
+        if (key[r] >= kvl) continue;  // past T, or padding: its dK, dV are 0
 #pragma unroll
         for (int n = 0; n < DH / 8; n++) {
             size_t off = (size_t)key[r] * C3 + n * 8 + 2 * t;
@@ -376,11 +389,11 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
 // backward, dQ: a block = 64 NWG queries of one (b, h), Q and dO staged once; key and value
 // tiles of BN rows in two stages.
 
-template <int DH, int BN, int NWG, int MINB>
+template <int DH, int BN, int NWG, int MINB, bool PAD>
 __global__ void __launch_bounds__(128 * NWG, MINB)
     wg_dq_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
-                 const float *Di, int T, int C, int NH, int causal, float scale,
-                 float scale_log2) {
+                 const float *Di, const int32_t *kv_len, int T, int C, int NH, int causal,
+                 float scale, float scale_log2) {
     constexpr int BM = 64 * NWG, NT = 128 * NWG, RT = BM * DH * 2, KT = BN * DH * 2;
     extern __shared__ unsigned char smem_raw[];
     const uint32_t Qs = smem_base(smem_raw), dOs = Qs + RT, Ks = dOs + RT, Vs = Ks + 2 * KT;
@@ -399,7 +412,9 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
         lr[r] = row[r] < T ? lse[(size_t)bh * T + row[r]] * LOG2E : 0.0f;
         dr[r] = row[r] < T ? Di[(size_t)bh * T + row[r]] : 0.0f;
     }
-    int nk = causal ? (min(q0 + BM, T) + BN - 1) / BN : (T + BN - 1) / BN;
+    const int kvl = PAD ? kv_len[b] : T;
+    int nk = min(causal ? (min(q0 + BM, T) + BN - 1) / BN : (T + BN - 1) / BN,
+                 (kvl + BN - 1) / BN);
     load_tile<BM, DH, NT>(Qs, q, C3, q0, T);
     load_tile<BM, DH, NT>(dOs, go, C, q0, T);
     load_tile<BN, DH, NT>(Ks, k, C3, 0, T);
@@ -430,10 +445,10 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
             wg_commit();
             wg_wait<1>();  // S is ready; dP's products run on under P's exponentials
             reg_fence(s);
-            if (k0 + BN > T || rw + 64 > T || (causal && k0 + BN - 1 > rw))
-                probs<true>(s, lr, k0, row, t, T, causal, scale_log2);
+            if (k0 + BN > kvl || rw + 64 > T || (causal && k0 + BN - 1 > rw))
+                probs<true>(s, lr, k0, row, t, T, kvl, causal, scale_log2);
             else
-                probs<false>(s, lr, k0, row, t, T, causal, scale_log2);
+                probs<false>(s, lr, k0, row, t, T, kvl, causal, scale_log2);
             wg_wait<0>();
             reg_fence(dp);
 #pragma unroll
@@ -489,67 +504,81 @@ static void allow_smem(const void *kernel, size_t bytes) {
 }
 
 template <int DH>
-static void wg_forward(bf16 *out, float *lse, const bf16 *qkv, int B, int T, int C, int NH,
-                       int causal) {
+static void wg_forward(bf16 *out, float *lse, const bf16 *qkv, const pb_attn_desc *d) {
     typedef typename WgCfg<DH>::FWD F;
     constexpr int BN = F::tile, NWG = F::nwg, MINB = F::minb;
     static int done;
     size_t smem = 1024 + 4 * (size_t)BN * DH * 2;
-    if (!done) allow_smem((const void *)wg_forward_kernel<DH, BN, NWG, MINB>, smem), done = 1;
-    wg_forward_kernel<DH, BN, NWG, MINB><<<dim3(cdiv(T, 64 * NWG), B * NH), 128 * NWG, smem>>>(
-        out, lse, qkv, T, C, NH, causal, LOG2E / sqrtf((float)DH));
+    if (!done) {
+        allow_smem((const void *)wg_forward_kernel<DH, BN, NWG, MINB, false>, smem);
+        allow_smem((const void *)wg_forward_kernel<DH, BN, NWG, MINB, true>, smem);
+        done = 1;
+    }
+    dim3 grid(cdiv(d->T, 64 * NWG), d->B * d->NH);
+    auto kernel = d->kv_len ? wg_forward_kernel<DH, BN, NWG, MINB, true>
+                            : wg_forward_kernel<DH, BN, NWG, MINB, false>;
+    kernel<<<grid, 128 * NWG, smem>>>(out, lse, qkv, d->kv_len, d->T, d->NH * DH, d->NH,
+                                      d->causal, d->scale * LOG2E);
     cudaCheckLaunch();
 }
 
-// dK/dV in the shape S (a WgShape), then dQ
+// dK/dV in the shape S (a WgShape)
 template <int DH, class S>
 static void wg_dkdv(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
-                    const float *Di, int B, int T, int C, int NH, int causal) {
+                    const float *Di, const pb_attn_desc *d) {
     constexpr int BQ = S::tile, NWG = S::nwg, MINB = S::minb, BK = 64 * NWG;
-    float scale = 1.0f / sqrtf((float)DH);
     static int done;
     size_t smem = 1024 + (2 * (size_t)BK + 4 * BQ) * DH * 2 + 4 * BQ * sizeof(float);
-    if (!done) allow_smem((const void *)wg_dkdv_kernel<DH, BQ, NWG, MINB>, smem), done = 1;
-    wg_dkdv_kernel<DH, BQ, NWG, MINB><<<dim3(cdiv(T, BK), B * NH), 128 * NWG, smem>>>(
-        dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale, scale * LOG2E);
+    if (!done) {
+        allow_smem((const void *)wg_dkdv_kernel<DH, BQ, NWG, MINB, false>, smem);
+        allow_smem((const void *)wg_dkdv_kernel<DH, BQ, NWG, MINB, true>, smem);
+        done = 1;
+    }
+    auto kernel = d->kv_len ? wg_dkdv_kernel<DH, BQ, NWG, MINB, true>
+                            : wg_dkdv_kernel<DH, BQ, NWG, MINB, false>;
+    kernel<<<dim3(cdiv(d->T, BK), d->B * d->NH), 128 * NWG, smem>>>(
+        dqkv, dout, qkv, lse, Di, d->kv_len, d->T, d->NH * DH, d->NH, d->causal, d->scale,
+        d->scale * LOG2E);
     cudaCheckLaunch();
 }
 
+// dK/dV, then dQ
 template <int DH>
 static void wg_backward(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
-                        const float *Di, int B, int T, int C, int NH, int causal) {
+                        const float *Di, const pb_attn_desc *d) {
     typedef typename WgCfg<DH>::DQ DQ;
     constexpr int BN = DQ::tile, QWG = DQ::nwg, QMB = DQ::minb, BM = 64 * QWG;
-    float scale = 1.0f / sqrtf((float)DH), scale_log2 = scale * LOG2E;
-    if (T > WG_LONG)
-        wg_dkdv<DH, typename WgCfg<DH>::KVL>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal);
-    else
-        wg_dkdv<DH, typename WgCfg<DH>::KV>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal);
+    if (d->T > WG_LONG) wg_dkdv<DH, typename WgCfg<DH>::KVL>(dqkv, dout, qkv, lse, Di, d);
+    else wg_dkdv<DH, typename WgCfg<DH>::KV>(dqkv, dout, qkv, lse, Di, d);
     static int done;
     size_t smem_q = 1024 + (2 * (size_t)BM + 4 * BN) * DH * 2;
-    if (!done) allow_smem((const void *)wg_dq_kernel<DH, BN, QWG, QMB>, smem_q), done = 1;
-    wg_dq_kernel<DH, BN, QWG, QMB><<<dim3(cdiv(T, BM), B * NH), 128 * QWG, smem_q>>>(
-        dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale, scale_log2);
+    if (!done) {
+        allow_smem((const void *)wg_dq_kernel<DH, BN, QWG, QMB, false>, smem_q);
+        allow_smem((const void *)wg_dq_kernel<DH, BN, QWG, QMB, true>, smem_q);
+        done = 1;
+    }
+    auto kernel = d->kv_len ? wg_dq_kernel<DH, BN, QWG, QMB, true>
+                            : wg_dq_kernel<DH, BN, QWG, QMB, false>;
+    kernel<<<dim3(cdiv(d->T, BM), d->B * d->NH), 128 * QWG, smem_q>>>(
+        dqkv, dout, qkv, lse, Di, d->kv_len, d->T, d->NH * DH, d->NH, d->causal, d->scale,
+        d->scale * LOG2E);
     cudaCheckLaunch();
 }
 
-extern "C" void attn_flash_wgmma_cuda_forward_bf16(float *out_, float *lse, const float *qkv_,
-                                                   int B, int T, int C, int NH, int causal) {
-    PB_ASSERT(attn_flash_mma_cuda_supports(C, NH) && T > 0 && B * NH <= 65535 && C % 8 == 0);
-    bf16 *out = (bf16 *)out_;
-    const bf16 *qkv = (const bf16 *)qkv_;
-    if (C / NH == 64) wg_forward<64>(out, lse, qkv, B, T, C, NH, causal);
-    else wg_forward<128>(out, lse, qkv, B, T, C, NH, causal);
+extern "C" void attn_wgmma_cuda_forward(float *out, float *lse, const float *qkv,
+                                        const pb_attn_desc *d) {
+    PB_ASSERT(!attn_wgmma_cuda_supports(d));
+    if (d->D == 64) wg_forward<64>((bf16 *)out, lse, (const bf16 *)qkv, d);
+    else wg_forward<128>((bf16 *)out, lse, (const bf16 *)qkv, d);
 }
 
-extern "C" void attn_flash_wgmma_cuda_backward_bf16(float *dqkv_, const float *dout_,
-                                                    const float *out_, const float *lse,
-                                                    const float *qkv_, int B, int T, int C,
-                                                    int NH, int causal) {
-    PB_ASSERT(attn_flash_mma_cuda_supports(C, NH) && T > 0 && B * NH <= 65535 && C % 8 == 0);
+extern "C" void attn_wgmma_cuda_backward(float *dqkv_, const float *dout_, const float *out,
+                                         const float *lse, const float *qkv_,
+                                         const pb_attn_desc *d) {
+    PB_ASSERT(!attn_wgmma_cuda_supports(d));
     bf16 *dqkv = (bf16 *)dqkv_;
     const bf16 *dout = (const bf16 *)dout_, *qkv = (const bf16 *)qkv_;
-    const float *Di = attn_flash_mma_cuda_di_bf16(dout_, out_, B, T, C, NH);
-    if (C / NH == 64) wg_backward<64>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal);
-    else wg_backward<128>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal);
+    const float *Di = attn_cuda_di(dout_, out, d, PB_DTYPE_BF16);
+    if (d->D == 64) wg_backward<64>(dqkv, dout, qkv, lse, Di, d);
+    else wg_backward<128>(dqkv, dout, qkv, lse, Di, d);
 }

@@ -102,7 +102,68 @@ int cuda_matmul_gelu_forward_bf16(float *out, float *pre, const float *inp, cons
                                   const float *bias, int N, int IC, int OC);
 int cuda_matmul_dgelu_bf16(float *dpre, const float *dout, const float *weight, const float *pre,
                            int N, int IC, int OC);
-// dst (C, fp32) += column sums of x (N,C), deterministic (ops_cuda.cu; used for dbias too).
+// dst (C, fp32) += column sums of x (N,C), deterministic (layernorm.cu; used for dbias too).
 template <typename T> void cuda_colsum_accumulate(float *dst, const T *x, int N, int C);
+
+// --- the rest of the op tables (ops_cuda.cu lists them), file by file, with the shapes and
+// contracts of kernels/ops.h. Templates on the activation type A (float or bf16) take the
+// table's float pointers and cast them; each file instantiates both with CUDA_INSTANCES.
+#define CUDA_INSTANCES(fn)                                                                     \
+    template decltype(fn<float>) fn<float>;                                                    \
+    template decltype(fn<bf16>) fn<bf16>;
+
+// device.cu: device 0, cuBLASLt and the TF32 switch, once; exits when no GPU can be used
+void cuda_init(void);
+void *cuda_alloc(size_t bytes);
+void cuda_free(void *p);
+void cuda_upload(void *dst, const void *src, size_t bytes);
+void cuda_download(void *dst, const void *src, size_t bytes);
+void cuda_zero(void *p, size_t bytes);
+// encoder.cu
+template <typename A>
+void cuda_encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe,
+                          int B, int T, int C);
+template <typename A>
+void cuda_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp,
+                           int B, int T, int C);
+// layernorm.cu
+template <typename A>
+void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+                            const float *weight, const float *bias, int N, int C, float eps);
+template <typename A>
+void cuda_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout,
+                             const float *inp, const float *weight, const float *mean,
+                             const float *rstd, int N, int C);
+template <typename A>
+void cuda_residual_layernorm_forward(float *res, float *out, float *mean, float *rstd,
+                                     const float *a, const float *b, const float *weight,
+                                     const float *bias, int N, int C, float eps);
+// elementwise.cu
+template <typename A>
+void cuda_gelu_forward(float *out, const float *inp, size_t n, pb_gelu kind);
+template <typename A>
+void cuda_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n,
+                        pb_gelu kind);
+template <typename A> void cuda_residual_forward(float *out, const float *a, const float *b, size_t n);
+void cuda_scale(float *x, float s, size_t n);
+void cuda_params_to_bf16(float *dst, const float *src, size_t n, uint64_t seed);
+void cuda_matmul_gelu_forward_bf16_op(float *out, float *pre, const float *inp,
+                                      const float *weight, const float *bias, int N, int IC,
+                                      int OC);
+void cuda_matmul_backward_gelu_bf16_op(float *dpre, float *dweight, float *dbias,
+                                       const float *dout, const float *inp, const float *weight,
+                                       const float *pre, int N, int IC, int OC);
+// crossentropy.cu
+template <typename A>
+void cuda_crossentropy_forward(float *losses, const float *logits, const int32_t *targets,
+                               int N, int V, int Vp);
+template <typename A>
+void cuda_crossentropy_backward(float *dlogits, const float *logits, const int32_t *targets,
+                                float dloss, int N, int V, int Vp);
+// optimizer.cu
+void cuda_adamw_update(float *param, const float *grad, float *m, float *v, const size_t *ends,
+                       const float *wd, int nseg, float lr, float beta1, float beta2, float eps,
+                       int t);
+double cuda_sumsq(const float *x, size_t n);
 
 #endif

@@ -28,12 +28,12 @@ static double median(double *x, int n) {
 // The syncs add a launch gap per call (~10 us), so the sum exceeds a plain step's time.
 
 enum { P_ENC_F, P_ENC_B, P_LN_F, P_LN_B, P_MM_F, P_MM_B, P_ATT_F, P_ATT_B, P_GELU_F, P_GELU_B,
-       P_RES_F, P_RES_B, P_CE_F, P_CE_B, P_ADAMW, P_SUMSQ, P_SCALE, P_MEM, P_MMG_F, P_MMG_B,
+       P_RES_F, P_CE_F, P_CE_B, P_ADAMW, P_SUMSQ, P_SCALE, P_MEM, P_MMG_F, P_MMG_B,
        P_P2A, P_RES_LN, P_COUNT };
 static const char *P_NAMES[P_COUNT] = {
     "encoder_forward", "encoder_backward", "layernorm_forward", "layernorm_backward",
     "matmul_forward", "matmul_backward", "attention_forward", "attention_backward",
-    "gelu_forward", "gelu_backward", "residual_forward", "residual_backward",
+    "gelu_forward", "gelu_backward", "residual_forward",
     "crossentropy_forward", "crossentropy_backward", "adamw_update", "sumsq", "scale",
     "zero/upload/download", "matmul_gelu_forward", "matmul_backward_gelu", "params_to_act",
     "residual_layernorm_forward"};
@@ -64,8 +64,8 @@ PROF_VOID(P_ENC_B, encoder_backward,
           (a, b, d, i, B, T, C))
 PROF_VOID(P_LN_F, layernorm_forward,
           (float *o, float *m, float *r, const float *x, const float *w, const float *b, int N,
-           int C),
-          (o, m, r, x, w, b, N, C))
+           int C, float eps),
+          (o, m, r, x, w, b, N, C, eps))
 PROF_VOID(P_LN_B, layernorm_backward,
           (float *dx, float *dw, float *db, const float *g, const float *x, const float *w,
            const float *m, const float *r, int N, int C),
@@ -77,20 +77,11 @@ PROF_VOID(P_MM_B, matmul_backward,
           (float *dx, float *dw, float *db, const float *g, const float *x, const float *w, int N,
            int IC, int OC),
           (dx, dw, db, g, x, w, N, IC, OC))
-PROF_VOID(P_ATT_F, attention_forward,
-          (float *o, float *l, const float *q, int B, int T, int C, int NH, int c),
-          (o, l, q, B, T, C, NH, c))
-PROF_VOID(P_ATT_B, attention_backward,
-          (float *d, const float *g, const float *o, const float *l, const float *q, int B, int T,
-           int C, int NH, int c),
-          (d, g, o, l, q, B, T, C, NH, c))
-PROF_VOID(P_GELU_F, gelu_forward, (float *o, const float *x, size_t n), (o, x, n))
-PROF_VOID(P_GELU_B, gelu_backward, (float *d, const float *x, const float *g, size_t n),
-          (d, x, g, n))
+PROF_VOID(P_GELU_F, gelu_forward, (float *o, const float *x, size_t n, pb_gelu k), (o, x, n, k))
+PROF_VOID(P_GELU_B, gelu_backward,
+          (float *d, const float *x, const float *g, size_t n, pb_gelu k), (d, x, g, n, k))
 PROF_VOID(P_RES_F, residual_forward, (float *o, const float *a, const float *b, size_t n),
           (o, a, b, n))
-PROF_VOID(P_RES_B, residual_backward, (float *a, float *b, const float *g, size_t n),
-          (a, b, g, n))
 PROF_VOID(P_CE_F, crossentropy_forward,
           (float *l, const float *x, const int32_t *t, int N, int V, int Vp), (l, x, t, N, V, Vp))
 PROF_VOID(P_CE_B, crossentropy_backward,
@@ -111,8 +102,8 @@ PROF_VOID(P_MMG_B, matmul_backward_gelu,
           (dp, dw, db, g, x, w, p, N, IC, OC))
 PROF_VOID(P_RES_LN, residual_layernorm_forward,
           (float *r, float *o, float *m, float *s, const float *a, const float *b,
-           const float *w, const float *bias, int N, int C),
-          (r, o, m, s, a, b, w, bias, N, C))
+           const float *w, const float *bias, int N, int C, float eps),
+          (r, o, m, s, a, b, w, bias, N, C, eps))
 PROF_VOID(P_P2A, params_to_act, (float *d, const float *s, size_t n, uint64_t seed),
           (d, s, n, seed))
 PROF_VOID(P_MEM, zero, (void *p, size_t n), (p, n))
@@ -124,16 +115,38 @@ static double prof_sumsq(const float *x, size_t n) {
     return r;
 }
 
+// attention: the table's first implementation (the one "auto" picks for GPT-2's D = 64),
+// timed; the others as they are
+static const pb_attn_impl *g_attn_base;
+static void prof_attention_forward(float *o, float *l, const float *q, const pb_attn_desc *d) {
+    double t0 = prof_t0();
+    g_attn_base->forward(o, l, q, d);
+    prof_t1(P_ATT_F, t0);
+}
+static void prof_attention_backward(float *dq, const float *g, const float *o, const float *l,
+                                    const float *q, const pb_attn_desc *d) {
+    double t0 = prof_t0();
+    g_attn_base->backward(dq, g, o, l, q, d);
+    prof_t1(P_ATT_B, t0);
+}
+
 static const pb_ops *profiled(const pb_ops *base) {
     static pb_ops p;
+    static pb_attn_impl attn;
+    static const pb_attn_impl *list[8];
     g_base = base;
     p = *base;
+    g_attn_base = base->attention[0];
+    attn = *g_attn_base;
+    attn.forward = prof_attention_forward, attn.backward = prof_attention_backward;
+    list[0] = &attn;
+    for (int i = 1; i < 7 && base->attention[i - 1]; i++) list[i] = base->attention[i];
+    p.attention = list;
     p.encoder_forward = prof_encoder_forward, p.encoder_backward = prof_encoder_backward;
     p.layernorm_forward = prof_layernorm_forward, p.layernorm_backward = prof_layernorm_backward;
     p.matmul_forward = prof_matmul_forward, p.matmul_backward = prof_matmul_backward;
-    p.attention_forward = prof_attention_forward, p.attention_backward = prof_attention_backward;
     p.gelu_forward = prof_gelu_forward, p.gelu_backward = prof_gelu_backward;
-    p.residual_forward = prof_residual_forward, p.residual_backward = prof_residual_backward;
+    p.residual_forward = prof_residual_forward;
     p.crossentropy_forward = prof_crossentropy_forward;
     p.crossentropy_backward = prof_crossentropy_backward;
     p.adamw_update = prof_adamw_update, p.sumsq = prof_sumsq, p.scale = prof_scale;
@@ -176,15 +189,10 @@ static double step_flops_per_token(const gpt2_config *c, int T) {
 // whatever the mode, as llm.c and PyTorch report it.
 #define PEAK_BF16_TFLOPS 989.4
 
-// ops: the fp32 table (mode fp32, tf32, tf32+bf16 attn) or the bf16 mixed-precision one
-static void bench_gpt2(const pb_ops *ops, int B, int T, int steps, int tf32, int attn_bf16,
-                       int profile) {
-    const char *mode = ops->act_dtype == PB_DTYPE_BF16 ? "bf16 mixed"
-                       : attn_bf16                     ? "tf32+bf16 attn"
-                       : tf32                          ? "tf32"
-                                                       : "fp32";
+// ops: the fp32 table (mode fp32 or tf32) or the bf16 mixed-precision one
+static void bench_gpt2(const pb_ops *ops, int B, int T, int steps, int tf32, int profile) {
+    const char *mode = ops->act_dtype == PB_DTYPE_BF16 ? "bf16 mixed" : tf32 ? "tf32" : "fp32";
     pb_cuda_set_tf32(tf32);
-    pb_cuda_set_attention_bf16(attn_bf16);
     if (profile) ops = profiled(ops);
     gpt2_config cfg = {12, 12, 768, 1024, 50257, 0, "auto"};
     gpt2 m;
@@ -237,7 +245,6 @@ static void bench_gpt2(const pb_ops *ops, int B, int T, int steps, int tf32, int
     gpt2_free(&m);
     free(inp), free(tgt), free(tf), free(tb), free(to), free(tall);
     pb_cuda_set_tf32(0);
-    pb_cuda_set_attention_bf16(0);
 }
 
 // ----------------------------------------------------------------------------
@@ -314,28 +321,29 @@ static void bench_matmuls(const pb_ops *ops, int N) {
 // ----------------------------------------------------------------------------
 // attention
 
-typedef void (*attn_fwd_fn)(float *, float *, const float *, int, int, int, int, int);
-typedef void (*attn_bwd_fn)(float *, const float *, const float *, const float *, const float *,
-                            int, int, int, int, int);
-
-static void bench_attention(const pb_ops *ops, const char *name, attn_fwd_fn fwd,
-                            attn_bwd_fn bwd, int D, int T, int causal, int iters, float *qkv,
+// kv_len: NULL (dense) or (B) key lengths in device memory; the FLOPs counted are the dense
+// problem's either way, so a masked row's skipped work shows as time, and as TFLOP/s above
+// the dense row's.
+static void bench_attention(const pb_ops *ops, const char *name, const pb_attn_impl *im, int D,
+                            int T, int causal, const int32_t *kv_len, int iters, float *qkv,
                             float *dout, float *out, float *lse, float *dqkv, int tokens,
                             int hidden) {
     int B = tokens / T, NH = hidden / D, C = hidden;
+    pb_attn_desc desc = {B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, kv_len, NULL};
+    if (im->supports(&desc)) return;
     double fl = 4.0 * B * NH * (double)T * T * D / (causal ? 2.0 : 1.0);
     double *t1 = pb_malloc(sizeof(double) * iters), *t2 = pb_malloc(sizeof(double) * iters);
     for (int i = -1; i < iters; i++) {
         pb_cuda_sync();
         double a = pb_now();
-        fwd(out, lse, qkv, B, T, C, NH, causal);
+        im->forward(out, lse, qkv, &desc);
         pb_cuda_sync();
         double b = pb_now();
         ops->zero(dqkv, (size_t)B * T * 3 * C * sizeof(float));
         pb_cuda_sync();
         double c = pb_now();
-        fwd(out, lse, qkv, B, T, C, NH, causal);
-        bwd(dqkv, dout, out, lse, qkv, B, T, C, NH, causal);
+        im->forward(out, lse, qkv, &desc);
+        im->backward(dqkv, dout, out, lse, qkv, &desc);
         pb_cuda_sync();
         double d = pb_now();
         if (i >= 0) t1[i] = b - a, t2[i] = d - c;
@@ -349,8 +357,8 @@ static void bench_attention(const pb_ops *ops, const char *name, attn_fwd_fn fwd
 
 int main(int argc, char **argv) {
     int steps = 10, iters = 5, do_gpt2 = 1, do_attn = 1, batch = 16, profile = 0, all = 0;
-    int wgmma_only = 0;  // --wgmma-only: only the bf16-wgmma rows (the default bf16 kernels)
-    int io_only = 0;  // --io-only: only the bf16-io attention rows (the mixed-precision table's)
+    int wgmma_only = 0;  // --wgmma-only: only the bf16-wgmma rows (the bf16 table's first)
+    int masked = 0;      // --masked: also rows with half of every row's keys padded (kv_len)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--steps") == 0 && i + 1 < argc) steps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--iters") == 0 && i + 1 < argc) iters = atoi(argv[++i]);
@@ -359,10 +367,10 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--profile") == 0) profile = 1;
         else if (strcmp(argv[i], "--all-modes") == 0) all = 1;
         else if (strcmp(argv[i], "--no-attention") == 0) do_attn = 0;
-        else if (strcmp(argv[i], "--io-only") == 0) io_only = 1;
-        else if (strcmp(argv[i], "--wgmma-only") == 0) io_only = wgmma_only = 1;
+        else if (strcmp(argv[i], "--wgmma-only") == 0) wgmma_only = 1;
+        else if (strcmp(argv[i], "--masked") == 0) masked = 1;
         else pb_die(PB_EXIT_USAGE, "bench_cuda: unknown option '%s' (--steps N --iters N "
-                    "--batch B --no-gpt2 --no-attention --io-only --wgmma-only --profile "
+                    "--batch B --no-gpt2 --no-attention --wgmma-only --masked --profile "
                     "--all-modes)", argv[i]);
     }
     if (steps < 1 || iters < 1 || batch < 1) pb_die(PB_EXIT_USAGE, "bench_cuda: counts must be >= 1");
@@ -380,14 +388,13 @@ int main(int argc, char **argv) {
         printf("|-----------|----------------|----|------|----------|----------|--------|--------|--------|---------|-------|---------|------|\n");
         // fp32 and tf32 alone (--all-modes) are the slow parity modes: 4 s and 2 s a row
         if (all) {
-            bench_gpt2(ops, batch, 1024, steps, 0, 0, 0);
-            bench_gpt2(ops, batch, 1024, steps, 1, 0, 0);
+            bench_gpt2(ops, batch, 1024, steps, 0, 0);
+            bench_gpt2(ops, batch, 1024, steps, 1, 0);
         }
-        bench_gpt2(ops, batch, 1024, steps, 1, 1, 0);
-        bench_gpt2(ops16, batch, 1024, steps, 0, 0, 0);
-        bench_gpt2(ops16, 2 * batch, 1024, steps, 0, 0, 0);
+        bench_gpt2(ops16, batch, 1024, steps, 0, 0);
+        bench_gpt2(ops16, 2 * batch, 1024, steps, 0, 0);
         if (profile) {
-            bench_gpt2(ops16, batch, 1024, 3, 0, 0, 1);
+            bench_gpt2(ops16, batch, 1024, 3, 0, 1);
             if (all) bench_matmuls(ops, batch * 1024);
         }
     }
@@ -417,36 +424,42 @@ int main(int argc, char **argv) {
         ops->upload(dout16, hb, n1 * 2);
         free(h);
         free(hb);
+        // kv_len = T/2 for every batch row (the most rows: T = 1024), for the masked rows
+        int32_t *kvh = pb_malloc((size_t)tokens / 1024 * 4), *kv = ops->alloc((size_t)tokens / 1024 * 4);
         printf("\n## Attention, %d tokens, hidden %d, median of %d; FLOPs fwd 4BHT^2D (/2 "
-               "causal), fwd+bwd 3.5x. fp32 = CUDA cores, exact; bf16-mma = mma.sync on fp32 tensors; "
-               "bf16-io = mma.sync, bf16-wgmma = Hopper wgmma, both on bf16 tensors\n\n",
-               tokens, hidden, iters);
+               "causal), fwd+bwd 3.5x. fp32 = flash on fp32 tensors (CUDA cores, exact); "
+               "bf16-wgmma = Hopper wgmma, bf16-flash = flash on bf16 tensors; -pad: kv_len = T/2 "
+               "in every row (dense FLOPs counted)\n\n", tokens, hidden, iters);
         printf("| kernel     |   D |     T |  B |  NH | causal |   fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |\n");
         printf("|------------|-----|-------|----|-----|--------|----------|-------------|------------|-----------------|\n");
-        // The fp32 kernel stops at 4K: at 16K it would take seconds per row.
+        // The CUDA-core kernels stop at 4K: at 16K they would take seconds per row.
         int Ds[2] = {64, 128}, Ts[3] = {1024, 4096, 16384};
-        for (int k = 0; k < 2; k++)
-            for (int a = 0; a < 2; a++)
-                for (int b = 0; b < (k ? 3 : 2); b++)
-                    for (int c = 1; c >= 0; c--)
-                        if ((all || k) && !io_only)
-                            bench_attention(ops, k ? "bf16-mma" : "fp32",
-                                            k ? attn_flash_mma_cuda_forward : attn_flash_cuda_forward,
-                                            k ? attn_flash_mma_cuda_backward : attn_flash_cuda_backward,
-                                            Ds[a], Ts[b], c, iters, qkv, dout, out, lse, dqkv,
-                                            tokens, hidden);
-        // bf16 tensors end to end (the mixed-precision table's attention)
         for (int a = 0; a < 2; a++)
             for (int b = 0; b < 3; b++)
-                for (int c = 1; c >= 0; c--)
-                    for (int w = wgmma_only; w < 2; w++)
-                        bench_attention(ops, w ? "bf16-wgmma" : "bf16-io",
-                                        w ? attn_flash_wgmma_cuda_forward_bf16
-                                          : attn_flash_mma_cuda_forward_bf16,
-                                        w ? attn_flash_wgmma_cuda_backward_bf16
-                                          : attn_flash_mma_cuda_backward_bf16,
-                                        Ds[a], Ts[b], c, iters, qkv16, dout16, out16, lse,
-                                        dqkv16, tokens, hidden);
+                for (int c = 1; c >= 0; c--) {
+                    int T = Ts[b], B = tokens / T;
+                    // the CUDA-core rows: T <= 4096 with --all-modes, T = 1024 with --masked
+                    int slow = !wgmma_only && ((all && b < 2) || (masked && b == 0));
+                    for (int i = 0; i < B; i++) kvh[i] = T / 2;
+                    ops->upload(kv, kvh, (size_t)B * 4);
+                    if (slow)
+                        bench_attention(ops, "fp32", &attn_cuda_flash, Ds[a], T, c, NULL, iters,
+                                        qkv, dout, out, lse, dqkv, tokens, hidden);
+                    bench_attention(ops, "bf16-wgmma", &attn_cuda_wgmma, Ds[a], T, c, NULL, iters,
+                                    qkv16, dout16, out16, lse, dqkv16, tokens, hidden);
+                    if (masked)
+                        bench_attention(ops, "wgmma-pad", &attn_cuda_wgmma, Ds[a], T, c, kv,
+                                        iters, qkv16, dout16, out16, lse, dqkv16, tokens, hidden);
+                    if (slow)
+                        bench_attention(ops, "bf16-flash", &attn_cuda_flash_bf16, Ds[a], T, c,
+                                        NULL, iters, qkv16, dout16, out16, lse, dqkv16, tokens,
+                                        hidden);
+                    if (slow && masked)
+                        bench_attention(ops, "flash-pad", &attn_cuda_flash_bf16, Ds[a], T, c, kv,
+                                        iters, qkv16, dout16, out16, lse, dqkv16, tokens, hidden);
+                }
+        free(kvh);
+        ops->free(kv);
         ops->free(qkv), ops->free(dqkv), ops->free(dout), ops->free(out), ops->free(lse);
         ops->free(qkv16), ops->free(dqkv16), ops->free(dout16), ops->free(out16);
     }

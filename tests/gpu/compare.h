@@ -47,7 +47,7 @@ static double expect_close(const char *what, const float *got, const float *ref,
 }
 
 // The whole-model tests' shape and batch: the same init runs on the GPU and the CPU.
-static const gpt2_config TINY = {2, 2, 128, 96, 1000, 0};  // L, NH, C (D = 64), maxT, V
+static const gpt2_config TINY = {2, 2, 128, 96, 1000, 0, "auto"};  // L, NH, C (D = 64), maxT, V
 #define TB 3
 #define TT 80  // not a multiple of the 64-row attention tile
 
@@ -59,6 +59,99 @@ static void tiny_batch(int32_t *inp, int32_t *tgt, uint64_t seed) {
         inp[i] = (int32_t)(pb_rng_u64(&r) % 1000);
         tgt[i] = i % 31 == 7 ? -1 : (int32_t)(pb_rng_u64(&r) % 1000);
     }
+}
+
+// --- attention with key-padding masks, in double: the reference of the masked GPU tests
+// (independent of every kernel; the CPU backend's naive attention runs no masks yet).
+// qkv (B,T,3C), out (B,T,C), lse (B,NH,T); key j visible to query i iff (!causal || j <= i)
+// && j < kv_len[b]. With dout != NULL also dqkv (B,T,3C) += the gradient, summed in double
+// and added once (a float running sum on top of dqkv's start would round the increments).
+static void ref_attention(float *out, float *lse, float *dqkv, const float *dout,
+                          const float *qkv, int B, int T, int NH, int D, float scale, int causal,
+                          const int32_t *kv_len) {
+    int C = NH * D;
+    size_t C3 = 3 * (size_t)C;
+    double *p = pb_malloc((size_t)T * sizeof(double)), *dp = pb_malloc((size_t)T * sizeof(double));
+    size_t n3 = (size_t)B * T * C3;
+    double *acc = dout ? calloc(n3, sizeof(double)) : NULL;
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int i = 0; i < T; i++) {
+                const float *q = qkv + ((size_t)b * T + i) * C3 + (size_t)h * D;
+                int n = causal ? i + 1 : T;
+                if (kv_len[b] < n) n = kv_len[b];
+                double m = -INFINITY, l = 0.0;
+                for (int j = 0; j < n; j++) {
+                    const float *k = qkv + ((size_t)b * T + j) * C3 + C + (size_t)h * D;
+                    double s = 0.0;
+                    for (int d = 0; d < D; d++) s += (double)q[d] * k[d];
+                    p[j] = s * scale;
+                    if (p[j] > m) m = p[j];
+                }
+                for (int j = 0; j < n; j++) l += (p[j] = exp(p[j] - m));
+                float *o = out + ((size_t)b * T + i) * C + (size_t)h * D;
+                for (int d = 0; d < D; d++) {
+                    double acc = 0.0;
+                    for (int j = 0; j < n; j++)
+                        acc += p[j] / l * qkv[((size_t)b * T + j) * C3 + 2 * C + (size_t)h * D + d];
+                    o[d] = (float)acc;
+                }
+                lse[((size_t)b * NH + h) * T + i] = (float)(m + log(l));
+                if (!dout) continue;
+                const float *g = dout + ((size_t)b * T + i) * C + (size_t)h * D;
+                double di = 0.0;
+                for (int j = 0; j < n; j++) {
+                    const float *v = qkv + ((size_t)b * T + j) * C3 + 2 * C + (size_t)h * D;
+                    double s = 0.0;
+                    for (int d = 0; d < D; d++) s += (double)g[d] * v[d];
+                    p[j] /= l;
+                    dp[j] = s;
+                    di += p[j] * s;
+                }
+                double *dq = acc + ((size_t)b * T + i) * C3 + (size_t)h * D;
+                for (int j = 0; j < n; j++) {
+                    double ds = p[j] * (dp[j] - di);
+                    const float *k = qkv + ((size_t)b * T + j) * C3 + C + (size_t)h * D;
+                    double *dk = acc + ((size_t)b * T + j) * C3 + C + (size_t)h * D, *dv = dk + C;
+                    for (int d = 0; d < D; d++) {
+                        dq[d] += scale * ds * k[d];
+                        dk[d] += scale * ds * q[d];
+                        dv[d] += p[j] * g[d];
+                    }
+                }
+            }
+    if (acc)
+        for (size_t i = 0; i < n3; i++) dqkv[i] += (float)acc[i];
+    free(acc);
+    free(p);
+    free(dp);
+}
+
+// kv_len patterns of the masked tests: every key, one key, ragged (full, most, a tile and a
+// bit, a few), for B rows of T keys
+enum { KV_FULL, KV_ONE, KV_RAGGED };
+static const char *const KV_NAMES[] = {"full", "one", "ragged"};
+static void kv_pattern(int32_t *kv, int B, int T, int pattern) {
+    for (int b = 0; b < B; b++) {
+        int r[4] = {T, T - T / 3, 65, 7};
+        kv[b] = pattern == KV_FULL ? T : pattern == KV_ONE ? 1 : r[b % 4];
+        if (kv[b] > T) kv[b] = T;
+        if (kv[b] < 1) kv[b] = 1;
+    }
+}
+
+// Asserts that the rows j >= kv_len[b] of the K and V parts of dqkv (B,T,3C), downloaded
+// as h, kept their start h0 bit for bit (padding keys get no gradient: += 0 or nothing).
+static void expect_padding_untouched(const char *what, const float *h, const float *h0,
+                                     const int32_t *kv, int B, int T, int C) {
+    size_t bad = 0;
+    for (int b = 0; b < B; b++)
+        for (int j = kv[b]; j < T; j++)
+            for (int c = C; c < 3 * C; c++) {
+                size_t i = ((size_t)b * T + j) * 3 * C + c;
+                bad += memcmp(&h[i], &h0[i], sizeof(float)) != 0;
+            }
+    cr_expect(bad == 0, "%s: %zu dK/dV elements of padding keys changed", what, bad);
 }
 
 #endif

@@ -25,7 +25,7 @@ if [ ! -x build/tests/gpu/test_cuda_ops ] || [ ! -x build/tests/gpu/bench_cuda ]
     echo "make failed (see build.log); building the GPU suites from their own sources" | tee -a "$OUT/build.log"
     grep -E "error|Error" "$OUT/build.log" | head -20
     mkdir -p build/gpu-only
-    SRC="kernels/common.c kernels/cpu/ops_cpu.c kernels/cpu/matmul.c kernels/attention/naive.c
+    SRC="kernels/common.c kernels/ops.c kernels/cpu/ops_cpu.c kernels/cpu/matmul.c kernels/attention/naive.c
          kernels/attention/flash.c model/gpt2.c train/optim.c"
     objs=""
     for f in $SRC; do

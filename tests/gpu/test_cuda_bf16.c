@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "kernels/attention/attention.h"
+#include "kernels/attention/flash_cuda.h"
 #include "kernels/common.h"
 #include "kernels/cuda/cuda.h"
 #include "model/gpt2.h"
@@ -42,7 +43,7 @@ static const pb_ops *H;  // CPU, the reference
 static void setup(void) {
     cr_assert(pb_cuda_available(), "make test-gpu needs a GPU: %s", pb_cuda_unavailable_reason());
     G = pb_ops_cuda_bf16();
-    H = pb_ops_cpu(PB_ATTN_NAIVE);
+    H = pb_ops_cpu();
     cr_assert(G->act_dtype == PB_DTYPE_BF16 && pb_act_bytes(G) == 2);
 }
 
@@ -157,11 +158,11 @@ static void check_layernorm(int N, int C) {
     float *x = rand_bf(NC, 2.0f), *w = rand_bf(C, 1.0f), *b = rand_bf(C, 1.0f);
     for (size_t i = 0; i < NC; i++) x[i] = bf2f(f2bf(x[i] + 0.5f));  // a non-zero mean
     float *out = pb_malloc(NC * 4), *mean = pb_malloc(N * 4), *rstd = pb_malloc(N * 4);
-    H->layernorm_forward(out, mean, rstd, x, w, b, N, C);
+    H->layernorm_forward(out, mean, rstd, x, w, b, N, C, 1e-5f);
     float *dx = gpu_bf(x, NC), *dw = gpu_bf(w, C), *db = gpu_bf(b, C);
     float *dout = G->alloc(NC * 2), *dmean = G->alloc(N * 4), *drstd = G->alloc(N * 4);
     poison_bf(dout, NC);
-    G->layernorm_forward(dout, dmean, drstd, dx, dw, db, N, C);
+    G->layernorm_forward(dout, dmean, drstd, dx, dw, db, N, C, 1e-5f);
     snprintf(what, sizeof what, "layernorm_forward out N%d C%d", N, C);
     expect_dev(what, dout, 1, out, NULL, NC, 1e-2);
     snprintf(what, sizeof what, "layernorm_forward mean, rstd (fp32) N%d C%d", N, C);
@@ -204,7 +205,7 @@ static void check_residual_layernorm(int N, int C) {
     float *mean = pb_malloc(N * 4), *rstd = pb_malloc(N * 4);
     H->residual_forward(res, a, b, NC);
     for (size_t i = 0; i < NC; i++) res[i] = bf2f(f2bf(res[i]));  // the GPU's res is bf16
-    H->layernorm_forward(out, mean, rstd, res, w, bias, N, C);
+    H->layernorm_forward(out, mean, rstd, res, w, bias, N, C, 1e-5f);
     float *da = gpu_bf(a, NC), *db = gpu_bf(b, NC), *dw = gpu_bf(w, C), *dbias = gpu_bf(bias, C);
     float *g[2][4];  // [fused, two ops][res, out, mean, rstd]
     for (int k = 0; k < 2; k++) {
@@ -212,9 +213,10 @@ static void check_residual_layernorm(int N, int C) {
         g[k][2] = G->alloc(N * 4), g[k][3] = G->alloc(N * 4);
         poison_bf(g[k][0], NC), poison_bf(g[k][1], NC);
     }
-    G->residual_layernorm_forward(g[0][0], g[0][1], g[0][2], g[0][3], da, db, dw, dbias, N, C);
+    G->residual_layernorm_forward(g[0][0], g[0][1], g[0][2], g[0][3], da, db, dw, dbias, N, C,
+                                  1e-5f);
     G->residual_forward(g[1][0], da, db, NC);
-    G->layernorm_forward(g[1][1], g[1][2], g[1][3], g[1][0], dw, dbias, N, C);
+    G->layernorm_forward(g[1][1], g[1][2], g[1][3], g[1][0], dw, dbias, N, C, 1e-5f);
     snprintf(what, sizeof what, "residual_layernorm_forward res N%d C%d", N, C);
     expect_dev(what, g[0][0], 1, res, NULL, NC, 1e-2);
     snprintf(what, sizeof what, "residual_layernorm_forward out N%d C%d", N, C);
@@ -296,31 +298,26 @@ Test(bf16, elementwise) {
     float *ref = pb_malloc(n * 4);
     float *dx = gpu_bf(x, n), *dy = gpu_bf(y, n), *dg = gpu_bf(g, n), *dout = G->alloc(n * 2);
 
-    H->gelu_forward(ref, x, n);
-    poison_bf(dout, n);
-    G->gelu_forward(dout, dx, n);
-    expect_dev("gelu_forward", dout, 1, ref, NULL, n, 1e-2);
-
     float *acc = rand_bf(n, 1.0f), *acc0 = copy_host(acc, n);
-    float *dacc = gpu_bf(acc, n);
-    H->gelu_backward(acc, x, g, n);
-    G->gelu_backward(dacc, dx, dg, n);
-    expect_dev("gelu_backward", dacc, 1, acc, acc0, n, 1e-2);
+    for (int kind = PB_GELU_TANH; kind <= PB_GELU_ERF; kind++) {
+        H->gelu_forward(ref, x, n, (pb_gelu)kind);
+        poison_bf(dout, n);
+        G->gelu_forward(dout, dx, n, (pb_gelu)kind);
+        expect_dev(kind ? "gelu_forward erf" : "gelu_forward tanh", dout, 1, ref, NULL, n, 1e-2);
+        memcpy(acc, acc0, n * 4);
+        float *t = gpu_bf(acc0, n);
+        H->gelu_backward(acc, x, g, n, (pb_gelu)kind);
+        G->gelu_backward(t, dx, dg, n, (pb_gelu)kind);
+        expect_dev(kind ? "gelu_backward erf" : "gelu_backward tanh", t, 1, acc, acc0, n, 1e-2);
+        G->free(t);
+    }
 
     H->residual_forward(ref, x, y, n);
     poison_bf(dout, n);
     G->residual_forward(dout, dx, dy, n);
     expect_dev("residual_forward", dout, 1, ref, NULL, n, 1e-2);
-
-    float *a = rand_bf(n, 1.0f), *b = rand_bf(n, 1.0f), *a0 = copy_host(a, n), *b0 = copy_host(b, n);
-    float *da = gpu_bf(a, n), *db = gpu_bf(b, n);
-    H->residual_backward(a, b, g, n);
-    G->residual_backward(da, db, dg, n);
-    expect_dev("residual_backward da", da, 1, a, a0, n, 1e-2);
-    expect_dev("residual_backward db", db, 1, b, b0, n, 1e-2);
-    G->free(dx), G->free(dy), G->free(dg), G->free(dout), G->free(dacc), G->free(da), G->free(db);
-    free(x), free(y), free(g), free(ref), free(acc), free(acc0), free(a), free(b), free(a0),
-        free(b0);
+    G->free(dx), G->free(dy), G->free(dg), G->free(dout);
+    free(x), free(y), free(g), free(ref), free(acc), free(acc0);
 }
 
 Test(bf16, crossentropy) {
@@ -348,34 +345,72 @@ Test(bf16, crossentropy) {
     free(logits), free(tgt), free(loss), free(grad), free(h);
 }
 
-static void check_attention(int B, int T, int NH, int D, int causal) {
+static pb_attn_desc attn_desc(int B, int T, int NH, int D, int causal, const int32_t *kv_len) {
+    return (pb_attn_desc){B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, kv_len, NULL};
+}
+
+// One implementation of the bf16 table against a reference: the CPU naive attention (dense)
+// or ref_attention (compare.h, double) with key-padding masks of the given pattern (-1: none).
+static void check_attention_impl(const pb_attn_impl *im, int B, int T, int NH, int D,
+                                 int causal, int pattern) {
     int C = NH * D;
     size_t n3 = (size_t)B * T * 3 * C, n1 = (size_t)B * T * C, nl = (size_t)B * NH * T;
-    char what[128];
+    char what[160], tag[64];
+    int32_t *kv = pb_malloc((size_t)B * 4), *d_kv = NULL;
+    if (pattern >= 0) {
+        kv_pattern(kv, B, T, pattern);
+        d_kv = G->alloc((size_t)B * 4);
+        G->upload(d_kv, kv, (size_t)B * 4);
+    }
+    snprintf(tag, sizeof tag, "%s%s%s", im->name, pattern >= 0 ? " masked " : "",
+             pattern >= 0 ? KV_NAMES[pattern] : "");
+    pb_attn_desc d = attn_desc(B, T, NH, D, causal, d_kv);
+    cr_assert(!im->supports(&d), "%s: %s", im->name, im->supports(&d));
     float *qkv = rand_bf(n3, 1.0f), *out = pb_malloc(n1 * 4), *lse = pb_malloc(nl * 4);
-    attn_naive_forward(out, lse, qkv, B, T, C, NH, causal);
+    // dqkv starts small (the model starts it at 0): a bf16 accumulator of size 1 would round
+    // the increments (~3e-2 here) to its own ulp, 4e-3, and the test would measure that.
+    float *dout = rand_bf(n1, 1.0f), *dqkv = rand_bf(n3, 1e-3f), *dqkv0 = copy_host(dqkv, n3);
+    if (pattern >= 0) {
+        ref_attention(out, lse, dqkv, dout, qkv, B, T, NH, D, d.scale, causal, kv);
+    } else {
+        pb_attn_desc hd = attn_desc(B, T, NH, D, causal, NULL);
+        attn_naive_forward(out, lse, qkv, &hd);
+    }
     float *d_qkv = gpu_bf(qkv, n3), *d_out = G->alloc(n1 * 2), *d_lse = G->alloc(nl * 4);
     poison_bf(d_out, n1);
-    G->attention_forward(d_out, d_lse, d_qkv, B, T, C, NH, causal);
-    snprintf(what, sizeof what, "attention fwd out B%d T%-4d NH%d D%-3d causal%d", B, T, NH, D, causal);
+    im->forward(d_out, d_lse, d_qkv, &d);
+    snprintf(what, sizeof what, "attn %s fwd out B%d T%-4d NH%d D%-3d causal%d", tag, B, T, NH, D,
+             causal);
     expect_dev(what, d_out, 1, out, NULL, n1, 1e-2);
-    snprintf(what, sizeof what, "attention fwd lse B%d T%-4d NH%d D%-3d causal%d", B, T, NH, D, causal);
+    snprintf(what, sizeof what, "attn %s fwd lse B%d T%-4d NH%d D%-3d causal%d", tag, B, T, NH, D,
+             causal);
     expect_dev(what, d_lse, 0, lse, NULL, nl, 1e-2);
 
-    // the backward from the CPU's out (rounded: the GPU's out is bf16) and lse. dqkv starts
-    // small (the model starts it at 0): a bf16 accumulator of size 1 would round the
-    // increments (~3e-2 here) to its own ulp, 4e-3, and the test would measure that.
+    // the backward from the reference's out (rounded: the GPU's out is bf16) and lse
     for (size_t i = 0; i < n1; i++) out[i] = bf2f(f2bf(out[i]));
-    float *dout = rand_bf(n1, 1.0f), *dqkv = rand_bf(n3, 1e-3f), *dqkv0 = copy_host(dqkv, n3);
-    float *d_dout = gpu_bf(dout, n1), *d_dqkv = gpu_bf(dqkv, n3), *d_out2 = gpu_bf(out, n1);
+    float *d_dout = gpu_bf(dout, n1), *d_dqkv = gpu_bf(dqkv0, n3), *d_out2 = gpu_bf(out, n1);
     G->upload(d_lse, lse, nl * 4);
-    attn_naive_backward(dqkv, dout, out, lse, qkv, B, T, C, NH, causal);
-    G->attention_backward(d_dqkv, d_dout, d_out2, d_lse, d_qkv, B, T, C, NH, causal);
-    snprintf(what, sizeof what, "attention bwd dqkv B%d T%-4d NH%d D%-3d causal%d", B, T, NH, D, causal);
+    if (pattern < 0) {
+        pb_attn_desc hd = attn_desc(B, T, NH, D, causal, NULL);
+        attn_naive_backward(dqkv, dout, out, lse, qkv, &hd);
+    }
+    im->backward(d_dqkv, d_dout, d_out2, d_lse, d_qkv, &d);
+    snprintf(what, sizeof what, "attn %s bwd dqkv B%d T%-4d NH%d D%-3d causal%d", tag, B, T, NH, D,
+             causal);
     expect_dev(what, d_dqkv, 1, dqkv, dqkv0, n3, 1e-2);
+    if (pattern >= 0) {
+        float *h = host_bf(d_dqkv, n3);
+        expect_padding_untouched(what, h, dqkv0, kv, B, T, C);
+        free(h);
+        G->free(d_kv);
+    }
     G->free(d_qkv), G->free(d_out), G->free(d_lse), G->free(d_dout), G->free(d_dqkv),
         G->free(d_out2);
-    free(qkv), free(out), free(lse), free(dout), free(dqkv), free(dqkv0);
+    free(qkv), free(out), free(lse), free(dout), free(dqkv), free(dqkv0), free(kv);
+}
+
+static void check_attention(int B, int T, int NH, int D, int causal) {
+    check_attention_impl(&attn_cuda_wgmma, B, T, NH, D, causal, -1);
 }
 
 // T from 1 to past several tiles of every kernel, including lengths no tile divides, and past
@@ -397,14 +432,58 @@ static void attention_shapes(void) {
     check_attention(1, 2111, 1, 128, 1);
 }
 
-// The table's default kernels (Hopper wgmma, flash_wgmma_cuda.cu)
+// The table's first attention (Hopper wgmma, flash_wgmma_cuda.cu)
 Test(bf16, attention) { attention_shapes(); }
 
-// The mma.sync kernels (flash_mma_cuda.cu) the table ran before, kept for comparison
-Test(bf16, attention_mma) {
-    pb_cuda_set_attention_wgmma(0);
-    attention_shapes();
-    pb_cuda_set_attention_wgmma(1);
+// The table's second: the flash kernel on bf16 tensors, for every head dim up to 128
+Test(bf16, attention_flash) {
+    pb_rng_seed(&rng, 12);
+    int Ds[] = {16, 32, 64, 80, 128};
+    for (int i = 0; i < 5; i++) {
+        check_attention_impl(&attn_cuda_flash_bf16, 2, 130, 2, Ds[i], 1, -1);
+        check_attention_impl(&attn_cuda_flash_bf16, 1, 257, 3, Ds[i], 0, -1);
+    }
+    check_attention_impl(&attn_cuda_flash_bf16, 1, 1, 2, 32, 1, -1);
+}
+
+// Key-padding masks in both bf16 implementations: every pattern, causal and not, T no tile
+// divides, past WG_LONG
+Test(bf16, attention_masked) {
+    pb_rng_seed(&rng, 13);
+    for (int causal = 0; causal < 2; causal++)
+        for (int pat = 0; pat < 3; pat++) {
+            check_attention_impl(&attn_cuda_wgmma, 3, 200, 2, 64, causal, pat);
+            check_attention_impl(&attn_cuda_wgmma, 2, 1000, 1, 128, causal, pat);
+            int Ds[] = {16, 32, 64};
+            for (int i = 0; i < 3; i++)
+                check_attention_impl(&attn_cuda_flash_bf16, 3, 200, 2, Ds[i], causal, pat);
+            check_attention_impl(&attn_cuda_flash_bf16, 4, 1000, 1, 32, causal, pat);
+        }
+    check_attention_impl(&attn_cuda_wgmma, 2, 2111, 1, 64, 1, KV_RAGGED);
+    check_attention_impl(&attn_cuda_wgmma, 2, 2111, 1, 128, 0, KV_RAGGED);
+    check_attention_impl(&attn_cuda_flash_bf16, 2, 2111, 1, 16, 1, KV_RAGGED);
+}
+
+// pb_attn_choose on the bf16 table: wgmma for D 64 and 128, flash for the rest, and a named
+// wgmma on D = 32 refused with the head dim in the reason
+Test(bf16, attention_choose) {
+    char err[256] = "";
+    pb_attn_desc d = attn_desc(2, 64, 4, 32, 1, NULL);
+    cr_expect(attn_cuda_wgmma.supports(&d) != NULL);
+    cr_expect(strstr(attn_cuda_wgmma.supports(&d), "head dim 32") != NULL, "%s",
+              attn_cuda_wgmma.supports(&d));
+    cr_expect(pb_attn_choose(G, "wgmma", &d, err, sizeof err) == NULL);
+    cr_expect(strstr(err, "head dim 32") != NULL, "%s", err);
+    cr_expect(pb_attn_choose(G, "auto", &d, err, sizeof err) == &attn_cuda_flash_bf16);
+    cr_expect(pb_attn_choose(G, "flash", &d, err, sizeof err) == &attn_cuda_flash_bf16);
+    d.D = 64;
+    cr_expect(pb_attn_choose(G, "auto", &d, err, sizeof err) == &attn_cuda_wgmma);
+    d.D = 128;
+    cr_expect(pb_attn_choose(G, "", &d, err, sizeof err) == &attn_cuda_wgmma);
+    d.D = 160;
+    cr_expect(pb_attn_choose(G, "auto", &d, err, sizeof err) == NULL);
+    cr_expect(strstr(err, "head dim 160") != NULL, "%s", err);
+    cr_expect(G->attention_decode == NULL);
 }
 
 // The GELU fused into the products (cuBLASLt epilogues, or the fallback): the MLP's c_fc
@@ -417,7 +496,7 @@ Test(bf16, matmul_gelu_fused) {
     float *x = rand_bf(NC, 1.0f), *w = rand_bf((size_t)F * C, 0.05f), *b = rand_bf(F, 0.5f);
     float *pre = pb_malloc(NF * 4), *out = pb_malloc(NF * 4);
     H->matmul_forward(pre, x, w, b, N, C, F);
-    H->gelu_forward(out, pre, NF);
+    H->gelu_forward(out, pre, NF, PB_GELU_TANH);
     float *d_x = gpu_bf(x, NC), *d_w = gpu_bf(w, (size_t)F * C), *d_b = gpu_bf(b, F);
     float *d_pre = G->alloc(NF * 2), *d_out = G->alloc(NF * 2);
     poison_bf(d_pre, NF), poison_bf(d_out, NF);
@@ -435,7 +514,7 @@ Test(bf16, matmul_gelu_fused) {
     float *d_gw = gpu_f32(gw, (size_t)C * F), *d_gb = gpu_f32(gb, C);
     poison_bf(d_dpre, NF);  // overwritten, not accumulated
     H->matmul_backward(dact, gw, gb, g, hact, w2, N, F, C);
-    H->gelu_backward(dpre, hpre, dact, NF);
+    H->gelu_backward(dpre, hpre, dact, NF, PB_GELU_TANH);
     G->matmul_backward_gelu(d_dpre, d_gw, d_gb, d_g, d_out, d_w2, d_pre, N, F, C);
     expect_dev("matmul_backward_gelu dpre", d_dpre, 1, dpre, NULL, NF, 1e-2);
     expect_dev("matmul_backward_gelu dweight (fp32)", d_gw, 0, gw, gw0, (size_t)C * F, 1e-5);

@@ -1,5 +1,6 @@
 // test_cuda_ops.c: the CUDA backend against the CPU backend (GPU machine only: make test-gpu):
-// every op on random inputs, attention against the CPU naive attention, the whole GPT-2
+// every op on random inputs, attention against the CPU naive attention (and, with key-padding
+// masks, a double-precision reference), the whole GPT-2
 // (loss, every gradient, AdamW steps), and bit-for-bit determinism.
 //
 // Tolerances (relative L2 error ||gpu - cpu|| / ||cpu||, both sides fp32; TF32 stays off):
@@ -14,11 +15,6 @@
 //   1e-4  the whole model's gradients: 2 layers of the above composed, through LayerNorm's
 //         division by a standard deviation that amplifies relative error a few times.
 //   sumsq: 1e-12, double accumulation of squares that are exact in double.
-//   1e-2  bf16 tensor-core attention (opt-in path): Q, K, V, dO, P and dS are rounded to bf16
-//         (relative step 2^-8 = 3.9e-3; the error of one rounding averages about a quarter
-//         of that) and accumulated in fp32. Measured on an H200: 2.4e-3 out, 3.5e-3 lse, 2.6e-3
-//         backward, 8e-4 for the whole model's gradients; an indexing or masking bug gives
-//         errors of order 1.
 // Every output buffer is poisoned with NaN before a forward op, so an element the kernel
 // forgot to write fails the test; every backward starts from random gradients, checking +=,
 // and is compared on its increment (result - start), so the start does not dilute the error.
@@ -46,7 +42,7 @@ static const pb_ops *H;  // CPU, the reference
 static void setup(void) {
     cr_assert(pb_cuda_available(), "make test-gpu needs a GPU: %s", pb_cuda_unavailable_reason());
     G = pb_ops_cuda();
-    H = pb_ops_cpu(PB_ATTN_NAIVE);
+    H = pb_ops_cpu();
 }
 
 static pb_rng rng;
@@ -176,17 +172,17 @@ Test(cuda, encoder) {
 // ----------------------------------------------------------------------------
 // LayerNorm
 
-static void check_layernorm(int N, int C) {
+static void check_layernorm(int N, int C, float eps) {
     char what[96];
     size_t NC = (size_t)N * C;
     float *x = rand_host(NC, 2.0f), *w = rand_host(C, 1.0f), *b = rand_host(C, 1.0f);
     for (size_t i = 0; i < NC; i++) x[i] += 0.5f;  // a non-zero mean
     float *out = pb_malloc(NC * 4), *mean = pb_malloc(N * 4), *rstd = pb_malloc(N * 4);
-    H->layernorm_forward(out, mean, rstd, x, w, b, N, C);
+    H->layernorm_forward(out, mean, rstd, x, w, b, N, C, eps);
     float *dx = to_gpu(x, NC * 4), *dw = to_gpu(w, C * 4), *db = to_gpu(b, C * 4);
     float *dout = G->alloc(NC * 4), *dmean = G->alloc(N * 4), *drstd = G->alloc(N * 4);
     poison(dout, NC), poison(dmean, N), poison(drstd, N);
-    G->layernorm_forward(dout, dmean, drstd, dx, dw, db, N, C);
+    G->layernorm_forward(dout, dmean, drstd, dx, dw, db, N, C, eps);
     snprintf(what, sizeof what, "layernorm_forward out N%d C%d", N, C);
     expect_gpu_close(what, dout, out, NC, 1e-5);
     snprintf(what, sizeof what, "layernorm_forward mean N%d C%d", N, C);
@@ -220,11 +216,13 @@ static void check_layernorm(int N, int C) {
 
 Test(cuda, layernorm) {
     pb_rng_seed(&rng, 3);
-    check_layernorm(257, 768);
-    check_layernorm(4096, 768);  // the row count of a real micro-batch slice: 512 blocks
-    check_layernorm(33, 50);     // C % 4 != 0
-    check_layernorm(5, 2048);    // wider than 1024: the row streamed twice
-    check_layernorm(300, 1000);  // rows in registers, the last chunk partly past C
+    check_layernorm(257, 768, 1e-5f);
+    check_layernorm(4096, 768, 1e-5f);  // the row count of a real micro-batch slice: 512 blocks
+    check_layernorm(33, 50, 1e-5f);     // C % 4 != 0
+    check_layernorm(5, 2048, 1e-5f);    // wider than 1024: the row streamed twice
+    check_layernorm(300, 1000, 1e-5f);  // rows in registers, the last chunk partly past C
+    check_layernorm(64, 768, 1e-12f);   // BERT's eps
+    check_layernorm(33, 50, 1e-12f);
 }
 
 // ----------------------------------------------------------------------------
@@ -289,28 +287,29 @@ Test(cuda, elementwise) {
         float *dacc = to_gpu(acc, (n + 1) * 4), *dacc2 = to_gpu(acc2, (n + 1) * 4);
         float *dout = G->alloc((n + 1) * 4);
 
-        H->gelu_forward(out + off, x + off, n);
-        poison(dout, n + 1);
-        G->gelu_forward(dout + off, dx + off, n);
-        snprintf(what, sizeof what, "gelu_forward off%d", off);
-        float *h = from_gpu(dout, n + 1);
-        expect_close(what, h + off, out + off, n, 1e-6);
-        free(h);
+        float *h;
+        for (int kind = PB_GELU_TANH; kind <= PB_GELU_ERF; kind++) {
+            const char *kn = kind == PB_GELU_ERF ? "erf" : "tanh";
+            H->gelu_forward(out + off, x + off, n, (pb_gelu)kind);
+            poison(dout, n + 1);
+            G->gelu_forward(dout + off, dx + off, n, (pb_gelu)kind);
+            snprintf(what, sizeof what, "gelu_forward %s off%d", kn, off);
+            h = from_gpu(dout, n + 1);
+            expect_close(what, h + off, out + off, n, 1e-6);
+            free(h);
 
-        float *acc0 = copy_host(acc, n + 1), *acc20 = copy_host(acc2, n + 1);
-        H->gelu_backward(acc + off, x + off, g + off, n);
-        G->gelu_backward(dacc + off, dx + off, dg + off, n);
-        snprintf(what, sizeof what, "gelu_backward off%d", off);
-        h = from_gpu(dacc, n + 1);
-        for (size_t i = 0; i <= n; i++) h[i] -= acc0[i];
-        float *ref = copy_host(acc, n + 1);
-        for (size_t i = 0; i <= n; i++) ref[i] -= acc0[i];
-        expect_close(what, h + off, ref + off, n, 1e-6);
-        free(h), free(ref);
-        // the residual's gradients start from gelu's results: new starting points
-        free(acc0);
-        acc0 = copy_host(acc, n + 1);
-        G->upload(dacc, acc, (n + 1) * 4);
+            float *acc0 = copy_host(acc, n + 1);
+            H->gelu_backward(acc + off, x + off, g + off, n, (pb_gelu)kind);
+            G->gelu_backward(dacc + off, dx + off, dg + off, n, (pb_gelu)kind);
+            snprintf(what, sizeof what, "gelu_backward %s off%d", kn, off);
+            h = from_gpu(dacc, n + 1);
+            for (size_t i = 0; i <= n; i++) h[i] -= acc0[i];
+            float *ref = copy_host(acc, n + 1);
+            for (size_t i = 0; i <= n; i++) ref[i] -= acc0[i];
+            expect_close(what, h + off, ref + off, n, 1e-6);
+            free(h), free(ref), free(acc0);
+            G->upload(dacc, acc, (n + 1) * 4);  // the next kind starts where the host is
+        }
 
         H->residual_forward(out + off, x + off, y + off, n);
         poison(dout, n + 1);
@@ -319,14 +318,6 @@ Test(cuda, elementwise) {
         h = from_gpu(dout, n + 1);
         expect_close(what, h + off, out + off, n, 1e-6);
         free(h);
-
-        H->residual_backward(acc + off, acc2 + off, g + off, n);
-        G->residual_backward(dacc + off, dacc2 + off, dg + off, n);
-        snprintf(what, sizeof what, "residual_backward da off%d", off);
-        expect_gpu_delta(what, dacc + off, acc + off, acc0 + off, n, 1e-6);
-        snprintf(what, sizeof what, "residual_backward db off%d", off);
-        expect_gpu_delta(what, dacc2 + off, acc2 + off, acc20 + off, n, 1e-6);
-        free(acc0), free(acc20);
 
         H->scale(x + off, 0.37f, n);
         G->scale(dx + off, 0.37f, n);
@@ -430,79 +421,62 @@ Test(cuda, crossentropy) {
 }
 
 // ----------------------------------------------------------------------------
-// attention against the CPU naive attention
+// attention: the table's "flash" (fp32) against the CPU naive attention, and with key-padding
+// masks against the double-precision reference of compare.h
 
-typedef void (*attn_fwd_fn)(float *, float *, const float *, int, int, int, int, int);
-typedef void (*attn_bwd_fn)(float *, const float *, const float *, const float *, const float *,
-                            int, int, int, int, int);
-typedef struct {
-    const char *name;
-    attn_fwd_fn fwd;
-    attn_bwd_fn bwd;
-    double tol_fwd, tol_bwd;
-} attn_impl;
-static const attn_impl ATTN_FP32 = {"fp32", attn_flash_cuda_forward, attn_flash_cuda_backward,
-                                    2e-5, 2e-5};
-static const attn_impl ATTN_MMA = {"mma ", attn_flash_mma_cuda_forward,
-                                   attn_flash_mma_cuda_backward, 1e-2, 1e-2};
+static pb_attn_desc attn_desc(int B, int T, int NH, int D, int causal, const int32_t *kv_len) {
+    return (pb_attn_desc){B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, kv_len, NULL};
+}
 
-static void check_attention_with(const attn_impl *im, int B, int T, int NH, int D, int causal) {
+static void check_attention(int B, int T, int NH, int D, int causal) {
     int C = NH * D;
     size_t n3 = (size_t)B * T * 3 * C, n1 = (size_t)B * T * C, nl = (size_t)B * NH * T;
     char what[128];
+    const pb_attn_impl *im = &attn_cuda_flash;
+    pb_attn_desc d = attn_desc(B, T, NH, D, causal, NULL);
+    cr_assert(!im->supports(&d));
     float *qkv = rand_host(n3, 1.0f);
     float *out = pb_malloc(n1 * 4), *lse = pb_malloc(nl * 4);
-    attn_naive_forward(out, lse, qkv, B, T, C, NH, causal);
+    attn_naive_forward(out, lse, qkv, &d);
     float *d_qkv = to_gpu(qkv, n3 * 4), *d_out = G->alloc(n1 * 4), *d_lse = G->alloc(nl * 4);
     poison(d_out, n1), poison(d_lse, nl);
-    im->fwd(d_out, d_lse, d_qkv, B, T, C, NH, causal);
-    snprintf(what, sizeof what, "attn %s fwd out  B%d T%-4d NH%d D%-3d causal%d", im->name, B, T,
-             NH, D, causal);
-    expect_gpu_close(what, d_out, out, n1, im->tol_fwd);
-    snprintf(what, sizeof what, "attn %s fwd lse  B%d T%-4d NH%d D%-3d causal%d", im->name, B, T,
-             NH, D, causal);
-    expect_gpu_close(what, d_lse, lse, nl, im->tol_fwd);
+    im->forward(d_out, d_lse, d_qkv, &d);
+    snprintf(what, sizeof what, "attn flash fwd out  B%d T%-4d NH%d D%-3d causal%d", B, T, NH, D,
+             causal);
+    expect_gpu_close(what, d_out, out, n1, 2e-5);
+    snprintf(what, sizeof what, "attn flash fwd lse  B%d T%-4d NH%d D%-3d causal%d", B, T, NH, D,
+             causal);
+    expect_gpu_close(what, d_lse, lse, nl, 2e-5);
 
     float *dout = rand_host(n1, 1.0f), *dqkv = rand_host(n3, 1.0f), *dqkv0 = copy_host(dqkv, n3);
     float *d_dout = to_gpu(dout, n1 * 4), *d_dqkv = to_gpu(dqkv, n3 * 4);
     // both from the CPU's out and lse: the backward is compared alone
     G->upload(d_out, out, n1 * 4);
     G->upload(d_lse, lse, nl * 4);
-    attn_naive_backward(dqkv, dout, out, lse, qkv, B, T, C, NH, causal);
-    im->bwd(d_dqkv, d_dout, d_out, d_lse, d_qkv, B, T, C, NH, causal);
-    snprintf(what, sizeof what, "attn %s bwd dqkv B%d T%-4d NH%d D%-3d causal%d", im->name, B, T,
-             NH, D, causal);
-    expect_gpu_delta(what, d_dqkv, dqkv, dqkv0, n3, im->tol_bwd);
+    attn_naive_backward(dqkv, dout, out, lse, qkv, &d);
+    im->backward(d_dqkv, d_dout, d_out, d_lse, d_qkv, &d);
+    snprintf(what, sizeof what, "attn flash bwd dqkv B%d T%-4d NH%d D%-3d causal%d", B, T, NH, D,
+             causal);
+    expect_gpu_delta(what, d_dqkv, dqkv, dqkv0, n3, 2e-5);
 
     G->free(d_qkv), G->free(d_out), G->free(d_lse), G->free(d_dout), G->free(d_dqkv);
     free(qkv), free(out), free(lse), free(dout), free(dqkv), free(dqkv0);
 }
 
-static void check_attention(int B, int T, int NH, int D, int causal) {
-    check_attention_with(&ATTN_FP32, B, T, NH, D, causal);
-}
-
 static const int ATTN_T[] = {1, 63, 64, 65, 257, 1024};
 
-static void attention_suite_with(const attn_impl *im, int D, int causal) {
+static void attention_suite(int D, int causal) {
     pb_rng_seed(&rng, 100 + D + causal);
     for (int i = 0; i < 6; i++) {
         int T = ATTN_T[i];
-        check_attention_with(im, T >= 1024 ? 1 : 2, T, 2, D, causal);
+        check_attention(T >= 1024 ? 1 : 2, T, 2, D, causal);
     }
 }
-
-static void attention_suite(int D, int causal) { attention_suite_with(&ATTN_FP32, D, causal); }
 
 Test(cuda, attention_d64_causal) { attention_suite(64, 1); }
 Test(cuda, attention_d64_full) { attention_suite(64, 0); }
 Test(cuda, attention_d128_causal) { attention_suite(128, 1); }
 Test(cuda, attention_d128_full) { attention_suite(128, 0); }
-
-Test(cuda, attention_mma_d64_causal) { attention_suite_with(&ATTN_MMA, 64, 1); }
-Test(cuda, attention_mma_d64_full) { attention_suite_with(&ATTN_MMA, 64, 0); }
-Test(cuda, attention_mma_d128_causal) { attention_suite_with(&ATTN_MMA, 128, 1); }
-Test(cuda, attention_mma_d128_full) { attention_suite_with(&ATTN_MMA, 128, 0); }
 
 Test(cuda, attention_other_head_dims) {
     pb_rng_seed(&rng, 9);
@@ -511,7 +485,69 @@ Test(cuda, attention_other_head_dims) {
     check_attention(1, 70, 3, 80, 1);   // zero-padded to 128
 }
 
-static void attention_deterministic(const attn_impl *im) {
+// Key-padding masks: forward and backward against ref_attention; every query row written;
+// dK and dV of padding keys unchanged to the bit.
+static void check_attention_masked(int B, int T, int NH, int D, int causal, int pattern) {
+    int C = NH * D;
+    size_t n3 = (size_t)B * T * 3 * C, n1 = (size_t)B * T * C, nl = (size_t)B * NH * T;
+    char what[160];
+    int32_t *kv = pb_malloc((size_t)B * 4);
+    kv_pattern(kv, B, T, pattern);
+    int32_t *d_kv = to_gpu(kv, (size_t)B * 4);
+    const pb_attn_impl *im = &attn_cuda_flash;
+    pb_attn_desc d = attn_desc(B, T, NH, D, causal, d_kv);
+    cr_assert(!im->supports(&d));
+    float *qkv = rand_host(n3, 1.0f), *dout = rand_host(n1, 1.0f);
+    float *dqkv = rand_host(n3, 1.0f), *dqkv0 = copy_host(dqkv, n3);
+    float *out = pb_malloc(n1 * 4), *lse = pb_malloc(nl * 4);
+    ref_attention(out, lse, dqkv, dout, qkv, B, T, NH, D, d.scale, causal, kv);
+    float *d_qkv = to_gpu(qkv, n3 * 4), *d_out = G->alloc(n1 * 4), *d_lse = G->alloc(nl * 4);
+    poison(d_out, n1), poison(d_lse, nl);
+    im->forward(d_out, d_lse, d_qkv, &d);
+    snprintf(what, sizeof what, "attn flash masked(%s) fwd out  B%d T%-4d D%-3d causal%d",
+             KV_NAMES[pattern], B, T, D, causal);
+    expect_gpu_close(what, d_out, out, n1, 2e-5);
+    snprintf(what, sizeof what, "attn flash masked(%s) fwd lse  B%d T%-4d D%-3d causal%d",
+             KV_NAMES[pattern], B, T, D, causal);
+    expect_gpu_close(what, d_lse, lse, nl, 2e-5);
+    float *d_dout = to_gpu(dout, n1 * 4), *d_dqkv = to_gpu(dqkv0, n3 * 4);
+    G->upload(d_out, out, n1 * 4);
+    G->upload(d_lse, lse, nl * 4);
+    im->backward(d_dqkv, d_dout, d_out, d_lse, d_qkv, &d);
+    snprintf(what, sizeof what, "attn flash masked(%s) bwd dqkv B%d T%-4d D%-3d causal%d",
+             KV_NAMES[pattern], B, T, D, causal);
+    expect_gpu_delta(what, d_dqkv, dqkv, dqkv0, n3, 2e-5);
+    float *h = from_gpu(d_dqkv, n3);
+    expect_padding_untouched(what, h, dqkv0, kv, B, T, C);
+    G->free(d_qkv), G->free(d_out), G->free(d_lse), G->free(d_dout), G->free(d_dqkv), G->free(d_kv);
+    free(qkv), free(out), free(lse), free(dout), free(dqkv), free(dqkv0), free(h), free(kv);
+}
+
+Test(cuda, attention_masked) {
+    pb_rng_seed(&rng, 11);
+    for (int causal = 0; causal < 2; causal++)
+        for (int pat = 0; pat < 3; pat++) {
+            check_attention_masked(3, 200, 2, 64, causal, pat);
+            check_attention_masked(2, 1000, 1, 32, causal, pat);
+        }
+    check_attention_masked(2, 2111, 1, 128, 1, KV_RAGGED);
+    check_attention_masked(2, 2111, 1, 64, 0, KV_RAGGED);
+}
+
+// The table and pb_attn_choose: fp32 has one implementation, "flash", for head dims <= 128.
+Test(cuda, attention_choose) {
+    char err[256];
+    pb_attn_desc d = attn_desc(2, 64, 4, 32, 1, NULL);
+    cr_expect(pb_attn_choose(G, "auto", &d, err, sizeof err) == &attn_cuda_flash);
+    cr_expect(pb_attn_choose(G, "wgmma", &d, err, sizeof err) == NULL);
+    cr_expect(strstr(err, "no such attention") != NULL, "%s", err);
+    d.D = 256;
+    cr_expect(pb_attn_choose(G, "flash", &d, err, sizeof err) == NULL);
+    cr_expect(strstr(err, "head dim 256") != NULL, "%s", err);
+    cr_expect(G->attention_decode == NULL);
+}
+
+Test(cuda, attention_deterministic) {
     pb_rng_seed(&rng, 10);
     int B = 2, T = 300, NH = 4, D = 64, C = NH * D;
     size_t n3 = (size_t)B * T * 3 * C, n1 = (size_t)B * T * C, nl = (size_t)B * NH * T;
@@ -519,22 +555,17 @@ static void attention_deterministic(const attn_impl *im) {
     float *d_qkv = to_gpu(qkv, n3 * 4), *d_dout = to_gpu(dout, n1 * 4);
     float *d_out = G->alloc(n1 * 4), *d_lse = G->alloc(nl * 4);
     float *d_dqkv = G->alloc(n3 * 4);
+    pb_attn_desc d = attn_desc(B, T, NH, D, 1, NULL);
     float *res[2];
     for (int r = 0; r < 2; r++) {
         G->zero(d_dqkv, n3 * 4);
-        im->fwd(d_out, d_lse, d_qkv, B, T, C, NH, 1);
-        im->bwd(d_dqkv, d_dout, d_out, d_lse, d_qkv, B, T, C, NH, 1);
+        attn_cuda_flash.forward(d_out, d_lse, d_qkv, &d);
+        attn_cuda_flash.backward(d_dqkv, d_dout, d_out, d_lse, d_qkv, &d);
         res[r] = from_gpu(d_dqkv, n3);
     }
-    cr_expect(memcmp(res[0], res[1], n3 * 4) == 0, "attention (%s) backward differs between runs",
-              im->name);
+    cr_expect(memcmp(res[0], res[1], n3 * 4) == 0, "attention backward differs between runs");
     G->free(d_qkv), G->free(d_dout), G->free(d_out), G->free(d_lse), G->free(d_dqkv);
     free(qkv), free(dout), free(res[0]), free(res[1]);
-}
-
-Test(cuda, attention_deterministic) {
-    attention_deterministic(&ATTN_FP32);
-    attention_deterministic(&ATTN_MMA);
 }
 
 // ----------------------------------------------------------------------------
@@ -568,31 +599,6 @@ Test(cuda, gpt2_loss_and_gradients) {
     free(grads);
     gpt2_free(&mg);
     gpt2_free(&mc);
-}
-
-// The tensor-core attention inside the model (D = 64): the loss within bf16 error.
-Test(cuda, gpt2_with_bf16_attention) {
-    pb_cuda_set_attention_bf16(1);
-    gpt2 mg, mc;
-    gpt2_build(&mg, &TINY, G);
-    gpt2_build(&mc, &TINY, H);
-    gpt2_init_weights(&mg, 42);
-    gpt2_init_weights(&mc, 42);
-    int32_t inp[TB * TT], tgt[TB * TT];
-    tiny_batch(inp, tgt, 5);
-    float lg = gpt2_forward(&mg, inp, tgt, TB, TT), lc = gpt2_forward(&mc, inp, tgt, TB, TT);
-    printf("  gpt2 tiny loss, bf16 attention: cuda %.8f cpu %.8f\n", lg, lc);
-    cr_expect(fabsf(lg - lc) <= 1e-3f * fabsf(lc), "loss %.8f vs %.8f", lg, lc);
-    gpt2_zero_grad(&mg);
-    gpt2_zero_grad(&mc);
-    gpt2_backward(&mg, 1.0f);
-    gpt2_backward(&mc, 1.0f);
-    float *grads = from_gpu(mg.grads_mem, mg.num_floats);
-    expect_close("gpt2 all gradients, bf16 attention", grads, mc.grads_mem, mc.num_floats, 1e-2);
-    free(grads);
-    gpt2_free(&mg);
-    gpt2_free(&mc);
-    pb_cuda_set_attention_bf16(0);
 }
 
 // Ten AdamW steps (clip, schedule-free lr) on fresh batches: the GPU run tracks the CPU's

@@ -1,9 +1,11 @@
 // flash_mma_cuda.cu: dense FlashAttention-2 on the tensor cores: bf16 mma.sync (m16n8k16)
-// with fp32 accumulation, forward and backward, head dims 64 and 128.
+// with fp32 accumulation, forward and backward, head dims 64 and 128. Not in the production
+// build: Hopper's wgmma kernels (kernels/attention/flash_wgmma_cuda.cu) beat it; kept in dev/
+// for comparison (make dev-mma builds and runs dev/cuda/mma_bench.cu against them).
 //
 // Same algorithm, contract and determinism as flash_cuda.cu (read that first); what changes
 // is where the products run. The kernels are templates on the tensors' element type S:
-// with fp32 tensors (the fp32 op table, opt-in through pb_cuda_set_attention_bf16) each
+// with fp32 tensors each
 // tile is rounded to bf16 as it is staged into shared memory, so results carry bf16 error
 // (~4e-3 relative); with bf16 tensors (the mixed-precision table) tiles are copied as they
 // are, 16 bytes at a time, and outputs written in bf16.
@@ -31,6 +33,7 @@
 #include <math.h>
 
 extern "C" {
+#include "dev/cuda/flash_mma_cuda.h"
 #include "kernels/attention/flash_cuda.h"
 }
 
@@ -989,15 +992,22 @@ static void mma_backward(S *dqkv, const S *dout, const S *qkv, const float *lse,
     }
 }
 
-extern "C" int attn_flash_mma_cuda_supports(int C, int NH) {
+// Head dims 64 and 128, dense (no masks: this family lost to wgmma before masks existed).
+static int mma_supports(int C, int NH) {
     if (NH <= 0 || C % NH) return 0;
     int D = C / NH;
     return D == 64 || D == 128;
 }
 
+static const float *mma_di(const float *dout, const float *out, int B, int T, int C, int NH,
+                           pb_dtype dt) {
+    pb_attn_desc d = {B, T, T, NH, C / NH, 1.0f / sqrtf((float)(C / NH)), 1, NULL, NULL};
+    return attn_cuda_di(dout, out, &d, dt);
+}
+
 extern "C" void attn_flash_mma_cuda_forward(float *out, float *lse, const float *qkv, int B,
                                             int T, int C, int NH, int causal) {
-    PB_ASSERT(attn_flash_mma_cuda_supports(C, NH) && T > 0 && B * NH <= 65535);
+    PB_ASSERT(mma_supports(C, NH) && T > 0 && B * NH <= 65535);
     if (C / NH == 64) mma_forward<64>(out, lse, qkv, B, T, C, NH, causal);
     else mma_forward<128>(out, lse, qkv, B, T, C, NH, causal);
 }
@@ -1005,49 +1015,17 @@ extern "C" void attn_flash_mma_cuda_forward(float *out, float *lse, const float 
 extern "C" void attn_flash_mma_cuda_backward(float *dqkv, const float *dout, const float *out,
                                              const float *lse, const float *qkv, int B, int T,
                                              int C, int NH, int causal) {
-    PB_ASSERT(attn_flash_mma_cuda_supports(C, NH) && T > 0 && B * NH <= 65535);
-    float *Di = attn_flash_cuda_di(dout, out, B, T, C, NH);
+    PB_ASSERT(mma_supports(C, NH) && T > 0 && B * NH <= 65535);
+    const float *Di = mma_di(dout, out, B, T, C, NH, PB_DTYPE_FP32);
     if (C / NH == 64) mma_backward<64>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal);
     else mma_backward<128>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal);
 }
 
 // --- bf16 tensors (the mixed-precision op table): qkv, out, dout, dqkv hold bf16
 
-// Di (B,NH,T) = rowsum(dO * O) per head from bf16 rows: one warp per (b, t, h).
-__global__ void mma_di_bf16_kernel(float *Di, const bf16 *dout, const bf16 *out, int B, int T,
-                                   int C, int NH) {
-    size_t w = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
-    int lane = threadIdx.x % 32;
-    if (w >= (size_t)B * T * NH) return;
-    int h = (int)(w % NH);
-    size_t bt = w / NH;  // b*T + t
-    int D = C / NH;
-    const bf16 *g = dout + bt * C + (size_t)h * D, *o = out + bt * C + (size_t)h * D;
-    float s = 0.0f;
-    for (int d = 2 * lane; d < D; d += 64) {
-        float2 a = load2(g + d), c = load2(o + d);
-        s += a.x * c.x + a.y * c.y;
-    }
-    s = warp_sum(s);
-    if (lane == 0) {
-        size_t b = bt / T, t = bt % T;
-        Di[(b * NH + h) * T + t] = s;
-    }
-}
-
-extern "C" float *attn_flash_mma_cuda_di_bf16(const float *dout, const float *out, int B,
-                                              int T, int C, int NH) {
-    float *Di = (float *)cuda_scratch(CUDA_SCRATCH_ATTN, (size_t)B * NH * T * sizeof(float));
-    size_t warps = (size_t)B * T * NH;
-    mma_di_bf16_kernel<<<cdiv(warps * 32, 256), 256>>>(Di, (const bf16 *)dout, (const bf16 *)out,
-                                                       B, T, C, NH);
-    cudaCheckLaunch();
-    return Di;
-}
-
 extern "C" void attn_flash_mma_cuda_forward_bf16(float *out_, float *lse, const float *qkv_,
                                                  int B, int T, int C, int NH, int causal) {
-    PB_ASSERT(attn_flash_mma_cuda_supports(C, NH) && T > 0 && B * NH <= 65535 && C % 8 == 0);
+    PB_ASSERT(mma_supports(C, NH) && T > 0 && B * NH <= 65535 && C % 8 == 0);
     bf16 *out = (bf16 *)out_;
     const bf16 *qkv = (const bf16 *)qkv_;
     if (C / NH == 64) mma_forward<64>(out, lse, qkv, B, T, C, NH, causal);
@@ -1058,10 +1036,10 @@ extern "C" void attn_flash_mma_cuda_backward_bf16(float *dqkv_, const float *dou
                                                   const float *out_, const float *lse,
                                                   const float *qkv_, int B, int T, int C, int NH,
                                                   int causal) {
-    PB_ASSERT(attn_flash_mma_cuda_supports(C, NH) && T > 0 && B * NH <= 65535 && C % 8 == 0);
+    PB_ASSERT(mma_supports(C, NH) && T > 0 && B * NH <= 65535 && C % 8 == 0);
     bf16 *dqkv = (bf16 *)dqkv_;
     const bf16 *dout = (const bf16 *)dout_, *qkv = (const bf16 *)qkv_;
-    const float *Di = attn_flash_mma_cuda_di_bf16(dout_, out_, B, T, C, NH);
+    const float *Di = mma_di(dout_, out_, B, T, C, NH, PB_DTYPE_BF16);
     if (C / NH == 64) mma_backward<64>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal);
     else mma_backward<128>(dqkv, dout, qkv, lse, Di, B, T, C, NH, causal);
 }
