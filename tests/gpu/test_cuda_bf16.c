@@ -573,7 +573,7 @@ Test(bf16, gpt2_loss_and_gradients) {
     gpt2 mg, mc;
     gpt2_build(&mg, &TINY, G);
     gpt2_build(&mc, &TINY, H);
-    cr_assert(mg.params_act != NULL && mc.params_act == NULL);
+    cr_assert(mg.p.act != NULL && mc.p.act == NULL);
     gpt2_init_weights(&mg, 42);
     gpt2_init_weights(&mc, 42);
     int32_t inp[TB * TT], tgt[TB * TT];
@@ -588,17 +588,17 @@ Test(bf16, gpt2_loss_and_gradients) {
     gpt2_zero_grad(&mc);
     gpt2_backward(&mg, 1.0f);
     gpt2_backward(&mc, 1.0f);
-    float *grads = host_f32(mg.grads_mem, mg.num_floats);
-    for (int i = 0; i < mc.num_params; i++) {  // printed for docs/PERF.md; the bound is below
-        const pb_param *p = &mc.params[i];
+    float *grads = host_f32(mg.p.grad, mg.p.num_floats);
+    for (int i = 0; i < mc.p.num; i++) {  // printed for docs/PERF.md; the bound is below
+        const pb_param *p = &mc.p.tab[i];
         double num = 0, den = 0;
         for (size_t j = 0; j < p->numel; j++) {
-            double d = (double)grads[p->offset + j] - mc.grads_mem[p->offset + j];
-            num += d * d, den += (double)mc.grads_mem[p->offset + j] * mc.grads_mem[p->offset + j];
+            double d = (double)grads[p->offset + j] - mc.p.grad[p->offset + j];
+            num += d * d, den += (double)mc.p.grad[p->offset + j] * mc.p.grad[p->offset + j];
         }
         printf("    %-40s rel %.2e\n", p->name, den > 0 ? sqrt(num / den) : sqrt(num));
     }
-    expect_close("gpt2 all gradients (bf16 vs fp32)", grads, mc.grads_mem, mc.num_floats, 3e-2);
+    expect_close("gpt2 all gradients (bf16 vs fp32)", grads, mc.p.grad, mc.p.num_floats, 3e-2);
     free(grads);
     gpt2_free(&mg);
     gpt2_free(&mc);
@@ -628,8 +628,8 @@ Test(bf16, gpt2_training_tracks_cpu) {
             gpt2_zero_grad(ms[k]);
             l[k] = gpt2_forward(ms[k], inp, tgt, TB, TT);
             gpt2_backward(ms[k], 1.0f);
-            norms[k] = optim_clip_grad_norm(ms[k], 1.0f);
-            adamw_step(os[k], ms[k], 1e-3f);
+            norms[k] = optim_clip_grad_norm(&ms[k]->p, 1.0f);
+            adamw_step(os[k], &ms[k]->p, 1e-3f);
         }
         double rel = fabs(l[0] - l[1]) / fabs(l[1]);
         if (rel > worst) worst = rel;

@@ -591,10 +591,10 @@ Test(cuda, gpt2_loss_and_gradients) {
     gpt2_zero_grad(&mc);
     gpt2_backward(&mg, 1.0f);
     gpt2_backward(&mc, 1.0f);
-    float *grads = from_gpu(mg.grads_mem, mg.num_floats);
-    for (int i = 0; i < mc.num_params; i++) {
-        const pb_param *p = &mc.params[i];
-        expect_close(p->name, grads + p->offset, mc.grads_mem + p->offset, p->numel, 1e-4);
+    float *grads = from_gpu(mg.p.grad, mg.p.num_floats);
+    for (int i = 0; i < mc.p.num; i++) {
+        const pb_param *p = &mc.p.tab[i];
+        expect_close(p->name, grads + p->offset, mc.p.grad + p->offset, p->numel, 1e-4);
     }
     free(grads);
     gpt2_free(&mg);
@@ -623,16 +623,16 @@ Test(cuda, gpt2_training_tracks_cpu) {
             gpt2_zero_grad(ms[k]);
             l[k] = gpt2_forward(ms[k], inp, tgt, TB, TT);
             gpt2_backward(ms[k], 1.0f);
-            norms[k] = optim_clip_grad_norm(ms[k], 1.0f);
-            adamw_step(os[k], ms[k], 3e-3f);
+            norms[k] = optim_clip_grad_norm(&ms[k]->p, 1.0f);
+            adamw_step(os[k], &ms[k]->p, 3e-3f);
         }
         printf("  step %d: loss cuda %.7f cpu %.7f | grad norm cuda %.7f cpu %.7f\n", step, l[0],
                l[1], norms[0], norms[1]);
         cr_expect(fabsf(l[0] - l[1]) <= 1e-4f * fabsf(l[1]), "step %d: loss %.7f vs %.7f",
                   step, l[0], l[1]);
     }
-    float *pg = from_gpu(mg.params_mem, mg.num_floats);
-    expect_close("parameters after 10 steps", pg, mc.params_mem, mc.num_floats, 1e-4);
+    float *pg = from_gpu(mg.p.mem, mg.p.num_floats);
+    expect_close("parameters after 10 steps", pg, mc.p.mem, mc.p.num_floats, 1e-4);
     free(pg);
     adamw_free(&og);
     adamw_free(&oc);
