@@ -1,5 +1,0 @@
-build-asan/model/params.o: model/params.c model/params.h kernels/ops.h \
- kernels/common.h
-model/params.h:
-kernels/ops.h:
-kernels/common.h:

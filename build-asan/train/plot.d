@@ -1,2 +1,0 @@
-build-asan/train/plot.o: train/plot.c train/plot.h
-train/plot.h:
