@@ -177,8 +177,8 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
     int q0 = qt * BM, rw = q0 + 64 * wg;  // the warpgroup's first query
     int row[2] = {rw + warp * 16 + g, rw + warp * 16 + g + 8};
     const int kvl = PAD ? kv_len[b] : T;  // keys visible to any query of this row
-    int nk = min(causal ? (min(q0 + BM, T) + BN - 1) / BN : (T + BN - 1) / BN,
-                 (kvl + BN - 1) / BN);
+    int nk = causal ? (min(q0 + BM, T) + BN - 1) / BN : (T + BN - 1) / BN;
+    if (PAD) nk = min(nk, (kvl + BN - 1) / BN);  // the dense copy keeps its old bound
 
     load_tile<BN, DH, NT>(Ks, k, C3, 0, T);
     load_tile<BN, DH, NT>(Vs, v, C3, 0, T);
@@ -413,8 +413,8 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
         dr[r] = row[r] < T ? Di[(size_t)bh * T + row[r]] : 0.0f;
     }
     const int kvl = PAD ? kv_len[b] : T;
-    int nk = min(causal ? (min(q0 + BM, T) + BN - 1) / BN : (T + BN - 1) / BN,
-                 (kvl + BN - 1) / BN);
+    int nk = causal ? (min(q0 + BM, T) + BN - 1) / BN : (T + BN - 1) / BN;
+    if (PAD) nk = min(nk, (kvl + BN - 1) / BN);  // the dense copy keeps its old bound
     load_tile<BM, DH, NT>(Qs, q, C3, q0, T);
     load_tile<BM, DH, NT>(dOs, go, C, q0, T);
     load_tile<BN, DH, NT>(Ks, k, C3, 0, T);
