@@ -10,7 +10,7 @@
 // (~4e-3 relative); with bf16 tensors (the mixed-precision table) tiles are copied as they
 // are, 16 bytes at a time, and outputs written in bf16.
 //
-// Warps and fragments. A block has 4 warps; each warp owns 16 rows (v4 kernels) or 16*MT rows
+// Warps and fragments. A block has 4 warps; each warp owns 16*MT rows
 // (v5: MT row tiles of 16, so each B fragment read from shared memory feeds MT MMAs) of the
 // tile it computes (queries in the forward and dQ kernels, keys in the dK/dV kernel). v5
 // streams its K/V (or Q/dO/lse/Di) tiles through two shared-memory stages filled by cp.async
@@ -39,7 +39,6 @@ extern "C" {
 
 #define MMA_WARPS 4
 #define MMA_THREADS (32 * MMA_WARPS)
-#define TILE 64  // rows of a block's own tile (queries, or keys), and of streamed key tiles
 #define LOG2E 1.4426950408889634f
 
 // d += a (16x16) b (16x8), bf16 in, fp32 accumulate
@@ -111,32 +110,6 @@ template <int L, int N, int M>
 __device__ __forceinline__ void zero4(float (&x)[L][N][M]) {
 #pragma unroll
     for (int i = 0; i < L; i++) zero4(x[i]);
-}
-
-// v4 staging (the backward kernels below): stages rows t0 .. t0+ROWS-1 (DH floats each, row r at src + r*stride) as bf16 into
-// X[r][d] (stride ld); rows past T are 0. 16-byte loads, 8-byte stores.
-template <int ROWS, int DH>
-__device__ __forceinline__ void stage_v4(bf16 *X, int ld, const float *src, size_t stride, int t0,
-                                      int T) {
-    for (int idx = threadIdx.x; idx < ROWS * DH / 4; idx += MMA_THREADS) {
-        int r = idx / (DH / 4), c = idx % (DH / 4) * 4;
-        float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        if (t0 + r < T) v = *reinterpret_cast<const float4 *>(src + (size_t)(t0 + r) * stride + c);
-        *reinterpret_cast<uint2 *>(X + r * ld + c) =
-            make_uint2(pack_bf16(v.x, v.y), pack_bf16(v.z, v.w));
-    }
-}
-
-// The same from bf16 rows: a plain copy, 16 bytes (8 elements) per load and store.
-template <int ROWS, int DH>
-__device__ __forceinline__ void stage_v4(bf16 *X, int ld, const bf16 *src, size_t stride, int t0,
-                                      int T) {
-    for (int idx = threadIdx.x; idx < ROWS * DH / 8; idx += MMA_THREADS) {
-        int r = idx / (DH / 8), c = idx % (DH / 8) * 8;
-        uint4 v = make_uint4(0u, 0u, 0u, 0u);
-        if (t0 + r < T) v = *reinterpret_cast<const uint4 *>(src + (size_t)(t0 + r) * stride + c);
-        *reinterpret_cast<uint4 *>(X + r * ld + c) = v;
-    }
 }
 
 // ldmatrix (no transpose) of four 8x8 blocks; lanes 8i..8i+7 address the rows of block i.
@@ -381,7 +354,7 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_forward_kernel(S *out, float 
 }
 
 // ----------------------------------------------------------------------------
-// backward v5 (runs at D=128; at D=64 with -DATTN_BWD_V5_64=1, where v4 is faster), dK and
+// backward v5, dK and
 // dV: a block = BM = 64*MT keys of one (b, h), streaming query tiles of BQ rows (Q, dO, lse,
 // Di, all by cp.async) through two stages. Each warp computes S^T (its 16*MT keys x BQ
 // queries) directly, so P^T and dS^T come out of the accumulators in the A layout that
@@ -655,214 +628,12 @@ __global__ void __launch_bounds__(MMA_THREADS, MINB) mma_backward_dq_kernel(
 }
 
 // ----------------------------------------------------------------------------
-// backward v4 (runs at D=64; at D=128 with -DATTN_BWD_V5_128=0), dK and dV: a block = 64
-// keys of one (b, h), streaming query tiles of BQ rows, staged synchronously (stage_v4).
-// Each warp computes S^T (its 16 keys x BQ queries) directly, so P^T and dS^T come out of
-// the accumulators in the A layout that dV += P^T dO and dK += dS^T Q need.
-
-template <int DH, int BQ, typename S>
-__global__ void __launch_bounds__(MMA_THREADS) mma_backward_dkdv_v4_kernel(
-    S *dqkv, const S *dout, const S *qkv, const float *lse, const float *Di, int T,
-    int C, int NH, int causal, float scale, float scale_log2) {
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-    const int LD = DH + 8;
-    bf16 *Ks = reinterpret_cast<bf16 *>(smem_raw);  // [64][LD]
-    bf16 *Vs = Ks + TILE * LD;                       // [64][LD]
-    bf16 *Qs = Vs + TILE * LD;                       // [BQ][LD]
-    bf16 *dOs = Qs + BQ * LD;                        // [BQ][LD]
-    float *ls = reinterpret_cast<float *>(dOs + BQ * LD);  // [BQ] lse * log2 e
-    float *ds = ls + BQ;                                     // [BQ] Di
-    int kt = blockIdx.x;  // causal: low key tiles see the most queries, so they start first
-    int bh = blockIdx.y, b = bh / NH, h = bh % NH;
-    size_t C3 = 3 * (size_t)C;
-    const S *q = qkv + (size_t)b * T * C3 + (size_t)h * DH, *k = q + C, *v = q + 2 * C;
-    const S *go = dout + (size_t)b * T * C + (size_t)h * DH;
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    int k0 = kt * TILE;
-    int kr[2] = {k0 + warp * 16 + g, k0 + warp * 16 + g + 8};
-
-    stage_v4<TILE, DH>(Ks, LD, k, C3, k0, T);
-    stage_v4<TILE, DH>(Vs, LD, v, C3, k0, T);
-    float dk[DH / 8][4], dv[DH / 8][4];
-    zero4(dk);
-    zero4(dv);
-
-    int nqt = (T + BQ - 1) / BQ;
-    for (int qt = causal ? k0 / BQ : 0; qt < nqt; qt++) {
-        int q0 = qt * BQ;
-        __syncthreads();
-        stage_v4<BQ, DH>(Qs, LD, q, C3, q0, T);
-        stage_v4<BQ, DH>(dOs, LD, go, C, q0, T);
-        for (int r = threadIdx.x; r < BQ; r += MMA_THREADS) {
-            bool in = q0 + r < T;
-            ls[r] = in ? lse[(size_t)bh * T + q0 + r] * LOG2E : 0.0f;
-            ds[r] = in ? Di[(size_t)bh * T + q0 + r] : 0.0f;
-        }
-        __syncthreads();
-        // S^T = K Q^T and dP^T = V dO^T (keys x queries)
-        float p[BQ / 8][4], dp[BQ / 8][4];
-        zero4(p);
-        zero4(dp);
-#pragma unroll
-        for (int kk = 0; kk < DH / 16; kk++) {
-            uint32_t ka[4], va[4];
-            load_a(ka, Ks, LD, warp * 16, kk * 16, g, t);
-            load_a(va, Vs, LD, warp * 16, kk * 16, g, t);
-#pragma unroll
-            for (int j = 0; j < BQ / 8; j++) {
-                uint32_t b0, b1;
-                load_b(b0, b1, Qs, LD, j * 8, kk * 16, g, t);
-                mma16816(p[j], ka, b0, b1);
-                load_b(b0, b1, dOs, LD, j * 8, kk * 16, g, t);
-                mma16816(dp[j], va, b0, b1);
-            }
-        }
-        // P^T = exp2(S^T scale log2e - lse log2e); dS^T = P^T (dP^T - Di)
-#pragma unroll
-        for (int j = 0; j < BQ / 8; j++)
-#pragma unroll
-            for (int c = 0; c < 4; c++) {
-                int qc = j * 8 + 2 * t + (c & 1), qi = q0 + qc, key = kr[c >> 1];
-                bool masked = qi >= T || key >= T || (causal && key > qi);
-                float pv = masked ? 0.0f : exp2f(p[j][c] * scale_log2 - ls[qc]);
-                p[j][c] = pv;
-                dp[j][c] = pv * (dp[j][c] - ds[qc]);
-            }
-        // dV += P^T dO and dK += dS^T Q: k runs over the BQ queries
-#pragma unroll
-        for (int ks = 0; ks < BQ / 16; ks++) {
-            uint32_t pa[4], sa[4];
-            c_to_a(pa, p[2 * ks], p[2 * ks + 1]);
-            c_to_a(sa, dp[2 * ks], dp[2 * ks + 1]);
-#pragma unroll
-            for (int n = 0; n < DH / 8; n += 2) {
-                uint32_t ob[4], qb[4];
-                load_b_trans(ob, dOs, LD, ks * 16, n * 8, lane);
-                mma16816(dv[n], pa, ob[0], ob[1]);
-                mma16816(dv[n + 1], pa, ob[2], ob[3]);
-                load_b_trans(qb, Qs, LD, ks * 16, n * 8, lane);
-                mma16816(dk[n], sa, qb[0], qb[1]);
-                mma16816(dk[n + 1], sa, qb[2], qb[3]);
-            }
-        }
-    }
-
-    S *dkg = dqkv + (size_t)b * T * C3 + C + (size_t)h * DH, *dvg = dkg + C;
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        if (kr[r] >= T) continue;
-#pragma unroll
-        for (int n = 0; n < DH / 8; n++) {
-            size_t o = (size_t)kr[r] * C3 + n * 8 + 2 * t;
-            float2 a = load2(dkg + o), c = load2(dvg + o);
-            a.x += scale * dk[n][2 * r], a.y += scale * dk[n][2 * r + 1];
-            c.x += dv[n][2 * r], c.y += dv[n][2 * r + 1];
-            store2(dkg + o, a.x, a.y);
-            store2(dvg + o, c.x, c.y);
-        }
-    }
-}
-
-// ----------------------------------------------------------------------------
-// backward, dQ: a block = 64 queries of one (b, h), streaming key tiles of 64
-
-template <int DH, typename S>
-__global__ void __launch_bounds__(MMA_THREADS) mma_backward_dq_v4_kernel(
-    S *dqkv, const S *dout, const S *qkv, const float *lse, const float *Di, int T,
-    int C, int NH, int causal, float scale, float scale_log2) {
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-    const int LD = DH + 8;
-    bf16 *Qs = reinterpret_cast<bf16 *>(smem_raw);  // [64][LD]
-    bf16 *dOs = Qs + TILE * LD;                      // [64][LD]
-    bf16 *Ks = dOs + TILE * LD;                      // [64][LD]
-    bf16 *Vs = Ks + TILE * LD;                       // [64][LD]
-    int nq = (T + TILE - 1) / TILE, qt = nq - 1 - blockIdx.x;
-    int bh = blockIdx.y, b = bh / NH, h = bh % NH;
-    size_t C3 = 3 * (size_t)C;
-    const S *q = qkv + (size_t)b * T * C3 + (size_t)h * DH, *k = q + C, *v = q + 2 * C;
-    const S *go = dout + (size_t)b * T * C + (size_t)h * DH;
-    int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
-    int q0 = qt * TILE;
-    int qi[2] = {q0 + warp * 16 + g, q0 + warp * 16 + g + 8};
-    float lr[2], dr[2];
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        lr[r] = qi[r] < T ? lse[(size_t)bh * T + qi[r]] * LOG2E : 0.0f;
-        dr[r] = qi[r] < T ? Di[(size_t)bh * T + qi[r]] : 0.0f;
-    }
-    stage_v4<TILE, DH>(Qs, LD, q, C3, q0, T);
-    stage_v4<TILE, DH>(dOs, LD, go, C, q0, T);
-    float dq[DH / 8][4];
-    zero4(dq);
-
-    int nk = causal ? qt + 1 : nq;
-    for (int kt = 0; kt < nk; kt++) {
-        int k0 = kt * TILE;
-        __syncthreads();
-        stage_v4<TILE, DH>(Ks, LD, k, C3, k0, T);
-        stage_v4<TILE, DH>(Vs, LD, v, C3, k0, T);
-        __syncthreads();
-        float s[TILE / 8][4], dp[TILE / 8][4];
-        zero4(s);
-        zero4(dp);
-#pragma unroll
-        for (int kk = 0; kk < DH / 16; kk++) {
-            uint32_t qa[4], ga[4];
-            load_a(qa, Qs, LD, warp * 16, kk * 16, g, t);
-            load_a(ga, dOs, LD, warp * 16, kk * 16, g, t);
-#pragma unroll
-            for (int j = 0; j < TILE / 8; j++) {
-                uint32_t b0, b1;
-                load_b(b0, b1, Ks, LD, j * 8, kk * 16, g, t);
-                mma16816(s[j], qa, b0, b1);
-                load_b(b0, b1, Vs, LD, j * 8, kk * 16, g, t);
-                mma16816(dp[j], ga, b0, b1);
-            }
-        }
-#pragma unroll
-        for (int j = 0; j < TILE / 8; j++)
-#pragma unroll
-            for (int c = 0; c < 4; c++) {
-                int key = k0 + j * 8 + 2 * t + (c & 1), r = c >> 1;
-                bool masked = qi[r] >= T || key >= T || (causal && key > qi[r]);
-                float pv = masked ? 0.0f : exp2f(s[j][c] * scale_log2 - lr[r]);
-                s[j][c] = pv * (dp[j][c] - dr[r]);  // dS
-            }
-#pragma unroll
-        for (int ks = 0; ks < TILE / 16; ks++) {
-            uint32_t sa[4];
-            c_to_a(sa, s[2 * ks], s[2 * ks + 1]);
-#pragma unroll
-            for (int n = 0; n < DH / 8; n += 2) {
-                uint32_t kb[4];
-                load_b_trans(kb, Ks, LD, ks * 16, n * 8, lane);
-                mma16816(dq[n], sa, kb[0], kb[1]);
-                mma16816(dq[n + 1], sa, kb[2], kb[3]);
-            }
-        }
-    }
-
-    S *dqg = dqkv + (size_t)b * T * C3 + (size_t)h * DH;
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-        if (qi[r] >= T) continue;
-#pragma unroll
-        for (int n = 0; n < DH / 8; n++) {
-            S *p = dqg + (size_t)qi[r] * C3 + n * 8 + 2 * t;
-            float2 a = load2(p);
-            store2(p, a.x + scale * dq[n][2 * r], a.y + scale * dq[n][2 * r + 1]);
-        }
-    }
-}
-
-// ----------------------------------------------------------------------------
 // launchers. What runs (the fastest measured, docs/PERF.md v5; registers: nvcc -Xptxas -v):
 //   forward   v5 at both head dims: D64 128 queries (MT 2) x 64-key tiles (247 registers),
 //             D128 128 x 32 (254)
-//   backward  D64: v4 (64 keys x 64-query steps, 168 registers; 64 queries x 64 keys, 126):
-//             v5 measured 10-18% slower there; D128: v5, dK/dV 64 keys x 32-query steps (244),
-//             dQ 128 queries (MT 2) x 32-key tiles (252): 1.08-1.18x v4's backward
-// The v5 backward's shapes below apply where ATTN_BWD_V5_<D> is 1.
+//   backward  v5: D128 dK/dV 64 keys x 32-query steps (244), dQ 128 queries (MT 2) x 32-key
+//             tiles (252). (The v4 backward, 10-18% faster at D=64 in its day, is in git
+//             history before the transformer-core change; PERF.md v4/v5 has its numbers.)
 
 // (each overridable at compile time, -DFWD64_N=... -DFWD64_MT=..., for tuning runs)
 #ifndef FWD64_N
@@ -914,21 +685,15 @@ __global__ void __launch_bounds__(MMA_THREADS) mma_backward_dq_v4_kernel(
 #ifndef DQ128_MINB
 #define DQ128_MINB 1
 #endif
-#ifndef ATTN_BWD_V5_64
-#define ATTN_BWD_V5_64 0
-#endif
-#ifndef ATTN_BWD_V5_128
-#define ATTN_BWD_V5_128 1
-#endif
 
 template <int DH> struct AttnCfg;
 template <> struct AttnCfg<64> {
     static constexpr int F[2] = {FWD64_N, FWD64_MT}, KV[3] = {DKDV64_N, DKDV64_MT, DKDV64_MINB},
-                         Q[3] = {DQ64_N, DQ64_MT, DQ64_MINB}, V5 = ATTN_BWD_V5_64;
+                         Q[3] = {DQ64_N, DQ64_MT, DQ64_MINB};
 };
 template <> struct AttnCfg<128> {
     static constexpr int F[2] = {FWD128_N, FWD128_MT}, KV[3] = {DKDV128_N, DKDV128_MT, DKDV128_MINB},
-                         Q[3] = {DQ128_N, DQ128_MT, DQ128_MINB}, V5 = ATTN_BWD_V5_128;
+                         Q[3] = {DQ128_N, DQ128_MT, DQ128_MINB};
 };
 
 static void allow_smem(const void *kernel, size_t bytes) {
@@ -953,43 +718,24 @@ static void mma_backward(S *dqkv, const S *dout, const S *qkv, const float *lse,
                          const float *Di, int B, int T, int C, int NH, int causal) {
     float scale = 1.0f / sqrtf((float)DH), scale_log2 = scale * LOG2E;
     static int done;
-    if constexpr (AttnCfg<DH>::V5) {
-        constexpr int BQ = AttnCfg<DH>::KV[0], MK = AttnCfg<DH>::KV[1], BMK = 64 * MK;
-        constexpr int BN = AttnCfg<DH>::Q[0], MQ = AttnCfg<DH>::Q[1], BMQ = 64 * MQ;
-        constexpr int NBK = AttnCfg<DH>::KV[2], NBQ = AttnCfg<DH>::Q[2];
-        size_t smem_kv =
-            (size_t)(2 * BMK + 4 * BQ) * (DH + 8) * sizeof(bf16) + 4 * BQ * sizeof(float);
-        size_t smem_q = (size_t)(2 * BMQ + 4 * BN) * (DH + 8) * sizeof(bf16);
-        if (!done) {
-            allow_smem((const void *)mma_backward_dkdv_kernel<DH, BQ, MK, NBK, S>, smem_kv);
-            allow_smem((const void *)mma_backward_dq_kernel<DH, BN, MQ, NBQ, S>, smem_q);
-            done = 1;
-        }
-        mma_backward_dkdv_kernel<DH, BQ, MK, NBK, S>
-            <<<dim3(cdiv(T, BMK), B * NH), MMA_THREADS, smem_kv>>>(
-                dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale, scale_log2);
-        cudaCheckLaunch();
-        mma_backward_dq_kernel<DH, BN, MQ, NBQ, S><<<dim3(cdiv(T, BMQ), B * NH), MMA_THREADS, smem_q>>>(
-            dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale, scale_log2);
-        cudaCheckLaunch();
-    } else {
-        // v4: 32 query rows per step at DH = 128 keep the dK and dV accumulators in registers
-        const int BQ = DH == 128 ? 32 : 64;
-        size_t smem_kv =
-            (size_t)(2 * TILE + 2 * BQ) * (DH + 8) * sizeof(bf16) + 2 * BQ * sizeof(float);
-        size_t smem_q = (size_t)4 * TILE * (DH + 8) * sizeof(bf16);
-        if (!done) {
-            allow_smem((const void *)mma_backward_dkdv_v4_kernel<DH, BQ, S>, smem_kv);
-            allow_smem((const void *)mma_backward_dq_v4_kernel<DH, S>, smem_q);
-            done = 1;
-        }
-        mma_backward_dkdv_v4_kernel<DH, BQ, S><<<dim3(cdiv(T, TILE), B * NH), MMA_THREADS, smem_kv>>>(
-            dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale, scale_log2);
-        cudaCheckLaunch();
-        mma_backward_dq_v4_kernel<DH, S><<<dim3(cdiv(T, TILE), B * NH), MMA_THREADS, smem_q>>>(
-            dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale, scale_log2);
-        cudaCheckLaunch();
+    constexpr int BQ = AttnCfg<DH>::KV[0], MK = AttnCfg<DH>::KV[1], BMK = 64 * MK;
+    constexpr int BN = AttnCfg<DH>::Q[0], MQ = AttnCfg<DH>::Q[1], BMQ = 64 * MQ;
+    constexpr int NBK = AttnCfg<DH>::KV[2], NBQ = AttnCfg<DH>::Q[2];
+    size_t smem_kv =
+        (size_t)(2 * BMK + 4 * BQ) * (DH + 8) * sizeof(bf16) + 4 * BQ * sizeof(float);
+    size_t smem_q = (size_t)(2 * BMQ + 4 * BN) * (DH + 8) * sizeof(bf16);
+    if (!done) {
+        allow_smem((const void *)mma_backward_dkdv_kernel<DH, BQ, MK, NBK, S>, smem_kv);
+        allow_smem((const void *)mma_backward_dq_kernel<DH, BN, MQ, NBQ, S>, smem_q);
+        done = 1;
     }
+    mma_backward_dkdv_kernel<DH, BQ, MK, NBK, S>
+        <<<dim3(cdiv(T, BMK), B * NH), MMA_THREADS, smem_kv>>>(
+            dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale, scale_log2);
+    cudaCheckLaunch();
+    mma_backward_dq_kernel<DH, BN, MQ, NBQ, S><<<dim3(cdiv(T, BMQ), B * NH), MMA_THREADS, smem_q>>>(
+        dqkv, dout, qkv, lse, Di, T, C, NH, causal, scale, scale_log2);
+    cudaCheckLaunch();
 }
 
 // Head dims 64 and 128, dense (no masks: this family lost to wgmma before masks existed).
