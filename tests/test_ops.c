@@ -476,93 +476,77 @@ typedef struct {
     double *a, *b, *R, *out;  // gelu reads a only
 } elementwise_ctx;
 
-static void gelu_ref(elementwise_ctx *c) {
+// tanh (GPT-2): 0.5 x (1 + tanh(k (x + 0.044715 x^3))), k = sqrt(2/pi); erf (BERT):
+// x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)); in double
+static void gelu_ref(elementwise_ctx *c, pb_gelu kind) {
     const double k = sqrt(2.0 / M_PI);
     for (size_t i = 0; i < c->n; i++) {
         double x = c->a[i];
-        c->out[i] = 0.5 * x * (1.0 + tanh(k * (x + 0.044715 * x * x * x)));
+        c->out[i] = kind == PB_GELU_ERF ? 0.5 * x * (1.0 + erf(x / sqrt(2.0)))
+                                        : 0.5 * x * (1.0 + tanh(k * (x + 0.044715 * x * x * x)));
     }
 }
+
+static pb_gelu g_gelu_kind;  // the kind gelu_loss evaluates
 
 static double gelu_loss(void *ctx) {
     elementwise_ctx *c = ctx;
-    gelu_ref(c);
+    gelu_ref(c, g_gelu_kind);
     return dot(c->out, c->R, c->n);
 }
 
-Test(ops_cpu, gelu) {
-    const pb_ops *o = ops();
-    enum { n = 1001 };
-    uint64_t seed = 13;
-    float *x = fbuf(n, -6, 6, &seed), *R = fbuf(n, -1, 1, &seed);
-    float *out = fbuf(n, 0, 0, &seed), *dx = fbuf(n, 0, 0, &seed);
-    x[0] = 0.0f, x[1] = -10.0f, x[2] = 10.0f;  // the middle and both saturated ends
-    elementwise_ctx c = {n, to_double(x, n), NULL, to_double(R, n), pb_malloc(n * sizeof(double))};
-
-    o->gelu_forward(out, x, n, PB_GELU_TANH);
-    gelu_ref(&c);
-    expect_close("gelu out", out, c.out, n, FWD_ATOL, FWD_RTOL);
-    o->gelu_backward(dx, x, R, n, PB_GELU_TANH);
-    check_grad("gelu dinp", gelu_loss, &c, c.a, dx, n, 1);
-
-    free(c.a), free(c.R), free(c.out);
-    o->free(x), o->free(R), o->free(out), o->free(dx);
-}
-
-// GELU with erf (BERT): out = x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), in double
-static void gelu_erf_ref(elementwise_ctx *c) {
-    for (size_t i = 0; i < c->n; i++) {
-        double x = c->a[i];
-        c->out[i] = 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
-    }
-}
-
-static double gelu_erf_loss(void *ctx) {
-    elementwise_ctx *c = ctx;
-    gelu_erf_ref(c);
-    return dot(c->out, c->R, c->n);
-}
-
-// The same inputs as the tanh test. The two kinds differ by up to 4.7e-4 (near x = -2.8),
-// 40x FWD's tolerance there, and their derivatives by up to 8.4e-4 (near x = -2.1), 5x
-// GRAD's: the test first checks that these inputs tell the kinds apart, so that an op that
-// ignored its kind argument fails it.
-Test(ops_cpu, gelu_erf) {
-    const pb_ops *o = ops();
-    enum { n = 1001 };
-    uint64_t seed = 13;
-    float *x = fbuf(n, -6, 6, &seed), *R = fbuf(n, -1, 1, &seed);
-    float *out = fbuf(n, 0, 0, &seed), *dx = fbuf(n, 0, 0, &seed);
-    x[0] = 0.0f, x[1] = -10.0f, x[2] = 10.0f;  // the middle and both saturated ends
-    elementwise_ctx c = {n, to_double(x, n), NULL, to_double(R, n), pb_malloc(n * sizeof(double))};
-
-    gelu_ref(&c);  // tanh
-    double *tanh_out = to_double(x, n);
-    memcpy(tanh_out, c.out, n * sizeof(double));
-    gelu_erf_ref(&c);
+// The inputs tell the two kinds apart: they differ by up to 4.7e-4 (near x = -2.8), 40x FWD's
+// tolerance there, and their derivatives by up to 8.4e-4 (near x = -2.1), 5x GRAD's; checked
+// first, so that an op that ignored its kind argument fails.
+static void expect_kinds_apart(elementwise_ctx *c) {
+    double *tanh_out = pb_malloc(c->n * sizeof(double));
+    gelu_ref(c, PB_GELU_TANH);
+    memcpy(tanh_out, c->out, c->n * sizeof(double));
+    gelu_ref(c, PB_GELU_ERF);
     size_t apart = 0;
-    for (size_t i = 0; i < n; i++)
-        apart += fabs(tanh_out[i] - c.out[i]) > 10 * (FWD_ATOL + FWD_RTOL * fabs(c.out[i]));
+    for (size_t i = 0; i < c->n; i++)
+        apart += fabs(tanh_out[i] - c->out[i]) > 10 * (FWD_ATOL + FWD_RTOL * fabs(c->out[i]));
     cr_assert(apart >= 10, "test inputs: tanh and erf GELU differ beyond 10x tolerance at only "
-              "%zu of %d", apart, n);
+              "%zu of %zu", apart, c->n);
     apart = 0;  // and their derivatives (closed forms), beyond GRAD's tolerance
-    for (size_t i = 0; i < n; i++) {
-        double t = c.a[i], k = sqrt(2.0 / M_PI), th = tanh(k * (t + 0.044715 * t * t * t));
+    for (size_t i = 0; i < c->n; i++) {
+        double t = c->a[i], k = sqrt(2.0 / M_PI), th = tanh(k * (t + 0.044715 * t * t * t));
         double d_tanh = 0.5 * (1 + th) + 0.5 * t * (1 - th * th) * k * (1 + 3 * 0.044715 * t * t);
         double d_erf = 0.5 * (1 + erf(t / sqrt(2.0))) + t * exp(-0.5 * t * t) / sqrt(2 * M_PI);
         apart += fabs(d_tanh - d_erf) > GRAD_ATOL + GRAD_RTOL * fabs(d_erf);
     }
     cr_assert(apart >= 10, "test inputs: the tanh and erf GELU derivatives differ beyond "
-              "tolerance at only %zu of %d", apart, n);
+              "tolerance at only %zu of %zu", apart, c->n);
+    free(tanh_out);
+}
 
-    o->gelu_forward(out, x, n, PB_GELU_ERF);
-    expect_close("gelu erf out", out, c.out, n, FWD_ATOL, FWD_RTOL);
-    o->gelu_backward(dx, x, R, n, PB_GELU_ERF);
-    check_grad("gelu erf dinp", gelu_erf_loss, &c, c.a, dx, n, 1);
+// Forward against the double reference, backward against central finite differences of it.
+static void gelu_case(pb_gelu kind, const char *name) {
+    const pb_ops *o = ops();
+    enum { n = 1001 };
+    uint64_t seed = 13;
+    float *x = fbuf(n, -6, 6, &seed), *R = fbuf(n, -1, 1, &seed);
+    float *out = fbuf(n, 0, 0, &seed), *dx = fbuf(n, 0, 0, &seed);
+    x[0] = 0.0f, x[1] = -10.0f, x[2] = 10.0f;  // the middle and both saturated ends
+    elementwise_ctx c = {n, to_double(x, n), NULL, to_double(R, n), pb_malloc(n * sizeof(double))};
+    expect_kinds_apart(&c);
 
-    free(tanh_out), free(c.a), free(c.R), free(c.out);
+    char what[64];
+    o->gelu_forward(out, x, n, kind);
+    gelu_ref(&c, kind);
+    snprintf(what, sizeof what, "%s out", name);
+    expect_close(what, out, c.out, n, FWD_ATOL, FWD_RTOL);
+    o->gelu_backward(dx, x, R, n, kind);
+    g_gelu_kind = kind;
+    snprintf(what, sizeof what, "%s dinp", name);
+    check_grad(what, gelu_loss, &c, c.a, dx, n, 1);
+
+    free(c.a), free(c.R), free(c.out);
     o->free(x), o->free(R), o->free(out), o->free(dx);
 }
+
+Test(ops_cpu, gelu) { gelu_case(PB_GELU_TANH, "gelu"); }
+Test(ops_cpu, gelu_erf) { gelu_case(PB_GELU_ERF, "gelu erf"); }
 
 static void residual_ref(elementwise_ctx *c) {
     for (size_t i = 0; i < c->n; i++) c->out[i] = c->a[i] + c->b[i];
