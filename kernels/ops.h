@@ -1,5 +1,5 @@
 // ops.h: the op table. The model is written once, as a sequence of calls through a pb_ops
-// table; each backend (cpu/ now, cuda/ later) fills one. Every pointer below points into
+// table; each backend (cpu/, cuda/) fills one. Every pointer below points into
 // the backend's memory (host memory for the CPU backend).
 //
 // Shapes use one vocabulary everywhere:

@@ -112,9 +112,14 @@ void gpt2_init_weights(gpt2 *m, uint64_t seed) {
 // ----------------------------------------------------------------------------
 // activations
 
-const pb_attn_impl *gpt2_attention(const gpt2 *m, int B, int T, char *err, size_t errlen) {
+// GPT-2's attention at (B,T): causal self-attention over every key, scale 1/sqrt(D).
+static pb_attn_desc attention_desc(const gpt2 *m, int B, int T) {
     int D = m->cfg.n_embd / m->cfg.n_head;
-    pb_attn_desc d = {B, T, T, m->cfg.n_head, D, 1.0f / sqrtf((float)D), 1, NULL, NULL};
+    return (pb_attn_desc){B, T, T, m->cfg.n_head, D, 1.0f / sqrtf((float)D), 1, NULL, NULL};
+}
+
+const pb_attn_impl *gpt2_attention(const gpt2 *m, int B, int T, char *err, size_t errlen) {
+    pb_attn_desc d = attention_desc(m, B, T);
     return pb_attn_choose(m->ops, m->cfg.attention, &d, err, errlen);
 }
 
@@ -147,11 +152,9 @@ static void ensure_acts(gpt2 *m, int B, int T) {
     free_acts(m);
     const pb_ops *ops = m->ops;
     char err[1024];
-    m->attn = gpt2_attention(m, B, T, err, sizeof err);
+    m->attn_desc = attention_desc(m, B, T);
+    m->attn = pb_attn_choose(ops, m->cfg.attention, &m->attn_desc, err, sizeof err);
     if (!m->attn) pb_die(PB_EXIT_USAGE, "%s", err);
-    int D = m->cfg.n_embd / m->cfg.n_head;
-    m->attn_desc = (pb_attn_desc){B, T, T, m->cfg.n_head, D, 1.0f / sqrtf((float)D), 1, NULL,
-                                  NULL};
     m->B = B;
     m->T = T;
     m->acts.tf.h = pb_calloc((size_t)m->cfg.n_layer, sizeof(tf_layer_acts));

@@ -84,8 +84,9 @@ static inline float *tf_take(void *base, size_t *off, size_t n, size_t eb) {
     *off += (n * eb + 63) / 64 * 64;
     return p;
 }
-// Lays out the stack's activations (for N rows, B*NH*T lse entries) and gradients at *off of
-// base; ab is pb_act_bytes(ops). a->h and the stack's one set of gradients are filled.
+// Lay out the stack's activations (N rows, nlse = B*NH*T lse entries; a->h must hold L
+// entries) and its gradients (one block's worth) at *off of base, advancing *off; ab is
+// pb_act_bytes(ops). With base NULL they only count the bytes.
 void tf_map_acts(const tf_config *c, size_t N, size_t nlse, size_t ab, tf_acts *a, void *base,
                  size_t *off);
 void tf_map_grads(const tf_config *c, size_t N, size_t ab, int fused_gelu, tf_grads *g,

@@ -56,6 +56,18 @@ Test(eval, gives_the_trainers_validation_loss, .fini = cleanup) {
               strstr(js, "\"step\": 12") && js[0] == '{', "%s", js);
     double loss = strtod(strstr(js, "\"loss\": ") + 8, NULL);
     cr_assert(loss > 0.5 && loss < 4.5, "loss %g from: %s", loss, js);
+
+    // val_batches past what the data holds (39 batches of 4 x 32): the trainer caps it, and
+    // eval caps the same way, so they still average the same windows
+    cr_assert_eq(run("%s train " TINY "--set train.steps=4 --set train.val_batches=100 "
+                     "--set run.dir=%s/big", bin, tmp, tmp, tmp), 0, "%s", output());
+    snprintf(dir, sizeof dir, "%s/big", tmp);
+    last_val_loss(dir, want, sizeof want);
+    cr_assert_eq(run("%s eval --ckpt %s --data '%s/val_*.bin'", bin, dir, tmp), 0, "%s",
+                 output());
+    snprintf(line, sizeof line, "loss %s ppl ", want);
+    cr_assert(strstr(run_stdout(), line), "expected '%s' in: %s", line, run_stdout());
+    cr_assert(strstr(run_stderr(), "each validation uses those 39"), "%s", run_stderr());
 }
 
 Test(eval, errors_and_exit_codes, .fini = cleanup) {

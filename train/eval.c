@@ -93,10 +93,7 @@ int eval_main(int argc, char **argv) {
     // --- data, model, weights
     pb_loader *val = loader_open(data, B, T, 0, 1, cfg.seed, 0, cfg.vocab_size, err, sizeof err);
     if (!val) pb_die(PB_EXIT_DATA, "eval: %s", err);
-    if (loader_num_batches(val) < (uint64_t)batches)
-        fprintf(stderr, "pebble: note: %s holds %llu batches of %d x %d; --batches %d reads "
-                "them again from the start\n", data, (unsigned long long)loader_num_batches(val),
-                B, T, batches);
+    batches = trainer_val_batches(val, batches, B, T, "--batches", data, stderr);
     const pb_ops *ops = trainer_backend(&cfg);
     gpt2_config mc;
     trainer_model_config(&cfg, &mc);

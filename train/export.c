@@ -24,6 +24,7 @@
 #include "kernels/ops.h"
 #include "model/gpt2.h"
 #include "train/checkpoint.h"
+#include "train/trainer.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors data is little-endian; export writes the host's floats as they are"
@@ -104,7 +105,7 @@ static int write_safetensors(const pb_params *ps, const char *path, char *err, s
 
 // A config.json for transformers' GPT2Config: pebble's GPT-2 is the original one (tanh
 // GELU = "gelu_new", LayerNorm eps 1e-5, tied head), trained without dropout.
-static int write_config_json(const ckpt_model_info *mc, const char *path, char *err,
+static int write_config_json(const gpt2_config *mc, const char *path, char *err,
                              size_t errlen) {
     char tmp[4300];
     FILE *f = start_file(path, tmp, sizeof tmp, err, errlen);
@@ -141,20 +142,8 @@ static int write_config_json(const ckpt_model_info *mc, const char *path, char *
 }
 
 int export_safetensors(const char *ckpt_path, const char *out_dir, char *err, size_t errlen) {
-    ckpt_model_info mc;
-    if (ckpt_read_config(ckpt_path, NULL, &mc, err, errlen) != 0) return PB_EXIT_DATA;
-    if (strcmp(mc.family, "gpt2") != 0) {
-        pb_seterr(err, errlen, "%s: a checkpoint of model family '%s'; pebble export writes "
-                  "gpt2", ckpt_path, mc.family);
-        return PB_EXIT_DATA;
-    }
-    if (mc.n_embd % mc.n_head != 0) {
-        pb_seterr(err, errlen, "%s: /config has n_embd %d not divisible by n_head %d", ckpt_path,
-               mc.n_embd, mc.n_head);
-        return PB_EXIT_DATA;
-    }
-    gpt2_config gc = {.n_layer = mc.n_layer, .n_head = mc.n_head, .n_embd = mc.n_embd,
-                      .seq_len = mc.seq_len, .vocab_size = mc.vocab_size};
+    gpt2_config gc;
+    if (trainer_model_from_ckpt(ckpt_path, &gc, err, errlen) != 0) return PB_EXIT_DATA;
     gpt2 m;
     gpt2_build(&m, &gc, pb_ops_cpu());
     int rc = 0;
@@ -167,7 +156,7 @@ int export_safetensors(const char *ckpt_path, const char *out_dir, char *err, si
         snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
         if (write_safetensors(&m.p, path, err, errlen) != 0) rc = PB_EXIT_RUNTIME;
         snprintf(path, sizeof path, "%s/config.json", out_dir);
-        if (rc == 0 && write_config_json(&mc, path, err, errlen) != 0) rc = PB_EXIT_RUNTIME;
+        if (rc == 0 && write_config_json(&gc, path, err, errlen) != 0) rc = PB_EXIT_RUNTIME;
     }
     gpt2_free(&m);
     return rc;

@@ -10,6 +10,7 @@
 
 #include "data/tokenizer.h"
 #include "train/checkpoint.h"
+#include "train/trainer.h"
 
 // ----------------------------------------------------------------------------
 // picking one token
@@ -235,22 +236,8 @@ static int32_t *encode_prompt(const tok_tokenizer *tok, const char *prompt, cons
 // checksum verified). 0 with *m built, or -1 with "<path>: <why>" in err and nothing built.
 static int try_sample_model(const char *path, void *user, char *err, size_t errlen) {
     gpt2 *m = user;
-    ckpt_model_info mi;
-    if (ckpt_read_config(path, NULL, &mi, err, errlen) != 0) return -1;
-    if (strcmp(mi.family, "gpt2") != 0) {
-        pb_seterr(err, errlen, "%s: a checkpoint of model family '%s'; pebble sample "
-                  "generates with gpt2", path, mi.family);
-        return -1;
-    }
-    gpt2_config mc = {.n_layer = mi.n_layer, .n_head = mi.n_head, .n_embd = mi.n_embd,
-                      .seq_len = mi.seq_len, .vocab_size = mi.vocab_size};
-    if (mc.n_layer < 1 || mc.n_head < 1 || mc.n_embd < 1 || mc.seq_len < 1 ||
-        mc.vocab_size < 1 || mc.n_embd % mc.n_head != 0) {
-        pb_seterr(err, errlen, "%s: /config holds an impossible model shape (n_layer=%d "
-                  "n_head=%d n_embd=%d seq_len=%d vocab_size=%d)", path, mc.n_layer, mc.n_head,
-                  mc.n_embd, mc.seq_len, mc.vocab_size);
-        return -1;
-    }
+    gpt2_config mc;
+    if (trainer_model_from_ckpt(path, &mc, err, errlen) != 0) return -1;
     gpt2_build(m, &mc, pb_ops_cpu());
     if (ckpt_load(path, &m->p, 0, NULL, err, errlen) != 0) {
         gpt2_free(m);

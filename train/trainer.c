@@ -52,6 +52,39 @@ void trainer_model_config(const pb_config *cfg, gpt2_config *mc) {
     snprintf(mc->attention, sizeof mc->attention, "%s", cfg->attention);
 }
 
+int trainer_val_batches(const pb_loader *val, int batches, int B, int T, const char *what,
+                        const char *pattern, FILE *note) {
+    uint64_t have = loader_num_batches(val);
+    if ((uint64_t)batches <= have) return batches;
+    // More would go round the validation data again, weighting some of it twice.
+    fprintf(note, "note: %s = %d, but %s holds %llu batches of %d x %d: each validation uses "
+            "those %llu\n", what, batches, pattern, (unsigned long long)have, B, T,
+            (unsigned long long)have);
+    return (int)have;
+}
+
+int trainer_model_from_ckpt(const char *path, gpt2_config *mc, char *err, size_t errlen) {
+    ckpt_model_info mi;
+    if (ckpt_read_config(path, NULL, &mi, err, errlen) != 0) return -1;
+    if (strcmp(mi.family, "gpt2") != 0) {
+        pb_seterr(err, errlen, "%s: a checkpoint of model family '%s'; this command runs gpt2",
+                  path, mi.family);
+        return -1;
+    }
+    if (mi.n_embd % mi.n_head != 0) {
+        pb_seterr(err, errlen, "%s: /config has n_embd %d not divisible by n_head %d", path,
+                  mi.n_embd, mi.n_head);
+        return -1;
+    }
+    memset(mc, 0, sizeof *mc);
+    mc->n_layer = mi.n_layer;
+    mc->n_head = mi.n_head;
+    mc->n_embd = mi.n_embd;
+    mc->seq_len = mi.seq_len;
+    mc->vocab_size = mi.vocab_size;
+    return 0;
+}
+
 static volatile sig_atomic_t stop_signal;
 static int test_signal_at(const char *name, int step, int k);
 
@@ -470,15 +503,8 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     int32_t *targets = pb_malloc((size_t)B * T * sizeof(int32_t));
     double last_val = -1.0;
     int stopped = 0, stopped_at = 0, mid_step = 0, signal_step = test_signal_step();
-    int val_batches = cfg->val_batches;
-    if (val && (uint64_t)val_batches > loader_num_batches(val)) {
-        // More would go round the validation data again, weighting some of it twice.
-        printf("note: train.val_batches = %d, but %s holds %llu batches of %d x %d: each "
-               "validation uses those %llu\n", val_batches, cfg->val_data,
-               (unsigned long long)loader_num_batches(val), B, T,
-               (unsigned long long)loader_num_batches(val));
-        val_batches = (int)loader_num_batches(val);
-    }
+    int val_batches = val ? trainer_val_batches(val, cfg->val_batches, B, T, "train.val_batches",
+                                                cfg->val_data, stdout) : 0;
     install_stop_handlers();
     double run_t0 = pb_now();
     long long run_tokens = 0;

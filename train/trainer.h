@@ -4,6 +4,7 @@
 
 #include "kernels/ops.h"
 #include "model/gpt2.h"
+#include "data/loader.h"
 #include "train/config.h"
 
 // Where a run starts. resume: "auto" (the newest checkpoint in run.dir that loads and
@@ -27,5 +28,16 @@ int trainer_run_from(const pb_config *cfg, const pb_train_start *start);
 // The op table the config asks for, and the model shape from the config.
 const pb_ops *trainer_backend(const pb_config *cfg);
 void trainer_model_config(const pb_config *cfg, gpt2_config *mc);
+// Validation batches: batches, or all that val holds when it holds fewer (a note on `note`
+// naming what (the key or flag) and pattern). The trainer and `pebble eval` both use it, so
+// that they average the same windows.
+int trainer_val_batches(const pb_loader *val, int batches, int B, int T, const char *what,
+                        const char *pattern, FILE *note);
+
+// The GPT-2 shape stored in the checkpoint at path (its /config), for the commands that
+// build a model from a checkpoint (sample, export, eval's checks). Returns 0, or -1 with one
+// line in err: not a readable checkpoint, another model family, or n_embd not a multiple
+// of n_head.
+int trainer_model_from_ckpt(const char *path, gpt2_config *mc, char *err, size_t errlen);
 
 #endif

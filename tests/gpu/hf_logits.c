@@ -8,14 +8,13 @@
 #include "kernels/common.h"
 #include "model/gpt2.h"
 #include "train/checkpoint.h"
+#include "train/trainer.h"
 
 int main(int argc, char **argv) {
     if (argc != 5) pb_die(PB_EXIT_USAGE, "usage: hf_logits CKPT TOKENS N OUT");
     char err[1024];
-    ckpt_model_info mi;
-    if (ckpt_read_config(argv[1], NULL, &mi, err, sizeof err) != 0) pb_die(PB_EXIT_DATA, "%s", err);
-    gpt2_config mc = {.n_layer = mi.n_layer, .n_head = mi.n_head, .n_embd = mi.n_embd,
-                      .seq_len = mi.seq_len, .vocab_size = mi.vocab_size};
+    gpt2_config mc;
+    if (trainer_model_from_ckpt(argv[1], &mc, err, sizeof err) != 0) pb_die(PB_EXIT_DATA, "%s", err);
     gpt2 m;
     gpt2_build(&m, &mc, pb_ops_cpu());
     if (ckpt_load(argv[1], &m.p, 0, NULL, err, sizeof err) != 0) pb_die(PB_EXIT_DATA, "%s", err);
