@@ -6,11 +6,13 @@
 #define PEBBLE_TESTS_CLI_H
 
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "data/shard.h"
 #include "kernels/common.h"
@@ -74,6 +76,29 @@ static int run(const char *fmt, ...) {
     int st = system(full);
     cr_assert(st != -1 && WIFEXITED(st), "could not run: %s", cmd);
     return WEXITSTATUS(st);
+}
+
+// Starts a shell command line in the background, stdout to <tmp>/out and stderr to
+// <tmp>/err as run() does; "exec" in it makes the command that pid. Returns the pid.
+static pid_t spawn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static pid_t spawn(const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        char out[300], err[300];
+        snprintf(out, sizeof out, "%s/out", tmp);
+        snprintf(err, sizeof err, "%s/err", tmp);
+        dup2(open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644), 1);
+        dup2(open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644), 2);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
 }
 
 // A whole (small) file as a string, into buf (cap bytes, truncated to fit).

@@ -141,28 +141,6 @@ Test(resume, n_steps_equal_a_stop_and_a_resume_to_the_bit, .timeout = 300) {
     expect_identical(pa, pb);
 }
 
-// Starts build/pebble in the background with stdout and stderr to <tmp>/out.
-static pid_t spawn(const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        // the same files as run(): stdout to <tmp>/out, stderr to <tmp>/err
-        char out[300], err[300];
-        snprintf(out, sizeof out, "%s/out", tmp);
-        snprintf(err, sizeof err, "%s/err", tmp);
-        dup2(open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644), 1);
-        dup2(open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644), 2);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);  // "exec" in cmd: pebble is pid
-        _exit(127);
-    }
-    return pid;
-}
-
 static void stop_from_outside(int sig, const char *name) {
     const char *bin = pebble_bin();
     char dir[400];

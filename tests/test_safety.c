@@ -51,29 +51,6 @@ static void metrics_of(const char *dir, char *out, size_t n) {
     }
 }
 
-// Starts a command in the background (stdout and stderr to <tmp>/bg), "exec" in it makes
-// pebble that pid.
-static pid_t spawn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static pid_t spawn(const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        char out[300];
-        snprintf(out, sizeof out, "%s/bg", tmp);
-        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
-        _exit(127);
-    }
-    return pid;
-}
-
 // ----------------------------------------------------------------------------
 // the run directory
 
@@ -229,12 +206,12 @@ Test(safety, sigterm_from_outside_ends_a_long_step_quickly, .timeout = 120) {
     cr_assert_eq(waitpid(pid, &st, 0), pid);
     double took = pb_now() - t0;
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    snprintf(p, sizeof p, "%s/bg", tmp);
-    cr_assert(strstr(slurp(p), "stopped by SIGTERM during step "), "%s", slurp(p));
+    char *out = run_stdout();
+    cr_assert(strstr(out, "stopped by SIGTERM during step "), "%s", output());
     cr_assert(exists("%s/r/latest", tmp));
     // one step takes 512 micro-batches; the stop came within a few of them
-    char *m = strstr(slurp(p), " 1/100 |");
-    cr_assert(m, "%s", slurp(p));
+    char *m = strstr(out, " 1/100 |");
+    cr_assert(m, "%s", output());
     double step_ms = strtod(strstr(m, "tok/s | ") + 8, NULL);
     cr_assert(took * 1000.0 < step_ms / 4, "SIGTERM took %.0f ms; a step takes %.0f ms",
               took * 1000.0, step_ms);
