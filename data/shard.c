@@ -25,33 +25,6 @@
 // ---------------------------------------------------------------------------------------
 // writing
 
-// write(2) may write less than asked (or be interrupted); loop until all is out.
-static int write_all(int fd, const void *buf, size_t len) {
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return -1;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
-// After rename, fsync the directory too, so the new name itself survives a crash.
-static void fsync_parent_dir(const char *path) {
-    char *copy = pb_malloc(strlen(path) + 1);
-    strcpy(copy, path);
-    int dfd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd);  // best effort: some filesystems refuse fsync on directories
-        close(dfd);
-    }
-    free(copy);
-}
-
 int shard_write(const char *path, const uint16_t *tokens, size_t n, char *err, size_t errlen) {
     if (n > SHARD_MAX_TOKENS) {
         pb_seterr(err, errlen, "%s: %zu tokens do not fit one shard (at most %u)", path, n,
@@ -74,8 +47,8 @@ int shard_write(const char *path, const uint16_t *tokens, size_t n, char *err, s
     header[1] = SHARD_VERSION;
     header[2] = (int32_t)n;
     const char *what = NULL;
-    if (write_all(fd, header, sizeof header) != 0 ||
-        (n > 0 && write_all(fd, tokens, n * sizeof(uint16_t)) != 0))
+    if (pb_write_all(fd, header, sizeof header) != 0 ||
+        (n > 0 && pb_write_all(fd, tokens, n * sizeof(uint16_t)) != 0))
         what = "write";
     else if (fsync(fd) != 0)
         what = "fsync";
@@ -95,7 +68,7 @@ int shard_write(const char *path, const uint16_t *tokens, size_t n, char *err, s
         return -1;
     }
     free(tmp);
-    fsync_parent_dir(path);
+    pb_fsync_parent_dir(path);
     return 0;
 }
 

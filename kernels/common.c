@@ -2,11 +2,14 @@
 #include "kernels/common.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <math.h>
 #include <time.h>
+#include <unistd.h>
 
 void pb_die(int code, const char *fmt, ...) {
     va_list ap;
@@ -118,4 +121,29 @@ double pb_rng_normal(pb_rng *r) {
     // Box-Muller; 1 - u keeps log's argument in (0, 1].
     double u1 = 1.0 - pb_rng_uniform(r), u2 = pb_rng_uniform(r);
     return sqrt(-2.0 * log(u1)) * cos(2.0 * 3.14159265358979323846 * u2);
+}
+
+int pb_write_all(int fd, const void *buf, size_t len) {
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+void pb_fsync_parent_dir(const char *path) {
+    char *copy = pb_malloc(strlen(path) + 1);
+    strcpy(copy, path);
+    int dfd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    free(copy);
 }

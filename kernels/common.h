@@ -44,6 +44,12 @@ void pb_seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((fo
 // mkdir -p path (mode 0755). Returns 0, or -1 with err naming the directory that failed.
 int pb_make_dirs(const char *path, char *err, size_t errlen);
 
+// write(2) until all len bytes are out (short writes, EINTR). Returns 0, or -1 with errno.
+int pb_write_all(int fd, const void *buf, size_t len);
+// fsync the directory holding path, so a file renamed into it survives a crash (best
+// effort: some filesystems refuse fsync on directories).
+void pb_fsync_parent_dir(const char *path);
+
 // Wall clock in seconds (monotonic).
 double pb_now(void);
 
