@@ -78,11 +78,13 @@ typedef struct pb_ops {
     void (*download)(void *host_dst, const void *src, size_t bytes);
     void (*zero)(void *p, size_t bytes);
 
-    // --- embedding: out (B,T,C) = wte[inp[b,t]] (Vp,C) + wpe[t] (maxT,C); inp (B,T)
+    // --- embedding: out (B,T,C) = wte[inp[b,t]] (Vp,C) + wpe[t] (maxT,C) (+ wtt (C) when not
+    //     NULL: BERT's token-type embedding of type 0, the one segment pebble feeds); inp (B,T)
     void (*encoder_forward)(float *out, const int32_t *inp, const float *wte, const float *wpe,
-                            int B, int T, int C);
-    void (*encoder_backward)(float *dwte, float *dwpe, const float *dout, const int32_t *inp,
-                             int B, int T, int C);
+                            const float *wtt, int B, int T, int C);
+    // dwte, dwpe += the scatter and sums of dout; dwtt (C) += the sum of every row (if not NULL)
+    void (*encoder_backward)(float *dwte, float *dwpe, float *dwtt, const float *dout,
+                             const int32_t *inp, int B, int T, int C);
 
     // --- LayerNorm over the last dim: inp, out (N,C); weight, bias (C); mean, rstd (N) are
     //     saved for backward; eps is added to the variance (1e-5 GPT-2, 1e-12 BERT)
@@ -114,6 +116,25 @@ typedef struct pb_ops {
     void (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n,
                           pb_gelu kind);
 
+    // --- tanh, elementwise over n (BERT's pooler); the backward reads the OUTPUT:
+    //     dinp += (1 - out^2) * dout
+    void (*tanh_forward)(float *out, const float *inp, size_t n);
+    void (*tanh_backward)(float *dinp, const float *out, const float *dout, size_t n);
+
+    // --- rows by index (the masked positions of MLM, the first token of each sequence):
+    //     out (M,C) = inp[idx[i]] (N,C); idx (M) in backend memory. The backward adds the
+    //     rows back, dinp[idx[i]] += dout[i]: the indices must be distinct.
+    void (*gather_rows)(float *out, const float *inp, const int32_t *idx, int M, int C);
+    void (*scatter_add_rows)(float *dinp, const float *dout, const int32_t *idx, int M, int C);
+
+    // --- mean over the first lengths[b] positions: out (B,C) = mean_t<len inp (B,T,C);
+    //     lengths (B) in backend memory, 1 <= lengths[b] <= T. backward: dinp += dout / len
+    //     on those positions.
+    void (*mean_pool_forward)(float *out, const float *inp, const int32_t *lengths, int B, int T,
+                              int C);
+    void (*mean_pool_backward)(float *dinp, const float *dout, const int32_t *lengths, int B,
+                               int T, int C);
+
     // --- residual: out = a + b, elementwise over n. (Its backward passes dout to both
     //     inputs unchanged, so the model never calls one: see model/transformer.c.)
     void (*residual_forward)(float *out, const float *a, const float *b, size_t n);
@@ -126,6 +147,10 @@ typedef struct pb_ops {
                                  int N, int V, int Vp);
     void (*crossentropy_backward)(float *dlogits, const float *logits, const int32_t *targets,
                                   float dloss, int N, int V, int Vp);
+
+    // out (N) = the index of the largest of the first V logits of each row (N,Vp) (the
+    //     first such index on ties): MLM and classification accuracy
+    void (*argmax_rows)(int32_t *out, const float *logits, int N, int V, int Vp);
 
     // --- optimizer. AdamW, step t >= 1 (for bias correction), on nseg consecutive segments
     // (a model's parameter tensors, updated in one call): segment k is elements

@@ -55,7 +55,7 @@ void gpt2_build(gpt2 *m, const gpt2_config *cfg, const pb_ops *ops) {
     m->ops = ops;
     int L = cfg->n_layer, C = cfg->n_embd, Vp = m->cfg.padded_vocab;
     PB_ASSERT(L > 0 && C > 0 && cfg->n_head > 0 && C % cfg->n_head == 0);
-    m->tf = (tf_config){L, C, cfg->n_head, 0, PB_GELU_TANH, 1e-5f};
+    m->tf = (tf_config){L, C, cfg->n_head, 0, PB_GELU_TANH, 1e-5f, 4 * C};
 
     pb_params *ps = &m->p;
     params_init(ps, "gpt2", ops);
@@ -202,7 +202,7 @@ double gpt2_forward(gpt2 *m, const int32_t *inputs, const int32_t *targets, int 
     params_round(&m->p);  // the low-precision weights from the masters (0.2 ms at 124M)
 
     gpt2_acts *a = &m->acts;
-    ops->encoder_forward(a->encoded, m->inputs, m->wa.wte, m->wa.wpe, B, T, C);
+    ops->encoder_forward(a->encoded, m->inputs, m->wa.wte, m->wa.wpe, NULL, B, T, C);
     const void *ctx[2];
     const float *y = tf_forward(ops, &m->tf, &m->wa.tf, &a->tf, a->encoded, N,
                                 tf_attend_desc(m->attn, &m->attn_desc, ctx));
@@ -246,7 +246,7 @@ void gpt2_backward(gpt2 *m, float loss_scale) {
     ops->matmul_backward(g->out, m->g.wte, NULL, a->logits, a->tf.lnf, m->wa.wte, N, C, Vp);
     tf_backward(ops, &m->tf, &m->wa.tf, &m->g.tf, &a->tf, g, a->encoded, N, m->attn,
                 &m->attn_desc);
-    ops->encoder_backward(m->g.wte, m->g.wpe, g->stream, m->inputs, B, T, C);
+    ops->encoder_backward(m->g.wte, m->g.wpe, NULL, g->stream, m->inputs, B, T, C);
     // The logits now hold gradients: a new forward is needed before the next backward.
     m->have_targets = 0;
 }

@@ -22,8 +22,8 @@ void tf_map_acts(const tf_config *c, size_t N, size_t nlse, size_t ab, tf_acts *
         h->ln2 = tf_take(base, off, N * C, ab);
         h->ln2_mean = tf_take(base, off, N, 4);
         h->ln2_rstd = tf_take(base, off, N, 4);
-        h->fch = tf_take(base, off, N * 4 * C, ab);
-        h->fch_gelu = tf_take(base, off, N * 4 * C, ab);
+        h->fch = tf_take(base, off, N * c->F, ab);
+        h->fch_gelu = tf_take(base, off, N * c->F, ab);
         h->fcproj = tf_take(base, off, N * C, ab);
         h->res3 = tf_take(base, off, N * C, ab);
     }
@@ -46,9 +46,9 @@ void tf_map_grads(const tf_config *c, size_t N, size_t ab, int fused_gelu, tf_gr
     g->qkv = tf_take(base, off, N * 3 * C, ab);
     g->atty = tf_take(base, off, N * C, ab);
     if (!c->post_ln) g->ln2 = tf_take(base, off, N * C, ab);
-    g->fch = tf_take(base, off, N * 4 * C, ab);
+    g->fch = tf_take(base, off, N * c->F, ab);
     // with the fused matmul_backward_gelu the gradient of gelu(fch) is never stored
-    g->fch_gelu = fused_gelu ? NULL : tf_take(base, off, N * 4 * C, ab);
+    g->fch_gelu = fused_gelu ? NULL : tf_take(base, off, N * c->F, ab);
 }
 
 // ----------------------------------------------------------------------------
@@ -79,16 +79,16 @@ static void residual_ln(const pb_ops *ops, float *res, const float *a, const flo
     }
 }
 
-// fch_gelu (N,4C) = gelu(fch = in @ fcw^T + fcb), in one product where the table fuses it
+// fch_gelu (N,F) = gelu(fch = in @ fcw^T + fcb), in one product where the table fuses it
 // (tanh GELU only).
 static void mlp_up(const pb_ops *ops, const tf_config *c, const tf_layer_weights *w,
                    tf_layer_acts *h, const float *in, int N) {
     int C = c->C;
     if (ops->matmul_gelu_forward && c->gelu == PB_GELU_TANH) {
-        ops->matmul_gelu_forward(h->fch_gelu, h->fch, in, w->fcw, w->fcb, N, C, 4 * C);
+        ops->matmul_gelu_forward(h->fch_gelu, h->fch, in, w->fcw, w->fcb, N, C, c->F);
     } else {
-        ops->matmul_forward(h->fch, in, w->fcw, w->fcb, N, C, 4 * C);
-        ops->gelu_forward(h->fch_gelu, h->fch, (size_t)N * 4 * C, c->gelu);
+        ops->matmul_forward(h->fch, in, w->fcw, w->fcb, N, C, c->F);
+        ops->gelu_forward(h->fch_gelu, h->fch, (size_t)N * c->F, c->gelu);
     }
 }
 
@@ -122,7 +122,7 @@ const float *tf_forward(const pb_ops *ops, const tf_config *c, const tf_weights 
         // MLP branch: on ln_2(res2) (pre) or ln_1 (post); res3 = its input's stream + fcproj
         const float *in = post ? h->ln1 : h->ln2, *stream = post ? h->ln1 : h->res2;
         mlp_up(ops, c, lw, h, in, N);
-        ops->matmul_forward(h->fcproj, h->fch_gelu, lw->fcprojw, lw->fcprojb, N, 4 * C, C);
+        ops->matmul_forward(h->fcproj, h->fch_gelu, lw->fcprojw, lw->fcprojb, N, c->F, C);
         if (post) {
             residual_ln(ops, h->res3, stream, h->fcproj, h->ln2, h->ln2_mean, h->ln2_rstd,
                         lw->ln2w, lw->ln2b, N, C, eps);
@@ -152,20 +152,20 @@ static void mlp_backward(const pb_ops *ops, const tf_config *c, const tf_layer_w
                          tf_layer_weights *dw, const tf_layer_acts *h, tf_grads *g,
                          const float *dres, const float *in, float *din, int N) {
     int C = c->C;
-    size_t n4 = (size_t)N * 4 * C;
+    size_t n4 = (size_t)N * c->F;
     if (ops->matmul_backward_gelu && c->gelu == PB_GELU_TANH) {
         // dfch directly (overwritten: its only writer); dgelu(fch) is never stored
         ops->matmul_backward_gelu(g->fch, dw->fcprojw, dw->fcprojb, dres, h->fch_gelu,
-                                  w->fcprojw, h->fch, N, 4 * C, C);
+                                  w->fcprojw, h->fch, N, c->F, C);
     } else {
         size_t ab = pb_act_bytes(ops);
         ops->zero(g->fch_gelu, n4 * ab);
         ops->zero(g->fch, n4 * ab);
         ops->matmul_backward(g->fch_gelu, dw->fcprojw, dw->fcprojb, dres, h->fch_gelu,
-                             w->fcprojw, N, 4 * C, C);
+                             w->fcprojw, N, c->F, C);
         ops->gelu_backward(g->fch, h->fch, g->fch_gelu, n4, c->gelu);
     }
-    ops->matmul_backward(din, dw->fcw, dw->fcb, g->fch, in, w->fcw, N, C, 4 * C);
+    ops->matmul_backward(din, dw->fcw, dw->fcb, g->fch, in, w->fcw, N, C, c->F);
 }
 
 // The attention branch's backward from the gradient dres of its output (attproj), into

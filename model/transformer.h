@@ -6,7 +6,7 @@
 //                    and one more LayerNorm (ln_f) after the last block
 //   post-LN (BERT):  x -> ln_1(x + attn(x)) -> ln_2(ln_1 + mlp(ln_1)), no final LayerNorm
 //
-// attn = c_proj(attention(c_attn(.))), mlp = c_proj(gelu(c_fc(.))), 4C hidden; GELU tanh or
+// attn = c_proj(attention(c_attn(.))), mlp = c_proj(gelu(c_fc(.))), F hidden; GELU tanh or
 // erf; LayerNorm epsilon; causal or bidirectional attention with optional key padding (the
 // attention descriptor, kernels/ops.h). Shapes: N = B*T rows, C channels, NH heads.
 #ifndef PEBBLE_TRANSFORMER_H
@@ -22,6 +22,7 @@ typedef struct tf_config {
     int post_ln;   // 0: pre-LN blocks and a final LayerNorm; 1: post-LN blocks
     pb_gelu gelu;  // PB_GELU_TANH (GPT-2) or PB_GELU_ERF (BERT)
     float ln_eps;  // 1e-5 (GPT-2), 1e-12 (BERT)
+    int F;         // the MLP's hidden width: 4C in GPT-2 and BERT, smaller in LRA's models
 } tf_config;
 
 // One block's weights (pointers into a parameter buffer). pre-LN: ln1 before attention,
@@ -31,8 +32,8 @@ typedef struct tf_layer_weights {
     float *qkvw, *qkvb;          // (3C, C), (3C)
     float *attprojw, *attprojb;  // (C, C), (C)
     float *ln2w, *ln2b;          // (C)
-    float *fcw, *fcb;            // (4C, C), (4C)
-    float *fcprojw, *fcprojb;    // (C, 4C), (C)
+    float *fcw, *fcb;            // (F, C), (F)
+    float *fcprojw, *fcprojb;    // (C, F), (C)
 } tf_layer_weights;
 
 typedef struct tf_weights {
@@ -52,8 +53,8 @@ typedef struct tf_layer_acts {
     float *res2;                 // (N,C) after the attention's residual add
     float *ln2;                  // (N,C)
     float *ln2_mean, *ln2_rstd;  // (N)
-    float *fch;                  // (N,4C)
-    float *fch_gelu;             // (N,4C)
+    float *fch;                  // (N,F)
+    float *fch_gelu;             // (N,F)
     float *fcproj;               // (N,C)
     float *res3;                 // (N,C) after the MLP's residual add
 } tf_layer_acts;
@@ -74,7 +75,7 @@ typedef struct tf_grads {
     float *stream, *out, *aux;   // (N,C); aux: post-LN's second stream buffer
     float *ln1, *qkv, *atty;     // (N,C), (N,3C), (N,C): pre-LN; contiguous, zeroed at once
     float *ln2;                  // (N,C) pre-LN
-    float *fch, *fch_gelu;       // (N,4C)
+    float *fch, *fch_gelu;       // (N,F)
 } tf_grads;
 
 // Carves one buffer of n elements of eb bytes at *off of base (NULL: only counts), each on a

@@ -7,8 +7,8 @@
 #include <string.h>
 
 #include "kernels/common.h"
-#include "tests/fixture.h"
 #include "model/gpt2.h"
+#include "tests/fixture.h"
 #include "train/optim.h"
 
 // ----------------------------------------------------------------------------
@@ -25,44 +25,7 @@ static void build_fixture_model(gpt2 *m) {
     gpt2_build(m, &cfg, pb_ops_cpu());
 }
 
-// Copies tensor `hf` (Hugging Face layout) into pebble's layout of parameter p at dst.
-static void hf_to_internal(const pb_param *p, const float *hf, float *dst) {
-    if (p->hf_transposed) {
-        for (int i = 0; i < p->shape[0]; i++)
-            for (int j = 0; j < p->shape[1]; j++) dst[(size_t)i * p->shape[1] + j] = hf[(size_t)j * p->shape[0] + i];
-    } else {
-        size_t n = (size_t)p->hf_shape[0] * (p->ndim == 2 ? p->hf_shape[1] : 1);
-        memcpy(dst, hf, n * sizeof(float));  // wte's padding rows stay as they are (zero)
-    }
-}
-
-static void load_fixture_params(gpt2 *m, const char *prefix) {
-    char name[160];
-    for (int i = 0; i < m->p.num; i++) {
-        const pb_param *p = &m->p.tab[i];
-        snprintf(name, sizeof name, "%s%s", prefix, p->name);
-        const fx_record *r = fx_get(name);
-        cr_assert_eq(r->ndim, p->ndim, "%s: ndim", p->name);
-        for (int d = 0; d < p->ndim; d++)
-            cr_assert_eq(r->dims[d], p->hf_shape[d], "%s: dim %d is %d, table says %d", p->name,
-                         d, r->dims[d], p->hf_shape[d]);
-        hf_to_internal(p, r->data, m->p.mem + p->offset);
-    }
-}
-
-// max |a - b| / (max |b| + tiny) over a tensor given in Hugging Face layout (b).
-static double rel_err_hf(const pb_param *p, const float *internal, const float *hf) {
-    size_t n = (size_t)p->hf_shape[0] * (p->ndim == 2 ? p->hf_shape[1] : 1);
-    float *tmp = calloc(p->numel, sizeof(float));
-    hf_to_internal(p, hf, tmp);
-    double maxdiff = 0.0, maxref = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        maxdiff = fmax(maxdiff, fabs((double)internal[i] - tmp[i]));
-        maxref = fmax(maxref, fabs((double)tmp[i]));
-    }
-    free(tmp);
-    return maxdiff / (maxref + 1e-12);
-}
+static void load_fixture_params(gpt2 *m, const char *prefix) { fx_load_params(&m->p, prefix); }
 
 // ----------------------------------------------------------------------------
 // parameter table
@@ -239,47 +202,20 @@ Test(gpt2, adamw_steps_match_pytorch) {
 // so d.grad is of the size of |grad|_2 and an error e in the gradient shows as e.d. Central
 // differences of the fp32 model (step h, the loss summed in double): truncation O(h^2) and
 // rounding ~1e-7 |loss| / h; h = 5e-4 balances them (measured: worst tensor at 0.55 of tol).
+static double fd_loss(void *ctx) {
+    gpt2 *m = ctx;
+    return gpt2_forward(m, fx_get("inputs")->data, fx_get("targets")->data, fx_config()[5],
+                        fx_config()[3]);
+}
+
 Test(gpt2, gradients_match_finite_differences) {
     gpt2 m;
     build_fixture_model(&m);
     load_fixture_params(&m, "param/");
-    const int32_t *c = fx_config();
-    const int32_t *inp = fx_get("inputs")->data, *tgt = fx_get("targets")->data;
-    int B = c[5], T = c[3];
     gpt2_zero_grad(&m);
-    gpt2_forward(&m, inp, tgt, B, T);
+    fd_loss(&m);
     gpt2_backward(&m, 1.0f);
-    float *grads = malloc(m.p.num_floats * sizeof(float));
-    memcpy(grads, m.p.grad, m.p.num_floats * sizeof(float));
-    pb_rng rng;
-    pb_rng_seed(&rng, 99);
-    const double h = 5e-4;
-    for (int i = 0; i < m.p.num; i++) {
-        const pb_param *p = &m.p.tab[i];
-        float *x = m.p.mem + p->offset;
-        size_t n = i == 0 ? (size_t)c[4] * c[2] : p->numel;  // wte: real rows only
-        float *x0 = malloc(n * sizeof(float));
-        signed char *d = malloc(n);
-        memcpy(x0, x, n * sizeof(float));
-        double gd = 0.0, gnorm = 0.0;
-        for (size_t j = 0; j < n; j++) {
-            d[j] = (pb_rng_u64(&rng) & 1) ? 1 : -1;
-            gd += (double)d[j] * grads[p->offset + j];
-            gnorm += (double)grads[p->offset + j] * grads[p->offset + j];
-        }
-        for (size_t j = 0; j < n; j++) x[j] = (float)(x0[j] + h * d[j]);
-        double lp = gpt2_forward(&m, inp, tgt, B, T);
-        for (size_t j = 0; j < n; j++) x[j] = (float)(x0[j] - h * d[j]);
-        double lm = gpt2_forward(&m, inp, tgt, B, T);
-        memcpy(x, x0, n * sizeof(float));
-        double fd = (lp - lm) / (2 * h);
-        double tol = 2e-3 * sqrt(gnorm) + 1e-4;  // 2e-3 |grad|_2, plus the rounding floor
-        cr_expect(fabs(fd - gd) <= tol, "%s: finite difference %.8g, analytic %.8g (tol %.3g)",
-                  p->name, fd, gd, tol);
-        free(x0);
-        free(d);
-    }
-    free(grads);
+    fx_check_finite_differences(&m.p, fd_loss, &m, NULL);
     gpt2_free(&m);
 }
 

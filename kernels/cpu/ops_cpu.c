@@ -101,10 +101,10 @@ static void cpu_zero(void *p, size_t bytes) {
 }
 
 // ----------------------------------------------------------------------------
-// encoder: out (B,T,C) = wte[inp[b,t]] + wpe[t]; wte (Vp,C), wpe (maxT,C), inp (B,T)
+// encoder: out (B,T,C) = wte[inp[b,t]] + wpe[t] (+ wtt); wte (Vp,C), wpe (maxT,C), inp (B,T)
 
 static void encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe,
-                            int B, int T, int C) {
+                            const float *wtt, int B, int T, int C) {
 #pragma omp parallel for schedule(static) if ((size_t)B * T * C >= PAR_MIN)
     for (int bt = 0; bt < B * T; bt++) {
         PB_ASSERT(inp[bt] >= 0);
@@ -112,14 +112,16 @@ static void encoder_forward(float *out, const int32_t *inp, const float *wte, co
         const float *wpe_row = wpe + (size_t)(bt % T) * C;
         float *out_row = out + (size_t)bt * C;
         for (int c = 0; c < C; c++) out_row[c] = wte_row[c] + wpe_row[c];
+        if (wtt)
+            for (int c = 0; c < C; c++) out_row[c] += wtt[c];
     }
 }
 
-// dwte (Vp,C) += scatter of dout (B,T,C) by token; dwpe (maxT,C) += sum over b.
-// A token can repeat, so two rows of dout may add into the same row of dwte: threads take
-// channel strips, never rows, and each strip adds the rows in order.
-static void encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp,
-                             int B, int T, int C) {
+// dwte (Vp,C) += scatter of dout (B,T,C) by token; dwpe (maxT,C) += sum over b; dwtt (C) +=
+// sum over every row. A token can repeat, so two rows of dout may add into the same row of
+// dwte: threads take channel strips, never rows, and each strip adds the rows in order.
+static void encoder_backward(float *dwte, float *dwpe, float *dwtt, const float *dout,
+                             const int32_t *inp, int B, int T, int C) {
 #pragma omp parallel for schedule(static) if ((size_t)B * T * C >= PAR_MIN)
     for (int c0 = 0; c0 < C; c0 += STRIP) {
         int len = imin(STRIP, C - c0);
@@ -131,6 +133,8 @@ static void encoder_backward(float *dwte, float *dwpe, const float *dout, const 
                 gwte[j] += d[j];
                 gwpe[j] += d[j];
             }
+            if (dwtt)
+                for (int j = 0; j < len; j++) dwtt[c0 + j] += d[j];
         }
     }
 }
@@ -256,6 +260,56 @@ static void gelu_backward(float *dinp, const float *inp, const float *dout, size
 
 // ----------------------------------------------------------------------------
 // residual: out = a + b, elementwise over n
+
+// tanh: out = tanh(inp); dinp += (1 - out^2) dout
+static void tanh_forward(float *out, const float *inp, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = tanhf(inp[i]);
+}
+
+static void tanh_backward(float *dinp, const float *out, const float *dout, size_t n) {
+    for (size_t i = 0; i < n; i++) dinp[i] += (1.0f - out[i] * out[i]) * dout[i];
+}
+
+// rows by index: out (M,C) = inp[idx] (N,C); dinp[idx] += dout (indices distinct)
+static void gather_rows(float *out, const float *inp, const int32_t *idx, int M, int C) {
+    for (int i = 0; i < M; i++)
+        memcpy(out + (size_t)i * C, inp + (size_t)idx[i] * C, (size_t)C * sizeof(float));
+}
+
+static void scatter_add_rows(float *dinp, const float *dout, const int32_t *idx, int M, int C) {
+    for (int i = 0; i < M; i++) {
+        float *d = dinp + (size_t)idx[i] * C;
+        const float *g = dout + (size_t)i * C;
+        for (int c = 0; c < C; c++) d[c] += g[c];
+    }
+}
+
+// mean pooling: out (B,C) = mean over t < lengths[b] of inp (B,T,C), summed in t order
+static void mean_pool_forward(float *out, const float *inp, const int32_t *lengths, int B, int T,
+                              int C) {
+    for (int b = 0; b < B; b++) {
+        float *o = out + (size_t)b * C;
+        for (int c = 0; c < C; c++) o[c] = 0.0f;
+        for (int t = 0; t < lengths[b]; t++) {
+            const float *x = inp + ((size_t)b * T + t) * C;
+            for (int c = 0; c < C; c++) o[c] += x[c];
+        }
+        float inv = 1.0f / (float)lengths[b];
+        for (int c = 0; c < C; c++) o[c] *= inv;
+    }
+}
+
+static void mean_pool_backward(float *dinp, const float *dout, const int32_t *lengths, int B,
+                               int T, int C) {
+    for (int b = 0; b < B; b++) {
+        float inv = 1.0f / (float)lengths[b];
+        const float *g = dout + (size_t)b * C;
+        for (int t = 0; t < lengths[b]; t++) {
+            float *d = dinp + ((size_t)b * T + t) * C;
+            for (int c = 0; c < C; c++) d[c] += g[c] * inv;
+        }
+    }
+}
 
 static void residual_forward(float *out, const float *a, const float *b, size_t n) {
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
@@ -389,6 +443,17 @@ static void scale(float *x, float s, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] *= s;
 }
 
+// argmax over the first V columns of each row of logits (N,Vp); ties: the first index
+static void argmax_rows(int32_t *out, const float *logits, int N, int V, int Vp) {
+    for (int i = 0; i < N; i++) {
+        const float *x = logits + (size_t)i * Vp;
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            if (x[v] > x[best]) best = v;
+        out[i] = best;
+    }
+}
+
 // ----------------------------------------------------------------------------
 // the table
 
@@ -415,7 +480,14 @@ static const pb_ops cpu_ops = {
     .attention_decode = attn_decode_forward,
     .gelu_forward = gelu_forward,
     .gelu_backward = gelu_backward,
+    .tanh_forward = tanh_forward,
+    .tanh_backward = tanh_backward,
+    .gather_rows = gather_rows,
+    .scatter_add_rows = scatter_add_rows,
+    .mean_pool_forward = mean_pool_forward,
+    .mean_pool_backward = mean_pool_backward,
     .residual_forward = residual_forward,
+    .argmax_rows = argmax_rows,
     .crossentropy_forward = crossentropy_forward,
     .crossentropy_backward = crossentropy_backward,
     .adamw_update = adamw_update,

@@ -57,11 +57,12 @@ static void prof_t1(int k, double t0) {
         prof_t1(k, t0);                                                                      \
     }
 PROF_VOID(P_ENC_F, encoder_forward,
-          (float *o, const int32_t *i, const float *a, const float *b, int B, int T, int C),
-          (o, i, a, b, B, T, C))
+          (float *o, const int32_t *i, const float *a, const float *b, const float *t, int B,
+           int T, int C),
+          (o, i, a, b, t, B, T, C))
 PROF_VOID(P_ENC_B, encoder_backward,
-          (float *a, float *b, const float *d, const int32_t *i, int B, int T, int C),
-          (a, b, d, i, B, T, C))
+          (float *a, float *b, float *t, const float *d, const int32_t *i, int B, int T, int C),
+          (a, b, t, d, i, B, T, C))
 PROF_VOID(P_LN_F, layernorm_forward,
           (float *o, float *m, float *r, const float *x, const float *w, const float *b, int N,
            int C, float eps),
