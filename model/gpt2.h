@@ -22,6 +22,7 @@ typedef struct gpt2_config {
     int vocab_size;    // V
     int padded_vocab;  // Vp: V rounded up to a multiple of 128 (set by gpt2_build)
     char attention[16];  // model.attention: "auto" (or "") or an implementation's name
+    float ln_eps;        // LayerNorm epsilon (0: GPT-2's 1e-5)
 } gpt2_config;
 
 // Pointers into a parameter buffer laid out as the table (masters, gradients, or the copy the
@@ -44,7 +45,7 @@ typedef struct gpt2_acts {
 typedef struct gpt2 {
     gpt2_config cfg;
     const pb_ops *ops;
-    tf_config tf;  // pre-LN, tanh GELU, eps 1e-5
+    tf_config tf;  // pre-LN, tanh GELU, eps cfg.ln_eps (1e-5)
     // The parameter store (model/params.h): the named table, masters, gradients, AdamW
     // moments, the low-precision copy and its rounding state. w, g, wa are views into it.
     pb_params p;

@@ -54,8 +54,9 @@ typedef struct {
 
 static const config_key config_keys[] = {
     // [model]
-    {KEY("model", "family", STRING, model_family, "gpt2", "model architecture"),
-     .choices = "gpt2"},  // the only one implemented
+    {KEY("model", "family", STRING, model_family, "gpt2",
+         "model architecture: gpt2 (causal LM) or bert (encoder: masked LM or classifier)"),
+     .choices = "gpt2|bert"},
     {KEY("model", "n_layer", INT, n_layer, "4", "transformer blocks"),
      GE(1)},  // a model has at least one block
     {KEY("model", "n_head", INT, n_head, "4", "attention heads per block"),
@@ -68,6 +69,24 @@ static const config_key config_keys[] = {
     {KEY("model", "vocab_size", INT, vocab_size, "50257",
          "V, padded internally to a multiple of 128"),
      GE(1)},
+    {KEY("model", "ffn", INT, ffn, "0",
+         "hidden width of each block's MLP (BERT's intermediate_size; 0 = 4 * n_embd)"),
+     GE(0)},  // gpt2 takes only 4C (config_validate): its table is Hugging Face's
+    {KEY("model", "ln_eps", DOUBLE, ln_eps, "0",
+         "LayerNorm epsilon (0 = the family's: 1e-5 gpt2, 1e-12 bert)"),
+     GE(0)},
+    {KEY("model", "type_vocab_size", INT, type_vocab_size, "2",
+         "bert: token types (segments) in the embedding table; pebble feeds type 0"),
+     GE(1)},
+    {KEY("model", "head", STRING, head, "mlm",
+         "bert: the head, mlm (masked LM, tied decoder) or classify (pooler + classifier)"),
+     .choices = "mlm|classify"},
+    {KEY("model", "num_labels", INT, num_labels, "2", "bert classify: classes"),
+     GE(2)},
+    {KEY("model", "pool", STRING, pool, "cls",
+         "bert classify: what the pooler reads, cls (the first token, as Hugging Face) or "
+         "mean (the mean of the unpadded tokens)"),
+     .choices = "cls|mean"},
     // Which implementations exist, and what each runs, is the backend's to say: the model
     // checks the name against its table at startup (pb_attn_choose), one line if it cannot.
     {KEY("model", "attention", STRING, attention, "auto",
@@ -75,11 +94,19 @@ static const config_key config_keys[] = {
          "(CPU); flash (CUDA fp32); wgmma, flash (CUDA bf16)"),
      .choices = "auto|flash|naive|wgmma"},
     // [data]
-    {KEY("data", "train", STRING, train_data, NULL, "glob pattern of training token shards"),
+    {KEY("data", "train", STRING, train_data, NULL, "glob pattern of the training data: token shards (lm, mlm) or labelled-sequence files "
+         "(classify)"),
      .metavar = "PATTERN"},  // required (config_validate): nothing to train on without it
     {KEY("data", "val", STRING, val_data, "",
-         "glob pattern of validation shards (empty = no validation)")},
+         "glob pattern of the validation data, as data.train (empty = no validation)")},
     // [train]
+    {KEY("train", "task", STRING, task, "auto",
+         "what is learned: lm (next token, gpt2), mlm (masked LM, bert head mlm), classify "
+         "(labelled sequences, bert head classify), or auto (the model's)"),
+     .choices = "auto|lm|mlm|classify"},
+    {KEY("train", "mlm_prob", DOUBLE, mlm_prob, "0.15",
+         "mlm: share of the maskable positions chosen (80% [MASK], 10% random, 10% kept)"),
+     GT(0), LT(1)},
     {KEY("train", "batch_size", INT, batch_size, "8", "B, sequences per micro-batch"),
      GE(1)},
     {KEY("train", "total_batch_tokens", LONG, total_batch_tokens, "0",
@@ -653,6 +680,21 @@ int config_validate(const pb_config *c, char *err, size_t errlen) {
     if (c->n_embd % c->n_head != 0) {
         snprintf(err, errlen, "model.n_embd (%d) must be divisible by model.n_head (%d)", c->n_embd,
                  c->n_head);
+        return -1;
+    }
+    // The task goes with the model: next-token prediction needs the causal model, masked LM
+    // and classification need BERT with that head.
+    int bert = strcmp(c->model_family, "bert") == 0;
+    const char *want = !bert ? "lm" : strcmp(c->head, "mlm") == 0 ? "mlm" : "classify";
+    if (strcmp(c->task, "auto") != 0 && strcmp(c->task, want) != 0) {
+        snprintf(err, errlen, "train.task = %s does not go with model.family = %s%s%s (it "
+                 "trains %s)", c->task, c->model_family, bert ? ", model.head = " : "",
+                 bert ? c->head : "", want);
+        return -1;
+    }
+    if (!bert && c->ffn != 0 && c->ffn != 4 * c->n_embd) {
+        snprintf(err, errlen, "model.ffn = %d: gpt2's MLP is 4 * n_embd = %d wide (set 0)",
+                 c->ffn, 4 * c->n_embd);
         return -1;
     }
     // An optimizer step accumulates whole micro-batches of B*T tokens.

@@ -11,17 +11,25 @@
 
 typedef struct pb_config {
     // [model]
-    char model_family[32];   // "gpt2"
+    char model_family[32];   // "gpt2" | "bert"
     int n_layer;
     int n_head;
     int n_embd;
     int seq_len;             // T of training, and the number of learned positions
     int vocab_size;          // V; padded internally to a multiple of 128
+    int ffn;                 // the MLP's hidden width (0 = 4 n_embd)
+    double ln_eps;           // LayerNorm epsilon (0 = the family's)
+    int type_vocab_size;     // bert: token types
+    char head[16];           // bert: "mlm" | "classify"
+    int num_labels;          // bert classify
+    char pool[8];            // bert classify: "cls" | "mean"
     char attention[16];      // "auto" or an attention implementation's name (kernels/ops.h)
     // [data]
     char train_data[PB_PATH_MAX];  // glob pattern of token shards (required)
     char val_data[PB_PATH_MAX];    // glob pattern of validation shards ("" = none)
     // [train]
+    char task[16];           // "auto" | "lm" | "mlm" | "classify"
+    double mlm_prob;         // mlm: share of maskable positions chosen
     int batch_size;          // B, sequences per micro-batch
     long total_batch_tokens; // tokens per optimizer step; a multiple of B*T (0 = B*T)
     int steps;               // optimizer steps

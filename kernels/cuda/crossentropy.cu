@@ -163,6 +163,43 @@ void cuda_crossentropy_backward(float *dlogits, const float *logits,
     cudaCheckLaunch();
 }
 
+// ----------------------------------------------------------------------------
+// argmax over the first V of each row of logits (N,Vp): one block per row; each thread keeps
+// its strided best (value, then the smallest index), the block combines them in a fixed tree.
+
+template <typename A>
+__global__ void argmax_rows_kernel(int32_t *out, const A *logits, int V, int Vp) {
+    __shared__ float sv[256];
+    __shared__ int si[256];
+    const A *x = logits + (size_t)blockIdx.x * Vp;
+    float best = -INFINITY;
+    int bi = 0x7fffffff;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) {
+        float y = to_f(x[v]);
+        if (y > best) best = y, bi = v;  // v grows: the first of equal values is kept
+    }
+    sv[threadIdx.x] = best;
+    si[threadIdx.x] = bi;
+    __syncthreads();
+    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
+        if ((int)threadIdx.x < s) {
+            float o = sv[threadIdx.x + s];
+            int oi = si[threadIdx.x + s];
+            if (o > sv[threadIdx.x] || (o == sv[threadIdx.x] && oi < si[threadIdx.x]))
+                sv[threadIdx.x] = o, si[threadIdx.x] = oi;
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) out[blockIdx.x] = si[0] == 0x7fffffff ? 0 : si[0];
+}
+
+template <typename A>
+void cuda_argmax_rows(int32_t *out, const float *logits, int N, int V, int Vp) {
+    if (N <= 0) return;
+    argmax_rows_kernel<A><<<N, 256>>>(out, (const A *)logits, V, Vp);
+    cudaCheckLaunch();
+}
 
 CUDA_INSTANCES(cuda_crossentropy_forward)
 CUDA_INSTANCES(cuda_crossentropy_backward)
+CUDA_INSTANCES(cuda_argmax_rows)

@@ -122,10 +122,10 @@ void cuda_zero(void *p, size_t bytes);
 // encoder.cu
 template <typename A>
 void cuda_encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe,
-                          int B, int T, int C);
+                          const float *wtt, int B, int T, int C);
 template <typename A>
-void cuda_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp,
-                           int B, int T, int C);
+void cuda_encoder_backward(float *dwte, float *dwpe, float *dwtt, const float *dout,
+                           const int32_t *inp, int B, int T, int C);
 // layernorm.cu
 template <typename A>
 void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
@@ -145,6 +145,20 @@ template <typename A>
 void cuda_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n,
                         pb_gelu kind);
 template <typename A> void cuda_residual_forward(float *out, const float *a, const float *b, size_t n);
+template <typename A> void cuda_tanh_forward(float *out, const float *inp, size_t n);
+template <typename A>
+void cuda_tanh_backward(float *dinp, const float *out, const float *dout, size_t n);
+// rows.cu
+template <typename A>
+void cuda_gather_rows(float *out, const float *inp, const int32_t *idx, int M, int C);
+template <typename A>
+void cuda_scatter_add_rows(float *dinp, const float *dout, const int32_t *idx, int M, int C);
+template <typename A>
+void cuda_mean_pool_forward(float *out, const float *inp, const int32_t *lengths, int B, int T,
+                            int C);
+template <typename A>
+void cuda_mean_pool_backward(float *dinp, const float *dout, const int32_t *lengths, int B,
+                             int T, int C);
 void cuda_scale(float *x, float s, size_t n);
 void cuda_params_to_bf16(float *dst, const float *src, size_t n, uint64_t seed);
 void cuda_matmul_gelu_forward_bf16_op(float *out, float *pre, const float *inp,
@@ -160,6 +174,8 @@ void cuda_crossentropy_forward(float *losses, const float *logits, const int32_t
 template <typename A>
 void cuda_crossentropy_backward(float *dlogits, const float *logits, const int32_t *targets,
                                 float dloss, int N, int V, int Vp);
+template <typename A>
+void cuda_argmax_rows(int32_t *out, const float *logits, int N, int V, int Vp);
 // optimizer.cu
 void cuda_adamw_update(float *param, const float *grad, float *m, float *v, const size_t *ends,
                        const float *wd, int nseg, float lr, float beta1, float beta2, float eps,

@@ -99,6 +99,48 @@ void cuda_residual_forward(float *out, const float *a, const float *b, size_t n)
 
 
 // ----------------------------------------------------------------------------
+// tanh: out = tanh(inp); backward from the output, dinp += (1 - out^2) dout
+
+template <typename A>
+__global__ void tanh_forward_kernel(A *out, const A *inp, size_t n, bool vec) {
+    size_t i = ew_index();
+    if (i >= n) return;
+    float x[4];
+    ld4(x, inp, i, n, vec);
+    for (int k = 0; k < 4; k++) x[k] = tanhf(x[k]);
+    st4(out, x, i, n, vec);
+}
+
+template <typename A>
+__global__ void tanh_backward_kernel(A *dinp, const A *out, const A *dout, size_t n, bool vec) {
+    size_t i = ew_index();
+    if (i >= n) return;
+    float d[4], y[4], g[4];
+    ld4(d, dinp, i, n, vec);
+    ld4(y, out, i, n, vec);
+    ld4(g, dout, i, n, vec);
+    for (int k = 0; k < 4; k++) d[k] += (1.0f - y[k] * y[k]) * g[k];
+    st4(dinp, d, i, n, vec);
+}
+
+template <typename A> void cuda_tanh_forward(float *out, const float *inp, size_t n) {
+    if (!n) return;
+    bool vec = aligned16(out) && aligned16(inp);
+    tanh_forward_kernel<A><<<ew_blocks(n), EW_THREADS>>>((A *)out, (const A *)inp, n, vec);
+    cudaCheckLaunch();
+}
+
+template <typename A>
+void cuda_tanh_backward(float *dinp, const float *out, const float *dout, size_t n) {
+    if (!n) return;
+    bool vec = aligned16(dinp) && aligned16(out) && aligned16(dout);
+    tanh_backward_kernel<A><<<ew_blocks(n), EW_THREADS>>>((A *)dinp, (const A *)out,
+                                                          (const A *)dout, n, vec);
+    cudaCheckLaunch();
+}
+
+
+// ----------------------------------------------------------------------------
 // scale: x *= s
 
 __global__ void scale_kernel(float *x, float s, size_t n, bool vec) {
@@ -201,3 +243,5 @@ void cuda_matmul_backward_gelu_bf16_op(float *dpre, float *dweight, float *dbias
 CUDA_INSTANCES(cuda_gelu_forward)
 CUDA_INSTANCES(cuda_gelu_backward)
 CUDA_INSTANCES(cuda_residual_forward)
+CUDA_INSTANCES(cuda_tanh_forward)
+CUDA_INSTANCES(cuda_tanh_backward)

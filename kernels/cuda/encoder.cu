@@ -1,13 +1,14 @@
-// encoder.cu: the embedding of the CUDA backend: out (B,T,C) = wte[inp] + wpe[t], and its
-// backward, deterministic (dwte summed per token in a fixed order, no float atomics).
+// encoder.cu: the embedding of the CUDA backend: out (B,T,C) = wte[inp] + wpe[t] (+ wtt, BERT's
+// token-type row), and its backward, deterministic (dwte summed per token in a fixed order,
+// no float atomics).
 #include "kernels/cuda/vec.cuh"
 
 // ----------------------------------------------------------------------------
-// encoder: out (B,T,C) = wte[inp] + wpe[t]
+// encoder: out (B,T,C) = wte[inp] + wpe[t] (+ wtt (C) when not NULL)
 
 template <typename A>
 __global__ void encoder_forward_kernel(A *out, const int32_t *inp, const A *wte, const A *wpe,
-                                       int T, int C, size_t total, bool vec) {
+                                       const A *wtt, int T, int C, size_t total, bool vec) {
     size_t i = ew_index();
     if (i >= total) return;
     // With vec, C % 4 == 0, so the 4 elements share one row.
@@ -18,23 +19,30 @@ __global__ void encoder_forward_kernel(A *out, const int32_t *inp, const A *wte,
         ld4(a, wte + (size_t)inp[n] * C, c, C, true);
         ld4(b, wpe + (size_t)t * C, c, C, true);
         for (int k = 0; k < 4; k++) a[k] += b[k];
+        if (wtt) {
+            ld4(b, wtt, c, C, true);
+            for (int k = 0; k < 4; k++) a[k] += b[k];
+        }
         st4(out, a, i, total, true);
     } else {
         for (size_t j = i; j < i + 4 && j < total; j++) {
             size_t n = j / C;
             int c = (int)(j % C), t = (int)(n % T);
-            out[j] = from_f<A>(to_f(wte[(size_t)inp[n] * C + c]) + to_f(wpe[(size_t)t * C + c]));
+            float x = to_f(wte[(size_t)inp[n] * C + c]) + to_f(wpe[(size_t)t * C + c]);
+            if (wtt) x += to_f(wtt[c]);
+            out[j] = from_f<A>(x);
         }
     }
 }
 
 template <typename A>
 void cuda_encoder_forward(float *out, const int32_t *inp, const float *wte,
-                                 const float *wpe, int B, int T, int C) {
+                                 const float *wpe, const float *wtt, int B, int T, int C) {
     size_t total = (size_t)B * T * C;
-    bool vec = C % 4 == 0 && aligned16(out) && aligned16(wte) && aligned16(wpe);
+    bool vec = C % 4 == 0 && aligned16(out) && aligned16(wte) && aligned16(wpe) &&
+               aligned16(wtt);
     encoder_forward_kernel<A><<<ew_blocks(total), EW_THREADS>>>(
-        (A *)out, inp, (const A *)wte, (const A *)wpe, T, C, total, vec);
+        (A *)out, inp, (const A *)wte, (const A *)wpe, (const A *)wtt, T, C, total, vec);
     cudaCheckLaunch();
 }
 
@@ -94,11 +102,12 @@ __global__ void wte_backward_kernel(float *dwte, const A *dout, const int32_t *i
 }
 
 template <typename A>
-void cuda_encoder_backward(float *dwte, float *dwpe, const float *dout_,
+void cuda_encoder_backward(float *dwte, float *dwpe, float *dwtt, const float *dout_,
                                   const int32_t *inp, int B, int T, int C) {
     int N = B * T;
     size_t TC = (size_t)T * C;
     const A *dout = (const A *)dout_;
+    if (dwtt) cuda_colsum_accumulate(dwtt, dout, N, C);
     wpe_backward_kernel<A><<<cdiv(TC, 256), 256>>>(dwpe, dout, B, T, C);
     cudaCheckLaunch();
     int32_t *rank = (int32_t *)cuda_scratch(CUDA_SCRATCH_SORT, 2 * (size_t)N * sizeof(int32_t));

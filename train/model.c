@@ -1,0 +1,115 @@
+// model.c: the one switch over the model families (see model.h).
+#include "train/model.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "kernels/common.h"
+
+void model_gpt2_config(const pb_config *cfg, gpt2_config *mc) {
+    memset(mc, 0, sizeof *mc);
+    mc->n_layer = cfg->n_layer;
+    mc->n_head = cfg->n_head;
+    mc->n_embd = cfg->n_embd;
+    mc->seq_len = cfg->seq_len;
+    mc->vocab_size = cfg->vocab_size;
+    snprintf(mc->attention, sizeof mc->attention, "%s", cfg->attention);
+    mc->ln_eps = (float)cfg->ln_eps;
+}
+
+void model_bert_config(const pb_config *cfg, bert_config *mc) {
+    memset(mc, 0, sizeof *mc);
+    mc->n_layer = cfg->n_layer;
+    mc->n_head = cfg->n_head;
+    mc->n_embd = cfg->n_embd;
+    mc->ffn = cfg->ffn ? cfg->ffn : 4 * cfg->n_embd;
+    mc->seq_len = cfg->seq_len;
+    mc->vocab_size = cfg->vocab_size;
+    mc->type_vocab = cfg->type_vocab_size;
+    mc->ln_eps = cfg->ln_eps > 0 ? (float)cfg->ln_eps : 1e-12f;
+    mc->head = strcmp(cfg->head, "classify") == 0 ? BERT_HEAD_CLASSIFY : BERT_HEAD_MLM;
+    mc->num_labels = cfg->num_labels;
+    mc->pool = strcmp(cfg->pool, "mean") == 0 ? BERT_POOL_MEAN : BERT_POOL_CLS;
+    snprintf(mc->attention, sizeof mc->attention, "%s", cfg->attention);
+}
+
+void model_build(pb_model *m, const pb_config *cfg, const pb_ops *ops) {
+    memset(m, 0, sizeof *m);
+    if (strcmp(cfg->model_family, "bert") == 0) {
+        bert_config bc;
+        model_bert_config(cfg, &bc);
+        m->family = MODEL_BERT;
+        bert_build(&m->bert, &bc, ops);
+        m->p = &m->bert.p;
+    } else {
+        gpt2_config gc;
+        model_gpt2_config(cfg, &gc);
+        m->family = MODEL_GPT2;
+        gpt2_build(&m->gpt2, &gc, ops);
+        m->p = &m->gpt2.p;
+    }
+}
+
+void model_init_weights(pb_model *m, uint64_t seed) {
+    if (m->family == MODEL_BERT)
+        bert_init_weights(&m->bert, seed);
+    else
+        gpt2_init_weights(&m->gpt2, seed);
+}
+
+void model_free(pb_model *m) {
+    if (m->family == MODEL_BERT)
+        bert_free(&m->bert);
+    else
+        gpt2_free(&m->gpt2);
+    m->p = NULL;
+}
+
+double model_forward(pb_model *m, const int32_t *inputs, const int32_t *targets,
+                     const int32_t *lengths, const int32_t *labels, int B, int T) {
+    if (m->family == MODEL_BERT) return bert_forward(&m->bert, inputs, lengths, targets, labels, B, T);
+    return gpt2_forward(&m->gpt2, inputs, targets, B, T);
+}
+
+void model_backward(pb_model *m, float loss_scale) {
+    if (m->family == MODEL_BERT)
+        bert_backward(&m->bert, loss_scale);
+    else
+        gpt2_backward(&m->gpt2, loss_scale);
+}
+
+int model_has_accuracy(const pb_model *m) { return m->family == MODEL_BERT; }
+
+void model_accuracy(pb_model *m, long *correct, long *count) {
+    *correct = *count = 0;
+    if (m->family == MODEL_BERT) bert_accuracy(&m->bert, correct, count);
+}
+
+const pb_attn_impl *model_attention(const pb_model *m, int B, int T, char *err, size_t errlen) {
+    if (m->family == MODEL_BERT) return bert_attention(&m->bert, B, T, err, errlen);
+    return gpt2_attention(&m->gpt2, B, T, err, errlen);
+}
+
+void model_describe(const pb_model *m, char *buf, size_t n) {
+    if (m->family == MODEL_BERT) {
+        const bert_config *c = &m->bert.cfg;
+        int k = snprintf(buf, n, "bert L%d H%d C%d F%d T%d V%d (padded %d) %s", c->n_layer,
+                         c->n_head, c->n_embd, c->ffn, c->seq_len, c->vocab_size,
+                         c->padded_vocab, c->head == BERT_HEAD_MLM ? "mlm" : "classify");
+        if (c->head == BERT_HEAD_CLASSIFY && k > 0 && (size_t)k < n)
+            snprintf(buf + k, n - (size_t)k, " %d labels, %s pooling", c->num_labels,
+                     c->pool == BERT_POOL_CLS ? "cls" : "mean");
+        return;
+    }
+    const gpt2_config *c = &m->gpt2.cfg;
+    snprintf(buf, n, "gpt2 L%d H%d C%d T%d V%d (padded %d)", c->n_layer, c->n_head, c->n_embd,
+             c->seq_len, c->vocab_size, c->padded_vocab);
+}
+
+size_t model_num_trainable(const pb_model *m) { return params_num_trainable(m->p); }
+
+double model_flops_per_token(const pb_model *m, int T) {
+    int L = m->family == MODEL_BERT ? m->bert.cfg.n_layer : m->gpt2.cfg.n_layer;
+    int C = m->family == MODEL_BERT ? m->bert.cfg.n_embd : m->gpt2.cfg.n_embd;
+    return 6.0 * (double)model_num_trainable(m) + 12.0 * L * (double)C * T;
+}

@@ -1,0 +1,54 @@
+// model.h: the model of a run, whatever its family, for the commands that only train or
+// evaluate it (train, eval): built from the [model] keys of a run config, one forward and
+// backward over a batch, the accuracy of heads that predict a class, and the parameter store
+// that the optimizer, checkpoints and export take. The families stay plain structs
+// (model/gpt2.h, model/bert.h); this is the one switch over them.
+#ifndef PEBBLE_TRAIN_MODEL_H
+#define PEBBLE_TRAIN_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/bert.h"
+#include "model/gpt2.h"
+#include "train/config.h"
+
+typedef enum { MODEL_GPT2 = 0, MODEL_BERT = 1 } model_family;
+
+typedef struct pb_model {
+    model_family family;
+    gpt2 gpt2;
+    bert bert;
+    pb_params *p;  // the family's store
+} pb_model;
+
+// The family configs from a run config (every key already validated).
+void model_gpt2_config(const pb_config *cfg, gpt2_config *mc);
+void model_bert_config(const pb_config *cfg, bert_config *mc);
+
+// Builds (zeroed parameters) on ops' backend; model_init_weights then draws them from seed.
+void model_build(pb_model *m, const pb_config *cfg, const pb_ops *ops);
+void model_init_weights(pb_model *m, uint64_t seed);
+void model_free(pb_model *m);
+
+// One forward over B sequences of T tokens. lm: targets (B,T) the next tokens; mlm: targets
+// (B,T) the masked positions' tokens, -1 elsewhere; classify: labels (B). lengths (B) the
+// unpadded length of each sequence (bert; NULL = T). Returns the mean loss.
+double model_forward(pb_model *m, const int32_t *inputs, const int32_t *targets,
+                     const int32_t *lengths, const int32_t *labels, int B, int T);
+void model_backward(pb_model *m, float loss_scale);
+// Of the last forward's predictions (mlm: the chosen positions; classify: the sequences),
+// how many were right. 0 of 0 for gpt2 (its accuracy is not reported).
+void model_accuracy(pb_model *m, long *correct, long *count);
+int model_has_accuracy(const pb_model *m);
+
+// The attention implementation that runs (B,T), or NULL with one line in err.
+const pb_attn_impl *model_attention(const pb_model *m, int B, int T, char *err, size_t errlen);
+// "gpt2 L4 H4 C128 T128 V50257 (padded 50304)", as the trainer's banner prints it.
+void model_describe(const pb_model *m, char *buf, size_t n);
+size_t model_num_trainable(const pb_model *m);
+// FLOPs of one training token (forward and backward): 6 per parameter plus attention's
+// 12 L C T (PaLM's count), for the trainer's CPU estimate and benchmarks' MFU.
+double model_flops_per_token(const pb_model *m, int T);
+
+#endif
