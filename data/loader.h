@@ -32,4 +32,9 @@ uint64_t loader_num_tokens(const pb_loader *l);   // tokens in all shards
 uint64_t loader_num_batches(const pb_loader *l);  // batches per epoch for this rank
 void loader_close(pb_loader *l);
 
+// The order of epoch `epoch` over n items: order (n,) becomes a permutation of 0 .. n-1 drawn
+// from (seed, epoch) alone, the same on every machine and rank. Every pebble loader shuffles
+// with it.
+void loader_epoch_order(uint64_t *order, uint64_t n, uint64_t seed, uint64_t epoch);
+
 #endif
