@@ -22,16 +22,14 @@
 
 struct pb_loader {
     char *pattern;
-    int B, T, rank, nranks, shuffle;
+    int B, T, rank, nranks;
     uint64_t seed;
     shard_set set;
     uint64_t *first_window;  // (set.n+1,): global index of each shard's first window
     uint64_t num_windows;    // W, over all shards
     uint64_t rank_windows;   // S = W / nranks
     uint64_t num_tokens;
-    uint64_t *perm;          // (W,) the order for epoch perm_epoch; NULL without shuffle
-    uint64_t perm_epoch;
-    int perm_valid;
+    loader_order order;      // the epochs' orders of the W windows
     uint64_t epoch, cursor;  // the position: cursor indexes this rank's share of the epoch
 };
 
@@ -65,29 +63,67 @@ void loader_epoch_order(uint64_t *order, uint64_t n, uint64_t seed, uint64_t epo
     }
 }
 
-static void build_perm(pb_loader *l, uint64_t epoch) {
-    loader_epoch_order(l->perm, l->num_windows, l->seed, epoch);
-    l->perm_epoch = epoch;
-    l->perm_valid = 1;
+void loader_order_init(loader_order *o, uint64_t n, uint64_t seed, int shuffle) {
+    memset(o, 0, sizeof *o);
+    o->n = n, o->seed = seed, o->shuffle = shuffle != 0;
+    if (o->shuffle) o->perm = pb_malloc(n * sizeof *o->perm);
 }
 
-// The global window at position `pos` of the current epoch's order.
-static uint64_t window_at(pb_loader *l, uint64_t pos) {
-    if (!l->shuffle) return pos;
-    if (!l->perm_valid || l->perm_epoch != l->epoch) build_perm(l, l->epoch);
-    return l->perm[pos];
+uint64_t loader_order_at(loader_order *o, uint64_t epoch, uint64_t pos) {
+    PB_ASSERT(pos < o->n);
+    if (!o->shuffle) return pos;
+    if (!o->perm_valid || o->perm_epoch != epoch) {
+        loader_epoch_order(o->perm, o->n, o->seed, epoch);
+        o->perm_epoch = epoch;
+        o->perm_valid = 1;
+    }
+    return o->perm[pos];
 }
 
-// Global window g -> its shard (the last shard whose first window is <= g; shards with no
-// windows share their successor's first index, so the search skips them).
-static size_t shard_of(const pb_loader *l, uint64_t g) {
-    size_t lo = 0, hi = l->set.n;
+void loader_order_free(loader_order *o) {
+    free(o->perm);
+    memset(o, 0, sizeof *o);
+}
+
+// Files with no items share their successor's first index, so the search skips them.
+size_t loader_file_of(const uint64_t *first, size_t n, uint64_t g) {
+    size_t lo = 0, hi = n;
     while (hi - lo > 1) {
         size_t mid = lo + (hi - lo) / 2;
-        if (l->first_window[mid] <= g) lo = mid;
+        if (first[mid] <= g) lo = mid;
         else hi = mid;
     }
     return lo;
+}
+
+// ---------------------------------------------------------------------------------------
+// checks every loader makes
+
+int loader_check_args(const char *pattern, int B, int T, int rank, int nranks, int vocab_size,
+                      char *err, size_t errlen) {
+    if (B <= 0 || T <= 0)
+        pb_seterr(err, errlen,
+                  "data '%s': batch size B = %d and sequence length T = %d must be positive",
+                  pattern, B, T);
+    else if (nranks <= 0 || rank < 0 || rank >= nranks)
+        pb_seterr(err, errlen, "data '%s': rank %d is not in 0 .. nranks-1 (nranks = %d)",
+                  pattern, rank, nranks);
+    else if (vocab_size <= 0)
+        pb_seterr(err, errlen, "data '%s': vocab_size must be positive (got %d)", pattern,
+                  vocab_size);
+    else
+        return 0;
+    return -1;
+}
+
+int loader_check_seed(const char *pattern, uint64_t seed, const pb_loader_state *s, char *err,
+                      size_t errlen) {
+    if (s->seed == seed) return 0;
+    pb_seterr(err, errlen,
+              "data '%s': saved loader state has seed %llu but this loader was opened with "
+              "seed %llu",
+              pattern, (unsigned long long)s->seed, (unsigned long long)seed);
+    return -1;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -95,28 +131,14 @@ static size_t shard_of(const pb_loader *l, uint64_t g) {
 
 pb_loader *loader_open(const char *pattern, int B, int T, int rank, int nranks, uint64_t seed,
                        int shuffle, int vocab_size, char *err, size_t errlen) {
-    if (B <= 0 || T <= 0) {
-        pb_seterr(err, errlen,
-               "data '%s': batch size B = %d and sequence length T = %d must be positive",
-               pattern, B, T);
+    if (loader_check_args(pattern, B, T, rank, nranks, vocab_size, err, errlen) != 0)
         return NULL;
-    }
-    if (nranks <= 0 || rank < 0 || rank >= nranks) {
-        pb_seterr(err, errlen, "data '%s': rank %d is not in 0 .. nranks-1 (nranks = %d)", pattern,
-               rank, nranks);
-        return NULL;
-    }
-    if (vocab_size <= 0) {
-        pb_seterr(err, errlen, "data '%s': vocab_size must be positive (got %d)", pattern,
-               vocab_size);
-        return NULL;
-    }
 
     pb_loader *l = pb_calloc(1, sizeof *l);
     l->pattern = pb_malloc(strlen(pattern) + 1);
     strcpy(l->pattern, pattern);
     l->B = B, l->T = T, l->rank = rank, l->nranks = nranks;
-    l->seed = seed, l->shuffle = shuffle != 0;
+    l->seed = seed;
     if (shard_set_open(&l->set, pattern, vocab_size, err, errlen) != 0) {
         loader_close(l);
         return NULL;
@@ -150,7 +172,7 @@ pb_loader *loader_open(const char *pattern, int B, int T, int rank, int nranks, 
         loader_close(l);
         return NULL;
     }
-    if (l->shuffle) l->perm = pb_malloc(W * sizeof *l->perm);
+    loader_order_init(&l->order, W, seed, shuffle);
     return l;
 }
 
@@ -158,7 +180,7 @@ void loader_close(pb_loader *l) {
     if (!l) return;
     shard_set_close(&l->set);
     free(l->first_window);
-    free(l->perm);
+    loader_order_free(&l->order);
     free(l->pattern);
     free(l);
 }
@@ -175,8 +197,8 @@ void loader_next(pb_loader *l, int32_t *inputs, int32_t *targets) {
     }
     for (int b = 0; b < B; b++) {
         uint64_t pos = (l->cursor + (uint64_t)b) * (uint64_t)l->nranks + (uint64_t)l->rank;
-        uint64_t g = window_at(l, pos);
-        size_t s = shard_of(l, g);
+        uint64_t g = loader_order_at(&l->order, l->epoch, pos);
+        size_t s = loader_file_of(l->first_window, l->set.n, g);
         uint64_t off = (g - l->first_window[s]) * (uint64_t)T;
         const uint16_t *w = l->set.shards[s].tokens + off;  // (T+1,)
         PB_ASSERT(off + (uint64_t)T + 1 <= l->set.shards[s].n);
@@ -201,13 +223,7 @@ void loader_get_state(const pb_loader *l, pb_loader_state *s) {
 }
 
 int loader_set_state(pb_loader *l, const pb_loader_state *s, char *err, size_t errlen) {
-    if (s->seed != l->seed) {
-        pb_seterr(err, errlen,
-               "data '%s': saved loader state has seed %llu but this loader was opened with "
-               "seed %llu",
-               l->pattern, (unsigned long long)s->seed, (unsigned long long)l->seed);
-        return -1;
-    }
+    if (loader_check_seed(l->pattern, l->seed, s, err, errlen) != 0) return -1;
     if (s->cursor > l->rank_windows) {
         pb_seterr(err, errlen,
                "data '%s': saved loader cursor %llu is past the %llu windows of this rank's "

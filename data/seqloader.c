@@ -35,10 +35,7 @@ struct pb_seqloader {
     uint64_t *first_row;  // (nfiles+1,) global index of each file's first row
     int file_T, num_classes;
     int32_t *row;         // (file_T,) one row as lseq_row returns it
-    // the order
-    uint64_t *perm;       // (N,) the order of epoch perm_epoch; NULL without shuffle
-    uint64_t perm_epoch;
-    int perm_valid;
+    loader_order order;   // the epochs' orders of the N sequences
     uint64_t epoch, cursor;  // where the group's next slot begins (cursor < N)
 };
 
@@ -49,22 +46,8 @@ struct pb_seqloader {
 static pb_seqloader *seqloader_new(const char *pattern, int B, int T, int rank, int nranks,
                                    uint64_t seed, int shuffle, int vocab_size, char *err,
                                    size_t errlen) {
-    if (B <= 0 || T <= 0) {
-        pb_seterr(err, errlen,
-                  "data '%s': batch size B = %d and sequence length T = %d must be positive",
-                  pattern, B, T);
+    if (loader_check_args(pattern, B, T, rank, nranks, vocab_size, err, errlen) != 0)
         return NULL;
-    }
-    if (nranks <= 0 || rank < 0 || rank >= nranks) {
-        pb_seterr(err, errlen, "data '%s': rank %d is not in 0 .. nranks-1 (nranks = %d)",
-                  pattern, rank, nranks);
-        return NULL;
-    }
-    if (vocab_size <= 0) {
-        pb_seterr(err, errlen, "data '%s': vocab_size must be positive (got %d)", pattern,
-                  vocab_size);
-        return NULL;
-    }
     pb_seqloader *l = pb_calloc(1, sizeof *l);
     l->pattern = pb_malloc(strlen(pattern) + 1);
     strcpy(l->pattern, pattern);
@@ -84,7 +67,7 @@ static pb_seqloader *seqloader_ready(pb_seqloader *l, const char *what, char *er
         seqloader_close(l);
         return NULL;
     }
-    if (l->shuffle) l->perm = pb_malloc(l->N * sizeof *l->perm);
+    loader_order_init(&l->order, l->N, l->seed, l->shuffle);
     return l;
 }
 
@@ -238,7 +221,7 @@ void seqloader_close(pb_seqloader *l) {
     free(l->files);
     free(l->first_row);
     free(l->row);
-    free(l->perm);
+    loader_order_free(&l->order);
     free(l->pattern);
     free(l);
 }
@@ -246,34 +229,11 @@ void seqloader_close(pb_seqloader *l) {
 // ---------------------------------------------------------------------------------------
 // batches
 
-// The sequence at position c of epoch e's order.
-static uint64_t seq_at(pb_seqloader *l, uint64_t e, uint64_t c) {
-    if (!l->shuffle) return c;
-    if (!l->perm_valid || l->perm_epoch != e) {
-        // positions only move forward, so each epoch's order is built once per pass
-        loader_epoch_order(l->perm, l->N, l->seed, e);
-        l->perm_epoch = e;
-        l->perm_valid = 1;
-    }
-    return l->perm[c];
-}
-
 // (e, c) moved on by n stream positions.
 static void advance(const pb_seqloader *l, uint64_t *e, uint64_t *c, uint64_t n) {
     *c += n;
     *e += *c / l->N;
     *c %= l->N;
-}
-
-// Global row g -> its file (the last whose first row is <= g; see loader.c's shard_of).
-static size_t file_of(const pb_seqloader *l, uint64_t g) {
-    size_t lo = 0, hi = l->nfiles;
-    while (hi - lo > 1) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (l->first_row[mid] <= g) lo = mid;
-        else hi = mid;
-    }
-    return lo;
 }
 
 // Row b of the batch <- sequence q: its tokens, [PAD] to T, no MLM targets.
@@ -288,7 +248,7 @@ static void fill_row(pb_seqloader *l, pb_batch *bt, int b, uint64_t q) {
         label = -1;
         for (int t = 0; t < len; t++) in[t] = src[t];
     } else {
-        size_t f = file_of(l, q);
+        size_t f = loader_file_of(l->first_row, l->nfiles, q);
         len = lseq_row(&l->files[f], q - l->first_row[f], l->row, &label);
         memcpy(in, l->row, (size_t)len * sizeof *in);
     }
@@ -305,7 +265,7 @@ void seqloader_next(pb_seqloader *l, pb_batch *b) {
     uint64_t e = l->epoch, c = l->cursor;
     advance(l, &e, &c, (uint64_t)l->rank * B);  // this rank's slot of the group's round
     for (int i = 0; i < l->B; i++) {
-        fill_row(l, b, i, seq_at(l, e, c));
+        fill_row(l, b, i, loader_order_at(&l->order, e, c));
         advance(l, &e, &c, 1);
     }
     advance(l, &l->epoch, &l->cursor, (uint64_t)l->nranks * B);  // every rank's slot is read
@@ -323,13 +283,7 @@ void seqloader_get_state(const pb_seqloader *l, pb_loader_state *s) {
 }
 
 int seqloader_set_state(pb_seqloader *l, const pb_loader_state *s, char *err, size_t errlen) {
-    if (s->seed != l->seed) {
-        pb_seterr(err, errlen,
-                  "data '%s': saved loader state has seed %llu but this loader was opened with "
-                  "seed %llu",
-                  l->pattern, (unsigned long long)s->seed, (unsigned long long)l->seed);
-        return -1;
-    }
+    if (loader_check_seed(l->pattern, l->seed, s, err, errlen) != 0) return -1;
     if (s->cursor >= l->N) {
         pb_seterr(err, errlen,
                   "data '%s': saved loader cursor %llu is past the %llu sequences of an epoch "
