@@ -12,7 +12,6 @@
 #endif
 #include "data/loader.h"
 
-#include <glob.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,17 +22,14 @@
 
 struct pb_loader {
     char *pattern;
-    int B, T, rank, nranks, shuffle;
+    int B, T, rank, nranks;
     uint64_t seed;
-    pb_shard *shards;
-    size_t nshards;
-    uint64_t *first_window;  // (nshards+1,): global index of each shard's first window
+    shard_set set;
+    uint64_t *first_window;  // (set.n+1,): global index of each shard's first window
     uint64_t num_windows;    // W, over all shards
     uint64_t rank_windows;   // S = W / nranks
     uint64_t num_tokens;
-    uint64_t *perm;          // (W,) the order for epoch perm_epoch; NULL without shuffle
-    uint64_t perm_epoch;
-    int perm_valid;
+    loader_order order;      // the epochs' orders of the W windows
     uint64_t epoch, cursor;  // the position: cursor indexes this rank's share of the epoch
 };
 
@@ -49,44 +45,85 @@ static uint64_t uniform_below(pb_rng *r, uint64_t n) {
     }
 }
 
-// The order of epoch `epoch`: Fisher-Yates driven by pb_rng (never rand(), so a saved
-// (seed, epoch) replays the same order on any machine).
-static void build_perm(pb_loader *l, uint64_t epoch) {
-    uint64_t W = l->num_windows;
-    for (uint64_t i = 0; i < W; i++) l->perm[i] = i;
+// Fisher-Yates driven by pb_rng (never rand(), so a saved (seed, epoch) replays the same
+// order on any machine).
+void loader_epoch_order(uint64_t *order, uint64_t n, uint64_t seed, uint64_t epoch) {
+    for (uint64_t i = 0; i < n; i++) order[i] = i;
     // One stream per (seed, epoch): for a fixed seed, distinct epochs give distinct keys
     // (the hash of the seed, xor the epoch), and pb_rng_seed mixes the key further.
-    uint64_t h = l->seed * 0x9E3779B97F4A7C15ull;
+    uint64_t h = seed * 0x9E3779B97F4A7C15ull;
     h = (h ^ (h >> 32)) * 0xD6E8FEB86659FD93ull;
     pb_rng r;
     pb_rng_seed(&r, (h ^ (h >> 32)) ^ epoch);
-    for (uint64_t i = W; i > 1; i--) {
+    for (uint64_t i = n; i > 1; i--) {
         uint64_t j = uniform_below(&r, i);
-        uint64_t t = l->perm[i - 1];
-        l->perm[i - 1] = l->perm[j];
-        l->perm[j] = t;
+        uint64_t t = order[i - 1];
+        order[i - 1] = order[j];
+        order[j] = t;
     }
-    l->perm_epoch = epoch;
-    l->perm_valid = 1;
 }
 
-// The global window at position `pos` of the current epoch's order.
-static uint64_t window_at(pb_loader *l, uint64_t pos) {
-    if (!l->shuffle) return pos;
-    if (!l->perm_valid || l->perm_epoch != l->epoch) build_perm(l, l->epoch);
-    return l->perm[pos];
+void loader_order_init(loader_order *o, uint64_t n, uint64_t seed, int shuffle) {
+    memset(o, 0, sizeof *o);
+    o->n = n, o->seed = seed, o->shuffle = shuffle != 0;
+    if (o->shuffle) o->perm = pb_malloc(n * sizeof *o->perm);
 }
 
-// Global window g -> its shard (the last shard whose first window is <= g; shards with no
-// windows share their successor's first index, so the search skips them).
-static size_t shard_of(const pb_loader *l, uint64_t g) {
-    size_t lo = 0, hi = l->nshards;
+uint64_t loader_order_at(loader_order *o, uint64_t epoch, uint64_t pos) {
+    PB_ASSERT(pos < o->n);
+    if (!o->shuffle) return pos;
+    if (!o->perm_valid || o->perm_epoch != epoch) {
+        loader_epoch_order(o->perm, o->n, o->seed, epoch);
+        o->perm_epoch = epoch;
+        o->perm_valid = 1;
+    }
+    return o->perm[pos];
+}
+
+void loader_order_free(loader_order *o) {
+    free(o->perm);
+    memset(o, 0, sizeof *o);
+}
+
+// Files with no items share their successor's first index, so the search skips them.
+size_t loader_file_of(const uint64_t *first, size_t n, uint64_t g) {
+    size_t lo = 0, hi = n;
     while (hi - lo > 1) {
         size_t mid = lo + (hi - lo) / 2;
-        if (l->first_window[mid] <= g) lo = mid;
+        if (first[mid] <= g) lo = mid;
         else hi = mid;
     }
     return lo;
+}
+
+// ---------------------------------------------------------------------------------------
+// checks every loader makes
+
+int loader_check_args(const char *pattern, int B, int T, int rank, int nranks, int vocab_size,
+                      char *err, size_t errlen) {
+    if (B <= 0 || T <= 0)
+        pb_seterr(err, errlen,
+                  "data '%s': batch size B = %d and sequence length T = %d must be positive",
+                  pattern, B, T);
+    else if (nranks <= 0 || rank < 0 || rank >= nranks)
+        pb_seterr(err, errlen, "data '%s': rank %d is not in 0 .. nranks-1 (nranks = %d)",
+                  pattern, rank, nranks);
+    else if (vocab_size <= 0)
+        pb_seterr(err, errlen, "data '%s': vocab_size must be positive (got %d)", pattern,
+                  vocab_size);
+    else
+        return 0;
+    return -1;
+}
+
+int loader_check_seed(const char *pattern, uint64_t seed, const pb_loader_state *s, char *err,
+                      size_t errlen) {
+    if (s->seed == seed) return 0;
+    pb_seterr(err, errlen,
+              "data '%s': saved loader state has seed %llu but this loader was opened with "
+              "seed %llu",
+              pattern, (unsigned long long)s->seed, (unsigned long long)seed);
+    return -1;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -94,60 +131,29 @@ static size_t shard_of(const pb_loader *l, uint64_t g) {
 
 pb_loader *loader_open(const char *pattern, int B, int T, int rank, int nranks, uint64_t seed,
                        int shuffle, int vocab_size, char *err, size_t errlen) {
-    if (B <= 0 || T <= 0) {
-        pb_seterr(err, errlen,
-               "data '%s': batch size B = %d and sequence length T = %d must be positive",
-               pattern, B, T);
+    if (loader_check_args(pattern, B, T, rank, nranks, vocab_size, err, errlen) != 0)
         return NULL;
-    }
-    if (nranks <= 0 || rank < 0 || rank >= nranks) {
-        pb_seterr(err, errlen, "data '%s': rank %d is not in 0 .. nranks-1 (nranks = %d)", pattern,
-               rank, nranks);
-        return NULL;
-    }
-    if (vocab_size <= 0) {
-        pb_seterr(err, errlen, "data '%s': vocab_size must be positive (got %d)", pattern,
-               vocab_size);
-        return NULL;
-    }
-
-    glob_t g;
-    int rc = glob(pattern, 0, NULL, &g);  // glob sorts the paths (no GLOB_NOSORT)
-    if (rc == GLOB_NOMATCH || (rc == 0 && g.gl_pathc == 0)) {
-        if (rc == 0) globfree(&g);
-        pb_seterr(err, errlen, "no files match data pattern '%s'", pattern);
-        return NULL;
-    }
-    if (rc != 0) {
-        pb_seterr(err, errlen, "data pattern '%s': glob failed (%s)", pattern,
-               rc == GLOB_NOSPACE ? "out of memory" : "read error");
-        return NULL;
-    }
 
     pb_loader *l = pb_calloc(1, sizeof *l);
     l->pattern = pb_malloc(strlen(pattern) + 1);
     strcpy(l->pattern, pattern);
     l->B = B, l->T = T, l->rank = rank, l->nranks = nranks;
-    l->seed = seed, l->shuffle = shuffle != 0;
-    l->shards = pb_calloc(g.gl_pathc, sizeof *l->shards);
-    l->first_window = pb_calloc(g.gl_pathc + 1, sizeof *l->first_window);
+    l->seed = seed;
+    if (shard_set_open(&l->set, pattern, vocab_size, err, errlen) != 0) {
+        loader_close(l);
+        return NULL;
+    }
+    l->first_window = pb_calloc(l->set.n + 1, sizeof *l->first_window);
 
     uint64_t W = 0;
-    for (size_t i = 0; i < g.gl_pathc; i++) {
-        if (shard_open(&l->shards[i], g.gl_pathv[i], vocab_size, err, errlen) != 0) {
-            globfree(&g);
-            loader_close(l);
-            return NULL;
-        }
-        l->nshards = i + 1;  // opened so far, for loader_close on a later failure
-        uint64_t n = l->shards[i].n;
+    for (size_t i = 0; i < l->set.n; i++) {
+        uint64_t n = l->set.shards[i].n;
         l->first_window[i] = W;
         // windows at k*T for k*T + T+1 <= n: (n-1)/T of them, none when n < T+1
         W += n > (uint64_t)T ? (n - 1) / (uint64_t)T : 0;
         l->num_tokens += n;
     }
-    l->first_window[l->nshards] = W;
-    globfree(&g);
+    l->first_window[l->set.n] = W;
 
     l->num_windows = W;
     l->rank_windows = W / (uint64_t)nranks;
@@ -166,16 +172,15 @@ pb_loader *loader_open(const char *pattern, int B, int T, int rank, int nranks, 
         loader_close(l);
         return NULL;
     }
-    if (l->shuffle) l->perm = pb_malloc(W * sizeof *l->perm);
+    loader_order_init(&l->order, W, seed, shuffle);
     return l;
 }
 
 void loader_close(pb_loader *l) {
     if (!l) return;
-    for (size_t i = 0; i < l->nshards; i++) shard_close(&l->shards[i]);
-    free(l->shards);
+    shard_set_close(&l->set);
     free(l->first_window);
-    free(l->perm);
+    loader_order_free(&l->order);
     free(l->pattern);
     free(l);
 }
@@ -192,11 +197,11 @@ void loader_next(pb_loader *l, int32_t *inputs, int32_t *targets) {
     }
     for (int b = 0; b < B; b++) {
         uint64_t pos = (l->cursor + (uint64_t)b) * (uint64_t)l->nranks + (uint64_t)l->rank;
-        uint64_t g = window_at(l, pos);
-        size_t s = shard_of(l, g);
+        uint64_t g = loader_order_at(&l->order, l->epoch, pos);
+        size_t s = loader_file_of(l->first_window, l->set.n, g);
         uint64_t off = (g - l->first_window[s]) * (uint64_t)T;
-        const uint16_t *w = l->shards[s].tokens + off;  // (T+1,)
-        PB_ASSERT(off + (uint64_t)T + 1 <= l->shards[s].n);
+        const uint16_t *w = l->set.shards[s].tokens + off;  // (T+1,)
+        PB_ASSERT(off + (uint64_t)T + 1 <= l->set.shards[s].n);
         int32_t *in = inputs + (size_t)b * T, *tg = targets + (size_t)b * T;
         for (int t = 0; t < T; t++) {
             in[t] = w[t];
@@ -218,13 +223,7 @@ void loader_get_state(const pb_loader *l, pb_loader_state *s) {
 }
 
 int loader_set_state(pb_loader *l, const pb_loader_state *s, char *err, size_t errlen) {
-    if (s->seed != l->seed) {
-        pb_seterr(err, errlen,
-               "data '%s': saved loader state has seed %llu but this loader was opened with "
-               "seed %llu",
-               l->pattern, (unsigned long long)s->seed, (unsigned long long)l->seed);
-        return -1;
-    }
+    if (loader_check_seed(l->pattern, l->seed, s, err, errlen) != 0) return -1;
     if (s->cursor > l->rank_windows) {
         pb_seterr(err, errlen,
                "data '%s': saved loader cursor %llu is past the %llu windows of this rank's "

@@ -32,4 +32,35 @@ uint64_t loader_num_tokens(const pb_loader *l);   // tokens in all shards
 uint64_t loader_num_batches(const pb_loader *l);  // batches per epoch for this rank
 void loader_close(pb_loader *l);
 
+// --- what every pebble loader shares (data/seqloader.c uses these too)
+
+// The order of epoch `epoch` over n items: order (n,) becomes a permutation of 0 .. n-1 drawn
+// from (seed, epoch) alone, the same on every machine and rank.
+void loader_epoch_order(uint64_t *order, uint64_t n, uint64_t seed, uint64_t epoch);
+
+// The epochs' orders of n items, as it is or shuffled, each built when first asked for (the
+// positions a loader asks for only move forward, so each epoch's is built once).
+typedef struct loader_order {
+    uint64_t n, seed;
+    int shuffle;
+    uint64_t *perm;  // (n,) the order of epoch perm_epoch; NULL without shuffle
+    uint64_t perm_epoch;
+    int perm_valid;
+} loader_order;
+void loader_order_init(loader_order *o, uint64_t n, uint64_t seed, int shuffle);
+uint64_t loader_order_at(loader_order *o, uint64_t epoch, uint64_t pos);  // pos < n
+void loader_order_free(loader_order *o);
+
+// Items numbered across files: first (n+1,) ascending holds each file's first item. Returns
+// the file holding item g (the last i < n with first[i] <= g).
+size_t loader_file_of(const uint64_t *first, size_t n, uint64_t g);
+
+// One line in err and -1 for B or T not positive, rank not in 0 .. nranks-1, vocab_size not
+// positive; 0 otherwise.
+int loader_check_args(const char *pattern, int B, int T, int rank, int nranks, int vocab_size,
+                      char *err, size_t errlen);
+// -1 with one line in err when a saved state's seed is not the loader's.
+int loader_check_seed(const char *pattern, uint64_t seed, const pb_loader_state *s, char *err,
+                      size_t errlen);
+
 #endif

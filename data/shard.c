@@ -178,3 +178,53 @@ void shard_close(pb_shard *s) {
     if (s->map) munmap(s->map, s->map_len);
     memset(s, 0, sizeof *s);
 }
+
+// ---------------------------------------------------------------------------------------
+// sets of shards
+
+int shard_glob(const char *pattern, glob_t *g, char *err, size_t errlen) {
+    int rc = glob(pattern, 0, NULL, g);  // glob sorts the paths (no GLOB_NOSORT)
+    if (rc == GLOB_NOMATCH || (rc == 0 && g->gl_pathc == 0)) {
+        if (rc == 0) globfree(g);
+        pb_seterr(err, errlen, "no files match data pattern '%s'", pattern);
+        return -1;
+    }
+    if (rc != 0) {
+        pb_seterr(err, errlen, "data pattern '%s': glob failed (%s)", pattern,
+                  rc == GLOB_NOSPACE ? "out of memory" : "read error");
+        return -1;
+    }
+    return 0;
+}
+
+int shard_set_open(shard_set *set, const char *pattern, int vocab_size, char *err,
+                   size_t errlen) {
+    memset(set, 0, sizeof *set);
+    glob_t g;
+    if (shard_glob(pattern, &g, err, errlen) != 0) return -1;
+    set->shards = pb_calloc(g.gl_pathc, sizeof *set->shards);
+    set->paths = pb_calloc(g.gl_pathc, sizeof *set->paths);
+    for (size_t i = 0; i < g.gl_pathc; i++) {
+        if (shard_open(&set->shards[i], g.gl_pathv[i], vocab_size, err, errlen) != 0) {
+            globfree(&g);
+            shard_set_close(set);
+            return -1;
+        }
+        set->paths[i] = pb_malloc(strlen(g.gl_pathv[i]) + 1);
+        strcpy(set->paths[i], g.gl_pathv[i]);
+        set->n = i + 1;  // opened so far, for shard_set_close on a later failure
+    }
+    globfree(&g);
+    return 0;
+}
+
+void shard_set_close(shard_set *set) {
+    if (!set) return;
+    for (size_t i = 0; i < set->n; i++) {
+        shard_close(&set->shards[i]);
+        free(set->paths[i]);
+    }
+    free(set->shards);
+    free(set->paths);
+    memset(set, 0, sizeof *set);
+}

@@ -8,6 +8,7 @@
 #ifndef PEBBLE_SHARD_H
 #define PEBBLE_SHARD_H
 
+#include <glob.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -38,5 +39,26 @@ int shard_open(pb_shard *s, const char *path, int vocab_size, char *err, size_t 
 
 // Unmaps the shard; safe on an empty or already closed one.
 void shard_close(pb_shard *s);
+
+// --- many files: what every loader does with its data pattern.
+
+// The paths matching the glob `pattern`, sorted (so the data's order never depends on the
+// directory's). Returns 0 with at least one path in *g (globfree it), or -1 with one line in
+// err ("no files match data pattern '...'", or glob's own failure) and nothing to free.
+int shard_glob(const char *pattern, glob_t *g, char *err, size_t errlen);
+
+// Every shard matching `pattern`, opened and validated (shard_open), in sorted path order.
+typedef struct shard_set {
+    pb_shard *shards;  // (n,)
+    char **paths;      // (n,) for error messages
+    size_t n;
+} shard_set;
+
+// Returns 0, or -1 with err from shard_glob or the first shard_open that failed; *set is
+// then empty and nothing needs closing.
+int shard_set_open(shard_set *set, const char *pattern, int vocab_size, char *err,
+                   size_t errlen);
+// Closes every shard; safe on an empty or already closed set.
+void shard_set_close(shard_set *set);
 
 #endif
