@@ -28,7 +28,7 @@ static void make_tokens(int32_t *tok, size_t n, int V) {
 }
 
 Test(golden, gpt2_tiny_20_steps_to_the_bit) {
-    gpt2_config mc = {4, 4, 128, 128, 50257, 0, "auto"};
+    gpt2_config mc = {4, 4, 128, 128, 50257, 0, "auto", 0};
     gpt2 m;
     gpt2_build(&m, &mc, pb_ops_cpu());
     gpt2_init_weights(&m, 1337);

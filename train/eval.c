@@ -10,11 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data/loader.h"
 #include "kernels/common.h"
-#include "model/gpt2.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
+#include "train/feed.h"
+#include "train/model.h"
 #include "train/trainer.h"
 
 static void eval_usage(FILE *f) {
@@ -30,7 +30,7 @@ static void eval_usage(FILE *f) {
             "  --json           print the result as one JSON object\n"
             "  --set k=v        override a key of the checkpoint's config (system.device, ...)\n"
             "The model, device and precision are the checkpoint's configuration, then --set.\n"
-            "Last line: loss L ppl P tokens N.\n");
+            "Last line: loss L ppl P [accuracy A, for bert] tokens N (B x T per batch).\n");
 }
 
 // A positive integer option value, or a usage error naming the option.
@@ -77,9 +77,6 @@ int eval_main(int argc, char **argv) {
     pb_config cfg;
     config_defaults(&cfg);
     if (ckpt_load_config(path, &cfg, err, sizeof err) != 0) pb_die(PB_EXIT_DATA, "eval: %s", err);
-    if (strcmp(cfg.model_family, "gpt2") != 0)
-        pb_die(PB_EXIT_DATA, "eval: %s: a checkpoint of model family '%s'; pebble eval runs "
-               "gpt2", path, cfg.model_family);
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) continue;
         if (strcmp(argv[i], "--set") == 0 && config_set(&cfg, argv[i + 1], err, sizeof err) != 0)
@@ -91,42 +88,40 @@ int eval_main(int argc, char **argv) {
     int B = cfg.batch_size, T = cfg.seq_len;
 
     // --- data, model, weights
-    pb_loader *val = loader_open(data, B, T, 0, 1, cfg.seed, 0, cfg.vocab_size, err, sizeof err);
+    pb_feed *val = feed_open(&cfg, data, B, 0, 0, 1, err, sizeof err);
     if (!val) pb_die(PB_EXIT_DATA, "eval: %s", err);
-    batches = trainer_val_batches(val, batches, B, T, "--batches", data, stderr);
+    batches = trainer_val_batches(feed_num_batches(val), batches, B, T, "--batches", data, stderr);
     const pb_ops *ops = trainer_backend(&cfg);
-    gpt2_config mc;
-    trainer_model_config(&cfg, &mc);
-    gpt2 m;
-    gpt2_build(&m, &mc, ops);
-    if (!gpt2_attention(&m, B, T, err, sizeof err)) pb_die(PB_EXIT_USAGE, "eval: %s", err);
+    pb_model m;
+    model_build(&m, &cfg, ops);
+    if (!model_attention(&m, B, T, err, sizeof err)) pb_die(PB_EXIT_USAGE, "eval: %s", err);
     pb_ckpt_trainer_state st;
-    if (ckpt_load(path, &m.p, 0, &st, err, sizeof err) != 0)
+    if (ckpt_load(path, m.p, 0, &st, err, sizeof err) != 0)
         pb_die(PB_EXIT_DATA, "eval: %s", err);
     // Low-precision weights round as the run rounded them after its last step.
-    m.p.round_seed = cfg.seed;
-    m.p.step = (uint64_t)st.step;
-    fprintf(stderr, "eval: %s (step %lld) on %s | %s backend | %d batches of %d x %d\n", path,
-            (long long)st.step, data, ops->name, batches, B, T);
+    m.p->round_seed = cfg.seed;
+    m.p->step = (uint64_t)st.step;
+    fprintf(stderr, "eval: %s (step %lld) on %s | %s | %s backend | %d batches of %d x %d\n",
+            path, (long long)st.step, data, feed_task_name(feed_task_of(&cfg)), ops->name,
+            batches, B, T);
 
-    int32_t *inputs = pb_malloc((size_t)B * T * sizeof(int32_t));
-    int32_t *targets = pb_malloc((size_t)B * T * sizeof(int32_t));
-    double sum = 0.0;
-    for (int i = 0; i < batches; i++) {
-        loader_next(val, inputs, targets);
-        sum += gpt2_forward(&m, inputs, targets, B, T);
-    }
-    double loss = sum / batches;
+    pb_batch b;
+    batch_alloc(&b, B, T);
+    double acc;
+    double loss = trainer_evaluate(&m, val, 0, batches, &b, &acc);
     long long tokens = (long long)batches * B * T;
-    if (json)
-        printf("{\"ckpt\": \"%s\", \"step\": %lld, \"loss\": %.6f, \"ppl\": %.6f, \"tokens\": "
-               "%lld, \"batches\": %d}\n", path, (long long)st.step, loss, exp(loss), tokens,
-               batches);
-    else
-        printf("loss %.6f ppl %.4f tokens %lld\n", loss, exp(loss), tokens);
-    free(inputs);
-    free(targets);
-    gpt2_free(&m);
-    loader_close(val);
+    if (json) {
+        printf("{\"ckpt\": \"%s\", \"step\": %lld, \"loss\": %.6f, \"ppl\": %.6f, ", path,
+               (long long)st.step, loss, exp(loss));
+        if (acc >= 0) printf("\"accuracy\": %.6f, ", acc);
+        printf("\"tokens\": %lld, \"batches\": %d}\n", tokens, batches);
+    } else {
+        printf("loss %.6f ppl %.4f", loss, exp(loss));
+        if (acc >= 0) printf(" accuracy %.6f", acc);
+        printf(" tokens %lld\n", tokens);
+    }
+    batch_free(&b);
+    model_free(&m);
+    feed_close(val);
     return 0;
 }

@@ -103,11 +103,17 @@ void progress_step(pb_progress *p, const pb_step_stats *s) {
     fflush(stdout);
 }
 
-void progress_val(pb_progress *p, int step, double val_loss) {
-    fprintf(p->metrics, "{\"step\": %d, \"val_loss\": %.6f}\n", step, val_loss);
+void progress_val(pb_progress *p, int step, double val_loss, double acc) {
+    if (acc >= 0)
+        fprintf(p->metrics, "{\"step\": %d, \"val_loss\": %.6f, \"val_acc\": %.6f}\n", step,
+                val_loss, acc);
+    else
+        fprintf(p->metrics, "{\"step\": %d, \"val_loss\": %.6f}\n", step, val_loss);
     fflush(p->metrics);
     // On a terminal the bar is redrawn below this permanent line.
-    printf("%sstep %d: val loss %.4f\n", p->tty ? "\r\033[K" : "", step, val_loss);
+    printf("%sstep %d: val loss %.4f", p->tty ? "\r\033[K" : "", step, val_loss);
+    if (acc >= 0) printf(" accuracy %.4f", acc);
+    printf("\n");
     fflush(stdout);
 }
 

@@ -26,7 +26,8 @@ int progress_open(pb_progress *p, const char *run_dir, int total_steps, char *er
 int progress_resume(pb_progress *p, const char *run_dir, int total_steps, int step, char *err,
                     size_t errlen);
 void progress_step(pb_progress *p, const pb_step_stats *s);
-void progress_val(pb_progress *p, int step, double val_loss);
+// acc: the validation accuracy, or < 0 when the task has none
+void progress_val(pb_progress *p, int step, double val_loss, double acc);
 void progress_close(pb_progress *p);
 
 #endif

@@ -14,12 +14,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "data/batch.h"
 #include "data/loader.h"
 #include "kernels/common.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cuda/cuda.h"
 #include "model/gpt2.h"
 #include "train/checkpoint.h"
+#include "train/feed.h"
+#include "train/model.h"
 #include "train/optim.h"
 #include "train/plot.h"
 #include "train/progress.h"
@@ -42,19 +45,8 @@ const pb_ops *trainer_backend(const pb_config *cfg) {
     return pb_ops_cpu();
 }
 
-void trainer_model_config(const pb_config *cfg, gpt2_config *mc) {
-    memset(mc, 0, sizeof *mc);
-    mc->n_layer = cfg->n_layer;
-    mc->n_head = cfg->n_head;
-    mc->n_embd = cfg->n_embd;
-    mc->seq_len = cfg->seq_len;
-    mc->vocab_size = cfg->vocab_size;
-    snprintf(mc->attention, sizeof mc->attention, "%s", cfg->attention);
-}
-
-int trainer_val_batches(const pb_loader *val, int batches, int B, int T, const char *what,
+int trainer_val_batches(uint64_t have, int batches, int B, int T, const char *what,
                         const char *pattern, FILE *note) {
-    uint64_t have = loader_num_batches(val);
     if ((uint64_t)batches <= have) return batches;
     // More would go round the validation data again, weighting some of it twice.
     fprintf(note, "note: %s = %d, but %s holds %llu batches of %d x %d: each validation uses "
@@ -93,7 +85,7 @@ static int test_signal_at(const char *name, int step, int k);
 // 12 * L * C * T per token (PaLM's count, without causal savings). The rate is that of one
 // (rows, C) x (C, 4C) matmul timed here, the model's most common shape; the other ops run
 // slower, so the estimate is a lower bound.
-static void note_cpu_step_time(const pb_config *cfg, const gpt2 *model, long tokens_per_step) {
+static void note_cpu_step_time(const pb_config *cfg, const pb_model *model, long tokens_per_step) {
     int C = cfg->n_embd, rows = cfg->batch_size * cfg->seq_len;
     if (rows > 512) rows = 512;
     float *a = pb_calloc((size_t)rows * C, sizeof(float));
@@ -110,26 +102,31 @@ static void note_cpu_step_time(const pb_config *cfg, const gpt2 *model, long tok
     free(w);
     free(o);
     double rate = 2.0 * rows * C * 4.0 * C / (best > 1e-9 ? best : 1e-9);
-    double flops = (6.0 * (double)gpt2_num_trainable(model) +
-                    12.0 * cfg->n_layer * (double)C * cfg->seq_len) * (double)tokens_per_step;
+    double flops = model_flops_per_token(model, cfg->seq_len) * (double)tokens_per_step;
     printf("first step: ~%.3g s estimated on the CPU (%.4g GFLOP = 6 x parameters x %ld tokens "
            "+ attention, at %.1f GFLOP/s measured on one matmul now)\n",
            flops / rate, flops / 1e9, tokens_per_step, rate / 1e9);
 }
 
 // Mean loss over `batches` micro-batches from the start of the validation data (at most
-// what it holds: the trainer caps val_batches, with a note). A stop signal abandons it:
-// returns NAN, and the resumed run computes it again (val_pending).
-static double validate(gpt2 *model, pb_loader *val, int step, int batches, int B, int T,
-                       int32_t *inputs, int32_t *targets) {
-    loader_reset(val);
+// what it holds: the trainer caps val_batches, with a note), and the accuracy over them
+// (-1 without one). A stop signal abandons it: returns NAN, and the resumed run computes it
+// again (val_pending).
+double trainer_evaluate(pb_model *model, pb_feed *val, int step, int batches, pb_batch *b,
+                        double *acc) {
+    feed_reset(val);
     double sum = 0.0;
+    long correct = 0, count = 0;
     for (int i = 0; i < batches; i++) {
         if (stop_signal) return NAN;
-        loader_next(val, inputs, targets);
-        sum += gpt2_forward(model, inputs, targets, B, T);
+        feed_next(val, b, FEED_VAL_STEP, i);
+        sum += model_forward(model, b->inputs, b->targets, b->lengths, b->labels, b->B, b->T);
+        long c, n;
+        model_accuracy(model, &c, &n);
+        correct += c, count += n;
         if (test_signal_at("PEBBLE_TEST_SIGNAL_AT_VAL", step, i + 1)) raise(SIGTERM);
     }
+    *acc = model_has_accuracy(model) ? (count ? (double)correct / count : 0.0) : -1.0;
     return sum / batches;
 }
 
@@ -273,15 +270,15 @@ static int test_signal_at(const char *name, int step, int k) {
     return s && sscanf(s, "%d:%d", &a, &b) == 2 && a == step && b == k;
 }
 
-static void save_checkpoint(const pb_config *cfg, const gpt2 *model, const pb_adamw *opt,
-                            const pb_loader *train, int step, long long tokens_seen, double lr,
+static void save_checkpoint(const pb_config *cfg, const pb_model *model, const pb_adamw *opt,
+                            const pb_feed *train, int step, long long tokens_seen, double lr,
                             int tty) {
     pb_ckpt_trainer_state st;
     memset(&st, 0, sizeof st);
     st.step = step;
     st.tokens_seen = tokens_seen;
     st.seed = cfg->seed;
-    loader_get_state(train, &st.train_loader);
+    feed_get_state(train, &st.train_loader);
     st.lr = lr;
     st.total_steps = cfg->steps;
     st.warmup_steps = cfg->warmup_steps;
@@ -290,7 +287,7 @@ static void save_checkpoint(const pb_config *cfg, const gpt2 *model, const pb_ad
     char err[1024], path[PB_PATH_MAX + 80];
     double t0 = pb_now();
     // Training on without a checkpoint would risk everything after the last good one.
-    if (ckpt_save(cfg->run_dir, &model->p, opt, &st, cfg, cfg->ckpt_keep_last, path, sizeof path,
+    if (ckpt_save(cfg->run_dir, model->p, opt, &st, cfg, cfg->ckpt_keep_last, path, sizeof path,
                   err, sizeof err) != 0)
         pb_die(PB_EXIT_RUNTIME, "%s (training stopped: it would go on unprotected)", err);
     printf("%scheckpoint: %s (%.2f s)\n", tty ? "\r\033[K" : "", path, pb_now() - t0);
@@ -350,26 +347,26 @@ static void note_config_changes(const char *path, const pb_config *cfg) {
 
 // What a resume loads into; ckpt_load verifies the whole file before changing any of it.
 typedef struct {
-    gpt2 *model;
+    pb_params *params;
     pb_adamw *opt;
     pb_ckpt_trainer_state *st;
 } resume_target;
 
 static int try_resume(const char *path, void *user, char *err, size_t errlen) {
     resume_target *t = user;
-    return ckpt_load(path, &t->model->p, 1, t->st, err, errlen);
+    return ckpt_load(path, t->params, 1, t->st, err, errlen);
 }
 
 // --resume: loads model, optimizer, step and the loader's position. `auto` falls back past
 // damaged checkpoints (each skipped with a line on stderr); a file named on the command line
 // must load. Returns 1 when a run was resumed, 0 when `auto` found no checkpoint (a new run
 // starts).
-static int resume_run(const pb_config *cfg, const char *resume, gpt2 *model, pb_adamw *opt,
-                      pb_loader *train, int *step, long long *tokens_seen) {
+static int resume_run(const pb_config *cfg, const char *resume, pb_model *model, pb_adamw *opt,
+                      pb_feed *train, int *step, long long *tokens_seen) {
     char path[PB_PATH_MAX + 300], err[2048];
     pb_ckpt_trainer_state st;
     if (strcmp(resume, "auto") == 0) {
-        resume_target t = {model, opt, &st};
+        resume_target t = {model->p, opt, &st};
         int rc = ckpt_resume_auto(cfg->run_dir, try_resume, &t, stderr, path, sizeof path, err,
                                   sizeof err);
         if (rc == -2) pb_die(PB_EXIT_RUNTIME, "%s", err);
@@ -380,13 +377,13 @@ static int resume_run(const pb_config *cfg, const char *resume, gpt2 *model, pb_
         }
     } else {
         snprintf(path, sizeof path, "%s", resume);
-        if (ckpt_load(path, &model->p, 1, &st, err, sizeof err) != 0)
+        if (ckpt_load(path, model->p, 1, &st, err, sizeof err) != 0)
             pb_die(PB_EXIT_DATA, "%s", err);
     }
     if (st.step > cfg->steps)
         pb_die(PB_EXIT_USAGE, "%s is at step %lld, past train.steps = %d (raise train.steps to "
                "train further)", path, (long long)st.step, cfg->steps);
-    if (loader_set_state(train, &st.train_loader, err, sizeof err) != 0)
+    if (feed_set_state(train, &st.train_loader, err, sizeof err) != 0)
         pb_die(PB_EXIT_DATA, "%s: %s", path, err);
     note_config_changes(path, cfg);
     printf("resume: %s: step %lld, %lld tokens seen\n", path, (long long)st.step,
@@ -422,13 +419,15 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     run_dir_lock(cfg->run_dir);
 
     // --- data
-    pb_loader *train = loader_open(cfg->train_data, B, T, 0, 1, cfg->seed, 1, cfg->vocab_size,
-                                   err, sizeof err);
+    if (cfg->sample_every && strcmp(cfg->model_family, "gpt2") != 0)
+        pb_die(PB_EXIT_USAGE, "sample.every = %d: text samples need a gpt2 model (this one is "
+               "%s); set sample.every = 0", cfg->sample_every, cfg->model_family);
+    feed_task task = feed_task_of(cfg);
+    pb_feed *train = feed_open(cfg, cfg->train_data, B, 1, 0, 1, err, sizeof err);
     if (!train) pb_die(PB_EXIT_DATA, "%s", err);
-    pb_loader *val = NULL;
+    pb_feed *val = NULL;
     if (cfg->val_data[0]) {
-        val = loader_open(cfg->val_data, B, T, 0, 1, cfg->seed, 0, cfg->vocab_size, err,
-                          sizeof err);
+        val = feed_open(cfg, cfg->val_data, B, 0, 0, 1, err, sizeof err);
         if (!val) pb_die(PB_EXIT_DATA, "%s", err);
     }
 
@@ -437,17 +436,15 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     if (ops == pb_ops_cpu() && strcmp(cfg->device, "auto") == 0)
         printf("device: cpu (system.device = auto and no usable GPU: %s)\n",
                pb_cuda_unavailable_reason());
-    gpt2_config mc;
-    trainer_model_config(cfg, &mc);
-    gpt2 model;
-    gpt2_build(&model, &mc, ops);
+    pb_model model;
+    model_build(&model, cfg, ops);
     // The attention kernel for (B,T), checked now: an explicit model.attention that cannot
     // run this model is one line before anything is written.
-    const pb_attn_impl *attn = gpt2_attention(&model, B, T, err, sizeof err);
+    const pb_attn_impl *attn = model_attention(&model, B, T, err, sizeof err);
     if (!attn) pb_die(PB_EXIT_USAGE, "%s", err);
-    gpt2_init_weights(&model, cfg->seed);
+    model_init_weights(&model, cfg->seed);
     pb_adamw opt;
-    adamw_init(&opt, &model.p, (float)cfg->beta1, (float)cfg->beta2, (float)cfg->eps,
+    adamw_init(&opt, model.p, (float)cfg->beta1, (float)cfg->beta2, (float)cfg->eps,
                (float)cfg->weight_decay);
 
     // --- where the run starts: step 0, a checkpoint (--resume), or its weights (--init)
@@ -456,7 +453,7 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     if (start && start->resume) {
         resumed = resume_run(cfg, start->resume, &model, &opt, train, &start_step, &tokens_seen);
     } else if (start && start->init) {
-        if (ckpt_load(start->init, &model.p, 0, NULL, err, sizeof err) != 0)
+        if (ckpt_load(start->init, model.p, 0, NULL, err, sizeof err) != 0)
             pb_die(PB_EXIT_DATA, "%s", err);
         printf("init: weights from %s (a new run: step 0, fresh optimizer)\n", start->init);
     }
@@ -467,7 +464,7 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     sample_trainer *sampler = NULL;
     if (cfg->sample_every) {
         int code;
-        sampler = sample_trainer_open(cfg, &model, &code, err, sizeof err);
+        sampler = sample_trainer_open(cfg, &model.gpt2, &code, err, sizeof err);
         if (!sampler) pb_die(code, "%s", err);
     }
 
@@ -486,24 +483,25 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
                  : progress_open(&prog, cfg->run_dir, cfg->steps, err, sizeof err)) != 0)
         pb_die(PB_EXIT_RUNTIME, "%s", err);
 
-    printf("pebble %s | gpt2 L%d H%d C%d T%d V%d (padded %d) | %.2fM parameters | %s backend, "
-           "%d threads, %s attention\n",
-           PEBBLE_VERSION, mc.n_layer, mc.n_head, mc.n_embd, mc.seq_len, mc.vocab_size,
-           model.cfg.padded_vocab, gpt2_num_trainable(&model) / 1e6, ops->name,
+    char desc[160];
+    model_describe(&model, desc, sizeof desc);
+    printf("pebble %s | %s | %.2fM parameters | %s backend, %d threads, %s attention\n",
+           PEBBLE_VERSION, desc, model_num_trainable(&model) / 1e6, ops->name,
            omp_get_max_threads(), attn->name);
-    printf("data: %llu train tokens (%llu batches/epoch)%s | batch %d x %d, %d micro-steps = %ld "
-           "tokens/step | %d steps | run dir %s\n",
-           (unsigned long long)loader_num_tokens(train),
-           (unsigned long long)loader_num_batches(train), val ? ", validation on" : "", B, T,
+    printf("data (%s): %llu train tokens (%llu batches/epoch)%s | batch %d x %d, %d micro-steps "
+           "= %ld tokens/step | %d steps | run dir %s\n",
+           feed_task_name(task), (unsigned long long)feed_num_tokens(train),
+           (unsigned long long)feed_num_batches(train), val ? ", validation on" : "", B, T,
            accum, total_batch, cfg->steps, cfg->run_dir);
     if (ops == pb_ops_cpu()) note_cpu_step_time(cfg, &model, total_batch);
     fflush(stdout);
 
-    int32_t *inputs = pb_malloc((size_t)B * T * sizeof(int32_t));
-    int32_t *targets = pb_malloc((size_t)B * T * sizeof(int32_t));
-    double last_val = -1.0;
+    pb_batch batch;
+    batch_alloc(&batch, B, T);
+    double last_val = -1.0, val_acc = -1.0;
     int stopped = 0, stopped_at = 0, mid_step = 0, signal_step = test_signal_step();
-    int val_batches = val ? trainer_val_batches(val, cfg->val_batches, B, T, "train.val_batches",
+    int val_batches = val ? trainer_val_batches(feed_num_batches(val), cfg->val_batches, B, T,
+                                                "train.val_batches",
                                                 cfg->val_data, stdout) : 0;
     install_stop_handlers();
     double run_t0 = pb_now();
@@ -512,21 +510,22 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     if (resumed && val && start_step > 0 &&
         ((cfg->val_every && start_step % cfg->val_every == 0) || start_step == cfg->steps) &&
         val_pending(cfg->run_dir, start_step)) {
-        last_val = validate(&model, val, start_step, val_batches, B, T, inputs, targets);
-        if (!isnan(last_val)) progress_val(&prog, start_step, last_val);
+        last_val = trainer_evaluate(&model, val, start_step, val_batches, &batch, &val_acc);
+        if (!isnan(last_val)) progress_val(&prog, start_step, last_val, val_acc);
     }
     pb_loader_state step_start;  // the loader before this step: a stop mid-step goes back to it
     for (int step = start_step; step < cfg->steps && !stop_signal; step++) {
         double t0 = pb_now();
         double lr = lr_schedule(step, cfg->steps, cfg->warmup_steps, cfg->lr, cfg->min_lr_frac);
-        loader_get_state(train, &step_start);
-        gpt2_zero_grad(&model);
+        feed_get_state(train, &step_start);
+        params_zero_grad(model.p);
         double loss = 0.0;
         int micro = 0;
         while (micro < accum && !(micro > 0 && stop_signal)) {
-            loader_next(train, inputs, targets);
-            loss += gpt2_forward(&model, inputs, targets, B, T) / accum;
-            gpt2_backward(&model, 1.0f / accum);
+            feed_next(train, &batch, (uint64_t)step, micro);
+            loss += model_forward(&model, batch.inputs, batch.targets, batch.lengths,
+                                  batch.labels, B, T) / accum;
+            model_backward(&model, 1.0f / accum);
             micro++;
             if (test_signal_at("PEBBLE_TEST_SIGNAL_AT_MICRO", step + 1, micro)) raise(SIGTERM);
         }
@@ -534,7 +533,7 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
             // Stopped mid-step: the unfinished step is dropped (its gradients are never
             // applied), and the checkpoint is of the last finished step with the loader
             // where that step left it, so that the resumed run is the uninterrupted one.
-            if (loader_set_state(train, &step_start, err, sizeof err) != 0)
+            if (feed_set_state(train, &step_start, err, sizeof err) != 0)
                 pb_die(PB_EXIT_RUNTIME, "%s", err);
             if (step > start_step)
                 save_checkpoint(cfg, &model, &opt, train, step, tokens_seen,
@@ -543,11 +542,11 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
             stopped = 1, stopped_at = step, mid_step = micro;
             break;
         }
-        float norm = optim_clip_grad_norm(&model.p, (float)cfg->grad_clip);
+        float norm = optim_clip_grad_norm(model.p, (float)cfg->grad_clip);
         if (!isfinite(loss) || !isfinite(norm))
             pb_die(PB_EXIT_RUNTIME, "step %d: loss %g, gradient norm %g: training diverged "
                    "(lower train.lr?)", step + 1, loss, (double)norm);
-        adamw_step(&opt, &model.p, (float)lr);
+        adamw_step(&opt, model.p, (float)lr);
         tokens_seen += total_batch;
         run_tokens += total_batch;
         double ms = (pb_now() - t0) * 1000.0;
@@ -556,11 +555,11 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
 
         int last = step + 1 == cfg->steps;
         if (val && ((cfg->val_every && (step + 1) % cfg->val_every == 0) || last)) {
-            last_val = validate(&model, val, step + 1, val_batches, B, T, inputs, targets);
-            if (!isnan(last_val)) progress_val(&prog, step + 1, last_val);
+            last_val = trainer_evaluate(&model, val, step + 1, val_batches, &batch, &val_acc);
+            if (!isnan(last_val)) progress_val(&prog, step + 1, last_val, val_acc);
         }
         if (sampler && !stop_signal && (step + 1) % cfg->sample_every == 0)
-            sample_trainer_print(sampler, &model, step + 1, prog.tty);
+            sample_trainer_print(sampler, &model.gpt2, step + 1, prog.tty);
 
         if (signal_step == step + 1) raise(SIGTERM);
         int stopping = stop_signal != 0;
@@ -600,18 +599,18 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     if (!stopped) {
         printf("done: %d steps, %lld tokens", cfg->steps, tokens_seen);
         if (last_val >= 0) printf(", final val loss %.4f", last_val);
+        if (last_val >= 0 && val_acc >= 0) printf(", accuracy %.4f", val_acc);
         printf(" | this run: %d steps in %s\n", cfg->steps - start_step, took);
     } else {
         printf("this run: %d steps in %s\n", stopped_at - start_step, took);
     }
 
-    free(inputs);
-    free(targets);
+    batch_free(&batch);
     adamw_free(&opt);
     sample_trainer_close(sampler);
-    gpt2_free(&model);
-    loader_close(train);
-    if (val) loader_close(val);
+    model_free(&model);
+    feed_close(train);
+    feed_close(val);
     free(run_cfg);
     return 0;
 }

@@ -3,9 +3,12 @@
 #define PEBBLE_TRAINER_H
 
 #include "kernels/ops.h"
-#include "model/gpt2.h"
+#include "data/batch.h"
 #include "data/loader.h"
+#include "model/gpt2.h"
 #include "train/config.h"
+#include "train/feed.h"
+#include "train/model.h"
 
 // Where a run starts. resume: "auto" (the newest checkpoint in run.dir that loads and
 // verifies, damaged ones skipped with a line each; none at all: a new run) or a checkpoint
@@ -25,14 +28,19 @@ typedef struct pb_train_start {
 int trainer_run(const pb_config *cfg);  // a new run
 int trainer_run_from(const pb_config *cfg, const pb_train_start *start);
 
-// The op table the config asks for, and the model shape from the config.
+// The op table the config asks for.
 const pb_ops *trainer_backend(const pb_config *cfg);
-void trainer_model_config(const pb_config *cfg, gpt2_config *mc);
-// Validation batches: batches, or all that val holds when it holds fewer (a note on `note`
-// naming what (the key or flag) and pattern). The trainer and `pebble eval` both use it, so
-// that they average the same windows.
-int trainer_val_batches(const pb_loader *val, int batches, int B, int T, const char *what,
+// Validation batches: batches, or all that the data holds (have) when it holds fewer (a note
+// on `note` naming what (the key or flag) and pattern). The trainer and `pebble eval` both
+// use it, so that they average the same windows.
+int trainer_val_batches(uint64_t have, int batches, int B, int T, const char *what,
                         const char *pattern, FILE *note);
+
+// The mean loss over the first `batches` batches of f (read from its start, validation masks),
+// and in *acc the accuracy over them (-1 when the task has none): the trainer's validation
+// and `pebble eval`. b holds B x T. A stop signal in a run abandons it (NAN).
+double trainer_evaluate(pb_model *model, pb_feed *f, int step, int batches, pb_batch *b,
+                        double *acc);
 
 // The GPT-2 shape stored in the checkpoint at path (its /config), for the commands that
 // build a model from a checkpoint (sample, export, eval's checks). Returns 0, or -1 with one

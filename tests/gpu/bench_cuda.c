@@ -195,7 +195,7 @@ static void bench_gpt2(const pb_ops *ops, int B, int T, int steps, int tf32, int
     const char *mode = ops->act_dtype == PB_DTYPE_BF16 ? "bf16 mixed" : tf32 ? "tf32" : "fp32";
     pb_cuda_set_tf32(tf32);
     if (profile) ops = profiled(ops);
-    gpt2_config cfg = {12, 12, 768, 1024, 50257, 0, "auto"};
+    gpt2_config cfg = {12, 12, 768, 1024, 50257, 0, "auto", 0};
     gpt2 m;
     gpt2_build(&m, &cfg, ops);
     gpt2_init_weights(&m, 1);
