@@ -4,8 +4,10 @@
 //   {"__metadata__": {"format": "pt"}, "<name>": {"dtype": "F32", "shape": [...],
 //    "data_offsets": [begin, end]}, ...}
 // padded with spaces to a multiple of 8, then the tensors' bytes back to back (offsets are
-// relative to the end of the header). lm_head.weight is left out: GPT2LMHeadModel ties it
-// to transformer.wte.weight, and from_pretrained fills tied weights without a warning.
+// relative to the end of the header). Tied weights are left out: GPT2LMHeadModel's
+// lm_head.weight (= transformer.wte.weight), BertForMaskedLM's cls.predictions.decoder.weight
+// (= the word embeddings) and .decoder.bias (= cls.predictions.bias); from_pretrained fills
+// tied weights without a warning.
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -22,9 +24,9 @@
 
 #include "kernels/common.h"
 #include "kernels/ops.h"
-#include "model/gpt2.h"
 #include "train/checkpoint.h"
-#include "train/trainer.h"
+#include "train/config.h"
+#include "train/model.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "safetensors data is little-endian; export writes the host's floats as they are"
@@ -141,24 +143,84 @@ static int write_config_json(const gpt2_config *mc, const char *path, char *err,
     return finish_file(f, rc < 0, tmp, path, err, errlen);
 }
 
+// A config.json for transformers' BertConfig: post-LN, exact GELU, absolute positions;
+// BertForMaskedLM or BertForSequenceClassification by the head. pebble trains without dropout
+// but a fine-tuning user expects BERT's defaults, so the config states BERT's 0.1: eval() in
+// transformers turns dropout off either way.
+static int write_bert_config_json(const bert_config *mc, const char *path, char *err,
+                                  size_t errlen) {
+    char tmp[4300];
+    FILE *f = start_file(path, tmp, sizeof tmp, err, errlen);
+    if (!f) return -1;
+    int cls = mc->head == BERT_HEAD_CLASSIFY;
+    int rc = fprintf(f,
+                     "{\n"
+                     "  \"architectures\": [\"%s\"],\n"
+                     "  \"model_type\": \"bert\",\n"
+                     "  \"vocab_size\": %d,\n"
+                     "  \"hidden_size\": %d,\n"
+                     "  \"num_hidden_layers\": %d,\n"
+                     "  \"num_attention_heads\": %d,\n"
+                     "  \"intermediate_size\": %d,\n"
+                     "  \"hidden_act\": \"gelu\",\n"
+                     "  \"hidden_dropout_prob\": 0.1,\n"
+                     "  \"attention_probs_dropout_prob\": 0.1,\n"
+                     "  \"max_position_embeddings\": %d,\n"
+                     "  \"type_vocab_size\": %d,\n"
+                     "  \"initializer_range\": 0.02,\n"
+                     "  \"layer_norm_eps\": %.9g,\n"
+                     "  \"pad_token_id\": 0,\n"
+                     "  \"position_embedding_type\": \"absolute\",\n"
+                     "  \"tie_word_embeddings\": true,\n",
+                     cls ? "BertForSequenceClassification" : "BertForMaskedLM", mc->vocab_size,
+                     mc->n_embd, mc->n_layer, mc->n_head, mc->ffn, mc->seq_len, mc->type_vocab,
+                     (double)mc->ln_eps) < 0;
+    if (cls) {  // num_labels follows from id2label
+        rc |= fprintf(f, "  \"id2label\": {") < 0;
+        for (int i = 0; i < mc->num_labels; i++)
+            rc |= fprintf(f, "%s\"%d\": \"LABEL_%d\"", i ? ", " : "", i, i) < 0;
+        rc |= fprintf(f, "},\n  \"label2id\": {") < 0;
+        for (int i = 0; i < mc->num_labels; i++)
+            rc |= fprintf(f, "%s\"LABEL_%d\": %d", i ? ", " : "", i, i) < 0;
+        rc |= fprintf(f, "},\n  \"problem_type\": \"single_label_classification\",\n") < 0;
+    }
+    rc |= fprintf(f, "  \"torch_dtype\": \"float32\"\n}\n") < 0;
+    return finish_file(f, rc, tmp, path, err, errlen);
+}
+
 int export_safetensors(const char *ckpt_path, const char *out_dir, char *err, size_t errlen) {
-    gpt2_config gc;
-    if (trainer_model_from_ckpt(ckpt_path, &gc, err, errlen) != 0) return PB_EXIT_DATA;
-    gpt2 m;
-    gpt2_build(&m, &gc, pb_ops_cpu());
+    // The model as the run built it: its stored configuration.
+    pb_config cfg;
+    config_defaults(&cfg);
+    if (ckpt_load_config(ckpt_path, &cfg, err, errlen) != 0) return PB_EXIT_DATA;
+    if (config_validate(&cfg, err, errlen) != 0) {
+        char why[1024];
+        snprintf(why, sizeof why, "%s", err);
+        pb_seterr(err, errlen, "%s: /config: %s", ckpt_path, why);
+        return PB_EXIT_DATA;
+    }
+    pb_model m;
+    model_build(&m, &cfg, pb_ops_cpu());
+    if (m.family == MODEL_BERT && m.bert.cfg.pool == BERT_POOL_MEAN)
+        fprintf(stderr, "export: note: this model pools the mean of its tokens (model.pool = "
+                "mean); BertForSequenceClassification pools the first token, so its "
+                "predictions will differ from pebble's\n");
     int rc = 0;
     char path[4200];
-    if (ckpt_load(ckpt_path, &m.p, 0, NULL, err, errlen) != 0) {
+    if (ckpt_load(ckpt_path, m.p, 0, NULL, err, errlen) != 0) {
         rc = PB_EXIT_DATA;
     } else if (pb_make_dirs(out_dir, err, errlen) != 0) {
         rc = PB_EXIT_RUNTIME;
     } else {
         snprintf(path, sizeof path, "%s/model.safetensors", out_dir);
-        if (write_safetensors(&m.p, path, err, errlen) != 0) rc = PB_EXIT_RUNTIME;
+        if (write_safetensors(m.p, path, err, errlen) != 0) rc = PB_EXIT_RUNTIME;
         snprintf(path, sizeof path, "%s/config.json", out_dir);
-        if (rc == 0 && write_config_json(&gc, path, err, errlen) != 0) rc = PB_EXIT_RUNTIME;
+        if (rc == 0 && (m.family == MODEL_BERT
+                            ? write_bert_config_json(&m.bert.cfg, path, err, errlen)
+                            : write_config_json(&m.gpt2.cfg, path, err, errlen)) != 0)
+            rc = PB_EXIT_RUNTIME;
     }
-    gpt2_free(&m);
+    model_free(&m);
     return rc;
 }
 
@@ -167,8 +229,10 @@ static void export_usage(FILE *f) {
             "usage: pebble export --ckpt FILE|RUN_DIR --format safetensors --out DIR\n"
             "\n"
             "Writes DIR/model.safetensors and DIR/config.json from a pebble checkpoint, for\n"
-            "Hugging Face transformers: GPT2LMHeadModel.from_pretrained(DIR). A RUN_DIR gives\n"
-            "its newest checkpoint that reads (damaged ones are named and skipped).\n");
+            "Hugging Face transformers: GPT2LMHeadModel, BertForMaskedLM or\n"
+            "BertForSequenceClassification .from_pretrained(DIR), by the model's family and\n"
+            "head. A RUN_DIR gives its newest checkpoint that reads (damaged ones are named\n"
+            "and skipped).\n");
 }
 
 int export_main(int argc, char **argv) {

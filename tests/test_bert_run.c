@@ -1,0 +1,263 @@
+// test_bert_run.c: build/pebble training BERT as a user would: masked LM on BERT token shards
+// (pieces [CLS] ... [SEP]) and classification on labelled-sequence files, each on data a
+// model can learn (the loss must fall, the accuracy rise); a run stopped and resumed equals
+// the straight run to the bit; `pebble eval` gives the trainer's validation loss and
+// accuracy; bad combinations are one line; the export's names and config.
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/lseq.h"
+#include "tests/cli.h"
+#include "train/checkpoint.h"
+#include "train/config.h"
+#include "train/model.h"
+#include "train/optim.h"
+
+TestSuite(bert_run, .fini = cleanup);
+
+#define V 160  // ids 104..159 are words; 0..103 BERT's specials as in bert-base-uncased
+
+// Pieces of 6..30 tokens: [CLS], then words where w[i+1] = f(w[i]) 90% of the time, [SEP]. A
+// masked word is predictable from its neighbours, so the MLM loss falls well below log V.
+static void make_pieces(const char *name, size_t ntok) {
+    uint16_t *tok = malloc(ntok * sizeof(uint16_t));
+    pb_rng rng;
+    pb_rng_seed(&rng, 11);
+    size_t n = 0;
+    while (n + 32 < ntok) {
+        int len = 6 + (int)(pb_rng_u64(&rng) % 25);
+        tok[n++] = 101;
+        int w = 104 + (int)(pb_rng_u64(&rng) % 56);
+        for (int i = 0; i < len - 2; i++) {
+            tok[n++] = (uint16_t)w;
+            w = pb_rng_u64(&rng) % 10 == 0 ? 104 + (int)(pb_rng_u64(&rng) % 56)
+                                           : 104 + (w - 104) * 7 % 56;
+        }
+        tok[n++] = 102;
+    }
+    char path[300], err[256];
+    snprintf(path, sizeof path, "%s/%s", tmp, name);
+    cr_assert(shard_write(path, tok, n, err, sizeof err) == 0, "%s", err);
+    free(tok);
+}
+
+// Rows of 4..32 tokens [CLS] w ... [SEP]: label 1 when word 130 occurs in the row, else 0
+// (about half of the rows): a model must look at every position to tell.
+static void make_rows(const char *name, int rows, uint64_t seed) {
+    char path[300], err[256];
+    snprintf(path, sizeof path, "%s/%s", tmp, name);
+    lseq_info in = {0, 32, 1, 2, V};
+    lseq_writer *w = lseq_create(path, &in, err, sizeof err);
+    cr_assert(w, "%s", err);
+    pb_rng rng;
+    pb_rng_seed(&rng, seed);
+    int32_t tok[32];
+    for (int r = 0; r < rows; r++) {
+        int len = 4 + (int)(pb_rng_u64(&rng) % 29), label = (int)(pb_rng_u64(&rng) % 2);
+        tok[0] = 101;
+        for (int i = 1; i < len - 1; i++) {
+            tok[i] = 104 + (int)(pb_rng_u64(&rng) % 56);
+            if (tok[i] == 130) tok[i] = 131;
+        }
+        if (label) tok[1 + (int)(pb_rng_u64(&rng) % (uint64_t)(len - 2))] = 130;
+        tok[len - 1] = 102;
+        cr_assert(lseq_append(w, tok, len, label, err, sizeof err) == 0, "%s", err);
+    }
+    cr_assert(lseq_finish(w, err, sizeof err) == 0, "%s", err);
+}
+
+#define BERT_TINY                                                                            \
+    "--set model.family=bert --set model.n_layer=2 --set model.n_head=2 --set model.n_embd=32 " \
+    "--set model.seq_len=32 --set model.vocab_size=160 --set train.batch_size=8 "               \
+    "--set train.warmup_steps=4 --set train.lr=3e-3 --set train.val_every=8 "                  \
+    "--set train.val_batches=4 --set run.plot=false "
+
+// The last "val_loss" and "val_acc" of a run's metrics.jsonl.
+static void last_val(const char *dir, double *loss, double *acc) {
+    char p[400], line[512];
+    snprintf(p, sizeof p, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(p, "r");
+    cr_assert(f, "no %s", p);
+    *loss = *acc = -1;
+    while (fgets(line, sizeof line, f)) {
+        char *l = strstr(line, "\"val_loss\": "), *a = strstr(line, "\"val_acc\": ");
+        if (l) *loss = atof(l + 12);
+        if (a) *acc = atof(a + 11);
+    }
+    fclose(f);
+}
+
+// A checkpoint's model and optimizer, built from the checkpoint's own config.
+typedef struct {
+    pb_model m;
+    pb_adamw o;
+} loaded_t;
+
+static void load(loaded_t *x, const char *path) {
+    char err[1024];
+    pb_config cfg;
+    config_defaults(&cfg);
+    cr_assert_eq(ckpt_load_config(path, &cfg, err, sizeof err), 0, "%s", err);
+    model_build(&x->m, &cfg, pb_ops_cpu());
+    adamw_init(&x->o, x->m.p, 0.9f, 0.95f, 1e-8f, 0.1f);
+    pb_ckpt_trainer_state st;
+    cr_assert_eq(ckpt_load(path, x->m.p, 1, &st, err, sizeof err), 0, "%s", err);
+}
+
+static void expect_identical(const char *pa, const char *pb) {
+    loaded_t a, b;
+    load(&a, pa);
+    load(&b, pb);
+    size_t n = a.m.p->num_floats;
+    cr_assert_eq(n, b.m.p->num_floats);
+    cr_assert(memcmp(a.m.p->mem, b.m.p->mem, n * 4) == 0, "parameters differ");
+    cr_assert(memcmp(a.m.p->m, b.m.p->m, n * 4) == 0 && memcmp(a.m.p->v, b.m.p->v, n * 4) == 0,
+              "AdamW moments differ");
+    for (loaded_t *x = &a; x; x = x == &a ? &b : NULL) {
+        adamw_free(&x->o);
+        model_free(&x->m);
+    }
+}
+
+Test(bert_run, mlm_learns_and_resumes_to_the_bit, .timeout = 600) {
+    make_tmp("bert-mlm");
+    make_pieces("train_000000.bin", 30000);
+    make_pieces("val_000000.bin", 3000);
+    const char *bin = pebble_bin();
+    char a[8192], b[8192], dir[400], pa[500], pb[500];
+#define MLM BERT_TINY "--set data.train=%s/train_*.bin --set data.val=%s/val_*.bin "
+    // straight: 96 steps of 2 micro-batches
+    cr_assert_eq(run("%s train " MLM "--set train.steps=96 --set train.total_batch_tokens=512 "
+                     "--set train.val_every=16 --set run.dir=%s/a", bin, tmp, tmp, tmp), 0, "%s", output());
+    cr_assert(strstr(output(), "bert L2 H2 C32 F128 T32 V160") && strstr(output(), "data (mlm)"),
+              "%s", output());
+    double l0, acc0, l1, acc1;
+    snprintf(dir, sizeof dir, "%s/a", tmp);
+    // the first validation (step 16) against the last (step 96): learning, by a margin
+    FILE *f = fopen(strcat(strcpy(pa, dir), "/metrics.jsonl"), "r");
+    cr_assert(f);
+    char line[512];
+    l0 = -1;
+    while (fgets(line, sizeof line, f))
+        if (l0 < 0 && strstr(line, "\"val_loss\"")) {
+            l0 = atof(strstr(line, "\"val_loss\": ") + 12);
+            acc0 = atof(strstr(line, "\"val_acc\": ") + 11);
+        }
+    fclose(f);
+    last_val(dir, &l1, &acc1);
+    cr_assert(l0 > 0 && l1 < l0 - 0.3 && acc1 > acc0, "val loss %g -> %g, accuracy %g -> %g\n%s",
+              l0, l1, acc0, acc1, slurp(pa));
+    cr_assert(l1 < log(56.0), "val loss %g: not below guessing among the words", l1);
+
+    // stopped after step 48 by SIGTERM, resumed: the same losses, weights and moments
+    cr_assert_eq(run("PEBBLE_TEST_SIGNAL_AT_STEP=48 %s train " MLM "--set train.steps=96 "
+                     "--set train.total_batch_tokens=512 --set train.val_every=16 "
+                     "--set run.dir=%s/b", bin, tmp, tmp, tmp),
+                 0, "%s", output());
+    cr_assert_eq(run("%s train --resume auto --set run.dir=%s/b", bin, tmp), 0, "%s", output());
+    losses_of(dir, a, sizeof a);
+    snprintf(dir, sizeof dir, "%s/b", tmp);
+    losses_of(dir, b, sizeof b);
+    cr_assert_str_eq(a, b, "losses differ after a resume");
+    snprintf(pa, sizeof pa, "%s/a/ckpt_00000096.h5", tmp);
+    snprintf(pb, sizeof pb, "%s/b/ckpt_00000096.h5", tmp);
+    expect_identical(pa, pb);
+
+    // eval on the validation data, with the run's batch size and val_batches, gives the
+    // trainer's last validation loss and accuracy
+    cr_assert_eq(run("%s eval --ckpt %s/a --data '%s/val_*.bin' --json", bin, tmp, tmp), 0, "%s",
+                 output());
+    double el = atof(strstr(run_stdout(), "\"loss\": ") + 8);
+    double ea = atof(strstr(run_stdout(), "\"accuracy\": ") + 12);
+    snprintf(dir, sizeof dir, "%s/a", tmp);
+    last_val(dir, &l1, &acc1);
+    cr_assert(fabs(el - l1) < 5e-6 && fabs(ea - acc1) < 5e-6, "eval %g %g, trainer %g %g", el, ea,
+              l1, acc1);
+}
+
+Test(bert_run, classify_learns_and_eval_agrees, .timeout = 600) {
+    make_tmp("bert-cls");
+    make_rows("train.lseq", 2000, 1);
+    make_rows("val.lseq", 256, 2);
+    const char *bin = pebble_bin();
+    cr_assert_eq(run("%s train " BERT_TINY "--set model.head=classify --set model.pool=mean "
+                     "--set data.train=%s/train.lseq --set data.val=%s/val.lseq "
+                     "--set train.steps=120 --set train.val_every=40 --set run.dir=%s/r",
+                     bin, tmp, tmp, tmp), 0, "%s", output());
+    cr_assert(strstr(output(), "classify 2 labels, mean pooling"), "%s", output());
+    double l, acc;
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/r", tmp);
+    last_val(dir, &l, &acc);
+    cr_assert(acc >= 0.8 && l < 0.5, "val loss %g accuracy %g: the task was not learned", l, acc);
+    cr_assert_eq(run("%s eval --ckpt %s/r --data %s/val.lseq", bin, tmp, tmp), 0, "%s", output());
+    char want[64];
+    snprintf(want, sizeof want, "accuracy %.6f", acc);
+    cr_assert(strstr(run_stdout(), want), "eval: %s, trainer: %s", run_stdout(), want);
+}
+
+// Each bad combination: exit code and one line naming it.
+Test(bert_run, bad_combinations_are_one_line) {
+    make_tmp("bert-bad");
+    make_pieces("train_000000.bin", 3000);
+    make_rows("train.lseq", 64, 1);
+    const char *bin = pebble_bin();
+    struct {
+        const char *set, *want;
+        int code;
+    } cases[] = {
+        {"--set train.task=lm --set data.train=%s/train_000000.bin",
+         "train.task = lm does not go with model.family = bert, model.head = mlm (it trains mlm)", 2},
+        {"--set data.train=%s/train.lseq", "bad magic", 3},
+        {"--set model.head=classify --set data.train=%s/train_000000.bin",
+         "not a labelled-sequence file", 3},
+        {"--set model.head=classify --set model.num_labels=3 --set data.train=%s/train.lseq",
+         "the data has 2 classes but model.num_labels = 3", 3},
+        {"--set sample.every=5 --set data.train=%s/train_000000.bin",
+         "text samples need a gpt2 model", 2},
+        {"--set model.family=gpt2 --set model.ffn=100 --set data.train=%s/train_000000.bin",
+         "model.ffn = 100: gpt2's MLP is 4 * n_embd = 128 wide", 2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char set[512];
+        snprintf(set, sizeof set, cases[i].set, tmp);
+        int rc = run("%s train " BERT_TINY "%s --set train.steps=2 --set run.dir=%s/r%zu", bin,
+                     set, tmp, i);
+        cr_expect_eq(rc, cases[i].code, "case %zu: exit %d: %s", i, rc, output());
+        cr_expect(strstr(run_stderr(), cases[i].want), "case %zu: want '%s', got: %s", i,
+                  cases[i].want, run_stderr());
+    }
+}
+
+// The export of a BERT MLM checkpoint: every tensor of the table under its Hugging Face name
+// (the tied decoder left out), and a BertConfig that says the model's shape.
+Test(bert_run, export_names_and_config) {
+    make_tmp("bert-export");
+    make_pieces("train_000000.bin", 3000);
+    const char *bin = pebble_bin();
+    cr_assert_eq(run("%s train " BERT_TINY "--set data.train=%s/train_000000.bin "
+                     "--set train.steps=2 --set run.dir=%s/r", bin, tmp, tmp), 0, "%s", output());
+    cr_assert_eq(run("%s export --ckpt %s/r --out %s/hf", bin, tmp, tmp), 0, "%s", output());
+    char p[400];
+    snprintf(p, sizeof p, "%s/hf/config.json", tmp);
+    const char *cj = slurp(p);
+    const char *want[] = {"\"BertForMaskedLM\"", "\"model_type\": \"bert\"", "\"vocab_size\": 160",
+                          "\"hidden_size\": 32", "\"num_hidden_layers\": 2",
+                          "\"intermediate_size\": 128", "\"max_position_embeddings\": 32",
+                          "\"layer_norm_eps\": 9.99999996e-13", "\"hidden_act\": \"gelu\""};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        cr_expect(strstr(cj, want[i]), "config.json lacks %s:\n%s", want[i], cj);
+    snprintf(p, sizeof p, "%s/hf/model.safetensors", tmp);
+    const char *st = slurp(p) + 8;
+    const char *names[] = {"\"bert.embeddings.word_embeddings.weight\":{\"dtype\":\"F32\",\"shape\":[160,32]",
+                           "\"bert.encoder.layer.1.attention.self.key.weight\":{\"dtype\":\"F32\",\"shape\":[32,32]",
+                           "\"bert.encoder.layer.0.intermediate.dense.weight\":{\"dtype\":\"F32\",\"shape\":[128,32]",
+                           "\"cls.predictions.bias\":{\"dtype\":\"F32\",\"shape\":[160]",
+                           "\"cls.predictions.transform.LayerNorm.weight\""};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        cr_expect(strstr(st, names[i]), "safetensors header lacks %s", names[i]);
+    cr_expect(!strstr(st, "decoder"), "the tied decoder was written");
+}
