@@ -10,6 +10,7 @@
 #include "kernels/attention/flash_cuda.h"
 #include "kernels/common.h"
 #include "kernels/cuda/cuda.h"
+#include "model/bert.h"
 #include "model/gpt2.h"
 #include "train/optim.h"
 
@@ -249,6 +250,70 @@ static void bench_gpt2(const pb_ops *ops, int B, int T, int steps, int tf32, int
 }
 
 // ----------------------------------------------------------------------------
+// BERT masked-LM training step (the peer: ../shared/bench/torch_bert.py)
+
+// FLOPs per token of a BERT MLM step: the encoder's matmuls (12 C^2 L with F = 4C) and
+// attention over T keys, and the head (transform C^2 and decoder C Vp) on the masked 15%
+// only, as pebble computes it (the loss needs no more); times 3 for the backward.
+static double bert_flops_per_token(const bert_config *c, int T) {
+    double C = c->n_embd, L = c->n_layer, Vp = c->padded_vocab;
+    return 3.0 * (2.0 * 12.0 * C * C * L + 2.0 * 2.0 * T * C * L + 0.15 * 2.0 * (C * C + C * Vp));
+}
+
+// pad: each sequence's last pad fraction (drawn uniformly per row) is padding, as the peer's
+// --pad; 15% of the real positions carry a target
+static void bench_bert(const pb_ops *ops, const char *size, int B, int T, double pad, int steps) {
+    int large = strcmp(size, "large") == 0;
+    bert_config cfg = {.n_layer = large ? 24 : 12, .n_head = large ? 16 : 12,
+                       .n_embd = large ? 1024 : 768, .seq_len = 512, .vocab_size = 30522,
+                       .type_vocab = 2, .ln_eps = 1e-12f, .head = BERT_HEAD_MLM,
+                       .attention = "auto"};
+    bert m;
+    bert_build(&m, &cfg, ops);
+    bert_init_weights(&m, 1);
+    pb_adamw opt;
+    adamw_init(&opt, &m.p, 0.9f, 0.999f, 1e-8f, 0.01f);
+    int N = B * T;
+    int32_t *inp = pb_malloc((size_t)N * 4), *tgt = pb_malloc((size_t)N * 4), *len = pb_malloc((size_t)B * 4);
+    pb_rng rng;
+    pb_rng_seed(&rng, 7);
+    long real = 0;
+    for (int b = 0; b < B; b++) {
+        len[b] = pad > 0 ? (int)(T * (1.0 - pad * pb_rng_uniform(&rng))) : T;
+        if (len[b] < 1) len[b] = 1;
+        real += len[b];
+        for (int t = 0; t < T; t++) {
+            int i = b * T + t;
+            inp[i] = t < len[b] ? (int32_t)(pb_rng_u64(&rng) % 30522) : 0;
+            tgt[i] = t < len[b] && pb_rng_uniform(&rng) < 0.15 ? inp[i] : -1;
+        }
+    }
+    double *tall = pb_malloc(sizeof(double) * steps);
+    float loss = 0.0f;
+    for (int s = -2; s < steps; s++) {
+        pb_cuda_sync();
+        double t0 = pb_now();
+        params_zero_grad(&m.p);
+        loss = bert_forward(&m, inp, len, tgt, NULL, B, T);
+        bert_backward(&m, 1.0f);
+        optim_clip_grad_norm(&m.p, 1.0f);
+        adamw_step(&opt, &m.p, 1e-4f);
+        pb_cuda_sync();
+        if (s >= 0) tall[s] = pb_now() - t0;
+    }
+    double all = median(tall, steps), mem = pb_cuda_mem_used() / (double)(1u << 30);
+    double tflops = bert_flops_per_token(&m.cfg, T) * N / all / 1e12;
+    printf("| bert-%-5s | %4.2f | %3d | %4d | %8.0f | %8.1f | %6.1f | %4.1f%% | %6.2f | %.3f |\n",
+           size, pad, B, T, N / all, all * 1e3, tflops, 100.0 * tflops / PEAK_BF16_TFLOPS, mem,
+           loss);
+    fflush(stdout);
+    (void)real;
+    adamw_free(&opt);
+    bert_free(&m);
+    free(inp), free(tgt), free(len), free(tall);
+}
+
+// ----------------------------------------------------------------------------
 // matmuls of one GPT-2 124M layer and the LM head, one product at a time (matmul_backward
 // skips the gradients passed as NULL): where the backward's time goes.
 
@@ -357,7 +422,7 @@ static void bench_attention(const pb_ops *ops, const char *name, const pb_attn_i
 }
 
 int main(int argc, char **argv) {
-    int steps = 10, iters = 5, do_gpt2 = 1, do_attn = 1, batch = 16, profile = 0, all = 0;
+    int steps = 10, iters = 5, do_gpt2 = 1, do_attn = 1, do_bert = 1, batch = 16, profile = 0, all = 0;
     int wgmma_only = 0;  // --wgmma-only: only the bf16-wgmma rows (the bf16 table's first)
     int masked = 0;      // --masked: also rows with half of every row's keys padded (kv_len)
     int offset_mb = 0;   // --alloc-offset MB: see the attention section
@@ -366,6 +431,7 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--iters") == 0 && i + 1 < argc) iters = atoi(argv[++i]);
         else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) batch = atoi(argv[++i]);
         else if (strcmp(argv[i], "--no-gpt2") == 0) do_gpt2 = 0;
+        else if (strcmp(argv[i], "--no-bert") == 0) do_bert = 0;
         else if (strcmp(argv[i], "--profile") == 0) profile = 1;
         else if (strcmp(argv[i], "--all-modes") == 0) all = 1;
         else if (strcmp(argv[i], "--no-attention") == 0) do_attn = 0;
@@ -373,7 +439,7 @@ int main(int argc, char **argv) {
         else if (strcmp(argv[i], "--masked") == 0) masked = 1;
         else if (strcmp(argv[i], "--alloc-offset") == 0 && i + 1 < argc) offset_mb = atoi(argv[++i]);
         else pb_die(PB_EXIT_USAGE, "bench_cuda: unknown option '%s' (--steps N --iters N "
-                    "--batch B --no-gpt2 --no-attention --wgmma-only --masked --alloc-offset MB --profile "
+                    "--batch B --no-gpt2 --no-bert --no-attention --wgmma-only --masked --alloc-offset MB --profile "
                     "--all-modes)", argv[i]);
     }
     if (steps < 1 || iters < 1 || batch < 1) pb_die(PB_EXIT_USAGE, "bench_cuda: counts must be >= 1");
@@ -400,6 +466,19 @@ int main(int argc, char **argv) {
             bench_gpt2(ops16, batch, 1024, 3, 0, 1);
             if (all) bench_matmuls(ops, batch * 1024);
         }
+    }
+
+    if (do_bert) {
+        printf("\n## BERT masked-LM training step (forward + backward + clip + AdamW), bf16, random "
+               "tokens, 15%% of the real positions masked, median of %d steps\n\n", steps);
+        printf("TFLOP/s: the encoder and the head on the masked positions (what the loss needs); "
+               "pad: the last pad fraction of each row (uniform per row) is padding, as the peer's --pad\n\n");
+        printf("| model      | pad  |   B |    T | tokens/s |  ms/step | TFLOP/s |  MFU  | mem GiB | loss |\n");
+        printf("|------------|------|-----|------|----------|----------|---------|-------|---------|------|\n");
+        bench_bert(ops16, "base", 256, 128, 0.0, steps);
+        bench_bert(ops16, "base", 32, 512, 0.0, steps);
+        bench_bert(ops16, "base", 32, 512, 0.3, steps);
+        bench_bert(ops16, "large", 16, 512, 0.0, steps);
     }
 
     if (do_attn) {

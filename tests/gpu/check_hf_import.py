@@ -50,7 +50,7 @@ for dtype in ("float32", "bfloat16"):
         print(f"{dtype}: import failed ({r.returncode})")
         failed += 1
         continue
-    subprocess.run(["build/tests/gpu/hf_logits", ck, f"{out}/tokens.bin", str(T),
+    subprocess.run(["build/tests/gpu/hf_logits", ck, f"{out}/tokens.bin", "1", str(T),
                     f"{out}/{dtype}_logits.bin"], check=True)
     got = np.fromfile(f"{out}/{dtype}_logits.bin", np.float32).reshape(T, cfg.vocab_size)
     diff = np.abs(got - want).max()

@@ -1,0 +1,323 @@
+// test_cuda_bert.c: BERT's new ops and the whole BERT on the CUDA backend against the CPU
+// backend (GPU machine only: make test-gpu), in both tables: the encoder's token-type row,
+// tanh, rows by index, mean pooling and argmax op by op; then the whole tiny BERT with
+// padding in the batch, MLM and classification heads, loss, logits, every gradient, and a
+// few AdamW steps, and the bf16 table bit for bit between two runs.
+//
+// Tolerances are those of test_cuda_ops.c (fp32: 1e-6 elementwise, 1e-5 reductions, 1e-4 a
+// whole model's gradients) and test_cuda_bf16.c (bf16: 1e-2 an op, 5e-3 a whole model's loss,
+// 3e-2 its gradients together); argmax and the gathers must be exact.
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/common.h"
+#include "kernels/cuda/cuda.h"
+#include "model/bert.h"
+#include "train/optim.h"
+#include "tests/gpu/compare.h"
+
+static const pb_ops *G, *G16, *H;
+static pb_rng rng;
+
+static void setup(void) {
+    cr_assert(pb_cuda_available(), "make test-gpu needs a GPU: %s", pb_cuda_unavailable_reason());
+    G = pb_ops_cuda();
+    G16 = pb_ops_cuda_bf16();
+    H = pb_ops_cpu();
+    pb_rng_seed(&rng, 17);
+}
+TestSuite(cuda_bert, .init = setup);
+
+// n values uniform in [-amp, amp), exact in bf16 (the low 16 bits cleared), so both tables
+// start from the same numbers
+static float *rand_bf(size_t n, float amp) {
+    float *x = pb_malloc(n * sizeof(float) + 16);
+    for (size_t i = 0; i < n; i++) {
+        float v = (float)(amp * (2.0 * pb_rng_uniform(&rng) - 1.0));
+        uint32_t b;
+        memcpy(&b, &v, 4);
+        b &= 0xFFFF0000u;
+        memcpy(&x[i], &b, 4);
+    }
+    return x;
+}
+
+// A device buffer of o's activation type holding h (n floats), and back.
+static float *dev(const pb_ops *o, const float *h, size_t n) {
+    float *d = o->alloc(n * 4);
+    if (o->act_dtype == PB_DTYPE_BF16) {
+        uint16_t *b = pb_malloc(n * 2 + 16);
+        for (size_t i = 0; i < n; i++) {
+            uint32_t u;
+            memcpy(&u, &h[i], 4);
+            b[i] = (uint16_t)(u >> 16);
+        }
+        o->upload(d, b, n * 2);
+        free(b);
+    } else {
+        o->upload(d, h, n * 4);
+    }
+    return d;
+}
+static float *host(const pb_ops *o, const float *d, size_t n) {
+    float *h = pb_malloc(n * 4 + 16);
+    if (o->act_dtype == PB_DTYPE_BF16) {
+        uint16_t *b = pb_malloc(n * 2 + 16);
+        o->download(b, d, n * 2);
+        for (size_t i = 0; i < n; i++) {
+            uint32_t u = (uint32_t)b[i] << 16;
+            memcpy(&h[i], &u, 4);
+        }
+        free(b);
+    } else {
+        o->download(h, d, n * 4);
+    }
+    return h;
+}
+static int32_t *dev_i(const int32_t *h, int n) {
+    int32_t *d = G->alloc((size_t)n * 4);
+    G->upload(d, h, (size_t)n * 4);
+    return d;
+}
+
+// ----------------------------------------------------------------------------
+// the ops, on both tables
+
+static void ops_of(const pb_ops *o) {
+    int bf = o->act_dtype == PB_DTYPE_BF16;
+    double tol_ew = bf ? 1e-2 : 1e-6, tol_red = bf ? 1e-2 : 1e-5;
+    const char *tab = bf ? "bf16" : "fp32";
+    char what[96];
+    int B = 3, T = 37, C = 96, N = B * T, V = 50;
+    int32_t tok[3 * 37], len[3] = {37, 20, 1};
+    for (int i = 0; i < N; i++) tok[i] = (int32_t)(pb_rng_u64(&rng) % 7);  // repeats
+    int32_t *dtok = dev_i(tok, N), *dlen = dev_i(len, B);
+
+    // encoder with the token-type row: forward, and its gradient (column sums)
+    float *wte = rand_bf((size_t)V * C, 1), *wpe = rand_bf((size_t)T * C, 1), *wtt = rand_bf(C, 1);
+    float *out = pb_malloc((size_t)N * C * 4);
+    H->encoder_forward(out, tok, wte, wpe, wtt, B, T, C);
+    float *d_wte = dev(o, wte, (size_t)V * C), *d_wpe = dev(o, wpe, (size_t)T * C);
+    float *d_wtt = dev(o, wtt, C), *d_out = o->alloc((size_t)N * C * 4);
+    o->encoder_forward(d_out, dtok, d_wte, d_wpe, d_wtt, B, T, C);
+    float *got = host(o, d_out, (size_t)N * C);
+    snprintf(what, sizeof what, "%s encoder_forward with wtt", tab);
+    expect_close(what, got, out, (size_t)N * C, tol_ew);
+    free(got);
+    float *g = rand_bf((size_t)N * C, 1), *gw = calloc((size_t)V * C, 4), *gp = calloc((size_t)T * C, 4);
+    float *gt = calloc(C, 4);
+    H->encoder_backward(gw, gp, gt, g, tok, B, T, C);
+    float *d_g = dev(o, g, (size_t)N * C), *d_gw = G->alloc((size_t)V * C * 4);
+    float *d_gp = G->alloc((size_t)T * C * 4), *d_gt = G->alloc((size_t)C * 4);
+    o->encoder_backward(d_gw, d_gp, d_gt, d_g, dtok, B, T, C);
+    float *gt_got = pb_malloc((size_t)C * 4);
+    G->download(gt_got, d_gt, (size_t)C * 4);  // fp32 in both tables
+    snprintf(what, sizeof what, "%s encoder_backward dwtt", tab);
+    expect_close(what, gt_got, gt, C, 1e-5);
+    free(gt_got);
+
+    // tanh forward and backward (from the output)
+    float *x = rand_bf((size_t)N * C, 3), *y = pb_malloc((size_t)N * C * 4);
+    H->tanh_forward(y, x, (size_t)N * C);
+    float *d_x = dev(o, x, (size_t)N * C), *d_y = o->alloc((size_t)N * C * 4);
+    o->tanh_forward(d_y, d_x, (size_t)N * C);
+    got = host(o, d_y, (size_t)N * C);
+    snprintf(what, sizeof what, "%s tanh_forward", tab);
+    expect_close(what, got, y, (size_t)N * C, tol_ew);
+    // the backward from the GPU's own output, so both see the same out
+    float *dx = rand_bf((size_t)N * C, 1), *dx0 = copy_host(dx, (size_t)N * C);
+    H->tanh_backward(dx, got, g, (size_t)N * C);
+    float *d_dx = dev(o, dx0, (size_t)N * C), *d_y2 = dev(o, got, (size_t)N * C);
+    o->tanh_backward(d_dx, d_y2, d_g, (size_t)N * C);
+    free(got);
+    got = host(o, d_dx, (size_t)N * C);
+    for (size_t i = 0; i < (size_t)N * C; i++) got[i] -= dx0[i], dx[i] -= dx0[i];
+    snprintf(what, sizeof what, "%s tanh_backward (increment)", tab);
+    expect_close(what, got, dx, (size_t)N * C, bf ? 2e-2 : 1e-6);
+    free(got);
+
+    // gather: exact copies; scatter_add: += at distinct rows
+    int M = 17;
+    int32_t idx[17];
+    for (int i = 0; i < M; i++) idx[i] = (i * 31 + 5) % N;  // distinct: 31 is prime to 111
+    int32_t *didx = dev_i(idx, M);
+    float *d_sel = o->alloc((size_t)M * C * 4);
+    o->gather_rows(d_sel, d_x, didx, M, C);
+    got = host(o, d_sel, (size_t)M * C);
+    for (int i = 0; i < M; i++)
+        cr_expect(memcmp(got + (size_t)i * C, x + (size_t)idx[i] * C, (size_t)C * 4) == 0,
+                  "%s gather_rows: row %d differs", tab, i);
+    free(got);
+    float *acc = copy_host(dx0, (size_t)N * C);
+    H->scatter_add_rows(acc, g, idx, M, C);
+    float *d_acc = dev(o, dx0, (size_t)N * C);
+    o->scatter_add_rows(d_acc, d_g, didx, M, C);
+    got = host(o, d_acc, (size_t)N * C);
+    snprintf(what, sizeof what, "%s scatter_add_rows", tab);
+    expect_close(what, got, acc, (size_t)N * C, tol_ew);
+    free(got);
+
+    // mean pooling over the unpadded positions, and its backward
+    float *pool = pb_malloc((size_t)B * C * 4), *d_pool = o->alloc((size_t)B * C * 4);
+    H->mean_pool_forward(pool, x, len, B, T, C);
+    o->mean_pool_forward(d_pool, d_x, dlen, B, T, C);
+    got = host(o, d_pool, (size_t)B * C);
+    snprintf(what, sizeof what, "%s mean_pool_forward", tab);
+    expect_close(what, got, pool, (size_t)B * C, tol_red);
+    free(got);
+    float *pg = rand_bf((size_t)B * C, 1), *d_pg = dev(o, pg, (size_t)B * C);
+    float *pin = copy_host(dx0, (size_t)N * C), *d_pin = dev(o, dx0, (size_t)N * C);
+    H->mean_pool_backward(pin, pg, len, B, T, C);
+    o->mean_pool_backward(d_pin, d_pg, dlen, B, T, C);
+    got = host(o, d_pin, (size_t)N * C);
+    snprintf(what, sizeof what, "%s mean_pool_backward", tab);
+    expect_close(what, got, pin, (size_t)N * C, tol_ew);
+    free(got);
+
+    // argmax of each row over the first V of Vp columns: exactly the CPU's, ties included
+    int R = 64, Vr = 1000, Vpr = 1024;
+    float *lg = rand_bf((size_t)R * Vpr, 4);
+    for (int r = 0; r < R; r += 5) lg[(size_t)r * Vpr + 3] = lg[(size_t)r * Vpr + 900] = 9.0f;  // a tie
+    for (int r = 0; r < R; r++) lg[(size_t)r * Vpr + Vr + 1] = 99.0f;  // padding column: ignored
+    int32_t want[64], have[64], *d_am = G->alloc(64 * 4);
+    H->argmax_rows(want, lg, R, Vr, Vpr);
+    float *d_lg = dev(o, lg, (size_t)R * Vpr);
+    o->argmax_rows(d_am, d_lg, R, Vr, Vpr);
+    G->download(have, d_am, sizeof have);
+    for (int r = 0; r < R; r++)
+        cr_expect_eq(have[r], want[r], "%s argmax row %d: %d, cpu %d", tab, r, have[r], want[r]);
+    cr_expect_eq(want[0], 3, "the first of two equal maxima");
+
+    void *bufs[] = {dtok, dlen, d_wte, d_wpe, d_wtt, d_out, d_g, d_gw, d_gp, d_gt, d_x, d_y,
+                    d_dx, d_y2, didx, d_sel, d_acc, d_pool, d_pg, d_pin, d_am, d_lg};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) G->free(bufs[i]);
+    float *hb[] = {wte, wpe, wtt, out, g, gw, gp, gt, x, y, dx, dx0, acc, pool, pg, pin, lg};
+    for (size_t i = 0; i < sizeof hb / sizeof hb[0]; i++) free(hb[i]);
+}
+
+Test(cuda_bert, ops_fp32) { ops_of(G); }
+Test(cuda_bert, ops_bf16) { ops_of(G16); }
+
+// ----------------------------------------------------------------------------
+// the whole model: L2, C128 (D = 64: the bf16 table's wgmma kernel), F 512, V 1000, padding
+
+#define BB 3
+#define BT 80
+static const int32_t LENS[BB] = {80, 45, 9};
+
+static bert_config tiny(bert_head head, bert_pool pool) {
+    bert_config c = {.n_layer = 2, .n_head = 2, .n_embd = 128, .ffn = 512, .seq_len = 96,
+                     .vocab_size = 1000, .type_vocab = 2, .ln_eps = 1e-12f, .head = head,
+                     .num_labels = 3, .pool = pool, .attention = "auto"};
+    return c;
+}
+
+static void batch(int32_t *inp, int32_t *tgt, int32_t *labels, uint64_t seed) {
+    pb_rng r;
+    pb_rng_seed(&r, seed);
+    for (int b = 0; b < BB; b++) {
+        labels[b] = (int32_t)(pb_rng_u64(&r) % 3);
+        for (int t = 0; t < BT; t++) {
+            int i = b * BT + t, real = t < LENS[b];
+            inp[i] = real ? (int32_t)(104 + pb_rng_u64(&r) % 896) : 0;
+            tgt[i] = real && t > 0 && pb_rng_u64(&r) % 5 == 0 ? (int32_t)(pb_rng_u64(&r) % 1000) : -1;
+        }
+    }
+}
+
+static void whole(const pb_ops *o, bert_head head, bert_pool pool) {
+    int bf = o->act_dtype == PB_DTYPE_BF16;
+    bert_config c = tiny(head, pool);
+    bert mg, mc;
+    bert_build(&mg, &c, o);
+    bert_build(&mc, &c, H);
+    bert_init_weights(&mg, 42);
+    bert_init_weights(&mc, 42);
+    int32_t inp[BB * BT], tgt[BB * BT], lab[BB];
+    batch(inp, tgt, lab, 5);
+    double lg = bert_forward(&mg, inp, LENS, tgt, lab, BB, BT);
+    double lc = bert_forward(&mc, inp, LENS, tgt, lab, BB, BT);
+    const char *name = head == BERT_HEAD_MLM ? "mlm" : pool == BERT_POOL_CLS ? "cls" : "mean";
+    printf("  bert %s loss: cuda %s %.8f cpu %.8f\n", name, bf ? "bf16" : "fp32", lg, lc);
+    cr_expect(fabs(lg - lc) <= (bf ? 5e-3 : 1e-5) * fabs(lc), "%s loss %.8f vs %.8f", name, lg, lc);
+    long cg, ng, cc, nc;
+    bert_accuracy(&mg, &cg, &ng);
+    bert_accuracy(&mc, &cc, &nc);
+    cr_expect(ng == nc && ng > 0, "%s: %ld vs %ld predictions", name, ng, nc);
+    if (!bf) cr_expect_eq(cg, cc, "%s: %ld right on the GPU, %ld on the CPU", name, cg, cc);
+    params_zero_grad(&mg.p);
+    params_zero_grad(&mc.p);
+    bert_backward(&mg, 1.0f);
+    bert_backward(&mc, 1.0f);
+    float *grads = pb_malloc(mg.p.num_floats * 4);
+    G->download(grads, mg.p.grad, mg.p.num_floats * 4);
+    char what[128];
+    if (bf) {
+        snprintf(what, sizeof what, "bert %s all gradients (bf16 vs fp32)", name);
+        expect_close(what, grads, mc.p.grad, mc.p.num_floats, 3e-2);
+    } else {
+        for (int i = 0; i < mc.p.num; i++) {
+            const pb_param *p = &mc.p.tab[i];
+            if (strstr(p->name, "attention.self.key.bias")) continue;  // 0 up to rounding
+            snprintf(what, sizeof what, "%s %s", name, p->name);
+            expect_close(what, grads + p->offset, mc.p.grad + p->offset, p->numel, 1e-4);
+        }
+    }
+    free(grads);
+    bert_free(&mg);
+    bert_free(&mc);
+}
+
+Test(cuda_bert, mlm_fp32) { whole(G, BERT_HEAD_MLM, BERT_POOL_CLS); }
+Test(cuda_bert, cls_fp32) { whole(G, BERT_HEAD_CLASSIFY, BERT_POOL_CLS); }
+Test(cuda_bert, mean_fp32) { whole(G, BERT_HEAD_CLASSIFY, BERT_POOL_MEAN); }
+Test(cuda_bert, mlm_bf16) { whole(G16, BERT_HEAD_MLM, BERT_POOL_CLS); }
+Test(cuda_bert, mean_bf16) { whole(G16, BERT_HEAD_CLASSIFY, BERT_POOL_MEAN); }
+
+// Ten AdamW steps of the MLM model in bf16 on fresh batches, twice: the two runs are equal
+// to the bit, and track the CPU run's losses within 1e-2 relative.
+Test(cuda_bert, bf16_training_repeats_and_tracks_cpu) {
+    bert_config c = tiny(BERT_HEAD_MLM, BERT_POOL_CLS);
+    double losses[3][10];
+    const pb_ops *tabs[3] = {G16, G16, H};
+    float *first = NULL;
+    for (int run = 0; run < 3; run++) {
+        bert m;
+        bert_build(&m, &c, tabs[run]);
+        bert_init_weights(&m, 42);
+        pb_adamw opt;
+        adamw_init(&opt, &m.p, 0.9f, 0.999f, 1e-8f, 0.01f);
+        for (int s = 0; s < 10; s++) {
+            int32_t inp[BB * BT], tgt[BB * BT], lab[BB];
+            batch(inp, tgt, lab, 100 + (uint64_t)s);
+            params_zero_grad(&m.p);
+            losses[run][s] = bert_forward(&m, inp, LENS, tgt, NULL, BB, BT);
+            bert_backward(&m, 1.0f);
+            optim_clip_grad_norm(&m.p, 1.0f);
+            adamw_step(&opt, &m.p, 1e-3f);
+        }
+        if (run < 2) {
+            float *w = pb_malloc(m.p.num_floats * 4);
+            G->download(w, m.p.mem, m.p.num_floats * 4);
+            if (run == 0) first = w;
+            else {
+                cr_expect(memcmp(first, w, m.p.num_floats * 4) == 0, "two bf16 runs differ");
+                free(w);
+            }
+        }
+        adamw_free(&opt);
+        bert_free(&m);
+    }
+    free(first);
+    for (int s = 0; s < 10; s++) {
+        cr_expect(losses[0][s] == losses[1][s], "step %d: %.9g vs %.9g", s, losses[0][s], losses[1][s]);
+        cr_expect(fabs(losses[0][s] - losses[2][s]) <= 1e-2 * losses[2][s],
+                  "step %d: bf16 %.6f, cpu %.6f", s, losses[0][s], losses[2][s]);
+    }
+    printf("  bert mlm 10 steps: bf16 %.5f -> %.5f, cpu %.5f -> %.5f\n", losses[0][0],
+           losses[0][9], losses[2][0], losses[2][9]);
+}
