@@ -69,6 +69,10 @@ static const config_key config_keys[] = {
     {KEY("model", "vocab_size", INT, vocab_size, "50257",
          "V, padded internally to a multiple of 128"),
      GE(1)},
+    {KEY("model", "max_positions", INT, max_positions, "0",
+         "bert: learned positions (max_position_embeddings), >= seq_len (0 = seq_len); T = "
+         "128 batches of a 512-position BERT set 512 here"),
+     GE(0)},
     {KEY("model", "ffn", INT, ffn, "0",
          "hidden width of each block's MLP (BERT's intermediate_size; 0 = 4 * n_embd)"),
      GE(0)},  // gpt2 takes only 4C (config_validate): its table is Hugging Face's
@@ -690,6 +694,12 @@ int config_validate(const pb_config *c, char *err, size_t errlen) {
         snprintf(err, errlen, "train.task = %s does not go with model.family = %s%s%s (it "
                  "trains %s)", c->task, c->model_family, bert ? ", model.head = " : "",
                  bert ? c->head : "", want);
+        return -1;
+    }
+    if (c->max_positions && (!bert || c->max_positions < c->seq_len)) {
+        snprintf(err, errlen, !bert ? "model.max_positions = %d: gpt2 learns model.seq_len "
+                 "positions (set 0)" : "model.max_positions = %d is below model.seq_len = %d",
+                 c->max_positions, c->seq_len);
         return -1;
     }
     if (!bert && c->ffn != 0 && c->ffn != 4 * c->n_embd) {

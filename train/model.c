@@ -23,7 +23,7 @@ void model_bert_config(const pb_config *cfg, bert_config *mc) {
     mc->n_head = cfg->n_head;
     mc->n_embd = cfg->n_embd;
     mc->ffn = cfg->ffn ? cfg->ffn : 4 * cfg->n_embd;
-    mc->seq_len = cfg->seq_len;
+    mc->seq_len = cfg->max_positions ? cfg->max_positions : cfg->seq_len;
     mc->vocab_size = cfg->vocab_size;
     mc->type_vocab = cfg->type_vocab_size;
     mc->ln_eps = cfg->ln_eps > 0 ? (float)cfg->ln_eps : 1e-12f;
