@@ -83,6 +83,8 @@ int eval_main(int argc, char **argv) {
             pb_die(PB_EXIT_USAGE, "eval: %s", err);
         i++;
     }
+    if (model_check_config(&cfg, err, sizeof err) != 0)
+        pb_die(PB_EXIT_DATA, "eval: %s: /config: %s", path, err);
     if (batch_size) cfg.batch_size = batch_size;
     if (!batches) batches = cfg.val_batches;
     int B = cfg.batch_size, T = cfg.seq_len;

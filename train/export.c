@@ -193,7 +193,7 @@ int export_safetensors(const char *ckpt_path, const char *out_dir, char *err, si
     pb_config cfg;
     config_defaults(&cfg);
     if (ckpt_load_config(ckpt_path, &cfg, err, errlen) != 0) return PB_EXIT_DATA;
-    if (config_validate(&cfg, err, errlen) != 0) {
+    if (model_check_config(&cfg, err, errlen) != 0) {
         char why[1024];
         snprintf(why, sizeof why, "%s", err);
         pb_seterr(err, errlen, "%s: /config: %s", ckpt_path, why);

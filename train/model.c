@@ -33,6 +33,28 @@ void model_bert_config(const pb_config *cfg, bert_config *mc) {
     snprintf(mc->attention, sizeof mc->attention, "%s", cfg->attention);
 }
 
+int model_check_config(const pb_config *c, char *err, size_t errlen) {
+    int bert = strcmp(c->model_family, "bert") == 0;
+    if (!bert && strcmp(c->model_family, "gpt2") != 0)
+        pb_seterr(err, errlen, "model.family = '%s' (pebble builds gpt2 and bert)", c->model_family);
+    else if (c->n_layer < 1 || c->n_head < 1 || c->n_embd < 1 || c->seq_len < 1 ||
+             c->vocab_size < 1 || c->ffn < 0)
+        pb_seterr(err, errlen, "a model size below 1 (n_layer %d, n_head %d, n_embd %d, seq_len "
+                  "%d, vocab_size %d, ffn %d)", c->n_layer, c->n_head, c->n_embd, c->seq_len,
+                  c->vocab_size, c->ffn);
+    else if (c->n_embd % c->n_head != 0)
+        pb_seterr(err, errlen, "model.n_embd %d is not divisible by model.n_head %d", c->n_embd,
+                  c->n_head);
+    else if (bert && (c->num_labels < 2 || c->type_vocab_size < 1 ||
+                      (c->max_positions && c->max_positions < c->seq_len)))
+        pb_seterr(err, errlen, "bert: num_labels %d, type_vocab_size %d, max_positions %d "
+                  "(below seq_len %d?)", c->num_labels, c->type_vocab_size, c->max_positions,
+                  c->seq_len);
+    else
+        return 0;
+    return -1;
+}
+
 void model_build(pb_model *m, const pb_config *cfg, const pb_ops *ops) {
     memset(m, 0, sizeof *m);
     if (strcmp(cfg->model_family, "bert") == 0) {

@@ -26,6 +26,10 @@ typedef struct pb_model {
 void model_gpt2_config(const pb_config *cfg, gpt2_config *mc);
 void model_bert_config(const pb_config *cfg, bert_config *mc);
 
+// Whether the [model] keys of cfg describe a model that can be built (family, sizes, heads
+// dividing the channels, positions): for configs read back from a checkpoint, which never
+// went through config_validate's run checks. 0, or -1 with one line in err.
+int model_check_config(const pb_config *cfg, char *err, size_t errlen);
 // Builds (zeroed parameters) on ops' backend; model_init_weights then draws them from seed.
 void model_build(pb_model *m, const pb_config *cfg, const pb_ops *ops);
 void model_init_weights(pb_model *m, uint64_t seed);

@@ -29,7 +29,9 @@ int main(int argc, char **argv) {
     char err[1024];
     pb_config cfg;
     config_defaults(&cfg);
-    if (ckpt_load_config(argv[1], &cfg, err, sizeof err) != 0) pb_die(PB_EXIT_DATA, "%s", err);
+    if (ckpt_load_config(argv[1], &cfg, err, sizeof err) != 0 ||
+        model_check_config(&cfg, err, sizeof err) != 0)
+        pb_die(PB_EXIT_DATA, "%s: %s", argv[1], err);
     pb_model m;
     model_build(&m, &cfg, pb_ops_cpu());
     if (ckpt_load(argv[1], m.p, 0, NULL, err, sizeof err) != 0) pb_die(PB_EXIT_DATA, "%s", err);
