@@ -47,8 +47,10 @@ void tf_map_grads(const tf_config *c, size_t N, size_t ab, int fused_gelu, tf_gr
     g->atty = tf_take(base, off, N * C, ab);
     if (!c->post_ln) g->ln2 = tf_take(base, off, N * C, ab);
     g->fch = tf_take(base, off, N * c->F, ab);
-    // with the fused matmul_backward_gelu the gradient of gelu(fch) is never stored
-    g->fch_gelu = fused_gelu ? NULL : tf_take(base, off, N * c->F, ab);
+    // with the fused matmul_backward_gelu (tanh GELU only: mlp_backward) the gradient of
+    // gelu(fch) is never stored
+    int fused = fused_gelu && c->gelu == PB_GELU_TANH;
+    g->fch_gelu = fused ? NULL : tf_take(base, off, N * c->F, ab);
 }
 
 // ----------------------------------------------------------------------------

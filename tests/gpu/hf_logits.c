@@ -1,6 +1,6 @@
 // hf_logits.c: the logits pebble computes, for the scripts that compare them with Hugging
 // Face's (check_hf_import.py, check_hf_bert.py):
-//     hf_logits CKPT TOKENS B T OUT [LENGTHS [TARGETS]]
+//     hf_logits CKPT|RUN_DIR TOKENS B T OUT [LENGTHS [TARGETS]]
 // loads the checkpoint (any family: the model its /config describes) on the CPU, reads B*T
 // int32 tokens from TOKENS (and B int32 lengths, B*T int32 MLM targets or B labels), runs one
 // forward and writes the float32 logits to OUT: (B*T, V) for gpt2 and BERT's MLM head, (B,
@@ -26,15 +26,17 @@ static int32_t *read_ints(const char *path, size_t n) {
 int main(int argc, char **argv) {
     if (argc < 6 || argc > 8)
         pb_die(PB_EXIT_USAGE, "usage: hf_logits CKPT TOKENS B T OUT [LENGTHS [TARGETS]]");
-    char err[1024];
+    char err[1024], path[PB_PATH_MAX + 300];
+    int rc = ckpt_pick(argv[1], stderr, path, sizeof path, err, sizeof err);  // file or run dir
+    if (rc != 0) pb_die(rc, "%s", err);
     pb_config cfg;
     config_defaults(&cfg);
-    if (ckpt_load_config(argv[1], &cfg, err, sizeof err) != 0 ||
+    if (ckpt_load_config(path, &cfg, err, sizeof err) != 0 ||
         model_check_config(&cfg, err, sizeof err) != 0)
         pb_die(PB_EXIT_DATA, "%s: %s", argv[1], err);
     pb_model m;
     model_build(&m, &cfg, pb_ops_cpu());
-    if (ckpt_load(argv[1], m.p, 0, NULL, err, sizeof err) != 0) pb_die(PB_EXIT_DATA, "%s", err);
+    if (ckpt_load(path, m.p, 0, NULL, err, sizeof err) != 0) pb_die(PB_EXIT_DATA, "%s", err);
     int B = atoi(argv[3]), T = atoi(argv[4]);
     size_t N = (size_t)B * T;
     int32_t *tok = read_ints(argv[2], N);
