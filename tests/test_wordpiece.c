@@ -128,6 +128,19 @@ static char *next_line(FILE *f, char *buf, size_t cap) {
     return buf;
 }
 
+// Writes n bytes as tmp/name; returns the path (a static buffer the next call reuses).
+static const char *put_bytes(const char *name, const void *bytes, size_t n) {
+    static char p[400];
+    snprintf(p, sizeof p, "%s/%s", tmp, name);
+    FILE *f = fopen(p, "wb");
+    cr_assert(f, "cannot create %s", p);
+    cr_assert_eq(fwrite(bytes, 1, n, f), n);
+    fclose(f);
+    return p;
+}
+
+static void put(const char *name, const char *text) { put_bytes(name, text, strlen(text)); }
+
 // --- against Hugging Face
 
 Test(wordpiece, ids_equal_hugging_face_on_every_case) {
@@ -263,11 +276,8 @@ static void write_vocab(const char *path, const char *const *pieces, size_t n) {
 }
 
 static void expect_bad_vocab(const char *contents, size_t len, const char *why) {
-    char path[300], err[512] = "";
-    snprintf(path, sizeof path, "%s/vocab.txt", tmp);
-    FILE *f = fopen(path, "wb");
-    fwrite(contents, 1, len, f);
-    fclose(f);
+    char err[512] = "";
+    const char *path = put_bytes("vocab.txt", contents, len);
     wp_tokenizer *t = wp_load(path, err, sizeof err);
     cr_assert_null(t, "loaded a vocabulary that is %s", why);
     cr_assert(strstr(err, path) && strstr(err, why) && !strchr(err, '\n'),
@@ -276,7 +286,7 @@ static void expect_bad_vocab(const char *contents, size_t len, const char *why) 
 
 Test(wordpiece, bad_vocab_files_are_one_clear_line, .fini = cleanup) {
     make_tmp("wp-vocab");
-    char err[512] = "", path[300];
+    char err[512] = "", path[400];
     snprintf(path, sizeof path, "%s/missing.txt", tmp);
     cr_assert_null(wp_load(path, err, sizeof err));
     cr_assert(strstr(err, path) && strstr(err, "No such file"), "%s", err);
@@ -287,18 +297,13 @@ Test(wordpiece, bad_vocab_files_are_one_clear_line, .fini = cleanup) {
     n += (size_t)sprintf(good + n, "[PAD]\n");
     for (int i = 1; i < 100; i++) n += (size_t)sprintf(good + n, "[unused%d]\n", i - 1);
     n += (size_t)sprintf(good + n, "[UNK]\n[CLS]\n[SEP]\n[MASK]\nhello\n");
-    snprintf(path, sizeof path, "%s/vocab.txt", tmp);
-    FILE *f = fopen(path, "wb");
-    fwrite(good, 1, n, f);
-    fclose(f);
+    snprintf(path, sizeof path, "%s", put_bytes("vocab.txt", good, n));
     wp_tokenizer *t = wp_load(path, err, sizeof err);
     cr_assert_not_null(t, "%s", err);
     cr_assert_eq(wp_vocab_size(t), 105);
     cr_assert_eq(wp_id(t, "hello"), 104);
     wp_free(t);
-    f = fopen(path, "wb");  // no newline at the end: still 105 pieces
-    fwrite(good, 1, n - 1, f);
-    fclose(f);
+    put_bytes("vocab.txt", good, n - 1);  // no newline at the end: still 105 pieces
     t = wp_load(path, err, sizeof err);
     cr_assert(t && wp_vocab_size(t) == 105 && wp_id(t, "hello") == 104, "%s", err);
     wp_free(t);
@@ -489,15 +494,6 @@ Test(wordpiece, split_points_change_no_id) {
 // --- pebble prep --tokenizer bert: pieces in token shards
 
 TestSuite(prep_bert, .init = setup, .fini = teardown);
-
-static void put(const char *name, const char *text) {
-    char p[400];
-    snprintf(p, sizeof p, "%s/%s", tmp, name);
-    FILE *f = fopen(p, "wb");
-    cr_assert(f);
-    fputs(text, f);
-    fclose(f);
-}
 
 static int file_exists(const char *fmt, const char *a) {
     char p[600];
