@@ -50,19 +50,24 @@ def unescape(line):
 
 
 tok = None
-direct = False  # True: call BasicTokenizer and WordpieceTokenizer directly
+direct = None  # how to bypass special-token matching where split_special_tokens is ignored:
+# "python" calls BasicTokenizer and WordpieceTokenizer, "rust" the backend's three stages
 
 
 def tokenize(text):
-    if not direct:
+    if direct is None:
         return tok.tokenize(text)
-    return [p for w in tok.basic_tokenizer.tokenize(text, never_split=None)
-            for p in tok.wordpiece_tokenizer.tokenize(w)]
+    if direct == "python":
+        return [p for w in tok.basic_tokenizer.tokenize(text, never_split=None)
+                for p in tok.wordpiece_tokenizer.tokenize(w)]
+    b = tok.backend_tokenizer
+    words = b.pre_tokenizer.pre_tokenize_str(b.normalizer.normalize_str(text))
+    return [t.value for w, _ in words for t in b.model.tokenize(w)]
 
 
 def encode(text):
     """ids of text, no [CLS]/[SEP] added"""
-    if not direct:
+    if direct is None:
         return tok.encode(text, add_special_tokens=False)
     return tok.convert_tokens_to_ids(tokenize(text))
 
@@ -74,13 +79,23 @@ def sweep(cps):
 def main():
     vocab, cases_path, out_dir = sys.argv[1:4]
     global tok, direct
-    tok = BertTokenizer(vocab_file=vocab, do_lower_case=True, split_special_tokens=True)
+    sys.stderr.write("transformers %s at %s; Bert tokenizer classes: %s\n" % (
+        transformers.__version__, transformers.__file__,
+        [n for n in dir(transformers) if "Bert" in n and "Token" in n]))
+    try:
+        tok = BertTokenizer(vocab_file=vocab, do_lower_case=True, split_special_tokens=True)
+    except Exception as e:  # noqa: BLE001
+        sys.stderr.write("BertTokenizer(vocab_file=...) failed: %r; trying vocab=\n" % e)
+        tok = BertTokenizer(vocab=vocab, do_lower_case=True, split_special_tokens=True)
+    sys.stderr.write("%s, mro %s\n" % (type(tok), [c.__name__ for c in type(tok).__mro__]))
     # Older transformers ignore split_special_tokens ("[CLS]" stays one token): then the
-    # tokenizer's own two stages are called directly, with nothing kept whole.
+    # tokenizer's own stages are called directly, with nothing kept whole.
     mode = "encode(split_special_tokens=True)"
     if tok.tokenize("[CLS]") == ["[CLS]"]:
-        direct = True
-        mode = "basic_tokenizer + wordpiece_tokenizer"
+        direct = "python" if hasattr(tok, "basic_tokenizer") else "rust"
+        mode = "its stages called directly (%s)" % direct
+        if tokenize("[CLS]") == ["[CLS]"]:
+            sys.exit("cannot make this transformers encode [CLS] as text")
     head = "# transformers %s, %s, %s, Python %s, unicodedata %s\n" % (
         transformers.__version__, type(tok).__name__, mode, sys.version.split()[0],
         unicodedata.unidata_version)
