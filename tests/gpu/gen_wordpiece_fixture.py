@@ -2,25 +2,33 @@
 """Expected WordPiece ids from Hugging Face for test_wordpiece (run where transformers is).
 
 usage: gen_wordpiece_fixture.py VOCAB_TXT CASES_TXT OUT_DIR
+e.g. on the GPU machine (which has transformers; 15 s on 16 cores):
+  python3 tests/gpu/gen_wordpiece_fixture.py data/cache/bert_vocab.txt \
+      tests/fixtures/wordpiece_cases.txt tests/fixtures
 
 VOCAB_TXT is data/cache/bert_vocab.txt (make bert-vocab), CASES_TXT tests/fixtures/
-wordpiece_cases.txt. Writes into OUT_DIR:
-  wordpiece_ids.txt         per case, in order: "ids<TAB>pieces" (space-separated), from
-                            BertTokenizer(vocab_file, do_lower_case=True).encode(text,
-                            add_special_tokens=False) and .tokenize(text)
-  wordpiece_codepoints.txt  every code point c (but surrogates) in the text "a" c "a": lines
-                            "FIRST LAST ids" (hex code points, ids comma-separated) for each run
-                            of consecutive code points with the same ids
+wordpiece_cases.txt. Two tokenizers: transformers' Python one (BertTokenizerLegacy in
+transformers 5, BertTokenizer before it: BasicTokenizer + WordpieceTokenizer) and its Rust one
+(BertTokenizer in transformers 5: the tokenizers library's BertNormalizer, BertPreTokenizer,
+WordPiece). For each, with SUFFIX "" for the Python one and "_rust" for the Rust one, OUT_DIR
+gets:
+  wordpiece_ids SUFFIX .txt         per case, in order: "ids<TAB>pieces" (space-separated) of
+                                    encode(text, add_special_tokens=False) and tokenize(text)
+  wordpiece_codepoints SUFFIX .txt  every code point c (but surrogates) in the text "a" c "a":
+                                    "FIRST LAST ids" (hex code points, ids comma-separated) for
+                                    each run of consecutive code points with the same ids
 Lines starting with "#" give the versions. The texts are decoded from bytes with
-errors="replace": an invalid byte becomes U+FFFD, which BertTokenizer drops. Special tokens
+errors="replace": an invalid byte becomes U+FFFD, which both tokenizers drop. Special tokens
 written in the text ("[CLS]") are encoded as text (split_special_tokens=True), as pebble does.
 """
+import json
 import multiprocessing
+import os
 import sys
+import tempfile
 import unicodedata
 
 import transformers
-from transformers import BertTokenizer
 
 
 def unescape(line):
@@ -76,61 +84,63 @@ def sweep(cps):
     return [",".join(map(str, encode("a" + chr(cp) + "a"))) for cp in cps]
 
 
-def main():
-    vocab, cases_path, out_dir = sys.argv[1:4]
+def make_python(vocab):
+    cls = getattr(transformers, "BertTokenizerLegacy", None)
+    if cls is None:  # transformers 4: BertTokenizer is the Python one
+        cls = transformers.BertTokenizer
+    return cls(vocab_file=vocab, do_lower_case=True, split_special_tokens=True)
+
+
+def make_rust(vocab):
+    # transformers 5's BertTokenizer ignores vocab_file=; from_pretrained reads a vocab.txt
+    d = tempfile.mkdtemp()
+    with open(vocab, "rb") as src, open(os.path.join(d, "vocab.txt"), "wb") as dst:
+        dst.write(src.read())
+    with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+        json.dump({"do_lower_case": True, "tokenizer_class": "BertTokenizer"}, f)
+    cls = transformers.BertTokenizer
+    if "TokenizersBackend" not in [c.__name__ for c in cls.__mro__]:
+        cls = transformers.BertTokenizerFast  # transformers 4
+    return cls.from_pretrained(d, do_lower_case=True, split_special_tokens=True)
+
+
+def generate(make, vocab, lines, out_dir, suffix):
     global tok, direct
-    sys.stderr.write("transformers %s at %s; Bert tokenizer classes: %s\n" % (
-        transformers.__version__, transformers.__file__,
-        [n for n in dir(transformers) if "Bert" in n and "Token" in n]))
-    try:
-        tok = BertTokenizer(vocab_file=vocab, do_lower_case=True, split_special_tokens=True)
-    except Exception as e:  # noqa: BLE001
-        sys.stderr.write("BertTokenizer(vocab_file=...) failed: %r; trying vocab=\n" % e)
-        tok = BertTokenizer(vocab=vocab, do_lower_case=True, split_special_tokens=True)
-    sys.stderr.write("%s, mro %s\n" % (type(tok), [c.__name__ for c in type(tok).__mro__]))
+    tok = make(vocab)
+    direct = None
+    # the vocabulary must really be ours (a tokenizer that ignored it would say [UNK] to all)
+    n, the = len(tok.get_vocab()), tok.convert_tokens_to_ids("the")
+    if n != 30522 or the != 1996:
+        sys.exit("%s: %d pieces, 'the' = %s: the vocabulary was not loaded" % (type(tok), n, the))
     # Older transformers ignore split_special_tokens ("[CLS]" stays one token): then the
     # tokenizer's own stages are called directly, with nothing kept whole.
     mode = "encode(split_special_tokens=True)"
     if tok.tokenize("[CLS]") == ["[CLS]"]:
         direct = "python" if hasattr(tok, "basic_tokenizer") else "rust"
-        mode = "its stages called directly (%s)" % direct
+        mode = "its stages called directly"
         if tokenize("[CLS]") == ["[CLS]"]:
-            sys.exit("cannot make this transformers encode [CLS] as text")
-    head = "# transformers %s, %s, %s, Python %s, unicodedata %s\n" % (
-        transformers.__version__, type(tok).__name__, mode, sys.version.split()[0],
+            sys.exit("cannot make %s encode [CLS] as text" % type(tok))
+    head = "# transformers %s, %s (%s), %s, Python %s, unicodedata %s\n" % (
+        transformers.__version__, type(tok).__name__,
+        " < ".join(c.__name__ for c in type(tok).__mro__[1:3]), mode, sys.version.split()[0],
         unicodedata.unidata_version)
     sys.stderr.write(head)
-
-    lines = open(cases_path, encoding="utf-8").read().split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the file's last newline ends the last case
-    n = 0
-    with open(out_dir + "/wordpiece_ids.txt", "w", encoding="utf-8") as f:
+    ids_by_case = []
+    with open(os.path.join(out_dir, "wordpiece_ids%s.txt" % suffix), "w", encoding="utf-8") as f:
         f.write(head)
         for line in lines:
-            if line.startswith("# "):
-                continue
             text = unescape(line).decode("utf-8", errors="replace")
             pieces = tokenize(text)
             ids = encode(text)
             if tok.convert_tokens_to_ids(pieces) != ids:
                 sys.exit("tokenize and encode disagree on %r" % line)
             f.write("%s\t%s\n" % (" ".join(map(str, ids)), " ".join(pieces)))
-            n += 1
-    sys.stderr.write("%d cases\n" % n)
-    try:  # for the log only: where the Rust tokenizer differs from this one
-        fast = transformers.BertTokenizerFast(vocab_file=vocab, do_lower_case=True)
-        for line in lines:
-            if line.startswith("# "):
-                continue
-            text = unescape(line).decode("utf-8", errors="replace")
-            if fast.encode(text, add_special_tokens=False) != encode(text):
-                sys.stderr.write("BertTokenizerFast differs on %r\n" % line)
-    except Exception as e:  # noqa: BLE001
-        sys.stderr.write("BertTokenizerFast not compared: %s\n" % e)
+            ids_by_case.append(ids)
+    sys.stderr.write("%d cases\n" % len(lines))
 
     runs = 0
-    with open(out_dir + "/wordpiece_codepoints.txt", "w", encoding="utf-8") as f:
+    with open(os.path.join(out_dir, "wordpiece_codepoints%s.txt" % suffix), "w",
+              encoding="utf-8") as f:
         f.write(head)
         cps = list(range(0xD800)) + list(range(0xE000, 0x110000))
         chunks = [cps[i:i + 4096] for i in range(0, len(cps), 4096)]
@@ -148,6 +158,20 @@ def main():
         f.write("%x %x %s\n" % (first, prev, cur))
         runs += 1
     sys.stderr.write("%d code point runs\n" % runs)
+    return ids_by_case
+
+
+def main():
+    vocab, cases_path, out_dir = sys.argv[1:4]
+    lines = open(cases_path, encoding="utf-8").read().split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the file's last newline ends the last case
+    lines = [l for l in lines if not l.startswith("# ")]
+    py = generate(make_python, vocab, lines, out_dir, "")
+    rs = generate(make_rust, vocab, lines, out_dir, "_rust")
+    for line, a, b in zip(lines, py, rs):
+        if a != b:
+            sys.stderr.write("Python and Rust differ on %r\n" % line)
 
 
 if __name__ == "__main__":
