@@ -492,6 +492,39 @@ Test(wordpiece, split_points_change_no_id) {
     tok_ids_free(&parts);
 }
 
+// Random bytes (mostly UTF-8 of random code points, some stray bytes): every id in range,
+// and the same ids whether encoded whole or cut at split points.
+Test(wordpiece, random_bytes_encode_in_range_and_split_exactly) {
+    static uint8_t text[1 << 17];
+    uint64_t s = 0x9E3779B97F4A7C15ull;
+    size_t n = 0;
+    while (n + 8 < sizeof text) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;  // xorshift64
+        uint32_t r = (uint32_t)(s >> 32), k = r % 8;
+        if (k < 3)
+            text[n++] = (uint8_t)(32 + r / 8 % 95);  // printable ASCII, spaces among it
+        else if (k < 6)
+            n += (size_t)utf8proc_encode_char((utf8proc_int32_t)(r / 8 % 0x3000), text + n);
+        else if (k < 7)
+            n += (size_t)utf8proc_encode_char((utf8proc_int32_t)(r / 8 % 0x110000 & ~0x800u),
+                                              text + n);
+        else
+            text[n++] = (uint8_t)(r >> 8);  // any byte
+    }
+    tok_ids whole = enc(W, text, n), parts = {0};
+    cr_assert_gt(whole.n, n / 8);
+    for (size_t i = 0; i < whole.n; i++)
+        cr_assert(whole.data[i] >= 0 && whole.data[i] < WP_BERT_VOCAB);
+    for (size_t off = 0; off < n;) {
+        size_t cut = wp_split_point(text + off, n - off, 1000);
+        wp_encode(W, text + off, cut, &parts);
+        off += cut;
+    }
+    cr_assert(ids_equal(&whole, &parts));
+    tok_ids_free(&whole);
+    tok_ids_free(&parts);
+}
+
 // --- pebble prep --tokenizer bert: pieces in token shards
 
 TestSuite(prep_bert, .init = setup, .fini = teardown);
