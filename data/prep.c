@@ -1,4 +1,5 @@
-// prep.c: `pebble prep`, text files -> GPT-2 token shards, tokenized in parallel (see prep.h).
+// prep.c: `pebble prep`, text files -> GPT-2 or BERT token shards, or TSV files -> labelled
+// sequences, tokenized in parallel (see prep.h).
 #include "data/prep.h"
 
 #include <errno.h>
@@ -12,8 +13,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "data/lseq.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
+#include "data/wordpiece.h"
 #include "kernels/common.h"
 
 // A long document is encoded in pieces of about this size, so that threads can share it.
@@ -26,22 +29,36 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: pebble prep --out DIR [options] FILES...\n"
+            "       pebble prep --labels --out DIR [options] TRAIN.tsv [VAL.tsv]\n"
             "\n"
-            "Tokenizes text files with GPT-2's BPE into llm.c token shards:\n"
-            "DIR/val_000000.bin (the first documents) and DIR/train_000000.bin, ...\n"
-            "Each document is preceded by <|endoftext|> (50256).\n"
+            "Tokenizes text files into llm.c token shards: DIR/val_000000.bin (the first\n"
+            "documents) and DIR/train_000000.bin, ... With gpt2 each document is preceded by\n"
+            "<|endoftext|> (50256); with bert it is cut into pieces [CLS] ... [SEP] (101 ... 102)\n"
+            "of at most --seq-len tokens. With --labels, TSV lines \"label<TAB>text\" become\n"
+            "labelled sequences DIR/train.lseq (and DIR/val.lseq).\n"
             "\n"
-            "  --out DIR           where the shards go (created if missing)\n"
+            "  --out DIR           where the output goes (created if missing)\n"
+            "  --tokenizer KIND    gpt2 (default: GPT-2's BPE) or bert (bert-base-uncased's\n"
+            "                      WordPiece)\n"
+            "  --vocab FILE        the tokenizer's file; default for gpt2\n"
+            "                      %s (make tokenizer), for bert\n"
+            "                      %s (make bert-vocab)\n"
+            "  --seq-len T         bert pieces and --labels rows hold at most T tokens (default\n"
+            "                      512; longer texts are cut)\n"
             "  --shard-tokens N    tokens per shard (default 100M; K, M, G suffixes)\n"
             "  --val-tokens N      tokens for val: the first documents, until val holds N\n"
             "                      tokens or a tenth of the input (default 1M; 0: no val)\n"
             "  --separator LINE    documents are separated by lines that are exactly LINE\n"
             "                      (default: one document per file)\n"
-            "  --tokenizer FILE    tokenizer file (default %s; make tokenizer)\n"
-            "  --force             replace shards already in DIR\n"
+            "  --labels            TSV input: one row a line, \"label<TAB>text\", labels 0, 1, ...\n"
+            "  --header            (--labels) skip each file's first line\n"
+            "  --num-classes K     (--labels) labels are below K (default: the largest + 1)\n"
+            "  --val-rows N        (--labels, one file) its first N rows go to val.lseq\n"
+            "  --force             replace output already in DIR\n"
             "  --binary-ok         encode files with NUL bytes too (refused: they look binary)\n"
-            "Bytes that are not valid UTF-8 are encoded one token each; a note says how many.\n",
-            TOK_DEFAULT_PATH);
+            "Bytes that are not valid UTF-8 are encoded one token each with gpt2 and dropped\n"
+            "with bert; a note says how many.\n",
+            TOK_DEFAULT_PATH, WP_DEFAULT_PATH);
 }
 
 // "100M" -> 100000000; positive counts only.
@@ -83,6 +100,7 @@ typedef struct reader {
     size_t doc_n, doc_pos;
     const char *sep;
     size_t sep_len;
+    size_t (*split_point)(const void *, size_t, size_t);  // the tokenizer's (exact) cut
     uint64_t docs, skipped;
 } reader;
 
@@ -168,7 +186,7 @@ static int next_unit(reader *r, unit *u, unmap_list *done) {
         if (r->doc) {  // the next piece of the current document
             size_t left = r->doc_n - r->doc_pos;
             size_t cut = left > 2 * CHUNK_BYTES
-                             ? tok_split_point(r->doc + r->doc_pos, left, CHUNK_BYTES)
+                             ? r->split_point(r->doc + r->doc_pos, left, CHUNK_BYTES)
                              : left;
             u->p = r->doc + r->doc_pos;
             u->n = cut;
@@ -310,7 +328,7 @@ static void scan_text(const uint8_t *p, size_t n, uint64_t *invalid, size_t *fir
 // A NUL byte means a binary file (text has none; UTF-16 has many): refused unless
 // binary_ok. Invalid UTF-8 is encoded byte by byte (GPT-2's BPE has a token per byte), which
 // is right for a Latin-1 accent or two and wrong for a whole file: say how much.
-static void check_text(const in_file *f, int binary_ok) {
+static void check_text(const in_file *f, int binary_ok, int bert) {
     if (f->size == 0) return;
     int fd = open(f->path, O_RDONLY);
     if (fd < 0) pb_die(PB_EXIT_RUNTIME, "prep: cannot open %s: %s", f->path, strerror(errno));
@@ -326,8 +344,9 @@ static void check_text(const in_file *f, int binary_ok) {
                "--binary-ok to encode it anyway", f->path, nul);
     if (bad)
         fprintf(stderr, "prep: note: %s: %llu of its %zu bytes (%.2f%%) are not valid UTF-8; "
-                "each becomes a byte token\n", f->path, (unsigned long long)bad, f->size,
-                100.0 * (double)bad / (double)f->size);
+                "%s\n", f->path, (unsigned long long)bad, f->size,
+                100.0 * (double)bad / (double)f->size,
+                bert ? "BERT's tokenizer drops them" : "each becomes a byte token");
 }
 
 // --- the command
@@ -352,20 +371,112 @@ static void remove_shards(const char *dir, int force) {
     }
 }
 
-int prep_main(int argc, char **argv) {
-    const char *out = NULL, *sep = NULL, *tok_path = TOK_DEFAULT_PATH;
-    uint64_t shard_tokens = 100000000, val_tokens = 1000000;
-    int force = 0, binary_ok = 0, nfiles = 0;
-    in_file *files = pb_calloc((size_t)argc, sizeof *files);
+// --- the tokenizer, either kind: loaded once, one GPT-2 encoder per thread
+
+typedef struct encoder {
+    int bert;
+    tok_tokenizer *gpt2;
+    tok_encoder **encs;  // per thread
+    wp_tokenizer *wp;
+    int vocab_size;
+} encoder;
+
+static void encoder_load(encoder *e, int bert, const char *path) {
+    char err[1024];
+    e->bert = bert;
+    if (bert) {
+        e->wp = wp_load(path, err, sizeof err);
+        if (!e->wp) pb_die(PB_EXIT_DATA, "prep: %s (make bert-vocab builds it)", err);
+        e->vocab_size = wp_vocab_size(e->wp);
+        return;
+    }
+    e->gpt2 = tok_load(path, err, sizeof err);
+    if (!e->gpt2) pb_die(PB_EXIT_DATA, "prep: %s (make tokenizer builds it)", err);
+    e->vocab_size = tok_vocab_size(e->gpt2);
+    int nthreads = omp_get_max_threads();
+    e->encs = pb_calloc((size_t)nthreads, sizeof *e->encs);
+    for (int t = 0; t < nthreads; t++) e->encs[t] = tok_encoder_new(e->gpt2);
+}
+
+// Appends the ids of p[0..n) to out; called from inside an OpenMP parallel region.
+static void encoder_run(const encoder *e, const uint8_t *p, size_t n, tok_ids *out) {
+    if (e->bert)
+        wp_encode(e->wp, p, n, out);
+    else
+        tok_encode(e->encs[omp_get_thread_num()], p, n, 0, out);
+}
+
+static void encoder_free(encoder *e) {
+    if (e->encs)
+        for (int t = 0; t < omp_get_max_threads(); t++) tok_encoder_free(e->encs[t]);
+    free(e->encs);
+    tok_free(e->gpt2);
+    wp_free(e->wp);
+}
+
+// --- BERT pieces: [CLS] up to T-2 tokens of one document [SEP], never split across shards
+
+typedef struct piece {
+    int32_t *buf;  // T tokens
+    int T, n;      // n = 0: no piece open
+    uint64_t count;
+} piece;
+
+static void piece_close(piece *pc, writer *w) {
+    if (pc->n == 0) return;
+    pc->buf[pc->n++] = WP_SEP;
+    if (w->n + (size_t)pc->n > w->limit) writer_flush(w);  // a piece stays in one shard
+    writer_push(w, pc->buf, (size_t)pc->n);
+    pc->n = 0;
+    pc->count++;
+}
+
+static void piece_push(piece *pc, writer *w, const int32_t *ids, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (pc->n == 0) pc->buf[pc->n++] = WP_CLS;
+        pc->buf[pc->n++] = ids[i];
+        if (pc->n == pc->T - 1) piece_close(pc, w);
+    }
+}
+
+// --- the command's options
+
+typedef struct options {
+    const char *out, *sep, *vocab;
+    int bert, labels, header, force, binary_ok;
+    uint64_t shard_tokens, val_tokens;
+    long seq_len, num_classes, val_rows;  // -1: not given
+    in_file *files;
+    int nfiles;
+} options;
+
+static long parse_int(const char *flag, const char *s, long lo, long hi) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (s[0] < '0' || s[0] > '9' || *end || errno || v < lo || v > hi)
+        pb_die(PB_EXIT_USAGE, "prep: %s wants a whole number from %ld to %ld, not '%s'", flag, lo,
+               hi, s);
+    return v;
+}
+
+static void parse_options(int argc, char **argv, options *o) {
+    *o = (options){.shard_tokens = 100000000, .val_tokens = 1000000, .seq_len = -1,
+                   .num_classes = -1, .val_rows = -1};
+    o->files = pb_calloc((size_t)argc, sizeof *o->files);
+    int shard_opt = 0;  // an option of token shards only was given
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         // "--flag value" and "--flag=value" both work
         const char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
         char name[64];
         snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - a) : (int)strlen(a), a);
-        int takes = !strcmp(name, "--out") || !strcmp(name, "--shard-tokens") ||
-                    !strcmp(name, "--val-tokens") || !strcmp(name, "--separator") ||
-                    !strcmp(name, "--tokenizer");
+        static const char *const with_value[] = {
+            "--out",   "--shard-tokens", "--val-tokens",  "--separator", "--tokenizer",
+            "--vocab", "--seq-len",      "--num-classes", "--val-rows"};
+        int takes = 0;
+        for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++)
+            takes |= !strcmp(name, with_value[k]);
         const char *val = NULL;
         if (takes) {
             if (eq)
@@ -379,69 +490,117 @@ int prep_main(int argc, char **argv) {
         }
         if (!strcmp(name, "--help") || !strcmp(name, "-h")) {
             usage(stdout);
-            return 0;
+            exit(0);
         } else if (!strcmp(name, "--out")) {
-            out = val;
+            o->out = val;
         } else if (!strcmp(name, "--shard-tokens")) {
-            shard_tokens = parse_count(name, val);
+            o->shard_tokens = parse_count(name, val);
+            shard_opt = 1;
         } else if (!strcmp(name, "--val-tokens")) {
-            val_tokens = parse_count(name, val);
+            o->val_tokens = parse_count(name, val);
+            shard_opt = 1;
         } else if (!strcmp(name, "--separator")) {
-            sep = val;
+            o->sep = val;
+            shard_opt = 1;
         } else if (!strcmp(name, "--tokenizer")) {
-            tok_path = val;
+            if (strcmp(val, "gpt2") && strcmp(val, "bert"))
+                pb_die(PB_EXIT_USAGE, "prep: --tokenizer is gpt2 or bert, not '%s' (the file "
+                       "goes in --vocab FILE)", val);
+            o->bert = !strcmp(val, "bert");
+        } else if (!strcmp(name, "--vocab")) {
+            o->vocab = val;
+        } else if (!strcmp(name, "--seq-len")) {
+            o->seq_len = parse_int(name, val, 3, 1 << 20);
+        } else if (!strcmp(name, "--num-classes")) {
+            o->num_classes = parse_int(name, val, 2, INT32_MAX);
+        } else if (!strcmp(name, "--val-rows")) {
+            o->val_rows = parse_int(name, val, 0, INT32_MAX);
+        } else if (!strcmp(name, "--labels")) {
+            o->labels = 1;
+        } else if (!strcmp(name, "--header")) {
+            o->header = 1;
         } else if (!strcmp(name, "--force")) {
-            force = 1;
+            o->force = 1;
         } else if (!strcmp(name, "--binary-ok")) {
-            binary_ok = 1;
+            o->binary_ok = 1;
         } else if (a[0] == '-' && a[1] != 0) {
             pb_die(PB_EXIT_USAGE, "prep: unknown option '%s' (see pebble prep --help)", a);
         } else {
-            files[nfiles++].path = a;
+            o->files[o->nfiles++].path = a;
         }
     }
-    if (!out) pb_die(PB_EXIT_USAGE, "prep: --out DIR is required (see pebble prep --help)");
-    if (nfiles == 0) pb_die(PB_EXIT_USAGE, "prep: no input files (see pebble prep --help)");
-    if (shard_tokens == 0 || shard_tokens > SHARD_MAX_TOKENS)
+    if (!o->out) pb_die(PB_EXIT_USAGE, "prep: --out DIR is required (see pebble prep --help)");
+    if (o->nfiles == 0) pb_die(PB_EXIT_USAGE, "prep: no input files (see pebble prep --help)");
+    if (!o->vocab) o->vocab = o->bert ? WP_DEFAULT_PATH : TOK_DEFAULT_PATH;
+    if (o->labels) {
+        if (shard_opt)
+            pb_die(PB_EXIT_USAGE, "prep: --shard-tokens, --val-tokens and --separator are for "
+                   "token shards, not --labels");
+        if (o->nfiles > 2)
+            pb_die(PB_EXIT_USAGE, "prep: --labels takes one TSV file (train) or two (train, val), "
+                   "not %d", o->nfiles);
+        if (o->nfiles == 2 && o->val_rows >= 0)
+            pb_die(PB_EXIT_USAGE, "prep: --val-rows is for one TSV file; the second file is val");
+    } else {
+        if (o->header || o->num_classes >= 0 || o->val_rows >= 0)
+            pb_die(PB_EXIT_USAGE, "prep: --header, --num-classes and --val-rows are for --labels");
+        if (!o->bert && o->seq_len >= 0)
+            pb_die(PB_EXIT_USAGE, "prep: --seq-len is for --tokenizer bert or --labels (GPT-2 "
+                   "shards are one stream)");
+    }
+    if (o->seq_len < 0) o->seq_len = 512;
+    if (o->shard_tokens == 0 || o->shard_tokens > SHARD_MAX_TOKENS)
         pb_die(PB_EXIT_USAGE, "prep: --shard-tokens must be between 1 and %u", SHARD_MAX_TOKENS);
-    if (sep && (!*sep || strchr(sep, '\n')))
+    if (o->bert && !o->labels && o->shard_tokens < (uint64_t)o->seq_len)
+        pb_die(PB_EXIT_USAGE, "prep: --shard-tokens (%llu) must hold a whole piece of --seq-len "
+               "%ld tokens", (unsigned long long)o->shard_tokens, o->seq_len);
+    if (o->sep && (!*o->sep || strchr(o->sep, '\n')))
         pb_die(PB_EXIT_USAGE, "prep: --separator must be a non-empty line without newlines");
 
     // Check every input before writing anything, so a typo does not leave half a dataset.
-    uint64_t total_bytes = 0;
-    for (int i = 0; i < nfiles; i++) {
+    for (int i = 0; i < o->nfiles; i++) {
         struct stat st;
-        int fd = open(files[i].path, O_RDONLY);
+        int fd = open(o->files[i].path, O_RDONLY);
         if (fd < 0 || fstat(fd, &st) != 0)
-            pb_die(PB_EXIT_RUNTIME, "prep: cannot read %s: %s", files[i].path, strerror(errno));
+            pb_die(PB_EXIT_RUNTIME, "prep: cannot read %s: %s", o->files[i].path, strerror(errno));
         close(fd);
         if (!S_ISREG(st.st_mode))
-            pb_die(PB_EXIT_USAGE, "prep: %s is not a regular file", files[i].path);
-        files[i].size = (size_t)st.st_size;
-        total_bytes += files[i].size;
+            pb_die(PB_EXIT_USAGE, "prep: %s is not a regular file", o->files[i].path);
+        o->files[i].size = (size_t)st.st_size;
     }
-    for (int i = 0; i < nfiles; i++) check_text(&files[i], binary_ok);
+    for (int i = 0; i < o->nfiles; i++) check_text(&o->files[i], o->binary_ok, o->bert);
+}
+
+// --- token shards
+
+static int prep_shards(const options *o) {
+    const char *out = o->out;
+    uint64_t total_bytes = 0, val_tokens = o->val_tokens;
+    for (int i = 0; i < o->nfiles; i++) total_bytes += o->files[i].size;
+    encoder enc = {0};
+    encoder_load(&enc, o->bert, o->vocab);
     char err[1024];
-    tok_tokenizer *tok = tok_load(tok_path, err, sizeof err);
-    if (!tok) pb_die(PB_EXIT_DATA, "prep: %s (make tokenizer builds it)", err);
     if (pb_make_dirs(out, err, sizeof err) != 0) pb_die(PB_EXIT_RUNTIME, "prep: %s", err);
-    remove_shards(out, force);
+    remove_shards(out, o->force);
 
     int nthreads = omp_get_max_threads();
-    tok_encoder **encs = pb_calloc((size_t)nthreads, sizeof *encs);
-    for (int t = 0; t < nthreads; t++) encs[t] = tok_encoder_new(tok);
     unit *units = pb_calloc(BATCH_UNITS, sizeof *units);
     tok_ids *ids = pb_calloc(BATCH_UNITS, sizeof *ids);
     unmap_list done_maps = {0};
 
-    reader r = {
-        .files = files, .nfiles = nfiles, .fi = 0, .sep = sep, .sep_len = sep ? strlen(sep) : 0};
+    reader r = {.files = o->files,
+                .nfiles = o->nfiles,
+                .fi = 0,
+                .sep = o->sep,
+                .sep_len = o->sep ? strlen(o->sep) : 0,
+                .split_point = o->bert ? wp_split_point : tok_split_point};
     reader_map(&r);
-    writer val = {.dir = out, .prefix = "val", .limit = shard_tokens};
-    writer train = {.dir = out, .prefix = "train", .limit = shard_tokens};
+    writer val = {.dir = out, .prefix = "val", .limit = o->shard_tokens};
+    writer train = {.dir = out, .prefix = "train", .limit = o->shard_tokens};
+    piece pc = {.buf = pb_malloc((size_t)o->seq_len * sizeof(int32_t)), .T = (int)o->seq_len};
     int in_val = val_tokens > 0;
-    uint64_t val_bytes = 0, tokens = 0, encoded_bytes = 0;
-    const int32_t eot = tok_eot(tok);
+    uint64_t val_bytes = 0, encoded_bytes = 0;
+    const int32_t eot = o->bert ? WP_SEP : tok_eot(enc.gpt2);  // (bert: unused)
     progress pg = {.tty = isatty(2), .t0 = pb_now(), .last_decile = 0};
 
     for (;;) {
@@ -455,41 +614,46 @@ int prep_main(int argc, char **argv) {
             }
             bytes += units[nu++].n;
         }
-        // encode it in parallel: each thread its own encoder (regex match data, merge cache)
-#pragma omp parallel
-        {
-            tok_encoder *e = encs[omp_get_thread_num()];
-#pragma omp for schedule(dynamic, 4)
-            for (size_t i = 0; i < nu; i++) {
-                ids[i].n = 0;
-                tok_encode(e, units[i].p, units[i].n, 0, &ids[i]);
-            }
+        // encode it in parallel
+#pragma omp parallel for schedule(dynamic, 4)
+        for (size_t i = 0; i < nu; i++) {
+            ids[i].n = 0;
+            encoder_run(&enc, units[i].p, units[i].n, &ids[i]);
         }
         // write it in order
         for (size_t i = 0; i < nu; i++) {
+            writer *w = in_val ? &val : &train;
+            if (o->bert && units[i].doc_start) piece_close(&pc, w);  // the last document's
             // val is a prefix of the corpus: units go to it while it is short of val_tokens
             // and would stay within a tenth of the input bytes; then everything goes to train
-            if (in_val &&
+            // (with bert, from a document's start, so that no piece is cut)
+            if (in_val && (!o->bert || units[i].doc_start) &&
                 (val.total >= val_tokens || (val_bytes + units[i].n) * 10 > total_bytes)) {
                 writer_flush(&val);
                 in_val = 0;
+                w = &train;
             }
-            writer *w = in_val ? &val : &train;
-            if (units[i].doc_start) writer_push(w, &eot, 1);
-            writer_push(w, ids[i].data, ids[i].n);
-            tokens += ids[i].n + (units[i].doc_start ? 1 : 0);
+            if (o->bert) {
+                piece_push(&pc, w, ids[i].data, ids[i].n);
+            } else {
+                if (units[i].doc_start) writer_push(w, &eot, 1);
+                writer_push(w, ids[i].data, ids[i].n);
+            }
             if (in_val) val_bytes += units[i].n;
             if (ids[i].cap > (1u << 20)) tok_ids_free(&ids[i]);  // keep only small buffers
         }
+        if (!more) piece_close(&pc, in_val ? &val : &train);
         for (size_t k = 0; k < done_maps.n; k++) munmap(done_maps.p[k], done_maps.len[k]);
         done_maps.n = 0;
         encoded_bytes += bytes;  // (separator lines and skipped documents are not counted)
-        progress_show(&pg, more ? encoded_bytes : total_bytes, total_bytes, tokens, !more);
+        progress_show(&pg, more ? encoded_bytes : total_bytes, total_bytes,
+                      val.total + train.total, !more);
         if (!more) break;
     }
     writer_flush(&val);
     writer_flush(&train);
     double dt = pb_now() - pg.t0;
+    uint64_t tokens = val.total + train.total;
 
     if (tokens == 0)
         pb_die(PB_EXIT_DATA, "prep: the input files hold no text (only empty documents)");
@@ -511,9 +675,12 @@ int prep_main(int argc, char **argv) {
     printf(
         "prep: %d files, %llu documents (%llu empty skipped), %.2f MB -> %llu tokens in %.2f s "
         "(%.1f MB/s, %.2fM tokens/s, %d threads)\n",
-        nfiles, (unsigned long long)r.docs, (unsigned long long)r.skipped, total_bytes / 1e6,
+        o->nfiles, (unsigned long long)r.docs, (unsigned long long)r.skipped, total_bytes / 1e6,
         (unsigned long long)tokens, dt, dt > 0 ? total_bytes / 1e6 / dt : 0.0,
         dt > 0 ? tokens / 1e6 / dt : 0.0, nthreads);
+    if (o->bert)
+        printf("prep: bert: %llu pieces [CLS] ... [SEP] of at most %d tokens\n",
+               (unsigned long long)pc.count, pc.T);
     if (val.shards)
         printf("prep: val   %llu tokens in %d shard%s: %s/val_000000.bin%s\n",
                (unsigned long long)val.total, val.shards, val.shards > 1 ? "s" : "", out,
@@ -522,16 +689,198 @@ int prep_main(int argc, char **argv) {
            (unsigned long long)train.total, train.shards, train.shards > 1 ? "s" : "", out,
            train.shards > 1 ? " ..." : "");
 
-    for (int t = 0; t < nthreads; t++) tok_encoder_free(encs[t]);
     for (size_t i = 0; i < BATCH_UNITS; i++) tok_ids_free(&ids[i]);
-    free(encs);
     free(ids);
     free(units);
     free(val.buf);
     free(train.buf);
-    free(files);
+    free(pc.buf);
     free(done_maps.p);
     free(done_maps.len);
-    tok_free(tok);
+    encoder_free(&enc);
     return 0;
+}
+
+// --- labelled sequences from TSV
+
+typedef struct row {
+    const uint8_t *text;
+    size_t n;
+    int label;
+    int file;
+    size_t line;
+} row;
+
+// Reads every row of the TSV files, checks labels and texts, and returns them in file order
+// (*nrows of them); *max_label gets the largest label.
+static row *read_rows(const options *o, uint8_t **bufs, size_t *nrows, size_t *file_rows,
+                      long *max_label) {
+    size_t n = 0, cap = 1024;
+    row *rows = pb_malloc(cap * sizeof *rows);
+    *max_label = -1;
+    for (int fi = 0; fi < o->nfiles; fi++) {
+        const char *path = o->files[fi].path;
+        size_t size = o->files[fi].size;
+        uint8_t *b = bufs[fi] = pb_malloc(size + 1);
+        FILE *f = pb_fopen(path, "rb");
+        if (fread(b, 1, size, f) != size)
+            pb_die(PB_EXIT_RUNTIME, "prep: cannot read %s: %s", path, strerror(errno));
+        fclose(f);
+        size_t line = 0, before = n;
+        for (size_t i = 0; i < size;) {
+            uint8_t *nl = memchr(b + i, '\n', size - i);
+            size_t end = nl ? (size_t)(nl - b) : size, e = end;
+            const uint8_t *l = b + i;
+            if (e > i && b[e - 1] == '\r') e--;
+            size_t len = e - i;
+            i = end + 1;
+            line++;
+            if ((line == 1 && o->header) || len == 0) continue;  // the header; blank lines
+            const uint8_t *tab = memchr(l, '\t', len);
+            if (!tab)
+                pb_die(PB_EXIT_DATA, "prep: %s line %zu: no TAB between a label and a text",
+                       path, line);
+            long label = 0;
+            int ok = tab > l && tab - l <= 9;
+            for (const uint8_t *c = l; ok && c < tab; c++) {
+                ok = *c >= '0' && *c <= '9';
+                label = label * 10 + (*c - '0');
+            }
+            if (!ok)
+                pb_die(PB_EXIT_DATA, "prep: %s line %zu: the label '%.*s' is not a non-negative "
+                       "integer below 10^9%s", path, line, (int)(tab - l > 40 ? 40 : tab - l), l,
+                       line == 1 ? " (a header line? pass --header)" : "");
+            if (o->num_classes >= 0 && label >= o->num_classes)
+                pb_die(PB_EXIT_DATA, "prep: %s line %zu: label %ld is not below --num-classes %ld",
+                       path, line, label, o->num_classes);
+            const uint8_t *text = tab + 1;
+            size_t tn = (size_t)(l + len - text);
+            if (all_space(text, tn))
+                pb_die(PB_EXIT_DATA, "prep: %s line %zu: the text is empty", path, line);
+            if (n == cap) {
+                cap *= 2;
+                rows = realloc(rows, cap * sizeof *rows);
+                if (!rows) pb_die(PB_EXIT_RUNTIME, "prep: out of memory for %zu rows", cap);
+            }
+            rows[n++] = (row){text, tn, (int)label, fi, line};
+            if (label > *max_label) *max_label = label;
+        }
+        file_rows[fi] = n - before;
+        if (n == before) pb_die(PB_EXIT_DATA, "prep: %s holds no rows", path);
+    }
+    *nrows = n;
+    return rows;
+}
+
+static int prep_labels(const options *o) {
+    uint8_t *bufs[2] = {0};
+    size_t nrows, file_rows[2] = {0};
+    long max_label;
+    row *rows = read_rows(o, bufs, &nrows, file_rows, &max_label);
+    // rows [0, n_val) go to val.lseq, the rest to train.lseq
+    size_t n_val = 0, val_first = 0;
+    if (o->nfiles == 2) {
+        n_val = file_rows[1];
+        val_first = file_rows[0];
+    } else if (o->val_rows > 0) {
+        if ((size_t)o->val_rows >= nrows)
+            pb_die(PB_EXIT_USAGE, "prep: --val-rows %ld leaves no row of %s's %zu for train",
+                   o->val_rows, o->files[0].path, nrows);
+        n_val = (size_t)o->val_rows;
+    }
+    long classes = o->num_classes >= 0 ? o->num_classes : max_label + 1;
+    if (classes < 2)
+        pb_die(PB_EXIT_DATA, "prep: every label is 0: one class (pass --num-classes K if the "
+               "others are just absent)");
+
+    encoder enc = {0};
+    encoder_load(&enc, o->bert, o->vocab);
+    char err[1024], train_path[4096], val_path[4096];
+    if (pb_make_dirs(o->out, err, sizeof err) != 0) pb_die(PB_EXIT_RUNTIME, "prep: %s", err);
+    snprintf(train_path, sizeof train_path, "%s/train.lseq", o->out);
+    snprintf(val_path, sizeof val_path, "%s/val.lseq", o->out);
+    if (!o->force)
+        for (int k = 0; k < 2; k++)
+            if (access(k ? val_path : train_path, F_OK) == 0)
+                pb_die(PB_EXIT_USAGE, "prep: %s already exists; pass --force to replace it",
+                       k ? val_path : train_path);
+    lseq_info info = {.T = (int)o->seq_len, .token_bytes = 2, .num_classes = (int)classes,
+                      .vocab_size = enc.vocab_size};
+    lseq_writer *tw = lseq_create(train_path, &info, err, sizeof err), *vw = NULL;
+    if (tw && n_val) vw = lseq_create(val_path, &info, err, sizeof err);
+    if (!tw || (n_val && !vw)) {
+        if (tw) lseq_abort(tw);
+        pb_die(PB_EXIT_RUNTIME, "prep: %s", err);
+    }
+
+    double t0 = pb_now();
+    const int T = (int)o->seq_len;
+    int32_t *tokens = pb_malloc((size_t)T * sizeof *tokens);
+    size_t batch = 65536, truncated = 0;
+    tok_ids *ids = pb_calloc(batch, sizeof *ids);
+    uint64_t total = 0;
+    for (size_t b0 = 0; b0 < nrows; b0 += batch) {
+        size_t nb = nrows - b0 < batch ? nrows - b0 : batch;
+#pragma omp parallel for schedule(dynamic, 64)
+        for (size_t i = 0; i < nb; i++) {
+            ids[i].n = 0;
+            encoder_run(&enc, rows[b0 + i].text, rows[b0 + i].n, &ids[i]);
+        }
+        for (size_t i = 0; i < nb; i++) {
+            const row *rw = &rows[b0 + i];
+            // bert: [CLS] the first T-2 tokens [SEP]; gpt2: the first T tokens
+            int len = 0, room = o->bert ? T - 2 : T;
+            int keep = ids[i].n > (size_t)room ? room : (int)ids[i].n;
+            truncated += ids[i].n > (size_t)room;
+            if (o->bert) tokens[len++] = WP_CLS;
+            memcpy(tokens + len, ids[i].data, (size_t)keep * sizeof *tokens);
+            len += keep;
+            if (o->bert) tokens[len++] = WP_SEP;
+            size_t at = b0 + i;
+            int is_val = o->nfiles == 2 ? at >= val_first : at < n_val;
+            const char *why = keep == 0 ? "the text has no tokens (nothing left once cleaned)"
+                                        : NULL;
+            if (!why && lseq_append(is_val ? vw : tw, tokens, len, rw->label, err, sizeof err) != 0)
+                why = err;
+            if (why) {
+                lseq_abort(tw);
+                if (vw) lseq_abort(vw);
+                pb_die(PB_EXIT_DATA, "prep: %s line %zu: %s", o->files[rw->file].path, rw->line,
+                       why);
+            }
+            total += (uint64_t)len;
+        }
+    }
+    if (vw && lseq_finish(vw, err, sizeof err) != 0) {
+        lseq_abort(tw);
+        pb_die(PB_EXIT_RUNTIME, "prep: %s", err);
+    }
+    if (lseq_finish(tw, err, sizeof err) != 0) {
+        if (vw) unlink(val_path);
+        pb_die(PB_EXIT_RUNTIME, "prep: %s", err);
+    }
+    if (!n_val && unlink(val_path) == 0)  // --force: a val.lseq of an earlier run is stale
+        fprintf(stderr, "prep: removed %s of an earlier run\n", val_path);
+    double dt = pb_now() - t0;
+    printf("prep: %zu rows, %ld classes, %llu tokens (%zu rows cut to %d tokens) in %.2f s\n",
+           nrows, classes, (unsigned long long)total, truncated, T, dt);
+    if (n_val) printf("prep: val   %zu rows: %s\n", n_val, val_path);
+    printf("prep: train %zu rows: %s\n", nrows - n_val, train_path);
+
+    for (size_t i = 0; i < batch; i++) tok_ids_free(&ids[i]);
+    free(ids);
+    free(tokens);
+    free(rows);
+    free(bufs[0]);
+    free(bufs[1]);
+    encoder_free(&enc);
+    return 0;
+}
+
+int prep_main(int argc, char **argv) {
+    options o;
+    parse_options(argc, argv, &o);
+    int rc = o.labels ? prep_labels(&o) : prep_shards(&o);
+    free(o.files);
+    return rc;
 }

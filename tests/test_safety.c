@@ -318,7 +318,7 @@ Test(safety, prep_counts_invalid_utf8_and_refuses_binary_files, .timeout = 60) {
     const char mixed[] = "caf\xe9 over\xc0\xafslash surrogate \xed\xa0\x80 cut \xe2\x82";
     write_bytes("good.txt", good, sizeof good - 1);
     write_bytes("mixed.txt", mixed, sizeof mixed - 1);
-    cr_assert_eq(run("%s prep --out %s/s --val-tokens 0 --tokenizer %s %s/good.txt %s/mixed.txt",
+    cr_assert_eq(run("%s prep --out %s/s --val-tokens 0 --vocab %s %s/good.txt %s/mixed.txt",
                      bin, tmp, tk, tmp, tmp), 0, "%s", output());
     char want[600];
     snprintf(want, sizeof want, "prep: note: %s/mixed.txt: 8 of its %zu bytes (%.2f%%) are not "
@@ -330,13 +330,13 @@ Test(safety, prep_counts_invalid_utf8_and_refuses_binary_files, .timeout = 60) {
     // a NUL byte: refused before anything is written, unless --binary-ok
     const char binary[] = "ELF\x01\x02\x00\x00text after";
     write_bytes("prog", binary, sizeof binary - 1);
-    cr_assert_eq(run("%s prep --out %s/b --tokenizer %s %s/good.txt %s/prog", bin, tmp, tk, tmp,
+    cr_assert_eq(run("%s prep --out %s/b --vocab %s %s/good.txt %s/prog", bin, tmp, tk, tmp,
                      tmp), 3, "%s", output());
     snprintf(want, sizeof want, "pebble: prep: %s/prog looks binary, not text (a NUL byte at "
              "offset 5); pass --binary-ok to encode it anyway\n", tmp);
     cr_assert_str_eq(run_stderr(), want);
     cr_assert(!exists("%s/b/train_000000.bin", tmp));
-    cr_assert_eq(run("%s prep --out %s/b --val-tokens 0 --binary-ok --tokenizer %s %s/good.txt "
+    cr_assert_eq(run("%s prep --out %s/b --val-tokens 0 --binary-ok --vocab %s %s/good.txt "
                      "%s/prog", bin, tmp, tk, tmp, tmp), 0, "%s", output());
     cr_assert(exists("%s/b/train_000000.bin", tmp));
 }

@@ -441,7 +441,7 @@ Test(prep, documents_separators_and_eot) {
     put_text(dir, "a.txt", "one\n%\ntwo  two\n%\n \n\n%\n%not a separator\n% \n");
     put_text(dir, "b.txt", "three\r\n%\r\nfour <|endoftext|> five");
     const char *argv[] = {
-        "prep",     "--out", out, "--separator", "%", "--val-tokens", "0", "--tokenizer",
+        "prep",     "--out", out, "--separator", "%", "--val-tokens", "0", "--vocab",
         tok_path(), a,       b};
     run_prep(11, argv);
     tok_ids got = {0}, want = {0};
@@ -481,7 +481,7 @@ Test(prep, val_prefix_and_train_shards) {
                           "--val-tokens=50",
                           "--shard-tokens",
                           "1K",
-                          "--tokenizer",
+                          "--vocab",
                           tok_path(),
                           a};
     char outflag[700];
@@ -525,7 +525,7 @@ Test(prep, refuses_to_overwrite_shards, .exit_code = 2) {
     atexit(remove_overwrite_dir);  // prep_main exits
     snprintf(a, sizeof a, "%s/a.txt", dir);
     put_text(dir, "a.txt", "hello world\n");
-    const char *argv[] = {"prep", "--out", dir, "--val-tokens", "0", "--tokenizer", tok_path(), a};
+    const char *argv[] = {"prep", "--out", dir, "--val-tokens", "0", "--vocab", tok_path(), a};
     run_prep(8, argv);
     prep_main(8, (char **)argv);  // shards exist now and there is no --force: exit 2
 }
