@@ -1,5 +1,5 @@
 // batch.h: one micro-batch of padded sequences, what the BERT loaders (data/seqloader.h) fill
-// and the MLM masking (data/mlm.h) rewrites; and bert-base-uncased's special token ids.
+// and the MLM masking (data/mlm.h) rewrites.
 //
 // Row b holds lengths[b] real tokens (1 .. T) then padding: inputs [PAD] (0), targets -1.
 // targets are the MLM labels (-1 = no loss at that position); labels the class of each row.
@@ -8,16 +8,11 @@
 
 #include <stdint.h>
 
-// bert-base-uncased's vocabulary (the lead unifies these with data/wordpiece.h's WP_*).
-#define BERT_PAD 0
-#define BERT_UNK 100
-#define BERT_CLS 101
-#define BERT_SEP 102
-#define BERT_MASK 103
+#include "data/wordpiece.h"  // the special ids: WP_PAD, WP_CLS, WP_SEP, WP_MASK
 
 typedef struct pb_batch {
     int B, T;
-    int32_t *inputs;   // (B,T) token ids, BERT_PAD past the length
+    int32_t *inputs;   // (B,T) token ids, WP_PAD past the length
     int32_t *targets;  // (B,T) MLM labels: the original id where masked, -1 elsewhere
     int32_t *lengths;  // (B,) tokens before the padding, 1 .. T
     int32_t *labels;   // (B,) class labels 0 .. num_classes-1 (-1 in MLM batches)

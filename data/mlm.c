@@ -21,11 +21,11 @@ static uint64_t mlm_key(uint64_t seed, uint64_t step, uint64_t row, uint64_t pos
     return mix64(h ^ pos);
 }
 
-static int maskable(int32_t id) { return id != BERT_CLS && id != BERT_SEP && id != BERT_PAD; }
+static int maskable(int32_t id) { return id != WP_CLS && id != WP_SEP && id != WP_PAD; }
 
 int64_t mlm_mask(pb_batch *b, int vocab_size, double prob, uint64_t seed, uint64_t step,
                  uint64_t first_row) {
-    PB_ASSERT(vocab_size > BERT_MASK && prob >= 0.0 && prob <= 1.0);
+    PB_ASSERT(vocab_size > WP_MASK && prob >= 0.0 && prob <= 1.0);
     const int B = b->B, T = b->T;
     // Decisions compare 32-bit fields of the hash with thresholds in units of 2^-32: the high
     // half chooses (P = prob, to 2^-32), the low half picks mask / random / keep.
@@ -46,7 +46,7 @@ int64_t mlm_mask(pb_batch *b, int vocab_size, double prob, uint64_t seed, uint64
             n++;
             uint64_t act = h & 0xFFFFFFFFull;
             if (act < to_mask) {
-                in[t] = BERT_MASK;
+                in[t] = WP_MASK;
             } else if (act < to_random) {
                 // A fresh hash for the id; multiply-shift maps 32 bits onto [0, V) with a bias
                 // below V / 2^32 (< 1e-5 for BERT's 30522).

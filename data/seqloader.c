@@ -79,16 +79,16 @@ static int index_pieces(pb_seqloader *l, uint32_t i, size_t *cap, char *err, siz
     uint64_t in_shard = 0;
     size_t t = 0;
     while (t < s->n) {
-        if (tok[t] != BERT_CLS) {
+        if (tok[t] != WP_CLS) {
             pb_seterr(err, errlen,
                       "%s: token %u at position %zu is outside any piece (pieces are [CLS] %d ... "
                       "[SEP] %d, as pebble prep --tokenizer bert writes them)",
-                      path, (unsigned)tok[t], t, BERT_CLS, BERT_SEP);
+                      path, (unsigned)tok[t], t, WP_CLS, WP_SEP);
             return -1;
         }
         size_t start = t++;
-        while (t < s->n && tok[t] != BERT_SEP) {
-            if (tok[t] == BERT_CLS) {
+        while (t < s->n && tok[t] != WP_SEP) {
+            if (tok[t] == WP_CLS) {
                 pb_seterr(err, errlen,
                           "%s: [CLS] at position %zu inside the piece that starts at %zu (no "
                           "[SEP] between them)",
@@ -127,10 +127,10 @@ static int index_pieces(pb_seqloader *l, uint32_t i, size_t *cap, char *err, siz
 pb_seqloader *seqloader_open_pieces(const char *pattern, int B, int T, int rank, int nranks,
                                     uint64_t seed, int shuffle, int vocab_size, char *err,
                                     size_t errlen) {
-    if (vocab_size <= BERT_MASK) {
+    if (vocab_size <= WP_MASK) {
         pb_seterr(err, errlen,
                   "data '%s': vocab_size %d has no room for BERT's special ids (up to [MASK] = %d)",
-                  pattern, vocab_size, BERT_MASK);
+                  pattern, vocab_size, WP_MASK);
         return NULL;
     }
     pb_seqloader *l =
@@ -253,7 +253,7 @@ static void fill_row(pb_seqloader *l, pb_batch *bt, int b, uint64_t q) {
         memcpy(in, l->row, (size_t)len * sizeof *in);
     }
     PB_ASSERT(len >= 1 && len <= T);
-    for (int t = len; t < T; t++) in[t] = BERT_PAD;
+    for (int t = len; t < T; t++) in[t] = WP_PAD;
     for (int t = 0; t < T; t++) tg[t] = -1;
     bt->lengths[b] = len;
     bt->labels[b] = label;

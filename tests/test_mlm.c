@@ -24,12 +24,12 @@ static void fill(pb_batch *b, uint64_t salt) {
         int32_t *in = b->inputs + (size_t)r * b->T;
         for (int t = 0; t < b->T; t++) {
             uint64_t x = (uint64_t)(r * 1009 + t * 7919) + salt * 104729;
-            in[t] = t >= len ? BERT_PAD : 1000 + (int32_t)(x % 29000);
-            if (t < len && t % 17 == 5) in[t] = BERT_UNK;
+            in[t] = t >= len ? WP_PAD : 1000 + (int32_t)(x % 29000);
+            if (t < len && t % 17 == 5) in[t] = WP_UNK;
             b->targets[(size_t)r * b->T + t] = 12345;  // must all be overwritten
         }
-        in[0] = BERT_CLS;
-        in[len - 1] = BERT_SEP;
+        in[0] = WP_CLS;
+        in[len - 1] = WP_SEP;
     }
 }
 
@@ -68,14 +68,14 @@ Test(mlm, rates_specials_and_uniform_random_ids) {
             for (int t = 0; t < T; t++) {
                 size_t i = (size_t)r * T + t;
                 int32_t o = orig.inputs[i], in = b.inputs[i], tg = b.targets[i];
-                int special = t >= orig.lengths[r] || o == BERT_CLS || o == BERT_SEP || o == BERT_PAD;
+                int special = t >= orig.lengths[r] || o == WP_CLS || o == WP_SEP || o == WP_PAD;
                 if (special) {
                     cr_assert_eq(tg, -1, "special or padding chosen: row %d t %d id %d", r, t, o);
                     cr_assert_eq(in, o, "special or padding changed: row %d t %d", r, t);
                     continue;
                 }
                 maskable++;
-                unk += o == BERT_UNK;
+                unk += o == WP_UNK;
                 if (tg == -1) {
                     cr_assert_eq(in, o, "unchosen position changed: row %d t %d", r, t);
                     continue;
@@ -83,13 +83,13 @@ Test(mlm, rates_specials_and_uniform_random_ids) {
                 cr_assert_eq(tg, o, "target is not the original id: row %d t %d", r, t);
                 chosen++;
                 counted++;
-                unk_chosen += o == BERT_UNK;
-                if (in == BERT_MASK) n_mask++;
+                unk_chosen += o == WP_UNK;
+                if (in == WP_MASK) n_mask++;
                 else if (in == o) n_keep++;
                 else {
                     cr_assert(in >= 0 && in < V, "random id %d outside [0, V)", in);
                     n_rand++;
-                    n_special_rand += in <= BERT_MASK;
+                    n_special_rand += in <= WP_MASK;
                     bins[(long long)in * BINS / V]++;
                 }
             }
@@ -136,9 +136,9 @@ Test(mlm, nothing_maskable) {
     batch_alloc(&b, 3, 8);
     for (int r = 0; r < 3; r++) {
         b.lengths[r] = 2;
-        for (int t = 0; t < 8; t++) b.inputs[r * 8 + t] = BERT_PAD;
-        b.inputs[r * 8] = BERT_CLS;
-        b.inputs[r * 8 + 1] = BERT_SEP;
+        for (int t = 0; t < 8; t++) b.inputs[r * 8 + t] = WP_PAD;
+        b.inputs[r * 8] = WP_CLS;
+        b.inputs[r * 8 + 1] = WP_SEP;
     }
     cr_assert_eq(mlm_mask(&b, V, 1.0, 5, 0, 0), 0);
     for (int i = 0; i < 24; i++) cr_assert_eq(b.targets[i], -1);
@@ -181,8 +181,8 @@ Test(mlm, identical_rows_get_independent_masks) {
     for (int r = 0; r < B; r++) {
         b.lengths[r] = T;
         for (int t = 0; t < T; t++) b.inputs[r * T + t] = 2000 + 3 * t;
-        b.inputs[r * T] = BERT_CLS;
-        b.inputs[r * T + T - 1] = BERT_SEP;
+        b.inputs[r * T] = WP_CLS;
+        b.inputs[r * T + T - 1] = WP_SEP;
     }
     mlm_mask(&b, V, MLM_PROB, 11, 0, 0);
     // Two rows share a pattern of 62 choices with probability (0.85^2 + 0.15^2)^62 < 1e-5.
