@@ -9,10 +9,10 @@ CC      ?= gcc
 OPT     ?= -O3 -march=native
 # Library flags from pkg-config; where it knows none of them (the GPU machine, whose libraries
 # are unpacked by hand), Debian's plain names and HDF5's serial paths.
-PKGS    := inih libpcre2-8 hdf5 jansson
+PKGS    := inih libpcre2-8 hdf5 jansson cairo
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null || echo -I/usr/include/hdf5/serial)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
-                echo -linih -lpcre2-8 -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5 -ljansson)
+                echo -linih -lpcre2-8 -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5 -ljansson -lcairo)
 CFLAGS  += -std=c11 $(OPT) -g -fopenmp -Wall -Wextra -Wno-unused-parameter -I. -D_GNU_SOURCE \
            $(PKG_CFLAGS)
 LDLIBS  += $(PKG_LIBS) -lm
@@ -20,7 +20,7 @@ LDFLAGS += -fopenmp
 
 BUILD   := build
 # Everything but main.c goes into libpebble.a, which the tests link too.
-LIB_SRC := $(wildcard kernels/*.c kernels/cpu/*.c kernels/attention/*.c model/*.c data/*.c train/*.c)
+LIB_SRC := $(wildcard kernels/*.c kernels/cpu/*.c kernels/attention/*.c model/*.c data/*.c data/lra/*.c train/*.c)
 LIB_SRC := $(filter-out train/main.c,$(LIB_SRC))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)
