@@ -87,6 +87,13 @@ typedef struct seg {  // a paddle's segment, in pixel-index coordinates (centres
     double len;
 } seg;
 
+#define LRA_PF_MAX_CIRCLE 128
+typedef struct circle {  // candidate offsets around a pivot (see circle_init)
+    int n;
+    int dy[LRA_PF_MAX_CIRCLE], dx[LRA_PF_MAX_CIRCLE];
+    double orient[LRA_PF_MAX_CIRCLE];  // atan2(dy, dx)
+} circle;
+
 typedef struct snake {  // a contour being grown
     int pivot_y, pivot_x;   // where the next paddle's circle of candidates is centred
     double orientation;     // of the last step
@@ -99,6 +106,9 @@ struct lra_pf_gen {
     int margin;        // this image's
     double R;          // footprint radius: margin + thickness / 2
     float *mask;       // [n*n] occupancy in [0, 1]
+    float *base_mask;  // [n*n] the padding alone, and its count of occupied pixels
+    int base_occupied;
+    circle circles[2], *circle;  // per margin of p.margins; this image's
     float *image;      // [n*n] grey before scaling
     int occupied;      // pixels of mask above OCCUPIED
     // tails a seed may start from: the disk of radius R - 0.5 around them is clear
@@ -195,7 +205,9 @@ static void mask_add(lra_pf_gen *g, const lra_pf_paddle *pd) {
     seg_box(g, &s, g->R + 0.5, &y0, &y1, &x0, &x1);
     for (int y = y0; y <= y1; y++)
         for (int x = x0; x <= x1; x++) {
-            float f = footprint(g, sqrt(dist2(&s, y, x)));
+            double d2 = dist2(&s, y, x);
+            if (d2 >= (g->R + 0.5) * (g->R + 0.5)) continue;
+            float f = footprint(g, sqrt(d2));
             if (f > g->mask[y * g->n + x]) mask_set(g, y * g->n + x, f);
         }
 }
@@ -353,13 +365,27 @@ static int seed(lra_pf_gen *g, int frame, snake *s) {
 
 // --- extending a contour
 
-typedef struct cand {
-    int y, x;
-} cand;
-
-static int cand_cmp(const void *a, const void *b) {
-    const cand *p = a, *q = b;
-    return p->y != q->y ? (p->y > q->y) - (p->y < q->y) : (p->x > q->x) - (p->x < q->x);
+// The pixels on the circle of candidates around a pivot, as offsets: the original samples
+// the circle of radius L + margin at one pixel of arc per step, truncates to pixels and keeps
+// the distinct ones in sorted order (np.unique). For a pivot at integer (y, x) and a point
+// inside the image, int(y + r sin a) = y + floor(r sin a): the offsets do not depend on it.
+static void circle_init(circle *c, int radius) {
+    double step = 360.0 / (2 * radius * M_PI);
+    int count = (int)ceil(360.0 / step);  // np.arange(0, 360, step)
+    PB_ASSERT(count <= LRA_PF_MAX_CIRCLE);
+    c->n = 0;
+    for (int i = 0; i < count; i++) {
+        double a = i * step * M_PI / 180.0;
+        int dy = (int)floor(radius * sin(a)), dx = (int)floor(radius * cos(a)), k = c->n;
+        // insertion into the sorted, distinct list
+        while (k > 0 && (c->dy[k - 1] > dy || (c->dy[k - 1] == dy && c->dx[k - 1] > dx))) k--;
+        if (k > 0 && c->dy[k - 1] == dy && c->dx[k - 1] == dx) continue;
+        memmove(&c->dy[k + 1], &c->dy[k], (size_t)(c->n - k) * sizeof c->dy[0]);
+        memmove(&c->dx[k + 1], &c->dx[k], (size_t)(c->n - k) * sizeof c->dx[0]);
+        c->dy[k] = dy, c->dx[k] = dx;
+        c->n++;
+    }
+    for (int k = 0; k < c->n; k++) c->orient[k] = atan2(c->dy[k], c->dx[k]);
 }
 
 // extend_snake: the next paddle's far end is drawn from the pixels on a circle of radius
@@ -368,45 +394,38 @@ static int cand_cmp(const void *a, const void *b) {
 // On success the last paddle's footprint goes into the mask (the new one's waits, so that a
 // paddle may touch its own predecessor) and *out is the new paddle.
 static int extend(lra_pf_gen *g, snake *s, lra_pf_paddle *out) {
-    int L = g->p.paddle_length, m = g->margin, n = g->n;
+    int L = g->p.paddle_length, m = g->margin;
+    const circle *c = g->circle;
     int py, px;
     translate(s->pivot_y, s->pivot_x, s->orientation, L + 2 * m, &py, &px);
-    double r = L + m, step = 360.0 / (2 * r * M_PI);
-    cand c[128];
-    int nc = 0, count = (int)ceil(360.0 / step);
-    PB_ASSERT(count <= 128);
-    for (int i = 0; i < count; i++) {
-        double a = i * step * M_PI / 180.0;
-        double fy = py + r * sin(a), fx = px + r * cos(a);
-        if (fy >= n || fy < 0 || fx >= n || fx < 0) continue;
-        c[nc++] = (cand){(int)fy, (int)fx};
-    }
-    if (nc == 0) return 0;
-    qsort(c, (size_t)nc, sizeof *c, cand_cmp);  // np.unique: sorted, distinct
-    int nu = 0;
-    for (int i = 0; i < nc; i++)
-        if (nu == 0 || cand_cmp(&c[i], &c[nu - 1]) != 0) c[nu++] = c[i];
-    double cmf[128], orient[128], total = 0;
-    for (int i = 0; i < nu; i++) {
-        orient[i] = atan2(c[i].y - py, c[i].x - px);
-        double d = fabs(orient[i] - s->orientation);
-        d = fmin(d, 2 * M_PI - d);
-        d = fmin(d * g->p.continuity, 0.5 * M_PI);
-        double w = fmax(cos(d), 0.0);
-        total += (1.0 - mask_dilated(g, c[i].y, c[i].x)) * w * w;
+    double cmf[LRA_PF_MAX_CIRCLE], total = 0, cont = g->p.continuity;
+    int any = 0;
+    for (int i = 0; i < c->n; i++) {
+        int y = py + c->dy[i], x = px + c->dx[i];
+        cmf[i] = -1;  // off the image: not a candidate
+        if (off_image(g, y, x)) continue;
+        any = 1;
+        double d = fabs(c->orient[i] - s->orientation);
+        d = fmin(d, 2 * M_PI - d) * cont;
+        if (d < 0.5 * M_PI) {
+            double w = cos(d);
+            total += (1.0 - mask_dilated(g, y, x)) * w * w;
+        }
         cmf[i] = total;
     }
-    if (total < 1e-4) return 0;
+    if (!any || total < 1e-4) return 0;
     for (int trial = 0; trial <= g->p.max_paddle_retrial; trial++) {
         double u = pb_rng_uniform(&g->rng) * total;
-        int k = 0;  // np.argmax(cmf > u): the first, or 0 when none is
-        while (k < nu && !(cmf[k] > u)) k++;
-        if (k == nu) k = 0;
-        lra_pf_paddle pd = {(float)c[k].y, (float)c[k].x, (float)flip_by_pi(orient[k]), 0};
+        int k = 0, first = -1;  // np.argmax(cmf > u): the first, or the first candidate
+        for (; k < c->n && !(cmf[k] > u); k++)
+            if (first < 0 && cmf[k] >= 0) first = k;
+        if (k == c->n) k = first;
+        int y = py + c->dy[k], x = px + c->dx[k];
+        lra_pf_paddle pd = {(float)y, (float)x, (float)flip_by_pi(c->orient[k]), 0};
         if (collides(g, &pd)) continue;
         mask_add(g, &s->last);
         s->pivot_y = py, s->pivot_x = px;
-        s->orientation = orient[k];
+        s->orientation = c->orient[k];
         s->last = pd;
         *out = pd;
         return 1;
@@ -459,13 +478,11 @@ static int make_contour(lra_pf_gen *g, int len, int kind) {
 static int make_targets(lra_pf_gen *g) {
     int n = g->n, L = g->p.paddle_length, cl = g->p.contour_length;
     int pad = g->p.padding, frame = 2 * g->p.seed_distance;
+    memcpy(g->mask, g->base_mask, (size_t)n * n * sizeof *g->mask);
+    g->occupied = g->base_occupied;
+    g->n_undo = 0;
     for (int attempt = 0; attempt < 10000; attempt++) {
-        for (int y = 0; y < n; y++)
-            for (int x = 0; x < n; x++)
-                g->mask[y * n + x] = (y < pad || x < pad || y >= n - pad || x >= n - pad);
-        g->occupied = 0;
-        for (int i = 0; i < n * n; i++) g->occupied += g->mask[i] > OCCUPIED;
-        g->n_undo = 0;
+        mask_undo(g);  // back to the padding alone
         snake s[2];
         if (!seed(g, frame > pad ? frame : pad, &s[0])) continue;
         // the second seed: seed_distance from the first at a random angle, not checked
@@ -582,6 +599,14 @@ lra_pf_gen *lra_pf_gen_new(const lra_pf_params *p) {
     g->n = p->res;
     size_t np = (size_t)p->res * p->res;
     g->mask = pb_calloc(np, sizeof *g->mask);
+    g->base_mask = pb_calloc(np, sizeof *g->base_mask);
+    for (int y = 0, n = p->res, pad = p->padding; y < n; y++)
+        for (int x = 0; x < n; x++) {
+            int edge = y < pad || x < pad || y >= n - pad || x >= n - pad;
+            g->base_mask[y * n + x] = (float)edge;
+            g->base_occupied += edge;
+        }
+    for (int k = 0; k < p->num_margins; k++) circle_init(&g->circles[k], p->paddle_length + p->margins[k]);
     g->image = pb_calloc(np, sizeof *g->image);
     g->free_list = pb_calloc(np, sizeof *g->free_list);
     g->free_pos = pb_calloc(np, sizeof *g->free_pos);
@@ -600,6 +625,7 @@ void lra_pf_gen_free(lra_pf_gen *g) {
     cairo_destroy(g->cr);
     cairo_surface_destroy(g->scratch);
     free(g->mask);
+    free(g->base_mask);
     free(g->image);
     free(g->free_list);
     free(g->free_pos);
@@ -630,7 +656,8 @@ int lra_pf_image(lra_pf_gen *g, uint64_t seed, uint64_t index, uint8_t *pixels, 
     lra_pf_scene *sc = &g->scene;
     sc->num_paddles = sc->num_contours = 0;
     int label = rand_int(&g->rng, 0, 2);
-    int m = g->margin = p->margins[rand_int(&g->rng, 0, p->num_margins)];
+    int mi = rand_int(&g->rng, 0, p->num_margins), m = g->margin = p->margins[mi];
+    g->circle = &g->circles[mi];
     g->R = m + p->thickness / 2;
     // the original's paddle budget: fewer paddles for wider margins
     int total_paddles = (int)(150.0 / ((7.5 + 13.0 * m + 4.0 * m * m) / 123.5));
