@@ -694,18 +694,24 @@ int lra_pf_image(lra_pf_gen *g, uint64_t seed, uint64_t index, uint8_t *pixels, 
 // ---------------------------------------------------------------------------------------
 // PNG files
 
-int lra_png_write(const char *path, const uint8_t *grey, int w, int h, char *err,
-                  size_t errlen) {
+// An RGB24 surface holding a grey image (cairo writes RGB24 as an RGB PNG).
+static cairo_surface_t *grey_surface(const uint8_t *grey, int w, int h) {
     cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
     cairo_surface_flush(s);
     unsigned char *d = cairo_image_surface_get_data(s);
     int stride = cairo_image_surface_get_stride(s);
-    for (int y = 0; y < h; y++)
+    for (int y = 0; y < h && d; y++)
         for (int x = 0; x < w; x++) {
             uint32_t v = grey[(size_t)y * w + x];
             ((uint32_t *)(d + (size_t)y * stride))[x] = v << 16 | v << 8 | v;
         }
     cairo_surface_mark_dirty(s);
+    return s;
+}
+
+int lra_png_write(const char *path, const uint8_t *grey, int w, int h, char *err,
+                  size_t errlen) {
+    cairo_surface_t *s = grey_surface(grey, w, h);
     cairo_status_t st = cairo_surface_write_to_png(s, path);
     cairo_surface_destroy(s);
     if (st != CAIRO_STATUS_SUCCESS) {
@@ -745,16 +751,7 @@ int lra_pf_sheet(const char *path, uint64_t seed, char *err, size_t errlen) {
                 rc = -1;
                 break;
             }
-            cairo_surface_t *img = cairo_image_surface_create(CAIRO_FORMAT_RGB24, p.res, p.res);
-            cairo_surface_flush(img);
-            unsigned char *d = cairo_image_surface_get_data(img);
-            int stride = cairo_image_surface_get_stride(img);
-            for (int y = 0; y < p.res; y++)
-                for (int x = 0; x < p.res; x++) {
-                    uint32_t v = px[y * p.res + x];
-                    ((uint32_t *)(d + (size_t)y * stride))[x] = v << 16 | v << 8 | v;
-                }
-            cairo_surface_mark_dirty(img);
+            cairo_surface_t *img = grey_surface(px, p.res, p.res);
             int tx = ox + (k % COLS) * (TILE + GAP), ty = TOP + (k / COLS) * cell_h;
             cairo_set_source_rgb(cr, 0, 0, 0);
             cairo_set_font_size(cr, 12);
