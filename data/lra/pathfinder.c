@@ -18,7 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+// Without cairo (PB_NO_CAIRO: the Makefile found no libcairo) scenes are still laid out, but
+// no image can be drawn: lra_pf_image says so.
+#ifndef PB_NO_CAIRO
 #include <cairo/cairo.h>
+#endif
 
 #include "data/lra/lra.h"
 
@@ -123,8 +127,10 @@ struct lra_pf_gen {
     int cap_paddles, cap_contours;
     lra_pf_paddle *target[2];  // the two target contours while they are laid
     pb_rng rng;
+#ifndef PB_NO_CAIRO
     cairo_surface_t *scratch;
     cairo_t *cr;
+#endif
 };
 
 static int rand_int(pb_rng *r, int lo, int hi) {  // [lo, hi), numpy's randint
@@ -533,6 +539,7 @@ static void draw_element(lra_pf_gen *g, double cy, double cx, double angle, doub
     if (x1 > g->n) x1 = g->n;
     if (y1 <= y0 || x1 <= x0) return;
     PB_ASSERT(y1 - y0 <= SCRATCH && x1 - x0 <= SCRATCH);
+#ifndef PB_NO_CAIRO
     cairo_surface_flush(g->scratch);
     unsigned char *d = cairo_image_surface_get_data(g->scratch);
     int stride = cairo_image_surface_get_stride(g->scratch);
@@ -558,6 +565,7 @@ static void draw_element(lra_pf_gen *g, double cy, double cx, double angle, doub
             float *o = &g->image[y * g->n + x];
             if (v > *o) *o = v;
         }
+#endif
 }
 
 static int render(lra_pf_gen *g, uint8_t *pixels, char *err, size_t errlen) {
@@ -574,10 +582,15 @@ static int render(lra_pf_gen *g, uint8_t *pixels, char *err, size_t errlen) {
     for (int k = 0; k < 2; k++)
         draw_element(g, sc->marker_y[k] + 0.5, sc->marker_x[k] + 0.5, 0, 0, g->p.marker_radius,
                      1.0);
+#ifdef PB_NO_CAIRO
+    pb_seterr(err, errlen, "pebble was built without cairo (libcairo2-dev): no images");
+    return -1;
+#else
     if (cairo_status(g->cr) != CAIRO_STATUS_SUCCESS) {
         pb_seterr(err, errlen, "cairo: %s", cairo_status_to_string(cairo_status(g->cr)));
         return -1;
     }
+#endif
     // scipy.misc.imsave's byte scaling: min -> 0, max -> 255, rounded half up
     float lo = g->image[0], hi = g->image[0];
     for (size_t i = 1; i < np; i++) {
@@ -613,17 +626,21 @@ lra_pf_gen *lra_pf_gen_new(const lra_pf_params *p) {
     g->scan = pb_calloc(np, sizeof *g->scan);
     g->target[0] = pb_calloc(LRA_PF_MAX_CONTOUR, sizeof(lra_pf_paddle));
     g->target[1] = pb_calloc(LRA_PF_MAX_CONTOUR, sizeof(lra_pf_paddle));
+#ifndef PB_NO_CAIRO
     g->scratch = cairo_image_surface_create(CAIRO_FORMAT_A8, SCRATCH, SCRATCH);
     g->cr = cairo_create(g->scratch);
     cairo_set_line_cap(g->cr, CAIRO_LINE_CAP_BUTT);  // PIL's lines have no caps
     cairo_set_source_rgba(g->cr, 0, 0, 0, 1);
+#endif
     return g;
 }
 
 void lra_pf_gen_free(lra_pf_gen *g) {
     if (!g) return;
+#ifndef PB_NO_CAIRO
     cairo_destroy(g->cr);
     cairo_surface_destroy(g->scratch);
+#endif
     free(g->mask);
     free(g->base_mask);
     free(g->image);
@@ -689,96 +706,4 @@ int lra_pf_image(lra_pf_gen *g, uint64_t seed, uint64_t index, uint8_t *pixels, 
     sc->margin = m;
     if (render(g, pixels, err, errlen) != 0) return -1;
     return label;
-}
-
-// ---------------------------------------------------------------------------------------
-// PNG files
-
-// An RGB24 surface holding a grey image (cairo writes RGB24 as an RGB PNG).
-static cairo_surface_t *grey_surface(const uint8_t *grey, int w, int h) {
-    cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
-    cairo_surface_flush(s);
-    unsigned char *d = cairo_image_surface_get_data(s);
-    int stride = cairo_image_surface_get_stride(s);
-    for (int y = 0; y < h && d; y++)
-        for (int x = 0; x < w; x++) {
-            uint32_t v = grey[(size_t)y * w + x];
-            ((uint32_t *)(d + (size_t)y * stride))[x] = v << 16 | v << 8 | v;
-        }
-    cairo_surface_mark_dirty(s);
-    return s;
-}
-
-int lra_png_write(const char *path, const uint8_t *grey, int w, int h, char *err,
-                  size_t errlen) {
-    cairo_surface_t *s = grey_surface(grey, w, h);
-    cairo_status_t st = cairo_surface_write_to_png(s, path);
-    cairo_surface_destroy(s);
-    if (st != CAIRO_STATUS_SUCCESS) {
-        pb_seterr(err, errlen, "%s: cannot write the PNG: %s", path, cairo_status_to_string(st));
-        return -1;
-    }
-    return 0;
-}
-
-// 4 x 4 images of each resolution, drawn at 128 x 128 (nearest neighbour), each titled.
-int lra_pf_sheet(const char *path, uint64_t seed, char *err, size_t errlen) {
-    enum { TILE = 128, GAP = 6, CAP = 16, COLS = 4, PANEL_GAP = 28, TOP = 30 };
-    static const int res[3] = {32, 64, 128};
-    int panel_w = COLS * TILE + (COLS - 1) * GAP, cell_h = CAP + TILE + GAP;
-    int W = 3 * panel_w + 2 * PANEL_GAP + 2 * GAP, H = TOP + 4 * cell_h + GAP;
-    cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, W, H);
-    cairo_t *cr = cairo_create(s);
-    cairo_set_source_rgb(cr, 1, 1, 1);
-    cairo_paint(cr);
-    cairo_select_font_face(cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
-    int rc = 0;
-    for (int r = 0; r < 3 && rc == 0; r++) {
-        lra_pf_params p;
-        if (lra_pf_params_for(res[r], "hard", &p, err, errlen) != 0) return -1;
-        lra_pf_gen *g = lra_pf_gen_new(&p);
-        uint8_t *px = pb_malloc((size_t)p.res * p.res);
-        int ox = GAP + r * (panel_w + PANEL_GAP);
-        char title[64];
-        snprintf(title, sizeof title, "Pathfinder %d x %d (hard)", p.res, p.res);
-        cairo_set_source_rgb(cr, 0, 0, 0);
-        cairo_set_font_size(cr, 16);
-        cairo_move_to(cr, ox, 20);
-        cairo_show_text(cr, title);
-        for (int k = 0; k < 16 && rc == 0; k++) {
-            int label = lra_pf_image(g, seed, (uint64_t)k, px, err, errlen);
-            if (label < 0) {
-                rc = -1;
-                break;
-            }
-            cairo_surface_t *img = grey_surface(px, p.res, p.res);
-            int tx = ox + (k % COLS) * (TILE + GAP), ty = TOP + (k / COLS) * cell_h;
-            cairo_set_source_rgb(cr, 0, 0, 0);
-            cairo_set_font_size(cr, 12);
-            cairo_move_to(cr, tx, ty + CAP - 4);
-            char cap[32];
-            snprintf(cap, sizeof cap, "#%d  label %d", k, label);
-            cairo_show_text(cr, cap);
-            cairo_save(cr);
-            cairo_translate(cr, tx, ty + CAP);
-            cairo_scale(cr, (double)TILE / p.res, (double)TILE / p.res);
-            cairo_set_source_surface(cr, img, 0, 0);
-            cairo_pattern_set_filter(cairo_get_source(cr), CAIRO_FILTER_NEAREST);
-            cairo_paint(cr);
-            cairo_restore(cr);
-            cairo_surface_destroy(img);
-        }
-        free(px);
-        lra_pf_gen_free(g);
-    }
-    cairo_status_t st = cairo_status(cr);
-    cairo_destroy(cr);
-    if (rc == 0 && st == CAIRO_STATUS_SUCCESS) st = cairo_surface_write_to_png(s, path);
-    cairo_surface_destroy(s);
-    if (rc == 0 && st != CAIRO_STATUS_SUCCESS) {
-        pb_seterr(err, errlen, "%s: cannot write the contact sheet: %s", path,
-                  cairo_status_to_string(st));
-        rc = -1;
-    }
-    return rc;
 }
