@@ -3,8 +3,9 @@
 // distractor contours, single-paddle fillers and two round markers; label 1 when both
 // markers sit on the ends of one contour.
 //
-// The scene is laid out as the original lays it (same steps, same draws, same retry counts);
-// what differs is how the geometry is measured:
+// The scene is laid out as the original lays it (the same steps and random choices in the
+// same order, the same retry counts; pebble's RNG, not numpy's); what differs is how the
+// geometry is measured:
 //   - a paddle's footprint (the original: its line dilated by the margin, drawn at 2x and
 //     Lanczos-downsampled) is the exact coverage of a capsule of radius margin + thickness/2
 //     around the segment; "occupied" is footprint > 0.3 and "collides" is mask + new
