@@ -311,8 +311,12 @@ static int pathfinder_cmd(const opts *o) {
                          open_split(o->out, "test", &info)};
     lra_pf_gen **gens = pb_calloc((size_t)threads, sizeof *gens);
     for (int t = 0; t < threads; t++) gens[t] = lra_pf_gen_new(&p);
-    // Images are drawn in batches, in parallel, then written in index order.
-    size_t batch = (size_t)threads * 32;
+    // Images are drawn in batches, in parallel, then written in index order. An image's time
+    // varies tenfold (its target contours may take thousands of attempts), so a batch is
+    // large, about 64 MB of pixels, lest the threads wait on its slowest image.
+    size_t batch = ((size_t)64 << 20) / (size_t)T;
+    if (batch < (size_t)threads * 32) batch = (size_t)threads * 32;
+    if (batch > 16384) batch = 16384;
     uint8_t *px = pb_malloc(batch * (size_t)T);
     int *labels = pb_calloc(batch, sizeof *labels);
     char (*errs)[256] = pb_calloc(batch, sizeof *errs);
@@ -323,10 +327,17 @@ static int pathfinder_cmd(const opts *o) {
     uint64_t ones = 0;
     for (uint64_t start = 0; start < n; start += batch) {
         int cnt = (int)(n - start < batch ? n - start : batch);
+        uint64_t drawn = 0;  // in this batch; thread 0 reports progress as it goes
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
-        for (int i = 0; i < cnt; i++)
-            labels[i] = lra_pf_image(gens[omp_get_thread_num()], o->seed, start + (uint64_t)i,
-                                     px + (size_t)i * T, errs[i], sizeof errs[i]);
+        for (int i = 0; i < cnt; i++) {
+            int t = omp_get_thread_num();
+            labels[i] = lra_pf_image(gens[t], o->seed, start + (uint64_t)i, px + (size_t)i * T,
+                                     errs[i], sizeof errs[i]);
+            uint64_t now;
+#pragma omp atomic capture
+            now = ++drawn;
+            if (t == 0) progress_show(&pg, start + now, n, 0);
+        }
         for (int i = 0; i < cnt; i++) {
             uint64_t idx = start + (uint64_t)i;
             if (labels[i] < 0) pb_die(PB_EXIT_RUNTIME, "lra: pathfinder: %s", errs[i]);
@@ -341,7 +352,6 @@ static int pathfinder_cmd(const opts *o) {
                     pb_die(PB_EXIT_RUNTIME, "lra: %s", err);
             }
         }
-        progress_show(&pg, start + (uint64_t)cnt, n, 0);
     }
     for (int s = 0; s < 3; s++) finish_split(w[s]);
     progress_show(&pg, n, n, 1);
