@@ -15,12 +15,20 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
                 echo -linih -lpcre2-8 -L/usr/lib/x86_64-linux-gnu/hdf5/serial -lhdf5 -ljansson -lutf8proc)
 CFLAGS  += -std=c11 $(OPT) -g -fopenmp -Wall -Wextra -Wno-unused-parameter -I. -D_GNU_SOURCE \
            $(PKG_CFLAGS)
-LDLIBS  += $(PKG_LIBS) -lm
+# cairo draws Pathfinder's images (pebble lra). Where neither pkg-config nor the linker
+# knows it (the GPU machine, unless libcairo2-dev is in its .deps), pebble builds without it
+# and `pebble lra gen pathfinder` says so; everything else is unchanged.
+CAIRO_LIBS := $(shell pkg-config --libs cairo 2>/dev/null || \
+                (echo 'int main(void){return 0;}' | $(CC) -x c - -o /dev/null -lcairo 2>/dev/null && echo -lcairo))
+ifeq ($(CAIRO_LIBS),)
+CFLAGS  += -DPB_NO_CAIRO
+endif
+LDLIBS  += $(PKG_LIBS) $(CAIRO_LIBS) -lm
 LDFLAGS += -fopenmp
 
 BUILD   := build
 # Everything but main.c goes into libpebble.a, which the tests link too.
-LIB_SRC := $(wildcard kernels/*.c kernels/cpu/*.c kernels/attention/*.c model/*.c data/*.c train/*.c)
+LIB_SRC := $(wildcard kernels/*.c kernels/cpu/*.c kernels/attention/*.c model/*.c data/*.c data/lra/*.c train/*.c)
 LIB_SRC := $(filter-out train/main.c,$(LIB_SRC))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(wildcard tests/test_*.c)

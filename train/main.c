@@ -6,6 +6,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "data/lra/lra.h"
 #include "data/prep.h"
 #include "kernels/common.h"
 #include "train/bench.h"
@@ -35,6 +36,7 @@ static void usage(FILE *f) {
             "  prep   --out DIR [options] FILES...             text files -> GPT-2 token shards\n"
             "  bench  [--iters N]                              CPU forward+backward throughput\n"
             "  plot   RUN_DIR                                  loss.png from RUN_DIR/metrics.jsonl\n"
+            "  lra    gen listops|pathfinder --out DIR ...     Long Range Arena data (lra --help)\n"
             "\n"
             "  pebble --version | --help\n",
             PEBBLE_VERSION);
@@ -221,5 +223,6 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "sample") == 0) return sample_main(argc - 1, argv + 1);
     if (strcmp(cmd, "eval") == 0) return eval_main(argc - 1, argv + 1);
     if (strcmp(cmd, "import") == 0) return import_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "lra") == 0) return lra_main(argc - 1, argv + 1);
     pb_die(PB_EXIT_USAGE, "unknown command '%s' (see pebble --help)", cmd);
 }

@@ -1,0 +1,120 @@
+// lra.h: generators for two Long Range Arena tasks, re-implemented in C from the originals
+// (google-research/long-range-arena lra_benchmarks/data/listops.py; drewlinsley/pathfinder
+// snakes2.py as LRA configured it), and the `pebble lra` command that writes them as
+// labelled-sequence files (data/lseq.h).
+//
+// ListOps vocabulary (1-byte tokens, T = LRA_LISTOPS_T, 10 classes = the tree's value):
+//   0 padding, 1 CLS (reserved: never written, so a classifier may prepend it), 2..11 the
+//   digits 0..9, 12 [MIN, 13 [MAX, 14 [MED, 15 [SM, 16 ] (LRA's pipeline calls it X).
+// Pathfinder: tokens are grey levels 0..255 in row-major order, T = res * res, 2 classes.
+#ifndef PEBBLE_LRA_H
+#define PEBBLE_LRA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/common.h"
+
+// `pebble lra ...`: argv starts at "lra". Returns the exit code.
+int lra_main(int argc, char **argv);
+
+// --- ListOps
+
+enum {
+    LRA_LO_PAD = 0,
+    LRA_LO_CLS = 1,
+    LRA_LO_DIGIT0 = 2,  // digit d is 2 + d
+    LRA_LO_MIN = 12,
+    LRA_LO_MAX = 13,
+    LRA_LO_MED = 14,
+    LRA_LO_SM = 15,
+    LRA_LO_END = 16,
+    LRA_LO_VOCAB = 17,
+};
+// The original keeps trees of 500 < length < 2000; LRA pads them to 2000, so every row holds
+// at most 1999 tokens and a prepended CLS still fits.
+#define LRA_LISTOPS_T 2000
+#define LRA_LISTOPS_MIN_LEN 500
+#define LRA_LISTOPS_MAX_LEN 2000
+
+// Draws one tree as the original generate_tree(1, 10, 10) does (a node is an operator with
+// probability 0.25 above depth 10, 2..10 arguments, the operator drawn after its arguments)
+// into tok (prefix order: operator, arguments, END; cap entries at most). Returns its length
+// (leaf 1, operator 2 + its arguments) and its value in *value, or -1 when it grew past cap
+// (the tree is then unfinished; the caller rejects it, as it would the finished one).
+int lra_listops_tree(pb_rng *rng, uint8_t *tok, int cap, int *value);
+// The value of a token sequence (as above): MIN, MAX, MED (numpy's median, truncated: the
+// mean of the middle two for an even count), SM (sum mod 10). -1 if it is not one tree.
+int lra_listops_value(const uint8_t *tok, int n);
+// The source string exactly as the original's to_string writes the nested tuples, e.g. the
+// tree [MAX 2 9] is "( ( ( [MAX 2 ) 9 ) ] )". Returns the length written (NUL-terminated);
+// out needs lra_listops_strlen(tok, n) + 1 bytes.
+size_t lra_listops_format(const uint8_t *tok, int n, char *out);
+size_t lra_listops_strlen(const uint8_t *tok, int n);
+
+// --- Pathfinder
+
+#define LRA_PF_MAX_CONTOUR 32  // paddles in one contour, at most
+
+typedef struct lra_pf_params {
+    int res;                // image side in pixels
+    int contour_length;     // paddles per target contour
+    int distractor_length;  // paddles per distractor contour (contour_length / 3)
+    int num_distractors;    // distractor contours (LRA: N / distractor_length)
+    int paddle_length;      // pixels
+    double thickness;       // line width in pixels
+    int margins[2], num_margins;  // one margin drawn per image
+    int padding;            // border kept free of paddles
+    int seed_distance;      // pixels between the two target contours' first paddles
+    double marker_radius;
+    double snake_contrast, paddle_contrast;  // targets: both; distractors: snake_contrast
+    double continuity;      // >= 1: how sharply turns are penalised
+    int max_paddle_retrial;       // 2 in the original
+    int max_distractor_retrial;   // 4
+} lra_pf_params;
+
+// LRA's parameters for res 32, 64, 128 or 256 and difficulty "easy" (contour length 6),
+// "intermediate" (9) or "hard" (14). Returns 0, or -1 with err naming what is wrong.
+int lra_pf_params_for(int res, const char *difficulty, lra_pf_params *p, char *err,
+                      size_t errlen);
+
+// The scene one image was drawn from: every paddle, which contour it belongs to, the markers.
+enum { LRA_PF_TARGET = 0, LRA_PF_DISTRACTOR = 1, LRA_PF_SINGLE = 2 };
+typedef struct lra_pf_paddle {
+    float y, x;     // start (pixel centre at y + 0.5, x + 0.5): the tip of the contour's end
+    float angle;    // radians, y down: the paddle runs to (y + L sin, x + L cos)
+    int contour;    // index into the scene's contours
+} lra_pf_paddle;
+typedef struct lra_pf_contour {
+    int first, count;  // paddles[first .. first + count), in the order they were laid
+    int kind;          // LRA_PF_TARGET, ...
+} lra_pf_contour;
+typedef struct lra_pf_scene {
+    lra_pf_paddle *paddles;
+    lra_pf_contour *contours;
+    int num_paddles, num_contours;
+    int marker_y[2], marker_x[2];  // pixel coordinates of the two markers
+    int label;                     // 1: both markers on one contour
+    int margin;
+} lra_pf_scene;
+
+typedef struct lra_pf_gen lra_pf_gen;
+lra_pf_gen *lra_pf_gen_new(const lra_pf_params *p);
+void lra_pf_gen_free(lra_pf_gen *g);
+// Image `index` of the data set of `seed`: its randomness comes from (seed, index) alone, so
+// images can be drawn by any thread in any order. Writes res * res grey levels into pixels;
+// returns the label (0 or 1), or -1 with err when the drawing fails (cairo).
+int lra_pf_image(lra_pf_gen *g, uint64_t seed, uint64_t index, uint8_t *pixels, char *err,
+                 size_t errlen);
+// The scene of the last image drawn by g (valid until the next call).
+const lra_pf_scene *lra_pf_last_scene(const lra_pf_gen *g);
+// Writes an 8-bit grey image (w x h, row-major) as a PNG. Returns 0, or -1 with err.
+int lra_png_write(const char *path, const uint8_t *grey, int w, int h, char *err,
+                  size_t errlen);
+// A contact sheet: 4 x 4 images of each of res 32, 64 and 128 (hard), each with its label.
+int lra_pf_sheet(const char *path, uint64_t seed, char *err, size_t errlen);
+
+// A seed and an index mixed into one RNG stream's seed (splitmix64 of both).
+uint64_t lra_mix_seed(uint64_t seed, uint64_t index);
+
+#endif

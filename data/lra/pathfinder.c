@@ -1,0 +1,710 @@
+// pathfinder.c: Pathfinder images (Linsley et al. 2018; drewlinsley/pathfinder snakes2.py,
+// with LRA's parameters): two target contours of paddles started seed_distance apart,
+// distractor contours, single-paddle fillers and two round markers; label 1 when both
+// markers sit on the ends of one contour.
+//
+// The scene is laid out as the original lays it (the same steps and random choices in the
+// same order, the same retry counts; pebble's RNG, not numpy's); what differs is how the
+// geometry is measured:
+//   - a paddle's footprint (the original: its line dilated by the margin, drawn at 2x and
+//     Lanczos-downsampled) is the exact coverage of a capsule of radius margin + thickness/2
+//     around the segment; "occupied" is footprint > 0.3 and "collides" is mask + new
+//     footprint >= 1.8, the original's thresholds;
+//   - a seed's tail is drawn uniformly from the pixels where the paddle's footprint core fits
+//     (the original dilates the whole mask by the paddle for every draw); here by rejection
+//     from a superset (tails whose core disk is clear), which is the same distribution;
+//   - the image is drawn with cairo (anti-aliased, at 1x) rather than PIL at 2x + Lanczos,
+//     then scaled as scipy.misc.imsave did: min -> 0, max -> 255 (see lra_pf_image).
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+// Without cairo (PB_NO_CAIRO: the Makefile found no libcairo) scenes are still laid out, but
+// no image can be drawn: lra_pf_image says so.
+#ifndef PB_NO_CAIRO
+#include <cairo/cairo.h>
+#endif
+
+#include "data/lra/lra.h"
+
+#define OCCUPIED 0.3f    // the original's ceil(mask - 0.3): a pixel above it is taken
+#define COLLIDE 1.8f     // the original's max(mask + m_im) < 1.8 for a new paddle
+#define STOP_FREE 0.01   // stop_with_availability: give up below 1% free pixels
+#define SCRATCH 64       // side of the cairo surface one element is drawn on
+#define REJECT_TRIES 32  // random tails tried before the exhaustive scan
+
+// ---------------------------------------------------------------------------------------
+// parameters
+
+int lra_pf_params_for(int res, const char *difficulty, lra_pf_params *p, char *err,
+                      size_t errlen) {
+    memset(p, 0, sizeof *p);
+    int cl = !strcmp(difficulty, "easy") ? 6 : !strcmp(difficulty, "intermediate") ? 9
+             : !strcmp(difficulty, "hard") ? 14 : 0;
+    if (!cl) {
+        pb_seterr(err, errlen, "difficulty '%s' (must be easy, intermediate or hard)",
+                  difficulty);
+        return -1;
+    }
+    p->res = res;
+    p->contour_length = cl;
+    p->distractor_length = cl / 3;  // integer, as Python 2 divided
+    p->paddle_length = 5;           // snakes2_wrapper's default
+    p->num_margins = 1;
+    p->padding = 1;
+    p->paddle_contrast = 1.0;
+    p->continuity = 1.8;
+    p->max_paddle_retrial = 2;
+    p->max_distractor_retrial = 4;
+    int distractor_paddles;
+    switch (res) {  // LRA's pathfinder.py docstrings
+    case 32:
+        p->margins[0] = 1, p->seed_distance = 7, p->marker_radius = 1.5, p->thickness = 0.5;
+        p->paddle_length = 2, p->continuity = 1.0;
+        p->snake_contrast = 2.0, p->paddle_contrast = 0.75, distractor_paddles = 20;
+        break;
+    case 64:
+        p->margins[0] = 1, p->seed_distance = 12, p->marker_radius = 2.5, p->thickness = 1.0;
+        p->snake_contrast = 0.8, distractor_paddles = 22;
+        break;
+    case 128:  // Path-X
+        p->margins[0] = 2, p->margins[1] = 3, p->num_margins = 2;
+        p->seed_distance = 20, p->marker_radius = 3.0, p->thickness = 1.5;
+        p->snake_contrast = 0.9, distractor_paddles = 35;
+        break;
+    case 256:  // padding and seed distance: snakes2_wrapper's defaults (LRA sets neither)
+        p->margins[0] = 3, p->padding = 22, p->seed_distance = 27, p->marker_radius = 5.0;
+        p->thickness = 2.0, p->snake_contrast = 1.0, distractor_paddles = 30;
+        break;
+    default:
+        pb_seterr(err, errlen, "resolution %d (must be 32, 64, 128 or 256)", res);
+        return -1;
+    }
+    p->num_distractors = distractor_paddles / p->distractor_length;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// the generator's state
+
+typedef struct seg {  // a paddle's segment, in pixel-index coordinates (centres at +0.5)
+    double ay, ax, dy, dx;  // start, unit direction
+    double len;
+} seg;
+
+#define LRA_PF_MAX_CIRCLE 128
+typedef struct circle {  // candidate offsets around a pivot (see circle_init)
+    int n;
+    int dy[LRA_PF_MAX_CIRCLE], dx[LRA_PF_MAX_CIRCLE];
+    double orient[LRA_PF_MAX_CIRCLE];  // atan2(dy, dx)
+} circle;
+
+typedef struct snake {  // a contour being grown
+    int pivot_y, pivot_x;   // where the next paddle's circle of candidates is centred
+    double orientation;     // of the last step
+    lra_pf_paddle last;     // the last paddle laid: its footprint is not yet in the mask
+} snake;
+
+struct lra_pf_gen {
+    lra_pf_params p;
+    int n;             // res
+    int margin;        // this image's
+    double R;          // footprint radius: margin + thickness / 2
+    float *mask;       // [n*n] occupancy in [0, 1]
+    float *base_mask;  // [n*n] the padding alone, and its count of occupied pixels
+    int base_occupied;
+    circle circles[2], *circle;  // per margin of p.margins; this image's
+    float *image;      // [n*n] grey before scaling
+    int occupied;      // pixels of mask above OCCUPIED
+    // tails a seed may start from: the disk of radius R - 0.5 around them is clear
+    int32_t *free_list, *free_pos, *scan;
+    int n_free;
+    uint8_t theta_full[360];  // orientations (degrees + 180) with no free tail left
+    // undo log of the contour being laid: mask pixels and their old values
+    int32_t *undo_idx;
+    float *undo_val;
+    int n_undo, cap_undo;
+    lra_pf_scene scene;
+    int cap_paddles, cap_contours;
+    lra_pf_paddle *target[2];  // the two target contours while they are laid
+    pb_rng rng;
+#ifndef PB_NO_CAIRO
+    cairo_surface_t *scratch;
+    cairo_t *cr;
+#endif
+};
+
+static int rand_int(pb_rng *r, int lo, int hi) {  // [lo, hi), numpy's randint
+    return lo + (int)(pb_rng_u64(r) % (uint64_t)(hi - lo));
+}
+
+static double deg2rad(int deg) { return deg * M_PI / 180.0; }
+
+// The original's translate_coord: rounded up, each axis.
+static void translate(int y, int x, double angle, double dist, int *oy, int *ox) {
+    *oy = (int)ceil(y + dist * sin(angle));
+    *ox = (int)ceil(x + dist * cos(angle));
+}
+
+static double flip_by_pi(double a) { return a < 0 ? a + M_PI : a - M_PI; }
+
+static seg seg_of(const lra_pf_gen *g, const lra_pf_paddle *pd) {
+    seg s = {pd->y, pd->x, sin(pd->angle), cos(pd->angle), g->p.paddle_length};
+    return s;
+}
+
+// Squared distance from pixel (qy, qx) to the segment.
+static double dist2(const seg *s, double qy, double qx) {
+    double ry = qy - s->ay, rx = qx - s->ax;
+    double t = ry * s->dy + rx * s->dx;
+    t = t < 0 ? 0 : t > s->len ? s->len : t;
+    ry -= t * s->dy;
+    rx -= t * s->dx;
+    return ry * ry + rx * rx;
+}
+
+// The pixels within r of the segment's ends' bounding box, clipped to the image.
+static void seg_box(const lra_pf_gen *g, const seg *s, double r, int *y0, int *y1, int *x0,
+                    int *x1) {
+    double by = s->ay + s->len * s->dy, bx = s->ax + s->len * s->dx;
+    *y0 = (int)floor(fmin(s->ay, by) - r), *y1 = (int)ceil(fmax(s->ay, by) + r);
+    *x0 = (int)floor(fmin(s->ax, bx) - r), *x1 = (int)ceil(fmax(s->ax, bx) + r);
+    if (*y0 < 0) *y0 = 0;
+    if (*x0 < 0) *x0 = 0;
+    if (*y1 > g->n - 1) *y1 = g->n - 1;
+    if (*x1 > g->n - 1) *x1 = g->n - 1;
+}
+
+// A paddle's footprint at distance d from its segment: the coverage of the capsule.
+static float footprint(const lra_pf_gen *g, double d) {
+    double c = g->R + 0.5 - d;
+    return c <= 0 ? 0.f : c >= 1 ? 1.f : (float)c;
+}
+
+// --- the mask, with an undo log for the contour being laid
+
+static void mask_set(lra_pf_gen *g, int i, float v) {
+    if (g->n_undo == g->cap_undo) {
+        g->cap_undo = g->cap_undo ? 2 * g->cap_undo : 4096;
+        g->undo_idx = realloc(g->undo_idx, (size_t)g->cap_undo * sizeof *g->undo_idx);
+        g->undo_val = realloc(g->undo_val, (size_t)g->cap_undo * sizeof *g->undo_val);
+        if (!g->undo_idx || !g->undo_val) pb_die(PB_EXIT_RUNTIME, "lra: out of memory");
+    }
+    g->undo_idx[g->n_undo] = i;
+    g->undo_val[g->n_undo++] = g->mask[i];
+    g->occupied += (v > OCCUPIED) - (g->mask[i] > OCCUPIED);
+    g->mask[i] = v;
+}
+
+static void mask_undo(lra_pf_gen *g) {
+    while (g->n_undo > 0) {
+        g->n_undo--;
+        int i = g->undo_idx[g->n_undo];
+        float v = g->undo_val[g->n_undo];
+        g->occupied += (v > OCCUPIED) - (g->mask[i] > OCCUPIED);
+        g->mask[i] = v;
+    }
+}
+
+static void mask_add(lra_pf_gen *g, const lra_pf_paddle *pd) {
+    seg s = seg_of(g, pd);
+    int y0, y1, x0, x1;
+    seg_box(g, &s, g->R + 0.5, &y0, &y1, &x0, &x1);
+    for (int y = y0; y <= y1; y++)
+        for (int x = x0; x <= x1; x++) {
+            double d2 = dist2(&s, y, x);
+            if (d2 >= (g->R + 0.5) * (g->R + 0.5)) continue;
+            float f = footprint(g, sqrt(d2));
+            if (f > g->mask[y * g->n + x]) mask_set(g, y * g->n + x, f);
+        }
+}
+
+// Whether a new paddle's footprint and the mask overlap past COLLIDE.
+static int collides(const lra_pf_gen *g, const lra_pf_paddle *pd) {
+    seg s = seg_of(g, pd);
+    int y0, y1, x0, x1;
+    seg_box(g, &s, g->R + 0.5, &y0, &y1, &x0, &x1);
+    for (int y = y0; y <= y1; y++)
+        for (int x = x0; x <= x1; x++) {
+            float m = g->mask[y * g->n + x];
+            if (m + 1.f >= COLLIDE && m + footprint(g, sqrt(dist2(&s, y, x))) >= COLLIDE)
+                return 1;
+        }
+    return 0;
+}
+
+// The mask dilated by a disk of radius margin (integer offsets), at one pixel.
+static float mask_dilated(const lra_pf_gen *g, int y, int x) {
+    int m = g->margin;
+    float best = 0;
+    for (int dy = -m; dy <= m; dy++)
+        for (int dx = -m; dx <= m; dx++) {
+            int yy = y + dy, xx = x + dx;
+            if (dy * dy + dx * dx > m * m || yy < 0 || xx < 0 || yy >= g->n || xx >= g->n)
+                continue;
+            if (g->mask[yy * g->n + xx] > best) best = g->mask[yy * g->n + xx];
+        }
+    return best;
+}
+
+// --- seeds: where a contour's first paddle may start
+
+// Whether a paddle from (y, x) at angle theta keeps its footprint's core (coverage 1) off
+// occupied pixels and inside a frame of `frame` pixels (pixels off the image count as taken).
+static int tail_fits(const lra_pf_gen *g, int y, int x, double theta, int frame) {
+    lra_pf_paddle pd = {(float)y, (float)x, (float)theta, 0};
+    seg s = seg_of(g, &pd);
+    double rc = g->R - 0.5, rc2 = rc * rc;
+    double by = y + s.len * s.dy, bx = x + s.len * s.dx;
+    int y0 = (int)floor(fmin(y, by) - rc), y1 = (int)ceil(fmax(y, by) + rc);
+    int x0 = (int)floor(fmin(x, bx) - rc), x1 = (int)ceil(fmax(x, bx) + rc);
+    int lo = frame, hi = g->n - frame;
+    for (int yy = y0; yy <= y1; yy++)
+        for (int xx = x0; xx <= x1; xx++) {
+            if (dist2(&s, yy, xx) > rc2) continue;
+            if (yy < lo || xx < lo || yy >= hi || xx >= hi) return 0;
+            if (g->mask[yy * g->n + xx] > OCCUPIED) return 0;
+        }
+    return 1;
+}
+
+static void free_remove(lra_pf_gen *g, int i) {
+    int k = g->free_pos[i];
+    if (k < 0) return;
+    int last = g->free_list[--g->n_free];
+    g->free_list[k] = last;
+    g->free_pos[last] = k;
+    g->free_pos[i] = -1;
+}
+
+// Every tail whose core disk (radius R - 0.5, always inside a paddle's core) is clear of the
+// 1-pixel frame and the padding: a superset of the tails any orientation fits.
+static void free_init(lra_pf_gen *g) {
+    int n = g->n, f = g->p.padding > 1 ? g->p.padding : 1;
+    int r = (int)floor(g->R - 0.5 + 1e-9);
+    g->n_free = 0;
+    for (int y = 0; y < n; y++)
+        for (int x = 0; x < n; x++) {
+            int i = y * n + x;
+            int ok = y - r >= f && x - r >= f && y + r < n - f && x + r < n - f;
+            g->free_pos[i] = ok ? g->n_free : -1;
+            if (ok) g->free_list[g->n_free++] = i;
+        }
+    memset(g->theta_full, 0, sizeof g->theta_full);
+}
+
+// A contour was laid: tails whose core disk now holds an occupied pixel are no longer free.
+static void free_remove_contour(lra_pf_gen *g, const lra_pf_paddle *pd, int count) {
+    double rc = g->R - 0.5;
+    int r = (int)floor(rc + 1e-9);
+    for (int k = 0; k < count; k++) {
+        seg s = seg_of(g, &pd[k]);
+        int y0, y1, x0, x1;
+        seg_box(g, &s, g->R + 0.5, &y0, &y1, &x0, &x1);
+        for (int y = y0; y <= y1; y++)
+            for (int x = x0; x <= x1; x++) {
+                if (g->mask[y * g->n + x] <= OCCUPIED) continue;
+                for (int dy = -r; dy <= r; dy++)
+                    for (int dx = -r; dx <= r; dx++) {
+                        int yy = y + dy, xx = x + dx;
+                        if (yy >= 0 && xx >= 0 && yy < g->n && xx < g->n &&
+                            dy * dy + dx * dx <= rc * rc)
+                            free_remove(g, yy * g->n + xx);
+                    }
+            }
+    }
+}
+
+// A tail drawn uniformly from those where a paddle at theta fits: from the free list, or
+// (frame > 1: the first target seed) from the square inside the frame. 0 if there is none.
+static int pick_tail(lra_pf_gen *g, int deg, int frame, int *ty, int *tx) {
+    double theta = deg2rad(deg);
+    int n = g->n, lo = frame, side = n - 2 * frame;
+    int pool = frame > 1 ? (side > 0 ? side * side : 0) : g->n_free;
+    if (pool == 0 || (frame <= 1 && g->theta_full[deg + 180])) return 0;
+#define POOL_AT(k) (frame > 1 ? (lo + (k) / side) * n + lo + (k) % side : g->free_list[k])
+    for (int t = 0; t < REJECT_TRIES; t++) {
+        int i = POOL_AT(rand_int(&g->rng, 0, pool));
+        if (tail_fits(g, i / n, i % n, theta, frame)) {
+            *ty = i / n, *tx = i % n;
+            return 1;
+        }
+    }
+    int found = 0;
+    for (int k = 0; k < pool; k++) {
+        int i = POOL_AT(k);
+        if (tail_fits(g, i / n, i % n, theta, frame)) g->scan[found++] = i;
+    }
+#undef POOL_AT
+    if (found == 0) {
+        if (frame <= 1) g->theta_full[deg + 180] = 1;  // the mask only grows
+        return 0;
+    }
+    int i = g->scan[rand_int(&g->rng, 0, found)];
+    *ty = i / n, *tx = i % n;
+    return 1;
+}
+
+static int off_image(const lra_pf_gen *g, int y, int x) {
+    return y < 0 || x < 0 || y >= g->n || x >= g->n;
+}
+
+// seed_snake: a contour's first paddle, its tail uniform over where it fits; up to
+// max_paddle_retrial + 1 orientations whose head or pivot fall off the image.
+static int seed(lra_pf_gen *g, int frame, snake *s) {
+    int n = g->n;
+    for (int trial = 0; trial <= g->p.max_paddle_retrial; trial++) {
+        int deg = rand_int(&g->rng, -180, 180);
+        double theta = deg2rad(deg);
+        if (frame <= 1 && (double)(n * n - g->occupied) / (n * n) < STOP_FREE) return 0;
+        int ty, tx, hy, hx;
+        if (!pick_tail(g, deg, frame, &ty, &tx)) return 0;
+        translate(ty, tx, theta, g->p.paddle_length, &hy, &hx);
+        translate(hy, hx, flip_by_pi(theta), g->p.paddle_length + g->margin, &s->pivot_y,
+                  &s->pivot_x);
+        if (off_image(g, hy, hx) || off_image(g, s->pivot_y, s->pivot_x)) continue;
+        s->orientation = theta;
+        s->last = (lra_pf_paddle){(float)ty, (float)tx, (float)theta, 0};
+        return 1;
+    }
+    return 0;
+}
+
+// --- extending a contour
+
+// The pixels on the circle of candidates around a pivot, as offsets: the original samples
+// the circle of radius L + margin at one pixel of arc per step, truncates to pixels and keeps
+// the distinct ones in sorted order (np.unique). For a pivot at integer (y, x) and a point
+// inside the image, int(y + r sin a) = y + floor(r sin a): the offsets do not depend on it.
+static void circle_init(circle *c, int radius) {
+    double step = 360.0 / (2 * radius * M_PI);
+    int count = (int)ceil(360.0 / step);  // np.arange(0, 360, step)
+    PB_ASSERT(count <= LRA_PF_MAX_CIRCLE);
+    c->n = 0;
+    for (int i = 0; i < count; i++) {
+        double a = i * step * M_PI / 180.0;
+        int dy = (int)floor(radius * sin(a)), dx = (int)floor(radius * cos(a)), k = c->n;
+        // insertion into the sorted, distinct list
+        while (k > 0 && (c->dy[k - 1] > dy || (c->dy[k - 1] == dy && c->dx[k - 1] > dx))) k--;
+        if (k > 0 && c->dy[k - 1] == dy && c->dx[k - 1] == dx) continue;
+        memmove(&c->dy[k + 1], &c->dy[k], (size_t)(c->n - k) * sizeof c->dy[0]);
+        memmove(&c->dx[k + 1], &c->dx[k], (size_t)(c->n - k) * sizeof c->dx[0]);
+        c->dy[k] = dy, c->dx[k] = dx;
+        c->n++;
+    }
+    for (int k = 0; k < c->n; k++) c->orient[k] = atan2(c->dy[k], c->dx[k]);
+}
+
+// extend_snake: the next paddle's far end is drawn from the pixels on a circle of radius
+// L + margin around a pivot margin past the last paddle, weighted by how free the (dilated)
+// mask is there and by cos^2 of the turn times continuity (0 from 90/continuity degrees).
+// On success the last paddle's footprint goes into the mask (the new one's waits, so that a
+// paddle may touch its own predecessor) and *out is the new paddle.
+static int extend(lra_pf_gen *g, snake *s, lra_pf_paddle *out) {
+    int L = g->p.paddle_length, m = g->margin;
+    const circle *c = g->circle;
+    int py, px;
+    translate(s->pivot_y, s->pivot_x, s->orientation, L + 2 * m, &py, &px);
+    double cmf[LRA_PF_MAX_CIRCLE], total = 0, cont = g->p.continuity;
+    int any = 0;
+    for (int i = 0; i < c->n; i++) {
+        int y = py + c->dy[i], x = px + c->dx[i];
+        cmf[i] = -1;  // off the image: not a candidate
+        if (off_image(g, y, x)) continue;
+        any = 1;
+        double d = fabs(c->orient[i] - s->orientation);
+        d = fmin(d, 2 * M_PI - d) * cont;
+        if (d < 0.5 * M_PI) {
+            double w = cos(d);
+            total += (1.0 - mask_dilated(g, y, x)) * w * w;
+        }
+        cmf[i] = total;
+    }
+    if (!any || total < 1e-4) return 0;
+    for (int trial = 0; trial <= g->p.max_paddle_retrial; trial++) {
+        double u = pb_rng_uniform(&g->rng) * total;
+        int k = 0, first = -1;  // np.argmax(cmf > u): the first, or the first candidate
+        for (; k < c->n && !(cmf[k] > u); k++)
+            if (first < 0 && cmf[k] >= 0) first = k;
+        if (k == c->n) k = first;
+        int y = py + c->dy[k], x = px + c->dx[k];
+        lra_pf_paddle pd = {(float)y, (float)x, (float)flip_by_pi(c->orient[k]), 0};
+        if (collides(g, &pd)) continue;
+        mask_add(g, &s->last);
+        s->pivot_y = py, s->pivot_x = px;
+        s->orientation = c->orient[k];
+        s->last = pd;
+        *out = pd;
+        return 1;
+    }
+    return 0;
+}
+
+// --- the scene
+
+static void scene_push(lra_pf_gen *g, const lra_pf_paddle *pd, int count, int kind) {
+    lra_pf_scene *sc = &g->scene;
+    if (sc->num_contours == g->cap_contours) {
+        g->cap_contours = 2 * g->cap_contours + 64;
+        sc->contours = realloc(sc->contours, (size_t)g->cap_contours * sizeof *sc->contours);
+        if (!sc->contours) pb_die(PB_EXIT_RUNTIME, "lra: out of memory");
+    }
+    while (sc->num_paddles + count > g->cap_paddles) {
+        g->cap_paddles = 2 * g->cap_paddles + 256;
+        sc->paddles = realloc(sc->paddles, (size_t)g->cap_paddles * sizeof *sc->paddles);
+        if (!sc->paddles) pb_die(PB_EXIT_RUNTIME, "lra: out of memory");
+    }
+    for (int k = 0; k < count; k++) {
+        sc->paddles[sc->num_paddles + k] = pd[k];
+        sc->paddles[sc->num_paddles + k].contour = sc->num_contours;
+    }
+    sc->contours[sc->num_contours++] = (lra_pf_contour){sc->num_paddles, count, kind};
+    sc->num_paddles += count;
+}
+
+// make_snake: a distractor contour of `len` paddles (1: a single paddle), all or nothing.
+static int make_contour(lra_pf_gen *g, int len, int kind) {
+    lra_pf_paddle pd[LRA_PF_MAX_CONTOUR];
+    snake s;
+    g->n_undo = 0;
+    if (!seed(g, 1, &s)) return 0;
+    pd[0] = s.last;
+    for (int k = 1; k < len; k++)
+        if (!extend(g, &s, &pd[k])) {
+            mask_undo(g);
+            return 0;
+        }
+    mask_add(g, &s.last);
+    free_remove_contour(g, pd, len);
+    scene_push(g, pd, len, kind);
+    return 1;
+}
+
+// two_snakes: the target contours, grown a paddle at a time, each in turn; any failure
+// starts both again (the original retries without end; 10000 times here).
+static int make_targets(lra_pf_gen *g) {
+    int n = g->n, L = g->p.paddle_length, cl = g->p.contour_length;
+    int pad = g->p.padding, frame = 2 * g->p.seed_distance;
+    memcpy(g->mask, g->base_mask, (size_t)n * n * sizeof *g->mask);
+    g->occupied = g->base_occupied;
+    g->n_undo = 0;
+    for (int attempt = 0; attempt < 10000; attempt++) {
+        mask_undo(g);  // back to the padding alone
+        snake s[2];
+        if (!seed(g, frame > pad ? frame : pad, &s[0])) continue;
+        // the second seed: seed_distance from the first at a random angle, not checked
+        // against the mask (initialize_two_seeds)
+        int ok = 0;
+        for (int trial = 0; trial <= g->p.max_paddle_retrial && !ok; trial++) {
+            double theta = deg2rad(rand_int(&g->rng, -180, 180));
+            double a = deg2rad(rand_int(&g->rng, 0, 360));
+            int ty = (int)nearbyint(s[0].last.y + g->p.seed_distance * sin(a));
+            int tx = (int)nearbyint(s[0].last.x + g->p.seed_distance * cos(a));
+            int hy, hx;
+            translate(ty, tx, theta, L, &hy, &hx);
+            translate(hy, hx, flip_by_pi(theta), L + g->margin, &s[1].pivot_y, &s[1].pivot_x);
+            if (off_image(g, hy, hx) || off_image(g, s[1].pivot_y, s[1].pivot_x)) continue;
+            s[1].orientation = theta;
+            s[1].last = (lra_pf_paddle){(float)ty, (float)tx, (float)theta, 0};
+            ok = 1;
+        }
+        if (!ok) continue;
+        g->target[0][0] = s[0].last, g->target[1][0] = s[1].last;
+        for (int k = 1; k < cl && ok; k++)
+            for (int t = 0; t < 2 && ok; t++) ok = extend(g, &s[t], &g->target[t][k]);
+        if (!ok) continue;
+        // The original puts only the second contour's last paddle into the mask, so that
+        // a distractor may cover the first one's end (and its marker); both go in here.
+        mask_add(g, &s[0].last);
+        mask_add(g, &s[1].last);
+        return 1;
+    }
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// drawing
+
+// Draws one element (a stroked segment, or a filled disk when len == 0) with cairo on the
+// scratch surface and takes value * coverage into the image by max, as the original
+// combined its layers with np.maximum.
+static void draw_element(lra_pf_gen *g, double cy, double cx, double angle, double len,
+                         double width, double value) {
+    double ey = cy + len * sin(angle), ex = cx + len * cos(angle);
+    double r = len > 0 ? width / 2 + 1 : width + 1;
+    int y0 = (int)floor(fmin(cy, ey) - r), y1 = (int)ceil(fmax(cy, ey) + r);
+    int x0 = (int)floor(fmin(cx, ex) - r), x1 = (int)ceil(fmax(cx, ex) + r);
+    if (y0 < 0) y0 = 0;
+    if (x0 < 0) x0 = 0;
+    if (y1 > g->n) y1 = g->n;
+    if (x1 > g->n) x1 = g->n;
+    if (y1 <= y0 || x1 <= x0) return;
+    PB_ASSERT(y1 - y0 <= SCRATCH && x1 - x0 <= SCRATCH);
+#ifndef PB_NO_CAIRO
+    cairo_surface_flush(g->scratch);
+    unsigned char *d = cairo_image_surface_get_data(g->scratch);
+    int stride = cairo_image_surface_get_stride(g->scratch);
+    for (int y = 0; y < y1 - y0; y++) memset(d + (size_t)y * stride, 0, (size_t)(x1 - x0));
+    cairo_surface_mark_dirty(g->scratch);
+    cairo_t *cr = g->cr;
+    cairo_save(cr);
+    cairo_translate(cr, -x0, -y0);
+    if (len > 0) {
+        cairo_set_line_width(cr, width);
+        cairo_move_to(cr, cx, cy);
+        cairo_line_to(cr, ex, ey);
+        cairo_stroke(cr);
+    } else {
+        cairo_arc(cr, cx, cy, width, 0, 2 * M_PI);
+        cairo_fill(cr);
+    }
+    cairo_restore(cr);
+    cairo_surface_flush(g->scratch);
+    for (int y = y0; y < y1; y++)
+        for (int x = x0; x < x1; x++) {
+            float v = (float)(value * d[(size_t)(y - y0) * stride + (x - x0)] / 255.0);
+            float *o = &g->image[y * g->n + x];
+            if (v > *o) *o = v;
+        }
+#endif
+}
+
+static int render(lra_pf_gen *g, uint8_t *pixels, char *err, size_t errlen) {
+    const lra_pf_scene *sc = &g->scene;
+    size_t np = (size_t)g->n * g->n;
+    memset(g->image, 0, np * sizeof *g->image);
+    for (int k = 0; k < sc->num_paddles; k++) {
+        const lra_pf_paddle *pd = &sc->paddles[k];
+        int target = sc->contours[pd->contour].kind == LRA_PF_TARGET;
+        double value = g->p.snake_contrast * (target ? g->p.paddle_contrast : 1.0);
+        draw_element(g, pd->y + 0.5, pd->x + 0.5, pd->angle, g->p.paddle_length,
+                     g->p.thickness, value);
+    }
+    for (int k = 0; k < 2; k++)
+        draw_element(g, sc->marker_y[k] + 0.5, sc->marker_x[k] + 0.5, 0, 0, g->p.marker_radius,
+                     1.0);
+#ifdef PB_NO_CAIRO
+    pb_seterr(err, errlen, "pebble was built without cairo (libcairo2-dev): no images");
+    return -1;
+#else
+    if (cairo_status(g->cr) != CAIRO_STATUS_SUCCESS) {
+        pb_seterr(err, errlen, "cairo: %s", cairo_status_to_string(cairo_status(g->cr)));
+        return -1;
+    }
+#endif
+    // scipy.misc.imsave's byte scaling: min -> 0, max -> 255, rounded half up
+    float lo = g->image[0], hi = g->image[0];
+    for (size_t i = 1; i < np; i++) {
+        lo = g->image[i] < lo ? g->image[i] : lo;
+        hi = g->image[i] > hi ? g->image[i] : hi;
+    }
+    double scale = hi > lo ? 255.0 / (hi - lo) : 0.0;
+    for (size_t i = 0; i < np; i++) pixels[i] = (uint8_t)((g->image[i] - lo) * scale + 0.5);
+    return 0;
+}
+
+// ---------------------------------------------------------------------------------------
+// the generator
+
+lra_pf_gen *lra_pf_gen_new(const lra_pf_params *p) {
+    PB_ASSERT(p->contour_length <= LRA_PF_MAX_CONTOUR && p->distractor_length >= 1);
+    lra_pf_gen *g = pb_calloc(1, sizeof *g);
+    g->p = *p;
+    g->n = p->res;
+    size_t np = (size_t)p->res * p->res;
+    g->mask = pb_calloc(np, sizeof *g->mask);
+    g->base_mask = pb_calloc(np, sizeof *g->base_mask);
+    for (int y = 0, n = p->res, pad = p->padding; y < n; y++)
+        for (int x = 0; x < n; x++) {
+            int edge = y < pad || x < pad || y >= n - pad || x >= n - pad;
+            g->base_mask[y * n + x] = (float)edge;
+            g->base_occupied += edge;
+        }
+    for (int k = 0; k < p->num_margins; k++) circle_init(&g->circles[k], p->paddle_length + p->margins[k]);
+    g->image = pb_calloc(np, sizeof *g->image);
+    g->free_list = pb_calloc(np, sizeof *g->free_list);
+    g->free_pos = pb_calloc(np, sizeof *g->free_pos);
+    g->scan = pb_calloc(np, sizeof *g->scan);
+    g->target[0] = pb_calloc(LRA_PF_MAX_CONTOUR, sizeof(lra_pf_paddle));
+    g->target[1] = pb_calloc(LRA_PF_MAX_CONTOUR, sizeof(lra_pf_paddle));
+#ifndef PB_NO_CAIRO
+    g->scratch = cairo_image_surface_create(CAIRO_FORMAT_A8, SCRATCH, SCRATCH);
+    g->cr = cairo_create(g->scratch);
+    cairo_set_line_cap(g->cr, CAIRO_LINE_CAP_BUTT);  // PIL's lines have no caps
+    cairo_set_source_rgba(g->cr, 0, 0, 0, 1);
+#endif
+    return g;
+}
+
+void lra_pf_gen_free(lra_pf_gen *g) {
+    if (!g) return;
+#ifndef PB_NO_CAIRO
+    cairo_destroy(g->cr);
+    cairo_surface_destroy(g->scratch);
+#endif
+    free(g->mask);
+    free(g->base_mask);
+    free(g->image);
+    free(g->free_list);
+    free(g->free_pos);
+    free(g->scan);
+    free(g->undo_idx);
+    free(g->undo_val);
+    free(g->target[0]);
+    free(g->target[1]);
+    free(g->scene.paddles);
+    free(g->scene.contours);
+    free(g);
+}
+
+const lra_pf_scene *lra_pf_last_scene(const lra_pf_gen *g) { return &g->scene; }
+
+uint64_t lra_mix_seed(uint64_t seed, uint64_t index) {
+    uint64_t z = seed * 0x9E3779B97F4A7C15ull ^ (index + 0x632BE59BD9B4E019ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+// snakes2.from_wrapper, one image.
+int lra_pf_image(lra_pf_gen *g, uint64_t seed, uint64_t index, uint8_t *pixels, char *err,
+                 size_t errlen) {
+    const lra_pf_params *p = &g->p;
+    pb_rng_seed(&g->rng, lra_mix_seed(seed, index));
+    lra_pf_scene *sc = &g->scene;
+    sc->num_paddles = sc->num_contours = 0;
+    int label = rand_int(&g->rng, 0, 2);
+    int mi = rand_int(&g->rng, 0, p->num_margins), m = g->margin = p->margins[mi];
+    g->circle = &g->circles[mi];
+    g->R = m + p->thickness / 2;
+    // the original's paddle budget: fewer paddles for wider margins
+    int total_paddles = (int)(150.0 / ((7.5 + 13.0 * m + 4.0 * m * m) / 123.5));
+    if (!make_targets(g)) {
+        pb_seterr(err, errlen, "image %llu: the two target contours found no room",
+                  (unsigned long long)index);
+        return -1;
+    }
+    scene_push(g, g->target[0], p->contour_length, LRA_PF_TARGET);
+    scene_push(g, g->target[1], p->contour_length, LRA_PF_TARGET);
+    free_init(g);
+    free_remove_contour(g, sc->paddles, sc->num_paddles);
+    for (int k = 0; k < p->num_distractors; k++)
+        for (int t = 0; t <= p->max_distractor_retrial; t++)
+            if (make_contour(g, p->distractor_length, LRA_PF_DISTRACTOR)) break;
+    int singles = total_paddles - 2 * p->contour_length - p->num_distractors * p->distractor_length;
+    for (int k = 0; k < singles; k++)
+        for (int t = 0; t <= p->max_paddle_retrial; t++)
+            if (make_contour(g, 1, LRA_PF_SINGLE)) break;
+    // markers: the origin of one target contour, and the far end of the same one (label 1)
+    // or of the other (label 0)
+    int o = rand_int(&g->rng, 0, 2), t = label ? o : 1 - o;
+    const lra_pf_contour *co = &sc->contours[o], *ct = &sc->contours[t];
+    sc->marker_y[0] = (int)sc->paddles[co->first].y;
+    sc->marker_x[0] = (int)sc->paddles[co->first].x;
+    sc->marker_y[1] = (int)sc->paddles[ct->first + ct->count - 1].y;
+    sc->marker_x[1] = (int)sc->paddles[ct->first + ct->count - 1].x;
+    sc->label = label;
+    sc->margin = m;
+    if (render(g, pixels, err, errlen) != 0) return -1;
+    return label;
+}
