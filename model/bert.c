@@ -98,6 +98,7 @@ void bert_build(bert *m, const bert_config *cfg, const pb_ops *ops) {
             int rows = dim[bert_block[k].rows], cols = dim[bert_block[k].cols];
             params_add(ps, name, rows, cols, 0, rows, cols != 0);
         }
+    int first_head = ps->num;
     if (c->head == BERT_HEAD_MLM) {
         params_add(ps, "cls.predictions.transform.dense.weight", C, C, 0, C, 1);
         params_add(ps, "cls.predictions.transform.dense.bias", C, 0, 0, C, 0);
@@ -110,6 +111,7 @@ void bert_build(bert *m, const bert_config *cfg, const pb_ops *ops) {
         params_add(ps, "classifier.weight", m->Lp, C, 0, c->num_labels, 1);
         params_add(ps, "classifier.bias", m->Lp, 0, 0, c->num_labels, 0);
     }
+    for (int i = first_head; i < ps->num; i++) ps->tab[i].head = 1;
     params_alloc(ps);
 
     bert_weights *views[3] = {&m->w, &m->g, &m->wa};

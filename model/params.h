@@ -29,6 +29,8 @@ typedef struct pb_param {
     size_t offset;     // in floats, from the start of the one allocation
     size_t numel;
     int decay;         // AdamW weight decay applies
+    int head;          // a task head's (BERT's MLM head, pooler, classifier): a run that
+                       // starts from another head's checkpoint (--init) draws it fresh
 } pb_param;
 
 typedef struct pb_params {

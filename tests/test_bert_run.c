@@ -178,6 +178,58 @@ Test(bert_run, mlm_learns_and_resumes_to_the_bit, .timeout = 600) {
               l1, acc1);
 }
 
+// --init from a masked-LM checkpoint into a classifier: every encoder tensor is the
+// checkpoint's, the pooler and classifier (which it lacks) keep their init, and the MLM
+// head's tensors in the file are ignored. The same into another encoder shape is refused.
+Test(bert_run, init_a_classifier_from_an_mlm_checkpoint) {
+    make_tmp("bert-init");
+    make_pieces("train_000000.bin", 3000);
+    const char *bin = pebble_bin();
+    cr_assert_eq(run("%s train " BERT_TINY "--set data.train=%s/train_000000.bin "
+                     "--set train.steps=3 --set run.dir=%s/r", bin, tmp, tmp), 0, "%s", output());
+    char path[400], err[1024];
+    snprintf(path, sizeof path, "%s/r/ckpt_00000003.h5", tmp);
+    pb_config cfg;
+    config_defaults(&cfg);
+    cr_assert_eq(ckpt_load_config(path, &cfg, err, sizeof err), 0, "%s", err);
+    loaded_t mlm;
+    load(&mlm, path);
+    snprintf(cfg.head, sizeof cfg.head, "classify");
+    cfg.num_labels = 3;
+    pb_model cls, fresh;
+    model_build(&cls, &cfg, pb_ops_cpu());
+    model_init_weights(&cls, 5);
+    model_build(&fresh, &cfg, pb_ops_cpu());
+    model_init_weights(&fresh, 5);
+    int skipped = -1;
+    cr_assert_eq(ckpt_load_init(path, cls.p, &skipped, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(skipped, 4, "the pooler and the classifier: 4 tensors, not %d", skipped);
+    for (int i = 0; i < cls.p->num; i++) {
+        const pb_param *p = &cls.p->tab[i];
+        const pb_param *q = params_find(mlm.m.p, p->name);
+        const float *want = p->head ? fresh.p->mem + p->offset : mlm.m.p->mem + q->offset;
+        cr_assert(p->head || q, "%s: not in the MLM model", p->name);
+        cr_expect(memcmp(cls.p->mem + p->offset, want, p->numel * 4) == 0, "%s differs", p->name);
+    }
+    model_free(&cls);
+    model_free(&fresh);
+    // another encoder: one line naming the tensor
+    cfg.n_embd = 64;
+    model_build(&cls, &cfg, pb_ops_cpu());
+    cr_assert_eq(ckpt_load_init(path, cls.p, &skipped, err, sizeof err), -1);
+    cr_assert(strstr(err, "word_embeddings.weight has shape (160, 32), the model expects (160, 64)"),
+              "%s", err);
+    model_free(&cls);
+    adamw_free(&mlm.o);
+    model_free(&mlm.m);
+    // and through the command line, from the run directory
+    make_rows("train.lseq", 64, 3);
+    cr_assert_eq(run("%s train " BERT_TINY "--init %s/r --set model.head=classify "
+                     "--set data.train=%s/train.lseq --set train.steps=2 --set run.dir=%s/c", bin,
+                     tmp, tmp, tmp), 0, "%s", output());
+    cr_assert(strstr(output(), "note: 4 tensors of this model's head are not in"), "%s", output());
+}
+
 Test(bert_run, classify_learns_and_eval_agrees, .timeout = 600) {
     make_tmp("bert-cls");
     make_rows("train.lseq", 2000, 1);

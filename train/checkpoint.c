@@ -432,8 +432,11 @@ static herr_t find_extra(hid_t g, const char *name, const H5L_info_t *info, void
 
 // Reads group `path` (every parameter of ps, Hugging Face layout) into dst, which has the
 // internal layout. file_mi is the checkpoint's own model shape, for the messages.
+// init: a new run's start (ckpt_load_init): a head tensor (pb_param.head) the file lacks is
+// counted in *skipped and left as dst holds it, and the file's other datasets are ignored.
 static int read_tensors(ck_ctx *c, hid_t f, const char *path, const pb_params *ps,
-                        const ckpt_model_info *file_mi, float *dst, float *scratch) {
+                        const ckpt_model_info *file_mi, float *dst, float *scratch, int init,
+                        int *skipped) {
     char theirs[160];
     const char *ours = ps->shape;
     model_text(file_mi, theirs, sizeof theirs);
@@ -446,6 +449,10 @@ static int read_tensors(ck_ctx *c, hid_t f, const char *path, const pb_params *p
         if (ex < 0) {
             rc = ck_h5_fail(c, "cannot look up /%s/%s", path, p->name);
             break;
+        }
+        if (ex == 0 && init && p->head) {
+            (*skipped)++;
+            continue;
         }
         if (ex == 0) {
             ck_fail(c, "missing dataset /%s/%s (the checkpoint is %s; the model %s)", path,
@@ -490,7 +497,7 @@ static int read_tensors(ck_ctx *c, hid_t f, const char *path, const pb_params *p
         if (space >= 0) H5Sclose(space);
         H5Dclose(ds);
     }
-    if (rc == 0) {
+    if (rc == 0 && !init) {
         // Every dataset we need is there; one more (a checkpoint with more layers) is as
         // wrong as one fewer.
         H5G_info_t info;
@@ -532,8 +539,8 @@ static hid_t open_family(ck_ctx *c, const char *path, const char *want, ckpt_mod
     return -1;
 }
 
-int ckpt_load(const char *path, pb_params *ps, int with_optimizer, pb_ckpt_trainer_state *st,
-              char *err, size_t errlen) {
+static int load(const char *path, pb_params *ps, int with_optimizer, pb_ckpt_trainer_state *st,
+                int init, int *skipped, char *err, size_t errlen) {
     ck_h5_quiet();
     ck_ctx c = {.path = path, .err = err, .errlen = errlen};
     ckpt_model_info file_mi;
@@ -550,7 +557,9 @@ int ckpt_load(const char *path, pb_params *ps, int with_optimizer, pb_ckpt_train
         if (ps->tab[i].numel > max_numel) max_numel = ps->tab[i].numel;
     scratch = pb_malloc(max_numel * sizeof(float));
     params = pb_malloc(ps->num_floats * sizeof(float));
-    if (read_tensors(&c, f, "model", ps, &file_mi, params, scratch)) goto fail;
+    // tensors an init leaves alone keep the weights the store holds
+    if (init) ps->ops->download(params, ps->mem, ps->num_floats * sizeof(float));
+    if (read_tensors(&c, f, "model", ps, &file_mi, params, scratch, init, skipped)) goto fail;
 
     if (with_optimizer) {
         PB_ASSERT(ps->m && ps->v);  // adamw_init allocated them
@@ -564,8 +573,8 @@ int ckpt_load(const char *path, pb_params *ps, int with_optimizer, pb_ckpt_train
         }
         H5Gclose(g);
         g = -1;
-        if (read_tensors(&c, f, "optimizer/m", ps, &file_mi, mom1, scratch) ||
-            read_tensors(&c, f, "optimizer/v", ps, &file_mi, mom2, scratch))
+        if (read_tensors(&c, f, "optimizer/m", ps, &file_mi, mom1, scratch, 0, NULL) ||
+            read_tensors(&c, f, "optimizer/v", ps, &file_mi, mom2, scratch, 0, NULL))
             goto fail;
     }
     if (st) {
@@ -622,6 +631,16 @@ fail:
     free(mom2);
     free(scratch);
     return -1;
+}
+
+int ckpt_load(const char *path, pb_params *ps, int with_optimizer, pb_ckpt_trainer_state *st,
+              char *err, size_t errlen) {
+    return load(path, ps, with_optimizer, st, 0, NULL, err, errlen);
+}
+
+int ckpt_load_init(const char *path, pb_params *ps, int *skipped, char *err, size_t errlen) {
+    *skipped = 0;
+    return load(path, ps, 0, NULL, 1, skipped, err, errlen);
 }
 
 int ckpt_read_config(const char *path, char **ini, ckpt_model_info *mi, char *err,

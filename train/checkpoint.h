@@ -78,6 +78,12 @@ int ckpt_save_as(const char *path, const pb_params *ps, const pb_adamw *opt,
 // file and what is wrong (another family: "a checkpoint of model family 'x'; this model is y").
 int ckpt_load(const char *path, pb_params *ps, int with_optimizer, pb_ckpt_trainer_state *st,
               char *err, size_t errlen);
+// The weights a new run starts from (`pebble train --init`): as ckpt_load without optimizer
+// or trainer state, except that the model's head tensors (pb_param.head: BERT's MLM head,
+// pooler and classifier) the checkpoint lacks keep the values ps holds (its init), counted in
+// *skipped, and the checkpoint's own other tensors are ignored: a masked-LM checkpoint
+// starts a classifier. Every other tensor must be there with its shape.
+int ckpt_load_init(const char *path, pb_params *ps, int *skipped, char *err, size_t errlen);
 
 // The stored run configuration: *ini (may be NULL; free() it) gets the INI text, mi (may be
 // NULL) the family and model shape. Returns 0, or -1 with one line in err.

@@ -51,7 +51,7 @@ static void train_usage(FILE *f) {
             "  --resume auto   continue from the newest checkpoint in run.dir that loads and\n"
             "                  verifies (damaged ones are skipped, each named; none: start)\n"
             "  --resume CKPT   continue from that checkpoint: weights, AdamW state, step, data\n"
-            "  --init CKPT     start a new run from that checkpoint's weights\n"
+            "  --init CKPT     start a new run from that checkpoint's (or run directory's) weights\n"
             "  --force         a new run into a run.dir holding checkpoints: move the old run's\n"
             "                  files into run.dir/archive-N first (refused without it)\n"
             "A second run into a run.dir in use (run.dir/.lock) is refused.\n"
@@ -144,8 +144,10 @@ static int train_cmd(int argc, char **argv) {
             if (rc == -2) pb_die(PB_EXIT_RUNTIME, "%s", err);
             if (rc == -1) pb_die(PB_EXIT_DATA, "%s", err);
             if (rc == 0) cfg = scratch;
-        } else if (ckpt_load_config(ck, &cfg, err, sizeof err) != 0) {
-            pb_die(PB_EXIT_DATA, "%s", err);
+        } else {
+            int rc = ckpt_pick(ck, NULL, found, sizeof found, err, sizeof err);  // file or run dir
+            if (rc != 0) pb_die(rc, "%s", err);
+            if (ckpt_load_config(found, &cfg, err, sizeof err) != 0) pb_die(PB_EXIT_DATA, "%s", err);
         }
     }
     for (int i = 1; i < argc; i++) {

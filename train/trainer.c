@@ -453,9 +453,15 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     if (start && start->resume) {
         resumed = resume_run(cfg, start->resume, &model, &opt, train, &start_step, &tokens_seen);
     } else if (start && start->init) {
-        if (ckpt_load(start->init, model.p, 0, NULL, err, sizeof err) != 0)
+        char ipath[PB_PATH_MAX + 300];
+        int skipped, rc = ckpt_pick(start->init, stderr, ipath, sizeof ipath, err, sizeof err);
+        if (rc != 0) pb_die(rc, "%s", err);
+        if (ckpt_load_init(ipath, model.p, &skipped, err, sizeof err) != 0)
             pb_die(PB_EXIT_DATA, "%s", err);
-        printf("init: weights from %s (a new run: step 0, fresh optimizer)\n", start->init);
+        printf("init: weights from %s (a new run: step 0, fresh optimizer)\n", ipath);
+        if (skipped)
+            printf("note: %d tensors of this model's head are not in %s (another head): they "
+                   "start from train.seed\n", skipped, ipath);
     }
     // A new run: after --init has read its file, which may be among those archived.
     if (!(start && start->resume)) run_dir_claim_fresh(cfg->run_dir, start && start->force);
