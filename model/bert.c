@@ -148,9 +148,9 @@ void bert_init_weights(bert *m, uint64_t seed) {
 // ----------------------------------------------------------------------------
 // activations
 
+// bidirectional, the batch's lengths as key lengths
 static pb_attn_desc attention_desc(const bert *m, int B, int T) {
-    int D = m->cfg.n_embd / m->cfg.n_head;
-    return (pb_attn_desc){B, T, T, m->cfg.n_head, D, 1.0f / sqrtf((float)D), 0, m->lengths, NULL};
+    return tf_self_attention(&m->tf, B, T, 0, m->lengths);
 }
 
 const pb_attn_impl *bert_attention(const bert *m, int B, int T, char *err, size_t errlen) {

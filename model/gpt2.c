@@ -115,8 +115,7 @@ void gpt2_init_weights(gpt2 *m, uint64_t seed) {
 
 // GPT-2's attention at (B,T): causal self-attention over every key, scale 1/sqrt(D).
 static pb_attn_desc attention_desc(const gpt2 *m, int B, int T) {
-    int D = m->cfg.n_embd / m->cfg.n_head;
-    return (pb_attn_desc){B, T, T, m->cfg.n_head, D, 1.0f / sqrtf((float)D), 1, NULL, NULL};
+    return tf_self_attention(&m->tf, B, T, 1, NULL);
 }
 
 const pb_attn_impl *gpt2_attention(const gpt2 *m, int B, int T, char *err, size_t errlen) {

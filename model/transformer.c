@@ -1,6 +1,8 @@
 // transformer.c: the block, forward and backward, pre- and post-LayerNorm (transformer.h).
 #include "model/transformer.h"
 
+#include <math.h>
+
 #include "kernels/common.h"
 
 // ----------------------------------------------------------------------------
@@ -55,6 +57,12 @@ void tf_map_grads(const tf_config *c, size_t N, size_t ab, int fused_gelu, tf_gr
 
 // ----------------------------------------------------------------------------
 // forward
+
+pb_attn_desc tf_self_attention(const tf_config *c, int B, int T, int causal,
+                               const int32_t *kv_len) {
+    int D = c->C / c->NH;
+    return (pb_attn_desc){B, T, T, c->NH, D, 1.0f / sqrtf((float)D), causal, kv_len, NULL};
+}
 
 static void attend_desc(void *ctx, int layer, float *out, float *lse, const float *qkv) {
     const void *const *p = ctx;

@@ -101,6 +101,11 @@ typedef struct tf_attend {
     void *ctx;
 } tf_attend;
 
+// The descriptor of the stack's self-attention over (B,T): keys = queries, scale 1/sqrt(D),
+// causal or not, kv_len (B) in backend memory or NULL.
+pb_attn_desc tf_self_attention(const tf_config *c, int B, int T, int causal,
+                               const int32_t *kv_len);
+
 // The attention implementation a and descriptor d (both outlive the call) as a tf_attend;
 // ctx[2] is storage for it.
 tf_attend tf_attend_desc(const pb_attn_impl *a, const pb_attn_desc *d, const void *ctx[2]);

@@ -2,6 +2,8 @@
 # bert_run.sh: the BERT issue's calls on the GPU machine, from the repository root:
 #     . .deps/env.sh && PHASE=1 sh tests/gpu/bert_run.sh   # build, GPU suites, transformers
 #     . .deps/env.sh && PHASE=2 sh tests/gpu/bert_run.sh   # pebble's BERT bench and the peer
+#     . .deps/env.sh && PHASE=3 sh tests/gpu/bert_run.sh   # the BERT suite, transformers, bench
+#                                                          # and peer in one call (short budget)
 # Phase 1: every GPU suite (BERT's new one, and the fp32 and bf16 ones the changed ops touch),
 # memcheck of the BERT suite, tests/gpu/check_hf_bert.py (export -> from_pretrained, logits
 # and loss). Phase 2: make bench-gpu's BERT and GPT-2 rows, then ../shared/bench/torch_bert.py
@@ -17,7 +19,28 @@ make -j16 build/pebble build/tests/gpu/test_cuda_bert build/tests/gpu/test_cuda_
     build/tests/gpu/test_cuda_bf16 build/tests/gpu/bench_cuda build/tests/gpu/hf_logits \
     >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
 echo "build done, $(el)"
-if [ "${PHASE:-1}" = 1 ]; then
+if [ "${PHASE:-1}" = 3 ]; then
+    T="$OUT/tests.log"
+    timeout 60 build/tests/gpu/test_cuda_bert --jobs 1 --verbose >"$T" 2>&1; echo "test_cuda_bert rc=$?, $(el)"
+    timeout 60 compute-sanitizer --tool memcheck build/tests/gpu/test_cuda_bert --jobs 1 \
+        >"$OUT/memcheck.log" 2>&1; echo "memcheck test_cuda_bert rc=$?, $(el)"
+    grep -E "Synthesis|FAIL|ERROR SUMMARY" "$T" "$OUT/memcheck.log"
+    grep -E "loss:|all gradients|10 steps" "$T"
+    timeout 90 python3 tests/gpu/check_hf_bert.py /tmp/hf-bert >"$OUT/hf_bert.log" 2>&1
+    echo "check_hf_bert rc=$?, $(el)"; grep -v Loading "$OUT/hf_bert.log" | tail -8
+    cp /tmp/hf-bert/hf_names.txt "$OUT/hf_names.txt" 2>/dev/null
+    timeout 90 build/tests/gpu/bench_cuda --no-gpt2 --no-attention >"$OUT/bench.log" 2>&1; echo "bench rc=$?, $(el)"
+    grep -E "^\| bert" "$OUT/bench.log"
+    P="$OUT/peer.log"
+    : >"$P"
+    for a in "--size base --seq 512 --batch 32" "--size base --seq 128 --batch 256" \
+             "--size base --seq 512 --batch 32 --pad 0.3" "--size large --seq 512 --batch 16"; do
+        [ $(($(date +%s) - t0)) -lt 380 ] || { echo "skipped peer $a: time"; continue; }
+        PYTHONUNBUFFERED=1 timeout 100 python3 .deps/bench/torch_bert.py $a --steps 10 >>"$P" 2>&1
+        echo "peer $a rc=$?, $(el)"
+    done
+    grep '"peer"' "$P"
+elif [ "${PHASE:-1}" = 1 ]; then
     T="$OUT/tests.log"
     timeout 120 build/tests/gpu/test_cuda_bert --jobs 1 --verbose >"$T" 2>&1; echo "test_cuda_bert rc=$?, $(el)"
     timeout 150 build/tests/gpu/test_cuda_bf16 --jobs 1 >>"$T" 2>&1; echo "test_cuda_bf16 rc=$?, $(el)"
