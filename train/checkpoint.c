@@ -633,6 +633,28 @@ fail:
     return -1;
 }
 
+int ckpt_save_start(const char *path, pb_params *ps, const pb_config *cfg, char *err,
+                    size_t errlen) {
+    if (access(path, F_OK) == 0) {
+        pb_seterr(err, errlen, "%s exists (remove it or choose another --out)", path);
+        return -1;
+    }
+    pb_adamw opt;  // zero moments, step 0
+    adamw_init(&opt, ps, (float)cfg->beta1, (float)cfg->beta2, (float)cfg->eps,
+               (float)cfg->weight_decay);
+    pb_ckpt_trainer_state ts;
+    memset(&ts, 0, sizeof ts);
+    ts.seed = cfg->seed;
+    ts.train_loader.seed = cfg->seed;
+    ts.total_steps = cfg->steps;
+    ts.warmup_steps = cfg->warmup_steps;
+    ts.max_lr = cfg->lr;
+    ts.min_lr_frac = cfg->min_lr_frac;
+    int rc = ckpt_save_as(path, ps, &opt, &ts, cfg, err, errlen);
+    adamw_free(&opt);
+    return rc;
+}
+
 int ckpt_load(const char *path, pb_params *ps, int with_optimizer, pb_ckpt_trainer_state *st,
               char *err, size_t errlen) {
     return load(path, ps, with_optimizer, st, 0, NULL, err, errlen);

@@ -70,6 +70,12 @@ int ckpt_save_as(const char *path, const pb_params *ps, const pb_adamw *opt,
                  const pb_ckpt_trainer_state *st, const pb_config *cfg, char *err,
                  size_t errlen);
 
+// A checkpoint to start from, not to resume, at exactly path: ps's weights at step 0 with
+// zero AdamW moments and cfg (train --init, sample, eval take it; pebble import and
+// pebble lra upsample-pos write it). An existing path is never replaced. 0, or -1 with err.
+int ckpt_save_start(const char *path, pb_params *ps, const pb_config *cfg, char *err,
+                    size_t errlen);
+
 // Loads a checkpoint into a parameter store already built with the expected table (ps),
 // with its AdamW moments and step count when with_optimizer (ps->m must exist), and st (may
 // be NULL). Reads everything into host temporaries and verifies it (format, the family is

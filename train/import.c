@@ -208,19 +208,7 @@ int import_hf(const char *dir, const char *out, char *err, size_t errlen) {
         cfg.n_embd = mc.n_embd;
         cfg.seq_len = mc.seq_len;
         cfg.vocab_size = mc.vocab_size;
-        pb_adamw opt;  // zero moments, step 0: a checkpoint to start from, not to resume
-        adamw_init(&opt, &m.p, (float)cfg.beta1, (float)cfg.beta2, (float)cfg.eps,
-                   (float)cfg.weight_decay);
-        pb_ckpt_trainer_state ts;
-        memset(&ts, 0, sizeof ts);
-        ts.seed = cfg.seed;
-        ts.train_loader.seed = cfg.seed;
-        ts.total_steps = cfg.steps;
-        ts.warmup_steps = cfg.warmup_steps;
-        ts.max_lr = cfg.lr;
-        ts.min_lr_frac = cfg.min_lr_frac;
-        if (ckpt_save_as(out, &m.p, &opt, &ts, &cfg, err, errlen) != 0) rc = -2;
-        adamw_free(&opt);
+        if (ckpt_save_start(out, &m.p, &cfg, err, errlen) != 0) rc = -2;
         if (rc == 0)
             printf("import: %s -> %s | gpt2 L%d H%d C%d T%d V%d | %.2fM parameters\n", dir, out,
                    mc.n_layer, mc.n_head, mc.n_embd, mc.seq_len, mc.vocab_size,

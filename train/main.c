@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "data/lra/lra.h"
+#include "train/lra_pos.h"
 #include "data/prep.h"
 #include "kernels/common.h"
 #include "train/bench.h"
@@ -37,6 +38,7 @@ static void usage(FILE *f) {
             "  bench  [--iters N]                              CPU forward+backward throughput\n"
             "  plot   RUN_DIR                                  loss.png from RUN_DIR/metrics.jsonl\n"
             "  lra    gen listops|pathfinder --out DIR ...     Long Range Arena data (lra --help)\n"
+            "  lra    upsample-pos --from CKPT --to T --out F  positions onto a larger image grid\n"
             "\n"
             "  pebble --version | --help\n",
             PEBBLE_VERSION);
@@ -225,6 +227,8 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "sample") == 0) return sample_main(argc - 1, argv + 1);
     if (strcmp(cmd, "eval") == 0) return eval_main(argc - 1, argv + 1);
     if (strcmp(cmd, "import") == 0) return import_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "lra") == 0 && argc > 2 && strcmp(argv[2], "upsample-pos") == 0)
+        return lra_upsample_pos_main(argc - 2, argv + 2);
     if (strcmp(cmd, "lra") == 0) return lra_main(argc - 1, argv + 1);
     pb_die(PB_EXIT_USAGE, "unknown command '%s' (see pebble --help)", cmd);
 }

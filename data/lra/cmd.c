@@ -17,6 +17,7 @@ static void usage(FILE *f) {
             "       pebble lra gen pathfinder --res 32|64|128|256 --out DIR [--n N]\n"
             "                  [--difficulty easy|intermediate|hard] [--png K] [--threads N] [--seed S]\n"
             "       pebble lra sheet --out FILE.png [--seed S]\n"
+            "       pebble lra upsample-pos --from CKPT --to T --out CKPT2.h5   (its --help)\n"
             "\n"
             "Long Range Arena data sets, generated as the original scripts do (README: LRA).\n"
             "  listops     trees of MIN/MAX/MED/SM over 0-9, 500 < length < 2000, no duplicates;\n"
