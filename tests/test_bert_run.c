@@ -15,6 +15,7 @@
 #include "train/config.h"
 #include "train/model.h"
 #include "train/optim.h"
+#include "train/lra_pos.h"
 
 TestSuite(bert_run, .fini = cleanup);
 
@@ -312,4 +313,56 @@ Test(bert_run, export_names_and_config) {
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         cr_expect(strstr(st, names[i]), "safetensors header lacks %s", names[i]);
     cr_expect(!strstr(st, "decoder"), "the tied decoder was written");
+}
+
+// pebble lra upsample-pos: a 4 x 4-position classifier onto an 8 x 8 grid. Position (i, j)
+// of the new table is (i/2, j/2) of the old; every other tensor is the same; the result
+// trains with model.seq_len = 64. Bad grids and families are one line.
+Test(bert_run, lra_upsample_pos_duplicates_positions_gridwise) {
+    make_tmp("bert-pos");
+    char path[400], out[400], err[1024];
+    snprintf(path, sizeof path, "%s/rows.lseq", tmp);
+    lseq_info in = {0, 16, 1, 2, 256};
+    lseq_writer *w = lseq_create(path, &in, err, sizeof err);
+    cr_assert(w, "%s", err);
+    int32_t tok[16];
+    for (int r = 0; r < 32; r++) {
+        for (int t = 0; t < 16; t++) tok[t] = (r * 7 + t * 13) % 256;
+        cr_assert(lseq_append(w, tok, 16, r % 2, err, sizeof err) == 0, "%s", err);
+    }
+    cr_assert(lseq_finish(w, err, sizeof err) == 0, "%s", err);
+    const char *bin = pebble_bin();
+    cr_assert_eq(run("%s train --set model.family=bert --set model.head=classify "
+                     "--set model.pool=mean --set model.n_layer=1 --set model.n_head=2 "
+                     "--set model.n_embd=16 --set model.seq_len=16 --set model.vocab_size=256 "
+                     "--set data.train=%s --set train.batch_size=4 --set train.steps=2 "
+                     "--set run.plot=false --set run.dir=%s/r", bin, path, tmp), 0, "%s", output());
+    snprintf(out, sizeof out, "%s/big.h5", tmp);
+    cr_assert_eq(run("%s lra upsample-pos --from %s/r --to 64 --out %s", bin, tmp, out), 0, "%s",
+                 output());
+    loaded_t a, b;
+    snprintf(path, sizeof path, "%s/r/ckpt_00000002.h5", tmp);
+    load(&a, path);
+    load(&b, out);
+    cr_assert_eq(b.m.bert.cfg.seq_len, 64);
+    for (int i = 0; i < b.m.p->num; i++) {
+        const pb_param *q = &b.m.p->tab[i], *p = params_find(a.m.p, q->name);
+        const float *x = a.m.p->mem + p->offset, *y = b.m.p->mem + q->offset;
+        if (strstr(q->name, "position_embeddings")) {
+            for (int r = 0; r < 64; r++)  // row r = (r/8, r%8) of the 8 x 8 grid
+                cr_expect(memcmp(y + r * 16, x + ((r / 8) / 2 * 4 + (r % 8) / 2) * 16, 64) == 0,
+                          "position %d", r);
+        } else {
+            cr_expect(memcmp(x, y, p->numel * 4) == 0, "%s changed", q->name);
+        }
+    }
+    for (loaded_t *x = &a; x; x = x == &a ? &b : NULL) {
+        adamw_free(&x->o);
+        model_free(&x->m);
+    }
+    cr_assert_eq(run("%s lra upsample-pos --from %s/r --to 48 --out %s/x.h5", bin, tmp, tmp), 2);
+    cr_assert(strstr(run_stderr(), "learns 16 positions and --to is 48: both must be square"),
+              "%s", run_stderr());
+    cr_assert_eq(run("%s lra upsample-pos --from %s/r --to 64 --out %s", bin, tmp, out), 1);
+    cr_assert(strstr(run_stderr(), "exists"), "%s", run_stderr());
 }
