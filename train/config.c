@@ -187,6 +187,20 @@ static const config_key config_keys[] = {
      .choices = "auto|fp32|bf16"},
     {KEY("system", "threads", INT, threads, "0", "OpenMP threads (0 = all cores)"),
      GE(0)},
+    // [dist]: read by every rank; the ranks compare their effective configs at start
+    {KEY("dist", "zero", INT, dist_zero, "0",
+         "ZeRO stage: 0 (every rank updates every weight) or 1 (each rank runs AdamW on its "
+         "shard of the weights and moments, then the weights are gathered)"),
+     GE(0), LE(1)},
+    {KEY("dist", "reduce", STRING, dist_reduce, "auto",
+         "how micro-batch gradients are summed: tree (each into its own buffer, added in a "
+         "fixed binary tree: the same bits for any number of ranks; log2(micro-batches per "
+         "rank) extra gradient buffers), sum (accumulated in place: the same bits for a fixed "
+         "number of ranks), auto (tree on the CPU, sum on the GPU)"),
+     .choices = "auto|tree|sum"},
+    {KEY("dist", "timeout", DOUBLE, dist_timeout, "300",
+         "seconds a rank waits for another before it ends the run with an error"),
+     GT(0)},
 };
 
 #define CONFIG_NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))

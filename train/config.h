@@ -61,6 +61,10 @@ typedef struct pb_config {
     char device[16];         // "cpu" (later "cuda", "auto")
     char precision[8];       // "auto" | "fp32" | "bf16" (mixed precision, the GPU only)
     int threads;             // OpenMP threads (0 = all cores)
+    // [dist]: data parallelism (train/dist.h)
+    int dist_zero;           // 0: every rank runs AdamW on everything; 1: on its shard (ZeRO-1)
+    char dist_reduce[8];     // "auto" | "tree" (exact for any world size) | "sum"
+    double dist_timeout;     // seconds a rank waits for a peer before ending the run
 } pb_config;
 
 void config_defaults(pb_config *c);
