@@ -114,7 +114,7 @@ static const config_key config_keys[] = {
     {KEY("train", "batch_size", INT, batch_size, "8", "B, sequences per micro-batch"),
      GE(1)},
     {KEY("train", "total_batch_tokens", LONG, total_batch_tokens, "0",
-         "tokens per optimizer step, a multiple of B*T (0 = B*T)"),
+         "tokens per optimizer step over all ranks, a multiple of B*T (0 = B*T per rank)"),
      GE(0)},  // the multiple of B*T is checked in config_validate
     {KEY("train", "steps", INT, steps, "500", "optimizer steps"),
      GE(1)},  // a warmup_steps > steps is clamped by the trainer

@@ -32,7 +32,7 @@ typedef struct pb_config {
     char task[16];           // "auto" | "lm" | "mlm" | "classify"
     double mlm_prob;         // mlm: share of maskable positions chosen
     int batch_size;          // B, sequences per micro-batch
-    long total_batch_tokens; // tokens per optimizer step; a multiple of B*T (0 = B*T)
+    long total_batch_tokens; // tokens per optimizer step, all ranks; a multiple of B*T (0 = B*T a rank)
     int steps;               // optimizer steps
     double lr;               // peak learning rate
     double min_lr_frac;      // cosine decays to lr * min_lr_frac

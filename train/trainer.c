@@ -497,9 +497,6 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     if (cfg->threads > 0) omp_set_num_threads(cfg->threads);
     int B = cfg->batch_size, T = cfg->seq_len;
     long tokens_per_micro = (long)B * T;
-    long total_batch = cfg->total_batch_tokens ? cfg->total_batch_tokens : tokens_per_micro;
-    // config_validate checked divisibility by B*T
-    int accum_global = (int)(total_batch / tokens_per_micro);
 
     // --- the ranks: rank 0 alone prints and writes; all of them agree on config and data
     pb_dist d;
@@ -507,6 +504,9 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     d.timeout_s = cfg->dist_timeout;
     d.stop = &stop_signal;
     const int W = d.world, lead = dist_lead(&d);
+    // 0: one micro-batch per rank; config_validate checked divisibility by B*T
+    long total_batch = cfg->total_batch_tokens ? cfg->total_batch_tokens : tokens_per_micro * W;
+    int accum_global = (int)(total_batch / tokens_per_micro);
     if (!lead && !freopen("/dev/null", "w", stdout))
         pb_die(PB_EXIT_RUNTIME, "rank %d: cannot silence stdout: %s", d.rank, strerror(errno));
     char *ident = run_identity(cfg);
@@ -750,6 +750,10 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
             sample_trainer_print(sampler, &model.gpt2, step + 1, prog.tty);
 
         if (signal_step == step + 1) raise(SIGTERM);
+        // Test hook: PEBBLE_TEST_DIE_AT_STEP=N: this rank dies (SIGKILL) after step N, for
+        // the tests of what the other ranks do then.
+        const char *die = getenv("PEBBLE_TEST_DIE_AT_STEP");
+        if (die && atoi(die) == step + 1 && test_signal_rank_ok()) raise(SIGKILL);
         stop_sig = stop_agreed(&d);
 
         int stopping = stop_sig != 0;
