@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "tests/ckpt_loaded.h"
 #include "tests/cli.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
@@ -194,23 +195,6 @@ Test(dist, rendezvous_file_between_two_processes) {
 // 4 micro-batches a step: 1 rank x 4, 2 ranks x 2
 #define STEP4 "--set train.total_batch_tokens=512 "
 
-// BERT pieces of 6..30 tokens whose words follow a rule (as tests/test_bert_run.c's).
-static void make_pieces(const char *name, size_t ntok) {
-    uint16_t *tok = malloc(ntok * sizeof(uint16_t));
-    pb_rng rng;
-    pb_rng_seed(&rng, 11);
-    size_t n = 0;
-    while (n + 32 < ntok) {
-        int len = 6 + (int)(pb_rng_u64(&rng) % 25);
-        tok[n++] = 101;
-        for (int i = 0; i < len - 2; i++) tok[n++] = (uint16_t)(104 + pb_rng_u64(&rng) % 56);
-        tok[n++] = 102;
-    }
-    char path[300], err[256];
-    snprintf(path, sizeof path, "%s/%s", tmp, name);
-    cr_assert(shard_write(path, tok, n, err, sizeof err) == 0, "%s", err);
-    free(tok);
-}
 #define BERT                                                                                 \
     "--set model.family=bert --set model.n_layer=2 --set model.n_head=2 --set model.n_embd=32 " \
     "--set model.seq_len=32 --set model.vocab_size=160 --set train.batch_size=4 "               \
@@ -242,21 +226,6 @@ static int count_substr(const char *s, const char *needle) {
     return n;
 }
 
-typedef struct {
-    pb_model m;
-    pb_adamw o;
-    pb_ckpt_trainer_state st;
-} loaded_t;
-
-static void load(loaded_t *x, const char *path) {
-    char err[1024];
-    pb_config cfg;
-    config_defaults(&cfg);
-    cr_assert_eq(ckpt_load_config(path, &cfg, err, sizeof err), 0, "%s", err);
-    model_build(&x->m, &cfg, pb_ops_cpu());
-    adamw_init(&x->o, x->m.p, 0.9f, 0.95f, 1e-8f, 0.1f);
-    cr_assert_eq(ckpt_load(path, x->m.p, 1, &x->st, err, sizeof err), 0, "%s", err);
-}
 
 // Two checkpoints: the same weights, moments, AdamW step and loader position, to the bit.
 static void same_ckpt(const char *da, const char *db, int step) {
@@ -275,10 +244,8 @@ static void same_ckpt(const char *da, const char *db, int step) {
     cr_assert_eq(a.m.p->step, (uint64_t)step);
     cr_assert(a.st.train_loader.epoch == b.st.train_loader.epoch &&
                   a.st.train_loader.cursor == b.st.train_loader.cursor, "loader states differ");
-    for (loaded_t *x = &a; x; x = x == &a ? &b : NULL) {
-        adamw_free(&x->o);
-        model_free(&x->m);
-    }
+    loaded_free(&a);
+    loaded_free(&b);
 }
 
 static void expect_same_run(const char *da, const char *db, int steps) {
@@ -297,12 +264,17 @@ static void dirs(void) {
     snprintf(dir_c, sizeof dir_c, "%s/zero1", tmp);
 }
 
-Test(dist, gpt2_two_ranks_are_one_rank_with_twice_the_accumulation) {
-    make_data("dist-gpt2");
+// The gpt2 data and the reference: 4 steps of 4 micro-batches on one rank, into dir_a.
+static void one_rank_reference(const char *name) {
+    make_data(name);
     dirs();
+    cr_assert_eq(run("%s train " TINY STEP4 "--set train.steps=4 --set run.dir=%s", pebble_bin(),
+                     tmp, tmp, dir_a), 0, "%s", output());
+}
+
+Test(dist, gpt2_two_ranks_are_one_rank_with_twice_the_accumulation) {
+    one_rank_reference("dist-gpt2");
     const char *bin = pebble_bin();
-    cr_assert_eq(run("%s train " TINY STEP4 "--set train.steps=4 --set run.dir=%s", bin, tmp, tmp,
-                     dir_a), 0, "%s", output());
     cr_assert_eq(run(MPIRUN "%s train " TINY STEP4 "--set train.steps=4 --set run.dir=%s", bin,
                      tmp, tmp, dir_b), 0, "%s", output());
     cr_assert(strstr(run_stdout(), "dist: 2 ranks (openmpi launch), 2 micro-steps each"), "%s",
@@ -324,12 +296,14 @@ Test(dist, gpt2_two_ranks_are_one_rank_with_twice_the_accumulation) {
     load(&y, pb);
     cr_assert(memcmp(x.m.p->mem, y.m.p->mem, x.m.p->num_floats * 4) != 0,
               "the tree and in-place sums gave the same bits: the test cannot tell them apart");
+    loaded_free(&x);
+    loaded_free(&y);
 }
 
 Test(dist, bert_mlm_two_ranks_are_one_rank_with_twice_the_accumulation) {
     make_tmp("dist-bert");
-    make_pieces("train_000000.bin", 12000);
-    make_pieces("val_000000.bin", 3000);
+    make_bert_pieces("train_000000.bin", 12000);
+    make_bert_pieces("val_000000.bin", 3000);
     dirs();
     const char *bin = pebble_bin();
     cr_assert_eq(run("%s train " BERT STEP4 "--set train.steps=4 --set run.dir=%s", bin, tmp, tmp,
@@ -348,11 +322,8 @@ Test(dist, bert_mlm_two_ranks_are_one_rank_with_twice_the_accumulation) {
 // A run checkpointed at step 2 on 2 ranks continues on 1 (and the reverse) as the straight
 // run on 1 rank.
 Test(dist, checkpoints_resume_across_world_sizes) {
-    make_data("dist-resume");
-    dirs();
+    one_rank_reference("dist-resume");
     const char *bin = pebble_bin();
-    cr_assert_eq(run("%s train " TINY STEP4 "--set train.steps=4 --set run.dir=%s", bin, tmp, tmp,
-                     dir_a), 0, "%s", output());
     for (int two_first = 1; two_first >= 0; two_first--) {
         char d[400];
         snprintf(d, sizeof d, "%s/r%d", tmp, two_first);
@@ -412,8 +383,7 @@ Test(dist, a_killed_rank_ends_the_other_in_bounded_time) {
 // SIGTERM to rank 1 alone after step 2: every rank stops there, one checkpoint, exit 0; the
 // resumed run on 2 ranks ends as the straight one.
 Test(dist, sigterm_to_one_rank_checkpoints_once_and_every_rank_exits_0) {
-    make_data("dist-term");
-    dirs();
+    one_rank_reference("dist-term");
     const char *bin = pebble_bin();
     cr_assert_eq(run(MPIRUN "-x PEBBLE_TEST_SIGNAL_AT_STEP=2 -x PEBBLE_TEST_SIGNAL_RANK=1 %s train "
                      TINY STEP4 "--set train.steps=4 --set run.dir=%s", bin, tmp, tmp, dir_b), 0,
@@ -425,19 +395,14 @@ Test(dist, sigterm_to_one_rank_checkpoints_once_and_every_rank_exits_0) {
     cr_assert_eq(count_substr(run_stdout(), "checkpoint: "), 1, "%s", output());
     cr_assert_eq(run(MPIRUN "%s train " TINY STEP4 "--set train.steps=4 --set run.dir=%s "
                      "--resume auto", bin, tmp, tmp, dir_b), 0, "%s", output());
-    cr_assert_eq(run("%s train " TINY STEP4 "--set train.steps=4 --set run.dir=%s", bin, tmp, tmp,
-                     dir_a), 0, "%s", output());
     expect_same_run(dir_a, dir_b, 4);
 }
 
 // pebble train --nproc 2, no mpirun on the command line: the same run as mpirun -np 2 (and so
 // as one rank).
 Test(dist, nproc_2_without_mpirun) {
-    make_data("dist-nproc");
-    dirs();
+    one_rank_reference("dist-nproc");
     const char *bin = pebble_bin();
-    cr_assert_eq(run("%s train " TINY STEP4 "--set train.steps=4 --set run.dir=%s", bin, tmp, tmp,
-                     dir_a), 0, "%s", output());
     cr_assert_eq(run("%s train --nproc 2 " TINY STEP4 "--set train.steps=4 --set run.dir=%s", bin,
                      tmp, tmp, dir_b), 0, "%s", output());
     cr_assert(strstr(run_stdout(), "dist: 2 ranks"), "%s", output());

@@ -808,3 +808,13 @@ void config_write_ini(const pb_config *c, FILE *f) {
         fprintf(f, "%s =%s%s\n", k->key, v[0] ? " " : "", v);
     }
 }
+
+char *config_ini_text(const pb_config *c) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) pb_die(PB_EXIT_RUNTIME, "out of memory");
+    config_write_ini(c, f);
+    if (fclose(f) != 0) pb_die(PB_EXIT_RUNTIME, "out of memory");
+    return text;
+}

@@ -80,5 +80,7 @@ int config_validate(const pb_config *c, char *err, size_t errlen);
 void config_print_help(FILE *f);
 // The effective configuration as a loadable INI file (written into each run directory).
 void config_write_ini(const pb_config *c, FILE *f);
+// The same as a string (free() it).
+char *config_ini_text(const pb_config *c);
 
 #endif

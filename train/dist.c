@@ -185,15 +185,24 @@ void dist_bcast(pb_dist *d, void *buf, size_t bytes, const char *what) {
         RECV(buf, bytes, 0);
 }
 
-void dist_gather(pb_dist *d, void *buf, size_t elem, const size_t *off, const char *what) {
+// The blocks of every rank but 0 to rank 0 (to_lead) or from it.
+static void blocks(pb_dist *d, void *buf, size_t elem, const size_t *off, int to_lead,
+                   const char *what) {
     if (d->world == 1) return;
     char *b = buf;
-    if (d->rank == 0) {
-        for (int r = 1; r < d->world; r++)
-            if (off[r + 1] > off[r]) RECV(b + off[r] * elem, (off[r + 1] - off[r]) * elem, r);
-    } else if (off[d->rank + 1] > off[d->rank]) {
-        SEND(b + off[d->rank] * elem, (off[d->rank + 1] - off[d->rank]) * elem, 0);
+    for (int r = 1; r < d->world; r++) {
+        if (off[r + 1] == off[r] || (d->rank != 0 && d->rank != r)) continue;
+        char *at = b + off[r] * elem;
+        size_t bytes = (off[r + 1] - off[r]) * elem;
+        if ((d->rank == 0) == (to_lead != 0))
+            RECV(at, bytes, d->rank == 0 ? r : 0);
+        else
+            SEND(at, bytes, d->rank == 0 ? r : 0);
     }
+}
+
+void dist_gather(pb_dist *d, void *buf, size_t elem, const size_t *off, const char *what) {
+    blocks(d, buf, elem, off, 1, what);
 }
 
 void dist_allgather(pb_dist *d, void *buf, size_t elem, const size_t *off, const char *what) {
@@ -202,14 +211,7 @@ void dist_allgather(pb_dist *d, void *buf, size_t elem, const size_t *off, const
 }
 
 void dist_scatter(pb_dist *d, void *buf, size_t elem, const size_t *off, const char *what) {
-    if (d->world == 1) return;
-    char *b = buf;
-    if (d->rank == 0) {
-        for (int r = 1; r < d->world; r++)
-            if (off[r + 1] > off[r]) SEND(b + off[r] * elem, (off[r + 1] - off[r]) * elem, r);
-    } else if (off[d->rank + 1] > off[d->rank]) {
-        RECV(b + off[d->rank] * elem, (off[d->rank + 1] - off[d->rank]) * elem, 0);
-    }
+    blocks(d, buf, elem, off, 0, what);
 }
 
 int dist_max(pb_dist *d, int v, const char *what) {

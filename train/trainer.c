@@ -371,13 +371,9 @@ static char *ini_lines(const char *ini) {
 // Resuming with other values (a new lr, more steps, other data) is allowed, but should not
 // pass unnoticed: a note lists the keys that differ from the checkpoint's config.
 static void note_config_changes(const char *path, const pb_config *cfg) {
-    char *stored = NULL, *now = NULL, err[1024];
+    char *stored = NULL, err[1024];
     if (ckpt_read_config(path, &stored, NULL, err, sizeof err) != 0) return;
-    size_t len = 0;
-    FILE *f = open_memstream(&now, &len);
-    if (!f) pb_die(PB_EXIT_RUNTIME, "out of memory");
-    config_write_ini(cfg, f);
-    fclose(f);
+    char *now = config_ini_text(cfg);
     char *a = ini_lines(stored), *b = ini_lines(now), changed[1024] = "";
     for (char *line = b + 1; *line;) {
         char *end = strchr(line, '\n');
@@ -458,12 +454,12 @@ int trainer_run(const pb_config *cfg) { return trainer_run_from(cfg, NULL); }
 // What the ranks must agree on: the effective config as "section.key = value" lines, then
 // each data file with its size ("data-files.<path> = <bytes>").
 static char *run_identity(const pb_config *cfg) {
-    char *ini = NULL;
+    char *cfg_ini = config_ini_text(cfg), *ini = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&ini, &len);
     if (!f) pb_die(PB_EXIT_RUNTIME, "out of memory");
-    config_write_ini(cfg, f);
-    fprintf(f, "[data-files]\n");
+    fprintf(f, "%s[data-files]\n", cfg_ini);
+    free(cfg_ini);
     const char *pats[2] = {cfg->train_data, cfg->val_data};
     for (int i = 0; i < 2; i++) {
         glob_t g;
