@@ -23,7 +23,16 @@ CAIRO_LIBS := $(shell pkg-config --libs cairo 2>/dev/null || \
 ifeq ($(CAIRO_LIBS),)
 CFLAGS  += -DPB_NO_CAIRO
 endif
-LDLIBS  += $(PKG_LIBS) $(CAIRO_LIBS) -lm
+# OpenMPI (Debian's libopenmpi-dev; the GPU machine's OpenMPI 4.1.6): data parallelism on
+# the CPU, and the NCCL id's broadcast. Linked where pkg-config or mpicc knows it; pebble
+# calls it only when a launcher started more than one rank (train/dist.h). Without it, the
+# build is the same but refuses a world larger than one.
+MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null || mpicc --showme:compile 2>/dev/null)
+MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null || mpicc --showme:link 2>/dev/null)
+ifneq ($(MPI_LIBS),)
+CFLAGS  += -DPB_HAVE_MPI $(MPI_CFLAGS)
+endif
+LDLIBS  += $(PKG_LIBS) $(CAIRO_LIBS) $(MPI_LIBS) -lm
 LDFLAGS += -fopenmp
 
 BUILD   := build

@@ -4,7 +4,7 @@
 # line and fails. `make` calls it before building, so the README's commands work on a fresh
 # Debian 12 machine.
 set -eu
-pkgs="build-essential pkg-config libcriterion-dev libinih-dev libpcre2-dev libhdf5-dev libjansson-dev libutf8proc-dev libcairo2-dev gnuplot-nox"
+pkgs="build-essential pkg-config libcriterion-dev libinih-dev libpcre2-dev libhdf5-dev libjansson-dev libutf8proc-dev libcairo2-dev gnuplot-nox libopenmpi-dev openmpi-bin"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -4,9 +4,13 @@
 // by one token: the last target of one window is the first input of the next). Numbered
 // across the shards in sorted-path order they form the global list g = 0 .. W-1.
 // Each epoch orders that list: as it is, or (shuffle) by a Fisher-Yates permutation drawn
-// from (seed, epoch). Rank r takes positions r, r + nranks, r + 2 nranks, ... of the order,
-// S = W / nranks of them (the last W % nranks positions are dropped so that every rank
-// takes the same number of steps), and cuts its share into S / B batches of B.
+// from (seed, epoch), and cuts the order into W / B slots of B windows (slot j: positions jB ..
+// jB+B-1; the last W % B positions are dropped). The epochs' slots follow each other as one
+// stream, numbered G = epoch * slots + j. The ranks split that stream in rounds of
+// nranks * block slots (loader.h); one rank reads exactly the stream, so a step of nranks
+// ranks reads the slots one rank with nranks times the micro-batches reads, each as the same
+// batch, and the loader's state (the next round's slot, as (epoch, cursor = j B)) is the same
+// on every rank and for every world size.
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -27,7 +31,9 @@ struct pb_loader {
     shard_set set;
     uint64_t *first_window;  // (set.n+1,): global index of each shard's first window
     uint64_t num_windows;    // W, over all shards
-    uint64_t rank_windows;   // S = W / nranks
+    uint64_t slots;          // W / B batches per epoch
+    int block;               // slots a rank reads per round (loader_set_block)
+    int k;                   // of them, read so far this round
     uint64_t num_tokens;
     loader_order order;      // the epochs' orders of the W windows
     uint64_t epoch, cursor;  // the position: cursor indexes this rank's share of the epoch
@@ -156,19 +162,19 @@ pb_loader *loader_open(const char *pattern, int B, int T, int rank, int nranks, 
     l->first_window[l->set.n] = W;
 
     l->num_windows = W;
-    l->rank_windows = W / (uint64_t)nranks;
+    l->slots = W / (uint64_t)B;
+    l->block = 1;
     if (W == 0) {
         pb_seterr(err, errlen, "data '%s': no shard holds a full window of T+1 = %d tokens", pattern,
                T + 1);
         loader_close(l);
         return NULL;
     }
-    if (l->rank_windows < (uint64_t)B) {
+    if (l->slots < (uint64_t)nranks) {
         pb_seterr(err, errlen,
-               "data '%s': %llu windows of T+1 = %d tokens give each of %d ranks %llu, fewer "
-               "than one batch of B = %d",
-               pattern, (unsigned long long)W, T + 1, nranks,
-               (unsigned long long)l->rank_windows, B);
+               "data '%s': %llu windows of T+1 = %d tokens make %llu batches of B = %d, fewer "
+               "than one for each of %d ranks",
+               pattern, (unsigned long long)W, T + 1, (unsigned long long)l->slots, B, nranks);
         loader_close(l);
         return NULL;
     }
@@ -188,16 +194,27 @@ void loader_close(pb_loader *l) {
 // ---------------------------------------------------------------------------------------
 // batches
 
+void loader_set_block(pb_loader *l, int block) {
+    PB_ASSERT(block >= 1 && l->k == 0);
+    l->block = block;
+}
+
+// The round's first slot, as a stream index (a cursor of slots * B, left by a checkpoint of
+// an older pebble at an epoch's end, is the next epoch's slot 0).
+static uint64_t round_slot(const pb_loader *l) {
+    return l->epoch * l->slots + l->cursor / (uint64_t)l->B;
+}
+
 void loader_next(pb_loader *l, int32_t *inputs, int32_t *targets) {
     PB_ASSERT(l && inputs && targets);
     const int B = l->B, T = l->T;
-    if (l->cursor + (uint64_t)B > l->rank_windows) {  // too few left for a batch: next epoch
-        l->epoch++;
-        l->cursor = 0;
-    }
+    // this rank's slot of the round: block r*block + k of the round's nranks*block slots
+    uint64_t g0 = round_slot(l);
+    uint64_t G = g0 + (uint64_t)l->rank * (uint64_t)l->block + (uint64_t)l->k;
+    uint64_t epoch = G / l->slots, j = G % l->slots;
     for (int b = 0; b < B; b++) {
-        uint64_t pos = (l->cursor + (uint64_t)b) * (uint64_t)l->nranks + (uint64_t)l->rank;
-        uint64_t g = loader_order_at(&l->order, l->epoch, pos);
+        uint64_t pos = j * (uint64_t)B + (uint64_t)b;
+        uint64_t g = loader_order_at(&l->order, epoch, pos);
         size_t s = loader_file_of(l->first_window, l->set.n, g);
         uint64_t off = (g - l->first_window[s]) * (uint64_t)T;
         const uint16_t *w = l->set.shards[s].tokens + off;  // (T+1,)
@@ -208,15 +225,24 @@ void loader_next(pb_loader *l, int32_t *inputs, int32_t *targets) {
             tg[t] = w[t + 1];
         }
     }
-    l->cursor += (uint64_t)B;
+    if (++l->k == l->block) {  // every rank's block of the round is read: the next round
+        // as (epoch, cursor) with cursor in (0, slots B]: an epoch's end stays in that epoch
+        // until the next batch is read (the state one rank has always saved there)
+        uint64_t next = g0 + (uint64_t)l->nranks * (uint64_t)l->block;
+        l->epoch = (next - 1) / l->slots;
+        l->cursor = (next - l->epoch * l->slots) * (uint64_t)B;
+        l->k = 0;
+    }
 }
 
 void loader_reset(pb_loader *l) {
     l->epoch = 0;
     l->cursor = 0;
+    l->k = 0;
 }
 
 void loader_get_state(const pb_loader *l, pb_loader_state *s) {
+    PB_ASSERT(l->k == 0);  // a state is a round's start (the trainer's step boundary)
     s->seed = l->seed;
     s->epoch = l->epoch;
     s->cursor = l->cursor;
@@ -224,18 +250,20 @@ void loader_get_state(const pb_loader *l, pb_loader_state *s) {
 
 int loader_set_state(pb_loader *l, const pb_loader_state *s, char *err, size_t errlen) {
     if (loader_check_seed(l->pattern, l->seed, s, err, errlen) != 0) return -1;
-    if (s->cursor > l->rank_windows) {
+    uint64_t end = l->slots * (uint64_t)l->B;
+    if (s->cursor > end || s->cursor % (uint64_t)l->B != 0) {
         pb_seterr(err, errlen,
-               "data '%s': saved loader cursor %llu is past the %llu windows of this rank's "
-               "epoch (different data, T or ranks?)",
-               l->pattern, (unsigned long long)s->cursor, (unsigned long long)l->rank_windows);
+               "data '%s': saved loader cursor %llu is not a batch start within the %llu "
+               "windows of an epoch's batches of B = %d (different data, T or B?)",
+               l->pattern, (unsigned long long)s->cursor, (unsigned long long)end, l->B);
         return -1;
     }
     l->epoch = s->epoch;
     l->cursor = s->cursor;
+    l->k = 0;
     return 0;
 }
 
 uint64_t loader_num_tokens(const pb_loader *l) { return l->num_tokens; }
 
-uint64_t loader_num_batches(const pb_loader *l) { return l->rank_windows / (uint64_t)l->B; }
+uint64_t loader_num_batches(const pb_loader *l) { return l->slots / (uint64_t)l->nranks; }

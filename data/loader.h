@@ -13,23 +13,30 @@ typedef struct pb_loader pb_loader;
 typedef struct pb_loader_state {
     uint64_t seed;
     uint64_t epoch;
-    uint64_t cursor;  // index into the epoch's order of windows of this rank
+    uint64_t cursor;  // where the next round of slots begins: a window index, a multiple of B
 } pb_loader_state;
 
 // Opens every shard matching the glob `pattern` and validates them (magic, version, size
 // against the header, token ids < vocab_size). Windows are T+1 tokens at stride T inside a
-// shard; with shuffle, each epoch visits them in a permutation drawn from (seed, epoch);
-// rank r of nranks sees a disjoint share. Returns NULL with one line in err on any problem
+// shard; with shuffle, each epoch visits them in a permutation drawn from (seed, epoch),
+// cut into batches of B (slots). Rank r of nranks reads, of every round of nranks * block
+// consecutive slots, the block r*block .. r*block + block-1 (block 1 unless loader_set_block:
+// slots r, r + nranks, ...), so that the ranks of one step read what one rank with nranks
+// times the batches would, batch for batch. Returns NULL with one line in err on any problem
 // (empty pattern, bad magic, truncated file, out-of-vocabulary token, ...).
 pb_loader *loader_open(const char *pattern, int B, int T, int rank, int nranks, uint64_t seed,
                        int shuffle, int vocab_size, char *err, size_t errlen);
+// The slots a rank reads per round: the micro-batches per rank of an optimizer step, so
+// that rank r's micro-batch k is slot r*block + k of the step. Before the first batch.
+void loader_set_block(pb_loader *l, int block);
 // Next batch: inputs (B,T) and targets (B,T) = inputs shifted by one. Wraps to a new epoch.
 void loader_next(pb_loader *l, int32_t *inputs, int32_t *targets);
 void loader_reset(pb_loader *l);  // back to epoch 0, first window (for validation passes)
+// The position at a round's start (between steps), the same on every rank.
 void loader_get_state(const pb_loader *l, pb_loader_state *s);
 int loader_set_state(pb_loader *l, const pb_loader_state *s, char *err, size_t errlen);
 uint64_t loader_num_tokens(const pb_loader *l);   // tokens in all shards
-uint64_t loader_num_batches(const pb_loader *l);  // batches per epoch for this rank
+uint64_t loader_num_batches(const pb_loader *l);  // batches per epoch for this rank: (W/B)/nranks
 void loader_close(pb_loader *l);
 
 // --- what every pebble loader shares (data/seqloader.c uses these too)

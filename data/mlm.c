@@ -58,7 +58,7 @@ int64_t mlm_mask(pb_batch *b, int vocab_size, double prob, uint64_t seed, uint64
     return n;
 }
 
-uint64_t mlm_first_row(int micro, int rank, int nranks, int B) {
-    PB_ASSERT(micro >= 0 && nranks > 0 && rank >= 0 && rank < nranks && B > 0);
-    return ((uint64_t)micro * (uint64_t)nranks + (uint64_t)rank) * (uint64_t)B;
+uint64_t mlm_first_row(int micro, int rank, int per_rank, int B) {
+    PB_ASSERT(micro >= 0 && per_rank >= 1 && rank >= 0 && B > 0);
+    return ((uint64_t)rank * (uint64_t)per_rank + (uint64_t)micro) * (uint64_t)B;
 }

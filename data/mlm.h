@@ -36,8 +36,10 @@
 int64_t mlm_mask(pb_batch *b, int vocab_size, double prob, uint64_t seed, uint64_t step,
                  uint64_t first_row);
 
-// The step-global index of row 0 of micro-batch `micro` (0 .. A-1) of rank `rank` of nranks,
-// with B rows a micro-batch: (micro nranks + rank) B, the row's place in the step's slots.
-uint64_t mlm_first_row(int micro, int rank, int nranks, int B);
+// The step-global index of row 0 of micro-batch `micro` (0 .. per_rank-1) of rank `rank`,
+// each rank taking per_rank micro-batches of B rows a step: (rank per_rank + micro) B, the
+// row's place in the step's slots (data/seqloader.h: rank r's micro-batch k is slot
+// r per_rank + k).
+uint64_t mlm_first_row(int micro, int rank, int per_rank, int B);
 
 #endif

@@ -36,7 +36,9 @@ struct pb_seqloader {
     int file_T, num_classes;
     int32_t *row;         // (file_T,) one row as lseq_row returns it
     loader_order order;   // the epochs' orders of the N sequences
-    uint64_t epoch, cursor;  // where the group's next slot begins (cursor < N)
+    uint64_t epoch, cursor;  // where the group's next round of slots begins (cursor < N)
+    int block;            // slots a rank reads per round (seqloader_set_block)
+    int k;                // of them, read so far this round
 };
 
 // ---------------------------------------------------------------------------------------
@@ -53,6 +55,7 @@ static pb_seqloader *seqloader_new(const char *pattern, int B, int T, int rank, 
     strcpy(l->pattern, pattern);
     l->B = B, l->T = T, l->rank = rank, l->nranks = nranks;
     l->seed = seed, l->shuffle = shuffle != 0;
+    l->block = 1;
     return l;
 }
 
@@ -259,24 +262,35 @@ static void fill_row(pb_seqloader *l, pb_batch *bt, int b, uint64_t q) {
     bt->labels[b] = label;
 }
 
+void seqloader_set_block(pb_seqloader *l, int block) {
+    PB_ASSERT(block >= 1 && l->k == 0);
+    l->block = block;
+}
+
 void seqloader_next(pb_seqloader *l, pb_batch *b) {
     PB_ASSERT(l && b && b->B == l->B && b->T == l->T);
-    const uint64_t B = (uint64_t)l->B;
+    const uint64_t B = (uint64_t)l->B, block = (uint64_t)l->block;
     uint64_t e = l->epoch, c = l->cursor;
-    advance(l, &e, &c, (uint64_t)l->rank * B);  // this rank's slot of the group's round
+    // this rank's slot of the group's round: r*block + k
+    advance(l, &e, &c, ((uint64_t)l->rank * block + (uint64_t)l->k) * B);
     for (int i = 0; i < l->B; i++) {
         fill_row(l, b, i, loader_order_at(&l->order, e, c));
         advance(l, &e, &c, 1);
     }
-    advance(l, &l->epoch, &l->cursor, (uint64_t)l->nranks * B);  // every rank's slot is read
+    if (++l->k == l->block) {  // every rank's block of the round is read
+        advance(l, &l->epoch, &l->cursor, (uint64_t)l->nranks * block * B);
+        l->k = 0;
+    }
 }
 
 void seqloader_reset(pb_seqloader *l) {
     l->epoch = 0;
     l->cursor = 0;
+    l->k = 0;
 }
 
 void seqloader_get_state(const pb_seqloader *l, pb_loader_state *s) {
+    PB_ASSERT(l->k == 0);  // a state is a round's start (the trainer's step boundary)
     s->seed = l->seed;
     s->epoch = l->epoch;
     s->cursor = l->cursor;
@@ -293,6 +307,7 @@ int seqloader_set_state(pb_seqloader *l, const pb_loader_state *s, char *err, si
     }
     l->epoch = s->epoch;
     l->cursor = s->cursor;
+    l->k = 0;
     return 0;
 }
 

@@ -12,17 +12,18 @@
 // reaches the end of an epoch takes the rest of its rows from the start of the next one.
 //
 // The rank split. The stream is cut into micro-batch slots of B sequences: slot j holds
-// stream positions jB .. jB+B-1. Rank r of nranks takes slots r, r + nranks, r + 2 nranks, ...
-// So the slots one optimizer step consumes (nranks ranks x A micro-batches each: slots
-// s A nranks .. (s+1) A nranks - 1) are the same for every world size: 1 rank with A nranks
-// micro-batches, or with B' = B nranks, reads exactly the same sequences, and the step's
-// gradient is the same sum. Nothing is dropped at an epoch's end, which is what keeps that true
-// across epoch boundaries for any nranks and A. Rank r's micro-batch k of a step is global
-// slot k nranks + r of the step: mlm_first_row (data/mlm.h) keys the masks by it.
+// stream positions jB .. jB+B-1. The ranks read it in rounds of nranks x block slots (block:
+// seqloader_set_block, the micro-batches per rank of an optimizer step; 1 by default): rank r
+// takes the round's slots r block .. r block + block-1, its micro-batch k being slot
+// r block + k. So the slots one optimizer step consumes are the same for every world size,
+// each as the same micro-batch: 1 rank with nranks x block micro-batches reads exactly the
+// same batches, and the step's gradient is the same sum. Nothing is dropped at an epoch's end,
+// which is what keeps that true across epoch boundaries for any nranks and block.
+// mlm_first_row (data/mlm.h) keys the masks by the slot.
 //
 // The state (pb_loader_state, as for the GPT-2 loader, so checkpoints store one kind): seed,
 // epoch, and cursor = the stream position in that epoch where the whole group's next slot
-// begins (rank r reads from cursor + rB). It is the same on every rank, and a checkpoint saved
+// begins (rank r reads from cursor + r block B). It is the same on every rank, and a checkpoint saved
 // with one world size resumes with another.
 #ifndef PEBBLE_SEQLOADER_H
 #define PEBBLE_SEQLOADER_H
@@ -54,6 +55,8 @@ pb_seqloader *seqloader_open_lseq(const char *pattern, int B, int T, int rank, i
 // inputs padded with [PAD] (0), lengths set, targets all -1 (the MLM path then calls
 // mlm_mask), labels the class of each row (-1 for pieces).
 void seqloader_next(pb_seqloader *l, pb_batch *b);
+// The slots a rank reads per round (the rank split above). Before the first batch.
+void seqloader_set_block(pb_seqloader *l, int block);
 void seqloader_reset(pb_seqloader *l);  // back to epoch 0, position 0 (validation passes)
 void seqloader_get_state(const pb_seqloader *l, pb_loader_state *s);
 // -1 with err on another seed or a cursor past the epoch (other data).

@@ -55,6 +55,31 @@ static void make_data(const char *name) {
     free(tok);
 }
 
+// BERT token shards for MLM (V = 160: ids 104..159 words, BERT's specials below).
+// Pieces of 6..30 tokens: [CLS], then words where w[i+1] = f(w[i]) 90% of the time, [SEP]. A
+// masked word is predictable from its neighbours, so the MLM loss falls well below log V.
+static void make_bert_pieces(const char *name, size_t ntok) {
+    uint16_t *tok = malloc(ntok * sizeof(uint16_t));
+    pb_rng rng;
+    pb_rng_seed(&rng, 11);
+    size_t n = 0;
+    while (n + 32 < ntok) {
+        int len = 6 + (int)(pb_rng_u64(&rng) % 25);
+        tok[n++] = 101;
+        int w = 104 + (int)(pb_rng_u64(&rng) % 56);
+        for (int i = 0; i < len - 2; i++) {
+            tok[n++] = (uint16_t)w;
+            w = pb_rng_u64(&rng) % 10 == 0 ? 104 + (int)(pb_rng_u64(&rng) % 56)
+                                           : 104 + (w - 104) * 7 % 56;
+        }
+        tok[n++] = 102;
+    }
+    char path[300], err[256];
+    snprintf(path, sizeof path, "%s/%s", tmp, name);
+    cr_assert(shard_write(path, tok, n, err, sizeof err) == 0, "%s", err);
+    free(tok);
+}
+
 // Removes the test's directory, passed or failed (use as .fini).
 static void cleanup(void) {
     char cmd[300];

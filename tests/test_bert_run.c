@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "data/lseq.h"
+#include "tests/ckpt_loaded.h"
 #include "tests/cli.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
@@ -21,29 +22,6 @@ TestSuite(bert_run, .fini = cleanup);
 
 #define V 160  // ids 104..159 are words; 0..103 BERT's specials as in bert-base-uncased
 
-// Pieces of 6..30 tokens: [CLS], then words where w[i+1] = f(w[i]) 90% of the time, [SEP]. A
-// masked word is predictable from its neighbours, so the MLM loss falls well below log V.
-static void make_pieces(const char *name, size_t ntok) {
-    uint16_t *tok = malloc(ntok * sizeof(uint16_t));
-    pb_rng rng;
-    pb_rng_seed(&rng, 11);
-    size_t n = 0;
-    while (n + 32 < ntok) {
-        int len = 6 + (int)(pb_rng_u64(&rng) % 25);
-        tok[n++] = 101;
-        int w = 104 + (int)(pb_rng_u64(&rng) % 56);
-        for (int i = 0; i < len - 2; i++) {
-            tok[n++] = (uint16_t)w;
-            w = pb_rng_u64(&rng) % 10 == 0 ? 104 + (int)(pb_rng_u64(&rng) % 56)
-                                           : 104 + (w - 104) * 7 % 56;
-        }
-        tok[n++] = 102;
-    }
-    char path[300], err[256];
-    snprintf(path, sizeof path, "%s/%s", tmp, name);
-    cr_assert(shard_write(path, tok, n, err, sizeof err) == 0, "%s", err);
-    free(tok);
-}
 
 // Rows of 4..32 tokens [CLS] w ... [SEP]: label 1 when word 130 occurs in the row, else 0
 // (about half of the rows): a model must look at every position to tell.
@@ -91,22 +69,6 @@ static void last_val(const char *dir, double *loss, double *acc) {
     fclose(f);
 }
 
-// A checkpoint's model and optimizer, built from the checkpoint's own config.
-typedef struct {
-    pb_model m;
-    pb_adamw o;
-} loaded_t;
-
-static void load(loaded_t *x, const char *path) {
-    char err[1024];
-    pb_config cfg;
-    config_defaults(&cfg);
-    cr_assert_eq(ckpt_load_config(path, &cfg, err, sizeof err), 0, "%s", err);
-    model_build(&x->m, &cfg, pb_ops_cpu());
-    adamw_init(&x->o, x->m.p, 0.9f, 0.95f, 1e-8f, 0.1f);
-    pb_ckpt_trainer_state st;
-    cr_assert_eq(ckpt_load(path, x->m.p, 1, &st, err, sizeof err), 0, "%s", err);
-}
 
 static void expect_identical(const char *pa, const char *pb) {
     loaded_t a, b;
@@ -117,16 +79,14 @@ static void expect_identical(const char *pa, const char *pb) {
     cr_assert(memcmp(a.m.p->mem, b.m.p->mem, n * 4) == 0, "parameters differ");
     cr_assert(memcmp(a.m.p->m, b.m.p->m, n * 4) == 0 && memcmp(a.m.p->v, b.m.p->v, n * 4) == 0,
               "AdamW moments differ");
-    for (loaded_t *x = &a; x; x = x == &a ? &b : NULL) {
-        adamw_free(&x->o);
-        model_free(&x->m);
-    }
+    loaded_free(&a);
+    loaded_free(&b);
 }
 
 Test(bert_run, mlm_learns_and_resumes_to_the_bit, .timeout = 600) {
     make_tmp("bert-mlm");
-    make_pieces("train_000000.bin", 30000);
-    make_pieces("val_000000.bin", 3000);
+    make_bert_pieces("train_000000.bin", 30000);
+    make_bert_pieces("val_000000.bin", 3000);
     const char *bin = pebble_bin();
     char a[8192], b[8192], dir[400], pa[500], pb[500];
 #define MLM BERT_TINY "--set data.train=%s/train_*.bin --set data.val=%s/val_*.bin "
@@ -184,7 +144,7 @@ Test(bert_run, mlm_learns_and_resumes_to_the_bit, .timeout = 600) {
 // head's tensors in the file are ignored. The same into another encoder shape is refused.
 Test(bert_run, init_a_classifier_from_an_mlm_checkpoint) {
     make_tmp("bert-init");
-    make_pieces("train_000000.bin", 3000);
+    make_bert_pieces("train_000000.bin", 3000);
     const char *bin = pebble_bin();
     cr_assert_eq(run("%s train " BERT_TINY "--set data.train=%s/train_000000.bin "
                      "--set train.steps=3 --set run.dir=%s/r", bin, tmp, tmp), 0, "%s", output());
@@ -255,7 +215,7 @@ Test(bert_run, classify_learns_and_eval_agrees, .timeout = 600) {
 // Each bad combination: exit code and one line naming it.
 Test(bert_run, bad_combinations_are_one_line) {
     make_tmp("bert-bad");
-    make_pieces("train_000000.bin", 3000);
+    make_bert_pieces("train_000000.bin", 3000);
     make_rows("train.lseq", 64, 1);
     const char *bin = pebble_bin();
     struct {
@@ -289,7 +249,7 @@ Test(bert_run, bad_combinations_are_one_line) {
 // (the tied decoder left out), and a BertConfig that says the model's shape.
 Test(bert_run, export_names_and_config) {
     make_tmp("bert-export");
-    make_pieces("train_000000.bin", 3000);
+    make_bert_pieces("train_000000.bin", 3000);
     const char *bin = pebble_bin();
     cr_assert_eq(run("%s train " BERT_TINY "--set data.train=%s/train_000000.bin "
                      "--set train.steps=2 --set run.dir=%s/r", bin, tmp, tmp), 0, "%s", output());

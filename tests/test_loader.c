@@ -329,16 +329,49 @@ Test(loader, ranks_disjoint_and_cover_shuffled) {
     cr_assert_eq(covered, R * S);
 }
 
-Test(loader, ranks_interleave_sorted_windows_without_shuffle) {
+// Rank r's batch c is the one-rank batch c R + r (slots of B windows, not windows, are
+// interleaved): batch c holds windows (c R + r) B .. (c R + r) B + B-1.
+Test(loader, ranks_interleave_sorted_batches_without_shuffle) {
     make_standard_data();
-    const int R = 2, B = 4, S = g_nwin / R;  // 41 each; 10 batches of 4
+    const int R = 2, B = 4, NB = (g_nwin / B) / R;  // 82 windows: 20 batches, 10 each
     for (int r = 0; r < R; r++) {
         pb_loader *l = open_or_fail(B, r, R, 5, 0);
-        cr_assert_eq(loader_num_batches(l), (uint64_t)(S / B));
+        cr_assert_eq(loader_num_batches(l), (uint64_t)NB);
         int ids[64];
-        next_ids(l, B, S / B, ids);
-        for (int j = 0; j < S / B * B; j++) cr_assert_eq(ids[j], j * R + r, "rank %d j %d", r, j);
+        next_ids(l, B, NB, ids);
+        for (int c = 0; c < NB; c++)
+            for (int b = 0; b < B; b++)
+                cr_assert_eq(ids[c * B + b], (c * R + r) * B + b, "rank %d batch %d", r, c);
         loader_close(l);
+    }
+}
+
+// With a block of A slots a round (the micro-batches per rank of a step), rank r's batch
+// i = (round, k) is the one-rank batch round R A + r A + k, over several shuffled epochs, and
+// every rank and the one rank agree on the position at each round's end.
+Test(loader, ranks_take_contiguous_blocks) {
+    make_standard_data();
+    const int B = 4, A = 2, ROUNDS = 13;  // 20 batches an epoch: 13 rounds of 2 x 2 cross two
+    for (int R = 1; R <= 3; R++) {
+        static int one[3 * 2 * 13 * 4], mine[2 * 13 * 4];
+        pb_loader *l1 = open_or_fail(B, 0, 1, 5, 1);
+        next_ids(l1, B, R * A * ROUNDS, one);
+        for (int r = 0; r < R; r++) {
+            pb_loader *l = open_or_fail(B, r, R, 5, 1);
+            loader_set_block(l, A);
+            next_ids(l, B, A * ROUNDS, mine);
+            for (int i = 0; i < A * ROUNDS; i++) {
+                int slot = i / A * R * A + r * A + i % A;
+                cr_assert_eq(memcmp(mine + i * B, one + slot * B, B * sizeof(int)), 0,
+                             "R %d rank %d batch %d is not slot %d", R, r, i, slot);
+            }
+            pb_loader_state s1, sr;
+            loader_get_state(l, &sr);
+            loader_get_state(l1, &s1);
+            cr_assert(sr.epoch == s1.epoch && sr.cursor == s1.cursor, "R %d rank %d state", R, r);
+            loader_close(l);
+        }
+        loader_close(l1);
     }
 }
 
@@ -409,10 +442,13 @@ Test(loader, set_state_rejects_other_seed_and_far_cursor) {
     cr_assert_not_null(strstr(err, "seed 43 but this loader was opened with seed 42"), "got: %s",
                        err);
     st.seed = 42;
-    st.cursor = 42;  // the rank's share is 41
+    st.cursor = 84;  // 82 windows: 20 batches of 4 cover 80
     cr_assert_eq(loader_set_state(l, &st, err, sizeof err), -1);
-    cr_assert_not_null(strstr(err, "cursor 42 is past the 41 windows"), "got: %s", err);
-    st.cursor = 41;  // the end of the epoch is a valid position
+    cr_assert_not_null(strstr(err, "cursor 84 is not a batch start within the 80 windows"),
+                       "got: %s", err);
+    st.cursor = 42;  // not a batch start
+    cr_assert_eq(loader_set_state(l, &st, err, sizeof err), -1);
+    st.cursor = 80;  // the end of the epoch is a valid position
     cr_assert_eq(loader_set_state(l, &st, err, sizeof err), 0, "%s", err);
     loader_close(l);
 }
@@ -519,10 +555,10 @@ Test(loader, error_too_few_tokens) {
 
 Test(loader, error_rank_share_smaller_than_a_batch) {
     char path[256];
-    good_shard(path, sizeof path);  // 20 tokens, T = 4: 4 windows; 2 ranks get 2 each
+    good_shard(path, sizeof path);  // 20 tokens, T = 4: 4 windows, 1 batch of 3
     expect_open_error(4, 2, 3,
-                      "4 windows of T+1 = 5 tokens give each of 2 ranks 2, fewer than one batch "
-                      "of B = 3");
+                      "4 windows of T+1 = 5 tokens make 1 batches of B = 3, fewer than one for "
+                      "each of 2 ranks");
 }
 
 Test(loader, shard_open_errors_leave_shard_empty) {

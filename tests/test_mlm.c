@@ -218,15 +218,16 @@ Test(mlm, masks_do_not_depend_on_the_rank_split) {
     fill(&big, 9);
     copy_batch(&unmasked, &big);
     cr_assert_eq(mlm_first_row(0, 0, 1, 2 * B), 0);
+    cr_assert_eq(mlm_first_row(1, 2, 3, 5), (2 * 3 + 1) * 5);  // rank 2's second of 3
     mlm_mask(&big, V, MLM_PROB, 3, 77, mlm_first_row(0, 0, 1, 2 * B));
     for (int r = 0; r < 2; r++) {  // 2 ranks, 1 micro-batch each
         take_rows(&half, &unmasked, r * B);
-        mlm_mask(&half, V, MLM_PROB, 3, 77, mlm_first_row(0, r, 2, B));
+        mlm_mask(&half, V, MLM_PROB, 3, 77, mlm_first_row(0, r, 1, B));
         cr_assert(rows_equal(&half, &big, r * B), "rank %d of 2 masks its rows otherwise", r);
     }
     for (int m = 0; m < 2; m++) {  // 1 rank, 2 micro-batches
         take_rows(&half, &unmasked, m * B);
-        mlm_mask(&half, V, MLM_PROB, 3, 77, mlm_first_row(m, 0, 1, B));
+        mlm_mask(&half, V, MLM_PROB, 3, 77, mlm_first_row(m, 0, 2, B));
         cr_assert(rows_equal(&half, &big, m * B), "micro-batch %d of 1 rank differs", m);
     }
     pb_batch one;
@@ -247,8 +248,8 @@ Test(mlm, masks_do_not_depend_on_the_rank_split) {
     mlm_mask(&g24, V, MLM_PROB, 3, 78, 0);
     for (int m = 0; m < 2; m++)
         for (int r = 0; r < 4; r++) {
-            int r0 = (int)mlm_first_row(m, r, 4, 3);
-            cr_assert_eq(r0, (m * 4 + r) * 3);
+            int r0 = (int)mlm_first_row(m, r, 2, 3);  // rank r's block of 2 slots
+            cr_assert_eq(r0, (r * 2 + m) * 3);
             take_rows(&small, &raw24, r0);
             mlm_mask(&small, V, MLM_PROB, 3, 78, (uint64_t)r0);
             cr_assert(rows_equal(&small, &g24, r0), "micro %d rank %d of 4", m, r);

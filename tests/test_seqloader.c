@@ -240,11 +240,15 @@ Test(seqloader, ranks_take_interleaved_slots) {
     }
 }
 
-// One optimizer step, masked: world W x A micro-batches of B rows, assembled by global row
-// (mlm_first_row), must be the same for (W, A, B) = (2, 2, 3), (1, 4, 3), (4, 1, 3), (1, 1, 12).
+// One optimizer step, masked: world W x A micro-batches of B rows (rank r's micro-batch k the
+// step's slot r A + k: seqloader_set_block), assembled by global row (mlm_first_row), must be
+// the same for (W, A, B) = (2, 2, 3), (1, 4, 3), (4, 1, 3), (1, 1, 12).
 static void step_rows(int W, int A, int B, int steps, int32_t *in, int32_t *tg) {
     pb_seqloader *l[4];
-    for (int r = 0; r < W; r++) l[r] = open_pieces(B, r, W, 99, 1);
+    for (int r = 0; r < W; r++) {
+        l[r] = open_pieces(B, r, W, 99, 1);
+        seqloader_set_block(l[r], A);
+    }
     pb_batch b;
     batch_alloc(&b, B, T_);
     const int rows = W * A * B;
@@ -252,7 +256,8 @@ static void step_rows(int W, int A, int B, int steps, int32_t *in, int32_t *tg) 
         for (int k = 0; k < A; k++)
             for (int r = 0; r < W; r++) {
                 seqloader_next(l[r], &b);
-                uint64_t row0 = mlm_first_row(k, r, W, B);
+                uint64_t row0 = mlm_first_row(k, r, A, B);
+                cr_assert_eq(row0, ((uint64_t)r * A + k) * B);
                 mlm_mask(&b, VOCAB, MLM_PROB, 99, (uint64_t)s, row0);
                 size_t at = ((size_t)s * rows + row0) * T_;
                 memcpy(in + at, b.inputs, (size_t)B * T_ * sizeof(int32_t));

@@ -126,15 +126,6 @@ static int write_tensors(ck_ctx *c, hid_t parent, const char *name, const char *
     return rc;
 }
 
-static char *config_text(const pb_config *cfg) {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    if (!f) pb_die(PB_EXIT_RUNTIME, "out of memory");
-    config_write_ini(cfg, f);
-    if (fclose(f) != 0) pb_die(PB_EXIT_RUNTIME, "out of memory");
-    return text;
-}
 
 // The whole checkpoint into the file at tmp (created empty by the caller).
 static int write_file(ck_ctx *c, const char *tmp, const pb_params *ps, const pb_adamw *opt,
@@ -159,7 +150,7 @@ static int write_file(ck_ctx *c, const char *tmp, const pb_params *ps, const pb_
         if (ps->tab[i].numel > max_numel) max_numel = ps->tab[i].numel;
     float *host = pb_malloc(max_numel * sizeof(float));
     float *scratch = pb_malloc(max_numel * sizeof(float));
-    char *ini = config_text(cfg);
+    char *ini = config_ini_text(cfg);
     hid_t g = -1;
     int rc = 0;
 

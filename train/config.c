@@ -114,7 +114,7 @@ static const config_key config_keys[] = {
     {KEY("train", "batch_size", INT, batch_size, "8", "B, sequences per micro-batch"),
      GE(1)},
     {KEY("train", "total_batch_tokens", LONG, total_batch_tokens, "0",
-         "tokens per optimizer step, a multiple of B*T (0 = B*T)"),
+         "tokens per optimizer step over all ranks, a multiple of B*T (0 = B*T per rank)"),
      GE(0)},  // the multiple of B*T is checked in config_validate
     {KEY("train", "steps", INT, steps, "500", "optimizer steps"),
      GE(1)},  // a warmup_steps > steps is clamped by the trainer
@@ -187,6 +187,20 @@ static const config_key config_keys[] = {
      .choices = "auto|fp32|bf16"},
     {KEY("system", "threads", INT, threads, "0", "OpenMP threads (0 = all cores)"),
      GE(0)},
+    // [dist]: read by every rank; the ranks compare their effective configs at start
+    {KEY("dist", "zero", INT, dist_zero, "0",
+         "ZeRO stage: 0 (every rank updates every weight) or 1 (each rank runs AdamW on its "
+         "shard of the weights and moments, then the weights are gathered)"),
+     GE(0), LE(1)},
+    {KEY("dist", "reduce", STRING, dist_reduce, "auto",
+         "how micro-batch gradients are summed: tree (each into its own buffer, added in a "
+         "fixed binary tree: the same bits for any number of ranks; log2(micro-batches per "
+         "rank) extra gradient buffers), sum (accumulated in place: the same bits for a fixed "
+         "number of ranks), auto (tree on the CPU, sum on the GPU)"),
+     .choices = "auto|tree|sum"},
+    {KEY("dist", "timeout", DOUBLE, dist_timeout, "300",
+         "seconds a rank waits for another before it ends the run with an error"),
+     GT(0)},
 };
 
 #define CONFIG_NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -793,4 +807,14 @@ void config_write_ini(const pb_config *c, FILE *f) {
         const char *v = format_value(k, c, buf, sizeof buf);
         fprintf(f, "%s =%s%s\n", k->key, v[0] ? " " : "", v);
     }
+}
+
+char *config_ini_text(const pb_config *c) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f) pb_die(PB_EXIT_RUNTIME, "out of memory");
+    config_write_ini(c, f);
+    if (fclose(f) != 0) pb_die(PB_EXIT_RUNTIME, "out of memory");
+    return text;
 }

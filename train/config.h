@@ -32,7 +32,7 @@ typedef struct pb_config {
     char task[16];           // "auto" | "lm" | "mlm" | "classify"
     double mlm_prob;         // mlm: share of maskable positions chosen
     int batch_size;          // B, sequences per micro-batch
-    long total_batch_tokens; // tokens per optimizer step; a multiple of B*T (0 = B*T)
+    long total_batch_tokens; // tokens per optimizer step, all ranks; a multiple of B*T (0 = B*T a rank)
     int steps;               // optimizer steps
     double lr;               // peak learning rate
     double min_lr_frac;      // cosine decays to lr * min_lr_frac
@@ -61,6 +61,10 @@ typedef struct pb_config {
     char device[16];         // "cpu" (later "cuda", "auto")
     char precision[8];       // "auto" | "fp32" | "bf16" (mixed precision, the GPU only)
     int threads;             // OpenMP threads (0 = all cores)
+    // [dist]: data parallelism (train/dist.h)
+    int dist_zero;           // 0: every rank runs AdamW on everything; 1: on its shard (ZeRO-1)
+    char dist_reduce[8];     // "auto" | "tree" (exact for any world size) | "sum"
+    double dist_timeout;     // seconds a rank waits for a peer before ending the run
 } pb_config;
 
 void config_defaults(pb_config *c);
@@ -76,5 +80,7 @@ int config_validate(const pb_config *c, char *err, size_t errlen);
 void config_print_help(FILE *f);
 // The effective configuration as a loadable INI file (written into each run directory).
 void config_write_ini(const pb_config *c, FILE *f);
+// The same as a string (free() it).
+char *config_ini_text(const pb_config *c);
 
 #endif

@@ -110,7 +110,7 @@ int eval_main(int argc, char **argv) {
     pb_batch b;
     batch_alloc(&b, B, T);
     double acc;
-    double loss = trainer_evaluate(&m, val, 0, batches, &b, &acc);
+    double loss = trainer_evaluate(&m, val, 0, batches, &b, &acc, NULL);
     long long tokens = (long long)batches * B * T;
     if (json) {
         printf("{\"ckpt\": \"%s\", \"step\": %lld, \"loss\": %.6f, \"ppl\": %.6f, ", path,

@@ -12,7 +12,7 @@ struct pb_feed {
     feed_task task;
     pb_loader *lm;      // lm
     pb_seqloader *seq;  // mlm, classify
-    int B, T, rank, nranks, vocab_size;
+    int B, T, rank, nranks, block, vocab_size;
     uint64_t seed;
     double mlm_prob;
 };
@@ -34,6 +34,7 @@ pb_feed *feed_open(const pb_config *cfg, const char *pattern, int batch_size, in
     f->T = cfg->seq_len;
     f->rank = rank;
     f->nranks = nranks;
+    f->block = 1;
     f->vocab_size = cfg->vocab_size;
     f->seed = cfg->seed;
     f->mlm_prob = cfg->mlm_prob;
@@ -68,7 +69,15 @@ void feed_next(pb_feed *f, pb_batch *b, uint64_t step, int micro) {
     seqloader_next(f->seq, b);
     if (f->task == FEED_MLM)
         mlm_mask(b, f->vocab_size, f->mlm_prob, f->seed, step,
-                 mlm_first_row(micro, f->rank, f->nranks, f->B));
+                 mlm_first_row(micro, f->rank, f->block, f->B));
+}
+
+void feed_set_block(pb_feed *f, int block) {
+    f->block = block;
+    if (f->lm)
+        loader_set_block(f->lm, block);
+    else
+        seqloader_set_block(f->seq, block);
 }
 
 void feed_reset(pb_feed *f) {

@@ -1,7 +1,8 @@
 // feed.h: the batches a run's task trains and validates on, whatever the data's kind:
 //   lm        token windows (data/loader.h): inputs and next-token targets
-//   mlm       BERT pieces (data/seqloader.h), masked by data/mlm.h with (seed, step,
-//             micro-batch, rank): a run repeats and resumes to the bit
+//   mlm       BERT pieces (data/seqloader.h), masked by data/mlm.h with (seed, step, the
+//             micro-batch's slot in the step): a run repeats and resumes to the bit, and
+//             does not depend on the number of ranks
 //   classify  labelled rows (data/seqloader.h over data/lseq.h files)
 // Validation masks its batches with a step of its own (FEED_VAL_STEP), so every validation
 // of a run sees the same masks and the losses compare.
@@ -30,6 +31,9 @@ const char *feed_task_name(feed_task t);
 // the files' num_classes against model.num_labels). NULL with one line in err.
 pb_feed *feed_open(const pb_config *cfg, const char *pattern, int batch_size, int shuffle,
                    int rank, int nranks, char *err, size_t errlen);
+// The micro-batches per rank of a step (the loaders' block, data/loader.h): rank r's
+// micro-batch k is the step's slot r*block + k. 1 unless set; before the first batch.
+void feed_set_block(pb_feed *f, int block);
 // The next micro-batch into b (batch_alloc'ed B x T); step and micro key the MLM masks.
 void feed_next(pb_feed *f, pb_batch *b, uint64_t step, int micro);
 void feed_reset(pb_feed *f);

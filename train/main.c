@@ -13,6 +13,7 @@
 #include "train/bench.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
+#include "train/dist.h"
 #include "train/eval.h"
 #include "train/import.h"
 #include "train/export.h"
@@ -30,6 +31,7 @@ static void usage(FILE *f) {
             "  train  -c FILE [--set section.key=value ...]   train a model (train --help: every key)\n"
             "         [--resume auto|CKPT] [--init CKPT]       continue a run / start from weights\n"
             "         [--force]                                archive run.dir's old run first\n"
+            "         [--nproc N]                              N data-parallel ranks here\n"
             "  eval   --ckpt CKPT|RUN_DIR --data PATTERN       validation loss of a checkpoint\n"
             "  sample --ckpt CKPT|RUN_DIR [--prompt TEXT]      generate text (sample --help)\n"
             "  export --ckpt CKPT --out DIR                    weights for HF transformers\n"
@@ -47,7 +49,7 @@ static void usage(FILE *f) {
 static void train_usage(FILE *f) {
     fprintf(f,
             "usage: pebble train -c FILE [--set section.key=value ...] [--resume auto|CKPT]\n"
-            "                    [--init CKPT] [--force]\n"
+            "                    [--init CKPT] [--force] [--nproc N]\n"
             "\n"
             "Trains as the INI file says; each --set overrides one key after the file is read.\n"
             "  --resume auto   continue from the newest checkpoint in run.dir that loads and\n"
@@ -56,6 +58,8 @@ static void train_usage(FILE *f) {
             "  --init CKPT     start a new run from that checkpoint's (or run directory's) weights\n"
             "  --force         a new run into a run.dir holding checkpoints: move the old run's\n"
             "                  files into run.dir/archive-N first (refused without it)\n"
+            "  --nproc N       N data-parallel ranks on this machine (under OpenMPI's mpirun,\n"
+            "                  which must be on PATH); also: mpirun -np N pebble train ..., srun\n"
             "A second run into a run.dir in use (run.dir/.lock) is refused.\n"
             "Without -c, --resume and --init take the checkpoint's own config (then --set).\n"
             "SIGINT/SIGTERM: after the current micro-batch, the last finished step is\n"
@@ -87,7 +91,37 @@ static void refuse_hdf5_config(const char *file) {
                file, file, file);
 }
 
+// --nproc N: the ranks are started under mpirun (train/dist.h) with the other arguments.
+// Returns -1 when there is no --nproc (or N = 1, or this is already a launched rank).
+static int launch_nproc(int argc, char **argv) {
+    int nproc = 0;
+    char **rest = calloc((size_t)argc + 1, sizeof *rest);
+    int k = 0;
+    rest[k++] = "train";
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--nproc") == 0) {
+            char *end = NULL;
+            long n = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
+            if (!end || *end || n < 1 || n > 4096)
+                pb_die(PB_EXIT_USAGE, "train: --nproc needs a number of ranks from 1 to 4096");
+            nproc = (int)n;
+            i++;
+        } else {
+            rest[k++] = argv[i];
+        }
+    }
+    int rc = -1;
+    if (nproc > 1 && getenv("OMPI_COMM_WORLD_SIZE"))
+        pb_die(PB_EXIT_USAGE, "train: --nproc %d inside an mpirun launch: give one or the other",
+               nproc);
+    if (nproc > 1) rc = dist_launch_nproc(nproc, k, rest);
+    free(rest);
+    return rc;
+}
+
 static int train_cmd(int argc, char **argv) {
+    int launched = launch_nproc(argc, argv);
+    if (launched >= 0) return launched;
     pb_config cfg;
     config_defaults(&cfg);
     char err[1024];
@@ -108,6 +142,8 @@ static int train_cmd(int argc, char **argv) {
             i++;
         } else if (strcmp(a, "--force") == 0) {
             start.force = 1;
+        } else if (strcmp(a, "--nproc") == 0) {
+            i++;  // launch_nproc took it (N = 1: this process is the one rank)
         } else if (strcmp(a, "--resume") == 0 || strcmp(a, "--init") == 0) {
             if (i + 1 >= argc)
                 pb_die(PB_EXIT_USAGE, "train: %s needs %s", a,

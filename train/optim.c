@@ -43,6 +43,26 @@ void adamw_step(pb_adamw *o, pb_params *ps, float lr) {
                           o->beta1, o->beta2, o->eps, (int)ps->step);
 }
 
+void adamw_step_range(pb_adamw *o, pb_params *ps, float lr, size_t lo, size_t hi) {
+    ps->step++;
+    o->lr = lr;
+    PB_ASSERT(o->nseg == ps->num && ps->m && lo <= hi && hi <= ps->num_floats);
+    // The tensors that overlap [lo, hi), each cut to it, as segments from lo.
+    int n = 0;
+    for (int i = 0; i < ps->num; i++) {
+        const pb_param *p = &ps->tab[i];
+        size_t a = p->offset, b = p->offset + p->numel;
+        if (b <= lo || a >= hi) continue;
+        o->seg_end[n] = (b < hi ? b : hi) - lo;
+        o->seg_wd[n] = p->decay ? o->weight_decay : 0.0f;
+        n++;
+    }
+    PB_ASSERT(ps->step <= INT32_MAX);
+    if (n == 0) return;
+    ps->ops->adamw_update(ps->mem + lo, ps->grad + lo, ps->m + lo, ps->v + lo, o->seg_end,
+                          o->seg_wd, n, lr, o->beta1, o->beta2, o->eps, (int)ps->step);
+}
+
 float optim_clip_grad_norm(pb_params *ps, float clip) {
     double norm = sqrt(ps->ops->sumsq(ps->grad, ps->num_floats));
     if (clip > 0.0f) {

@@ -23,6 +23,10 @@ void adamw_free(pb_adamw *o);
 // One step at learning rate lr, all parameters in one op call: decay only on the parameters
 // the table marks (2-D weights). Advances ps->step.
 void adamw_step(pb_adamw *o, pb_params *ps, float lr);
+// The same step on the elements [lo, hi) of the buffers only (a ZeRO-1 shard: a tensor cut
+// by a shard boundary is a segment on each side). AdamW is elementwise, so the shards' updates
+// together are adamw_step's bits. Advances ps->step.
+void adamw_step_range(pb_adamw *o, pb_params *ps, float lr, size_t lo, size_t hi);
 
 // The gradients' global L2 norm; when clip > 0 and the norm exceeds it, scales them by
 // clip / (norm + 1e-6) (as torch.nn.utils.clip_grad_norm_). Returns the norm before clipping.

@@ -3,6 +3,7 @@
 #include "train/trainer.h"
 
 #include <dirent.h>
+#include <glob.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -21,6 +22,7 @@
 #include "kernels/cuda/cuda.h"
 #include "model/gpt2.h"
 #include "train/checkpoint.h"
+#include "train/dist.h"
 #include "train/feed.h"
 #include "train/model.h"
 #include "train/optim.h"
@@ -80,6 +82,19 @@ int trainer_model_from_ckpt(const char *path, gpt2_config *mc, char *err, size_t
 static volatile sig_atomic_t stop_signal;
 static int test_signal_at(const char *name, int step, int k);
 
+// The stop signal as every rank sees it: the largest any rank got (a collective: each rank
+// asks at the same points of the loop, so they stop at the same micro-batch).
+static int stop_agreed(pb_dist *d) {
+    return d ? dist_max(d, stop_signal, "the stop check") : stop_signal;
+}
+
+// Rank r of world computes the contiguous share [off[r], off[r+1]) of n items; off (world+1,).
+static size_t *shares(const pb_dist *d, size_t n) {
+    size_t *off = pb_malloc(((size_t)d->world + 1) * sizeof *off);
+    for (int r = 0; r <= d->world; r++) off[r] = n * (size_t)r / (size_t)d->world;
+    return off;
+}
+
 // On the CPU a step of a large model can take an hour: say so before the first one. FLOPs of
 // one step: 6 per parameter per token (forward and backward matmuls) plus attention's
 // 12 * L * C * T per token (PaLM's count, without causal savings). The rate is that of one
@@ -112,22 +127,46 @@ static void note_cpu_step_time(const pb_config *cfg, const pb_model *model, long
 // what it holds: the trainer caps val_batches, with a note), and the accuracy over them
 // (-1 without one). A stop signal abandons it: returns NAN, and the resumed run computes it
 // again (val_pending).
+//
+// With several ranks (d), rank r computes a contiguous share of the batches; every rank
+// reads every batch, so each is the one a single rank would see. The losses are gathered, not
+// added, and summed in batch order as one rank does; the counts are integers. So the result
+// is the single rank's to the bit.
 double trainer_evaluate(pb_model *model, pb_feed *val, int step, int batches, pb_batch *b,
-                        double *acc) {
+                        double *acc, pb_dist *d) {
+    pb_dist one = {.world = 1};
+    pb_dist *dd = d ? d : &one;
+    size_t *off = shares(dd, (size_t)batches), *off2 = shares(dd, 2 * (size_t)dd->world);
+    double *loss = pb_calloc((size_t)batches, sizeof *loss);
+    long *counts = pb_calloc(2 * (size_t)dd->world, sizeof *counts);  // (correct, count) a rank
+    double sum = NAN;
     feed_reset(val);
-    double sum = 0.0;
-    long correct = 0, count = 0;
     for (int i = 0; i < batches; i++) {
-        if (stop_signal) return NAN;
+        if (stop_agreed(d)) goto out;
         feed_next(val, b, FEED_VAL_STEP, i);
-        sum += model_forward(model, b->inputs, b->targets, b->lengths, b->labels, b->B, b->T);
-        long c, n;
-        model_accuracy(model, &c, &n);
-        correct += c, count += n;
+        if ((size_t)i >= off[dd->rank] && (size_t)i < off[dd->rank + 1]) {
+            loss[i] = model_forward(model, b->inputs, b->targets, b->lengths, b->labels, b->B,
+                                    b->T);
+            long c, n;
+            model_accuracy(model, &c, &n);
+            counts[2 * dd->rank] += c, counts[2 * dd->rank + 1] += n;
+        }
         if (test_signal_at("PEBBLE_TEST_SIGNAL_AT_VAL", step, i + 1)) raise(SIGTERM);
     }
+    dist_allgather(dd, loss, sizeof *loss, off, "the validation losses");
+    dist_allgather(dd, counts, sizeof *counts, off2, "the validation accuracy");
+    long correct = 0, count = 0;
+    for (int r = 0; r < dd->world; r++) correct += counts[2 * r], count += counts[2 * r + 1];
+    sum = 0.0;
+    for (int i = 0; i < batches; i++) sum += loss[i];
+    sum /= batches;
     *acc = model_has_accuracy(model) ? (count ? (double)correct / count : 0.0) : -1.0;
-    return sum / batches;
+out:
+    free(off);
+    free(off2);
+    free(loss);
+    free(counts);
+    return sum;
 }
 
 // Whether run_dir/metrics.jsonl lacks the validation of `step`: a run stopped during that
@@ -257,9 +296,16 @@ static void install_stop_handlers(void) {
 
 // Test hook: PEBBLE_TEST_SIGNAL_AT_STEP=N makes the process send itself SIGTERM right after
 // step N, so that tests stop a run at an exact step through the real signal path.
+// PEBBLE_TEST_SIGNAL_RANK=R limits these hooks to rank R (a signal to one rank of several).
+static int test_signal_rank_ok(void) {
+    const char *r = getenv("PEBBLE_TEST_SIGNAL_RANK");
+    const char *me = getenv("OMPI_COMM_WORLD_RANK");
+    return !r || atoi(r) == (me ? atoi(me) : 0);
+}
+
 static int test_signal_step(void) {
     const char *s = getenv("PEBBLE_TEST_SIGNAL_AT_STEP");
-    return s ? atoi(s) : 0;
+    return s && test_signal_rank_ok() ? atoi(s) : 0;
 }
 
 // The same inside a step: PEBBLE_TEST_SIGNAL_AT_MICRO=S:K right after micro-batch K (1-based)
@@ -267,12 +313,19 @@ static int test_signal_step(void) {
 static int test_signal_at(const char *name, int step, int k) {
     const char *s = getenv(name);
     int a, b;
-    return s && sscanf(s, "%d:%d", &a, &b) == 2 && a == step && b == k;
+    return s && sscanf(s, "%d:%d", &a, &b) == 2 && a == step && b == k && test_signal_rank_ok();
 }
 
+// Every rank calls it (under ZeRO-1 the moments' shards are gathered on rank 0 first);
+// rank 0 writes.
 static void save_checkpoint(const pb_config *cfg, const pb_model *model, const pb_adamw *opt,
                             const pb_feed *train, int step, long long tokens_seen, double lr,
-                            int tty) {
+                            int tty, pb_dist *d, const size_t *zoff) {
+    if (zoff) {
+        dist_gather(d, model->p->m, sizeof(float), zoff, "the gather of the AdamW moments");
+        dist_gather(d, model->p->v, sizeof(float), zoff, "the gather of the AdamW moments");
+    }
+    if (!dist_lead(d)) return;
     pb_ckpt_trainer_state st;
     memset(&st, 0, sizeof st);
     st.step = step;
@@ -318,13 +371,9 @@ static char *ini_lines(const char *ini) {
 // Resuming with other values (a new lr, more steps, other data) is allowed, but should not
 // pass unnoticed: a note lists the keys that differ from the checkpoint's config.
 static void note_config_changes(const char *path, const pb_config *cfg) {
-    char *stored = NULL, *now = NULL, err[1024];
+    char *stored = NULL, err[1024];
     if (ckpt_read_config(path, &stored, NULL, err, sizeof err) != 0) return;
-    size_t len = 0;
-    FILE *f = open_memstream(&now, &len);
-    if (!f) pb_die(PB_EXIT_RUNTIME, "out of memory");
-    config_write_ini(cfg, f);
-    fclose(f);
+    char *now = config_ini_text(cfg);
     char *a = ini_lines(stored), *b = ini_lines(now), changed[1024] = "";
     for (char *line = b + 1; *line;) {
         char *end = strchr(line, '\n');
@@ -361,20 +410,27 @@ static int try_resume(const char *path, void *user, char *err, size_t errlen) {
 // damaged checkpoints (each skipped with a line on stderr); a file named on the command line
 // must load. Returns 1 when a run was resumed, 0 when `auto` found no checkpoint (a new run
 // starts).
+// With several ranks, rank 0 picks the checkpoint (auto) and the others load the same file.
 static int resume_run(const pb_config *cfg, const char *resume, pb_model *model, pb_adamw *opt,
-                      pb_feed *train, int *step, long long *tokens_seen) {
-    char path[PB_PATH_MAX + 300], err[2048];
+                      pb_feed *train, int *step, long long *tokens_seen, pb_dist *d) {
+    char path[PB_PATH_MAX + 300] = "", err[2048];
     pb_ckpt_trainer_state st;
     if (strcmp(resume, "auto") == 0) {
         resume_target t = {model->p, opt, &st};
-        int rc = ckpt_resume_auto(cfg->run_dir, try_resume, &t, stderr, path, sizeof path, err,
+        int rc = 0;
+        if (dist_lead(d))
+            rc = ckpt_resume_auto(cfg->run_dir, try_resume, &t, stderr, path, sizeof path, err,
                                   sizeof err);
         if (rc == -2) pb_die(PB_EXIT_RUNTIME, "%s", err);
         if (rc == -1) pb_die(PB_EXIT_DATA, "%s", err);
+        dist_bcast(d, &rc, sizeof rc, "the choice of the checkpoint to resume");
+        dist_bcast(d, path, sizeof path, "the choice of the checkpoint to resume");
         if (rc == 1) {
             printf("note: no checkpoint in %s: starting a new run\n", cfg->run_dir);
             return 0;
         }
+        if (!dist_lead(d) && ckpt_load(path, model->p, 1, &st, err, sizeof err) != 0)
+            pb_die(PB_EXIT_DATA, "rank %d: %s", d->rank, err);
     } else {
         snprintf(path, sizeof path, "%s", resume);
         if (ckpt_load(path, model->p, 1, &st, err, sizeof err) != 0)
@@ -385,7 +441,7 @@ static int resume_run(const pb_config *cfg, const char *resume, pb_model *model,
                "train further)", path, (long long)st.step, cfg->steps);
     if (feed_set_state(train, &st.train_loader, err, sizeof err) != 0)
         pb_die(PB_EXIT_DATA, "%s: %s", path, err);
-    note_config_changes(path, cfg);
+    if (dist_lead(d)) note_config_changes(path, cfg);
     printf("resume: %s: step %lld, %lld tokens seen\n", path, (long long)st.step,
            (long long)st.tokens_seen);
     *step = (int)st.step;
@@ -394,6 +450,32 @@ static int resume_run(const pb_config *cfg, const char *resume, pb_model *model,
 }
 
 int trainer_run(const pb_config *cfg) { return trainer_run_from(cfg, NULL); }
+
+// What the ranks must agree on: the effective config as "section.key = value" lines, then
+// each data file with its size ("data-files.<path> = <bytes>").
+static char *run_identity(const pb_config *cfg) {
+    char *cfg_ini = config_ini_text(cfg), *ini = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&ini, &len);
+    if (!f) pb_die(PB_EXIT_RUNTIME, "out of memory");
+    fprintf(f, "%s[data-files]\n", cfg_ini);
+    free(cfg_ini);
+    const char *pats[2] = {cfg->train_data, cfg->val_data};
+    for (int i = 0; i < 2; i++) {
+        glob_t g;
+        if (!pats[i][0] || glob(pats[i], 0, NULL, &g) != 0) continue;
+        for (size_t j = 0; j < g.gl_pathc; j++) {
+            struct stat sb;
+            fprintf(f, "%s = %lld\n", g.gl_pathv[j],
+                    stat(g.gl_pathv[j], &sb) == 0 ? (long long)sb.st_size : -1LL);
+        }
+        globfree(&g);
+    }
+    fclose(f);
+    char *lines = ini_lines(ini);
+    free(ini);
+    return lines;
+}
 
 int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     char err[1024];
@@ -411,22 +493,49 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     if (cfg->threads > 0) omp_set_num_threads(cfg->threads);
     int B = cfg->batch_size, T = cfg->seq_len;
     long tokens_per_micro = (long)B * T;
-    long total_batch = cfg->total_batch_tokens ? cfg->total_batch_tokens : tokens_per_micro;
-    int accum = (int)(total_batch / tokens_per_micro);  // config_validate checked divisibility
+
+    // --- the ranks: rank 0 alone prints and writes; all of them agree on config and data
+    pb_dist d;
+    if (dist_init(&d, err, sizeof err) != 0) pb_die(PB_EXIT_USAGE, "%s", err);
+    d.timeout_s = cfg->dist_timeout;
+    d.stop = &stop_signal;
+    const int W = d.world, lead = dist_lead(&d);
+    // 0: one micro-batch per rank; config_validate checked divisibility by B*T
+    long total_batch = cfg->total_batch_tokens ? cfg->total_batch_tokens : tokens_per_micro * W;
+    int accum_global = (int)(total_batch / tokens_per_micro);
+    if (!lead && !freopen("/dev/null", "w", stdout))
+        pb_die(PB_EXIT_RUNTIME, "rank %d: cannot silence stdout: %s", d.rank, strerror(errno));
+    char *ident = run_identity(cfg);
+    if (dist_same(&d, ident, err, sizeof err) != 0) {
+        if (lead) fprintf(stderr, "pebble: %s\n", err);
+        fflush(stderr);
+        dist_finalize(&d);
+        exit(PB_EXIT_USAGE);
+    }
+    free(ident);
+    // The global batch stays train.total_batch_tokens: each rank takes 1/W of its micro-batches.
+    if (accum_global % W != 0)
+        pb_die(PB_EXIT_USAGE, "train.total_batch_tokens = %ld is %d micro-batches of %d x %d, "
+               "which %d ranks cannot share evenly (make it a multiple of %ld)", total_batch,
+               accum_global, B, T, W, tokens_per_micro * W);
+    const int accum = accum_global / W;  // micro-batches per rank and step
 
     // --- the run directory: ours alone for the whole run (before anything reads it)
     if (pb_make_dirs(cfg->run_dir, err, sizeof err) != 0) pb_die(PB_EXIT_RUNTIME, "%s", err);
-    run_dir_lock(cfg->run_dir);
+    if (lead) run_dir_lock(cfg->run_dir);
 
     // --- data
     if (cfg->sample_every && strcmp(cfg->model_family, "gpt2") != 0)
         pb_die(PB_EXIT_USAGE, "sample.every = %d: text samples need a gpt2 model (this one is "
                "%s); set sample.every = 0", cfg->sample_every, cfg->model_family);
     feed_task task = feed_task_of(cfg);
-    pb_feed *train = feed_open(cfg, cfg->train_data, B, 1, 0, 1, err, sizeof err);
+    // Rank r's micro-batch k is the step's slot r*accum + k (data/loader.h).
+    pb_feed *train = feed_open(cfg, cfg->train_data, B, 1, d.rank, W, err, sizeof err);
     if (!train) pb_die(PB_EXIT_DATA, "%s", err);
+    feed_set_block(train, accum);
     pb_feed *val = NULL;
     if (cfg->val_data[0]) {
+        // every rank reads all of it; trainer_evaluate shares the batches out
         val = feed_open(cfg, cfg->val_data, B, 0, 0, 1, err, sizeof err);
         if (!val) pb_die(PB_EXIT_DATA, "%s", err);
     }
@@ -446,12 +555,36 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     pb_adamw opt;
     adamw_init(&opt, model.p, (float)cfg->beta1, (float)cfg->beta2, (float)cfg->eps,
                (float)cfg->weight_decay);
+    // How the step's gradient is summed (dist.h): the tree on the CPU (the same bits for any
+    // world size), in place on the GPU until its NCCL path lands (issue 16: ncclAllReduce
+    // there is deterministic for one world size only: this is the hook).
+    int tree = strcmp(cfg->dist_reduce, "tree") == 0 ||
+               (strcmp(cfg->dist_reduce, "auto") == 0 && ops == pb_ops_cpu());
+    if (ops != pb_ops_cpu() && (tree || W > 1))
+        pb_die(PB_EXIT_USAGE, "%s on the GPU: its data-parallel path (NCCL) is not built yet; "
+               "train on the GPU with one rank and dist.reduce = sum or auto",
+               W > 1 ? "several ranks" : "dist.reduce = tree");
+    if (tree && W > 1 && (accum & (accum - 1)) != 0 && lead)
+        printf("note: %d micro-batches per rank is not a power of two: the run repeats to the "
+               "bit on %d ranks, but is not bit-identical to one on another number of ranks\n",
+               accum, W);
+    const size_t nfl = model.p->num_floats;
+    dist_tree grads;
+    dist_tree_init(&grads, nfl);
+    float *scratch = W > 1 ? pb_malloc(nfl * sizeof(float)) : NULL;
+    size_t *zoff = NULL, *moff = shares(&d, (size_t)accum_global);
+    if (cfg->dist_zero) {
+        zoff = pb_malloc(((size_t)W + 1) * sizeof *zoff);
+        dist_shards(&d, nfl, zoff);
+    }
+    double *mloss = pb_calloc((size_t)accum_global, sizeof *mloss);  // the step's, slot order
 
     // --- where the run starts: step 0, a checkpoint (--resume), or its weights (--init)
     int start_step = 0, resumed = 0;
     long long tokens_seen = 0;
     if (start && start->resume) {
-        resumed = resume_run(cfg, start->resume, &model, &opt, train, &start_step, &tokens_seen);
+        resumed = resume_run(cfg, start->resume, &model, &opt, train, &start_step, &tokens_seen,
+                             &d);
     } else if (start && start->init) {
         char ipath[PB_PATH_MAX + 300];
         int skipped, rc = ckpt_pick(start->init, stderr, ipath, sizeof ipath, err, sizeof err);
@@ -463,12 +596,15 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
             printf("note: %d tensors of this model's head are not in %s (another head): they "
                    "start from train.seed\n", skipped, ipath);
     }
-    // A new run: after --init has read its file, which may be among those archived.
-    if (!(start && start->resume)) run_dir_claim_fresh(cfg->run_dir, start && start->force);
+    // A new run: after --init has read its file (on every rank), which may be among those
+    // archived.
+    dist_max(&d, 0, "the start");
+    if (!(start && start->resume) && lead)
+        run_dir_claim_fresh(cfg->run_dir, start && start->force);
     // Samples (sample.every): the tokenizer and the prompt are checked now, not at the
     // first sample.
     sample_trainer *sampler = NULL;
-    if (cfg->sample_every) {
+    if (cfg->sample_every && lead) {
         int code;
         sampler = sample_trainer_open(cfg, &model.gpt2, &code, err, sizeof err);
         if (!sampler) pb_die(code, "%s", err);
@@ -476,18 +612,23 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
 
     // --- run directory: the effective config and the metrics
     char path[PB_PATH_MAX + 64];
-    // (an earlier run's metrics.jsonl was archived by run_dir_claim_fresh)
-    if (!resumed && start && start->resume) run_dir_claim_fresh(cfg->run_dir, 0);  // auto, none
-    snprintf(path, sizeof path, "%s/config.ini", cfg->run_dir);
-    FILE *fc = fopen(path, "w");
-    if (!fc) pb_die(PB_EXIT_RUNTIME, "%s: cannot create: %s", path, strerror(errno));
-    config_write_ini(cfg, fc);
-    if (fclose(fc) != 0) pb_die(PB_EXIT_RUNTIME, "%s: write failed: %s", path, strerror(errno));
     pb_progress prog;
-    // A resumed run continues its metrics.jsonl; a new one starts it.
-    if ((resumed ? progress_resume(&prog, cfg->run_dir, cfg->steps, start_step, err, sizeof err)
-                 : progress_open(&prog, cfg->run_dir, cfg->steps, err, sizeof err)) != 0)
-        pb_die(PB_EXIT_RUNTIME, "%s", err);
+    memset(&prog, 0, sizeof prog);
+    if (lead) {
+        // (an earlier run's metrics.jsonl was archived by run_dir_claim_fresh)
+        if (!resumed && start && start->resume) run_dir_claim_fresh(cfg->run_dir, 0);  // auto
+        snprintf(path, sizeof path, "%s/config.ini", cfg->run_dir);
+        FILE *fc = fopen(path, "w");
+        if (!fc) pb_die(PB_EXIT_RUNTIME, "%s: cannot create: %s", path, strerror(errno));
+        config_write_ini(cfg, fc);
+        if (fclose(fc) != 0)
+            pb_die(PB_EXIT_RUNTIME, "%s: write failed: %s", path, strerror(errno));
+        // A resumed run continues its metrics.jsonl; a new one starts it.
+        if ((resumed ? progress_resume(&prog, cfg->run_dir, cfg->steps, start_step, err,
+                                       sizeof err)
+                     : progress_open(&prog, cfg->run_dir, cfg->steps, err, sizeof err)) != 0)
+            pb_die(PB_EXIT_RUNTIME, "%s", err);
+    }
 
     char desc[160];
     model_describe(&model, desc, sizeof desc);
@@ -497,9 +638,14 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     printf("data (%s): %llu train tokens (%llu batches/epoch)%s | batch %d x %d, %d micro-steps "
            "= %ld tokens/step | %d steps | run dir %s\n",
            feed_task_name(task), (unsigned long long)feed_num_tokens(train),
-           (unsigned long long)feed_num_batches(train), val ? ", validation on" : "", B, T,
-           accum, total_batch, cfg->steps, cfg->run_dir);
-    if (ops == pb_ops_cpu()) note_cpu_step_time(cfg, &model, total_batch);
+           (unsigned long long)feed_num_batches(train) * W, val ? ", validation on" : "", B, T,
+           accum_global, total_batch, cfg->steps, cfg->run_dir);
+    if (W > 1)
+        printf("dist: %d ranks (%s launch), %d micro-steps each | gradients: %s | ZeRO-%d\n", W,
+               d.launcher, accum, tree ? "fixed tree (the same bits for any number of ranks)"
+                                       : "summed in place",
+               cfg->dist_zero);
+    if (ops == pb_ops_cpu() && lead) note_cpu_step_time(cfg, &model, total_batch);
     fflush(stdout);
 
     pb_batch batch;
@@ -513,74 +659,113 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     double run_t0 = pb_now();
     long long run_tokens = 0;
     // A run stopped during a validation did not log it: do it now, as the uninterrupted run did.
-    if (resumed && val && start_step > 0 &&
-        ((cfg->val_every && start_step % cfg->val_every == 0) || start_step == cfg->steps) &&
-        val_pending(cfg->run_dir, start_step)) {
-        last_val = trainer_evaluate(&model, val, start_step, val_batches, &batch, &val_acc);
-        if (!isnan(last_val)) progress_val(&prog, start_step, last_val, val_acc);
+    int pending = lead && resumed && val && start_step > 0 &&
+                  ((cfg->val_every && start_step % cfg->val_every == 0) ||
+                   start_step == cfg->steps) &&
+                  val_pending(cfg->run_dir, start_step);
+    dist_bcast(&d, &pending, sizeof pending, "the start");
+    if (pending) {
+        last_val = trainer_evaluate(&model, val, start_step, val_batches, &batch, &val_acc, &d);
+        if (!isnan(last_val) && lead) progress_val(&prog, start_step, last_val, val_acc);
     }
+    int stop_sig = 0;  // the signal all ranks act on (stop_agreed)
     pb_loader_state step_start;  // the loader before this step: a stop mid-step goes back to it
-    for (int step = start_step; step < cfg->steps && !stop_signal; step++) {
+    for (int step = start_step; step < cfg->steps && !(stop_sig = stop_agreed(&d)); step++) {
         double t0 = pb_now();
         double lr = lr_schedule(step, cfg->steps, cfg->warmup_steps, cfg->lr, cfg->min_lr_frac);
         feed_get_state(train, &step_start);
         params_zero_grad(model.p);
-        double loss = 0.0;
         int micro = 0;
-        while (micro < accum && !(micro > 0 && stop_signal)) {
+        while (micro < accum) {
+            // tree: each micro-batch's gradient in a zeroed buffer, then a leaf of the tree
+            if (tree && micro > 0) params_zero_grad(model.p);
             feed_next(train, &batch, (uint64_t)step, micro);
-            loss += model_forward(&model, batch.inputs, batch.targets, batch.lengths,
-                                  batch.labels, B, T) / accum;
-            model_backward(&model, 1.0f / accum);
+            mloss[d.rank * accum + micro] = model_forward(&model, batch.inputs, batch.targets,
+                                                          batch.lengths, batch.labels, B, T);
+            model_backward(&model, 1.0f / accum_global);
+            if (tree && accum > 1) dist_tree_add(&grads, model.p->grad);
             micro++;
             if (test_signal_at("PEBBLE_TEST_SIGNAL_AT_MICRO", step + 1, micro)) raise(SIGTERM);
+            if (micro < accum && (stop_sig = stop_agreed(&d)) != 0) break;
         }
         if (micro < accum) {
             // Stopped mid-step: the unfinished step is dropped (its gradients are never
             // applied), and the checkpoint is of the last finished step with the loader
             // where that step left it, so that the resumed run is the uninterrupted one.
+            if (tree && accum > 1) dist_tree_sum(&grads, model.p->grad);  // (empties it)
             if (feed_set_state(train, &step_start, err, sizeof err) != 0)
                 pb_die(PB_EXIT_RUNTIME, "%s", err);
             if (step > start_step)
                 save_checkpoint(cfg, &model, &opt, train, step, tokens_seen,
                                 lr_schedule(step - 1, cfg->steps, cfg->warmup_steps, cfg->lr,
-                                            cfg->min_lr_frac), prog.tty);
+                                            cfg->min_lr_frac), prog.tty, &d, zoff);
             stopped = 1, stopped_at = step, mid_step = micro;
             break;
         }
-        float norm = optim_clip_grad_norm(model.p, (float)cfg->grad_clip);
+        if (tree && accum > 1) dist_tree_sum(&grads, model.p->grad);
+        // The ranks' sums added in the same tree, on rank 0; the losses gathered in slot
+        // order and averaged as one rank averages its micro-batches.
+        dist_reduce(&d, model.p->grad, scratch, nfl, "the gradient sum");
+        dist_allgather(&d, mloss, sizeof *mloss, moff, "the losses");
+        double loss = 0.0;
+        for (int i = 0; i < accum_global; i++) loss += mloss[i] / accum_global;
+        float norm;
+        if (!zoff) {
+            dist_bcast(&d, model.p->grad, nfl * sizeof(float), "the gradient");
+            norm = optim_clip_grad_norm(model.p, (float)cfg->grad_clip);
+        } else {
+            // ZeRO-1: rank 0 holds the whole gradient (the norm needs all of it); each rank
+            // gets its shard, clipped as every rank would clip the whole.
+            norm = lead ? optim_clip_grad_norm(model.p, (float)cfg->grad_clip) : 0.0f;
+            dist_bcast(&d, &norm, sizeof norm, "the gradient norm");
+            dist_scatter(&d, model.p->grad, sizeof(float), zoff, "the gradient shards");
+        }
         if (!isfinite(loss) || !isfinite(norm))
             pb_die(PB_EXIT_RUNTIME, "step %d: loss %g, gradient norm %g: training diverged "
                    "(lower train.lr?)", step + 1, loss, (double)norm);
-        adamw_step(&opt, model.p, (float)lr);
+        if (!zoff) {
+            adamw_step(&opt, model.p, (float)lr);
+        } else {
+            // AdamW is elementwise: a shard's update is the same bits as in the whole one
+            adamw_step_range(&opt, model.p, (float)lr, zoff[d.rank], zoff[d.rank + 1]);
+            dist_allgather(&d, model.p->mem, sizeof(float), zoff, "the weights");
+        }
         tokens_seen += total_batch;
         run_tokens += total_batch;
         double ms = (pb_now() - t0) * 1000.0;
-        pb_step_stats s = {step + 1, loss, lr, norm, ms, total_batch / (ms / 1000.0), tokens_seen};
-        progress_step(&prog, &s);
+        pb_step_stats st = {step + 1, loss, lr, norm, ms, total_batch / (ms / 1000.0),
+                            tokens_seen};
+        if (lead) progress_step(&prog, &st);
 
         int last = step + 1 == cfg->steps;
         if (val && ((cfg->val_every && (step + 1) % cfg->val_every == 0) || last)) {
-            last_val = trainer_evaluate(&model, val, step + 1, val_batches, &batch, &val_acc);
-            if (!isnan(last_val)) progress_val(&prog, step + 1, last_val, val_acc);
+            last_val = trainer_evaluate(&model, val, step + 1, val_batches, &batch, &val_acc, &d);
+            if (!isnan(last_val) && lead) progress_val(&prog, step + 1, last_val, val_acc);
         }
         if (sampler && !stop_signal && (step + 1) % cfg->sample_every == 0)
             sample_trainer_print(sampler, &model.gpt2, step + 1, prog.tty);
 
         if (signal_step == step + 1) raise(SIGTERM);
-        int stopping = stop_signal != 0;
+        // Test hook: PEBBLE_TEST_DIE_AT_STEP=N: this rank dies (SIGKILL) after step N, for
+        // the tests of what the other ranks do then.
+        const char *die = getenv("PEBBLE_TEST_DIE_AT_STEP");
+        if (die && atoi(die) == step + 1 && test_signal_rank_ok()) raise(SIGKILL);
+        stop_sig = stop_agreed(&d);
+
+        int stopping = stop_sig != 0;
         if ((cfg->ckpt_every && (step + 1) % cfg->ckpt_every == 0) || last || stopping)
-            save_checkpoint(cfg, &model, &opt, train, step + 1, tokens_seen, lr, prog.tty);
+            save_checkpoint(cfg, &model, &opt, train, step + 1, tokens_seen, lr, prog.tty, &d,
+                            zoff);
         if (stopping) {
             stopped = 1, stopped_at = step + 1;
             break;
         }
     }
     // A signal between steps (or before the first) with no step run since.
-    if (stop_signal && !stopped) stopped = 1, stopped_at = start_step;
-    progress_close(&prog);
+    if (stop_sig && !stopped) stopped = 1, stopped_at = start_step;
+    if (lead) progress_close(&prog);
     if (stopped) {
-        const char *sig = stop_signal == SIGINT ? "SIGINT" : "SIGTERM";
+        const char *sig = stop_sig == SIGINT ? "SIGINT" : "SIGTERM";
         if (stopped_at == 0)
             printf("stopped by %s before the first step finished: no checkpoint written\n", sig);
         else if (mid_step)
@@ -593,7 +778,7 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
         fflush(stdout);
     }
 
-    if (cfg->plot) {
+    if (cfg->plot && lead) {
         if (plot_run(cfg->run_dir, err, sizeof err) == 0)
             printf("plot: %s/loss.png\n", cfg->run_dir);
         else
@@ -612,6 +797,12 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     }
 
     batch_free(&batch);
+    dist_tree_free(&grads);
+    free(scratch);
+    free(zoff);
+    free(moff);
+    free(mloss);
+    dist_finalize(&d);
     adamw_free(&opt);
     sample_trainer_close(sampler);
     model_free(&model);

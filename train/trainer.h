@@ -38,9 +38,11 @@ int trainer_val_batches(uint64_t have, int batches, int B, int T, const char *wh
 
 // The mean loss over the first `batches` batches of f (read from its start, validation masks),
 // and in *acc the accuracy over them (-1 when the task has none): the trainer's validation
-// and `pebble eval`. b holds B x T. A stop signal in a run abandons it (NAN).
+// and `pebble eval`. b holds B x T. A stop signal in a run abandons it (NAN). With d (NULL:
+// one rank) the ranks share the batches and every rank gets the one-rank result to the bit.
+struct pb_dist;
 double trainer_evaluate(pb_model *model, pb_feed *f, int step, int batches, pb_batch *b,
-                        double *acc);
+                        double *acc, struct pb_dist *d);
 
 // The GPT-2 shape stored in the checkpoint at path (its /config), for the commands that
 // build a model from a checkpoint (sample, export, eval's checks). Returns 0, or -1 with one
