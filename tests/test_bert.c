@@ -64,6 +64,39 @@ static void table_is_the_fixtures(const char *c) {
     bert_free(&m);
 }
 Test(bert, table_matches_hugging_face_mlm) { table_is_the_fixtures("mlm"); }
+
+// The table against transformers' own state_dict of BertForMaskedLM and
+// BertForSequenceClassification for the fixture's config (tests/fixtures/bert_hf_names.txt,
+// written on the GPU machine by tests/gpu/check_hf_bert.py from transformers 5.17): every
+// name and shape, in both directions; the tied decoder (= the word embeddings and
+// cls.predictions.bias) is the one thing pebble does not store.
+static void table_is_transformers(const char *c, const char *cls) {
+    bert m;
+    build(&m, c);
+    FILE *f = fopen("tests/fixtures/bert_hf_names.txt", "r");
+    cr_assert(f, "tests/fixtures/bert_hf_names.txt (run from the repository root)");
+    char line[256], name[128], shape[64], want[64];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        char klass[64];
+        cr_assert(sscanf(line, "%63s %127s %63[^\n]", klass, name, shape) == 3, "%s", line);
+        if (strcmp(klass, cls) != 0 || strstr(name, "cls.predictions.decoder.")) continue;
+        const pb_param *p = params_find(&m.p, name);
+        cr_assert(p, "%s: transformers has %s, pebble's table does not", cls, name);
+        if (p->ndim == 2) snprintf(want, sizeof want, "[%d, %d]", p->hf_shape[0], p->hf_shape[1]);
+        else snprintf(want, sizeof want, "[%d]", p->hf_shape[0]);
+        cr_expect_str_eq(shape, want, "%s: %s is %s in transformers", cls, name, shape);
+        n++;
+    }
+    fclose(f);
+    cr_assert_eq(n, m.p.num, "%s: transformers stores %d tensors (tied aside), pebble %d", cls, n,
+                 m.p.num);
+    bert_free(&m);
+}
+Test(bert, table_is_transformers_bert_for_masked_lm) { table_is_transformers("mlm", "BertForMaskedLM"); }
+Test(bert, table_is_transformers_bert_for_sequence_classification) {
+    table_is_transformers("cls", "BertForSequenceClassification");
+}
 Test(bert, table_matches_hugging_face_classifier) { table_is_the_fixtures("cls"); }
 
 // ----------------------------------------------------------------------------
