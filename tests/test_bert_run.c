@@ -195,11 +195,12 @@ Test(bert_run, classify_learns_and_eval_agrees, .timeout = 600) {
     make_tmp("bert-cls");
     make_rows("train.lseq", 2000, 1);
     make_rows("val.lseq", 256, 2);
+    make_rows("test.lseq", 200, 4);
     const char *bin = pebble_bin();
     cr_assert_eq(run("%s train " BERT_TINY "--set model.head=classify --set model.pool=mean "
                      "--set data.train=%s/train.lseq --set data.val=%s/val.lseq "
-                     "--set train.steps=120 --set train.val_every=40 --set run.dir=%s/r",
-                     bin, tmp, tmp, tmp), 0, "%s", output());
+                     "--set data.test=%s/test.lseq --set train.steps=120 --set train.val_every=40 "
+                     "--set run.dir=%s/r", bin, tmp, tmp, tmp, tmp), 0, "%s", output());
     cr_assert(strstr(output(), "classify 2 labels, mean pooling"), "%s", output());
     double l, acc;
     char dir[400];
@@ -210,6 +211,26 @@ Test(bert_run, classify_learns_and_eval_agrees, .timeout = 600) {
     char want[64];
     snprintf(want, sizeof want, "accuracy %.6f", acc);
     cr_assert(strstr(run_stdout(), want), "eval: %s, trainer: %s", run_stdout(), want);
+    // the test data, once after the last step (all 25 full batches of its 200 rows), is
+    // what eval gives on it with every batch
+    char p[400], line[512];
+    snprintf(p, sizeof p, "%s/r/metrics.jsonl", tmp);
+    FILE *f = fopen(p, "r");
+    cr_assert(f);
+    double tl = -1, ta = -1;
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, "\"test_loss\": ")) {
+            tl = atof(strstr(line, "\"test_loss\": ") + 13);
+            ta = atof(strstr(line, "\"test_acc\": ") + 12);
+        }
+    fclose(f);
+    cr_assert(tl > 0 && ta > 0.7, "test loss %g accuracy %g", tl, ta);
+    cr_assert_eq(run("%s eval --ckpt %s/r --data %s/test.lseq --batches 25 --json", bin, tmp, tmp),
+                 0, "%s", output());
+    double el = atof(strstr(run_stdout(), "\"loss\": ") + 8);
+    double ea = atof(strstr(run_stdout(), "\"accuracy\": ") + 12);
+    cr_assert(fabs(el - tl) < 5e-6 && fabs(ea - ta) < 5e-6, "eval %g %g, the run's test %g %g",
+              el, ea, tl, ta);
 }
 
 // Each bad combination: exit code and one line naming it.

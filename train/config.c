@@ -103,6 +103,9 @@ static const config_key config_keys[] = {
      .metavar = "PATTERN"},  // required (config_validate): nothing to train on without it
     {KEY("data", "val", STRING, val_data, "",
          "glob pattern of the validation data, as data.train (empty = no validation)")},
+    {KEY("data", "test", STRING, test_data, "",
+         "glob pattern of the test data, as data.train: evaluated once, whole, after the last "
+         "step (empty = none)")},
     // [train]
     {KEY("train", "task", STRING, task, "auto",
          "what is learned: lm (next token, gpt2), mlm (masked LM, bert head mlm), classify "

@@ -28,6 +28,7 @@ typedef struct pb_config {
     // [data]
     char train_data[PB_PATH_MAX];  // glob pattern of token shards (required)
     char val_data[PB_PATH_MAX];    // glob pattern of validation shards ("" = none)
+    char test_data[PB_PATH_MAX];   // glob pattern of the test data, evaluated after the run
     // [train]
     char task[16];           // "auto" | "lm" | "mlm" | "classify"
     double mlm_prob;         // mlm: share of maskable positions chosen

@@ -103,17 +103,26 @@ void progress_step(pb_progress *p, const pb_step_stats *s) {
     fflush(stdout);
 }
 
-void progress_val(pb_progress *p, int step, double val_loss, double acc) {
-    if (acc >= 0)
-        fprintf(p->metrics, "{\"step\": %d, \"val_loss\": %.6f, \"val_acc\": %.6f}\n", step,
-                val_loss, acc);
-    else
-        fprintf(p->metrics, "{\"step\": %d, \"val_loss\": %.6f}\n", step, val_loss);
+// One evaluation's line in metrics.jsonl and on stdout: what = "val" or "test".
+static void progress_eval(pb_progress *p, const char *what, int step, double loss, double acc) {
+    fprintf(p->metrics, "{\"step\": %d, \"%s_loss\": %.6f", step, what, loss);
+    if (acc >= 0) fprintf(p->metrics, ", \"%s_acc\": %.6f", what, acc);
+    fprintf(p->metrics, "}\n");
     fflush(p->metrics);
     // On a terminal the bar is redrawn below this permanent line.
-    printf("%sstep %d: val loss %.4f", p->tty ? "\r\033[K" : "", step, val_loss);
+    printf("%sstep %d: %s loss %.4f", p->tty ? "\r\033[K" : "", step, what, loss);
     if (acc >= 0) printf(" accuracy %.4f", acc);
+}
+
+void progress_val(pb_progress *p, int step, double val_loss, double acc) {
+    progress_eval(p, "val", step, val_loss, acc);
     printf("\n");
+    fflush(stdout);
+}
+
+void progress_test(pb_progress *p, int step, double loss, double acc, int batches) {
+    progress_eval(p, "test", step, loss, acc);
+    printf(" (the test data: %d batches)\n", batches);
     fflush(stdout);
 }
 

@@ -28,6 +28,8 @@ int progress_resume(pb_progress *p, const char *run_dir, int total_steps, int st
 void progress_step(pb_progress *p, const pb_step_stats *s);
 // acc: the validation accuracy, or < 0 when the task has none
 void progress_val(pb_progress *p, int step, double val_loss, double acc);
+// The same for the test data after the run: "test_loss" (and "test_acc") in metrics.jsonl.
+void progress_test(pb_progress *p, int step, double loss, double acc, int batches);
 void progress_close(pb_progress *p);
 
 #endif

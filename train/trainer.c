@@ -539,6 +539,11 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
         val = feed_open(cfg, cfg->val_data, B, 0, 0, 1, err, sizeof err);
         if (!val) pb_die(PB_EXIT_DATA, "%s", err);
     }
+    pb_feed *test = NULL;  // checked now, evaluated after the last step
+    if (cfg->test_data[0]) {
+        test = feed_open(cfg, cfg->test_data, B, 0, 0, 1, err, sizeof err);
+        if (!test) pb_die(PB_EXIT_DATA, "%s", err);
+    }
 
     // --- model and optimizer
     const pb_ops *ops = trainer_backend(cfg);
@@ -763,6 +768,14 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     }
     // A signal between steps (or before the first) with no step run since.
     if (stop_sig && !stopped) stopped = 1, stopped_at = start_step;
+    // The test data, once, whole (every full batch of it), after a finished run.
+    double test_loss = -1.0, test_acc = -1.0;
+    if (test && !stopped) {
+        int tb = (int)feed_num_batches(test);
+        test_loss = trainer_evaluate(&model, test, cfg->steps, tb, &batch, &test_acc, &d);
+        if (isnan(test_loss)) test_loss = -1.0;  // stopped during it: the run is complete
+        else if (lead) progress_test(&prog, cfg->steps, test_loss, test_acc, tb);
+    }
     if (lead) progress_close(&prog);
     if (stopped) {
         const char *sig = stop_sig == SIGINT ? "SIGINT" : "SIGTERM";
@@ -791,6 +804,8 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
         printf("done: %d steps, %lld tokens", cfg->steps, tokens_seen);
         if (last_val >= 0) printf(", final val loss %.4f", last_val);
         if (last_val >= 0 && val_acc >= 0) printf(", accuracy %.4f", val_acc);
+        if (test_loss >= 0) printf(", test loss %.4f", test_loss);
+        if (test_loss >= 0 && test_acc >= 0) printf(", accuracy %.4f", test_acc);
         printf(" | this run: %d steps in %s\n", cfg->steps - start_step, took);
     } else {
         printf("this run: %d steps in %s\n", stopped_at - start_step, took);
@@ -808,6 +823,7 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     model_free(&model);
     feed_close(train);
     feed_close(val);
+    feed_close(test);
     free(run_cfg);
     return 0;
 }
