@@ -156,16 +156,17 @@ Test(lra, listops_rows_check_against_their_own_text) {
             cr_assert_eq(eval_words(words, nw, &i), rows[r].target, "%s row %d", split[s], r);
             while (i < nw) cr_assert(!strcmp(words[i++], ")"), "%s row %d: text after the tree", split[s], r);
             // the lseq row: the same words, as LRA's pipeline tokenises them
-            int label, len = lseq_row(&f, (uint64_t)r, tok, &label), k = 0;
+            int label, len = lseq_row(&f, (uint64_t)r, tok, &label), k = 1;
             cr_assert_eq(label, rows[r].target);
+            cr_assert_eq(tok[0], 1, "%s row %d: no [CLS] first", split[s], r);
             for (int j = 0; j < nw; j++) {
                 if (!strcmp(words[j], "(") || !strcmp(words[j], ")")) continue;
                 int id = word_id(!strcmp(words[j], "]") ? "X" : words[j]);
                 cr_assert(k < len && tok[k] == id, "%s row %d word %d: id %d, file %d", split[s], r, k, id, tok[k]);
                 k++;
             }
-            cr_assert_eq(k, len, "%s row %d: %d words, %d tokens", split[s], r, k, len);
-            cr_assert(len > 500 && len < 2000, "%s row %d: length %d", split[s], r, len);
+            cr_assert_eq(k, len, "%s row %d: %d words and [CLS], %d tokens", split[s], r, k, len);
+            cr_assert(len - 1 > 500 && len - 1 < 2000, "%s row %d: length %d", split[s], r, len - 1);
             for (int j = len; j < 2000; j++) cr_assert_eq(tok[j], 0);
             labels[rows[r].target]++;
             free(copy);

@@ -255,8 +255,10 @@ static int listops_cmd(const opts *o) {
         size_t len = lra_listops_format(tok, n, str);
         fwrite(str, 1, len, tsv[s]);
         fprintf(tsv[s], "\t%d\r\n", value);
-        for (int i = 0; i < n; i++) row[i] = tok[i];
-        append_row(w[s], row, n, value);
+        // [CLS] first, for a classifier that pools the first token (LRA's ListOps model does)
+        row[0] = LRA_LO_CLS;
+        for (int i = 0; i < n; i++) row[1 + i] = tok[i];
+        append_row(w[s], row, n + 1, value);
         labels[value]++;
         progress_show(&pg, set.count, total, 0);
     }

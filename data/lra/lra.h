@@ -4,7 +4,7 @@
 // labelled-sequence files (data/lseq.h).
 //
 // ListOps vocabulary (1-byte tokens, T = LRA_LISTOPS_T, 10 classes = the tree's value):
-//   0 padding, 1 CLS (reserved: never written, so a classifier may prepend it), 2..11 the
+//   0 padding, 1 CLS (the first token of every row, for CLS pooling), 2..11 the
 //   digits 0..9, 12 [MIN, 13 [MAX, 14 [MED, 15 [SM, 16 ] (LRA's pipeline calls it X).
 // Pathfinder: tokens are grey levels 0..255 in row-major order, T = res * res, 2 classes.
 #ifndef PEBBLE_LRA_H
@@ -32,7 +32,7 @@ enum {
     LRA_LO_VOCAB = 17,
 };
 // The original keeps trees of 500 < length < 2000; LRA pads them to 2000, so every row holds
-// at most 1999 tokens and a prepended CLS still fits.
+// [CLS] and at most 1999 tokens of the tree.
 #define LRA_LISTOPS_T 2000
 #define LRA_LISTOPS_MIN_LEN 500
 #define LRA_LISTOPS_MAX_LEN 2000
