@@ -461,7 +461,12 @@ static const pb_attn_impl cpu_attn_flash = {"flash", attn_flash_supports, attn_f
                                             attn_flash_backward};
 static const pb_attn_impl cpu_attn_naive = {"naive", attn_naive_supports, attn_naive_forward,
                                             attn_naive_backward};
-static const pb_attn_impl *const cpu_attention[] = {&cpu_attn_flash, &cpu_attn_naive, NULL};
+static const pb_attn_impl cpu_attn_bs = {"blocksparse", attn_bs_supports, attn_bs_forward,
+                                         attn_bs_backward};
+// flash and naive refuse a layout and blocksparse needs one, so `auto` picks blocksparse
+// exactly for a descriptor with a layout
+static const pb_attn_impl *const cpu_attention[] = {&cpu_attn_flash, &cpu_attn_naive,
+                                                    &cpu_attn_bs, NULL};
 
 static const pb_ops cpu_ops = {
     .name = "cpu",
