@@ -187,6 +187,14 @@ pb_block_layout *attn_bs_build(const bs_params *p, int T, int NH, int causal,
 
 void attn_bs_free(pb_block_layout *l) { free(l); }
 
+int attn_bs_for_model(const char *want, const bs_params *p, int T, int NH, int causal,
+                      pb_block_layout **out, char *err, size_t errlen) {
+    *out = NULL;
+    if (!want || strcmp(want, "blocksparse") != 0) return 0;
+    *out = attn_bs_build(p, T, NH, causal, NULL, 1, err, errlen);
+    return *out ? 0 : -1;
+}
+
 double attn_bs_density(const pb_block_layout *l) {
     return (double)l->kept / ((double)l->nb * l->nh * l->nqb * l->nkb);
 }

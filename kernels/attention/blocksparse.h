@@ -100,6 +100,12 @@ pb_block_layout *attn_bs_from_mask(const uint8_t *mask, int block, int T, int nb
 
 void attn_bs_free(pb_block_layout *l);
 
+// The layout a model with model.attention = want runs at T with NH heads: built from p when
+// want is "blocksparse" (per head, no padding: a batch's key lengths apply at run time
+// through the descriptor), NULL (dense) otherwise. 0, or -1 with one line in err.
+int attn_bs_for_model(const char *want, const bs_params *p, int T, int NH, int causal,
+                      pb_block_layout **out, char *err, size_t errlen);
+
 // NULL when l is well formed, else why not (a phrase, in a buffer of the calling thread):
 // counts and offsets consistent, indices in range, strictly ascending (sorted, no
 // duplicates), full and partial disjoint, each listed block kept by the mask and really
