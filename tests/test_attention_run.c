@@ -18,7 +18,7 @@ TestSuite(attention_run, .fini = cleanup);
     "--set data.val=%s/val_*.bin --set train.val_every=10 --set train.val_batches=2 "
 
 static void losses_in(const char *sub, char *buf, size_t n) {
-    char dir[400];
+    char dir[320];
     snprintf(dir, sizeof dir, "%s/%s", tmp, sub);
     losses_of(dir, buf, n);
 }
@@ -76,8 +76,11 @@ Test(attention_run, smallcache_trains_like_flash, .timeout = 120) {
     // fp32 with other summation orders: the printed losses agree to ~4 digits
     char *p = a, *q = f;
     int n = 0;
-    while (*p && *q) {
-        double x = strtod(p, &p), y = strtod(q, &q);
+    for (;;) {
+        char *p2, *q2;
+        double x = strtod(p, &p2), y = strtod(q, &q2);
+        if (p2 == p || q2 == q) break;  // the end (a trailing space)
+        p = p2, q = q2;
         cr_expect(fabs(x - y) < 1e-3 * (1 + fabs(y)), "loss %d: smallcache %g, flash %g", n, x, y);
         n++;
     }
