@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "data/lra/lra.h"
+#include "train/iomodel.h"
 #include "data/prep.h"
 #include "kernels/common.h"
 #include "train/bench.h"
@@ -37,6 +38,7 @@ static void usage(FILE *f) {
             "  bench  [--iters N]                              CPU forward+backward throughput\n"
             "  plot   RUN_DIR                                  loss.png from RUN_DIR/metrics.jsonl\n"
             "  lra    gen listops|pathfinder --out DIR ...     Long Range Arena data (lra --help)\n"
+            "  iomodel [--algo ..] [--d ..] [--M 2^8..2^20]    attention's I/O vs the bounds\n"
             "\n"
             "  pebble --version | --help\n",
             PEBBLE_VERSION);
@@ -226,5 +228,6 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "eval") == 0) return eval_main(argc - 1, argv + 1);
     if (strcmp(cmd, "import") == 0) return import_main(argc - 1, argv + 1);
     if (strcmp(cmd, "lra") == 0) return lra_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "iomodel") == 0) return iomodel_main(argc - 1, argv + 1);
     pb_die(PB_EXIT_USAGE, "unknown command '%s' (see pebble --help)", cmd);
 }
