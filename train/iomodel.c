@@ -155,12 +155,14 @@ static int plots(const char *dir, const row *rows, int nrows, const long long *d
     char why[256];
     f = open_in(dir, "iomodel_nsweep.dat");
     fprintf(f, "# N flash smallcache naive (words, d=%d, M=16384, %s)\n", d0, pn);
+    double flash512 = NAN;  // the N^2 line goes through flash's first point
     for (long long N = 512; N <= 8192; N *= 2) {
         fprintf(f, "%lld", N);
         io_algo as[3] = {IO_FLASH, IO_SMALLCACHE, IO_NAIVE};
         for (int k = 0; k < 3; k++) {
             row r = measure(as[k], pass, N, d0, 16384, bp, 0, why, sizeof why);
             fprintf(f, " %.6e", r.ok ? r.words : NAN);
+            if (N == 512 && k == 0) flash512 = r.ok ? r.words : NAN;
         }
         fprintf(f, "\n");
     }
@@ -180,7 +182,7 @@ static int plots(const char *dir, const row *rows, int nrows, const long long *d
 
     f = open_in(dir, "iomodel.gp");
     fprintf(f, "set terminal pngcairo size 1000,700 noenhanced\nset logscale xy 2\nset grid\n"
-               "set key outside right\nset datafile missing 'nan'\n");
+               "set key outside right\nset format x '2^%%L'\nset format y '2^%%L'\nset datafile missing 'nan'\n");
     fprintf(f, "set output 'iomodel_words_%s.png'\nset title 'attention %s: words moved vs "
                "fast memory M (dashed: the bound min(N^2d^2/M, N^2d/sqrt M), arrows: M = d^2)'\n"
                "set xlabel 'M (words)'\nset ylabel 'slow-memory words (one head)'\n", pn, pn);
@@ -201,7 +203,7 @@ static int plots(const char *dir, const row *rows, int nrows, const long long *d
     }
     fprintf(f, "\nunset arrow\nset output 'iomodel_ratio_%s.png'\nset title 'measured / bound "
                "against M/d^2: one curve per algorithm for every d; they cross near M = d^2'\n"
-               "set xlabel 'M / d^2'\nset ylabel 'words / bound'\n"
+               "set xlabel 'M / d^2'\nset ylabel 'words / bound'\nset format x '%%g'\n"
                "set arrow from 1, graph 0 to 1, graph 1 nohead dt 3\nplot ", pn);
     first = 1;
     for (int i = 0; i < nd; i++)
@@ -212,9 +214,9 @@ static int plots(const char *dir, const row *rows, int nrows, const long long *d
     fprintf(f, "\nunset arrow\nset output 'iomodel_nsweep_%s.png'\nset title 'N sweep at d=%d, "
                "M=16384: every algorithm grows as N^2 (dashed)'\nset xlabel 'N'\nset ylabel "
                "'words'\nplot 'iomodel_nsweep.dat' u 1:2 w lp t 'flash', '' u 1:3 w lp t "
-               "'smallcache', '' u 1:4 w lp t 'naive', '' u 1:(column(2)*($1/512.)**2/(%g)) "
-               "w l dt 2 t 'N^2 through flash at 512'\n", pn, d0, 1.0);
-    fprintf(f, "set output 'iomodel_density_%s.png'\nunset logscale\nset title 'block-sparse "
+               "'smallcache', '' u 1:4 w lp t 'naive', '' u 1:(%g*($1/512.)**2) "
+               "w l dt 2 t 'N^2 through flash at 512'\n", pn, d0, flash512);
+    fprintf(f, "set output 'iomodel_density_%s.png'\nunset logscale\nset format x '%%g'\nset format y '%%.2e'\nset title 'block-sparse "
                "(local+global+random, block %d) at N=4096, d=%d, M=65536: words vs block "
                "density'\nset xlabel 'density s'\nset ylabel 'words'\nset xrange [0:1]\nset "
                "yrange [0:*]\nplot 'iomodel_density.dat' u 1:2 w lp t 'blocksparse', '' u 1:3 w "
@@ -222,9 +224,6 @@ static int plots(const char *dir, const row *rows, int nrows, const long long *d
     fclose(f);
     return gnuplot(dir, "iomodel.gp");
 }
-
-// The ratio column for the N sweep's dashed line must not depend on the first point being
-// present: the gnuplot expression above scales from the data file's first row.
 
 int iomodel_main(int argc, char **argv) {
     long long Ns[MAXL] = {4096}, ds[MAXL] = {64, 128, 256, 512}, Ms[MAXL];
