@@ -153,17 +153,9 @@ static pb_attn_desc attention_desc(const bert *m, int B, int T) {
     return tf_self_attention(&m->tf, B, T, 0, m->lengths);
 }
 
-// The layout is built and dropped here: this answers "can it run", ensure_acts keeps one.
 const pb_attn_impl *bert_attention(const bert *m, int B, int T, char *err, size_t errlen) {
-    pb_attn_desc d = attention_desc(m, B, T);
-    pb_block_layout *l;
-    if (attn_bs_for_model(m->cfg.attention, &m->cfg.sparse, T, m->cfg.n_head, 0, &l, err,
-                          errlen))
-        return NULL;
-    d.layout = l;
-    const pb_attn_impl *a = pb_attn_choose(m->ops, m->cfg.attention, &d, err, errlen);
-    attn_bs_free(l);
-    return a;
+    return attn_bs_choose(m->ops, m->cfg.attention, &m->cfg.sparse, attention_desc(m, B, T), err,
+                          errlen);
 }
 
 static size_t map_acts(bert *m, int B, int T, void *base) {

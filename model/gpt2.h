@@ -23,8 +23,8 @@ typedef struct gpt2_config {
     int vocab_size;    // V
     int padded_vocab;  // Vp: V rounded up to a multiple of 128 (set by gpt2_build)
     char attention[16];  // model.attention: "auto" (or "") or an implementation's name
-    bs_params sparse;    // model.attention = blocksparse: the pattern ([attention] keys)
     float ln_eps;        // LayerNorm epsilon (0: GPT-2's 1e-5)
+    bs_params sparse;    // model.attention = blocksparse: the pattern ([attention] keys)
 } gpt2_config;
 
 // Pointers into a parameter buffer laid out as the table (masters, gradients, or the copy the

@@ -187,6 +187,16 @@ pb_block_layout *attn_bs_build(const bs_params *p, int T, int NH, int causal,
 
 void attn_bs_free(pb_block_layout *l) { free(l); }
 
+const pb_attn_impl *attn_bs_choose(const pb_ops *ops, const char *want, const bs_params *p,
+                                   pb_attn_desc d, char *err, size_t errlen) {
+    pb_block_layout *l;
+    if (attn_bs_for_model(want, p, d.T, d.NH, d.causal, &l, err, errlen)) return NULL;
+    d.layout = l;
+    const pb_attn_impl *a = pb_attn_choose(ops, want, &d, err, errlen);
+    attn_bs_free(l);
+    return a;
+}
+
 int attn_bs_for_model(const char *want, const bs_params *p, int T, int NH, int causal,
                       pb_block_layout **out, char *err, size_t errlen) {
     *out = NULL;

@@ -106,6 +106,11 @@ void attn_bs_free(pb_block_layout *l);
 int attn_bs_for_model(const char *want, const bs_params *p, int T, int NH, int causal,
                       pb_block_layout **out, char *err, size_t errlen);
 
+// pb_attn_choose for descriptor d with the layout attn_bs_for_model would give it (built and
+// dropped: this answers "can it run"; the model keeps its own layout).
+const pb_attn_impl *attn_bs_choose(const pb_ops *ops, const char *want, const bs_params *p,
+                                   pb_attn_desc d, char *err, size_t errlen);
+
 // NULL when l is well formed, else why not (a phrase, in a buffer of the calling thread):
 // counts and offsets consistent, indices in range, strictly ascending (sorted, no
 // duplicates), full and partial disjoint, each listed block kept by the mask and really

@@ -257,29 +257,18 @@ static void naive_bwd(slow *s) {
 // ----------------------------------------------------------------------------
 // flash and blocksparse: flash.c's tiles (FA-2), over every tile or a layout's blocks
 
-// The key tiles query tile qi visits: all, or the layout's (head 0, batch row 0).
-static int kv_list(const pb_block_layout *l, long long qi, long long Tc, int32_t *out) {
+// The tiles row r of a tile list visits: all n, or the layout's (head 0, batch row 0) from
+// its partial and full lists x and y (the order does not change the count).
+static int tile_list(const pb_block_layout *l, const bs_lists *x, const bs_lists *y, long long r,
+                     long long n, int32_t *out) {
     if (!l) {
-        for (long long j = 0; j < Tc; j++) out[j] = (int32_t)j;
-        return (int)Tc;
+        for (long long j = 0; j < n; j++) out[j] = (int32_t)j;
+        return (int)n;
     }
-    const bs_lists *a = &l->kv, *b = &l->full_kv;
-    int n = 0;
-    for (int e = 0; e < a->num[qi]; e++) out[n++] = a->idx[a->off[qi] + e];
-    for (int e = 0; e < b->num[qi]; e++) out[n++] = b->idx[b->off[qi] + e];
-    return n;  // the order does not change the count
-}
-
-static int q_list(const pb_block_layout *l, long long kj, long long Tr, int32_t *out) {
-    if (!l) {
-        for (long long i = 0; i < Tr; i++) out[i] = (int32_t)i;
-        return (int)Tr;
-    }
-    const bs_lists *a = &l->q, *b = &l->full_q;
-    int n = 0;
-    for (int e = 0; e < a->num[kj]; e++) out[n++] = a->idx[a->off[kj] + e];
-    for (int e = 0; e < b->num[kj]; e++) out[n++] = b->idx[b->off[kj] + e];
-    return n;
+    int k = 0;
+    for (int e = 0; e < x->num[r]; e++) out[k++] = x->idx[x->off[r] + e];
+    for (int e = 0; e < y->num[r]; e++) out[k++] = y->idx[y->off[r] + e];
+    return k;
 }
 
 static void flash_fwd(slow *s, long long Br, long long Bc, const pb_block_layout *l) {
@@ -289,7 +278,7 @@ static void flash_fwd(slow *s, long long Br, long long Bc, const pb_block_layout
     for (long long qi = 0; qi < Tr; qi++) {
         long long i0 = qi * Br, br = lmin(Br, N - i0);
         LOAD(s, R_Q, i0, br, 0, d);
-        int n = kv_list(l, qi, Tc, list);
+        int n = tile_list(l, l ? &l->kv : NULL, l ? &l->full_kv : NULL, qi, Tc, list);
         for (int e = 0; e < n; e++) {
             long long j0 = list[e] * Bc, bc = lmin(Bc, N - j0);
             LOAD(s, R_K, j0, bc, 0, d);
@@ -314,7 +303,7 @@ static void flash_bwd(slow *s, long long Br, long long Bc, const pb_block_layout
     uint8_t *seen = pb_calloc((size_t)Tr, 1);  // dQ_i already in slow memory
     for (long long kj = 0; kj < Tc; kj++) {
         long long j0 = kj * Bc, bc = lmin(Bc, N - j0);
-        int n = q_list(l, kj, Tr, list);
+        int n = tile_list(l, l ? &l->q : NULL, l ? &l->full_q : NULL, kj, Tr, list);
         if (n == 0) continue;
         LOAD(s, R_K, j0, bc, 0, d);
         LOAD(s, R_V, j0, bc, 0, d);
