@@ -27,7 +27,7 @@ set output 'iomodel_nsweep_bwd.png'
 set title 'N sweep at d=64, M=16384: every algorithm grows as N^2 (dashed)'
 set xlabel 'N'
 set ylabel 'words'
-plot 'iomodel_nsweep.dat' u 1:2 w lp t 'flash', '' u 1:3 w lp t 'smallcache', '' u 1:4 w lp t 'naive', '' u 1:(column(2)*($1/512.)**2/(1)) w l dt 2 t 'N^2 through flash at 512'
+plot 'iomodel_nsweep.dat' u 1:2 w lp t 'flash', '' u 1:3 w lp t 'smallcache', '' u 1:4 w lp t 'naive', '' u 1:(3.07046e+06*($1/512.)**2) w l dt 2 t 'N^2 through flash at 512'
 set output 'iomodel_density_bwd.png'
 unset logscale
 set format x '%g'
