@@ -154,8 +154,8 @@ static pb_attn_desc attention_desc(const bert *m, int B, int T) {
 }
 
 const pb_attn_impl *bert_attention(const bert *m, int B, int T, char *err, size_t errlen) {
-    pb_attn_desc d = attention_desc(m, B, T);
-    return pb_attn_choose(m->ops, m->cfg.attention, &d, err, errlen);
+    return attn_bs_choose(m->ops, m->cfg.attention, &m->cfg.sparse, attention_desc(m, B, T), err,
+                          errlen);
 }
 
 static size_t map_acts(bert *m, int B, int T, void *base) {
@@ -196,6 +196,8 @@ static void free_acts(bert *m) {
     free(m->sel_host);
     free(m->targets_host);
     free(m->acts.tf.h);
+    attn_bs_free(m->layout);
+    m->layout = NULL;
     m->acts_mem = m->grads_mem = NULL;
 }
 
@@ -215,6 +217,12 @@ static void ensure_acts(bert *m, int B, int T) {
     m->targets_host = pb_malloc(N * sizeof(int32_t));
     char err[1024];
     m->attn_desc = attention_desc(m, B, T);
+    // block-sparse: the layout of this T, built once here (free_acts drops it); each
+    // batch's key lengths apply through the descriptor's kv_len
+    if (attn_bs_for_model(m->cfg.attention, &m->cfg.sparse, T, m->cfg.n_head, 0, &m->layout,
+                          err, sizeof err))
+        pb_die(PB_EXIT_USAGE, "%s", err);
+    m->attn_desc.layout = m->layout;
     m->attn = pb_attn_choose(ops, m->cfg.attention, &m->attn_desc, err, sizeof err);
     if (!m->attn) pb_die(PB_EXIT_USAGE, "%s", err);
     m->acts.tf.h = pb_calloc((size_t)m->cfg.n_layer, sizeof(tf_layer_acts));

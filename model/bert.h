@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/attention/blocksparse.h"
 #include "kernels/ops.h"
 #include "model/params.h"
 #include "model/transformer.h"
@@ -38,6 +39,7 @@ typedef struct bert_config {
     int num_labels;               // classify: classes
     bert_pool pool;               // classify: what the pooler reads
     char attention[16];           // model.attention: "auto" (or "") or an implementation's name
+    bs_params sparse;             // model.attention = blocksparse: the pattern ([attention])
 } bert_config;
 
 typedef struct bert_weights {
@@ -81,6 +83,7 @@ typedef struct bert {
     float *dhead2;              // (N,C) a second one
     pb_attn_desc attn_desc;     // bidirectional, kv_len = the batch's lengths
     const pb_attn_impl *attn;
+    pb_block_layout *layout;    // its block-sparse layout for T (blocksparse), or NULL
     int32_t *inputs, *lengths;  // (B,T), (B) backend memory
     int32_t *sel, *targets;     // (N) positions with a target, and those targets (backend)
     int32_t *sel_host, *targets_host;  // (N)

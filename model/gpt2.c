@@ -119,8 +119,8 @@ static pb_attn_desc attention_desc(const gpt2 *m, int B, int T) {
 }
 
 const pb_attn_impl *gpt2_attention(const gpt2 *m, int B, int T, char *err, size_t errlen) {
-    pb_attn_desc d = attention_desc(m, B, T);
-    return pb_attn_choose(m->ops, m->cfg.attention, &d, err, errlen);
+    return attn_bs_choose(m->ops, m->cfg.attention, &m->cfg.sparse, attention_desc(m, B, T), err,
+                          errlen);
 }
 
 // The activations of (B,T), laid out over base (NULL: only counted): the embeddings, the
@@ -143,6 +143,8 @@ static void free_acts(gpt2 *m) {
     m->ops->free(m->targets);
     free(m->targets_host);
     free(m->acts.tf.h);
+    attn_bs_free(m->layout);
+    m->layout = NULL;
     m->acts_mem = m->grads_mem = NULL;
 }
 
@@ -153,6 +155,11 @@ static void ensure_acts(gpt2 *m, int B, int T) {
     const pb_ops *ops = m->ops;
     char err[1024];
     m->attn_desc = attention_desc(m, B, T);
+    // block-sparse: the layout of this T, built once here (free_acts drops it)
+    if (attn_bs_for_model(m->cfg.attention, &m->cfg.sparse, T, m->cfg.n_head, 1, &m->layout,
+                          err, sizeof err))
+        pb_die(PB_EXIT_USAGE, "%s", err);
+    m->attn_desc.layout = m->layout;
     m->attn = pb_attn_choose(ops, m->cfg.attention, &m->attn_desc, err, sizeof err);
     if (!m->attn) pb_die(PB_EXIT_USAGE, "%s", err);
     m->B = B;

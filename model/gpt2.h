@@ -12,6 +12,7 @@
 
 #include "kernels/ops.h"
 #include "model/params.h"
+#include "kernels/attention/blocksparse.h"
 #include "model/transformer.h"
 
 typedef struct gpt2_config {
@@ -23,6 +24,7 @@ typedef struct gpt2_config {
     int padded_vocab;  // Vp: V rounded up to a multiple of 128 (set by gpt2_build)
     char attention[16];  // model.attention: "auto" (or "") or an implementation's name
     float ln_eps;        // LayerNorm epsilon (0: GPT-2's 1e-5)
+    bs_params sparse;    // model.attention = blocksparse: the pattern ([attention] keys)
 } gpt2_config;
 
 // Pointers into a parameter buffer laid out as the table (masters, gradients, or the copy the
@@ -60,6 +62,7 @@ typedef struct gpt2 {
     tf_grads grads;  // one block's activation gradients and the stream's (transformer.h)
     pb_attn_desc attn_desc;     // the attention of (B,T): causal, every key
     const pb_attn_impl *attn;   // the implementation that runs it (pb_attn_choose)
+    pb_block_layout *layout;    // its block-sparse layout for (B,T) (blocksparse), or NULL
     int32_t *inputs, *targets;  // (B,T) in backend memory
     int32_t *targets_host;      // (B,T) copy, to count valid targets
     int valid_targets;          // targets >= 0 in the last forward

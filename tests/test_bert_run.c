@@ -347,3 +347,35 @@ Test(bert_run, lra_upsample_pos_duplicates_positions_gridwise) {
     cr_assert_eq(run("%s lra upsample-pos --from %s/r --to 64 --out %s", bin, tmp, out), 1);
     cr_assert(strstr(run_stderr(), "exists"), "%s", run_stderr());
 }
+
+// model.attention = blocksparse in BERT (bidirectional, each batch's padding through the
+// descriptor's kv_len): every block at T = 32, one block of 32, is flash's one tile: the same
+// losses. Block-diagonal (two blocks of 16, each position sees its own half) still learns:
+// a masked word's neighbours are mostly in its block.
+Test(bert_run, blocksparse_mlm, .timeout = 300) {
+    make_tmp("bert-bs");
+    make_bert_pieces("train_000000.bin", 30000);
+    make_bert_pieces("val_000000.bin", 3000);
+    const char *bin = pebble_bin();
+    char a[8192], b[8192], dir[400];
+    cr_assert_eq(run("%s train " MLM "--set train.steps=16 --set model.attention=flash "
+                     "--set run.dir=%s/f", bin, tmp, tmp, tmp), 0, "%s", output());
+    cr_assert_eq(run("%s train " MLM "--set train.steps=16 --set model.attention=blocksparse "
+                     "--set attention.block=32 --set run.dir=%s/bs", bin, tmp, tmp, tmp), 0, "%s",
+                 output());
+    snprintf(dir, sizeof dir, "%s/f", tmp);
+    losses_of(dir, a, sizeof a);
+    snprintf(dir, sizeof dir, "%s/bs", tmp);
+    losses_of(dir, b, sizeof b);
+    cr_assert(strlen(a) > 20);
+    cr_assert_str_eq(a, b, "flash and dense blocksparse BERT differ");
+    cr_assert_eq(run("%s train " MLM "--set train.steps=48 --set model.attention=blocksparse "
+                     "--set attention.sparsity=local+global+random --set attention.block=16 "
+                     "--set attention.window=0 --set attention.global=0 --set attention.random=0 "
+                     "--set run.dir=%s/lgr", bin, tmp, tmp, tmp), 0, "%s", output());
+    double loss, acc;
+    snprintf(dir, sizeof dir, "%s/lgr", tmp);
+    last_val(dir, &loss, &acc);
+    cr_assert(loss > 0 && loss < log(V) - 1.0, "block-diagonal BERT: val loss %g (log V %g)", loss,
+              log(V));
+}

@@ -271,7 +271,7 @@ Test(config, error_bad_values) {
     expect_file_error("[train]\nseed = 18446744073709551616\n",
                       "2: train.seed: '18446744073709551616' is out of range");
     expect_file_error("[model]\nattention = fast\n",
-                      "2: model.attention: 'fast' must be one of auto|flash|naive|wgmma");
+                      "2: model.attention: 'fast' must be one of auto|flash|naive|wgmma|blocksparse|smallcache");
     expect_file_error("[system]\ndevice = tpu\n",
                       "2: system.device: 'tpu' must be one of auto|cpu|cuda");
     expect_file_error("[model]\nn_layer = 0\n", "2: model.n_layer: '0' must be >= 1");
@@ -350,7 +350,7 @@ Test(config, set_errors) {
     expect_set_error("train.steps=0", "--set train.steps=0: train.steps: '0' must be >= 1");
     expect_set_error("model.attention=fast",
                      "--set model.attention=fast: model.attention: 'fast' must be one of "
-                     "auto|flash|naive|wgmma");
+                     "auto|flash|naive|wgmma|blocksparse|smallcache");
     expect_set_error("data.val=a ;b", "--set data.val=a ;b: data.val: 'a ;b' has a ';' that an INI "
                                       "file reads as a comment");
     expect_set_error("sample.tokenizer=",
@@ -406,7 +406,7 @@ Test(config, validation_errors) {
     expect_invalid(&c, "train.lr (-0.5) must be > 0");
     valid_config(&c);
     strcpy(c.attention, "fast");
-    expect_invalid(&c, "model.attention (fast) must be one of auto|flash|naive|wgmma");
+    expect_invalid(&c, "model.attention (fast) must be one of auto|flash|naive|wgmma|blocksparse|smallcache");
     valid_config(&c);
     c.run_dir[0] = '\0';
     expect_invalid(&c, "run.dir must not be empty");
@@ -425,7 +425,7 @@ Test(config, help_lists_every_key_with_type_and_default) {
     const char *want[] = {
         "[model]\n", "[data]\n", "[train]\n", "[run]\n", "[checkpoint]\n", "[sample]\n",
         "[system]\n", "  sample.prompt ", "default: \"\" ", "  sample.temperature ",
-        "  model.attention ", " auto|flash|naive|wgmma ", "default: auto ",
+        "  model.attention ", " auto|flash|naive|wgmma|blocksparse|smallcache ", "default: auto ",
         "  train.lr ", "default: 1e-3 ", "peak learning rate [> 0]\n",
         "  data.train ", "default: (required) ", "\nRequired (no default): data.train\n",
         "  train.seed ", " uint ", "  run.plot ", " bool ", "default: true ",
@@ -459,7 +459,7 @@ Test(config, help_lists_every_key_with_type_and_default) {
             keys++;
         }
     }
-    cr_expect_eq(keys, 50, "the written INI has %d keys", keys);  // 46, [dist]'s 3, data.test
+    cr_expect_eq(keys, 56, "the written INI has %d keys", keys);  // 46, [dist] 3, data.test, [attention] 6
     free(ini);
     free(text);
 }

@@ -103,7 +103,7 @@ Test(eval, errors_and_exit_codes, .fini = cleanup) {
     // an attention the backend does not have, or a bad --set
     cr_assert_eq(run("%s eval --ckpt %s/run --data '%s/val_*.bin' --set model.attention=wgmma",
                      bin, tmp, tmp), 2);
-    expect_error("the cpu backend has no such attention (it has: flash, naive)");
+    expect_error("the cpu backend has no such attention (it has: flash, naive, blocksparse, smallcache)");
     cr_assert_eq(run("%s eval --ckpt %s/run --data x --set model.nope=1", bin, tmp), 2);
     expect_error("model.nope");
 }

@@ -21,7 +21,7 @@ static const int32_t *fx_config(void) {
 
 static void build_fixture_model(gpt2 *m) {
     const int32_t *c = fx_config();
-    gpt2_config cfg = {c[0], c[1], c[2], c[3], c[4], 0, "auto", 0};
+    gpt2_config cfg = {c[0], c[1], c[2], c[3], c[4], 0, "auto", 0, {0}};
     gpt2_build(m, &cfg, pb_ops_cpu());
 }
 
@@ -31,7 +31,7 @@ static void load_fixture_params(gpt2 *m, const char *prefix) { fx_load_params(&m
 // parameter table
 
 Test(gpt2, table_matches_hugging_face_names_and_shapes) {
-    gpt2_config cfg = {12, 12, 768, 1024, 50257, 0, "auto", 0};
+    gpt2_config cfg = {12, 12, 768, 1024, 50257, 0, "auto", 0, {0}};
     gpt2 m;
     gpt2_build(&m, &cfg, pb_ops_cpu());
     cr_assert_eq(m.cfg.padded_vocab, 50304);
@@ -57,7 +57,7 @@ Test(gpt2, table_matches_hugging_face_names_and_shapes) {
 }
 
 Test(gpt2, init_statistics) {
-    gpt2_config cfg = {4, 4, 128, 128, 1000, 0, "auto", 0};
+    gpt2_config cfg = {4, 4, 128, 128, 1000, 0, "auto", 0, {0}};
     gpt2 m;
     gpt2_build(&m, &cfg, pb_ops_cpu());
     gpt2_init_weights(&m, 42);

@@ -127,13 +127,20 @@ Test(ops_cpu, table_is_complete) {
     const pb_ops *f = pb_ops_cpu();
     cr_expect_str_eq(f->name, "cpu");
     // flash first (auto takes it), then the naive reference, then the end of the list
-    cr_assert(f->attention && f->attention[0] && f->attention[1] && !f->attention[2]);
+    cr_assert(f->attention && f->attention[0] && f->attention[1] && f->attention[2] &&
+              f->attention[3] && !f->attention[4]);
     cr_expect_str_eq(f->attention[0]->name, "flash");
     cr_expect(f->attention[0]->forward == attn_flash_forward);
     cr_expect(f->attention[0]->backward == attn_flash_backward);
     cr_expect_str_eq(f->attention[1]->name, "naive");
     cr_expect(f->attention[1]->forward == attn_naive_forward);
     cr_expect(f->attention[1]->backward == attn_naive_backward);
+    cr_expect_str_eq(f->attention[2]->name, "blocksparse");
+    cr_expect(f->attention[2]->forward == attn_bs_forward);
+    cr_expect(f->attention[2]->backward == attn_bs_backward);
+    cr_expect_str_eq(f->attention[3]->name, "smallcache");
+    cr_expect(f->attention[3]->forward == attn_smallcache_forward);
+    cr_expect(f->attention[3]->backward == attn_smallcache_backward);
     cr_expect(f->attention_decode == attn_decode_forward);
     cr_expect(f->alloc && f->free && f->upload && f->download && f->zero);
     cr_expect(f->encoder_forward && f->encoder_backward && f->layernorm_forward &&

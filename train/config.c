@@ -94,9 +94,29 @@ static const config_key config_keys[] = {
     // Which implementations exist, and what each runs, is the backend's to say: the model
     // checks the name against its table at startup (pb_attn_choose), one line if it cannot.
     {KEY("model", "attention", STRING, attention, "auto",
-         "attention kernel: auto (the fastest that runs the model), or by name: naive, flash "
-         "(CPU); flash (CUDA fp32); wgmma, flash (CUDA bf16)"),
-     .choices = "auto|flash|naive|wgmma"},
+         "attention kernel: auto (the fastest that runs the model), or by name: naive, flash, "
+         "blocksparse (the [attention] pattern), smallcache (CPU); flash (CUDA fp32); wgmma, "
+         "flash (CUDA bf16)"),
+     .choices = "auto|flash|naive|wgmma|blocksparse|smallcache"},
+    // [attention]: the block-sparse pattern (kernels/attention/blocksparse.h), read only with
+    // model.attention = blocksparse (config_validate refuses a pattern that would be ignored)
+    {KEY("attention", "sparsity", STRING, attn_sparsity, "dense",
+         "model.attention = blocksparse: the block pattern: dense, local+global+random "
+         "(window, global, random), butterfly (global)"),
+     .choices = "dense|local+global+random|butterfly"},
+    {KEY("attention", "block", INT, attn_block, "64",
+         "block size of the pattern, queries and keys: the kernel's tile (CPU: 16, 32, 64, 128)"),
+     GE(1)},
+    {KEY("attention", "window", INT, attn_window, "1",
+         "local+global+random: key blocks kept on each side of the diagonal"),
+     GE(0)},
+    {KEY("attention", "global", INT, attn_global, "1",
+         "leading blocks that see and are seen by every block"),
+     GE(0)},
+    {KEY("attention", "random", INT, attn_random, "1",
+         "local+global+random: random key blocks per query block (per head)"),
+     GE(0)},
+    {KEY("attention", "seed", U64, attn_seed, "1", "seed of the random blocks")},
     // [data]
     {KEY("data", "train", STRING, train_data, NULL, "glob pattern of the training data: token shards (lm, mlm) or labelled-sequence files "
          "(classify)"),
@@ -722,6 +742,13 @@ int config_validate(const pb_config *c, char *err, size_t errlen) {
     if (!bert && c->ffn != 0 && c->ffn != 4 * c->n_embd) {
         snprintf(err, errlen, "model.ffn = %d: gpt2's MLP is 4 * n_embd = %d wide (set 0)",
                  c->ffn, 4 * c->n_embd);
+        return -1;
+    }
+    // A sparsity pattern only the block-sparse kernel reads: set for another one, it would be
+    // silently dense.
+    if (strcmp(c->attn_sparsity, "dense") != 0 && strcmp(c->attention, "blocksparse") != 0) {
+        snprintf(err, errlen, "attention.sparsity = %s needs model.attention = blocksparse "
+                 "(model.attention is %s)", c->attn_sparsity, c->attention);
         return -1;
     }
     // An optimizer step accumulates whole micro-batches of B*T tokens.

@@ -25,6 +25,13 @@ typedef struct pb_config {
     int num_labels;          // bert classify
     char pool[8];            // bert classify: "cls" | "mean"
     char attention[16];      // "auto" or an attention implementation's name (kernels/ops.h)
+    // [attention]: the block-sparse pattern (model.attention = blocksparse)
+    char attn_sparsity[32];  // "dense" | "local+global+random" | "butterfly"
+    int attn_block;          // block size (the kernel's tile)
+    int attn_window;         // key blocks each side of the diagonal
+    int attn_global;         // leading global blocks
+    int attn_random;         // random key blocks per query block
+    unsigned long long attn_seed;
     // [data]
     char train_data[PB_PATH_MAX];  // glob pattern of token shards (required)
     char val_data[PB_PATH_MAX];    // glob pattern of validation shards ("" = none)

@@ -8,6 +8,7 @@
 
 #include "data/lra/lra.h"
 #include "train/lra_pos.h"
+#include "train/iomodel.h"
 #include "data/prep.h"
 #include "kernels/common.h"
 #include "train/bench.h"
@@ -41,6 +42,7 @@ static void usage(FILE *f) {
             "  plot   RUN_DIR                                  loss.png from RUN_DIR/metrics.jsonl\n"
             "  lra    gen listops|pathfinder --out DIR ...     Long Range Arena data (lra --help)\n"
             "  lra    upsample-pos --from CKPT --to T --out F  positions onto a larger image grid\n"
+            "  iomodel [--algo ..] [--d ..] [--M 2^8..2^20]    attention's I/O vs the bounds\n"
             "\n"
             "  pebble --version | --help\n",
             PEBBLE_VERSION);
@@ -266,5 +268,6 @@ int main(int argc, char **argv) {
     if (strcmp(cmd, "lra") == 0 && argc > 2 && strcmp(argv[2], "upsample-pos") == 0)
         return lra_upsample_pos_main(argc - 2, argv + 2);
     if (strcmp(cmd, "lra") == 0) return lra_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "iomodel") == 0) return iomodel_main(argc - 1, argv + 1);
     pb_die(PB_EXIT_USAGE, "unknown command '%s' (see pebble --help)", cmd);
 }

@@ -6,6 +6,15 @@
 
 #include "kernels/common.h"
 
+// The [attention] keys as the block-sparse pattern (config_validate checked the name).
+static bs_params model_sparsity(const pb_config *cfg) {
+    bs_params p = {.block = cfg->attn_block, .window = cfg->attn_window,
+                   .global = cfg->attn_global, .random = cfg->attn_random,
+                   .seed = cfg->attn_seed};
+    PB_ASSERT(attn_bs_pattern_parse(cfg->attn_sparsity, &p.pattern) == 0);
+    return p;
+}
+
 void model_gpt2_config(const pb_config *cfg, gpt2_config *mc) {
     memset(mc, 0, sizeof *mc);
     mc->n_layer = cfg->n_layer;
@@ -14,6 +23,7 @@ void model_gpt2_config(const pb_config *cfg, gpt2_config *mc) {
     mc->seq_len = cfg->seq_len;
     mc->vocab_size = cfg->vocab_size;
     snprintf(mc->attention, sizeof mc->attention, "%s", cfg->attention);
+    mc->sparse = model_sparsity(cfg);
     mc->ln_eps = (float)cfg->ln_eps;
 }
 
@@ -31,6 +41,7 @@ void model_bert_config(const pb_config *cfg, bert_config *mc) {
     mc->num_labels = cfg->num_labels;
     mc->pool = strcmp(cfg->pool, "mean") == 0 ? BERT_POOL_MEAN : BERT_POOL_CLS;
     snprintf(mc->attention, sizeof mc->attention, "%s", cfg->attention);
+    mc->sparse = model_sparsity(cfg);
 }
 
 int model_check_config(const pb_config *c, char *err, size_t errlen) {

@@ -24,21 +24,34 @@ static float dot(const float *a, const float *b, int n) {
 
 // P (T,T) = softmax of the scaled and masked scores of one head; row i of the head's
 // queries is q + i*3C, its keys k + j*3C; keys kvl..T-1 are padding (kvl = T: none).
-// Masked entries of P are 0. lse (T), when not NULL, gets the log-sum-exp of each row.
+// vis (T,T), when not NULL, is an element mask on top (1: visible), which may leave a row
+// no key: that row of P is 0 and its lse -inf (FlexAttention's convention). Masked entries
+// of P are 0. lse (T), when not NULL, gets the log-sum-exp of each row.
 static void softmax_rows(float *P, float *lse, const float *q, const float *k, int T, int C3,
-                         int D, float scale, int causal, int kvl) {
+                         int D, float scale, int causal, int kvl, const uint8_t *vis) {
     for (int i = 0; i < T; i++) {
         float *Pi = P + (size_t)i * T;
+        const uint8_t *vi = vis ? vis + (size_t)i * T : NULL;
         int jn = causal ? i + 1 : T;  // keys 0..jn-1 are visible to query i
         if (jn > kvl) jn = kvl;       // kvl >= 1: key 0 always is, so sum > 0 below
         float mx = -INFINITY;
         for (int j = 0; j < jn; j++) {
+            if (vi && !vi[j]) continue;
             Pi[j] = scale * dot(q + (size_t)i * C3, k + (size_t)j * C3, D);
             if (Pi[j] > mx) mx = Pi[j];
+        }
+        if (mx == -INFINITY) {  // the element mask left no key (scores are finite)
+            for (int j = 0; j < T; j++) Pi[j] = 0.0f;
+            if (lse) lse[i] = -INFINITY;
+            continue;
         }
         // subtract the row max before exp so nothing overflows
         float sum = 0.0f;
         for (int j = 0; j < jn; j++) {
+            if (vi && !vi[j]) {
+                Pi[j] = 0.0f;
+                continue;
+            }
             Pi[j] = expf(Pi[j] - mx);
             sum += Pi[j];
         }
@@ -49,22 +62,17 @@ static void softmax_rows(float *P, float *lse, const float *q, const float *k, i
     }
 }
 
-// Keys of batch row b that are not padding: kv_len[b], or all T without a key-padding mask.
-// The caller guarantees 1 <= kv_len[b] <= T; checked anyway, since a 0 would divide by a
-// zero sum and a T+1 would read the next row's keys.
-static int key_len(const pb_attn_desc *ad, int b) {
-    if (!ad->kv_len) return ad->T;
-    int n = ad->kv_len[b];
-    PB_ASSERT(n >= 1 && n <= ad->T);
-    return n;
+// The (T,T) element mask of head (b, h) in mask (B,NH,T,T), or NULL without one.
+static const uint8_t *head_mask(const uint8_t *mask, int b, int h, int NH, int T) {
+    return mask ? mask + ((size_t)b * NH + h) * T * T : NULL;
 }
 
 // ----------------------------------------------------------------------------
 // forward
 
-// out (B,T,C), lse (B,NH,T); qkv (B,T,3C)
-void attn_naive_forward(float *out, float *lse, const float *qkv, const pb_attn_desc *ad) {
-    PB_ASSERT(!attn_naive_supports(ad));
+// out (B,T,C), lse (B,NH,T); qkv (B,T,3C); mask (B,NH,T,T) or NULL
+static void naive_forward(float *out, float *lse, const float *qkv, const pb_attn_desc *ad,
+                          const uint8_t *mask) {
     int B = ad->B, T = ad->T, NH = ad->NH, D = ad->D, C = NH * D, C3 = 3 * C, causal = ad->causal;
     float scale = ad->scale;
 
@@ -78,7 +86,7 @@ void attn_naive_forward(float *out, float *lse, const float *qkv, const pb_attn_
                 const float *k = q + C;
                 const float *v = q + 2 * C;
                 softmax_rows(P, lse + ((size_t)b * NH + h) * T, q, k, T, C3, D, scale, causal,
-                             key_len(ad, b));
+                             attn_key_len(ad, b), head_mask(mask, b, h, NH, T));
                 // out_i = sum_j P_ij v_j
                 for (int i = 0; i < T; i++) {
                     float *o = out + ((size_t)b * T + i) * C + h * D;
@@ -98,12 +106,11 @@ void attn_naive_forward(float *out, float *lse, const float *qkv, const pb_attn_
 // ----------------------------------------------------------------------------
 // backward
 
-// dqkv (B,T,3C) += gradient; dout, out (B,T,C); qkv (B,T,3C).
+// dqkv (B,T,3C) += gradient; dout, out (B,T,C); qkv (B,T,3C); mask (B,NH,T,T) or NULL.
 // lse is not used: the reference recomputes P from scratch, so that it checks the saved
 // lse of flash rather than trusting it.
-void attn_naive_backward(float *dqkv, const float *dout, const float *out, const float *lse,
-                         const float *qkv, const pb_attn_desc *ad) {
-    PB_ASSERT(!attn_naive_supports(ad));
+static void naive_backward(float *dqkv, const float *dout, const float *out, const float *lse,
+                           const float *qkv, const pb_attn_desc *ad, const uint8_t *mask) {
     int B = ad->B, T = ad->T, NH = ad->NH, C = NH * ad->D, causal = ad->causal;
     (void)lse;
     int D = ad->D, C3 = 3 * C;
@@ -122,7 +129,8 @@ void attn_naive_backward(float *dqkv, const float *dout, const float *out, const
                 float *dq = dqkv + base, *dk = dq + C, *dv = dq + 2 * C;
                 const float *dO = dout + (size_t)b * T * C + h * D;  // rows of stride C
                 const float *O = out + (size_t)b * T * C + h * D;
-                softmax_rows(P, NULL, q, k, T, C3, D, scale, causal, key_len(ad, b));
+                softmax_rows(P, NULL, q, k, T, C3, D, scale, causal, attn_key_len(ad, b),
+                             head_mask(mask, b, h, NH, T));
 
                 // dV_j = sum_i P_ij dO_i
                 for (int j = 0; j < T; j++) {
@@ -169,6 +177,34 @@ void attn_naive_backward(float *dqkv, const float *dout, const float *out, const
         free(acc);
         free(Di);
     }
+}
+
+// ----------------------------------------------------------------------------
+// entry points
+
+void attn_naive_forward(float *out, float *lse, const float *qkv, const pb_attn_desc *ad) {
+    PB_ASSERT(!attn_naive_supports(ad));
+    naive_forward(out, lse, qkv, ad, NULL);
+}
+
+void attn_naive_backward(float *dqkv, const float *dout, const float *out, const float *lse,
+                         const float *qkv, const pb_attn_desc *ad) {
+    PB_ASSERT(!attn_naive_supports(ad));
+    naive_backward(dqkv, dout, out, lse, qkv, ad, NULL);
+}
+
+// The block-sparse reference: the layout is ignored (it may be set), mask says it all.
+void attn_naive_masked_forward(float *out, float *lse, const float *qkv, const pb_attn_desc *ad,
+                               const uint8_t *mask) {
+    PB_ASSERT(ad->Tk == ad->T && mask);
+    naive_forward(out, lse, qkv, ad, mask);
+}
+
+void attn_naive_masked_backward(float *dqkv, const float *dout, const float *out,
+                                const float *lse, const float *qkv, const pb_attn_desc *ad,
+                                const uint8_t *mask) {
+    PB_ASSERT(ad->Tk == ad->T && mask);
+    naive_backward(dqkv, dout, out, lse, qkv, ad, mask);
 }
 
 // ----------------------------------------------------------------------------

@@ -461,7 +461,16 @@ static const pb_attn_impl cpu_attn_flash = {"flash", attn_flash_supports, attn_f
                                             attn_flash_backward};
 static const pb_attn_impl cpu_attn_naive = {"naive", attn_naive_supports, attn_naive_forward,
                                             attn_naive_backward};
-static const pb_attn_impl *const cpu_attention[] = {&cpu_attn_flash, &cpu_attn_naive, NULL};
+static const pb_attn_impl cpu_attn_bs = {"blocksparse", attn_bs_supports, attn_bs_forward,
+                                         attn_bs_backward};
+static const pb_attn_impl cpu_attn_smallcache = {"smallcache", attn_smallcache_supports,
+                                                 attn_smallcache_forward,
+                                                 attn_smallcache_backward};
+// flash and naive refuse a layout and blocksparse needs one, so `auto` picks blocksparse
+// exactly for a descriptor with a layout. smallcache runs what flash runs: on the CPU
+// (caches of MiBs, D <= 1024) flash is never the slower, so auto reaches it only by name.
+static const pb_attn_impl *const cpu_attention[] = {&cpu_attn_flash, &cpu_attn_naive,
+                                                    &cpu_attn_bs, &cpu_attn_smallcache, NULL};
 
 static const pb_ops cpu_ops = {
     .name = "cpu",

@@ -1,0 +1,110 @@
+// test_attention_run.c: build/pebble training GPT-2 with model.attention = blocksparse (and
+// smallcache) as a user would: the dense pattern at flash's tile is flash to the bit, a
+// sparse pattern learns, and the [attention] keys' errors are one line.
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/cli.h"
+
+TestSuite(attention_run, .fini = cleanup);
+
+// T = 64: four blocks of 16, one of 64
+#define TINY64                                                                               \
+    "--set model.n_layer=2 --set model.n_head=2 --set model.n_embd=32 --set model.seq_len=64 " \
+    "--set model.vocab_size=64 --set train.batch_size=4 --set train.warmup_steps=2 "         \
+    "--set train.lr=3e-3 --set run.plot=false --set data.train=%s/train_*.bin "              \
+    "--set data.val=%s/val_*.bin --set train.val_every=10 --set train.val_batches=2 "
+
+static void losses_in(const char *sub, char *buf, size_t n) {
+    char dir[320];
+    snprintf(dir, sizeof dir, "%s/%s", tmp, sub);
+    losses_of(dir, buf, n);
+}
+
+// blocksparse with every block at flash's 64-tile runs flash's loops over the same tiles:
+// the same losses to the last printed digit
+Test(attention_run, dense_blocksparse_is_flash) {
+    make_data("bs-dense");
+    const char *bin = pebble_bin();
+    char a[8192], b[8192];
+    cr_assert_eq(run("%s train " TINY64 "--set train.steps=10 --set model.attention=flash "
+                     "--set run.dir=%s/flash", bin, tmp, tmp, tmp), 0, "%s", output());
+    cr_assert_eq(run("%s train " TINY64 "--set train.steps=10 --set model.attention=blocksparse "
+                     "--set attention.block=64 --set run.dir=%s/bs", bin, tmp, tmp, tmp), 0, "%s",
+                 output());
+    losses_in("flash", a, sizeof a);
+    losses_in("bs", b, sizeof b);
+    cr_assert(strlen(a) > 20);
+    cr_assert_str_eq(a, b, "flash and dense blocksparse differ");
+}
+
+// local+global+random at blocks of 16 (window 0: the diagonal, one global, one random): the
+// next-token rule needs only the previous token, which the diagonal block holds, so it
+// learns; and the loss differs from the dense run's (the pattern is really sparse)
+Test(attention_run, sparse_gpt2_learns, .timeout = 120) {
+    make_data("bs-sparse");
+    const char *bin = pebble_bin();
+    char a[8192], f[8192];
+    cr_assert_eq(run("%s train " TINY64 "--set train.steps=30 --set model.attention=blocksparse "
+                     "--set attention.sparsity=local+global+random --set attention.block=16 "
+                     "--set attention.window=0 --set attention.global=1 --set attention.random=1 "
+                     "--set run.dir=%s/bs", bin, tmp, tmp, tmp), 0, "%s", output());
+    cr_assert_eq(run("%s train " TINY64 "--set train.steps=30 --set model.attention=flash "
+                     "--set run.dir=%s/flash", bin, tmp, tmp, tmp), 0, "%s", output());
+    losses_in("bs", a, sizeof a);
+    losses_in("flash", f, sizeof f);
+    double first = strtod(a, NULL), last = first;
+    for (char *p = a; *p; p++)
+        if (*p == ' ' && p[1]) last = strtod(p + 1, NULL);
+    cr_assert(first > 3.9 && first < 4.4, "first loss %g, expected ~ln(64)", first);
+    cr_assert(last < first - 1.0, "the loss did not fall: %g -> %g", first, last);
+    cr_assert(strcmp(a, f) != 0, "the sparse run equals the dense one");
+}
+
+Test(attention_run, smallcache_trains_like_flash, .timeout = 120) {
+    make_data("sc");
+    const char *bin = pebble_bin();
+    char a[8192], f[8192];
+    cr_assert_eq(run("%s train " TINY64 "--set train.steps=5 --set model.attention=smallcache "
+                     "--set run.dir=%s/sc", bin, tmp, tmp, tmp), 0, "%s", output());
+    cr_assert_eq(run("%s train " TINY64 "--set train.steps=5 --set model.attention=flash "
+                     "--set run.dir=%s/flash", bin, tmp, tmp, tmp), 0, "%s", output());
+    losses_in("sc", a, sizeof a);
+    losses_in("flash", f, sizeof f);
+    // fp32 with other summation orders: the printed losses agree to ~4 digits
+    char *p = a, *q = f;
+    int n = 0;
+    for (;;) {
+        char *p2, *q2;
+        double x = strtod(p, &p2), y = strtod(q, &q2);
+        if (p2 == p || q2 == q) break;  // the end (a trailing space)
+        p = p2, q = q2;
+        cr_expect(fabs(x - y) < 1e-3 * (1 + fabs(y)), "loss %d: smallcache %g, flash %g", n, x, y);
+        n++;
+    }
+    cr_assert(n >= 5, "only %d losses", n);
+}
+
+Test(attention_run, attention_keys_errors) {
+    make_data("bs-err");
+    const char *bin = pebble_bin();
+    struct {
+        const char *set, *want;
+    } cases[] = {
+        {"--set attention.sparsity=butterfly",
+         "attention.sparsity = butterfly needs model.attention = blocksparse"},
+        {"--set attention.sparsity=sparse", "must be one of dense|local+global+random|butterfly"},
+        {"--set model.attention=blocksparse --set attention.block=48",
+         "model.attention = blocksparse cannot run this model on the cpu backend: a layout of "
+         "48 x 48 blocks (its tile is 16, 32, 64 or 128)"},
+        {"--set model.attention=blocksparse --set attention.window=-1", "attention.window"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int rc = run("%s train " TINY64 "--set train.steps=1 %s --set run.dir=%s/e", bin, tmp,
+                     tmp, cases[i].set, tmp);
+        cr_expect(rc == 2 && strstr(output(), cases[i].want), "%s: rc %d, \"%s\"", cases[i].set,
+                  rc, output());
+    }
+}
