@@ -51,7 +51,8 @@ typedef struct {
 } model_t;
 
 static void build(model_t *x, int L, int NH, int C, int T, int V) {
-    gpt2_config mc = {L, NH, C, T, V, 0, "auto", 0};
+    gpt2_config mc = {.n_layer = L, .n_head = NH, .n_embd = C, .seq_len = T, .vocab_size = V,
+                      .attention = "auto"};
     gpt2_build(&x->m, &mc, pb_ops_cpu());
     adamw_init(&x->o, &x->m.p, 0.9f, 0.95f, 1e-8f, 0.1f);
     config_defaults(&x->cfg);

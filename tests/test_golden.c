@@ -28,7 +28,8 @@ static void make_tokens(int32_t *tok, size_t n, int V) {
 }
 
 Test(golden, gpt2_tiny_20_steps_to_the_bit) {
-    gpt2_config mc = {4, 4, 128, 128, 50257, 0, "auto", 0};
+    gpt2_config mc = {.n_layer = 4, .n_head = 4, .n_embd = 128, .seq_len = 128,
+                      .vocab_size = 50257, .attention = "auto"};
     gpt2 m;
     gpt2_build(&m, &mc, pb_ops_cpu());
     gpt2_init_weights(&m, 1337);

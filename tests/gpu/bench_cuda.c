@@ -196,7 +196,8 @@ static void bench_gpt2(const pb_ops *ops, int B, int T, int steps, int tf32, int
     const char *mode = ops->act_dtype == PB_DTYPE_BF16 ? "bf16 mixed" : tf32 ? "tf32" : "fp32";
     pb_cuda_set_tf32(tf32);
     if (profile) ops = profiled(ops);
-    gpt2_config cfg = {12, 12, 768, 1024, 50257, 0, "auto", 0};
+    gpt2_config cfg = {.n_layer = 12, .n_head = 12, .n_embd = 768, .seq_len = 1024,
+                       .vocab_size = 50257, .attention = "auto"};
     gpt2 m;
     gpt2_build(&m, &cfg, ops);
     gpt2_init_weights(&m, 1);

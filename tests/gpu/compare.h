@@ -47,7 +47,8 @@ static double expect_close(const char *what, const float *got, const float *ref,
 }
 
 // The whole-model tests' shape and batch: the same init runs on the GPU and the CPU.
-static const gpt2_config TINY = {2, 2, 128, 96, 1000, 0, "auto", 0};  // L, NH, C (D = 64), maxT, V
+static const gpt2_config TINY = {.n_layer = 2, .n_head = 2, .n_embd = 128, .seq_len = 96,
+                                 .vocab_size = 1000, .attention = "auto"};  // L, NH, C (D = 64), maxT, V
 #define TB 3
 #define TT 80  // not a multiple of the 64-row attention tile
 
