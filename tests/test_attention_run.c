@@ -61,6 +61,11 @@ Test(attention_run, sparse_gpt2_learns, .timeout = 120) {
     cr_assert(first > 3.9 && first < 4.4, "first loss %g, expected ~ln(64)", first);
     cr_assert(last < first - 1.0, "the loss did not fall: %g -> %g", first, last);
     cr_assert(strcmp(a, f) != 0, "the sparse run equals the dense one");
+    // generation runs dense attention through the KV cache: a block-sparse model is refused,
+    // not sampled with attention it was never trained with
+    cr_assert_eq(run("%s sample --ckpt %s/bs --prompt hi --tokens 2", bin, tmp), 3, "%s", output());
+    cr_assert(strstr(run_stderr(), "trained with attention.sparsity = local+global+random; "
+                     "generation (the KV cache) runs dense attention only"), "%s", run_stderr());
 }
 
 Test(attention_run, smallcache_trains_like_flash, .timeout = 120) {

@@ -70,6 +70,16 @@ int trainer_model_from_ckpt(const char *path, gpt2_config *mc, char *err, size_t
                   mi.n_embd, mi.n_head);
         return -1;
     }
+    // Generation attends through the KV cache, densely: a model trained with a block-sparse
+    // pattern would see keys it never saw in training.
+    pb_config cfg;
+    config_defaults(&cfg);
+    if (ckpt_load_config(path, &cfg, err, errlen) != 0) return -1;
+    if (strcmp(cfg.attn_sparsity, "dense") != 0) {
+        pb_seterr(err, errlen, "%s: trained with attention.sparsity = %s; generation (the KV "
+                  "cache) runs dense attention only", path, cfg.attn_sparsity);
+        return -1;
+    }
     memset(mc, 0, sizeof *mc);
     mc->n_layer = mi.n_layer;
     mc->n_head = mi.n_head;
@@ -528,6 +538,10 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     if (cfg->sample_every && strcmp(cfg->model_family, "gpt2") != 0)
         pb_die(PB_EXIT_USAGE, "sample.every = %d: text samples need a gpt2 model (this one is "
                "%s); set sample.every = 0", cfg->sample_every, cfg->model_family);
+    if (cfg->sample_every && strcmp(cfg->attn_sparsity, "dense") != 0)
+        pb_die(PB_EXIT_USAGE, "sample.every = %d: samples run dense attention (the KV cache), "
+               "and attention.sparsity = %s; set sample.every = 0", cfg->sample_every,
+               cfg->attn_sparsity);
     feed_task task = feed_task_of(cfg);
     // Rank r's micro-batch k is the step's slot r*accum + k (data/loader.h).
     pb_feed *train = feed_open(cfg, cfg->train_data, B, 1, d.rank, W, err, sizeof err);
