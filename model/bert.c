@@ -48,6 +48,10 @@ static void map_weights(const bert *m, bert_weights *w, const void *base, size_t
         for (int k = 0; k < 10; k++) *slots[k] = params_at(ps, base, eb, i++);
     }
     w->tf.lnfw = w->tf.lnfb = NULL;
+    if (m->cfg.pre_ln) {
+        w->tf.lnfw = params_at(ps, base, eb, i++);
+        w->tf.lnfb = params_at(ps, base, eb, i++);
+    }
     if (m->cfg.head == BERT_HEAD_MLM) {
         float **slots[5] = {&w->mlmw, &w->mlmb, &w->mlmlnw, &w->mlmlnb, &w->mlmbias};
         for (int k = 0; k < 5; k++) *slots[k] = params_at(ps, base, eb, i++);
@@ -63,8 +67,9 @@ void bert_shape_text(const bert_config *c, char *buf, size_t n) {
                      c->n_layer, c->n_head, c->n_embd, c->ffn, c->seq_len, c->vocab_size,
                      c->head == BERT_HEAD_MLM ? "mlm" : "classify");
     if (c->head == BERT_HEAD_CLASSIFY && k > 0 && (size_t)k < n)
-        snprintf(buf + k, n - (size_t)k, " num_labels=%d pool=%s", c->num_labels,
-                 c->pool == BERT_POOL_CLS ? "cls" : "mean");
+        k += snprintf(buf + k, n - (size_t)k, " num_labels=%d pool=%s", c->num_labels,
+                      c->pool == BERT_POOL_CLS ? "cls" : "mean");
+    if (c->pre_ln && k > 0 && (size_t)k < n) snprintf(buf + k, n - (size_t)k, " norm=pre");
 }
 
 void bert_build(bert *m, const bert_config *cfg, const pb_ops *ops) {
@@ -78,7 +83,7 @@ void bert_build(bert *m, const bert_config *cfg, const pb_ops *ops) {
     int L = c->n_layer, C = c->n_embd, F = c->ffn, Vp = c->padded_vocab;
     PB_ASSERT(L > 0 && C > 0 && c->n_head > 0 && C % c->n_head == 0 && c->seq_len > 0);
     PB_ASSERT(c->head == BERT_HEAD_MLM || c->num_labels >= 2);
-    m->tf = (tf_config){L, C, c->n_head, 1, PB_GELU_ERF, c->ln_eps, F};
+    m->tf = (tf_config){L, C, c->n_head, !c->pre_ln, PB_GELU_ERF, c->ln_eps, F};
     m->Lp = (c->num_labels + 7) / 8 * 8;
 
     pb_params *ps = &m->p;
@@ -98,6 +103,10 @@ void bert_build(bert *m, const bert_config *cfg, const pb_ops *ops) {
             int rows = dim[bert_block[k].rows], cols = dim[bert_block[k].cols];
             params_add(ps, name, rows, cols, 0, rows, cols != 0);
         }
+    if (c->pre_ln) {  // the pre-LN stack's final LayerNorm (no Hugging Face name: not exported)
+        params_add(ps, "bert.encoder.LayerNorm.weight", C, 0, 0, C, 0);
+        params_add(ps, "bert.encoder.LayerNorm.bias", C, 0, 0, C, 0);
+    }
     int first_head = ps->num;
     if (c->head == BERT_HEAD_MLM) {
         params_add(ps, "cls.predictions.transform.dense.weight", C, C, 0, C, 1);

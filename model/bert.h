@@ -6,6 +6,7 @@
 //
 //   embeddings:  x = LN(word[tok] + pos[t] + type[0])            (one segment: type 0)
 //   block:       x = LN_1(x + attn(x));  x = LN_2(x + ffn(x))    (GELU erf, eps 1e-12)
+//                (pre_ln: x += attn(LN_1 x); x += ffn(LN_2 x), and bert.encoder.LayerNorm last)
 //   MLM head:    on the positions with a target only: LN(gelu(dense(x))) @ word^T + bias
 //   classify:    pooled = tanh(dense(x[first token]  or  mean of x over the unpadded
 //                tokens)); logits = classifier(pooled)
@@ -38,6 +39,8 @@ typedef struct bert_config {
     bert_head head;
     int num_labels;               // classify: classes
     bert_pool pool;               // classify: what the pooler reads
+    int pre_ln;                   // 1: pre-LN blocks and a final LayerNorm (not Hugging Face's
+                                  // BERT: an option for the long-range tasks)
     char attention[16];           // model.attention: "auto" (or "") or an implementation's name
     bs_params sparse;             // model.attention = blocksparse: the pattern ([attention])
 } bert_config;

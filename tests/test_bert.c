@@ -25,7 +25,8 @@ static const void *rec(const char *c, const char *what) {
     return fx_get(name)->data;
 }
 
-// The model of case c ("mlm", "cls", "mean") with the fixture's weights.
+// The model of case c ("mlm", "cls", "mean", "pre": pre-LN with mean pooling) with the
+// fixture's weights.
 static void build(bert *m, const char *c) {
     const int32_t *k = cfg_of(c);
     bert_config cfg = {.n_layer = k[5], .n_head = k[4], .n_embd = k[3], .ffn = k[6],
@@ -33,7 +34,8 @@ static void build(bert *m, const char *c) {
                        .ln_eps = 1e-12f, .attention = "auto"};
     cfg.head = strcmp(c, "mlm") == 0 ? BERT_HEAD_MLM : BERT_HEAD_CLASSIFY;
     cfg.num_labels = k[9];
-    cfg.pool = strcmp(c, "mean") == 0 ? BERT_POOL_MEAN : BERT_POOL_CLS;
+    cfg.pool = strcmp(c, "mean") == 0 || strcmp(c, "pre") == 0 ? BERT_POOL_MEAN : BERT_POOL_CLS;
+    cfg.pre_ln = strcmp(c, "pre") == 0;
     bert_build(m, &cfg, pb_ops_cpu());
     char prefix[16];
     snprintf(prefix, sizeof prefix, "%s.w.", c);
@@ -143,6 +145,7 @@ static void forward_matches(const char *c) {
 Test(bert, mlm_forward_matches_pytorch) { forward_matches("mlm"); }
 Test(bert, cls_forward_matches_pytorch) { forward_matches("cls"); }
 Test(bert, mean_forward_matches_pytorch) { forward_matches("mean"); }
+Test(bert, pre_ln_forward_matches_pytorch) { forward_matches("pre"); }
 
 // Without targets the MLM head runs on every position (inference, `pebble eval` of logits).
 Test(bert, mlm_logits_of_every_position) {
@@ -222,6 +225,7 @@ static void gradients_match(const char *c) {
 Test(bert, mlm_gradients_match_pytorch) { gradients_match("mlm"); }
 Test(bert, cls_gradients_match_pytorch) { gradients_match("cls"); }
 Test(bert, mean_gradients_match_pytorch) { gradients_match("mean"); }
+Test(bert, pre_ln_gradients_match_pytorch) { gradients_match("pre"); }
 
 static void finite_differences(const char *c) {
     bert m;
@@ -236,6 +240,7 @@ static void finite_differences(const char *c) {
 }
 Test(bert, mlm_gradients_match_finite_differences) { finite_differences("mlm"); }
 Test(bert, mean_gradients_match_finite_differences) { finite_differences("mean"); }
+Test(bert, pre_ln_gradients_match_finite_differences) { finite_differences("pre"); }
 
 // Three AdamW steps (lr 1e-2, no clipping): the loss before each and the weights after.
 // As in test_gpt2, the key biases are left out: their true gradient is exactly 0 (a bias

@@ -254,6 +254,8 @@ Test(bert_run, bad_combinations_are_one_line) {
          "text samples need a gpt2 model", 2},
         {"--set model.family=gpt2 --set model.ffn=100 --set data.train=%s/train_000000.bin",
          "model.ffn = 100: gpt2's MLP is 4 * n_embd = 128 wide", 2},
+        {"--set model.family=gpt2 --set model.norm=post --set data.train=%s/train_000000.bin",
+         "model.norm = post: gpt2's blocks are pre-LN", 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char set[512];
@@ -294,6 +296,21 @@ Test(bert_run, export_names_and_config) {
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         cr_expect(strstr(st, names[i]), "safetensors header lacks %s", names[i]);
     cr_expect(!strstr(st, "decoder"), "the tied decoder was written");
+}
+
+// A pre-LN encoder (model.norm = pre) trains, says so, and is not exported as a BERT
+// (transformers' BERT is post-LN): one line, exit 3.
+Test(bert_run, pre_ln_trains_and_is_not_exported) {
+    make_tmp("bert-pre");
+    make_rows("train.lseq", 256, 1);
+    const char *bin = pebble_bin();
+    cr_assert_eq(run("%s train " BERT_TINY "--set model.head=classify --set model.norm=pre "
+                     "--set data.train=%s/train.lseq --set train.steps=4 --set run.dir=%s/r",
+                     bin, tmp, tmp), 0, "%s", output());
+    cr_assert(strstr(output(), "classify 2 labels, cls pooling, pre-LN"), "%s", output());
+    cr_assert_eq(run("%s export --ckpt %s/r --out %s/hf", bin, tmp, tmp), 3, "%s", output());
+    cr_assert(strstr(run_stderr(), "a pre-LN encoder (model.norm = pre): transformers' BERT is "
+                     "post-LN"), "%s", run_stderr());
 }
 
 // pebble lra upsample-pos: a 4 x 4-position classifier onto an 8 x 8 grid. Position (i, j)

@@ -73,6 +73,10 @@ static const config_key config_keys[] = {
          "bert: learned positions (max_position_embeddings), >= seq_len (0 = seq_len); T = "
          "128 batches of a 512-position BERT set 512 here"),
      GE(0)},
+    {KEY("model", "norm", STRING, norm, "auto",
+         "where the blocks' LayerNorms sit: post (BERT's, after each residual add), pre (before "
+         "each branch, one more at the end: GPT-2's, and an option for bert), auto (the family's)"),
+     .choices = "auto|post|pre"},
     {KEY("model", "ffn", INT, ffn, "0",
          "hidden width of each block's MLP (BERT's intermediate_size; 0 = 4 * n_embd)"),
      GE(0)},  // gpt2 takes only 4C (config_validate): its table is Hugging Face's
@@ -737,6 +741,10 @@ int config_validate(const pb_config *c, char *err, size_t errlen) {
         snprintf(err, errlen, !bert ? "model.max_positions = %d: gpt2 learns model.seq_len "
                  "positions (set 0)" : "model.max_positions = %d is below model.seq_len = %d",
                  c->max_positions, c->seq_len);
+        return -1;
+    }
+    if (!bert && strcmp(c->norm, "post") == 0) {
+        snprintf(err, errlen, "model.norm = post: gpt2's blocks are pre-LN (set auto or pre)");
         return -1;
     }
     if (!bert && c->ffn != 0 && c->ffn != 4 * c->n_embd) {

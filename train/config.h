@@ -18,6 +18,7 @@ typedef struct pb_config {
     int seq_len;             // T of training, and the number of learned positions
     int vocab_size;          // V; padded internally to a multiple of 128
     int max_positions;       // bert: learned positions (0 = seq_len)
+    char norm[8];            // "auto" | "post" | "pre": the blocks' LayerNorm placement
     int ffn;                 // the MLP's hidden width (0 = 4 n_embd)
     double ln_eps;           // LayerNorm epsilon (0 = the family's)
     int type_vocab_size;     // bert: token types

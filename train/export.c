@@ -199,6 +199,11 @@ int export_safetensors(const char *ckpt_path, const char *out_dir, char *err, si
         pb_seterr(err, errlen, "%s: /config: %s", ckpt_path, why);
         return PB_EXIT_DATA;
     }
+    if (strcmp(cfg.model_family, "bert") == 0 && strcmp(cfg.norm, "pre") == 0) {
+        pb_seterr(err, errlen, "%s: a pre-LN encoder (model.norm = pre): transformers' BERT is "
+                  "post-LN, so no class of it computes this model", ckpt_path);
+        return PB_EXIT_DATA;
+    }
     pb_model m;
     model_build(&m, &cfg, pb_ops_cpu());
     if (m.family == MODEL_BERT && m.bert.cfg.pool == BERT_POOL_MEAN)

@@ -40,6 +40,7 @@ void model_bert_config(const pb_config *cfg, bert_config *mc) {
     mc->head = strcmp(cfg->head, "classify") == 0 ? BERT_HEAD_CLASSIFY : BERT_HEAD_MLM;
     mc->num_labels = cfg->num_labels;
     mc->pool = strcmp(cfg->pool, "mean") == 0 ? BERT_POOL_MEAN : BERT_POOL_CLS;
+    mc->pre_ln = strcmp(cfg->norm, "pre") == 0;
     snprintf(mc->attention, sizeof mc->attention, "%s", cfg->attention);
     mc->sparse = model_sparsity(cfg);
 }
@@ -130,8 +131,9 @@ void model_describe(const pb_model *m, char *buf, size_t n) {
                          c->n_head, c->n_embd, c->ffn, c->seq_len, c->vocab_size,
                          c->padded_vocab, c->head == BERT_HEAD_MLM ? "mlm" : "classify");
         if (c->head == BERT_HEAD_CLASSIFY && k > 0 && (size_t)k < n)
-            snprintf(buf + k, n - (size_t)k, " %d labels, %s pooling", c->num_labels,
-                     c->pool == BERT_POOL_CLS ? "cls" : "mean");
+            k += snprintf(buf + k, n - (size_t)k, " %d labels, %s pooling", c->num_labels,
+                          c->pool == BERT_POOL_CLS ? "cls" : "mean");
+        if (c->pre_ln && k > 0 && (size_t)k < n) snprintf(buf + k, n - (size_t)k, ", pre-LN");
         return;
     }
     const gpt2_config *c = &m->gpt2.cfg;
