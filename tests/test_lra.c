@@ -3,7 +3,9 @@
 // duplicates across splits, the TSV text and the lseq tokens tokenised independently and
 // compared, determinism by seed. Pathfinder: the markers against the generator's scene
 // graph (not the pixels), label balance within binomial bounds, pixel range, the lseq
-// headers, identical files with 1 and 2 threads. The command's errors.
+// headers, identical files with 1 and 2 threads. Text and Retrieval: fake aclImdb trees and
+// AAN TSV files written here, every row against the test's own reading of those bytes (and a
+// few rows spelled out by hand), truncation, order, determinism. The command's errors.
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -84,7 +86,7 @@ static void open_checked(lseq_file *f, const char *path, int T, int classes, int
     cr_assert_eq(f->info.T, T, "%s: T = %d", path, f->info.T);
     cr_assert_eq(f->info.num_classes, classes);
     cr_assert_eq(f->info.vocab_size, vocab);
-    cr_assert_eq(f->info.token_bytes, 1);
+    cr_assert_eq(f->info.token_bytes, vocab > 256 ? 2 : 1);
     cr_assert_eq(f->info.rows, rows, "%s: %llu rows", path, (unsigned long long)f->info.rows);
 }
 
@@ -382,4 +384,332 @@ Test(lra, command_errors) {
     cr_assert_eq(run("%s lra --help", pebble_bin()), 0);
     cr_assert(strstr(run_stdout(), "pebble lra gen pathfinder"));
     cr_assert_eq(run("%s lra gen listops --help", pebble_bin()), 0);
+}
+
+// --- Text (IMDB) and Retrieval (AAN): inputs in the published layouts, written here
+
+static void put_file(const char *path, const void *bytes, size_t n) {
+    char dir[512], err[256];
+    snprintf(dir, sizeof dir, "%s", path);
+    *strrchr(dir, '/') = 0;
+    cr_assert(pb_make_dirs(dir, err, sizeof err) == 0, "%s", err);
+    FILE *f = fopen(path, "wb");
+    cr_assert(f, "cannot create %s", path);
+    cr_assert_eq(fwrite(bytes, 1, n, f), n);
+    fclose(f);
+}
+
+// This test's own reading of a document: Python's bytes.strip() when asked (tfds strips the
+// reviews), then [CLS] = 257 and byte b as b + 1 (tfds ByteTextEncoder), cut to T tokens.
+static int expect_doc(const uint8_t *b, size_t n, int strip, int32_t *tok, int T) {
+    const char *ws = " \t\n\r\v\f";
+    if (strip) {
+        while (n && b[0] && strchr(ws, b[0])) b++, n--;
+        while (n && b[n - 1] && strchr(ws, b[n - 1])) n--;
+    }
+    int len = 0;
+    tok[len++] = 257;
+    for (size_t i = 0; i < n && len < T; i++) tok[len++] = b[i] + 1;
+    for (int i = len; i < T; i++) tok[i] = 0;
+    return len;
+}
+
+typedef struct review {
+    const char *path;  // below the aclImdb directory
+    uint8_t *bytes;
+    size_t n;
+} review;
+
+// A review of n bytes drawn from every byte value but white space, so nothing is stripped.
+static uint8_t *noise(size_t n, uint64_t seed) {
+    uint8_t *b = malloc(n);
+    pb_rng rng;
+    pb_rng_seed(&rng, seed);
+    for (size_t i = 0; i < n; i++) {
+        b[i] = (uint8_t)pb_rng_u64(&rng);
+        if (strchr(" \t\n\r\v\f", b[i]) && b[i]) b[i] = 'x';
+    }
+    return b;
+}
+
+// A fake aclImdb: the reviews (in the order given, which is not the sorted one), and the
+// files pebble must ignore (unsup/, the bag-of-words and URL files, a README).
+static void make_imdb(const char *dir, const review *r, int n) {
+    char path[600];
+    for (int i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, r[i].path);
+        put_file(path, r[i].bytes, r[i].n);
+    }
+    static const char *ignored[] = {"train/unsup/0_0.txt", "train/labeledBow.feat",
+                                    "train/urls_pos.txt", "test/urls_neg.txt", "README",
+                                    "imdb.vocab", "train/pos/.hidden.txt", "train/neg/notes.md"};
+    for (size_t k = 0; k < sizeof ignored / sizeof *ignored; k++) {
+        snprintf(path, sizeof path, "%s/%s", dir, ignored[k]);
+        put_file(path, "1 2 3", 5);
+    }
+}
+
+static void check_row(const lseq_file *f, uint64_t r, const int32_t *want, int want_len,
+                      int want_label, const char *what) {
+    static int32_t tok[8000];
+    int label, len = lseq_row(f, r, tok, &label);
+    cr_assert_eq(len, want_len, "%s row %llu: length %d, want %d", what, (unsigned long long)r, len, want_len);
+    cr_assert_eq(label, want_label, "%s row %llu: label %d", what, (unsigned long long)r, label);
+    for (int i = 0; i < f->info.T; i++)
+        cr_assert_eq(tok[i], want[i], "%s row %llu token %d: %d, want %d", what,
+                     (unsigned long long)r, i, tok[i], want[i]);
+}
+
+Test(lra, text_rows_are_the_reviews_bytes) {
+    make_tmp("lra-text");
+    uint8_t *long5k = noise(5000, 1), *exact3999 = noise(3999, 2), *exact4000 = noise(4000, 3);
+    // white space at both ends (stripped), empty lines inside (kept), non-ASCII and NUL bytes
+    static const uint8_t spaced[] = "\n\n  ok\xff\x00!\n\nend  \r\n";
+    static const uint8_t utf8[] = "Bad \xc3\xa9 movie<br /><br />really";
+    review r[] = {
+        {"train/pos/2_9.txt", long5k, 5000},
+        {"train/pos/10_7.txt", (uint8_t *)spaced, sizeof spaced - 1},
+        {"train/pos/1_8.txt", (uint8_t *)"Great!", 6},
+        {"train/neg/3_1.txt", (uint8_t *)utf8, sizeof utf8 - 1},
+        {"train/neg/0_2.txt", exact4000, 4000},
+        {"test/neg/7_4.txt", exact3999, 3999},
+        {"test/neg/12_3.txt", (uint8_t *)"x", 1},
+        {"test/pos/5_10.txt", (uint8_t *)"\v\fyes\t", 6},
+    };
+    // rows in pebble's order: neg then pos, names by strcmp ("10_7" before "1_8" before "2_9")
+    const int train_order[] = {4, 3, 1, 2, 0}, test_order[] = {6, 5, 7};
+    const int train_label[] = {0, 0, 1, 1, 1}, test_label[] = {0, 0, 1};
+    char a[512], b[512];
+    snprintf(a, sizeof a, "%s/aclImdb", tmp);
+    make_imdb(a, r, 8);
+    cr_assert_eq(run("%s lra gen text --imdb %s --out %s/o", pebble_bin(), a, tmp), 0, "%s", output());
+    cr_assert(strstr(run_stdout(), "train 5 (neg 2, pos 3), test 3 (neg 2, pos 1"), "%s", run_stdout());
+    cr_assert(strstr(run_stdout(), " 2 (25.0%) cut to 3999 bytes"), "%s", run_stdout());  // 5000, 4000
+    static int32_t want[4000];
+    lseq_file f;
+    snprintf(b, sizeof b, "%s/o/train.lseq", tmp);
+    open_checked(&f, b, 4000, 2, 258, 5);
+    for (int k = 0; k < 5; k++) {
+        const review *v = &r[train_order[k]];
+        check_row(&f, (uint64_t)k, want, expect_doc(v->bytes, v->n, 1, want, 4000), train_label[k], v->path);
+    }
+    // spelled out: "ok\xff\x00!\n\nend" as CLS, bytes + 1
+    static const int32_t spaced_ids[] = {257, 'o' + 1, 'k' + 1, 256, 1, '!' + 1, 11, 11, 'e' + 1, 'n' + 1, 'd' + 1};
+    int32_t tok[4000];
+    int label;
+    cr_assert_eq(lseq_row(&f, 2, tok, &label), 11);
+    for (int i = 0; i < 11; i++) cr_assert_eq(tok[i], spaced_ids[i], "token %d", i);
+    // the 5000-byte review: CLS and its first 3999 bytes; the 4000-byte one loses its last
+    cr_assert_eq(lseq_row(&f, 4, tok, &label), 4000);
+    cr_assert_eq(tok[3999], long5k[3998] + 1);
+    cr_assert_eq(lseq_row(&f, 0, tok, &label), 4000);
+    cr_assert_eq(tok[3999], exact4000[3998] + 1);
+    lseq_close(&f);
+    snprintf(b, sizeof b, "%s/o/test.lseq", tmp);
+    open_checked(&f, b, 4000, 2, 258, 3);
+    for (int k = 0; k < 3; k++) {
+        const review *v = &r[test_order[k]];
+        check_row(&f, (uint64_t)k, want, expect_doc(v->bytes, v->n, 1, want, 4000), test_label[k], v->path);
+    }
+    cr_assert_eq(lseq_row(&f, 1, tok, &label), 4000);  // 3999 bytes fit whole
+    cr_assert_eq(tok[3999], exact3999[3998] + 1);
+    lseq_close(&f);
+    // val is the test set, as LRA evaluates IMDB
+    snprintf(a, sizeof a, "%s/o/val.lseq", tmp);
+    cr_assert(same_files(a, b), "val.lseq is not test.lseq");
+    // the same input written in another order gives the same files; a run is reproducible
+    review back[8];
+    for (int i = 0; i < 8; i++) back[i] = r[7 - i];
+    snprintf(a, sizeof a, "%s/aclImdb2", tmp);
+    make_imdb(a, back, 8);
+    cr_assert_eq(run("%s lra gen text --imdb %s --out %s/o2", pebble_bin(), a, tmp), 0, "%s", output());
+    static const char *files[] = {"train.lseq", "val.lseq", "test.lseq"};
+    for (int k = 0; k < 3; k++) {
+        snprintf(a, sizeof a, "%s/o/%s", tmp, files[k]);
+        snprintf(b, sizeof b, "%s/o2/%s", tmp, files[k]);
+        cr_assert(same_files(a, b), "%s depends on the order the files were made", files[k]);
+    }
+    // a changed review changes the file
+    put_file(strcat(strcpy(a, tmp), "/aclImdb2/train/pos/1_8.txt"), "Great?", 6);
+    cr_assert_eq(run("%s lra gen text --imdb %s/aclImdb2 --out %s/o2 --force", pebble_bin(), tmp, tmp), 0);
+    snprintf(a, sizeof a, "%s/o/train.lseq", tmp);
+    snprintf(b, sizeof b, "%s/o2/train.lseq", tmp);
+    cr_assert(!same_files(a, b));
+    free(long5k);
+    free(exact3999);
+    free(exact4000);
+}
+
+typedef struct pair_in {
+    const char *label;  // as written
+    int value;
+    const char *id1, *id2;
+    const uint8_t *t1, *t2;
+    size_t n1, n2;
+} pair_in;
+
+static void put_tsv(const char *path, const pair_in *p, int n, int crlf) {
+    FILE *f = fopen(path, "wb");
+    cr_assert(f);
+    for (int i = 0; i < n; i++) {
+        fprintf(f, "%s\t%s\t%s\t", p[i].label, p[i].id1, p[i].id2);
+        fwrite(p[i].t1, 1, p[i].n1, f);
+        fputc('\t', f);
+        fwrite(p[i].t2, 1, p[i].n2, f);
+        fputs(crlf ? "\r\n" : "\n", f);
+    }
+    fclose(f);
+}
+
+// The row the test expects: document 1 at [0, 4000), document 2 at [4000, 8000); the length
+// runs to document 2's end.
+static int expect_pair(const pair_in *p, int32_t *want) {
+    expect_doc(p->t1, p->n1, 0, want, 4000);
+    return 4000 + expect_doc(p->t2, p->n2, 0, want + 4000, 4000);
+}
+
+Test(lra, retrieval_rows_are_the_pairs_bytes) {
+    make_tmp("lra-aan");
+    uint8_t *big = noise(5000, 4);
+    for (int i = 0; i < 5000; i++) if (big[i] == '\t' || big[i] == '\n' || big[i] == 0) big[i] = 'y';
+    static const uint8_t u[] = "Caf\xc3\xa9 \"quoted\" text";  // quotes are text (no quoting)
+    const pair_in train[] = {
+        {"1", 1, "P01-1", "P02-2", (const uint8_t *)"citing paper", (const uint8_t *)"cited", 12, 5},
+        {"0.0", 0, "X", "Y", u, big, sizeof u - 1, 5000},
+        {"1.0", 1, "A", "B", big, (const uint8_t *)"", 5000, 0},
+    };
+    const pair_in eval[] = {{"0", 0, "e1", "e2", (const uint8_t *)"a b", (const uint8_t *)"c", 3, 1}};
+    const pair_in test[] = {
+        {"1", 1, "t1", "t2", (const uint8_t *)"q", (const uint8_t *)"r\xff", 1, 2},
+        {"0", 0, "t3", "t4", (const uint8_t *)"s", (const uint8_t *)"t", 1, 1},
+    };
+    char path[512];
+    snprintf(path, sizeof path, "%s/tsv_data/new_aan_pairs.train.tsv", tmp);
+    put_file(path, "", 0);
+    put_tsv(path, train, 3, 0);
+    snprintf(path, sizeof path, "%s/tsv_data/new_aan_pairs.eval.tsv", tmp);
+    put_tsv(path, eval, 1, 1);  // CRLF line ends
+    snprintf(path, sizeof path, "%s/tsv_data/new_aan_pairs.test.tsv", tmp);
+    put_tsv(path, test, 2, 0);
+    // the directory, the prefix and one of the files name the same three files
+    cr_assert_eq(run("%s lra gen retrieval --aan %s/tsv_data --out %s/a", pebble_bin(), tmp, tmp), 0, "%s", output());
+    cr_assert(strstr(run_stdout(), "6 pairs: train 3, val 1 (from eval), test 2"), "%s", run_stdout());
+    cr_assert(strstr(run_stdout(), "2 of 12 documents cut"), "%s", run_stdout());
+    cr_assert_eq(run("%s lra gen retrieval --aan %s/tsv_data/new_aan_pairs --out %s/b", pebble_bin(), tmp, tmp), 0, "%s", output());
+    cr_assert_eq(run("%s lra gen retrieval --aan %s/tsv_data/new_aan_pairs.eval.tsv --out %s/c", pebble_bin(), tmp, tmp), 0, "%s", output());
+    static const char *split[3] = {"train", "val", "test"};
+    const pair_in *in[3] = {train, eval, test};
+    const int rows[3] = {3, 1, 2};
+    static int32_t want[8000];
+    for (int s = 0; s < 3; s++) {
+        char a[512], b[512], c[512];
+        snprintf(a, sizeof a, "%s/a/%s.lseq", tmp, split[s]);
+        snprintf(b, sizeof b, "%s/b/%s.lseq", tmp, split[s]);
+        snprintf(c, sizeof c, "%s/c/%s.lseq", tmp, split[s]);
+        cr_assert(same_files(a, b) && same_files(a, c), "%s: --aan forms disagree", split[s]);
+        lseq_file f;
+        open_checked(&f, a, 8000, 2, 258, (uint64_t)rows[s]);
+        for (int r = 0; r < rows[s]; r++)
+            check_row(&f, (uint64_t)r, want, expect_pair(&in[s][r], want), in[s][r].value, split[s]);
+        lseq_close(&f);
+    }
+    // spelled out: train row 0 = CLS "citing paper" padding | CLS "cited" padding, length 4006
+    lseq_file f;
+    snprintf(path, sizeof path, "%s/a/train.lseq", tmp);
+    open_checked(&f, path, 8000, 2, 258, 3);
+    int32_t *tok = want, label;
+    cr_assert_eq(lseq_row(&f, 0, tok, &label), 4006);
+    cr_assert(tok[0] == 257 && tok[1] == 'c' + 1 && tok[12] == 'r' + 1 && tok[13] == 0 && tok[3999] == 0);
+    cr_assert(tok[4000] == 257 && tok[4001] == 'c' + 1 && tok[4005] == 'd' + 1 && tok[4006] == 0);
+    // row 2: document 1 cut to 3999 bytes, document 2 empty (CLS alone)
+    cr_assert_eq(lseq_row(&f, 2, tok, &label), 4001);
+    cr_assert(tok[3999] == big[3998] + 1 && tok[4000] == 257 && tok[4001] == 0);
+    lseq_close(&f);
+    free(big);
+}
+
+
+// DIR holds no file (a refusal after the splits were opened leaves no .tmp behind).
+static void assert_empty_dir(const char *dir) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s')\" || ls -A '%s' >&2", dir, dir);
+    cr_assert(system(cmd) == 0, "%s is not empty", dir);
+}
+
+Test(lra, text_and_retrieval_refusals) {
+    make_tmp("lra-txerr");
+    char d[512], p[700], cmd[2400];
+    snprintf(d, sizeof d, "%s/imdb", tmp);
+    static const char *dirs[] = {"train/pos", "train/neg", "test/pos", "test/neg"};
+    for (int k = 0; k < 4; k++) {
+        snprintf(p, sizeof p, "%s/%s/1_1.txt", d, dirs[k]);
+        put_file(p, "fine", 4);
+    }
+    cr_assert_eq(run("%s lra gen text --imdb %s --out %s/ok", pebble_bin(), d, tmp), 0, "%s", output());
+    snprintf(cmd, sizeof cmd, "gen text --imdb %s --out %s/ok", d, tmp);
+    refused(2, "--force", "%s", cmd);
+    cr_assert_eq(run("%s lra %s --force", pebble_bin(), cmd), 0, "%s", output());
+    struct { int code; const char *needle, *args; } usage[] = {
+        {2, "needs --imdb", "gen text --out %s/x"},
+        {2, "--imdb is text's option", "gen listops --imdb . --out %s/x"},
+        {2, "--aan is retrieval's option", "gen text --aan . --out %s/x"},
+        {2, "listops' options", "gen text --train 5 --out %s/x"},
+        {2, "pathfinder's options", "gen retrieval --res 32 --out %s/x"},
+        {3, "/nope is not a directory", "gen text --imdb %s/nope --out /tmp/x"},
+    };
+    for (size_t k = 0; k < sizeof usage / sizeof *usage; k++)
+        refused(usage[k].code, usage[k].needle, usage[k].args, tmp);
+    // the tree's faults: each refused naming the path, before or without leaving files
+    struct { const char *make, *needle; } bad[] = {
+        {"rm -r %s/test/neg", "test/neg: No such file"},
+        {"rm %s/train/pos/1_1.txt && echo x > %s/train/pos/notes.md", "train/pos: no reviews"},
+        {"mkdir %s/test/pos/2_3.txt", "test/pos/2_3.txt: not a regular file"},
+        {": > %s/train/neg/5_1.txt", "train/neg/5_1.txt: an empty review (0 bytes"},
+        {"printf ' \\n\\r\\t ' > %s/test/neg/5_1.txt", "test/neg/5_1.txt: an empty review (5 bytes, all white space"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        snprintf(cmd, sizeof cmd, "rm -rf %s/bad %s/dst && cp -r %s %s/bad && ", tmp, tmp, d, tmp);
+        char one[600];
+        snprintf(one, sizeof one, bad[k].make, "$B", "$B");
+        snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), "B=%s/bad; %s", tmp, one);
+        cr_assert(system(cmd) == 0, "%s", cmd);
+        snprintf(cmd, sizeof cmd, "gen text --imdb %s/bad --out %s/dst", tmp, tmp);
+        refused(3, bad[k].needle, "%s", cmd);
+        snprintf(p, sizeof p, "%s/dst", tmp);
+        if (access(p, F_OK) == 0) assert_empty_dir(p);
+    }
+    // AAN: a good set, then one fault at a time, each named by file and line
+    snprintf(d, sizeof d, "%s/aan", tmp);
+    static const char *split[3] = {"train", "eval", "test"};
+    for (int s = 0; s < 3; s++) {
+        snprintf(p, sizeof p, "%s/new_aan_pairs.%s.tsv", d, split[s]);
+        put_file(p, "1\ta\tb\tx\ty\n0\tc\td\tz\tw\n", 20);
+    }
+    cr_assert_eq(run("%s lra gen retrieval --aan %s --out %s/aok", pebble_bin(), d, tmp), 0, "%s", output());
+    refused(2, "needs --aan", "gen retrieval --out %s/x", tmp);
+    struct { const char *file, *text, *needle; } tsv[] = {
+        {"train", "1\ta\tb\tx\ty\n0\tc\td\tz\n", "new_aan_pairs.train.tsv:2: 4 columns; want 5"},
+        {"eval", "1\ta\tb\tx\ty\n0\tc\td\tz\tw\n2\te\tf\tg\th\n", "new_aan_pairs.eval.tsv:3: label '2' (want 0 or 1)"},
+        {"test", "label\tid1\tid2\ttext1\ttext2\n1\ta\tb\tx\ty\n", "new_aan_pairs.test.tsv:1: label 'label' (want 0 or 1; a header?"},
+        {"train", "1\ta\tb\tx\ty\n\n0\tc\td\tz\tw\n", "new_aan_pairs.train.tsv:2: an empty line"},
+        {"test", "1\ta\tb\tx\ty\tz\n", "new_aan_pairs.test.tsv:1: 6 columns"},
+        {"eval", "yes\ta\tb\tx\ty\n", "new_aan_pairs.eval.tsv:1: label 'yes'"},
+        {"eval", "", "new_aan_pairs.eval.tsv: no pairs in it"},
+    };
+    for (size_t k = 0; k < sizeof tsv / sizeof *tsv; k++) {
+        snprintf(cmd, sizeof cmd, "rm -rf %s/badaan %s/dst && cp -r %s %s/badaan", tmp, tmp, d, tmp);
+        cr_assert(system(cmd) == 0);
+        snprintf(p, sizeof p, "%s/badaan/new_aan_pairs.%s.tsv", tmp, tsv[k].file);
+        put_file(p, tsv[k].text, strlen(tsv[k].text));
+        snprintf(cmd, sizeof cmd, "gen retrieval --aan %s/badaan --out %s/dst", tmp, tmp);
+        refused(3, tsv[k].needle, "%s", cmd);
+        snprintf(p, sizeof p, "%s/dst", tmp);
+        assert_empty_dir(p);
+    }
+    snprintf(p, sizeof p, "rm %s/new_aan_pairs.eval.tsv", d);
+    cr_assert(system(p) == 0);
+    refused(3, "new_aan_pairs.eval.tsv: No such file", "gen retrieval --aan %s/aan --out /tmp/x", tmp);
+    cr_assert_eq(run("%s lra --help", pebble_bin()), 0);
+    cr_assert(strstr(run_stdout(), "pebble lra gen text --imdb DIR") &&
+              strstr(run_stdout(), "pebble lra gen retrieval --aan"));
 }

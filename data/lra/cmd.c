@@ -1,11 +1,13 @@
-// cmd.c: `pebble lra`: generate the ListOps and Pathfinder data sets (lra.h) into a
-// directory of labelled-sequence files (and, for ListOps, LRA's own TSV files).
+// cmd.c: `pebble lra`: generate the ListOps and Pathfinder data sets (lra.h), and tokenise the
+// user's copy of Text (IMDB) and Retrieval (AAN), into a directory of labelled-sequence files
+// (and, for ListOps, LRA's own TSV files).
 #include <dirent.h>
 #include <errno.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "data/lra/lra.h"
@@ -16,6 +18,8 @@ static void usage(FILE *f) {
             "usage: pebble lra gen listops --out DIR [--train N] [--val N] [--test N] [--seed S]\n"
             "       pebble lra gen pathfinder --res 32|64|128|256 --out DIR [--n N]\n"
             "                  [--difficulty easy|intermediate|hard] [--png K] [--threads N] [--seed S]\n"
+            "       pebble lra gen text --imdb DIR --out DIR\n"
+            "       pebble lra gen retrieval --aan DIR|PREFIX --out DIR\n"
             "       pebble lra sheet --out FILE.png [--seed S]\n"
             "       pebble lra upsample-pos --from CKPT --to T --out CKPT2.h5   (its --help)\n"
             "\n"
@@ -27,6 +31,14 @@ static void usage(FILE *f) {
             "              DIR/{train,val,test}.lseq split 80/10/10 (pixels 0-255, T = res^2,\n"
             "              2 classes); --n images in all (default 200000), --difficulty default\n"
             "              hard (contour length 14), --png K: the first K as DIR/png/*.png\n"
+            "  text        IMDB reviews from the aclImdb layout (--imdb DIR: DIR/{train,test}/\n"
+            "              {neg,pos}/*.txt; label 0 neg, 1 pos); DIR/{train,val,test}.lseq, val =\n"
+            "              test as LRA evaluates; bytes as tokens (1..256, CLS 257, 2-byte\n"
+            "              tokens), T = 4000: CLS and the first 3999 bytes; 25000/25000/25000\n"
+            "  retrieval   AAN citation pairs from LRA's new_aan_pairs.{train,eval,test}.tsv\n"
+            "              (--aan DIR holding them, or their PREFIX; columns label, id1, id2,\n"
+            "              text1, text2, no header); DIR/{train,val,test}.lseq, a row of T =\n"
+            "              8000: document 1 in [0, 4000) padded, document 2 from 4000 (README)\n"
             "  sheet       a contact sheet: 16 images each of res 32, 64 and 128, labelled\n"
             "  --seed S    the data set's seed (default 1); the same seed gives the same files\n"
             "  --threads N pathfinder's worker threads (default: every core); the files do not\n"
@@ -46,7 +58,7 @@ static uint64_t parse_count(const char *flag, const char *s, uint64_t max) {
 }
 
 typedef struct opts {
-    const char *out, *difficulty;
+    const char *out, *difficulty, *imdb, *aan;
     uint64_t seed, train, val, test, n, png;
     int res, threads, force, seen_counts, seen_pf;
 } opts;
@@ -57,8 +69,9 @@ static void parse(int argc, char **argv, int first, opts *o) {
         const char *eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;
         char name[64];
         snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - a) : (int)strlen(a), a);
-        static const char *takes[] = {"--out", "--seed", "--train", "--val", "--test", "--n",
-                                      "--res", "--difficulty", "--png", "--threads"};
+        static const char *takes[] = {"--out", "--seed", "--train", "--val", "--test",
+                                      "--n", "--res", "--difficulty", "--png", "--threads",
+                                      "--imdb", "--aan"};
         const char *val = NULL;
         for (size_t k = 0; k < sizeof takes / sizeof *takes && !val; k++)
             if (!strcmp(name, takes[k])) {
@@ -94,6 +107,10 @@ static void parse(int argc, char **argv, int first, opts *o) {
         } else if (!strcmp(name, "--difficulty")) {
             o->difficulty = val;
             o->seen_pf = 1;
+        } else if (!strcmp(name, "--imdb")) {
+            o->imdb = val;
+        } else if (!strcmp(name, "--aan")) {
+            o->aan = val;
         } else if (!strcmp(name, "--threads")) {
             o->threads = (int)parse_count(name, val, 1024);
         } else if (!strcmp(name, "--force")) {
@@ -375,6 +392,162 @@ static int pathfinder_cmd(const opts *o) {
     return 0;
 }
 
+// --- Text (IMDB) and Retrieval (AAN): the user's copy, tokenised
+
+// A bad input after the splits were opened: their .tmp files go, then the one line.
+static void abort_splits(lseq_writer **w, int n) {
+    for (int s = 0; s < n; s++) lseq_abort(w[s]);
+}
+
+static int text_cmd(const opts *o) {
+    static const char *split[2] = {"train", "test"}, *cls[2] = {"neg", "pos"};
+    char dir[4096], path[8192], err[1024];
+    struct stat st;
+    if (stat(o->imdb, &st) != 0 || !S_ISDIR(st.st_mode))
+        pb_die(PB_EXIT_DATA, "lra: text: --imdb %s is not a directory (want aclImdb: "
+               "train/{pos,neg}/*.txt, test/{pos,neg}/*.txt)", o->imdb);
+    // All four listings first: a missing or empty one is refused before anything is written.
+    char **names[2][2];
+    size_t count[2][2];
+    uint64_t total = 0;
+    for (int s = 0; s < 2; s++)
+        for (int c = 0; c < 2; c++) {
+            snprintf(dir, sizeof dir, "%s/%s/%s", o->imdb, split[s], cls[c]);
+            if (lra_imdb_list(dir, &names[s][c], &count[s][c], err, sizeof err) != 0)
+                pb_die(PB_EXIT_DATA, "lra: text: %s", err);
+            total += count[s][c];
+        }
+    prepare_dir(o->out, o->force);
+    lseq_info info = {0, LRA_TEXT_T, 2, 2, LRA_TX_VOCAB};
+    // LRA has no validation set for IMDB and evaluates on the test set: val.lseq is test's copy.
+    lseq_writer *w[3] = {open_split(o->out, "train", &info), open_split(o->out, "test", &info),
+                         open_split(o->out, "val", &info)};
+    int32_t row[LRA_TEXT_T];
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    uint64_t done = 0, cut = 0, bytes = 0;
+    progress pg = {"text reviews", pb_now(), pb_now()};
+    // Each split: neg (label 0) then pos (label 1), each in strcmp order of the file names.
+    for (int s = 0; s < 2; s++)
+        for (int c = 0; c < 2; c++)
+            for (size_t i = 0; i < count[s][c]; i++) {
+                size_t off, len;
+                snprintf(path, sizeof path, "%s/%s/%s/%s", o->imdb, split[s], cls[c],
+                         names[s][c][i]);
+                if (lra_imdb_review(path, &buf, &cap, &off, &len, err, sizeof err) != 0) {
+                    abort_splits(w, 3);
+                    pb_die(PB_EXIT_DATA, "lra: text: %s", err);
+                }
+                int n = lra_bytes_row(buf + off, len, row, LRA_TEXT_T);
+                cut += len > LRA_TEXT_T - 1;
+                bytes += len;
+                for (int k = s; k < (s ? 3 : 1); k++) append_row(w[k], row, n, c);
+                progress_show(&pg, ++done, total, 0);
+            }
+    for (int s = 0; s < 3; s++) finish_split(w[s]);
+    progress_show(&pg, done, total, 1);
+    printf("lra: text: %llu reviews: train %zu (neg %zu, pos %zu), test %zu (neg %zu, pos %zu; "
+           "val.lseq = test), %.0f bytes on average, %llu (%.1f%%) cut to %d bytes; into %s\n",
+           (unsigned long long)total, count[0][0] + count[0][1], count[0][0], count[0][1],
+           count[1][0] + count[1][1], count[1][0], count[1][1], (double)bytes / total,
+           (unsigned long long)cut, 100.0 * cut / total, LRA_TEXT_T - 1, o->out);
+    for (int s = 0; s < 2; s++)
+        for (int c = 0; c < 2; c++) {
+            for (size_t i = 0; i < count[s][c]; i++) free(names[s][c][i]);
+            free(names[s][c]);
+        }
+    free(buf);
+    return 0;
+}
+
+// --aan: a directory holding new_aan_pairs.{train,eval,test}.tsv, or the prefix before
+// .{train,eval,test}.tsv (LRA's DATASET_PATHS), or one of the three files.
+static void aan_paths(const char *arg, char path[3][4096]) {
+    static const char *split[3] = {"train", "eval", "test"};
+    char prefix[4096];
+    struct stat st;
+    if (stat(arg, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(prefix, sizeof prefix, "%s/new_aan_pairs", arg);
+    } else {
+        snprintf(prefix, sizeof prefix, "%s", arg);
+        size_t n = strlen(prefix);
+        for (int s = 0; s < 3; s++) {
+            char tail[16];
+            size_t k = (size_t)snprintf(tail, sizeof tail, ".%s.tsv", split[s]);
+            if (n > k && strcmp(prefix + n - k, tail) == 0) prefix[n - k] = 0;
+        }
+    }
+    for (int s = 0; s < 3; s++) {
+        snprintf(path[s], sizeof path[s], "%s.%s.tsv", prefix, split[s]);
+        int missing = stat(path[s], &st) != 0;
+        if (missing || !S_ISREG(st.st_mode))
+            pb_die(PB_EXIT_DATA, "lra: retrieval: %s: %s (--aan wants the directory holding "
+                   "new_aan_pairs.{train,eval,test}.tsv, or their prefix)", path[s],
+                   missing ? strerror(errno) : "not a regular file");
+    }
+}
+
+static int retrieval_cmd(const opts *o) {
+    static const char *split[3] = {"train", "val", "test"};
+    char path[3][4096], err[1024];
+    aan_paths(o->aan, path);
+    prepare_dir(o->out, o->force);
+    lseq_info info = {0, 2 * LRA_TEXT_T, 2, 2, LRA_TX_VOCAB};
+    lseq_writer *w[3];
+    for (int s = 0; s < 3; s++) w[s] = open_split(o->out, split[s], &info);
+    int32_t *row = pb_malloc(2 * LRA_TEXT_T * sizeof *row);
+    uint64_t total_bytes = 0, done_bytes = 0, rows[3] = {0}, ones[3] = {0}, cut = 0;
+    struct stat st;
+    for (int s = 0; s < 3; s++)
+        if (stat(path[s], &st) == 0) total_bytes += (uint64_t)st.st_size;
+    progress pg = {"retrieval, bytes of the TSV files", pb_now(), pb_now()};
+    char *line = NULL;
+    size_t lcap = 0;
+    for (int s = 0; s < 3; s++) {
+        FILE *f = fopen(path[s], "rb");
+        if (!f) {
+            abort_splits(w, 3);
+            pb_die(PB_EXIT_DATA, "lra: retrieval: %s: %s", path[s], strerror(errno));
+        }
+        ssize_t len;
+        uint64_t lineno = 0;
+        while ((len = getline(&line, &lcap, f)) > 0) {
+            lra_aan_pair p;
+            lineno++;
+            done_bytes += (uint64_t)len;
+            if (lra_aan_parse(line, (size_t)len, &p, err, sizeof err) != 0) {
+                abort_splits(w, 3);
+                pb_die(PB_EXIT_DATA, "lra: retrieval: %s:%llu: %s", path[s],
+                       (unsigned long long)lineno, err);
+            }
+            append_row(w[s], row, lra_aan_row(&p, row), p.label);
+            cut += (p.len[0] > LRA_TEXT_T - 1) + (p.len[1] > LRA_TEXT_T - 1);
+            rows[s]++;
+            ones[s] += (uint64_t)p.label;
+            progress_show(&pg, done_bytes, total_bytes, 0);
+        }
+        int bad = ferror(f);
+        fclose(f);
+        if (bad || rows[s] == 0) {
+            abort_splits(w, 3);
+            pb_die(PB_EXIT_DATA, "lra: retrieval: %s: %s", path[s],
+                   bad ? "read error" : "no pairs in it");
+        }
+    }
+    for (int s = 0; s < 3; s++) finish_split(w[s]);
+    progress_show(&pg, done_bytes, total_bytes, 1);
+    uint64_t n = rows[0] + rows[1] + rows[2];
+    printf("lra: retrieval: %llu pairs: train %llu, val %llu (from eval), test %llu; label 1 "
+           "(citing): %.1f%% / %.1f%% / %.1f%%; %llu of %llu documents cut to %d bytes; into %s\n",
+           (unsigned long long)n, (unsigned long long)rows[0], (unsigned long long)rows[1],
+           (unsigned long long)rows[2], 100.0 * ones[0] / rows[0], 100.0 * ones[1] / rows[1],
+           100.0 * ones[2] / rows[2], (unsigned long long)cut, (unsigned long long)(2 * n),
+           LRA_TEXT_T - 1, o->out);
+    free(line);
+    free(row);
+    return 0;
+}
+
 int lra_main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
@@ -393,16 +566,30 @@ int lra_main(int argc, char **argv) {
     if (strcmp(argv[1], "gen") != 0)
         pb_die(PB_EXIT_USAGE, "lra: unknown command '%s' (see pebble lra --help)", argv[1]);
     if (argc < 3 || argv[2][0] == '-')
-        pb_die(PB_EXIT_USAGE, "lra: gen needs a task: listops or pathfinder (see pebble lra --help)");
+        pb_die(PB_EXIT_USAGE, "lra: gen needs a task: listops, pathfinder, text or retrieval "
+               "(see pebble lra --help)");
     const char *task = argv[2];
     parse(argc, argv, 3, &o);
-    int listops = !strcmp(task, "listops");
-    if (!listops && strcmp(task, "pathfinder") != 0)
-        pb_die(PB_EXIT_USAGE, "lra: unknown task '%s' (listops or pathfinder)", task);
+    int listops = !strcmp(task, "listops"), pf = !strcmp(task, "pathfinder");
+    int text = !strcmp(task, "text"), retrieval = !strcmp(task, "retrieval");
+    if (!listops && !pf && !text && !retrieval)
+        pb_die(PB_EXIT_USAGE, "lra: unknown task '%s' (listops, pathfinder, text or retrieval)",
+               task);
     if (!o.out) pb_die(PB_EXIT_USAGE, "lra: gen %s needs --out DIR", task);
-    if (listops && o.seen_pf)
+    if (!pf && o.seen_pf)
         pb_die(PB_EXIT_USAGE, "lra: --res, --n, --difficulty and --png are pathfinder's options");
     if (!listops && o.seen_counts)
-        pb_die(PB_EXIT_USAGE, "lra: --train, --val and --test are listops' options (pathfinder: --n)");
-    return listops ? listops_cmd(&o) : pathfinder_cmd(&o);
+        pb_die(PB_EXIT_USAGE, "lra: --train, --val and --test are listops' options%s",
+               pf ? " (pathfinder: --n)" : "");
+    if (!text && o.imdb) pb_die(PB_EXIT_USAGE, "lra: --imdb is text's option");
+    if (!retrieval && o.aan) pb_die(PB_EXIT_USAGE, "lra: --aan is retrieval's option");
+    if (text && !o.imdb)
+        pb_die(PB_EXIT_USAGE, "lra: gen text needs --imdb DIR (the aclImdb directory)");
+    if (retrieval && !o.aan)
+        pb_die(PB_EXIT_USAGE, "lra: gen retrieval needs --aan DIR (holding "
+               "new_aan_pairs.*.tsv) or PREFIX");
+    return listops ? listops_cmd(&o)
+           : pf    ? pathfinder_cmd(&o)
+           : text  ? text_cmd(&o)
+                   : retrieval_cmd(&o);
 }

@@ -1,12 +1,20 @@
 // lra.h: generators for two Long Range Arena tasks, re-implemented in C from the originals
 // (google-research/long-range-arena lra_benchmarks/data/listops.py; drewlinsley/pathfinder
-// snakes2.py as LRA configured it), and the `pebble lra` command that writes them as
-// labelled-sequence files (data/lseq.h).
+// snakes2.py as LRA configured it), readers of the user's copy of two more (Text: IMDB;
+// Retrieval: AAN, as LRA's text_classification and matching input pipelines read them), and
+// the `pebble lra` command that writes them as labelled-sequence files (data/lseq.h).
 //
 // ListOps vocabulary (1-byte tokens, T = LRA_LISTOPS_T, 10 classes = the tree's value):
 //   0 padding, 1 CLS (the first token of every row, for CLS pooling), 2..11 the
 //   digits 0..9, 12 [MIN, 13 [MAX, 14 [MED, 15 [SM, 16 ] (LRA's pipeline calls it X).
 // Pathfinder: tokens are grey levels 0..255 in row-major order, T = res * res, 2 classes.
+// Text (IMDB) and Retrieval (AAN), byte-level (2-byte tokens, vocab_size LRA_TX_VOCAB = 258):
+//   0 padding, 1..256 the bytes 0..255 (byte b is b + 1, as LRA's tfds ByteTextEncoder
+//   numbers them), 257 CLS (the first token of every document, for CLS pooling).
+//   Text: T = LRA_TEXT_T = 4000, a row is CLS and the review's first 3999 bytes; 2 classes.
+//   Retrieval: T = 2 x 4000; document 1 (CLS, its first 3999 bytes, padding) fills positions
+//   [0, 4000), document 2 starts at 4000; the row's length is 4000 + document 2's, and
+//   document 1's is the count of its non-zero tokens (no byte maps to 0). 2 classes.
 #ifndef PEBBLE_LRA_H
 #define PEBBLE_LRA_H
 
@@ -113,6 +121,40 @@ int lra_png_write(const char *path, const uint8_t *grey, int w, int h, char *err
                   size_t errlen);
 // A contact sheet: 4 x 4 images of each of res 32, 64 and 128 (hard), each with its label.
 int lra_pf_sheet(const char *path, uint64_t seed, char *err, size_t errlen);
+
+// --- Text (IMDB) and Retrieval (AAN): the user's copy, in the published layouts
+
+enum { LRA_TX_PAD = 0, LRA_TX_BYTE0 = 1, LRA_TX_CLS = 257, LRA_TX_VOCAB = 258 };
+#define LRA_TEXT_T 4000  // LRA's max_length for both tasks (per document for Retrieval)
+
+// A document as a row of T tokens: CLS, the first T-1 bytes (byte b -> b + 1), padding.
+// Returns its length (1 + the bytes kept).
+int lra_bytes_row(const uint8_t *bytes, size_t n, int32_t *row, int T);
+
+// The reviews of one aclImdb directory (e.g. DIR/train/pos): the names of its *.txt entries
+// (hidden ones skipped), sorted by strcmp, into *names (each and the array malloc'ed, for
+// the caller to free). -1 with err: the directory cannot be read, an entry is not a regular
+// file, or there is no review.
+int lra_imdb_list(const char *dir, char ***names, size_t *count, char *err, size_t errlen);
+// Reads one review into *buf (grown as needed, *cap bytes) and strips it as tfds does
+// (Python's bytes.strip(): space, \t, \n, \r, \v, \f at either end): the review is
+// (*buf)[*off .. *off + *len). -1 with err: unreadable, or empty once stripped.
+int lra_imdb_review(const char *path, uint8_t **buf, size_t *cap, size_t *off, size_t *len,
+                    char *err, size_t errlen);
+
+// One line of new_aan_pairs.{train,eval,test}.tsv: label, id1, id2, text1, text2, tab-
+// separated, no header, no quoting (LRA's use_quote_delim=False). The texts point into line.
+typedef struct lra_aan_pair {
+    int label;  // 1: one paper cites the other
+    const uint8_t *text[2];
+    size_t len[2];
+} lra_aan_pair;
+// Parses line (len bytes with its \n or \r\n). -1 with err (without the file and line):
+// an empty line, not 5 columns, a label that is not 0 or 1 (LRA reads it as a float: 1.0
+// is 1).
+int lra_aan_parse(const char *line, size_t len, lra_aan_pair *p, char *err, size_t errlen);
+// The pair as one row of 2 * LRA_TEXT_T tokens (layout above); returns its length.
+int lra_aan_row(const lra_aan_pair *p, int32_t *row);
 
 // A seed and an index mixed into one RNG stream's seed (splitmix64 of both).
 uint64_t lra_mix_seed(uint64_t seed, uint64_t index);
