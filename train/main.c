@@ -40,7 +40,7 @@ static void usage(FILE *f) {
             "  prep   --out DIR [options] FILES...             text files -> GPT-2 token shards\n"
             "  bench  [--iters N]                              CPU forward+backward throughput\n"
             "  plot   RUN_DIR                                  loss.png from RUN_DIR/metrics.jsonl\n"
-            "  lra    gen listops|pathfinder --out DIR ...     Long Range Arena data (lra --help)\n"
+            "  lra    gen listops|pathfinder|text|retrieval ...  Long Range Arena data (lra --help)\n"
             "  lra    upsample-pos --from CKPT --to T --out F  positions onto a larger image grid\n"
             "  iomodel [--algo ..] [--d ..] [--M 2^8..2^20]    attention's I/O vs the bounds\n"
             "\n"
