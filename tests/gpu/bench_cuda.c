@@ -30,14 +30,15 @@ static double median(double *x, int n) {
 
 enum { P_ENC_F, P_ENC_B, P_LN_F, P_LN_B, P_MM_F, P_MM_B, P_ATT_F, P_ATT_B, P_GELU_F, P_GELU_B,
        P_RES_F, P_CE_F, P_CE_B, P_ADAMW, P_SUMSQ, P_SCALE, P_MEM, P_MMG_F, P_MMG_B,
-       P_P2A, P_RES_LN, P_COUNT };
+       P_P2A, P_RES_LN, P_TANH, P_ROWS, P_POOL, P_ARGMAX, P_COUNT };
 static const char *P_NAMES[P_COUNT] = {
     "encoder_forward", "encoder_backward", "layernorm_forward", "layernorm_backward",
     "matmul_forward", "matmul_backward", "attention_forward", "attention_backward",
     "gelu_forward", "gelu_backward", "residual_forward",
     "crossentropy_forward", "crossentropy_backward", "adamw_update", "sumsq", "scale",
     "zero/upload/download", "matmul_gelu_forward", "matmul_backward_gelu", "params_to_act",
-    "residual_layernorm_forward"};
+    "residual_layernorm_forward", "tanh (fwd+bwd)", "gather/scatter_add rows",
+    "mean_pool (fwd+bwd)", "argmax_rows"};
 static const pb_ops *g_base;
 static double g_time[P_COUNT];
 static long g_calls[P_COUNT];
@@ -108,6 +109,18 @@ PROF_VOID(P_RES_LN, residual_layernorm_forward,
           (r, o, m, s, a, b, w, bias, N, C, eps))
 PROF_VOID(P_P2A, params_to_act, (float *d, const float *s, size_t n, uint64_t seed),
           (d, s, n, seed))
+PROF_VOID(P_TANH, tanh_forward, (float *o, const float *x, size_t n), (o, x, n))
+PROF_VOID(P_TANH, tanh_backward, (float *d, const float *y, const float *g, size_t n), (d, y, g, n))
+PROF_VOID(P_ROWS, gather_rows, (float *o, const float *x, const int32_t *i, int M, int C),
+          (o, x, i, M, C))
+PROF_VOID(P_ROWS, scatter_add_rows, (float *d, const float *g, const int32_t *i, int M, int C),
+          (d, g, i, M, C))
+PROF_VOID(P_POOL, mean_pool_forward,
+          (float *o, const float *x, const int32_t *l, int B, int T, int C), (o, x, l, B, T, C))
+PROF_VOID(P_POOL, mean_pool_backward,
+          (float *d, const float *g, const int32_t *l, int B, int T, int C), (d, g, l, B, T, C))
+PROF_VOID(P_ARGMAX, argmax_rows, (int32_t *o, const float *x, int N, int V, int Vp),
+          (o, x, N, V, Vp))
 PROF_VOID(P_MEM, zero, (void *p, size_t n), (p, n))
 PROF_VOID(P_MEM, upload, (void *d, const void *s, size_t n), (d, s, n))
 PROF_VOID(P_MEM, download, (void *d, const void *s, size_t n), (d, s, n))
@@ -153,6 +166,10 @@ static const pb_ops *profiled(const pb_ops *base) {
     p.crossentropy_backward = prof_crossentropy_backward;
     p.adamw_update = prof_adamw_update, p.sumsq = prof_sumsq, p.scale = prof_scale;
     p.zero = prof_zero, p.upload = prof_upload, p.download = prof_download;
+    p.tanh_forward = prof_tanh_forward, p.tanh_backward = prof_tanh_backward;
+    p.gather_rows = prof_gather_rows, p.scatter_add_rows = prof_scatter_add_rows;
+    p.mean_pool_forward = prof_mean_pool_forward, p.mean_pool_backward = prof_mean_pool_backward;
+    p.argmax_rows = prof_argmax_rows;
     if (base->matmul_gelu_forward) p.matmul_gelu_forward = prof_matmul_gelu_forward;
     if (base->matmul_backward_gelu) p.matmul_backward_gelu = prof_matmul_backward_gelu;
     if (base->params_to_act) p.params_to_act = prof_params_to_act;
@@ -263,8 +280,10 @@ static double bert_flops_per_token(const bert_config *c, int T) {
 
 // pad: each sequence's last pad fraction (drawn uniformly per row) is padding, as the peer's
 // --pad; 15% of the real positions carry a target
-static void bench_bert(const pb_ops *ops, const char *size, int B, int T, double pad, int steps) {
+static void bench_bert(const pb_ops *ops, const char *size, int B, int T, double pad, int steps,
+                       int profile) {
     int large = strcmp(size, "large") == 0;
+    if (profile) ops = profiled(ops);
     bert_config cfg = {.n_layer = large ? 24 : 12, .n_head = large ? 16 : 12,
                        .n_embd = large ? 1024 : 768, .seq_len = 512, .vocab_size = 30522,
                        .type_vocab = 2, .ln_eps = 1e-12f, .head = BERT_HEAD_MLM,
@@ -301,6 +320,19 @@ static void bench_bert(const pb_ops *ops, const char *size, int B, int T, double
         adamw_step(&opt, &m.p, 1e-4f);
         pb_cuda_sync();
         if (s >= 0) tall[s] = pb_now() - t0;
+        if (profile && s == -1) {  // count the timed steps only
+            memset(g_time, 0, sizeof g_time);
+            memset(g_calls, 0, sizeof g_calls);
+        }
+    }
+    if (profile) {
+        char mode[64];
+        snprintf(mode, sizeof mode, "bert-%s, B=%d, T=%d, bf16", size, B, T);
+        print_profile(steps, mode);
+        adamw_free(&opt);
+        bert_free(&m);
+        free(inp), free(tgt), free(len), free(tall);
+        return;
     }
     double all = median(tall, steps), mem = pb_cuda_mem_used() / (double)(1u << 30);
     double tflops = bert_flops_per_token(&m.cfg, T) * N / all / 1e12;
@@ -476,10 +508,11 @@ int main(int argc, char **argv) {
                "pad: the last pad fraction of each row (uniform per row) is padding, as the peer's --pad\n\n");
         printf("| model      | pad  |   B |    T | tokens/s |  ms/step | TFLOP/s |  MFU  | mem GiB | loss |\n");
         printf("|------------|------|-----|------|----------|----------|---------|-------|---------|------|\n");
-        bench_bert(ops16, "base", 256, 128, 0.0, steps);
-        bench_bert(ops16, "base", 32, 512, 0.0, steps);
-        bench_bert(ops16, "base", 32, 512, 0.3, steps);
-        bench_bert(ops16, "large", 16, 512, 0.0, steps);
+        bench_bert(ops16, "base", 256, 128, 0.0, steps, 0);
+        bench_bert(ops16, "base", 32, 512, 0.0, steps, 0);
+        bench_bert(ops16, "base", 32, 512, 0.3, steps, 0);
+        bench_bert(ops16, "large", 16, 512, 0.0, steps, 0);
+        if (profile) bench_bert(ops16, "base", 32, 512, 0.0, 3, 1);
     }
 
     if (do_attn) {
