@@ -451,3 +451,25 @@ Test(dist, nproc_stops_on_ctrl_c_and_sigterm_with_a_checkpoint_and_exit_0) {
         cr_assert_eq(count_substr(run_stdout(), "checkpoint: "), 1, "%s", output());
     }
 }
+
+// The data files the ranks compare include data.test's: each rank here runs in its own
+// directory (mpirun -wdir) with the same relative paths, and only the test files differ.
+Test(dist, a_test_file_that_differs_across_ranks_is_one_line) {
+    make_data("dist-testdata");
+    char cmd[2000];
+    snprintf(cmd, sizeof cmd, "cd %s && mkdir a b && for x in a b; do cp train_000000.bin "
+             "val_000000.bin $x/; done && cp val_000000.bin a/test_000000.bin && "
+             "cp train_000000.bin b/test_000000.bin", tmp);
+    cr_assert_eq(system(cmd), 0);
+    char bin[4096];
+    cr_assert(realpath(pebble_bin(), bin), "no %s", pebble_bin());  // -wdir: not relative
+#define REL "--set data.train=train_*.bin --set data.val=val_*.bin --set data.test=test_*.bin "
+    int rc = run("OMP_NUM_THREADS=1 mpirun --allow-run-as-root --oversubscribe --bind-to none "
+                 "-np 1 -wdir %s/a %s train " TINY REL "--set train.steps=2 --set run.dir=%s/m : "
+                 "-np 1 -wdir %s/b %s train " TINY REL "--set train.steps=2 --set run.dir=%s/m",
+                 tmp, bin, tmp, tmp, tmp, tmp, bin, tmp, tmp, tmp);
+#undef REL
+    cr_assert_neq(rc, 0, "%s", output());
+    cr_assert(strstr(output(), "pebble: rank 1's run differs from rank 0's: "
+                     "'data-files.test_000000.bin = 41024' there, 'data-files.test_000000.bin = 11024' on rank 0"), "%s", output());
+}
