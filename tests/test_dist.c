@@ -423,3 +423,53 @@ Test(dist, launch_errors) {
     cr_assert(strstr(output(), "pebble: launched as rank 1 of 2 by RANK/WORLD_SIZE"), "%s",
               output());
 }
+
+// Ctrl-C to pebble train --nproc 2 (SIGINT to its whole process group, as a terminal sends
+// it), then SIGTERM to the launcher alone: the ranks stop at a micro-batch, one checkpoint,
+// exit 0. (mpirun, signalled itself, SIGKILLs the ranks one second after its SIGTERM, before
+// a slow step can end, and exits 1.)
+Test(dist, nproc_stops_on_ctrl_c_and_sigterm_with_a_checkpoint_and_exit_0) {
+    make_data("dist-nproc-sig");
+    const char *bin = pebble_bin();
+    for (int term = 0; term <= 1; term++) {
+        char d[400], p[500];
+        snprintf(d, sizeof d, "%s/s%d", tmp, term);
+        snprintf(p, sizeof p, "%s/metrics.jsonl", d);
+        pid_t pid = spawn("OMP_NUM_THREADS=1 exec setsid %s train --nproc 2 " TINY STEP4
+                          "--set train.steps=100000 --set run.dir=%s", bin, tmp, tmp, d);
+        double t0 = pb_now();
+        while (pb_now() - t0 < 60 && !(access(p, F_OK) == 0 && strstr(slurp(p), "\"step\": 3,")))
+            usleep(20000);
+        cr_assert_lt(pb_now() - t0, 60, "the run did not get to step 3: %s", output());
+        cr_assert_eq(kill(term ? pid : -pid, term ? SIGTERM : SIGINT), 0);
+        int st = 0;
+        while (waitpid(pid, &st, WNOHANG) == 0 && pb_now() - t0 < 90) usleep(20000);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: status %d: %s",
+                  term ? "SIGTERM" : "SIGINT", st, output());
+        cr_assert(strstr(run_stdout(), term ? "stopped by SIGTERM" : "stopped by SIGINT"), "%s",
+                  output());
+        cr_assert_eq(count_substr(run_stdout(), "checkpoint: "), 1, "%s", output());
+    }
+}
+
+// The data files the ranks compare include data.test's: each rank here runs in its own
+// directory (mpirun -wdir) with the same relative paths, and only the test files differ.
+Test(dist, a_test_file_that_differs_across_ranks_is_one_line) {
+    make_data("dist-testdata");
+    char cmd[2000];
+    snprintf(cmd, sizeof cmd, "cd %s && mkdir a b && for x in a b; do cp train_000000.bin "
+             "val_000000.bin $x/; done && cp val_000000.bin a/test_000000.bin && "
+             "cp train_000000.bin b/test_000000.bin", tmp);
+    cr_assert_eq(system(cmd), 0);
+    char bin[4096];
+    cr_assert(realpath(pebble_bin(), bin), "no %s", pebble_bin());  // -wdir: not relative
+#define REL "--set data.train=train_*.bin --set data.val=val_*.bin --set data.test=test_*.bin "
+    int rc = run("OMP_NUM_THREADS=1 mpirun --allow-run-as-root --oversubscribe --bind-to none "
+                 "-np 1 -wdir %s/a %s train " TINY REL "--set train.steps=2 --set run.dir=%s/m : "
+                 "-np 1 -wdir %s/b %s train " TINY REL "--set train.steps=2 --set run.dir=%s/m",
+                 tmp, bin, tmp, tmp, tmp, tmp, bin, tmp, tmp, tmp);
+#undef REL
+    cr_assert_neq(rc, 0, "%s", output());
+    cr_assert(strstr(output(), "pebble: rank 1's run differs from rank 0's: "
+                     "'data-files.test_000000.bin = 41024' there, 'data-files.test_000000.bin = 11024' on rank 0"), "%s", output());
+}

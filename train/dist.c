@@ -2,6 +2,7 @@
 // the --nproc launcher (see dist.h).
 #include "train/dist.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -465,10 +466,34 @@ static int find_on_path(const char *name, char *out, size_t cap) {
     return -1;
 }
 
-static volatile pid_t launched;  // mpirun, which the signals below are passed to
+static volatile sig_atomic_t got_signal;  // SIGTERM, SIGINT or SIGHUP, to pass on
 
-static void pass_signal(int sig) {
-    if (launched > 0) kill(launched, sig);
+static void note_signal(int sig) { got_signal = sig; }
+
+// sig to mpirun's children, the ranks (on one machine mpirun starts them itself); 0 when
+// it found any. mpirun itself is never signalled: on SIGTERM or SIGINT it sends the ranks
+// SIGTERM and SIGKILL one second later (odls_base_sigkill_timeout), before a step can end and
+// rank 0 checkpoint, and then exits 1 even when every rank exited 0.
+static int signal_ranks(pid_t mpirun, int sig) {
+    DIR *proc = opendir("/proc");
+    if (!proc) return -1;
+    int found = 0;
+    for (struct dirent *e; (e = readdir(proc));) {
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = e->d_name[0] >= '1' && e->d_name[0] <= '9' ? fopen(path, "r") : NULL;
+        if (!f) continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        char *rp = strrchr(buf, ')');  // "pid (comm) state ppid ...": comm may hold spaces
+        long ppid;
+        if (rp && sscanf(rp + 1, " %*c %ld", &ppid) == 1 && ppid == (long)mpirun &&
+            kill((pid_t)atol(e->d_name), sig) == 0)
+            found = 1;
+    }
+    closedir(proc);
+    return found ? 0 : -1;
 }
 
 int dist_launch_nproc(int nproc, int argc, char **argv) {
@@ -500,26 +525,47 @@ int dist_launch_nproc(int nproc, int argc, char **argv) {
     av[k++] = self;
     for (int i = 0; i < argc; i++) av[k++] = argv[i];
     av[k] = NULL;
+    // SIGTERM and SIGINT (Ctrl-C) come to us alone and go to the ranks (signal_ranks): each
+    // stops at the same micro-batch, rank 0 checkpoints once, every rank exits 0. Installed
+    // before the fork, so that none is lost in between.
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = note_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     fflush(stdout);
     pid_t pid = fork();
     if (pid < 0) pb_die(PB_EXIT_RUNTIME, "--nproc: fork failed: %s", strerror(errno));
     if (pid == 0) {
+        // Out of the terminal's process group, so Ctrl-C does not reach mpirun; stdin from
+        // /dev/null, as a background group reading the terminal would be stopped (SIGTTIN).
+        setpgid(0, 0);
+        int null = open("/dev/null", O_RDONLY);
+        if (null >= 0) dup2(null, 0);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
         execv(mpirun, av);
         fprintf(stderr, "pebble: --nproc: cannot run %s: %s\n", mpirun, strerror(errno));
         _exit(127);
     }
-    // SIGTERM (and SIGINT) go to mpirun, which passes them to every rank: each stops at the
-    // same step, rank 0 checkpoints once, every rank exits 0.
-    launched = pid;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = pass_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
     int st;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR) pb_die(PB_EXIT_RUNTIME, "--nproc: waitpid: %s", strerror(errno));
+    for (;;) {
+        int sig = got_signal;
+        got_signal = 0;
+        // SIGHUP (the terminal gone) ends mpirun and the ranks, as it would in one group;
+        // with no rank started yet, mpirun stops the launch.
+        if (sig == SIGHUP) kill(-pid, SIGHUP);
+        else if (sig && signal_ranks(pid, sig) != 0) kill(pid, sig);
+        pid_t w = waitpid(pid, &st, WNOHANG);  // polled: a signal is never missed
+        if (w == pid) break;
+        if (w < 0 && errno != EINTR)
+            pb_die(PB_EXIT_RUNTIME, "--nproc: waitpid: %s", strerror(errno));
+        struct timespec ts = {0, 20000000};
+        nanosleep(&ts, NULL);
+    }
     free(av);
     if (WIFEXITED(st) && WEXITSTATUS(st) == 0) return 0;
     int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);

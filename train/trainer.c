@@ -470,8 +470,8 @@ static char *run_identity(const pb_config *cfg) {
     if (!f) pb_die(PB_EXIT_RUNTIME, "out of memory");
     fprintf(f, "%s[data-files]\n", cfg_ini);
     free(cfg_ini);
-    const char *pats[2] = {cfg->train_data, cfg->val_data};
-    for (int i = 0; i < 2; i++) {
+    const char *pats[3] = {cfg->train_data, cfg->val_data, cfg->test_data};
+    for (int i = 0; i < 3; i++) {
         glob_t g;
         if (!pats[i][0] || glob(pats[i], 0, NULL, &g) != 0) continue;
         for (size_t j = 0; j < g.gl_pathc; j++) {
