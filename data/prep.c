@@ -833,7 +833,7 @@ static int prep_labels(const options *o) {
             int keep = ids[i].n > (size_t)room ? room : (int)ids[i].n;
             truncated += ids[i].n > (size_t)room;
             if (o->bert) tokens[len++] = WP_CLS;
-            memcpy(tokens + len, ids[i].data, (size_t)keep * sizeof *tokens);
+            if (keep) memcpy(tokens + len, ids[i].data, (size_t)keep * sizeof *tokens);
             len += keep;
             if (o->bert) tokens[len++] = WP_SEP;
             size_t at = b0 + i;

@@ -66,7 +66,7 @@ static unsigned char *expand(const pb_block_layout *l, const pb_attn_desc *d) {
             int bb = l->nb == 1 ? 0 : b, hh = l->nh == 1 ? 0 : h;
             const uint8_t *bm = l->mask + ((size_t)bb * l->nh + hh) * n * n;
             int kvl = d->kv_len ? d->kv_len[b] : T;
-            if (l->kv_len && l->kv_len[b] < kvl) kvl = l->kv_len[b];
+            if (l->kv_len && l->kv_len[bb] < kvl) kvl = l->kv_len[bb];
             for (int i = 0; i < T; i++)
                 for (int j = 0; j < T; j++)
                     m[(((size_t)b * NH + h) * T + i) * T + j] =
@@ -511,4 +511,56 @@ Test(blocksparse, dense_pattern_equals_flash) {
                 free(fo), free(fl), free(fg), free(a), free(b), free(g);
                 prob_free(&p);
             }
+}
+
+// ----------------------------------------------------------------------------
+// (6) the header's broadcasting rules
+
+// A layout built with key lengths for one batch row (nb = 1, kv_len (1)) is shared by every
+// row of a B = 3 batch: its kv_len[0] applies to each. The kernel once read kv_len[b] for
+// every b (past the end of the layout's one entry): against flash with kv_len {20, 20, 20}.
+Test(blocksparse, one_row_layout_key_length_applies_to_every_row) {
+    char err[256];
+    int32_t kl = 20;
+    bs_params bp = {BS_DENSE, 16, 0, 0, 0, 1};
+    pb_block_layout *l = attn_bs_build(&bp, 40, 1, 0, &kl, 1, err, sizeof err);
+    cr_assert(l && l->nb == 1 && l->kv_len, "%s", err);
+    int B = 3, T = 40, D = 8, C3 = 3 * D;
+    size_t nqkv = (size_t)B * T * C3, nout = (size_t)B * T * D, nlse = (size_t)B * T;
+    float *qkv = xcalloc(nqkv, sizeof(float)), *out = xcalloc(nout, sizeof(float));
+    float *lse = xcalloc(nlse, sizeof(float)), *fo = xcalloc(nout, sizeof(float));
+    float *fl = xcalloc(nlse, sizeof(float));
+    rng_seed(11);
+    fill(qkv, nqkv, 2.0f);
+    pb_attn_desc d = {.B = B, .T = T, .Tk = T, .NH = 1, .D = D, .scale = 0.35f, .layout = l};
+    cr_assert(attn_bs_supports(&d) == NULL, "%s", attn_bs_supports(&d));
+    attn_bs_forward(out, lse, qkv, &d);
+    int32_t kv[3] = {20, 20, 20};
+    pb_attn_desc f = d;
+    f.layout = NULL;
+    f.kv_len = kv;
+    attn_flash_forward(fo, fl, qkv, &f);
+    double *a = to_double(fo, nout), *b = to_double(fl, nlse);
+    char msg[256];
+    cr_expect(count_bad(msg, sizeof msg, out, a, nout, 1e-6, 1e-5) == 0, "out: %s", msg);
+    cr_expect(count_bad(msg, sizeof msg, lse, b, nlse, 1e-6, 1e-5) == 0, "lse: %s", msg);
+    free(qkv), free(out), free(lse), free(fo), free(fl), free(a), free(b);
+    attn_bs_free(l);
+}
+
+// attention.block is any int >= 1 until the kernel refuses it: a block of INT_MAX over
+// T = 100 is one block (ceil(T / block) once overflowed to 0 blocks), and the refusal names it.
+Test(blocksparse, huge_block_is_one_block_and_refused_by_name) {
+    char err[256];
+    bs_params bp = {BS_LOCAL_GLOBAL_RANDOM, 2147483647, 1, 1, 1, 1};
+    pb_block_layout *l = attn_bs_build(&bp, 100, 2, 1, NULL, 1, err, sizeof err);
+    cr_assert(l, "%s", err);
+    cr_expect(l->nqb == 1 && l->nkb == 1, "%d x %d blocks", l->nqb, l->nkb);
+    cr_expect(attn_bs_validate(l) == NULL, "%s", attn_bs_validate(l));
+    pb_attn_desc d = {.B = 1, .T = 100, .Tk = 100, .NH = 2, .D = 8, .scale = 0.3f, .causal = 1,
+                      .layout = l};
+    const char *why = attn_bs_supports(&d);
+    cr_expect(why && strstr(why, "2147483647") && strstr(why, ATTN_BS_CPU_BLOCKS), "%s",
+              why ? why : "accepted");
+    attn_bs_free(l);
 }

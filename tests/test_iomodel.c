@@ -126,10 +126,32 @@ Test(iomodel, cli, .fini = cleanup) {
         {"--pass sideways", "expected fwd, bwd or both"},
         {"--lru --N 4096", "--N <= 2048"},
         {"--frobnicate 1", "unknown option --frobnicate"},
+        // once taken: a block past INT_MAX cut to 16 (2^32 + 16), an M past the range's 2^40
+        // (2M then overflowed in --lru), "2^" with no exponent as 1
+        {"--algo blocksparse --block 4294967312", "--block 4294967312: expected a whole number"},
+        {"--M 4398046511104", "expected positive integers"},
+        {"--M 2^", "expected positive integers"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int rc = run("%s iomodel %s", bin, bad[i].args);
         cr_expect(rc == 2 && strstr(output(), bad[i].want), "%s: rc %d \"%s\"", bad[i].args, rc,
                   output());
     }
+
+    // --lru at an M beyond every address of the trace: the same counts as any such M (the
+    // cache never evicts), not an allocation of 2M words (2^41 here: out of memory)
+    cr_assert_eq(run("%s iomodel --algo flash --N 64 --d 8 --M 2^20,2^40 --lru --json", bin), 0,
+                 "%s", output());
+    const char *o = run_stdout(), *r1 = strstr(o, "\"lru_2M\": "), *r2 = r1 ? strstr(r1 + 1,
+                                                                               "\"lru_2M\": ")
+                                                                         : NULL;
+    cr_assert(r1 && r2, "%s", o);
+    cr_expect(atof(r1 + 10) > 0 && atof(r1 + 10) == atof(r2 + 10), "%s", o);
+    // --out without gnuplot: one line on stderr, before any row; stdout holds no shell noise
+    int rc = run("env PATH=/nonexistent %s iomodel --algo flash --N 512 --d 64 --M 2^12 --out "
+                 "%s/png", bin, tmp);
+    const char *e = run_stderr();
+    cr_expect(rc == 1 && strstr(e, "--out") && strstr(e, "gnuplot, which is not on PATH") &&
+                  strchr(e, '\n') == e + strlen(e) - 1 && run_stdout()[0] == 0,
+              "rc %d, stderr \"%s\", stdout \"%s\"", rc, e, run_stdout());
 }

@@ -3,6 +3,7 @@
 #include "train/iomodel.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,10 +47,12 @@ static int parse_list(const char *s, long long *out) {
         long long v = strtoll(p, &end, 10);
         if (end == p || errno || v < 1 || n == MAXL) return -1;
         if (*end == '^') {  // 2^k inside a list
-            long e = strtol(end + 1, &end, 10);
-            if (v != 2 || e < 0 || e > 40) return -1;
+            const char *k = end + 1;
+            long e = strtol(k, &end, 10);
+            if (v != 2 || end == k || e < 0 || e > 40) return -1;
             v = 1LL << e;
         }
+        if (v > 1LL << 40) return -1;  // the range's limit: 2M and the counts stay in range
         out[n++] = v;
         if (*end == ',') end++;
         else if (*end) return -1;
@@ -85,8 +88,13 @@ static row measure(io_algo a, io_pass p, long long N, int d, long long M, const 
         r.words = (double)(m.loads + m.stores);
         r.ok = 1;
         if (lru) {
-            io_mem c = {.M = 2 * M};
-            io_lru_init(&c, 2 * M);
+            // a cache of more words than the trace has addresses (the 12 regions of
+            // iomodel.c's slow memory) never evicts, as one of exactly that many: no larger
+            // allocation than that
+            long long cap = 2 * M, all = N * (8LL * d + 2 * N + 2);
+            if (cap > all) cap = all;
+            io_mem c = {.M = cap};
+            io_lru_init(&c, cap);
             io_run(&c, a, p, N, d, &r.t, l);
             io_lru_finish(&c);
             r.lru = (double)(c.loads + c.stores);
@@ -125,9 +133,10 @@ static FILE *open_in(const char *dir, const char *name) {
     return f;
 }
 
+// gnuplot's messages go to stderr: stdout holds the table or the JSON rows
 static int gnuplot(const char *dir, const char *script) {
     char cmd[700];
-    snprintf(cmd, sizeof cmd, "cd '%s' && gnuplot %s 2>&1", dir, script);
+    snprintf(cmd, sizeof cmd, "cd '%s' && gnuplot %s >&2", dir, script);
     int rc = system(cmd);
     if (rc != 0) fprintf(stderr, "pebble iomodel: gnuplot failed on %s/%s\n", dir, script);
     return rc;
@@ -272,9 +281,14 @@ int iomodel_main(int argc, char **argv) {
         } else if (!strcmp(a, "--block") || !strcmp(a, "--window") || !strcmp(a, "--global") ||
                    !strcmp(a, "--random") || !strcmp(a, "--seed")) {
             char *end;
+            errno = 0;
             long x = strtol(v, &end, 10);
-            if (*end || end == v || x < 0 || (x < 1 && !strcmp(a, "--block")))
-                return bad("%s %s: expected a non-negative integer", a, v);
+            int is_seed = !strcmp(a, "--seed");
+            if (*end || end == v || errno || x < 0 || (x < 1 && !strcmp(a, "--block")) ||
+                (!is_seed && x > INT_MAX))
+                return bad(is_seed ? "%s %s: expected a non-negative integer"
+                                   : "%s %s: expected a whole number from 0 (--block: 1) to "
+                                     "2147483647", a, v);
             int *f = !strcmp(a, "--block") ? &bp.block : !strcmp(a, "--window") ? &bp.window
                    : !strcmp(a, "--global") ? &bp.global : !strcmp(a, "--random") ? &bp.random
                    : NULL;
@@ -292,6 +306,12 @@ int iomodel_main(int argc, char **argv) {
         for (int i = 0; i < nN; i++)
             if (Ns[i] > 2048)
                 return bad("--lru replays the trace word by word: use --N <= 2048%s%s", "", "");
+    // before the sweep, which takes minutes at the default lists
+    if (out && system("command -v gnuplot >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "pebble iomodel: --out %s: the PNGs need gnuplot, which is not on PATH "
+                "(make deps)\n", out);
+        return PB_EXIT_RUNTIME;
+    }
     io_pass passes[2] = {IO_FWD, IO_BWD};
     int p0 = strcmp(pass, "bwd") == 0, p1 = strcmp(pass, "fwd") == 0 ? 0 : 1;
     int cap = na * nN * nd * nM * 2;

@@ -74,12 +74,16 @@ static void pattern_mask(uint8_t *m, const bs_params *p, int n, int h, int causa
 // element is visible iff the block's first key is (j0 <= i1 when causal, j0 < kvl); all are
 // iff its last key is visible to its first query.
 static int block_class(int qb, int kb, int bs, int T, int causal, int kvl) {
-    int i0 = qb * bs, i1 = (qb + 1) * bs < T ? (qb + 1) * bs - 1 : T - 1;
-    int j0 = kb * bs, j1 = (kb + 1) * bs < T ? (kb + 1) * bs - 1 : T - 1;
+    long long i0 = (long long)qb * bs, i1 = i0 + bs < T ? i0 + bs - 1 : T - 1;
+    long long j0 = (long long)kb * bs, j1 = j0 + bs < T ? j0 + bs - 1 : T - 1;
     if (j0 >= kvl || (causal && j0 > i1)) return 0;
     if (j1 < kvl && (!causal || j1 <= i0)) return 2;
     return 1;
 }
+
+// ceil(T / block), written so that T + block - 1 cannot overflow (attention.block is any
+// int >= 1 until the kernel refuses it)
+static int blocks_of(int T, int block) { return T / block + (T % block != 0); }
 
 // Carves n int32 out of *cur.
 static int32_t *take(int32_t **cur, size_t n) {
@@ -102,7 +106,7 @@ pb_block_layout *attn_bs_from_mask(const uint8_t *mask, int block, int T, int nb
                       kv_len[b], T);
             return NULL;
         }
-    int n = (T + block - 1) / block;
+    int n = blocks_of(T, block);
     size_t heads = (size_t)nb * nh, cells = heads * n * n;
     // class of every kept block, then the sizes of the lists
     uint8_t *cls = pb_malloc(cells ? cells : 1);
@@ -172,7 +176,7 @@ pb_block_layout *attn_bs_build(const bs_params *p, int T, int NH, int causal,
                   T);
         return NULL;
     }
-    int n = (T + p->block - 1) / p->block;
+    int n = blocks_of(T, p->block);
     int nh = p->pattern == BS_LOCAL_GLOBAL_RANDOM && p->random > 0 ? NH : 1;
     int nb = kv_len ? B : 1;
     size_t per = (size_t)n * n;
@@ -240,7 +244,7 @@ const char *attn_bs_validate(const pb_block_layout *l) {
     if (!l) return "no layout";
     if (l->block < 1 || l->T < 1 || l->nb < 1 || l->nh < 1)
         return WHY("a layout of block %d, T %d, %d rows, %d heads", l->block, l->T, l->nb, l->nh);
-    int n = (l->T + l->block - 1) / l->block;
+    int n = blocks_of(l->T, l->block);
     if (l->nqb != n || l->nkb != n)
         return WHY("%d x %d blocks, but T %d in blocks of %d makes %d", l->nqb, l->nkb, l->T,
                    l->block, n);
@@ -330,7 +334,7 @@ static pb_attn_desc run_desc(const pb_attn_desc *d, int32_t **kv) {
     if (!l->kv_len) return r;
     *kv = pb_malloc((size_t)d->B * sizeof(int32_t));
     for (int b = 0; b < d->B; b++) {
-        int a = attn_key_len(d, b), c = l->kv_len[b];
+        int a = attn_key_len(d, b), c = l->kv_len[l->nb == 1 ? 0 : b];  // kv_len is (nb)
         (*kv)[b] = a < c ? a : c;
     }
     r.kv_len = *kv;
