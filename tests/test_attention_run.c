@@ -101,6 +101,13 @@ Test(attention_run, attention_keys_errors) {
         {"--set attention.sparsity=butterfly",
          "attention.sparsity = butterfly needs model.attention = blocksparse"},
         {"--set attention.sparsity=sparse", "must be one of dense|local+global+random|butterfly"},
+        {"--set attention.block=32",
+         "attention.block is set, but only model.attention = blocksparse reads it"},
+        {"--set model.attention=blocksparse --set attention.sparsity=butterfly "
+         "--set attention.window=2",
+         "attention.window is set, but only attention.sparsity = local+global+random reads it"},
+        {"--set model.attention=blocksparse --set attention.random=3",
+         "attention.random is set, but only attention.sparsity = local+global+random reads it"},
         {"--set model.attention=blocksparse --set attention.block=48",
          "model.attention = blocksparse cannot run this model on the cpu backend: a layout of "
          "48 x 48 blocks (its tile is 16, 32, 64 or 128)"},

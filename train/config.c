@@ -759,6 +759,36 @@ int config_validate(const pb_config *c, char *err, size_t errlen) {
                  "(model.attention is %s)", c->attn_sparsity, c->attention);
         return -1;
     }
+    // The pattern's other keys, set where nothing reads them, would be silently ignored too.
+    {
+        pb_config d;
+        config_defaults(&d);
+        int bs = strcmp(c->attention, "blocksparse") == 0;
+        int lgr = strcmp(c->attn_sparsity, "local+global+random") == 0;
+        int dense = strcmp(c->attn_sparsity, "dense") == 0;
+        const struct {
+            const char *key;
+            int set, read;
+            const char *reader;
+        } k[] = {
+            {"block", c->attn_block != d.attn_block, bs, "model.attention = blocksparse"},
+            {"window", c->attn_window != d.attn_window, bs && lgr,
+             "attention.sparsity = local+global+random"},
+            {"random", c->attn_random != d.attn_random, bs && lgr,
+             "attention.sparsity = local+global+random"},
+            {"global", c->attn_global != d.attn_global, bs && !dense,
+             "attention.sparsity = local+global+random or butterfly"},
+            {"seed", c->attn_seed != d.attn_seed, bs && lgr,
+             "attention.sparsity = local+global+random"},
+        };
+        for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+            if (k[i].set && !k[i].read) {
+                snprintf(err, errlen, "attention.%s is set, but only %s reads it (model.attention "
+                         "= %s, attention.sparsity = %s)", k[i].key, k[i].reader, c->attention,
+                         c->attn_sparsity);
+                return -1;
+            }
+    }
     // An optimizer step accumulates whole micro-batches of B*T tokens.
     long long bt = (long long)c->batch_size * c->seq_len;
     if (c->total_batch_tokens % bt != 0) {
