@@ -558,6 +558,9 @@ int lra_main(int argc, char **argv) {
     if (!strcmp(argv[1], "sheet")) {
         parse(argc, argv, 2, &o);
         if (!o.out) pb_die(PB_EXIT_USAGE, "lra: sheet needs --out FILE.png");
+        // the sheet draws its own 16 images of each resolution: a gen option would be ignored
+        if (o.seen_pf || o.seen_counts || o.threads || o.force || o.imdb || o.aan)
+            pb_die(PB_EXIT_USAGE, "lra: sheet takes only --out and --seed");
         char err[1024];
         if (lra_pf_sheet(o.out, o.seed, err, sizeof err) != 0) pb_die(PB_EXIT_RUNTIME, "lra: %s", err);
         printf("lra: contact sheet %s\n", o.out);
@@ -581,6 +584,9 @@ int lra_main(int argc, char **argv) {
     if (!listops && o.seen_counts)
         pb_die(PB_EXIT_USAGE, "lra: --train, --val and --test are listops' options%s",
                pf ? " (pathfinder: --n)" : "");
+    if (!pf && o.threads)  // the others are drawn or read in one thread, in order
+        pb_die(PB_EXIT_USAGE, "lra: --threads is pathfinder's option (%s runs in one thread)",
+               task);
     if (!text && o.imdb) pb_die(PB_EXIT_USAGE, "lra: --imdb is text's option");
     if (!retrieval && o.aan) pb_die(PB_EXIT_USAGE, "lra: --aan is retrieval's option");
     if (text && !o.imdb)
