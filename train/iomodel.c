@@ -25,7 +25,7 @@ static const char *USAGE =
     "  on the same trace (word by word: small N). --out DIR: PNGs (gnuplot) and their data.\n";
 
 static int bad(const char *fmt, const char *a, const char *b) {
-    fprintf(stderr, "pebble iomodel: ");
+    fprintf(stderr, "pebble: iomodel: ");
     fprintf(stderr, fmt, a, b);
     fprintf(stderr, "\n");
     return PB_EXIT_USAGE;
@@ -79,7 +79,7 @@ static row measure(io_algo a, io_pass p, long long N, int d, long long M, const 
     if (a == IO_BLOCKSPARSE) {
         char err[256];
         l = attn_bs_build(bp, (int)N, 1, 0, NULL, 1, err, sizeof err);
-        if (!l) pb_die(PB_EXIT_USAGE, "pebble iomodel: %s", err);
+        if (!l) pb_die(PB_EXIT_USAGE, "iomodel: %s", err);
         r.density = attn_bs_density(l);
     }
     if (io_tiles_for(a, p, N, d, M, l, &r.t, why, whylen) == 0) {
@@ -129,7 +129,7 @@ static FILE *open_in(const char *dir, const char *name) {
     char path[600];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "w");
-    if (!f) pb_die(PB_EXIT_RUNTIME, "pebble iomodel: cannot write %s: %s", path, strerror(errno));
+    if (!f) pb_die(PB_EXIT_RUNTIME, "iomodel: cannot write %s: %s", path, strerror(errno));
     return f;
 }
 
@@ -138,7 +138,7 @@ static int gnuplot(const char *dir, const char *script) {
     char cmd[700];
     snprintf(cmd, sizeof cmd, "cd '%s' && gnuplot %s >&2", dir, script);
     int rc = system(cmd);
-    if (rc != 0) fprintf(stderr, "pebble iomodel: gnuplot failed on %s/%s\n", dir, script);
+    if (rc != 0) fprintf(stderr, "pebble: iomodel: gnuplot failed on %s/%s\n", dir, script);
     return rc;
 }
 
@@ -308,7 +308,7 @@ int iomodel_main(int argc, char **argv) {
                 return bad("--lru replays the trace word by word: use --N <= 2048%s%s", "", "");
     // before the sweep, which takes minutes at the default lists
     if (out && system("command -v gnuplot >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "pebble iomodel: --out %s: the PNGs need gnuplot, which is not on PATH "
+        fprintf(stderr, "pebble: iomodel: --out %s: the PNGs need gnuplot, which is not on PATH "
                 "(make deps)\n", out);
         return PB_EXIT_RUNTIME;
     }
