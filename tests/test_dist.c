@@ -398,6 +398,22 @@ Test(dist, sigterm_to_one_rank_checkpoints_once_and_every_rank_exits_0) {
     expect_same_run(dir_a, dir_b, 4);
 }
 
+// A stop while rank 0's checkpoint takes longer than the 10 s the ranks give a peer after a
+// stop signal: the others wait for it (the whole dist.timeout), so the stop's checkpoint is
+// written whole and every rank exits 0; before, they took rank 0 for dead and aborted it.
+Test(dist, a_slow_checkpoint_after_a_stop_is_waited_for, .timeout = 120) {
+    one_rank_reference("dist-slow");
+    const char *bin = pebble_bin();
+    cr_assert_eq(run(MPIRUN "-x PEBBLE_TEST_SIGNAL_AT_STEP=2 -x PEBBLE_TEST_SIGNAL_RANK=1 "
+                     "-x PEBBLE_TEST_SLOW_CHECKPOINT=12 %s train " TINY STEP4 "--set train.steps=4 "
+                     "--set run.dir=%s", bin, tmp, tmp, dir_b), 0, "%s", output());
+    cr_assert(strstr(run_stdout(), "stopped by SIGTERM after step 2 of 4"), "%s", output());
+    char p[500];
+    snprintf(p, sizeof p, "%s/ckpt_00000002.h5", dir_b);
+    cr_assert_eq(access(p, F_OK), 0, "no checkpoint of step 2: %s", output());
+    cr_assert(!strstr(output(), "did not answer"), "%s", output());
+}
+
 // pebble train --nproc 2, no mpirun on the command line: the same run as mpirun -np 2 (and so
 // as one rank).
 Test(dist, nproc_2_without_mpirun) {

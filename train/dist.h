@@ -35,6 +35,8 @@ typedef struct pb_dist {
     int mpi;             // MPI is initialised (world > 1)
     double timeout_s;    // a wait for a peer longer than this ends the run (dist.timeout)
     const volatile sig_atomic_t *stop;  // the trainer's stop flag (a wait names it when set)
+    int patient;         // 1 while the ranks wait for rank 0's checkpoint: the full timeout,
+                         // even after a stop signal (a slow save is not a dead rank)
 } pb_dist;
 
 // From the environment; MPI_Init when the world is larger than one. 0, or -1 with one line

@@ -328,6 +328,16 @@ static int test_signal_at(const char *name, int step, int k) {
 
 // Every rank calls it (under ZeRO-1 the moments' shards are gathered on rank 0 first);
 // rank 0 writes.
+// Every rank waits here until rank 0's checkpoint is on disk: with the full dist.timeout,
+// even after a stop signal, so a slow save is never taken for a dead rank (which would
+// abort rank 0 in the middle of it).
+static void checkpoint_barrier(pb_dist *d) {
+    if (!d || d->world < 2) return;
+    d->patient = 1;
+    dist_max(d, 0, "rank 0's checkpoint");
+    d->patient = 0;
+}
+
 static void save_checkpoint(const pb_config *cfg, const pb_model *model, const pb_adamw *opt,
                             const pb_feed *train, int step, long long tokens_seen, double lr,
                             int tty, pb_dist *d, const size_t *zoff) {
@@ -335,7 +345,10 @@ static void save_checkpoint(const pb_config *cfg, const pb_model *model, const p
         dist_gather(d, model->p->m, sizeof(float), zoff, "the gather of the AdamW moments");
         dist_gather(d, model->p->v, sizeof(float), zoff, "the gather of the AdamW moments");
     }
-    if (!dist_lead(d)) return;
+    if (!dist_lead(d)) {
+        checkpoint_barrier(d);
+        return;
+    }
     pb_ckpt_trainer_state st;
     memset(&st, 0, sizeof st);
     st.step = step;
@@ -353,8 +366,12 @@ static void save_checkpoint(const pb_config *cfg, const pb_model *model, const p
     if (ckpt_save(cfg->run_dir, model->p, opt, &st, cfg, cfg->ckpt_keep_last, path, sizeof path,
                   err, sizeof err) != 0)
         pb_die(PB_EXIT_RUNTIME, "%s (training stopped: it would go on unprotected)", err);
+    // Test hook: PEBBLE_TEST_SLOW_CHECKPOINT=S: rank 0's save takes S seconds more.
+    const char *slow = getenv("PEBBLE_TEST_SLOW_CHECKPOINT");
+    if (slow) sleep((unsigned)atoi(slow));
     printf("%scheckpoint: %s (%.2f s)\n", tty ? "\r\033[K" : "", path, pb_now() - t0);
     fflush(stdout);
+    checkpoint_barrier(d);
 }
 
 // config_write_ini text -> "\nsection.key = value\n..." lines, for comparing two configs.
