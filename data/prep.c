@@ -1,6 +1,7 @@
 // prep.c: `pebble prep`, text files -> GPT-2 or BERT token shards, or TSV files -> labelled
 // sequences, tokenized in parallel (see prep.h).
 #include "data/prep.h"
+#include "data/prep_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -86,11 +87,6 @@ typedef struct unit {
     int doc_start;  // first unit of a document: <|endoftext|> goes before it
 } unit;
 
-typedef struct in_file {
-    const char *path;
-    size_t size;
-} in_file;
-
 typedef struct reader {
     in_file *files;
     int nfiles, fi;      // the file being read
@@ -104,7 +100,7 @@ typedef struct reader {
     uint64_t docs, skipped;
 } reader;
 
-static int all_space(const uint8_t *p, size_t n) {
+int prep_all_space(const uint8_t *p, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!(p[i] == ' ' || (p[i] >= '\t' && p[i] <= '\r'))) return 0;
     return 1;
@@ -199,7 +195,7 @@ static int next_unit(reader *r, unit *u, unmap_list *done) {
         const uint8_t *p;
         size_t n;
         if (next_doc(r, &p, &n)) {
-            if (n == 0 || all_space(p, n)) {
+            if (n == 0 || prep_all_space(p, n)) {
                 r->skipped++;
             } else {
                 r->docs++;
@@ -373,15 +369,7 @@ static void remove_shards(const char *dir, int force) {
 
 // --- the tokenizer, either kind: loaded once, one GPT-2 encoder per thread
 
-typedef struct encoder {
-    int bert;
-    tok_tokenizer *gpt2;
-    tok_encoder **encs;  // per thread
-    wp_tokenizer *wp;
-    int vocab_size;
-} encoder;
-
-static void encoder_load(encoder *e, int bert, const char *path) {
+void prep_encoder_load(prep_encoder *e, int bert, const char *path) {
     char err[1024];
     e->bert = bert;
     if (bert) {
@@ -399,14 +387,14 @@ static void encoder_load(encoder *e, int bert, const char *path) {
 }
 
 // Appends the ids of p[0..n) to out; called from inside an OpenMP parallel region.
-static void encoder_run(const encoder *e, const uint8_t *p, size_t n, tok_ids *out) {
+void prep_encoder_run(const prep_encoder *e, const uint8_t *p, size_t n, tok_ids *out) {
     if (e->bert)
         wp_encode(e->wp, p, n, out);
     else
         tok_encode(e->encs[omp_get_thread_num()], p, n, 0, out);
 }
 
-static void encoder_free(encoder *e) {
+void prep_encoder_free(prep_encoder *e) {
     if (e->encs)
         for (int t = 0; t < omp_get_max_threads(); t++) tok_encoder_free(e->encs[t]);
     free(e->encs);
@@ -441,15 +429,6 @@ static void piece_push(piece *pc, writer *w, const int32_t *ids, size_t n) {
 
 // --- the command's options
 
-typedef struct options {
-    const char *out, *sep, *vocab;
-    int bert, labels, header, force, binary_ok;
-    uint64_t shard_tokens, val_tokens;
-    long seq_len, num_classes, val_rows;  // -1: not given
-    in_file *files;
-    int nfiles;
-} options;
-
 static long parse_int(const char *flag, const char *s, long lo, long hi) {
     char *end;
     errno = 0;
@@ -460,8 +439,8 @@ static long parse_int(const char *flag, const char *s, long lo, long hi) {
     return v;
 }
 
-static void parse_options(int argc, char **argv, options *o) {
-    *o = (options){.shard_tokens = 100000000, .val_tokens = 1000000, .seq_len = -1,
+static void parse_options(int argc, char **argv, prep_options *o) {
+    *o = (prep_options){.shard_tokens = 100000000, .val_tokens = 1000000, .seq_len = -1,
                    .num_classes = -1, .val_rows = -1};
     o->files = pb_calloc((size_t)argc, sizeof *o->files);
     int shard_opt = 0;  // an option of token shards only was given
@@ -573,12 +552,12 @@ static void parse_options(int argc, char **argv, options *o) {
 
 // --- token shards
 
-static int prep_shards(const options *o) {
+static int prep_shards(const prep_options *o) {
     const char *out = o->out;
     uint64_t total_bytes = 0, val_tokens = o->val_tokens;
     for (int i = 0; i < o->nfiles; i++) total_bytes += o->files[i].size;
-    encoder enc = {0};
-    encoder_load(&enc, o->bert, o->vocab);
+    prep_encoder enc = {0};
+    prep_encoder_load(&enc, o->bert, o->vocab);
     char err[1024];
     if (pb_make_dirs(out, err, sizeof err) != 0) pb_die(PB_EXIT_RUNTIME, "prep: %s", err);
     remove_shards(out, o->force);
@@ -618,7 +597,7 @@ static int prep_shards(const options *o) {
 #pragma omp parallel for schedule(dynamic, 4)
         for (size_t i = 0; i < nu; i++) {
             ids[i].n = 0;
-            encoder_run(&enc, units[i].p, units[i].n, &ids[i]);
+            prep_encoder_run(&enc, units[i].p, units[i].n, &ids[i]);
         }
         // write it in order
         for (size_t i = 0; i < nu; i++) {
@@ -697,188 +676,12 @@ static int prep_shards(const options *o) {
     free(pc.buf);
     free(done_maps.p);
     free(done_maps.len);
-    encoder_free(&enc);
-    return 0;
-}
-
-// --- labelled sequences from TSV
-
-typedef struct row {
-    const uint8_t *text;
-    size_t n;
-    int label;
-    int file;
-    size_t line;
-} row;
-
-// Reads every row of the TSV files, checks labels and texts, and returns them in file order
-// (*nrows of them); *max_label gets the largest label.
-static row *read_rows(const options *o, uint8_t **bufs, size_t *nrows, size_t *file_rows,
-                      long *max_label) {
-    size_t n = 0, cap = 1024;
-    row *rows = pb_malloc(cap * sizeof *rows);
-    *max_label = -1;
-    for (int fi = 0; fi < o->nfiles; fi++) {
-        const char *path = o->files[fi].path;
-        size_t size = o->files[fi].size;
-        uint8_t *b = bufs[fi] = pb_malloc(size + 1);
-        FILE *f = pb_fopen(path, "rb");
-        if (fread(b, 1, size, f) != size)
-            pb_die(PB_EXIT_RUNTIME, "prep: cannot read %s: %s", path, strerror(errno));
-        fclose(f);
-        size_t line = 0, before = n;
-        for (size_t i = 0; i < size;) {
-            uint8_t *nl = memchr(b + i, '\n', size - i);
-            size_t end = nl ? (size_t)(nl - b) : size, e = end;
-            const uint8_t *l = b + i;
-            if (e > i && b[e - 1] == '\r') e--;
-            size_t len = e - i;
-            i = end + 1;
-            line++;
-            if ((line == 1 && o->header) || len == 0) continue;  // the header; blank lines
-            const uint8_t *tab = memchr(l, '\t', len);
-            if (!tab)
-                pb_die(PB_EXIT_DATA, "prep: %s line %zu: no TAB between a label and a text",
-                       path, line);
-            long label = 0;
-            int ok = tab > l && tab - l <= 9;
-            for (const uint8_t *c = l; ok && c < tab; c++) {
-                ok = *c >= '0' && *c <= '9';
-                label = label * 10 + (*c - '0');
-            }
-            if (!ok)
-                pb_die(PB_EXIT_DATA, "prep: %s line %zu: the label '%.*s' is not a non-negative "
-                       "integer below 10^9%s", path, line, (int)(tab - l > 40 ? 40 : tab - l), l,
-                       line == 1 ? " (a header line? pass --header)" : "");
-            if (o->num_classes >= 0 && label >= o->num_classes)
-                pb_die(PB_EXIT_DATA, "prep: %s line %zu: label %ld is not below --num-classes %ld",
-                       path, line, label, o->num_classes);
-            const uint8_t *text = tab + 1;
-            size_t tn = (size_t)(l + len - text);
-            if (all_space(text, tn))
-                pb_die(PB_EXIT_DATA, "prep: %s line %zu: the text is empty", path, line);
-            if (n == cap) {
-                cap *= 2;
-                rows = realloc(rows, cap * sizeof *rows);
-                if (!rows) pb_die(PB_EXIT_RUNTIME, "prep: out of memory for %zu rows", cap);
-            }
-            rows[n++] = (row){text, tn, (int)label, fi, line};
-            if (label > *max_label) *max_label = label;
-        }
-        file_rows[fi] = n - before;
-        if (n == before) pb_die(PB_EXIT_DATA, "prep: %s holds no rows", path);
-    }
-    *nrows = n;
-    return rows;
-}
-
-static int prep_labels(const options *o) {
-    uint8_t *bufs[2] = {0};
-    size_t nrows, file_rows[2] = {0};
-    long max_label;
-    row *rows = read_rows(o, bufs, &nrows, file_rows, &max_label);
-    // rows [0, n_val) go to val.lseq, the rest to train.lseq
-    size_t n_val = 0, val_first = 0;
-    if (o->nfiles == 2) {
-        n_val = file_rows[1];
-        val_first = file_rows[0];
-    } else if (o->val_rows > 0) {
-        if ((size_t)o->val_rows >= nrows)
-            pb_die(PB_EXIT_USAGE, "prep: --val-rows %ld leaves no row of %s's %zu for train",
-                   o->val_rows, o->files[0].path, nrows);
-        n_val = (size_t)o->val_rows;
-    }
-    long classes = o->num_classes >= 0 ? o->num_classes : max_label + 1;
-    if (classes < 2)
-        pb_die(PB_EXIT_DATA, "prep: every label is 0: one class (pass --num-classes K if the "
-               "others are just absent)");
-
-    encoder enc = {0};
-    encoder_load(&enc, o->bert, o->vocab);
-    char err[1024], train_path[4096], val_path[4096];
-    if (pb_make_dirs(o->out, err, sizeof err) != 0) pb_die(PB_EXIT_RUNTIME, "prep: %s", err);
-    snprintf(train_path, sizeof train_path, "%s/train.lseq", o->out);
-    snprintf(val_path, sizeof val_path, "%s/val.lseq", o->out);
-    if (!o->force)
-        for (int k = 0; k < 2; k++)
-            if (access(k ? val_path : train_path, F_OK) == 0)
-                pb_die(PB_EXIT_USAGE, "prep: %s already exists; pass --force to replace it",
-                       k ? val_path : train_path);
-    lseq_info info = {.T = (int)o->seq_len, .token_bytes = 2, .num_classes = (int)classes,
-                      .vocab_size = enc.vocab_size};
-    lseq_writer *tw = lseq_create(train_path, &info, err, sizeof err), *vw = NULL;
-    if (tw && n_val) vw = lseq_create(val_path, &info, err, sizeof err);
-    if (!tw || (n_val && !vw)) {
-        if (tw) lseq_abort(tw);
-        pb_die(PB_EXIT_RUNTIME, "prep: %s", err);
-    }
-
-    double t0 = pb_now();
-    const int T = (int)o->seq_len;
-    int32_t *tokens = pb_malloc((size_t)T * sizeof *tokens);
-    size_t batch = 65536, truncated = 0;
-    tok_ids *ids = pb_calloc(batch, sizeof *ids);
-    uint64_t total = 0;
-    for (size_t b0 = 0; b0 < nrows; b0 += batch) {
-        size_t nb = nrows - b0 < batch ? nrows - b0 : batch;
-#pragma omp parallel for schedule(dynamic, 64)
-        for (size_t i = 0; i < nb; i++) {
-            ids[i].n = 0;
-            encoder_run(&enc, rows[b0 + i].text, rows[b0 + i].n, &ids[i]);
-        }
-        for (size_t i = 0; i < nb; i++) {
-            const row *rw = &rows[b0 + i];
-            // bert: [CLS] the first T-2 tokens [SEP]; gpt2: the first T tokens
-            int len = 0, room = o->bert ? T - 2 : T;
-            int keep = ids[i].n > (size_t)room ? room : (int)ids[i].n;
-            truncated += ids[i].n > (size_t)room;
-            if (o->bert) tokens[len++] = WP_CLS;
-            if (keep) memcpy(tokens + len, ids[i].data, (size_t)keep * sizeof *tokens);
-            len += keep;
-            if (o->bert) tokens[len++] = WP_SEP;
-            size_t at = b0 + i;
-            int is_val = o->nfiles == 2 ? at >= val_first : at < n_val;
-            const char *why = keep == 0 ? "the text has no tokens (nothing left once cleaned)"
-                                        : NULL;
-            if (!why && lseq_append(is_val ? vw : tw, tokens, len, rw->label, err, sizeof err) != 0)
-                why = err;
-            if (why) {
-                lseq_abort(tw);
-                if (vw) lseq_abort(vw);
-                pb_die(PB_EXIT_DATA, "prep: %s line %zu: %s", o->files[rw->file].path, rw->line,
-                       why);
-            }
-            total += (uint64_t)len;
-        }
-    }
-    if (vw && lseq_finish(vw, err, sizeof err) != 0) {
-        lseq_abort(tw);
-        pb_die(PB_EXIT_RUNTIME, "prep: %s", err);
-    }
-    if (lseq_finish(tw, err, sizeof err) != 0) {
-        if (vw) unlink(val_path);
-        pb_die(PB_EXIT_RUNTIME, "prep: %s", err);
-    }
-    if (!n_val && unlink(val_path) == 0)  // --force: a val.lseq of an earlier run is stale
-        fprintf(stderr, "prep: removed %s of an earlier run\n", val_path);
-    double dt = pb_now() - t0;
-    printf("prep: %zu rows, %ld classes, %llu tokens (%zu rows cut to %d tokens) in %.2f s\n",
-           nrows, classes, (unsigned long long)total, truncated, T, dt);
-    if (n_val) printf("prep: val   %zu rows: %s\n", n_val, val_path);
-    printf("prep: train %zu rows: %s\n", nrows - n_val, train_path);
-
-    for (size_t i = 0; i < batch; i++) tok_ids_free(&ids[i]);
-    free(ids);
-    free(tokens);
-    free(rows);
-    free(bufs[0]);
-    free(bufs[1]);
-    encoder_free(&enc);
+    prep_encoder_free(&enc);
     return 0;
 }
 
 int prep_main(int argc, char **argv) {
-    options o;
+    prep_options o;
     parse_options(argc, argv, &o);
     int rc = o.labels ? prep_labels(&o) : prep_shards(&o);
     free(o.files);
