@@ -84,6 +84,8 @@ int config_load_file(pb_config *c, const char *path, char *err, size_t errlen);
 int config_set(pb_config *c, const char *assignment, char *err, size_t errlen);  // "sec.key=value"
 // Required keys present and values consistent with one another.
 int config_validate(const pb_config *c, char *err, size_t errlen);
+// The part of config_validate that relates keys to one another (config_check.c).
+int config_check_combinations(const pb_config *c, char *err, size_t errlen);
 
 // Every key, with its type, default and help, for `pebble train --help`.
 void config_print_help(FILE *f);

@@ -2,7 +2,6 @@
 // over micro-batches) -> global-norm clip -> AdamW -> schedule -> log; periodic validation.
 #include "train/trainer.h"
 
-#include <dirent.h>
 #include <glob.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -11,7 +10,6 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
