@@ -567,7 +567,7 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     pb_progress prog;
     memset(&prog, 0, sizeof prog);
     if (lead) {
-        // (an earlier run's metrics.jsonl was archived by run_dir_claim_fresh)
+        // (an earlier run's metrics.jsonl was archived by rundir_claim_fresh)
         if (!resumed && start && start->resume) rundir_claim_fresh(cfg->run_dir, 0);  // auto
         snprintf(path, sizeof path, "%s/config.ini", cfg->run_dir);
         FILE *fc = fopen(path, "w");
