@@ -228,11 +228,8 @@ static void ensure_acts(bert *m, int B, int T) {
     m->attn_desc = attention_desc(m, B, T);
     // block-sparse: the layout of this T, built once here (free_acts drops it); each
     // batch's key lengths apply through the descriptor's kv_len
-    if (attn_bs_for_model(m->cfg.attention, &m->cfg.sparse, T, m->cfg.n_head, 0, &m->layout,
-                          err, sizeof err))
-        pb_die(PB_EXIT_USAGE, "%s", err);
-    m->attn_desc.layout = m->layout;
-    m->attn = pb_attn_choose(ops, m->cfg.attention, &m->attn_desc, err, sizeof err);
+    m->attn = attn_bs_setup(ops, m->cfg.attention, &m->cfg.sparse, &m->attn_desc, &m->layout,
+                            err, sizeof err);
     if (!m->attn) pb_die(PB_EXIT_USAGE, "%s", err);
     m->acts.tf.h = pb_calloc((size_t)m->cfg.n_layer, sizeof(tf_layer_acts));
     m->acts_bytes = map_acts(m, B, T, NULL);

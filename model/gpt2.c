@@ -156,11 +156,8 @@ static void ensure_acts(gpt2 *m, int B, int T) {
     char err[1024];
     m->attn_desc = attention_desc(m, B, T);
     // block-sparse: the layout of this T, built once here (free_acts drops it)
-    if (attn_bs_for_model(m->cfg.attention, &m->cfg.sparse, T, m->cfg.n_head, 1, &m->layout,
-                          err, sizeof err))
-        pb_die(PB_EXIT_USAGE, "%s", err);
-    m->attn_desc.layout = m->layout;
-    m->attn = pb_attn_choose(ops, m->cfg.attention, &m->attn_desc, err, sizeof err);
+    m->attn = attn_bs_setup(ops, m->cfg.attention, &m->cfg.sparse, &m->attn_desc, &m->layout,
+                            err, sizeof err);
     if (!m->attn) pb_die(PB_EXIT_USAGE, "%s", err);
     m->B = B;
     m->T = T;

@@ -191,12 +191,24 @@ pb_block_layout *attn_bs_build(const bs_params *p, int T, int NH, int causal,
 
 void attn_bs_free(pb_block_layout *l) { free(l); }
 
+const pb_attn_impl *attn_bs_setup(const pb_ops *ops, const char *want, const bs_params *p,
+                                  pb_attn_desc *d, pb_block_layout **layout, char *err,
+                                  size_t errlen) {
+    if (attn_bs_for_model(want, p, d->T, d->NH, d->causal, layout, err, errlen)) return NULL;
+    d->layout = *layout;
+    const pb_attn_impl *a = pb_attn_choose(ops, want, d, err, errlen);
+    if (!a) {
+        attn_bs_free(*layout);
+        *layout = NULL;
+        d->layout = NULL;
+    }
+    return a;
+}
+
 const pb_attn_impl *attn_bs_choose(const pb_ops *ops, const char *want, const bs_params *p,
                                    pb_attn_desc d, char *err, size_t errlen) {
-    pb_block_layout *l;
-    if (attn_bs_for_model(want, p, d.T, d.NH, d.causal, &l, err, errlen)) return NULL;
-    d.layout = l;
-    const pb_attn_impl *a = pb_attn_choose(ops, want, &d, err, errlen);
+    pb_block_layout *l = NULL;
+    const pb_attn_impl *a = attn_bs_setup(ops, want, p, &d, &l, err, errlen);
     attn_bs_free(l);
     return a;
 }

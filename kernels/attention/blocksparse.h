@@ -106,8 +106,13 @@ void attn_bs_free(pb_block_layout *l);
 int attn_bs_for_model(const char *want, const bs_params *p, int T, int NH, int causal,
                       pb_block_layout **out, char *err, size_t errlen);
 
-// pb_attn_choose for descriptor d with the layout attn_bs_for_model would give it (built and
-// dropped: this answers "can it run"; the model keeps its own layout).
+// A model's attention at d's shape: the layout attn_bs_for_model gives it into *layout and
+// d->layout (the caller frees it with attn_bs_free), and the implementation that runs d.
+// NULL with one line in err (then nothing is kept).
+const pb_attn_impl *attn_bs_setup(const pb_ops *ops, const char *want, const bs_params *p,
+                                  pb_attn_desc *d, pb_block_layout **layout, char *err,
+                                  size_t errlen);
+// The same, the layout built and dropped: this answers "can it run".
 const pb_attn_impl *attn_bs_choose(const pb_ops *ops, const char *want, const bs_params *p,
                                    pb_attn_desc d, char *err, size_t errlen);
 
