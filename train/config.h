@@ -1,6 +1,6 @@
 // config.h: the run configuration. INI files (configs/*.ini, parsed with libinih) set it,
 // `--set section.key=value` overrides it, and every key has a default listed by
-// `pebble train --help`. The one table of keys lives in config.c.
+// `pebble train --help`. The one table of keys lives in config_keys.c.
 #ifndef PEBBLE_CONFIG_H
 #define PEBBLE_CONFIG_H
 

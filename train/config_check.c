@@ -1,5 +1,5 @@
 // config_check.c: the checks of a run configuration that involve several keys (the single
-// keys' types and bounds are config.c's table): heads and channels, the task and the model,
+// keys' types and bounds are config_keys.c's table): heads and channels, the task and the model,
 // each family's fixed choices, the attention pattern's keys, the batch and the step.
 #include <stdio.h>
 #include <string.h>
