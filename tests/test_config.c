@@ -459,7 +459,7 @@ Test(config, help_lists_every_key_with_type_and_default) {
             keys++;
         }
     }
-    cr_expect_eq(keys, 57, "the written INI has %d keys", keys);  // 46, [dist] 3, data.test, [attention] 6, model.norm
+    cr_expect_eq(keys, 58, "the written INI has %d keys", keys);  // 46, [dist] 3, data.test, [attention] 6, model.norm, train.time_limit
     free(ini);
     free(text);
 }

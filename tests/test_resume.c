@@ -141,6 +141,42 @@ Test(resume, n_steps_equal_a_stop_and_a_resume_to_the_bit, .timeout = 300) {
     expect_identical(pa, pb);
 }
 
+// train.time_limit: a limit shorter than one step stops after the first, with a checkpoint;
+// resumed without the limit, the run is the straight one to the bit.
+Test(resume, time_limit_stops_with_a_checkpoint_and_resumes_to_the_bit, .timeout = 300) {
+    make_data("resume");
+    const char *bin = pebble_bin();
+    char a[8192], b[8192], dir[400], pa[500], pb[500];
+    cr_assert_eq(run("%s train " TINY "--set train.steps=8 --set run.dir=%s/ta", bin, tmp, tmp,
+                     tmp), 0, "%s", output());
+    cr_assert_eq(run("%s train " TINY "--set train.steps=8 --set train.time_limit=1e-6 "
+                     "--set run.dir=%s/tb", bin, tmp, tmp, tmp), 0, "%s", output());
+    cr_assert(strstr(output(), "stopped at the time limit (train.time_limit = 1e-06 s) after "
+                               "step 1 of 8; continue with --resume auto"), "%s", output());
+    int last;
+    snprintf(dir, sizeof dir, "%s/tb", tmp);
+    cr_assert_eq(step_lines(dir, &last), 1);
+    snprintf(pb, sizeof pb, "%s/tb/ckpt_00000001.h5", tmp);
+    loaded_t x;
+    load(&x, pb);
+    cr_assert_eq(x.st.step, 1);
+    unload(&x);
+    cr_assert_eq(run("%s train --resume auto --set train.time_limit=0 --set run.dir=%s/tb", bin,
+                     tmp), 0, "%s", output());
+    cr_assert_eq(step_lines(dir, &last), 8);
+    losses_of(dir, b, sizeof b);
+    snprintf(dir, sizeof dir, "%s/ta", tmp);
+    losses_of(dir, a, sizeof a);
+    cr_assert_str_eq(a, b, "losses differ after a time-limit stop and a resume");
+    snprintf(pa, sizeof pa, "%s/ta/ckpt_00000008.h5", tmp);
+    snprintf(pb, sizeof pb, "%s/tb/ckpt_00000008.h5", tmp);
+    expect_identical(pa, pb);
+    // a negative limit is refused in one line
+    cr_assert_neq(run("%s train " TINY "--set train.time_limit=-1 --set run.dir=%s/tc", bin, tmp,
+                      tmp, tmp), 0);
+    cr_assert(strstr(output(), "train.time_limit"), "%s", output());
+}
+
 static void stop_from_outside(int sig, const char *name) {
     const char *bin = pebble_bin();
     char dir[400];

@@ -52,6 +52,7 @@ typedef struct pb_config {
     unsigned long long seed;
     int val_every;           // steps between validations (0 = never; always after the last)
     int val_batches;         // micro-batches per validation
+    double time_limit;       // wall-clock seconds for this run (0 = none): stop with a checkpoint
     // [run]
     char run_dir[PB_PATH_MAX];
     int plot;                // write loss.png with gnuplot at the end (0/1)

@@ -134,6 +134,10 @@ const config_key config_keys[] = {
      GE(0)},
     {KEY("train", "val_batches", INT, val_batches, "8", "micro-batches per validation"),
      GE(1)},  // a validation of zero batches has no loss
+    {KEY("train", "time_limit", DOUBLE, time_limit, "0",
+         "wall-clock seconds for this run: it stops with a checkpoint before a step would end "
+         "past them (0 = no limit); continue with --resume auto"),
+     GE(0)},
     // [run]
     {KEY("run", "dir", STRING, run_dir, "runs/default", "run directory: log, config.ini, loss.png"),
      .nonempty = 1},  // "" is not a directory

@@ -91,10 +91,16 @@ int trainer_model_from_ckpt(const char *path, gpt2_config *mc, char *err, size_t
 static volatile sig_atomic_t stop_signal;
 static int test_signal_at(const char *name, int step, int k);
 
-// The stop signal as every rank sees it: the largest any rank got (a collective: each rank
-// asks at the same points of the loop, so they stop at the same micro-batch).
-static int stop_agreed(pb_dist *d) {
-    return d ? dist_max(d, stop_signal, "the stop check") : stop_signal;
+// Why a run stops: a signal's number, or STOP_TIME_LIMIT (train.time_limit), below every
+// signal that stops a run, so that a signal received meanwhile is the one reported.
+#define STOP_TIME_LIMIT 1
+
+// The stop as every rank sees it: the largest reason any rank has (a collective: each rank
+// asks at the same points of the loop, so they stop at the same micro-batch). time_up: this
+// rank's clock says the time limit is reached.
+static int stop_agreed(pb_dist *d, int time_up) {
+    int why = stop_signal ? stop_signal : time_up ? STOP_TIME_LIMIT : 0;
+    return d ? dist_max(d, why, "the stop check") : why;
 }
 
 // Rank r of world computes the contiguous share [off[r], off[r+1]) of n items; off (world+1,).
@@ -151,7 +157,7 @@ double trainer_evaluate(pb_model *model, pb_feed *val, int step, int batches, pb
     double sum = NAN;
     feed_reset(val);
     for (int i = 0; i < batches; i++) {
-        if (stop_agreed(d)) goto out;
+        if (stop_agreed(d, 0)) goto out;
         feed_next(val, b, FEED_VAL_STEP, i);
         if ((size_t)i >= off[dd->rank] && (size_t)i < off[dd->rank + 1]) {
             loss[i] = model_forward(model, b->inputs, b->targets, b->lengths, b->labels, b->B,
@@ -620,9 +626,10 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
         last_val = trainer_evaluate(&model, val, start_step, val_batches, &batch, &val_acc, &d);
         if (!isnan(last_val) && lead) progress_val(&prog, start_step, last_val, val_acc);
     }
-    int stop_sig = 0;  // the signal all ranks act on (stop_agreed)
+    int stop_sig = 0;  // the reason all ranks act on (stop_agreed)
+    double slowest_s = 0.0;  // the slowest step of this run, for train.time_limit
     pb_loader_state step_start;  // the loader before this step: a stop mid-step goes back to it
-    for (int step = start_step; step < cfg->steps && !(stop_sig = stop_agreed(&d)); step++) {
+    for (int step = start_step; step < cfg->steps && !(stop_sig = stop_agreed(&d, 0)); step++) {
         double t0 = pb_now();
         double lr = lr_schedule(step, cfg->steps, cfg->warmup_steps, cfg->lr, cfg->min_lr_frac);
         feed_get_state(train, &step_start);
@@ -638,7 +645,7 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
             if (tree && accum > 1) dist_tree_add(&grads, model.p->grad);
             micro++;
             if (test_signal_at("PEBBLE_TEST_SIGNAL_AT_MICRO", step + 1, micro)) raise(SIGTERM);
-            if (micro < accum && (stop_sig = stop_agreed(&d)) != 0) break;
+            if (micro < accum && (stop_sig = stop_agreed(&d, 0)) != 0) break;
         }
         if (micro < accum) {
             // Stopped mid-step: the unfinished step is dropped (its gradients are never
@@ -702,7 +709,13 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
         // the tests of what the other ranks do then.
         const char *die = getenv("PEBBLE_TEST_DIE_AT_STEP");
         if (die && atoi(die) == step + 1 && test_signal_rank_ok()) raise(SIGKILL);
-        stop_sig = stop_agreed(&d);
+        // train.time_limit: stop now when one more step as slow as the slowest so far
+        // (its validation included) would end past the limit.
+        double iter_s = pb_now() - t0;
+        if (iter_s > slowest_s) slowest_s = iter_s;
+        int time_up = cfg->time_limit > 0 && !last &&
+                      pb_now() - run_t0 + slowest_s > cfg->time_limit;
+        stop_sig = stop_agreed(&d, time_up);
 
         int stopping = stop_sig != 0;
         if ((cfg->ckpt_every && (step + 1) % cfg->ckpt_every == 0) || last || stopping)
@@ -726,7 +739,10 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     if (lead) progress_close(&prog);
     if (stopped) {
         const char *sig = stop_sig == SIGINT ? "SIGINT" : "SIGTERM";
-        if (stopped_at == 0)
+        if (stop_sig == STOP_TIME_LIMIT)
+            printf("stopped at the time limit (train.time_limit = %g s) after step %d of %d; "
+                   "continue with --resume auto\n", cfg->time_limit, stopped_at, cfg->steps);
+        else if (stopped_at == 0)
             printf("stopped by %s before the first step finished: no checkpoint written\n", sig);
         else if (mid_step)
             printf("stopped by %s during step %d of %d (after micro-batch %d of %d: that step "
