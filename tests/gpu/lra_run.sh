@@ -1,0 +1,33 @@
+#!/bin/sh
+# lra_run.sh: Long Range Arena ListOps end to end in one call on the GPU machine: the data made
+# there (`pebble lra gen listops`), configs/lra-listops.ini trained under a wall-clock budget
+# (train.time_limit), validation on the way, the test set at the end when the run finishes.
+# A checkpoint of this model (~100 MB with AdamW's moments) cannot come back from the machine,
+# so a run that stops at the limit is reported, not continued.
+# From the repository root, after `. .deps/env.sh`:
+#   LIMIT   seconds of training (default 420)
+#   STEPS   train.steps (default the config's 5000)
+#   EXTRA   more --set arguments for pebble train
+# Logs under $OUT: lra_listops.log (the run's output), lra_metrics.jsonl; a summary last.
+set -u
+OUT=${OUT:-/tmp/pebble-out}
+mkdir -p "$OUT"
+t0=$(date +%s)
+el() { echo "$(($(date +%s) - t0)) s"; }
+make -j16 build/pebble >"$OUT/lra_build.log" 2>&1 || { tail -30 "$OUT/lra_build.log"; exit 1; }
+rm -f "$OUT/lra_build.log"
+echo "build done, $(el)"
+D=/tmp/lra/listops
+build/pebble lra gen listops --out $D --threads 16 2>&1 | tail -2
+echo "data done, $(el)"
+LOG="$OUT/lra_listops.log"
+rm -rf /tmp/lra/run
+timeout $((${LIMIT:-420} + 120)) build/pebble train -c configs/lra-listops.ini \
+    --set data.train=$D/train.lseq --set data.val=$D/val.lseq --set data.test=$D/test.lseq \
+    --set run.dir=/tmp/lra/run --set run.plot=false --set checkpoint.every=0 \
+    --set train.time_limit=${LIMIT:-420} ${STEPS:+--set train.steps=$STEPS} ${EXTRA:-} \
+    >"$LOG" 2>&1
+echo "train rc=$?, $(el)"
+cp /tmp/lra/run/metrics.jsonl "$OUT/lra_metrics.jsonl" 2>/dev/null
+grep -E "^pebble |^data |^step (1|[0-9]*[05]00)/|val loss|test loss|stopped|done:|this run|rror" "$LOG" |
+    tail -40
