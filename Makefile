@@ -122,6 +122,12 @@ $(BUILD)/tests/gpu/bench_cuda: tests/gpu/bench_cuda.c $(BUILD)/libpebble.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(BUILD)/libpebble.a $(LDFLAGS) $(LDLIBS)
 
+# The small-cache attention at torch_sdpa.py's shapes (tests/gpu/sc_run.sh runs it); the
+# CUDA headers for cudaProfilerStart (its --ncu mode).
+$(BUILD)/tests/gpu/bench_smallcache: tests/gpu/bench_smallcache.c $(BUILD)/libpebble.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -I$(CUDA_HOME)/include $< -o $@ $(BUILD)/libpebble.a $(LDFLAGS) $(LDLIBS)
+
 # --- dev/: kernels that lost a benchmark, kept for comparison, never in libpebble.a.
 #   make dev-mma   the mma.sync attention (dev/cuda/flash_mma_cuda.cu) and its bench against
 #                  the production wgmma kernels: build/dev/cuda/mma_bench [T] on the GPU

@@ -63,8 +63,8 @@ const config_key config_keys[] = {
     // checks the name against its table at startup (pb_attn_choose), one line if it cannot.
     {KEY("model", "attention", STRING, attention, "auto",
          "attention kernel: auto (the fastest that runs the model), or by name: naive, flash, "
-         "blocksparse (the [attention] pattern), smallcache (CPU); flash (CUDA fp32); wgmma, "
-         "flash (CUDA bf16)"),
+         "blocksparse (the [attention] pattern), smallcache (CPU; CUDA: head dims above 128); "
+         "flash (CUDA fp32); wgmma, flash (CUDA bf16)"),
      .choices = "auto|flash|naive|wgmma|blocksparse|smallcache"},
     // [attention]: the block-sparse pattern (kernels/attention/blocksparse.h), read only with
     // model.attention = blocksparse (config_validate refuses a pattern that would be ignored)

@@ -45,6 +45,21 @@ extern "C" const char *attn_wgmma_cuda_supports(const pb_attn_desc *d) {
     return NULL;
 }
 
+// T x T scores per head: (4 + 2) T^2 bytes in bf16, 6.4 GB at this T, within the 8 GiB
+// chunk budget of smallcache_cuda.cu (fp32 tensors: 8.6 GB, one head per chunk)
+#define SC_CUDA_MAX_T 32768
+
+extern "C" const char *attn_smallcache_cuda_supports(const pb_attn_desc *d) {
+    const char *why = cuda_attn_common(d);
+    if (why) return why;
+    // cuBLASLt's tensor-core products want 16-byte aligned operands: a head's rows start at
+    // multiples of D elements
+    if (d->D % 8 != 0) return head_dim_phrase(d->D, "multiples of 8");
+    if (d->T > SC_CUDA_MAX_T)
+        return "T above 32768 (it materialises a T x T score matrix per head: 6.4 GB at 32768)";
+    return NULL;
+}
+
 extern "C" const pb_attn_impl attn_cuda_flash = {"flash", attn_flash_cuda_supports,
                                                  attn_flash_cuda_forward,
                                                  attn_flash_cuda_backward};
@@ -54,6 +69,12 @@ extern "C" const pb_attn_impl attn_cuda_flash_bf16 = {"flash", attn_flash_cuda_s
 extern "C" const pb_attn_impl attn_cuda_wgmma = {"wgmma", attn_wgmma_cuda_supports,
                                                  attn_wgmma_cuda_forward,
                                                  attn_wgmma_cuda_backward};
+extern "C" const pb_attn_impl attn_cuda_smallcache = {"smallcache", attn_smallcache_cuda_supports,
+                                                      attn_smallcache_cuda_forward,
+                                                      attn_smallcache_cuda_backward};
+extern "C" const pb_attn_impl attn_cuda_smallcache_bf16 = {
+    "smallcache", attn_smallcache_cuda_supports, attn_smallcache_cuda_forward_bf16,
+    attn_smallcache_cuda_backward_bf16};
 
 // ----------------------------------------------------------------------------
 // Di (B,NH,T) = rowsum(dO * O) per head: one warp per (b, t, h). Each lane takes V adjacent

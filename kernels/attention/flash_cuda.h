@@ -5,6 +5,9 @@
 //   flash (flash_cuda.cu): FlashAttention-2 tiling with fp32 arithmetic, any D <= 128, on
 //         fp32 tensors (the fp32 table) or bf16 ones (the bf16 table: bf16 loads and stores).
 //   wgmma (flash_wgmma_cuda.cu): Hopper warpgroup MMA on bf16 tensors, D 64 and 128.
+//   smallcache (smallcache_cuda.cu): the scores materialised per head in HBM, every product a
+//         cuBLASLt GEMM; any D that is a multiple of 8, T <= 32768, fp32 or bf16 tensors. For
+//         D > 128, where the others do not run (the tables list it last).
 // Which descriptors each runs is said once, by its supports() (attention_cuda.cu).
 #ifndef PEBBLE_FLASH_CUDA_H
 #define PEBBLE_FLASH_CUDA_H
@@ -15,10 +18,13 @@
 extern const pb_attn_impl attn_cuda_flash;       // fp32 tensors
 extern const pb_attn_impl attn_cuda_flash_bf16;  // bf16 tensors, fp32 arithmetic
 extern const pb_attn_impl attn_cuda_wgmma;       // bf16 tensors, bf16 tensor-core products
+extern const pb_attn_impl attn_cuda_smallcache;       // fp32 tensors, cuBLASLt products
+extern const pb_attn_impl attn_cuda_smallcache_bf16;  // bf16 tensors, cuBLASLt products
 
 // NULL when the implementation runs d, else why not (a phrase, kernels/ops.h).
 const char *attn_flash_cuda_supports(const pb_attn_desc *d);
 const char *attn_wgmma_cuda_supports(const pb_attn_desc *d);
+const char *attn_smallcache_cuda_supports(const pb_attn_desc *d);
 
 void attn_flash_cuda_forward(float *out, float *lse, const float *qkv, const pb_attn_desc *d);
 void attn_flash_cuda_backward(float *dqkv, const float *dout, const float *out,
@@ -33,6 +39,23 @@ void attn_flash_cuda_backward_bf16(float *dqkv, const float *dout, const float *
 void attn_wgmma_cuda_forward(float *out, float *lse, const float *qkv, const pb_attn_desc *d);
 void attn_wgmma_cuda_backward(float *dqkv, const float *dout, const float *out,
                               const float *lse, const float *qkv, const pb_attn_desc *d);
+
+// smallcache: fp32 tensors (the _bf16 pair: bf16 tensors; results carry bf16 rounding of P
+// and dS as wgmma's). Scratch: one buffer of S (fp32) and P for a chunk of (b, h) pairs.
+void attn_smallcache_cuda_forward(float *out, float *lse, const float *qkv,
+                                  const pb_attn_desc *d);
+void attn_smallcache_cuda_backward(float *dqkv, const float *dout, const float *out,
+                                   const float *lse, const float *qkv, const pb_attn_desc *d);
+void attn_smallcache_cuda_forward_bf16(float *out, float *lse, const float *qkv,
+                                       const pb_attn_desc *d);
+void attn_smallcache_cuda_backward_bf16(float *dqkv, const float *dout, const float *out,
+                                        const float *lse, const float *qkv,
+                                        const pb_attn_desc *d);
+// The chunk budget in bytes (0: the default, 8 GiB): how many (b, h) pairs' scores are held
+// at once (at least one). A test knob: a tiny budget exercises the chunk loop.
+void attn_smallcache_cuda_set_budget(size_t bytes);
+// The scratch bytes a call on d with tensors of type dt allocates under the current budget.
+size_t attn_smallcache_cuda_scratch_bytes(const pb_attn_desc *d, pb_dtype dt);
 
 // Di (B,NH,T) = rowsum(dO * O) of each head's rows, the first step of every backward, from
 // dout and out of element type dt, into the backend's scratch (valid until the next call).

@@ -79,6 +79,7 @@ enum {
     CUDA_SCRATCH_SORT,         // encoder backward: positions sorted by token
     CUDA_SCRATCH_ATTN,         // attention backward: Di = rowsum(dO * O), (B,NH,T)
     CUDA_SCRATCH_GELU,         // unfused fallback of matmul_backward_gelu: dout @ weight
+    CUDA_SCRATCH_SCORES,       // small-cache attention: a chunk of heads' (T,T) S and P
     CUDA_SCRATCH_COUNT
 };
 void *cuda_scratch(int slot, size_t bytes);
@@ -96,6 +97,14 @@ void cuda_matmul_forward_bf16(float *out, const float *inp, const float *weight,
                               const float *bias, int N, int IC, int OC);
 void cuda_matmul_backward_bf16(float *dinp, float *dweight, float *dbias, const float *dout,
                                const float *inp, const float *weight, int N, int IC, int OC);
+// batch products at once, column-major as cuBLASLt's: D_i (m,n) = alpha op(A_i) (m,k)
+// op(B_i) (k,n) + beta D_i with X_i = X + i * stride_x elements; A and B of type abt, D of
+// type dt (CUDA_R_32F or CUDA_R_16BF), fp32 accumulation. The small-cache attention's
+// products over a batch row's heads (smallcache_cuda.cu).
+void cuda_matmul_strided(void *d, const void *a, const void *b, int m, int n, int k, int transa,
+                         int transb, int lda, int ldb, int ldd, int64_t stride_a,
+                         int64_t stride_b, int64_t stride_d, int batch, float alpha, float beta,
+                         cudaDataType_t abt, cudaDataType_t dt);
 // GELU fused into the bf16 products (cuBLASLt epilogues GELU_AUX_BIAS, DGELU); each returns
 // 0, having done nothing, when cuBLASLt has no algorithm for the fused form.
 int cuda_matmul_gelu_forward_bf16(float *out, float *pre, const float *inp, const float *weight,

@@ -46,6 +46,8 @@ typedef struct {
     int align_a, align_b, align_d, align_bias;
     int ab_type, d_type;  // cudaDataType_t of A and B; of C, D and the bias
     int epi;              // LT_EPI_*: a fused GELU (its aux matrix laid out as D)
+    int batch;            // strided batch: count (0 or 1: one product) ...
+    int64_t stride_a, stride_b, stride_d;  // ... and element offsets between the products
 } lt_key;
 
 enum { LT_EPI_NONE = 0, LT_EPI_GELU_AUX, LT_EPI_DGELU };
@@ -58,26 +60,41 @@ typedef struct {
     int ok;  // 0: cuBLASLt has no algorithm (only a fused epilogue may; the caller falls back)
 } lt_plan;
 
-#define LT_CACHE 128
+// An open-addressing hash table: causal small-cache attention alone asks for a few hundred
+// shapes per call (one per row block and product), too many for a linear search.
+#define LT_CACHE 1024  // a power of two; start over at three quarters full
 static lt_plan g_plans[LT_CACHE];
+static unsigned char g_used[LT_CACHE];
 static int g_nplans;
 
+static uint32_t key_hash(const lt_key *key) {  // FNV-1a over the key's bytes
+    const unsigned char *b = (const unsigned char *)key;
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < sizeof *key; i++) h = (h ^ b[i]) * 16777619u;
+    return h;
+}
+
 static lt_plan *get_plan(const lt_key *key) {
-    for (int i = 0; i < g_nplans; i++)
-        if (memcmp(&g_plans[i].key, key, sizeof *key) == 0) return &g_plans[i];
-    if (g_nplans == LT_CACHE) {
+    uint32_t slot = key_hash(key) & (LT_CACHE - 1);
+    for (; g_used[slot]; slot = (slot + 1) & (LT_CACHE - 1))
+        if (memcmp(&g_plans[slot].key, key, sizeof *key) == 0) return &g_plans[slot];
+    if (g_nplans == LT_CACHE * 3 / 4) {
         // Many distinct shapes (a long run of odd sizes): start over rather than grow.
-        for (int i = 0; i < g_nplans; i++) {
+        for (int i = 0; i < LT_CACHE; i++) {
+            if (!g_used[i]) continue;
             cublasCheck(cublasLtMatmulDescDestroy(g_plans[i].desc));
             cublasCheck(cublasLtMatrixLayoutDestroy(g_plans[i].la));
             cublasCheck(cublasLtMatrixLayoutDestroy(g_plans[i].lb));
             cublasCheck(cublasLtMatrixLayoutDestroy(g_plans[i].ld));
+            g_used[i] = 0;
         }
         g_nplans = 0;
+        slot = key_hash(key) & (LT_CACHE - 1);
     }
-    lt_plan *p = &g_plans[g_nplans];
+    lt_plan *p = &g_plans[slot];
     memset(p, 0, sizeof *p);
     p->key = *key;
+    g_used[slot] = 1;
     cublasComputeType_t ct = key->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     cudaDataType_t abt = (cudaDataType_t)key->ab_type, dt = (cudaDataType_t)key->d_type;
     cublasCheck(cublasLtMatmulDescCreate(&p->desc, ct, CUDA_R_32F));
@@ -107,6 +124,17 @@ static lt_plan *get_plan(const lt_key *key) {
     cublasCheck(cublasLtMatrixLayoutCreate(&p->lb, abt, key->transb ? key->n : key->k,
                                            key->transb ? key->k : key->n, key->ldb));
     cublasCheck(cublasLtMatrixLayoutCreate(&p->ld, dt, key->m, key->n, key->ldd));
+    if (key->batch > 1) {
+        int32_t count = key->batch;
+        cublasLtMatrixLayout_t lay[3] = {p->la, p->lb, p->ld};
+        int64_t stride[3] = {key->stride_a, key->stride_b, key->stride_d};
+        for (int i = 0; i < 3; i++) {
+            cublasCheck(cublasLtMatrixLayoutSetAttribute(lay[i], CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT,
+                                                         &count, sizeof count));
+            cublasCheck(cublasLtMatrixLayoutSetAttribute(
+                lay[i], CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride[i], sizeof stride[i]));
+        }
+    }
 
     cublasLtMatmulPreference_t pref;
     cublasCheck(cublasLtMatmulPreferenceCreate(&pref));
@@ -131,8 +159,8 @@ static lt_plan *get_plan(const lt_key *key) {
     if (found == 0)
         pb_die(PB_EXIT_RUNTIME,
                "cuBLASLt has no algorithm for the matmul m=%d n=%d k=%d (transa %d, transb %d, "
-               "bias %d, types %d/%d)", key->m, key->n, key->k, key->transa, key->transb,
-               key->bias, key->ab_type, key->d_type);
+               "bias %d, types %d/%d, batch %d)", key->m, key->n, key->k, key->transa,
+               key->transb, key->bias, key->ab_type, key->d_type, key->batch);
     p->algo = res.algo;
     g_nplans++;
     return p;
@@ -165,6 +193,38 @@ static int lt_matmul_epi(void *d, const void *a, const void *b, const void *bias
     cublasCheck(cublasLtMatmul(g_lt, p->desc, &alpha, a, p->la, b, p->lb, &beta, d, p->ld, d,
                                p->ld, &p->algo, g_workspace, g_workspace_bytes, 0));
     return 1;
+}
+
+// batch column-major products D_i (m,n) = alpha op(A_i) op(B_i) + beta D_i, X_i = X + i *
+// stride_x elements (cuda_common.cuh). A later product's alignment is that of its base
+// pointer and of the stride together.
+void cuda_matmul_strided(void *d, const void *a, const void *b, int m, int n, int k, int transa,
+                         int transb, int lda, int ldb, int ldd, int64_t stride_a,
+                         int64_t stride_b, int64_t stride_d, int batch, float alpha, float beta,
+                         cudaDataType_t abt, cudaDataType_t dt) {
+    PB_ASSERT(batch >= 1 && m >= 1 && n >= 1 && k >= 1);
+    size_t eab = abt == CUDA_R_32F ? 4 : 2, ed = dt == CUDA_R_32F ? 4 : 2;
+    lt_key key;
+    memset(&key, 0, sizeof key);
+    key.m = m, key.n = n, key.k = k, key.transa = transa, key.transb = transb;
+    key.lda = lda, key.ldb = ldb, key.ldd = ldd, key.accumulate = beta != 0.0f;
+    key.tf32 = abt == CUDA_R_32F && g_tf32;
+    key.ab_type = (int)abt, key.d_type = (int)dt, key.epi = LT_EPI_NONE;
+    key.batch = batch;
+    key.stride_a = batch > 1 ? stride_a : 0, key.stride_b = batch > 1 ? stride_b : 0;
+    key.stride_d = batch > 1 ? stride_d : 0;
+    key.align_a = alignment_of(a), key.align_b = alignment_of(b), key.align_d = alignment_of(d);
+    if (batch > 1) {
+        int sa = alignment_of((const void *)(uintptr_t)(stride_a * eab));
+        int sb = alignment_of((const void *)(uintptr_t)(stride_b * eab));
+        int sd = alignment_of((const void *)(uintptr_t)(stride_d * ed));
+        key.align_a = key.align_a < sa ? key.align_a : sa;
+        key.align_b = key.align_b < sb ? key.align_b : sb;
+        key.align_d = key.align_d < sd ? key.align_d : sd;
+    }
+    lt_plan *p = get_plan(&key);
+    cublasCheck(cublasLtMatmul(g_lt, p->desc, &alpha, a, p->la, b, p->lb, &beta, d, p->ld, d,
+                               p->ld, &p->algo, g_workspace, g_workspace_bytes, 0));
 }
 
 static void lt_matmul_typed(void *d, const void *a, const void *b, const void *bias, int m,

@@ -16,10 +16,12 @@ extern "C" {
 #include "kernels/cuda/cuda.h"
 }
 
-// Attention, fastest first (pb_attn_choose takes the first whose supports() says yes).
-static const pb_attn_impl *const g_attention_fp32[] = {&attn_cuda_flash, NULL};
-static const pb_attn_impl *const g_attention_bf16[] = {&attn_cuda_wgmma, &attn_cuda_flash_bf16,
+// Attention, fastest first (pb_attn_choose takes the first whose supports() says yes):
+// smallcache last, so that auto runs it only where the fused kernels do not (D > 128).
+static const pb_attn_impl *const g_attention_fp32[] = {&attn_cuda_flash, &attn_cuda_smallcache,
                                                        NULL};
+static const pb_attn_impl *const g_attention_bf16[] = {&attn_cuda_wgmma, &attn_cuda_flash_bf16,
+                                                       &attn_cuda_smallcache_bf16, NULL};
 
 // The fields both tables share, on activation type A. The optimizer ops are the same fp32
 // ones in both: they only see fp32 buffers (master weights, gradients, moments).

@@ -464,8 +464,8 @@ Test(bf16, attention_masked) {
     check_attention_impl(&attn_cuda_flash_bf16, 2, 2111, 1, 16, 1, KV_RAGGED);
 }
 
-// pb_attn_choose on the bf16 table: wgmma for D 64 and 128, flash for the rest, and a named
-// wgmma on D = 32 refused with the head dim in the reason
+// pb_attn_choose on the bf16 table: wgmma for D 64 and 128, flash for the rest up to 128,
+// smallcache above, and a named wgmma on D = 32 refused with the head dim in the reason
 Test(bf16, attention_choose) {
     char err[256] = "";
     pb_attn_desc d = attn_desc(2, 64, 4, 32, 1, NULL);
@@ -480,9 +480,11 @@ Test(bf16, attention_choose) {
     cr_expect(pb_attn_choose(G, "auto", &d, err, sizeof err) == &attn_cuda_wgmma);
     d.D = 128;
     cr_expect(pb_attn_choose(G, "", &d, err, sizeof err) == &attn_cuda_wgmma);
-    d.D = 160;
+    d.D = 160;  // above 128: smallcache, listed last (test_cuda_smallcache.c)
+    cr_expect(pb_attn_choose(G, "auto", &d, err, sizeof err) == &attn_cuda_smallcache_bf16);
+    d.D = 161;  // nothing runs it
     cr_expect(pb_attn_choose(G, "auto", &d, err, sizeof err) == NULL);
-    cr_expect(strstr(err, "head dim 160") != NULL, "%s", err);
+    cr_expect(strstr(err, "head dim 161") != NULL, "%s", err);
     cr_expect(G->attention_decode == NULL);
 }
 
