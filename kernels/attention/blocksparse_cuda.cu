@@ -79,6 +79,31 @@ extern "C" const char *attn_bs_cuda_supports(const pb_attn_desc *d) {
 }
 
 // ----------------------------------------------------------------------------
+// run-time key lengths: a layout built with kv_len (nb) lists its padding edge blocks as
+// partial, and the kernels mask inside a tile only by the descriptor's kv_len; so the two
+// are folded into one (B) array, the smaller per row (blocksparse.h: both apply)
+
+__global__ void bs_kv_min_kernel(int32_t *out, const int32_t *kv, const int32_t *lkv, int nb,
+                                 int B) {
+    int b = blockIdx.x * blockDim.x + threadIdx.x;
+    if (b >= B) return;
+    int a = lkv[nb == 1 ? 0 : b];
+    out[b] = kv && kv[b] < a ? kv[b] : a;
+}
+
+static pb_attn_desc run_desc(const pb_attn_desc *d) {
+    pb_attn_desc r = *d;
+    const pb_block_layout *l = d->layout;
+    if (!l->kv_len) return r;
+    attn_bs_cuda_rows(l, 0);  // uploads l if it is not yet
+    int32_t *kv = (int32_t *)cuda_scratch(CUDA_SCRATCH_BS_KV, (size_t)d->B * sizeof(int32_t));
+    bs_kv_min_kernel<<<cdiv(d->B, 256), 256>>>(kv, d->kv_len, dev_of(l, l->kv_len), l->nb, d->B);
+    cudaCheckLaunch();
+    r.kv_len = kv;
+    return r;
+}
+
+// ----------------------------------------------------------------------------
 // the records: fp32 tensors run the fp32 kernel; bf16 ones the wgmma kernels at D 64 and 128,
 // the fp32-arithmetic kernel on bf16 tensors at other D
 
@@ -86,26 +111,30 @@ static int wgmma_dim(int D) { return D == 64 || D == 128; }
 
 static void bs_forward_bf16(float *out, float *lse, const float *qkv, const pb_attn_desc *d) {
     PB_ASSERT(!bs_cuda_covers(d));
-    if (wgmma_dim(d->D)) attn_wgmma_cuda_bs_forward(out, lse, qkv, d);
-    else attn_flash_cuda_bs_forward_bf16(out, lse, qkv, d);
+    pb_attn_desc r = run_desc(d);
+    if (wgmma_dim(d->D)) attn_wgmma_cuda_bs_forward(out, lse, qkv, &r);
+    else attn_flash_cuda_bs_forward_bf16(out, lse, qkv, &r);
 }
 
 static void bs_backward_bf16(float *dqkv, const float *dout, const float *out, const float *lse,
                              const float *qkv, const pb_attn_desc *d) {
     PB_ASSERT(!bs_cuda_covers(d));
-    if (wgmma_dim(d->D)) attn_wgmma_cuda_bs_backward(dqkv, dout, out, lse, qkv, d);
-    else attn_flash_cuda_bs_backward_bf16(dqkv, dout, out, lse, qkv, d);
+    pb_attn_desc r = run_desc(d);
+    if (wgmma_dim(d->D)) attn_wgmma_cuda_bs_backward(dqkv, dout, out, lse, qkv, &r);
+    else attn_flash_cuda_bs_backward_bf16(dqkv, dout, out, lse, qkv, &r);
 }
 
 static void bs_forward(float *out, float *lse, const float *qkv, const pb_attn_desc *d) {
     PB_ASSERT(!bs_cuda_covers(d));
-    attn_flash_cuda_bs_forward(out, lse, qkv, d);
+    pb_attn_desc r = run_desc(d);
+    attn_flash_cuda_bs_forward(out, lse, qkv, &r);
 }
 
 static void bs_backward(float *dqkv, const float *dout, const float *out, const float *lse,
                         const float *qkv, const pb_attn_desc *d) {
     PB_ASSERT(!bs_cuda_covers(d));
-    attn_flash_cuda_bs_backward(dqkv, dout, out, lse, qkv, d);
+    pb_attn_desc r = run_desc(d);
+    attn_flash_cuda_bs_backward(dqkv, dout, out, lse, qkv, &r);
 }
 
 extern "C" const pb_attn_impl attn_cuda_blocksparse = {"blocksparse", attn_bs_cuda_supports,
