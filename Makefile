@@ -63,8 +63,9 @@ LIB_OBJ   += $(BUILD)/kernels/cuda/cuda_stub.o
 endif
 GPU_TEST_SRC := $(wildcard tests/gpu/test_*.c)
 GPU_TEST_BIN := $(GPU_TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+GPU_BENCH_BIN := $(BUILD)/tests/gpu/bench_cuda $(BUILD)/tests/gpu/bench_blocksparse
 
-.PHONY: all deps run test bench-cpu fixtures clean test-gpu bench-gpu fuzz-safetensors
+.PHONY: all deps run test bench-cpu fixtures clean test-gpu bench-gpu bench-blocksparse fuzz-safetensors
 all: deps $(BUILD)/pebble
 
 deps:
@@ -100,7 +101,7 @@ test: deps tokenizer bert-vocab $(BUILD)/pebble $(TEST_BIN)
 
 # GPU suites and benchmark: on the GPU machine only (not part of `make test`: CI has no GPU).
 # No `deps` here: that machine reaches no package registry (see ../shared/device).
-test-gpu: $(BUILD)/pebble $(GPU_TEST_BIN)
+test-gpu: $(BUILD)/pebble $(GPU_TEST_BIN) $(GPU_BENCH_BIN)
 	@test -n "$(NVCC)" || { echo "test-gpu: nvcc not found: the CUDA backend is not built" >&2; exit 1; }
 	@set -e; for t in $(GPU_TEST_BIN); do echo "== $$t"; $$t --jobs 1; done
 
@@ -118,7 +119,8 @@ fuzz-safetensors: deps
 bench-gpu: $(BUILD)/tests/gpu/bench_cuda
 	$(BUILD)/tests/gpu/bench_cuda $(BENCH_ARGS)
 
-$(BUILD)/tests/gpu/bench_cuda: tests/gpu/bench_cuda.c $(BUILD)/libpebble.a
+$(BUILD)/tests/gpu/bench_cuda $(BUILD)/tests/gpu/bench_blocksparse: $(BUILD)/tests/gpu/%: \
+    tests/gpu/%.c $(BUILD)/libpebble.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $< -o $@ $(BUILD)/libpebble.a $(LDFLAGS) $(LDLIBS)
 
@@ -127,6 +129,9 @@ $(BUILD)/tests/gpu/bench_cuda: tests/gpu/bench_cuda.c $(BUILD)/libpebble.a
 $(BUILD)/tests/gpu/bench_smallcache: tests/gpu/bench_smallcache.c $(BUILD)/libpebble.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -I$(CUDA_HOME)/include $< -o $@ $(BUILD)/libpebble.a $(LDFLAGS) $(LDLIBS)
+# the block-sparse table against FlexAttention's shapes (tests/gpu/bs_run.sh runs it and the peer)
+bench-blocksparse: $(BUILD)/tests/gpu/bench_blocksparse
+	$(BUILD)/tests/gpu/bench_blocksparse
 
 # --- dev/: kernels that lost a benchmark, kept for comparison, never in libpebble.a.
 #   make dev-mma   the mma.sync attention (dev/cuda/flash_mma_cuda.cu) and its bench against

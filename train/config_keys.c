@@ -63,8 +63,8 @@ const config_key config_keys[] = {
     // checks the name against its table at startup (pb_attn_choose), one line if it cannot.
     {KEY("model", "attention", STRING, attention, "auto",
          "attention kernel: auto (the fastest that runs the model), or by name: naive, flash, "
-         "blocksparse (the [attention] pattern), smallcache (CPU; CUDA: head dims above 128); "
-         "flash (CUDA fp32); wgmma, flash (CUDA bf16)"),
+         "blocksparse (the [attention] pattern, CPU and CUDA), smallcache (CPU; CUDA: head dims "
+         "above 128); flash (CUDA fp32); wgmma, flash (CUDA bf16)"),
      .choices = "auto|flash|naive|wgmma|blocksparse|smallcache"},
     // [attention]: the block-sparse pattern (kernels/attention/blocksparse.h), read only with
     // model.attention = blocksparse (config_validate refuses a pattern that would be ignored)
@@ -72,8 +72,9 @@ const config_key config_keys[] = {
          "model.attention = blocksparse: the block pattern: dense, local+global+random "
          "(window, global, random), butterfly (global)"),
      .choices = "dense|local+global+random|butterfly"},
-    {KEY("attention", "block", INT, attn_block, "64",
-         "block size of the pattern, queries and keys: the kernel's tile (CPU: 16, 32, 64, 128)"),
+    {KEY("attention", "block", INT, attn_block, "128",
+         "block size of the pattern, queries and keys: the kernel's tile (CPU: 16, 32, 64, "
+         "128; CUDA: 128)"),
      GE(1)},
     {KEY("attention", "window", INT, attn_window, "1",
          "local+global+random: key blocks kept on each side of the diagonal"),

@@ -189,7 +189,10 @@ pb_block_layout *attn_bs_build(const bs_params *p, int T, int NH, int causal,
     return l;
 }
 
-void attn_bs_free(pb_block_layout *l) { free(l); }
+void attn_bs_free(pb_block_layout *l) {
+    if (l && l->dev && l->dev_free) l->dev_free(l->dev);
+    free(l);
+}
 
 const pb_attn_impl *attn_bs_setup(const pb_ops *ops, const char *want, const bs_params *p,
                                   pb_attn_desc *d, pb_block_layout **layout, char *err,
@@ -312,7 +315,9 @@ int attn_bs_cpu_block_ok(int block) {
     return block == 16 || block == 32 || block == 64 || block == 128;
 }
 
-static const char *bs_covers(const pb_attn_desc *d);
+static const char *bs_covers(const pb_attn_desc *d) {
+    return attn_bs_covers(d, attn_bs_cpu_block_ok, ATTN_BS_CPU_BLOCKS);
+}
 
 // Merges list kinds a and b of row r into out, ascending (both are); returns the count.
 static int merge(const bs_lists *a, const bs_lists *b, size_t r, int32_t *out) {
@@ -378,16 +383,15 @@ void attn_bs_backward(float *dqkv, const float *dout, const float *out, const fl
 
 // A layout that covers this descriptor, in a block size the kernel runs. Never a silent
 // dense run: without a layout it refuses. Everything but the O(blocks) validation, which
-// supports() adds (it runs once, when the model chooses; the kernels assert this part).
-static const char *bs_covers(const pb_attn_desc *d) {
+// attn_bs_check adds (it runs once, when the model chooses; the kernels assert this part).
+const char *attn_bs_covers(const pb_attn_desc *d, int (*block_ok)(int), const char *blocks) {
     const pb_block_layout *l = d->layout;
     if (!l) return "no block-sparse layout (set attention.sparsity; for dense attention use "
                    "flash)";
     if (d->Tk != d->T) return "keys and queries of different lengths (it runs self-attention)";
     if (d->B < 1 || d->T < 1 || d->NH < 1 || d->D < 1) return "an empty shape";
-    if (!attn_bs_cpu_block_ok(l->block))
-        return WHY("a layout of %d x %d blocks (its tile is %s)", l->block, l->block,
-                   ATTN_BS_CPU_BLOCKS);
+    if (!block_ok(l->block))
+        return WHY("a layout of %d x %d blocks (its tile is %s)", l->block, l->block, blocks);
     if (l->T != d->T) return WHY("a layout for T = %d, not T = %d", l->T, d->T);
     if (l->nb != 1 && l->nb != d->B)
         return WHY("a layout of %d batch rows for B = %d", l->nb, d->B);
@@ -398,13 +402,17 @@ static const char *bs_covers(const pb_attn_desc *d) {
     return NULL;
 }
 
-const char *attn_bs_supports(const pb_attn_desc *d) {
+const char *attn_bs_check(const pb_attn_desc *d, int (*block_ok)(int), const char *blocks) {
     static _Thread_local char buf[224];
-    const char *why = bs_covers(d);
+    const char *why = attn_bs_covers(d, block_ok, blocks);
     if (why) return why;
     if ((why = attn_bs_validate(d->layout))) {
         snprintf(buf, sizeof buf, "a malformed layout: %s", why);
         return buf;
     }
     return NULL;
+}
+
+const char *attn_bs_supports(const pb_attn_desc *d) {
+    return attn_bs_check(d, attn_bs_cpu_block_ok, ATTN_BS_CPU_BLOCKS);
 }

@@ -28,7 +28,11 @@
 // padding), and kv_len (nb) the padding it was built with (NULL: none).
 //
 // Built once per shape on the host, in O(nb*nh*nqb*nkb) time. The CPU backend reads it in
-// place (host memory is its memory).
+// place (host memory is its memory). The CUDA backend (blocksparse_cuda.cu) copies the int32
+// arrays (the four lists and kv_len, contiguous after the struct) to the device once, at the
+// layout's first CUDA call, into `dev`, and sets `dev_free`, which attn_bs_free calls: CPU
+// code frees a device copy without linking CUDA. The copy is a cache of immutable data (a
+// layout never changes after it is built), so the const layout of a descriptor may fill it.
 #ifndef PEBBLE_BLOCKSPARSE_H
 #define PEBBLE_BLOCKSPARSE_H
 
@@ -79,6 +83,8 @@ struct pb_block_layout {
     bs_lists q, full_q;    // per key block: partial and full query blocks (transposed)
     size_t bytes;          // of the one allocation
     long kept;             // blocks listed (full + partial), over all nb*nh
+    void *dev;                 // the CUDA backend's device copy of the int32 arrays, or NULL
+    void (*dev_free)(void *);  // releases dev (set with it); attn_bs_free calls it
 };
 
 // "dense", "local+global+random", "butterfly" <-> the enum; parse returns -1 if unknown.
@@ -126,6 +132,13 @@ const char *attn_bs_validate(const pb_block_layout *l);
 // The share of the nqb*nkb blocks (per head and row, averaged) that are listed: the block
 // density s of the I/O bound Theta(Nd + N^2 d^2 s / M).
 double attn_bs_density(const pb_block_layout *l);
+
+// What every block-sparse implementation checks of d before it runs it (a layout present,
+// self-attention, the layout's T, nb, nh and causal flag matching d), with block_ok saying
+// which block sizes the kernel runs (`blocks` names them in the phrase); NULL when d is
+// covered. attn_bs_check adds attn_bs_validate (O(blocks): supports() only, once per model).
+const char *attn_bs_covers(const pb_attn_desc *d, int (*block_ok)(int), const char *blocks);
+const char *attn_bs_check(const pb_attn_desc *d, int (*block_ok)(int), const char *blocks);
 
 // The block sizes the CPU kernel runs: multiples of its 16-column register block up to
 // ATTN_TILE_MAX. attn_bs_supports refuses others, naming both.

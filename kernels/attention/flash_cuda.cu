@@ -33,6 +33,8 @@
 
 #include <math.h>
 
+#include "kernels/attention/blocksparse_cuda.cuh"
+
 extern "C" {
 #include "kernels/attention/flash_cuda.h"
 }
@@ -96,10 +98,20 @@ __device__ __forceinline__ void zero_acc(float (&a)[RM][RN]) {
 // ----------------------------------------------------------------------------
 // forward
 
-template <int DP, typename E, bool PAD>
+// The key (or query) tile of step s of a block-sparse walk: sub-tile s % 2 of the row's
+// (s / 2)-th block, read from the lists in global memory (the loops here are synchronous:
+// one broadcast load a step costs nothing next to the tile copies).
+__device__ __forceinline__ int bs_tile_start(const bs_row &w, int s) {
+    constexpr int SUB = BS_BLOCK / BC;
+    return bs_block_at(w, s / SUB) * BS_BLOCK + (s % SUB) * BC;
+}
+
+template <int DP, typename E, bool PAD, bool BS>
 __global__ void __launch_bounds__(NT) flash_forward_kernel(E *out, float *lse, const E *qkv,
                                                            const int32_t *kv_len, int T, int C,
-                                                           int NH, int causal, float scale) {
+                                                           int NH, int causal, float scale,
+                                                           bs_rows L) {
+    static_assert(BS_BLOCK % BR == 0 && BS_BLOCK % BC == 0, "tiles must divide blocks");
     extern __shared__ float sm[];
     float *Qs = sm, *Ks = Qs + BR * (DP + 1), *Vs = Ks + BC * (DP + 1), *Ps = Vs + BC * (DP + 1);
     const int RN = DP / 16;
@@ -119,8 +131,12 @@ __global__ void __launch_bounds__(NT) flash_forward_kernel(E *out, float *lse, c
 
     int nk = causal ? qt + 1 : (T + BC - 1) / BC;
     if (PAD) nk = min(nk, (kvl + BC - 1) / BC);  // key tiles past kv_len[b]: nothing to see
+    bs_row w = {};
+    if (BS) w = bs_row_of(L, b, h, q0 / BS_BLOCK), nk = (BS_BLOCK / BC) * w.n;
     for (int kt = 0; kt < nk; kt++) {
-        int k0 = kt * BC;
+        int k0 = BS ? bs_tile_start(w, kt) : kt * BC;
+        // BS: a sub-tile past the keys, or (causal) after every query of the tile
+        if (BS && (k0 >= kvl || (causal && k0 > q0 + BR - 1))) continue;
         __syncthreads();  // the previous tile's Ks, Vs, Ps are no longer read
         load_tile<DP>(Ks, k, C3, k0, T, D);
         load_tile<DP>(Vs, v, C3, k0, T, D);
@@ -167,7 +183,7 @@ __global__ void __launch_bounds__(NT) flash_forward_kernel(E *out, float *lse, c
     for (int i = 0; i < 4; i++) {
         int qi = q0 + ty * 4 + i;
         if (qi >= T) continue;
-        float inv = 1.0f / l[i];
+        float inv = BS && l[i] == 0.0f ? 0.0f : 1.0f / l[i];  // BS: no key seen: 0, lse -inf
         E *dst = out + ((size_t)b * T + qi) * C + (size_t)h * D;
 #pragma unroll
         for (int j = 0; j < RN; j++) {
@@ -183,10 +199,10 @@ __global__ void __launch_bounds__(NT) flash_forward_kernel(E *out, float *lse, c
 
 // Di (B,NH,T) = rowsum(dO * O) comes first (attn_cuda_di, attention_cuda.cu).
 
-template <int DP, typename E, bool PAD>
+template <int DP, typename E, bool PAD, bool BS>
 __global__ void __launch_bounds__(NT) flash_backward_dkdv_kernel(
     E *dqkv, const E *dout, const E *qkv, const float *lse, const float *Di,
-    const int32_t *kv_len, int T, int C, int NH, int causal, float scale) {
+    const int32_t *kv_len, int T, int C, int NH, int causal, float scale, bs_rows L) {
     extern __shared__ float sm[];
     float *Ks = sm, *Vs = Ks + BC * (DP + 1), *Qs = Vs + BC * (DP + 1), *dOs = Qs + BR * (DP + 1);
     float *Ps = dOs + BR * (DP + 1), *ls = Ps + BC * PS, *ds = ls + BR;
@@ -206,8 +222,12 @@ __global__ void __launch_bounds__(NT) flash_backward_dkdv_kernel(
     zero_acc(dk);
     zero_acc(dv);
 
-    for (int qt = causal ? kt : 0; qt < nq; qt++) {
-        int q0 = qt * BR;
+    bs_row w = {};
+    if (BS) w = bs_row_of(L, b, h, k0 / BS_BLOCK), nq = (BS_BLOCK / BR) * w.n;
+    for (int qt = causal && !BS ? kt : 0; qt < nq; qt++) {
+        int q0 = BS ? bs_tile_start(w, qt) : qt * BR;
+        // BS: a sub-tile past T, or (causal) before every key of the tile
+        if (BS && (q0 >= T || (causal && k0 > q0 + BR - 1))) continue;
         __syncthreads();
         load_tile<DP>(Qs, q, C3, q0, T, D);
         load_tile<DP>(dOs, g, C, q0, T, D);
@@ -263,10 +283,10 @@ __global__ void __launch_bounds__(NT) flash_backward_dkdv_kernel(
     }
 }
 
-template <int DP, typename E, bool PAD>
+template <int DP, typename E, bool PAD, bool BS>
 __global__ void __launch_bounds__(NT) flash_backward_dq_kernel(
     E *dqkv, const E *dout, const E *qkv, const float *lse, const float *Di,
-    const int32_t *kv_len, int T, int C, int NH, int causal, float scale) {
+    const int32_t *kv_len, int T, int C, int NH, int causal, float scale, bs_rows L) {
     extern __shared__ float sm[];
     float *Qs = sm, *dOs = Qs + BR * (DP + 1), *Ks = dOs + BR * (DP + 1), *Vs = Ks + BC * (DP + 1);
     float *Ps = Vs + BC * (DP + 1);
@@ -294,8 +314,11 @@ __global__ void __launch_bounds__(NT) flash_backward_dq_kernel(
 
     int nk = causal ? qt + 1 : (T + BC - 1) / BC;
     if (PAD) nk = min(nk, (kvl + BC - 1) / BC);  // key tiles past kv_len[b]: nothing to see
+    bs_row w = {};
+    if (BS) w = bs_row_of(L, b, h, q0 / BS_BLOCK), nk = (BS_BLOCK / BC) * w.n;
     for (int kt = 0; kt < nk; kt++) {
-        int k0 = kt * BC;
+        int k0 = BS ? bs_tile_start(w, kt) : kt * BC;
+        if (BS && (k0 >= kvl || (causal && k0 > q0 + BR - 1))) continue;  // as the forward
         __syncthreads();
         load_tile<DP>(Ks, k, C3, k0, T, D);
         load_tile<DP>(Vs, v, C3, k0, T, D);
@@ -341,79 +364,110 @@ static void allow_smem(const void *kernel, size_t bytes, int *done) {
     *done = 1;
 }
 
-template <int DP, typename E>
-static void forward_dp(E *out, float *lse, const E *qkv, const pb_attn_desc *d) {
+template <int DP, typename E, bool BS>
+static void forward_dp(E *out, float *lse, const E *qkv, const pb_attn_desc *d, bs_rows L) {
     static int done;
     size_t smem = (size_t)((BR + 2 * BC) * (DP + 1) + BR * PS) * sizeof(float);
     static int done_pad;
-    auto kernel = d->kv_len ? flash_forward_kernel<DP, E, true> : flash_forward_kernel<DP, E, false>;
+    auto kernel = d->kv_len ? flash_forward_kernel<DP, E, true, BS>
+                            : flash_forward_kernel<DP, E, false, BS>;
     allow_smem((const void *)kernel, smem, d->kv_len ? &done_pad : &done);
     int C = d->NH * d->D;
     dim3 grid(cdiv(d->T, BR), d->B * d->NH);
-    kernel<<<grid, NT, smem>>>(out, lse, qkv, d->kv_len, d->T, C, d->NH, d->causal, d->scale);
+    kernel<<<grid, NT, smem>>>(out, lse, qkv, d->kv_len, d->T, C, d->NH, d->causal, d->scale, L);
     cudaCheckLaunch();
 }
 
-template <int DP, typename E>
+// BS: Lq the transposed lists (dK/dV), L the forward's (dQ)
+template <int DP, typename E, bool BS>
 static void backward_dp(E *dqkv, const E *dout, const E *qkv, const float *lse, const float *Di,
-                        const pb_attn_desc *d) {
+                        const pb_attn_desc *d, bs_rows L, bs_rows Lq) {
     static int done_kv[2], done_q[2];
     size_t smem_kv = (size_t)((2 * BC + 2 * BR) * (DP + 1) + BC * PS + 2 * BR) * sizeof(float);
     size_t smem_q = (size_t)((2 * BR + 2 * BC) * (DP + 1) + BR * PS) * sizeof(float);
     int pad = d->kv_len != NULL;
-    auto kv = pad ? flash_backward_dkdv_kernel<DP, E, true> : flash_backward_dkdv_kernel<DP, E, false>;
-    auto q = pad ? flash_backward_dq_kernel<DP, E, true> : flash_backward_dq_kernel<DP, E, false>;
+    auto kv = pad ? flash_backward_dkdv_kernel<DP, E, true, BS>
+                  : flash_backward_dkdv_kernel<DP, E, false, BS>;
+    auto q = pad ? flash_backward_dq_kernel<DP, E, true, BS>
+                 : flash_backward_dq_kernel<DP, E, false, BS>;
     allow_smem((const void *)kv, smem_kv, &done_kv[pad]);
     allow_smem((const void *)q, smem_q, &done_q[pad]);
     int T = d->T, C = d->NH * d->D, NH = d->NH;
     kv<<<dim3(cdiv(T, BC), d->B * NH), NT, smem_kv>>>(dqkv, dout, qkv, lse, Di, d->kv_len, T, C,
-                                                     NH, d->causal, d->scale);
+                                                     NH, d->causal, d->scale, Lq);
     cudaCheckLaunch();
     q<<<dim3(cdiv(T, BR), d->B * NH), NT, smem_q>>>(dqkv, dout, qkv, lse, Di, d->kv_len, T, C, NH,
-                                                   d->causal, d->scale);
+                                                   d->causal, d->scale, L);
     cudaCheckLaunch();
 }
 
-template <typename E>
+template <typename E, bool BS>
 static void flash_forward(float *out_, float *lse, const float *qkv_, const pb_attn_desc *d) {
-    PB_ASSERT(!attn_flash_cuda_supports(d));
+    PB_ASSERT(BS || !attn_flash_cuda_supports(d));
     E *out = (E *)out_;
     const E *qkv = (const E *)qkv_;
-    if (d->D <= 32) forward_dp<32>(out, lse, qkv, d);
-    else if (d->D <= 64) forward_dp<64>(out, lse, qkv, d);
-    else forward_dp<128>(out, lse, qkv, d);
+    bs_rows L = {};
+    if (BS) L = attn_bs_cuda_rows(d->layout, 0);
+    if (d->D <= 32) forward_dp<32, E, BS>(out, lse, qkv, d, L);
+    else if (d->D <= 64) forward_dp<64, E, BS>(out, lse, qkv, d, L);
+    else forward_dp<128, E, BS>(out, lse, qkv, d, L);
 }
 
-template <typename E>
+template <typename E, bool BS>
 static void flash_backward(float *dqkv_, const float *dout_, const float *out_, const float *lse,
                            const float *qkv_, const pb_attn_desc *d) {
-    PB_ASSERT(!attn_flash_cuda_supports(d));
+    PB_ASSERT(BS || !attn_flash_cuda_supports(d));
     E *dqkv = (E *)dqkv_;
     const E *dout = (const E *)dout_, *qkv = (const E *)qkv_;
+    bs_rows L = {}, Lq = {};
+    if (BS) L = attn_bs_cuda_rows(d->layout, 0), Lq = attn_bs_cuda_rows(d->layout, 1);
     const float *Di = attn_cuda_di(dout_, out_, d, sizeof(E) == 2 ? PB_DTYPE_BF16 : PB_DTYPE_FP32);
-    if (d->D <= 32) backward_dp<32>(dqkv, dout, qkv, lse, Di, d);
-    else if (d->D <= 64) backward_dp<64>(dqkv, dout, qkv, lse, Di, d);
-    else backward_dp<128>(dqkv, dout, qkv, lse, Di, d);
+    if (d->D <= 32) backward_dp<32, E, BS>(dqkv, dout, qkv, lse, Di, d, L, Lq);
+    else if (d->D <= 64) backward_dp<64, E, BS>(dqkv, dout, qkv, lse, Di, d, L, Lq);
+    else backward_dp<128, E, BS>(dqkv, dout, qkv, lse, Di, d, L, Lq);
 }
 
 extern "C" void attn_flash_cuda_forward(float *out, float *lse, const float *qkv,
                                         const pb_attn_desc *d) {
-    flash_forward<float>(out, lse, qkv, d);
+    flash_forward<float, false>(out, lse, qkv, d);
 }
 
 extern "C" void attn_flash_cuda_backward(float *dqkv, const float *dout, const float *out,
                                          const float *lse, const float *qkv,
                                          const pb_attn_desc *d) {
-    flash_backward<float>(dqkv, dout, out, lse, qkv, d);
+    flash_backward<float, false>(dqkv, dout, out, lse, qkv, d);
 }
 
 extern "C" void attn_flash_cuda_forward_bf16(float *out, float *lse, const float *qkv,
                                              const pb_attn_desc *d) {
-    flash_forward<bf16>(out, lse, qkv, d);
+    flash_forward<bf16, false>(out, lse, qkv, d);
 }
 
 extern "C" void attn_flash_cuda_backward_bf16(float *dqkv, const float *dout, const float *out,
                                               const float *lse, const float *qkv,
                                               const pb_attn_desc *d) {
-    flash_backward<bf16>(dqkv, dout, out, lse, qkv, d);
+    flash_backward<bf16, false>(dqkv, dout, out, lse, qkv, d);
+}
+
+// Block-sparse, the same kernels walking d->layout (blocksparse_cuda.cu checks d first).
+extern "C" void attn_flash_cuda_bs_forward(float *out, float *lse, const float *qkv,
+                                           const pb_attn_desc *d) {
+    flash_forward<float, true>(out, lse, qkv, d);
+}
+
+extern "C" void attn_flash_cuda_bs_backward(float *dqkv, const float *dout, const float *out,
+                                            const float *lse, const float *qkv,
+                                            const pb_attn_desc *d) {
+    flash_backward<float, true>(dqkv, dout, out, lse, qkv, d);
+}
+
+extern "C" void attn_flash_cuda_bs_forward_bf16(float *out, float *lse, const float *qkv,
+                                                const pb_attn_desc *d) {
+    flash_forward<bf16, true>(out, lse, qkv, d);
+}
+
+extern "C" void attn_flash_cuda_bs_backward_bf16(float *dqkv, const float *dout,
+                                                 const float *out, const float *lse,
+                                                 const float *qkv, const pb_attn_desc *d) {
+    flash_backward<bf16, true>(dqkv, dout, out, lse, qkv, d);
 }

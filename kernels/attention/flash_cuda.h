@@ -8,6 +8,9 @@
 //   smallcache (smallcache_cuda.cu): the scores materialised per head in HBM, every product a
 //         cuBLASLt GEMM; any D that is a multiple of 8, T <= 32768, fp32 or bf16 tensors. For
 //         D > 128, where the others do not run (the tables list it last).
+//   blocksparse (blocksparse_cuda.cu): both kernels walking a block layout's lists
+//         (kernels/attention/blocksparse.h; 128 x 128 blocks): wgmma on bf16 tensors at D 64
+//         and 128, flash on fp32 tensors and on bf16 ones at other D <= 128.
 // Which descriptors each runs is said once, by its supports() (attention_cuda.cu).
 #ifndef PEBBLE_FLASH_CUDA_H
 #define PEBBLE_FLASH_CUDA_H
@@ -20,11 +23,14 @@ extern const pb_attn_impl attn_cuda_flash_bf16;  // bf16 tensors, fp32 arithmeti
 extern const pb_attn_impl attn_cuda_wgmma;       // bf16 tensors, bf16 tensor-core products
 extern const pb_attn_impl attn_cuda_smallcache;       // fp32 tensors, cuBLASLt products
 extern const pb_attn_impl attn_cuda_smallcache_bf16;  // bf16 tensors, cuBLASLt products
+extern const pb_attn_impl attn_cuda_blocksparse;       // fp32 tensors (flash's kernels)
+extern const pb_attn_impl attn_cuda_blocksparse_bf16;  // bf16 tensors (wgmma; flash's other D)
 
 // NULL when the implementation runs d, else why not (a phrase, kernels/ops.h).
 const char *attn_flash_cuda_supports(const pb_attn_desc *d);
 const char *attn_wgmma_cuda_supports(const pb_attn_desc *d);
 const char *attn_smallcache_cuda_supports(const pb_attn_desc *d);
+const char *attn_bs_cuda_supports(const pb_attn_desc *d);  // both blocksparse records
 
 void attn_flash_cuda_forward(float *out, float *lse, const float *qkv, const pb_attn_desc *d);
 void attn_flash_cuda_backward(float *dqkv, const float *dout, const float *out,
@@ -56,6 +62,19 @@ void attn_smallcache_cuda_backward_bf16(float *dqkv, const float *dout, const fl
 void attn_smallcache_cuda_set_budget(size_t bytes);
 // The scratch bytes a call on d with tensors of type dt allocates under the current budget.
 size_t attn_smallcache_cuda_scratch_bytes(const pb_attn_desc *d, pb_dtype dt);
+// The kernels walking d->layout (its 128 x 128 blocks only; attn_bs_cuda_supports checks d):
+// wgmma on bf16 tensors at D 64 and 128, flash on fp32 or bf16 tensors at D <= 128.
+void attn_wgmma_cuda_bs_forward(float *out, float *lse, const float *qkv, const pb_attn_desc *d);
+void attn_wgmma_cuda_bs_backward(float *dqkv, const float *dout, const float *out,
+                                 const float *lse, const float *qkv, const pb_attn_desc *d);
+void attn_flash_cuda_bs_forward(float *out, float *lse, const float *qkv, const pb_attn_desc *d);
+void attn_flash_cuda_bs_backward(float *dqkv, const float *dout, const float *out,
+                                 const float *lse, const float *qkv, const pb_attn_desc *d);
+void attn_flash_cuda_bs_forward_bf16(float *out, float *lse, const float *qkv,
+                                     const pb_attn_desc *d);
+void attn_flash_cuda_bs_backward_bf16(float *dqkv, const float *dout, const float *out,
+                                      const float *lse, const float *qkv,
+                                      const pb_attn_desc *d);
 
 // Di (B,NH,T) = rowsum(dO * O) of each head's rows, the first step of every backward, from
 // dout and out of element type dt, into the backend's scratch (valid until the next call).

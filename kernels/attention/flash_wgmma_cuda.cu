@@ -23,6 +23,7 @@
 // instantiates them with the bound T itself (a kernel parameter, no register held for it).
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/attention/wgmma.cuh"
+#include "kernels/attention/blocksparse_cuda.cuh"
 
 #include <math.h>
 
@@ -161,13 +162,16 @@ __device__ __forceinline__ uint32_t smem_base(unsigned char *raw) {
 // forward: a block = 64 NWG queries of one (b, h); key and value tiles of BN rows in two
 // stages. Q's A operand is loaded once into registers, straight from global memory.
 
-template <int DH, int BN, int NWG, int MINB, bool PAD>
+template <int DH, int BN, int NWG, int MINB, bool PAD, bool BS>
 __global__ void __launch_bounds__(128 * NWG, MINB)
     wg_forward_kernel(bf16 *out, float *lse, const bf16 *qkv, const int32_t *kv_len, int T,
-                      int C, int NH, int causal, float scale_log2) {
+                      int C, int NH, int causal, float scale_log2, bs_rows L) {
     constexpr int BM = 64 * NWG, NT = 128 * NWG, KT = BN * DH * 2;  // bytes of a K or V tile
+    static_assert(!BS || (BS_BLOCK % BM == 0 && BS_BLOCK % BN == 0), "tiles must divide blocks");
     extern __shared__ unsigned char smem_raw[];
     const uint32_t Ks = smem_base(smem_raw), Vs = Ks + 2 * KT;  // [2 stages] each
+    // BS: the query block's key blocks, after the stages
+    int32_t *lst = reinterpret_cast<int32_t *>(smem_raw + (Vs + 2 * KT - smem_u32(smem_raw)));
     int nq = (T + BM - 1) / BM, qt = nq - 1 - blockIdx.x;        // longest (causal) first
     int bh = blockIdx.y, b = bh / NH, h = bh % NH;
     size_t C3 = 3 * (size_t)C;
@@ -179,9 +183,12 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
     const int kvl = PAD ? kv_len[b] : T;  // keys visible to any query of this row
     int nk = causal ? (min(q0 + BM, T) + BN - 1) / BN : (T + BN - 1) / BN;
     if (PAD) nk = min(nk, (kvl + BN - 1) / BN);  // the dense copy keeps its old bound
+    if (BS) nk = (BS_BLOCK / BN) * bs_stage_row<NT>(lst, L, b, h, q0 / BS_BLOCK);
 
-    load_tile<BN, DH, NT>(Ks, k, C3, 0, T);
-    load_tile<BN, DH, NT>(Vs, v, C3, 0, T);
+    if (!BS || nk > 0) {
+        load_tile<BN, DH, NT>(Ks, k, C3, bs_step_start<BS, BN>(lst, 0), T);
+        load_tile<BN, DH, NT>(Vs, v, C3, bs_step_start<BS, BN>(lst, 0), T);
+    }
     cpa_commit();
 
     uint32_t qa[DH / 16][4];
@@ -191,14 +198,16 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
     for (int i = 0; i < DH / 2; i++) o[i] = 0.0f;
 
     for (int kt = 0; kt < nk; kt++) {
-        int k0 = kt * BN, cur = kt & 1;
+        int k0 = BS ? bs_step_start<BS, BN>(lst, kt) : kt * BN, cur = kt & 1;
         if (kt + 1 < nk) {
-            load_tile<BN, DH, NT>(Ks + (cur ^ 1) * KT, k, C3, k0 + BN, T);
-            load_tile<BN, DH, NT>(Vs + (cur ^ 1) * KT, v, C3, k0 + BN, T);
+            int kn = BS ? bs_step_start<BS, BN>(lst, kt + 1) : k0 + BN;
+            load_tile<BN, DH, NT>(Ks + (cur ^ 1) * KT, k, C3, kn, T);
+            load_tile<BN, DH, NT>(Vs + (cur ^ 1) * KT, v, C3, kn, T);
         }
         stage_ready();
         // causal: a warpgroup whose queries all precede the tile's first key has nothing to do
-        if (!(causal && k0 > rw + 63)) {
+        // (BS: nor a sub-tile of a block's padding, past T or kv_len)
+        if (!(causal && k0 > rw + 63) && (!BS || k0 < kvl)) {
             float s[BN / 2];
             wg_fence();
 #pragma unroll
@@ -257,7 +266,8 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
         li += __shfl_xor_sync(0xffffffffu, li, 1);
         li += __shfl_xor_sync(0xffffffffu, li, 2);
         if (row[r] >= T) continue;
-        float inv = 1.0f / li;
+        // BS: a row that saw no key has l = 0 (and m = -inf): out 0, lse -inf
+        float inv = BS && li == 0.0f ? 0.0f : 1.0f / li;
         bf16 *dst = out + ((size_t)b * T + row[r]) * C + (size_t)h * DH;
 #pragma unroll
         for (int n = 0; n < DH / 8; n++)
@@ -274,16 +284,18 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
 // keys x BQ queries) directly, so P^T and dS^T leave the accumulators in the A layout that
 // dV += P^T dO and dK += dS^T Q need.
 
-template <int DH, int BQ, int NWG, int MINB, bool PAD>
+template <int DH, int BQ, int NWG, int MINB, bool PAD, bool BS>
 __global__ void __launch_bounds__(128 * NWG, MINB)
     wg_dkdv_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
                    const float *Di, const int32_t *kv_len, int T, int C, int NH, int causal,
-                   float scale, float scale_log2) {
+                   float scale, float scale_log2, bs_rows L) {
     constexpr int BM = 64 * NWG, NT = 128 * NWG, RT = BM * DH * 2, QT = BQ * DH * 2;
+    static_assert(!BS || (BS_BLOCK % BM == 0 && BS_BLOCK % BQ == 0), "tiles must divide blocks");
     extern __shared__ unsigned char smem_raw[];
     const uint32_t Ks = smem_base(smem_raw), Vs = Ks + RT, Qs = Vs + RT, dOs = Qs + 2 * QT;
     float *ls = reinterpret_cast<float *>(smem_raw + (dOs + 2 * QT - smem_u32(smem_raw)));
     float *ds = ls + 2 * BQ;  // [2][BQ] each: lse, Di of the stage's queries
+    int32_t *lst = reinterpret_cast<int32_t *>(ds + 2 * BQ);  // BS: the key block's query blocks
     int bh = blockIdx.y, b = bh / NH, h = bh % NH;
     size_t C3 = 3 * (size_t)C;
     const bf16 *q = qkv + (size_t)b * T * C3 + (size_t)h * DH, *k = q + C, *v = q + 2 * C;
@@ -296,33 +308,43 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
     int qt0 = causal ? k0 / BQ : 0, nqt = (T + BQ - 1) / BQ;
     const int kvl = PAD ? kv_len[b] : T;
     if (PAD && k0 >= kvl) return;  // padding keys only: no gradient (dqkv += nothing)
+    if (BS) {  // the steps are the sub-tiles of the listed query blocks
+        qt0 = 0;
+        nqt = (BS_BLOCK / BQ) * bs_stage_row<NT>(lst, L, b, h, k0 / BS_BLOCK);
+    }
 
     load_tile<BM, DH, NT>(Ks, k, C3, k0, T);
     load_tile<BM, DH, NT>(Vs, v, C3, k0, T);
-    load_tile<BQ, DH, NT>(Qs, q, C3, qt0 * BQ, T);
-    load_tile<BQ, DH, NT>(dOs, go, C, qt0 * BQ, T);
-    load_floats<NT>(ls, lse_h, qt0 * BQ, BQ, T);
-    load_floats<NT>(ds, di_h, qt0 * BQ, BQ, T);
+    if (!BS || nqt > 0) {
+        int qs = BS ? bs_step_start<BS, BQ>(lst, 0) : qt0 * BQ;
+        load_tile<BQ, DH, NT>(Qs, q, C3, qs, T);
+        load_tile<BQ, DH, NT>(dOs, go, C, qs, T);
+        load_floats<NT>(ls, lse_h, qs, BQ, T);
+        load_floats<NT>(ds, di_h, qs, BQ, T);
+    }
     cpa_commit();
     float dk[DH / 2], dv[DH / 2];
 #pragma unroll
     for (int i = 0; i < DH / 2; i++) dk[i] = dv[i] = 0.0f;
 
     for (int qt = qt0; qt < nqt; qt++) {
-        int q0 = qt * BQ, cur = (qt - qt0) & 1;
+        int q0 = BS ? bs_step_start<BS, BQ>(lst, qt) : qt * BQ, cur = (qt - qt0) & 1;
         if (qt + 1 < nqt) {
             int nb = cur ^ 1;
-            load_tile<BQ, DH, NT>(Qs + nb * QT, q, C3, q0 + BQ, T);
-            load_tile<BQ, DH, NT>(dOs + nb * QT, go, C, q0 + BQ, T);
-            load_floats<NT>(ls + nb * BQ, lse_h, q0 + BQ, BQ, T);
-            load_floats<NT>(ds + nb * BQ, di_h, q0 + BQ, BQ, T);
+#define QN (BS ? bs_step_start<BS, BQ>(lst, qt + 1) : q0 + BQ)  // the next step's first query
+            load_tile<BQ, DH, NT>(Qs + nb * QT, q, C3, QN, T);
+            load_tile<BQ, DH, NT>(dOs + nb * QT, go, C, QN, T);
+            load_floats<NT>(ls + nb * BQ, lse_h, QN, BQ, T);
+            load_floats<NT>(ds + nb * BQ, di_h, QN, BQ, T);
+#undef QN
         }
         stage_ready();
         const uint32_t Qc = Qs + cur * QT, dOc = dOs + cur * QT;
         const float *lc = ls + cur * BQ, *dc = ds + cur * BQ;
         // causal: a warpgroup whose keys all follow the tile's last query has nothing to do
         // nor has one whose keys are all padding
-        if (!(causal && kw > q0 + BQ - 1) && (!PAD || kw < kvl)) {
+        // (BS: nor a sub-tile of a block's rows past T)
+        if (!(causal && kw > q0 + BQ - 1) && (!PAD || kw < kvl) && (!BS || q0 < T)) {
             float p[BQ / 2], dp[BQ / 2];
             wg_fence();
 #pragma unroll
@@ -389,14 +411,17 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
 // backward, dQ: a block = 64 NWG queries of one (b, h), Q and dO staged once; key and value
 // tiles of BN rows in two stages.
 
-template <int DH, int BN, int NWG, int MINB, bool PAD>
+template <int DH, int BN, int NWG, int MINB, bool PAD, bool BS>
 __global__ void __launch_bounds__(128 * NWG, MINB)
     wg_dq_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
                  const float *Di, const int32_t *kv_len, int T, int C, int NH, int causal,
-                 float scale, float scale_log2) {
+                 float scale, float scale_log2, bs_rows L) {
     constexpr int BM = 64 * NWG, NT = 128 * NWG, RT = BM * DH * 2, KT = BN * DH * 2;
+    static_assert(!BS || (BS_BLOCK % BM == 0 && BS_BLOCK % BN == 0), "tiles must divide blocks");
     extern __shared__ unsigned char smem_raw[];
     const uint32_t Qs = smem_base(smem_raw), dOs = Qs + RT, Ks = dOs + RT, Vs = Ks + 2 * KT;
+    // BS: the query block's key blocks, after the stages
+    int32_t *lst = reinterpret_cast<int32_t *>(smem_raw + (Vs + 2 * KT - smem_u32(smem_raw)));
     int nq = (T + BM - 1) / BM, qt = nq - 1 - blockIdx.x;
     int bh = blockIdx.y, b = bh / NH, h = bh % NH;
     size_t C3 = 3 * (size_t)C;
@@ -415,24 +440,28 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
     const int kvl = PAD ? kv_len[b] : T;
     int nk = causal ? (min(q0 + BM, T) + BN - 1) / BN : (T + BN - 1) / BN;
     if (PAD) nk = min(nk, (kvl + BN - 1) / BN);  // the dense copy keeps its old bound
+    if (BS) nk = (BS_BLOCK / BN) * bs_stage_row<NT>(lst, L, b, h, q0 / BS_BLOCK);
     load_tile<BM, DH, NT>(Qs, q, C3, q0, T);
     load_tile<BM, DH, NT>(dOs, go, C, q0, T);
-    load_tile<BN, DH, NT>(Ks, k, C3, 0, T);
-    load_tile<BN, DH, NT>(Vs, v, C3, 0, T);
+    if (!BS || nk > 0) {
+        load_tile<BN, DH, NT>(Ks, k, C3, bs_step_start<BS, BN>(lst, 0), T);
+        load_tile<BN, DH, NT>(Vs, v, C3, bs_step_start<BS, BN>(lst, 0), T);
+    }
     cpa_commit();
     float dq[DH / 2];
 #pragma unroll
     for (int i = 0; i < DH / 2; i++) dq[i] = 0.0f;
 
     for (int kt = 0; kt < nk; kt++) {
-        int k0 = kt * BN, cur = kt & 1;
+        int k0 = BS ? bs_step_start<BS, BN>(lst, kt) : kt * BN, cur = kt & 1;
         if (kt + 1 < nk) {
-            load_tile<BN, DH, NT>(Ks + (cur ^ 1) * KT, k, C3, k0 + BN, T);
-            load_tile<BN, DH, NT>(Vs + (cur ^ 1) * KT, v, C3, k0 + BN, T);
+            int kn = BS ? bs_step_start<BS, BN>(lst, kt + 1) : k0 + BN;
+            load_tile<BN, DH, NT>(Ks + (cur ^ 1) * KT, k, C3, kn, T);
+            load_tile<BN, DH, NT>(Vs + (cur ^ 1) * KT, v, C3, kn, T);
         }
         stage_ready();
         const uint32_t Kc = Ks + cur * KT, Vc = Vs + cur * KT;
-        if (!(causal && k0 > rw + 63)) {
+        if (!(causal && k0 > rw + 63) && (!BS || k0 < kvl)) {
             float s[BN / 2], dp[BN / 2];
             wg_fence();
 #pragma unroll
@@ -503,73 +532,87 @@ static void allow_smem(const void *kernel, size_t bytes) {
     cudaCheck(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
-template <int DH>
-static void wg_forward(bf16 *out, float *lse, const bf16 *qkv, const pb_attn_desc *d) {
+// BS: the list row staged after the tiles (the launch asks for what this layout's rows need;
+// the attribute is set once to the most any layout may, BS_MAX_BLOCKS)
+static size_t bs_list_bytes(const pb_block_layout *l) {
+    return l ? (size_t)l->nkb * sizeof(int32_t) : 0;
+}
+
+template <int DH, bool BS>
+static void wg_forward(bf16 *out, float *lse, const bf16 *qkv, const pb_attn_desc *d,
+                       bs_rows L) {
     typedef typename WgCfg<DH>::FWD F;
     constexpr int BN = F::tile, NWG = F::nwg, MINB = F::minb;
     static int done;
     size_t smem = 1024 + 4 * (size_t)BN * DH * 2;
+    size_t most = smem + (BS ? BS_MAX_BLOCKS * sizeof(int32_t) : 0);
     if (!done) {
-        allow_smem((const void *)wg_forward_kernel<DH, BN, NWG, MINB, false>, smem);
-        allow_smem((const void *)wg_forward_kernel<DH, BN, NWG, MINB, true>, smem);
+        allow_smem((const void *)wg_forward_kernel<DH, BN, NWG, MINB, false, BS>, most);
+        allow_smem((const void *)wg_forward_kernel<DH, BN, NWG, MINB, true, BS>, most);
         done = 1;
     }
+    if (BS) smem += bs_list_bytes(d->layout);
     dim3 grid(cdiv(d->T, 64 * NWG), d->B * d->NH);
-    auto kernel = d->kv_len ? wg_forward_kernel<DH, BN, NWG, MINB, true>
-                            : wg_forward_kernel<DH, BN, NWG, MINB, false>;
+    auto kernel = d->kv_len ? wg_forward_kernel<DH, BN, NWG, MINB, true, BS>
+                            : wg_forward_kernel<DH, BN, NWG, MINB, false, BS>;
     kernel<<<grid, 128 * NWG, smem>>>(out, lse, qkv, d->kv_len, d->T, d->NH * DH, d->NH,
-                                      d->causal, d->scale * LOG2E);
+                                      d->causal, d->scale * LOG2E, L);
     cudaCheckLaunch();
 }
 
 // dK/dV in the shape S (a WgShape)
-template <int DH, class S>
+template <int DH, class S, bool BS>
 static void wg_dkdv(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
-                    const float *Di, const pb_attn_desc *d) {
+                    const float *Di, const pb_attn_desc *d, bs_rows L) {
     constexpr int BQ = S::tile, NWG = S::nwg, MINB = S::minb, BK = 64 * NWG;
     static int done;
     size_t smem = 1024 + (2 * (size_t)BK + 4 * BQ) * DH * 2 + 4 * BQ * sizeof(float);
+    size_t most = smem + (BS ? BS_MAX_BLOCKS * sizeof(int32_t) : 0);
     if (!done) {
-        allow_smem((const void *)wg_dkdv_kernel<DH, BQ, NWG, MINB, false>, smem);
-        allow_smem((const void *)wg_dkdv_kernel<DH, BQ, NWG, MINB, true>, smem);
+        allow_smem((const void *)wg_dkdv_kernel<DH, BQ, NWG, MINB, false, BS>, most);
+        allow_smem((const void *)wg_dkdv_kernel<DH, BQ, NWG, MINB, true, BS>, most);
         done = 1;
     }
-    auto kernel = d->kv_len ? wg_dkdv_kernel<DH, BQ, NWG, MINB, true>
-                            : wg_dkdv_kernel<DH, BQ, NWG, MINB, false>;
+    if (BS) smem += bs_list_bytes(d->layout);
+    auto kernel = d->kv_len ? wg_dkdv_kernel<DH, BQ, NWG, MINB, true, BS>
+                            : wg_dkdv_kernel<DH, BQ, NWG, MINB, false, BS>;
     kernel<<<dim3(cdiv(d->T, BK), d->B * d->NH), 128 * NWG, smem>>>(
         dqkv, dout, qkv, lse, Di, d->kv_len, d->T, d->NH * DH, d->NH, d->causal, d->scale,
-        d->scale * LOG2E);
+        d->scale * LOG2E, L);
     cudaCheckLaunch();
 }
 
-// dK/dV, then dQ
-template <int DH>
+// dK/dV, then dQ (BS: Lq the transposed lists for dK/dV, L the forward's for dQ)
+template <int DH, bool BS>
 static void wg_backward(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
-                        const float *Di, const pb_attn_desc *d) {
+                        const float *Di, const pb_attn_desc *d, bs_rows L, bs_rows Lq) {
     typedef typename WgCfg<DH>::DQ DQ;
     constexpr int BN = DQ::tile, QWG = DQ::nwg, QMB = DQ::minb, BM = 64 * QWG;
-    if (d->T > WG_LONG) wg_dkdv<DH, typename WgCfg<DH>::KVL>(dqkv, dout, qkv, lse, Di, d);
-    else wg_dkdv<DH, typename WgCfg<DH>::KV>(dqkv, dout, qkv, lse, Di, d);
+    if (d->T > WG_LONG) wg_dkdv<DH, typename WgCfg<DH>::KVL, BS>(dqkv, dout, qkv, lse, Di, d, Lq);
+    else wg_dkdv<DH, typename WgCfg<DH>::KV, BS>(dqkv, dout, qkv, lse, Di, d, Lq);
     static int done;
     size_t smem_q = 1024 + (2 * (size_t)BM + 4 * BN) * DH * 2;
+    size_t most = smem_q + (BS ? BS_MAX_BLOCKS * sizeof(int32_t) : 0);
     if (!done) {
-        allow_smem((const void *)wg_dq_kernel<DH, BN, QWG, QMB, false>, smem_q);
-        allow_smem((const void *)wg_dq_kernel<DH, BN, QWG, QMB, true>, smem_q);
+        allow_smem((const void *)wg_dq_kernel<DH, BN, QWG, QMB, false, BS>, most);
+        allow_smem((const void *)wg_dq_kernel<DH, BN, QWG, QMB, true, BS>, most);
         done = 1;
     }
-    auto kernel = d->kv_len ? wg_dq_kernel<DH, BN, QWG, QMB, true>
-                            : wg_dq_kernel<DH, BN, QWG, QMB, false>;
+    if (BS) smem_q += bs_list_bytes(d->layout);
+    auto kernel = d->kv_len ? wg_dq_kernel<DH, BN, QWG, QMB, true, BS>
+                            : wg_dq_kernel<DH, BN, QWG, QMB, false, BS>;
     kernel<<<dim3(cdiv(d->T, BM), d->B * d->NH), 128 * QWG, smem_q>>>(
         dqkv, dout, qkv, lse, Di, d->kv_len, d->T, d->NH * DH, d->NH, d->causal, d->scale,
-        d->scale * LOG2E);
+        d->scale * LOG2E, L);
     cudaCheckLaunch();
 }
 
 extern "C" void attn_wgmma_cuda_forward(float *out, float *lse, const float *qkv,
                                         const pb_attn_desc *d) {
     PB_ASSERT(!attn_wgmma_cuda_supports(d));
-    if (d->D == 64) wg_forward<64>((bf16 *)out, lse, (const bf16 *)qkv, d);
-    else wg_forward<128>((bf16 *)out, lse, (const bf16 *)qkv, d);
+    bs_rows none = {};
+    if (d->D == 64) wg_forward<64, false>((bf16 *)out, lse, (const bf16 *)qkv, d, none);
+    else wg_forward<128, false>((bf16 *)out, lse, (const bf16 *)qkv, d, none);
 }
 
 extern "C" void attn_wgmma_cuda_backward(float *dqkv_, const float *dout_, const float *out,
@@ -579,6 +622,26 @@ extern "C" void attn_wgmma_cuda_backward(float *dqkv_, const float *dout_, const
     bf16 *dqkv = (bf16 *)dqkv_;
     const bf16 *dout = (const bf16 *)dout_, *qkv = (const bf16 *)qkv_;
     const float *Di = attn_cuda_di(dout_, out, d, PB_DTYPE_BF16);
-    if (d->D == 64) wg_backward<64>(dqkv, dout, qkv, lse, Di, d);
-    else wg_backward<128>(dqkv, dout, qkv, lse, Di, d);
+    bs_rows none = {};
+    if (d->D == 64) wg_backward<64, false>(dqkv, dout, qkv, lse, Di, d, none, none);
+    else wg_backward<128, false>(dqkv, dout, qkv, lse, Di, d, none, none);
+}
+
+// Block-sparse (blocksparse_cuda.cu checks d first: attn_bs_cuda_supports, D 64 or 128).
+extern "C" void attn_wgmma_cuda_bs_forward(float *out, float *lse, const float *qkv,
+                                           const pb_attn_desc *d) {
+    bs_rows L = attn_bs_cuda_rows(d->layout, 0);
+    if (d->D == 64) wg_forward<64, true>((bf16 *)out, lse, (const bf16 *)qkv, d, L);
+    else wg_forward<128, true>((bf16 *)out, lse, (const bf16 *)qkv, d, L);
+}
+
+extern "C" void attn_wgmma_cuda_bs_backward(float *dqkv_, const float *dout_, const float *out,
+                                            const float *lse, const float *qkv_,
+                                            const pb_attn_desc *d) {
+    bf16 *dqkv = (bf16 *)dqkv_;
+    const bf16 *dout = (const bf16 *)dout_, *qkv = (const bf16 *)qkv_;
+    bs_rows L = attn_bs_cuda_rows(d->layout, 0), Lq = attn_bs_cuda_rows(d->layout, 1);
+    const float *Di = attn_cuda_di(dout_, out, d, PB_DTYPE_BF16);
+    if (d->D == 64) wg_backward<64, true>(dqkv, dout, qkv, lse, Di, d, L, Lq);
+    else wg_backward<128, true>(dqkv, dout, qkv, lse, Di, d, L, Lq);
 }

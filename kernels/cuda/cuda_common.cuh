@@ -80,6 +80,7 @@ enum {
     CUDA_SCRATCH_ATTN,         // attention backward: Di = rowsum(dO * O), (B,NH,T)
     CUDA_SCRATCH_GELU,         // unfused fallback of matmul_backward_gelu: dout @ weight
     CUDA_SCRATCH_SCORES,       // small-cache attention: a chunk of heads' (T,T) S and P
+    CUDA_SCRATCH_BS_KV,        // block-sparse: the layout's and the descriptor's kv_len, (B)
     CUDA_SCRATCH_COUNT
 };
 void *cuda_scratch(int slot, size_t bytes);

@@ -17,11 +17,13 @@ extern "C" {
 }
 
 // Attention, fastest first (pb_attn_choose takes the first whose supports() says yes):
-// smallcache last, so that auto runs it only where the fused kernels do not (D > 128).
+// smallcache after the fused kernels, so that auto runs it only where they do not (D > 128);
+// "blocksparse" last: it runs only descriptors with a layout, which the dense ones refuse.
 static const pb_attn_impl *const g_attention_fp32[] = {&attn_cuda_flash, &attn_cuda_smallcache,
-                                                       NULL};
+                                                       &attn_cuda_blocksparse, NULL};
 static const pb_attn_impl *const g_attention_bf16[] = {&attn_cuda_wgmma, &attn_cuda_flash_bf16,
-                                                       &attn_cuda_smallcache_bf16, NULL};
+                                                       &attn_cuda_smallcache_bf16,
+                                                       &attn_cuda_blocksparse_bf16, NULL};
 
 // The fields both tables share, on activation type A. The optimizer ops are the same fp32
 // ones in both: they only see fp32 buffers (master weights, gradients, moments).
