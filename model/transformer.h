@@ -77,7 +77,9 @@ typedef struct tf_grads {
     float *ln2;                  // (N,C) pre-LN
     float *fch, *fch_gelu;       // (N,F)
     // Called by tf_backward after block l's last op that writes its weight gradients was
-    // queued (the data-parallel path starts that block's exchange then); NULL: none.
+    // queued (the data-parallel path starts that block's exchange then); NULL: none. Not
+    // touched by tf_map_grads (a model remaps at a new batch shape and keeps its hook): a
+    // tf_grads starts zeroed.
     void (*layer_done)(void *ctx, int layer);
     void *layer_done_ctx;
 } tf_grads;
