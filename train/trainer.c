@@ -450,6 +450,9 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     // The GPU's exchanges may go over NCCL (dist_nccl.h), which also takes torchrun-style
     // launches without MPI.
     int gpu = wants_cuda(cfg), reduce_auto = strcmp(cfg->dist_reduce, "auto") == 0;
+    if (gpu && !pb_cuda_available())  // system.device = cuda without one: its line, first
+        pb_die(PB_EXIT_RUNTIME, "system.device = cuda but no CUDA device is available: %s",
+               pb_cuda_unavailable_reason());
     pb_dist d;
     if (dist_init_for(&d, gpu && (reduce_auto || strcmp(cfg->dist_reduce, "nccl") == 0), err,
                       sizeof err) != 0)
