@@ -58,6 +58,14 @@ NVCCFLAGS ?= -O3 -std=c++17 -lineinfo -gencode arch=compute_90a,code=sm_90a \
              -Xcompiler -Wall,-Wextra,-Wno-unused-parameter
 LDLIBS    += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static \
              -ldl -lrt -lpthread -lstdc++
+# NCCL (train/dist_nccl.c): nccl.h for its types only (the library is dlopen'ed at run time,
+# never linked). The toolkit's include directory goes after CPATH's (-idirafter), so that on
+# the GPU machine the nccl.h of the Python package whose libnccl runs is the one read.
+NCCL_OK := $(shell printf '\043include <nccl.h>\n\043include <cuda_runtime_api.h>\n' | \
+             $(CC) -idirafter $(CUDA_HOME)/include -E -x c - >/dev/null 2>&1 && echo 1)
+ifeq ($(NCCL_OK),1)
+$(BUILD)/train/dist_nccl.o: CFLAGS += -DPB_HAVE_NCCL -idirafter $(CUDA_HOME)/include
+endif
 else
 LIB_OBJ   += $(BUILD)/kernels/cuda/cuda_stub.o
 endif

@@ -218,6 +218,7 @@ void tf_backward(const pb_ops *ops, const tf_config *c, const tf_weights *w, tf_
             ops->zero(g->atty, NC * ab);
             ops->zero(g->qkv, 3 * NC * ab);
             attn_backward(ops, c, lw, lg, h, g, g->stream, x, g->stream, N, attn, d);
+            if (g->layer_done) g->layer_done(g->layer_done_ctx, l);
         }
         return;
     }
@@ -244,5 +245,26 @@ void tf_backward(const pb_ops *ops, const tf_config *c, const tf_weights *w, tf_
         attn_backward(ops, c, lw, lg, h, g, g->stream, h->ln1, g->ln1, N, attn, d);
         ops->layernorm_backward(g->stream, lg->ln1w, lg->ln1b, g->ln1, x, lw->ln1w, h->ln1_mean,
                                 h->ln1_rstd, N, C);
+        if (g->layer_done) g->layer_done(g->layer_done_ctx, l);
     }
+}
+
+int tf_layer_span(const tf_config *c, const tf_layer_weights *lw, const float *base, size_t *lo,
+                  size_t *hi) {
+    size_t C = (size_t)c->C, F = (size_t)c->F;
+    const float *p[12] = {lw->ln1w, lw->ln1b, lw->qkvw, lw->qkvb, lw->attprojw, lw->attprojb,
+                          lw->ln2w, lw->ln2b, lw->fcw, lw->fcb, lw->fcprojw, lw->fcprojb};
+    size_t n[12] = {C, C, 3 * C * C, 3 * C, C * C, C, C, C, F * C, F, C * F, C};
+    size_t a = (size_t)-1, b = 0, total = 0;
+    for (int k = 0; k < 12; k++) {
+        if (p[k] < base) return 0;
+        size_t off = (size_t)(p[k] - base);
+        if (off < a) a = off;
+        if (off + n[k] > b) b = off + n[k];
+        total += n[k];
+    }
+    // the tensors do not overlap (one table), so the range is theirs alone when it is their sum
+    if (b - a != total) return 0;
+    *lo = a, *hi = b;
+    return 1;
 }

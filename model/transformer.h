@@ -76,6 +76,12 @@ typedef struct tf_grads {
     float *ln1, *qkv, *atty;     // (N,C), (N,3C), (N,C): pre-LN; contiguous, zeroed at once
     float *ln2;                  // (N,C) pre-LN
     float *fch, *fch_gelu;       // (N,F)
+    // Called by tf_backward after block l's last op that writes its weight gradients was
+    // queued (the data-parallel path starts that block's exchange then); NULL: none. Not
+    // touched by tf_map_grads (a model remaps at a new batch shape and keeps its hook): a
+    // tf_grads starts zeroed.
+    void (*layer_done)(void *ctx, int layer);
+    void *layer_done_ctx;
 } tf_grads;
 
 // Carves one buffer of n elements of eb bytes at *off of base (NULL: only counts), each on a
@@ -123,5 +129,10 @@ void tf_backward_begin(const pb_ops *ops, const tf_config *c, tf_grads *g, int N
 void tf_backward(const pb_ops *ops, const tf_config *c, const tf_weights *w, tf_weights *dw,
                  const tf_acts *acts, tf_grads *g, const float *x, int N,
                  const pb_attn_impl *attn, const pb_attn_desc *d);
+
+// Where block l's weight tensors lie in a buffer laid out like lw's (base: that buffer's
+// start): 1 and [*lo, *hi) in floats when the 12 tensors are one contiguous range, else 0.
+int tf_layer_span(const tf_config *c, const tf_layer_weights *lw, const float *base, size_t *lo,
+                  size_t *hi);
 
 #endif

@@ -85,7 +85,7 @@ static void run_case(const char *cs, const char *attention) {
     weights(ops, cs, C, nt, &dw, &dh, 1);
     tf_layer_acts la;
     tf_acts acts = {.h = &la};
-    tf_grads g;
+    tf_grads g = {0};  // no layer hook
     size_t abytes = 0, gbytes = 0, off = 0;
     tf_map_acts(&tc, N, (size_t)N * NH, 4, &acts, NULL, &abytes);
     tf_map_grads(&tc, N, 4, ops->matmul_backward_gelu != NULL, &g, NULL, &gbytes);

@@ -73,7 +73,7 @@ typedef struct pb_config {
     int threads;             // OpenMP threads (0 = all cores)
     // [dist]: data parallelism (train/dist.h)
     int dist_zero;           // 0: every rank runs AdamW on everything; 1: on its shard (ZeRO-1)
-    char dist_reduce[8];     // "auto" | "tree" (exact for any world size) | "sum"
+    char dist_reduce[8];     // "auto" | "tree" (exact for any world size) | "sum" | "nccl" (GPU)
     double dist_timeout;     // seconds a rank waits for a peer before ending the run
 } pb_config;
 

@@ -84,6 +84,13 @@ int config_check_combinations(const pb_config *c, char *err, size_t errlen) {
                  c->total_batch_tokens, c->batch_size, c->seq_len, bt);
         return -1;
     }
+    // NCCL exchanges GPU memory: a CPU run cannot use it (auto is decided where the run
+    // starts, and refused there when it lands on the CPU).
+    if (strcmp(c->dist_reduce, "nccl") == 0 && strcmp(c->device, "cpu") == 0) {
+        snprintf(err, errlen, "dist.reduce = nccl needs the GPU (system.device = cuda or auto), "
+                 "and system.device = cpu: the CPU's exact exchange is dist.reduce = tree");
+        return -1;
+    }
     // A warmup longer than the run (train.steps = 5 with the default 20) is not an error:
     // the trainer clamps it to the run, with a note.
     return 0;

@@ -192,8 +192,11 @@ const config_key config_keys[] = {
          "how micro-batch gradients are summed: tree (each into its own buffer, added in a "
          "fixed binary tree: the same bits for any number of ranks; log2(micro-batches per "
          "rank) extra gradient buffers), sum (accumulated in place: the same bits for a fixed "
-         "number of ranks), auto (tree on the CPU, sum on the GPU)"),
-     .choices = "auto|tree|sum"},
+         "number of ranks), nccl (the GPU: accumulated in place, then all-reduced over NCCL "
+         "per block during the backward; the same bits for a fixed number of GPUs; also on "
+         "one GPU, where it gives the plain run's bits), auto (tree on the CPU; on the GPU "
+         "sum with one rank, nccl with several)"),
+     .choices = "auto|tree|sum|nccl"},
     {KEY("dist", "timeout", DOUBLE, dist_timeout, "300",
          "seconds a rank waits for another before it ends the run with an error"),
      GT(0)},

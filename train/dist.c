@@ -46,7 +46,9 @@ static const launcher_env launchers[] = {
     {"torchrun", "RANK", "WORLD_SIZE", "LOCAL_RANK"},
 };
 
-int dist_init(pb_dist *d, char *err, size_t errlen) {
+int dist_init(pb_dist *d, char *err, size_t errlen) { return dist_init_for(d, 0, err, errlen); }
+
+int dist_init_for(pb_dist *d, int nccl, char *err, size_t errlen) {
     memset(d, 0, sizeof *d);
     d->world = 1;
     d->timeout_s = 300;
@@ -69,9 +71,10 @@ int dist_init(pb_dist *d, char *err, size_t errlen) {
         break;
     }
     if (d->world == 1) return 0;
+    // The NCCL path takes these with the file rendezvous and exchanges over NCCL alone.
+    if (strcmp(d->launcher, "torchrun") == 0 && nccl) return 0;
     if (strcmp(d->launcher, "torchrun") == 0) {
-        // The NCCL path (issue 16) will take these with the file rendezvous; the CPU path
-        // exchanges over MPI, which only mpirun or srun can start.
+        // The CPU path exchanges over MPI, which only mpirun or srun can start.
         pb_seterr(err, errlen, "launched as rank %d of %d by RANK/WORLD_SIZE (torchrun's "
                   "convention): the CPU path exchanges gradients over MPI; launch with "
                   "pebble train --nproc %d, mpirun -np %d, or srun --mpi=pmix", d->rank,
@@ -167,13 +170,23 @@ static void xfer(pb_dist *d, void *buf, size_t bytes, int peer, int send, const 
         p += n, bytes -= (size_t)n;
     }
 }
-#define SEND(buf, bytes, peer) xfer(d, buf, bytes, peer, 1, what)
-#define RECV(buf, bytes, peer) xfer(d, buf, bytes, peer, 0, what)
-#else
-// Without MPI the world is one rank (dist_init refuses more): nothing is ever exchanged.
-#define SEND(buf, bytes, peer) PB_ASSERT(0 && (buf) && (bytes) && (peer))
-#define RECV(buf, bytes, peer) PB_ASSERT(0 && (buf) && (bytes) && (peer))
 #endif
+
+// MPI's transport, or the one the NCCL path set (d->xfer: launches without MPI). Without
+// either the world is one rank (dist_init refuses more): nothing is ever exchanged.
+static void transfer(pb_dist *d, void *buf, size_t bytes, int peer, int send, const char *what) {
+    if (d->xfer) {
+        d->xfer(d, buf, bytes, peer, send, what);
+        return;
+    }
+#ifdef PB_HAVE_MPI
+    xfer(d, buf, bytes, peer, send, what);
+#else
+    PB_ASSERT(0 && buf && bytes && peer >= 0 && send >= 0 && what);
+#endif
+}
+#define SEND(buf, bytes, peer) transfer(d, buf, bytes, peer, 1, what)
+#define RECV(buf, bytes, peer) transfer(d, buf, bytes, peer, 0, what)
 
 // ----------------------------------------------------------------------------
 // exchanges

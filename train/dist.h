@@ -31,6 +31,11 @@
 
 typedef struct pb_dist {
     int rank, world, local_rank;
+    // Moves host bytes to (send) or from peer when MPI is not initialised: the NCCL path's
+    // own transport for launches without MPI (train/dist_nccl.h); NULL: MPI.
+    void (*xfer)(struct pb_dist *d, void *buf, size_t bytes, int peer, int send,
+                 const char *what);
+    void *xfer_ctx;
     char launcher[16];   // "none" | "openmpi" | "slurm" | "torchrun"
     int mpi;             // MPI is initialised (world > 1)
     double timeout_s;    // a wait for a peer longer than this ends the run (dist.timeout)
@@ -42,6 +47,10 @@ typedef struct pb_dist {
 // From the environment; MPI_Init when the world is larger than one. 0, or -1 with one line
 // in err (a launch that cannot work: srun without PMIx, torchrun on the CPU, no MPI built).
 int dist_init(pb_dist *d, char *err, size_t errlen);
+// The same for a run whose exchanges may go over NCCL (nccl = 1: the GPU path): a torchrun-
+// style launch (RANK/WORLD_SIZE, no MPI) of several ranks is then accepted without MPI, and
+// the caller sets d->xfer (dist_nccl_init) before the first exchange.
+int dist_init_for(pb_dist *d, int nccl, char *err, size_t errlen);
 // MPI_Finalize when it was initialised (every rank, before exiting).
 void dist_finalize(pb_dist *d);
 static inline int dist_lead(const pb_dist *d) { return d->rank == 0; }

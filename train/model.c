@@ -112,6 +112,24 @@ void model_backward(pb_model *m, float loss_scale) {
         gpt2_backward(&m->gpt2, loss_scale);
 }
 
+void model_set_layer_hook(pb_model *m, void (*fn)(void *ctx, int layer), void *ctx) {
+    tf_grads *g = m->family == MODEL_BERT ? &m->bert.grads : &m->gpt2.grads;
+    g->layer_done = fn;
+    g->layer_done_ctx = ctx;
+}
+
+int model_num_layers(const pb_model *m) {
+    return m->family == MODEL_BERT ? m->bert.tf.n_layer : m->gpt2.tf.n_layer;
+}
+
+int model_layer_spans(const pb_model *m, size_t *lo, size_t *hi) {
+    const tf_config *c = m->family == MODEL_BERT ? &m->bert.tf : &m->gpt2.tf;
+    const tf_weights *g = m->family == MODEL_BERT ? &m->bert.g.tf : &m->gpt2.g.tf;
+    for (int l = 0; l < c->n_layer; l++)
+        if (!tf_layer_span(c, &g->h[l], m->p->grad, &lo[l], &hi[l])) return 0;
+    return c->n_layer;
+}
+
 int model_has_accuracy(const pb_model *m) { return m->family == MODEL_BERT; }
 
 void model_accuracy(pb_model *m, long *correct, long *count) {

@@ -41,6 +41,13 @@ void model_free(pb_model *m);
 double model_forward(pb_model *m, const int32_t *inputs, const int32_t *targets,
                      const int32_t *lengths, const int32_t *labels, int B, int T);
 void model_backward(pb_model *m, float loss_scale);
+// fn(ctx, l) after the backward has queued the last op writing block l's weight gradients
+// (blocks L-1 down to 0; fn NULL: none): the data-parallel path's hook (train/dist_nccl.h).
+void model_set_layer_hook(pb_model *m, void (*fn)(void *ctx, int layer), void *ctx);
+// The blocks' gradient ranges in the store: lo[l], hi[l] in floats for l < L (arrays of at
+// least L). Returns L, or 0 when a block's tensors are not one contiguous range.
+int model_layer_spans(const pb_model *m, size_t *lo, size_t *hi);
+int model_num_layers(const pb_model *m);
 // Of the last forward's predictions (mlm: the chosen positions; classify: the sequences),
 // how many were right. 0 of 0 for gpt2 (its accuracy is not reported).
 void model_accuracy(pb_model *m, long *correct, long *count);

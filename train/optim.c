@@ -44,9 +44,15 @@ void adamw_step(pb_adamw *o, pb_params *ps, float lr) {
 }
 
 void adamw_step_range(pb_adamw *o, pb_params *ps, float lr, size_t lo, size_t hi) {
+    PB_ASSERT(ps->m && ps->v);
+    adamw_step_shard(o, ps, lr, lo, hi, ps->m + lo, ps->v + lo);
+}
+
+void adamw_step_shard(pb_adamw *o, pb_params *ps, float lr, size_t lo, size_t hi, float *m,
+                      float *v) {
     ps->step++;
     o->lr = lr;
-    PB_ASSERT(o->nseg == ps->num && ps->m && lo <= hi && hi <= ps->num_floats);
+    PB_ASSERT(o->nseg == ps->num && m && v && lo <= hi && hi <= ps->num_floats);
     // The tensors that overlap [lo, hi), each cut to it, as segments from lo.
     int n = 0;
     for (int i = 0; i < ps->num; i++) {
@@ -59,15 +65,25 @@ void adamw_step_range(pb_adamw *o, pb_params *ps, float lr, size_t lo, size_t hi
     }
     PB_ASSERT(ps->step <= INT32_MAX);
     if (n == 0) return;
-    ps->ops->adamw_update(ps->mem + lo, ps->grad + lo, ps->m + lo, ps->v + lo, o->seg_end,
-                          o->seg_wd, n, lr, o->beta1, o->beta2, o->eps, (int)ps->step);
+    ps->ops->adamw_update(ps->mem + lo, ps->grad + lo, m, v, o->seg_end, o->seg_wd, n, lr,
+                          o->beta1, o->beta2, o->eps, (int)ps->step);
 }
 
 float optim_clip_grad_norm(pb_params *ps, float clip) {
-    double norm = sqrt(ps->ops->sumsq(ps->grad, ps->num_floats));
+    return optim_clip_by_sumsq(ps, clip, optim_grad_sumsq(ps, 0, ps->num_floats), 0,
+                               ps->num_floats);
+}
+
+double optim_grad_sumsq(const pb_params *ps, size_t lo, size_t hi) {
+    PB_ASSERT(lo <= hi && hi <= ps->num_floats);
+    return hi > lo ? ps->ops->sumsq(ps->grad + lo, hi - lo) : 0.0;
+}
+
+float optim_clip_by_sumsq(pb_params *ps, float clip, double sumsq, size_t lo, size_t hi) {
+    double norm = sqrt(sumsq);
     if (clip > 0.0f) {
         double coef = clip / (norm + 1e-6);
-        if (coef < 1.0) ps->ops->scale(ps->grad, (float)coef, ps->num_floats);
+        if (coef < 1.0 && hi > lo) ps->ops->scale(ps->grad + lo, (float)coef, hi - lo);
     }
     return (float)norm;
 }

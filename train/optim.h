@@ -27,10 +27,19 @@ void adamw_step(pb_adamw *o, pb_params *ps, float lr);
 // by a shard boundary is a segment on each side). AdamW is elementwise, so the shards' updates
 // together are adamw_step's bits. Advances ps->step.
 void adamw_step_range(pb_adamw *o, pb_params *ps, float lr, size_t lo, size_t hi);
+// The same with the shard's own moments: m, v (hi - lo,) hold elements lo .. hi-1 (ZeRO-1 on
+// the GPU, where each rank allocates only its shard of them).
+void adamw_step_shard(pb_adamw *o, pb_params *ps, float lr, size_t lo, size_t hi, float *m,
+                      float *v);
 
 // The gradients' global L2 norm; when clip > 0 and the norm exceeds it, scales them by
 // clip / (norm + 1e-6) (as torch.nn.utils.clip_grad_norm_). Returns the norm before clipping.
 float optim_clip_grad_norm(pb_params *ps, float clip);
+// The pieces of it for a gradient held in shards: the sum of squares of grad[lo, hi), and the
+// clip of grad[lo, hi) given the sum of squares of the whole (every shard's added). With
+// [0, num_floats) the two are optim_clip_grad_norm's bits.
+double optim_grad_sumsq(const pb_params *ps, size_t lo, size_t hi);
+float optim_clip_by_sumsq(pb_params *ps, float clip, double sumsq, size_t lo, size_t hi);
 
 // Learning rate at step (0-based) of `steps`: linear warmup to max_lr over warmup steps,
 // then cosine decay from max_lr to max_lr * min_lr_frac at the last step.

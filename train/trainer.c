@@ -21,6 +21,7 @@
 #include "model/gpt2.h"
 #include "train/checkpoint.h"
 #include "train/dist.h"
+#include "train/dist_nccl.h"
 #include "train/feed.h"
 #include "train/model.h"
 #include "train/optim.h"
@@ -28,6 +29,12 @@
 #include "train/progress.h"
 #include "train/rundir.h"
 #include "train/sample.h"
+
+// Whether trainer_backend will pick the GPU (without starting it).
+static int wants_cuda(const pb_config *cfg) {
+    return strcmp(cfg->device, "cuda") == 0 ||
+           (strcmp(cfg->device, "auto") == 0 && pb_cuda_available());
+}
 
 const pb_ops *trainer_backend(const pb_config *cfg) {
     // cuda when asked (an error if no GPU can be used); auto: cuda when one can, else cpu.
@@ -262,7 +269,8 @@ static void checkpoint_barrier(pb_dist *d) {
 
 static void save_checkpoint(const pb_config *cfg, const pb_model *model, const pb_adamw *opt,
                             const pb_feed *train, int step, long long tokens_seen, double lr,
-                            int tty, pb_dist *d, const size_t *zoff) {
+                            int tty, pb_dist *d, const size_t *zoff, dist_nccl *nccl) {
+    if (nccl) dist_nccl_moments_full(nccl);  // ZeRO-1 on the GPU: the full moments on rank 0
     if (zoff) {
         dist_gather(d, model->p->m, sizeof(float), zoff, "the gather of the AdamW moments");
         dist_gather(d, model->p->v, sizeof(float), zoff, "the gather of the AdamW moments");
@@ -293,6 +301,7 @@ static void save_checkpoint(const pb_config *cfg, const pb_model *model, const p
     if (slow) sleep((unsigned)atoi(slow));
     printf("%scheckpoint: %s (%.2f s)\n", tty ? "\r\033[K" : "", path, pb_now() - t0);
     fflush(stdout);
+    if (nccl) dist_nccl_moments_release(nccl);
     checkpoint_barrier(d);
 }
 
@@ -444,11 +453,35 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     long tokens_per_micro = (long)B * T;
 
     // --- the ranks: rank 0 alone prints and writes; all of them agree on config and data
+    // The GPU's exchanges may go over NCCL (dist_nccl.h), which also takes torchrun-style
+    // launches without MPI.
+    int gpu = wants_cuda(cfg), reduce_auto = strcmp(cfg->dist_reduce, "auto") == 0;
+    if (gpu && !pb_cuda_available())  // system.device = cuda without one: its line, first
+        pb_die(PB_EXIT_RUNTIME, "system.device = cuda but no CUDA device is available: %s",
+               pb_cuda_unavailable_reason());
     pb_dist d;
-    if (dist_init(&d, err, sizeof err) != 0) pb_die(PB_EXIT_USAGE, "%s", err);
+    if (dist_init_for(&d, gpu && (reduce_auto || strcmp(cfg->dist_reduce, "nccl") == 0), err,
+                      sizeof err) != 0)
+        pb_die(PB_EXIT_USAGE, "%s", err);
     d.timeout_s = cfg->dist_timeout;
     d.stop = &stop_signal;
     const int W = d.world, lead = dist_lead(&d);
+    // NCCL: asked for (also at world 1: the path's own test, the single GPU's bits), or auto on
+    // several GPUs. auto on one GPU needs nothing exchanged: the plain path, NCCL not loaded.
+    dist_nccl *nccl = NULL;
+    if (strcmp(cfg->dist_reduce, "nccl") == 0 && !gpu)
+        pb_die(PB_EXIT_USAGE, "dist.reduce = nccl needs the GPU, and training runs on the CPU "
+               "here (system.device = %s%s): the CPU's exact exchange is dist.reduce = tree",
+               cfg->device, strcmp(cfg->device, "auto") == 0 ? ", no usable GPU" : "");
+    if (gpu && (strcmp(cfg->dist_reduce, "nccl") == 0 || (reduce_auto && W > 1))) {
+        pb_cuda_select_device(d.local_rank);  // before the backend starts on the GPU
+        if (pb_make_dirs(cfg->run_dir, err, sizeof err) != 0)  // the id file's directory
+            pb_die(PB_EXIT_RUNTIME, "%s", err);
+        nccl = dist_nccl_init(&d, cfg->run_dir, err, sizeof err);
+        if (!nccl) pb_die(PB_EXIT_RUNTIME, "%s", err);
+    } else if (gpu) {
+        pb_cuda_select_device(d.local_rank);
+    }
     // 0: one micro-batch per rank; config_validate checked divisibility by B*T
     long total_batch = cfg->total_batch_tokens ? cfg->total_batch_tokens : tokens_per_micro * W;
     int accum_global = (int)(total_batch / tokens_per_micro);
@@ -514,14 +547,16 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     adamw_init(&opt, model.p, (float)cfg->beta1, (float)cfg->beta2, (float)cfg->eps,
                (float)cfg->weight_decay);
     // How the step's gradient is summed (dist.h): the tree on the CPU (the same bits for any
-    // world size), in place on the GPU until its NCCL path lands (issue 16: ncclAllReduce
-    // there is deterministic for one world size only: this is the hook).
+    // world size); on the GPU in place, then over NCCL between ranks (dist_nccl.h: the same
+    // bits for one world size).
     int tree = strcmp(cfg->dist_reduce, "tree") == 0 ||
                (strcmp(cfg->dist_reduce, "auto") == 0 && ops == pb_ops_cpu());
-    if (ops != pb_ops_cpu() && (tree || W > 1))
-        pb_die(PB_EXIT_USAGE, "%s on the GPU: its data-parallel path (NCCL) is not built yet; "
-               "train on the GPU with one rank and dist.reduce = sum or auto",
-               W > 1 ? "several ranks" : "dist.reduce = tree");
+    if (ops != pb_ops_cpu() && tree)
+        pb_die(PB_EXIT_USAGE, "dist.reduce = tree is the CPU's exact exchange; on the GPU use "
+               "nccl, sum (one rank) or auto");
+    if (ops != pb_ops_cpu() && W > 1 && !nccl)
+        pb_die(PB_EXIT_USAGE, "several ranks on the GPU exchange over NCCL: dist.reduce = %s "
+               "cannot (set nccl or auto)", cfg->dist_reduce);
     if (tree && W > 1 && (accum & (accum - 1)) != 0 && lead)
         printf("note: %d micro-batches per rank is not a power of two: the run repeats to the "
                "bit on %d ranks, but is not bit-identical to one on another number of ranks\n",
@@ -529,9 +564,9 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     const size_t nfl = model.p->num_floats;
     dist_tree grads;
     dist_tree_init(&grads, nfl);
-    float *scratch = W > 1 ? pb_malloc(nfl * sizeof(float)) : NULL;
+    float *scratch = W > 1 && !nccl ? pb_malloc(nfl * sizeof(float)) : NULL;
     size_t *zoff = NULL, *moff = shares(&d, (size_t)accum_global);
-    if (cfg->dist_zero) {
+    if (cfg->dist_zero && !nccl) {
         zoff = pb_malloc(((size_t)W + 1) * sizeof *zoff);
         dist_shards(&d, nfl, zoff);
     }
@@ -554,6 +589,9 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
             printf("note: %d tensors of this model's head are not in %s (another head): they "
                    "start from train.seed\n", skipped, ipath);
     }
+    // The NCCL path takes the store now that any resume has loaded the moments (ZeRO-1 keeps
+    // this rank's shard of them).
+    if (nccl) dist_nccl_attach(nccl, &model, cfg->dist_zero, stdout);
     // A new run: after --init has read its file (on every rank), which may be among those
     // archived.
     dist_max(&d, 0, "the start");
@@ -598,11 +636,19 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
            feed_task_name(task), (unsigned long long)feed_num_tokens(train),
            (unsigned long long)feed_num_batches(train) * W, val ? ", validation on" : "", B, T,
            accum_global, total_batch, cfg->steps, cfg->run_dir);
-    if (W > 1)
+    if (nccl) {
+        char what[160];
+        dist_nccl_describe(nccl, what, sizeof what);
+        printf("dist: %d rank%s (%s launch), %d micro-steps each | gradients: %s, per block on a "
+               "second stream during the last backward (the same bits for this number of "
+               "GPUs) | ZeRO-%d\n", W, W > 1 ? "s" : "", d.launcher, accum, what,
+               cfg->dist_zero);
+    } else if (W > 1) {
         printf("dist: %d ranks (%s launch), %d micro-steps each | gradients: %s | ZeRO-%d\n", W,
                d.launcher, accum, tree ? "fixed tree (the same bits for any number of ranks)"
                                        : "summed in place",
                cfg->dist_zero);
+    }
     if (ops == pb_ops_cpu() && lead) note_cpu_step_time(cfg, &model, total_batch);
     fflush(stdout);
 
@@ -639,6 +685,8 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
             // tree: each micro-batch's gradient in a zeroed buffer, then a leaf of the tree
             if (tree && micro > 0) params_zero_grad(model.p);
             feed_next(train, &batch, (uint64_t)step, micro);
+            // NCCL: the last micro-batch's backward starts the exchange, block by block
+            if (nccl) dist_nccl_arm(nccl, micro == accum - 1);
             mloss[d.rank * accum + micro] = model_forward(&model, batch.inputs, batch.targets,
                                                           batch.lengths, batch.labels, B, T);
             model_backward(&model, 1.0f / accum_global);
@@ -657,19 +705,22 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
             if (step > start_step)
                 save_checkpoint(cfg, &model, &opt, train, step, tokens_seen,
                                 lr_schedule(step - 1, cfg->steps, cfg->warmup_steps, cfg->lr,
-                                            cfg->min_lr_frac), prog.tty, &d, zoff);
+                                            cfg->min_lr_frac), prog.tty, &d, zoff, nccl);
             stopped = 1, stopped_at = step, mid_step = micro;
             break;
         }
         if (tree && accum > 1) dist_tree_sum(&grads, model.p->grad);
         // The ranks' sums added in the same tree, on rank 0; the losses gathered in slot
         // order and averaged as one rank averages its micro-batches.
-        dist_reduce(&d, model.p->grad, scratch, nfl, "the gradient sum");
+        if (nccl) dist_nccl_grads(nccl);
+        else dist_reduce(&d, model.p->grad, scratch, nfl, "the gradient sum");
         dist_allgather(&d, mloss, sizeof *mloss, moff, "the losses");
         double loss = 0.0;
         for (int i = 0; i < accum_global; i++) loss += mloss[i] / accum_global;
         float norm;
-        if (!zoff) {
+        if (nccl) {
+            norm = dist_nccl_clip(nccl, (float)cfg->grad_clip);
+        } else if (!zoff) {
             dist_bcast(&d, model.p->grad, nfl * sizeof(float), "the gradient");
             norm = optim_clip_grad_norm(model.p, (float)cfg->grad_clip);
         } else {
@@ -682,7 +733,9 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
         if (!isfinite(loss) || !isfinite(norm))
             pb_die(PB_EXIT_RUNTIME, "step %d: loss %g, gradient norm %g: training diverged "
                    "(lower train.lr?)", step + 1, loss, (double)norm);
-        if (!zoff) {
+        if (nccl) {
+            dist_nccl_adamw(nccl, &opt, (float)lr);
+        } else if (!zoff) {
             adamw_step(&opt, model.p, (float)lr);
         } else {
             // AdamW is elementwise: a shard's update is the same bits as in the whole one
@@ -720,7 +773,7 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
         int stopping = stop_sig != 0;
         if ((cfg->ckpt_every && (step + 1) % cfg->ckpt_every == 0) || last || stopping)
             save_checkpoint(cfg, &model, &opt, train, step + 1, tokens_seen, lr, prog.tty, &d,
-                            zoff);
+                            zoff, nccl);
         if (stopping) {
             stopped = 1, stopped_at = step + 1;
             break;
@@ -780,6 +833,7 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     free(zoff);
     free(moff);
     free(mloss);
+    dist_nccl_free(nccl);
     dist_finalize(&d);
     adamw_free(&opt);
     sample_trainer_close(sampler);

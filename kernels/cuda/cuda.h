@@ -14,6 +14,10 @@ int pb_cuda_available(void);
 // Why pb_cuda_available() said 0, as one line ("no CUDA driver", "no CUDA device", ...).
 const char *pb_cuda_unavailable_reason(void);
 
+// The GPU the backend initialises (a rank's local_rank): before the first pb_ops_cuda*()
+// call; 0 unless set. A device that does not exist is one line when the backend starts.
+void pb_cuda_select_device(int dev);
+
 // The CUDA backend (fp32). Initialises the device, cuBLASLt and scratch on first call;
 // exits with a clear message when no usable GPU is present.
 const pb_ops *pb_ops_cuda(void);

@@ -15,5 +15,6 @@ const pb_ops *pb_ops_cuda(void) {
 const pb_ops *pb_ops_cuda_bf16(void) { return pb_ops_cuda(); }
 
 void pb_cuda_set_tf32(int on) { (void)on; }
+void pb_cuda_select_device(int dev) { (void)dev; }
 size_t pb_cuda_mem_used(void) { return 0; }
 void pb_cuda_sync(void) {}

@@ -120,12 +120,22 @@ void *cuda_scratch(int slot, size_t bytes) {
 
 extern "C" void pb_cuda_set_tf32(int on) { cuda_matmul_set_tf32(on); }
 
+static int g_device;  // pb_cuda_select_device
+
+extern "C" void pb_cuda_select_device(int dev) { g_device = dev; }
+
 void cuda_init(void) {
     static int initialised = 0;
     if (!pb_cuda_available())
         pb_die(PB_EXIT_RUNTIME, "no CUDA device is available: %s", g_reason);
     if (!initialised) {
-        cudaCheck(cudaSetDevice(0));
+        int n = 0;
+        cudaCheck(cudaGetDeviceCount(&n));
+        if (g_device >= n)
+            pb_die(PB_EXIT_RUNTIME, "this rank's GPU is %d (its local rank) but %d GPU%s visible "
+                   "(CUDA_VISIBLE_DEVICES?): one rank per GPU", g_device, n,
+                   n == 1 ? " is" : "s are");
+        cudaCheck(cudaSetDevice(g_device));
         cuda_matmul_init();
         // A matmul precision, not a kernel choice: TF32 products in the fp32 table.
         const char *tf32 = getenv("PEBBLE_TF32");
