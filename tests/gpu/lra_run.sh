@@ -18,7 +18,7 @@ make -j16 build/pebble >"$OUT/lra_build.log" 2>&1 || { tail -30 "$OUT/lra_build.
 rm -f "$OUT/lra_build.log"
 echo "build done, $(el)"
 D=/tmp/lra/listops
-build/pebble lra gen listops --out $D --threads 16 2>&1 | tail -2
+build/pebble lra gen listops --out $D 2>&1 | tail -2
 echo "data done, $(el)"
 LOG="$OUT/lra_listops.log"
 rm -rf /tmp/lra/run
