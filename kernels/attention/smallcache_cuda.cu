@@ -5,8 +5,10 @@
 // tile of Br queries with all D columns then has Br < D and rereads K and V T/Br times. Here
 // the scores are materialised in HBM instead, one (T,T) matrix per head, and every product
 // is a cuBLASLt GEMM (square-tiled by cuBLAS, the sqrt(M) tiling of I/O-optimal matrix
-// multiplication), batched over a batch row's heads:
-//   forward:  S = Q K^T (fp32 out); a row kernel: P = exp(scale S - lse) masked (E), lse;
+// multiplication), each strided-batched over many (b, h) pairs (over a batch row's heads or
+// over batch rows at one head, whichever needs fewer calls: sc_segments):
+//   forward:  S = Q K^T (fp32 out); a row kernel (the row read once, into registers):
+//             P = exp(scale S - lse) masked (E), lse;
 //             O = P V.
 //   backward: S = Q K^T again; P from the saved lse; dV += P^T dO; dP = dO V^T (fp32, over
 //             S); dS = P (dP - Di) (over P); dQ += scale dS K; dK += scale dS^T Q.
