@@ -6,6 +6,7 @@
 # 20-step `pebble train` at head dim 256 (model.attention = auto picks smallcache).
 # Logs: $OUT/sc.log (build, tests, memcheck, e2e) and $OUT/sc_bench.log (benchmark, peer,
 # ncu); a summary last. From the repository root: . .deps/env.sh && sh tests/gpu/sc_run.sh
+# NO_PEER=1 skips the SDPA peer (its numbers from an earlier call stand in PERF.md).
 set -u
 OUT=${OUT:-/tmp/pebble-out}
 mkdir -p "$OUT"
@@ -80,7 +81,9 @@ for x, y in zip(a, b): print('step %3d  loss cuda-bf16 %.6f  cuda-fp32 %.6f' % (
     cat /tmp/sc_e2e/losses.txt >>"$L"
 fi
 
-if left 215; then
+if [ "${NO_PEER:-0}" = 1 ]; then
+    say "torch_sdpa skipped (NO_PEER=1)"
+elif left 215; then
     PYTHONUNBUFFERED=1 timeout $((235 - $(date +%s) + t0)) python3 .deps/bench/torch_sdpa.py \
         --hd 256 512 --seq 1024 4096 16384 >>"$BL" 2>&1
     say "torch_sdpa rc=$?, $(el)"

@@ -202,6 +202,24 @@ Test(smallcache, other_shapes) {
     free(check(1, 1, 257, 2, 200, 0, KV_RAGGED));
     free(check(1, 1, 4133, 1, 256, 1, -1));
     free(check(1, 1, 1, 2, 256, 1, -1));
+    // the forward row kernel's register row at 8 float4 per thread (ld 8320 > 4 x 4 x 512)
+    free(check(1, 1, 8300, 1, 8, 1, KV_RAGGED));
+}
+
+// Batches over batch rows at one head (more whole rows in a chunk than heads: one product
+// per head and row block over all the rows), causal at T not a multiple of the row block,
+// with key padding; and the same beside partial rows in one chunk (budget 7 pairs of 10:
+// chunk [0, 7) is 3 whole rows by head plus one head of row 3, chunk [7, 10) the rest of
+// row 3 by itself and row 4 as a batch over its heads).
+Test(smallcache, row_batches) {
+    pb_rng_seed(&rng, 8);
+    free(check(1, 5, 300, 2, 256, 1, KV_RAGGED));
+    free(check(1, 9, 77, 3, 256, 0, -1));
+    free(check(0, 5, 300, 2, 256, 1, -1));
+    attn_smallcache_cuda_set_budget((size_t)7 * 300 * 320 * 6);
+    free(check(1, 5, 300, 2, 256, 1, KV_RAGGED));
+    free(check(1, 5, 600, 2, 512, 1, -1));
+    attn_smallcache_cuda_set_budget(0);
 }
 
 // the fp32 table: the same code on fp32 tensors
