@@ -8,7 +8,8 @@
 #   LIMIT   seconds of training (default 420)
 #   STEPS   train.steps (default the config's 5000)
 #   EXTRA   more --set arguments for pebble train
-# Logs under $OUT: lra_listops.log (the run's output), lra_metrics.jsonl; a summary last.
+#   NAME    names this run's logs (default listops): several runs in one call
+# Logs under $OUT: lra_$NAME.log (the run's output), lra_$NAME.jsonl (metrics); a summary last.
 set -u
 OUT=${OUT:-/tmp/pebble-out}
 mkdir -p "$OUT"
@@ -18,9 +19,10 @@ make -j16 build/pebble >"$OUT/lra_build.log" 2>&1 || { tail -30 "$OUT/lra_build.
 rm -f "$OUT/lra_build.log"
 echo "build done, $(el)"
 D=/tmp/lra/listops
-build/pebble lra gen listops --out $D 2>&1 | tail -2
+[ -f $D/test.lseq ] || build/pebble lra gen listops --out $D 2>&1 | tail -2
 echo "data done, $(el)"
-LOG="$OUT/lra_listops.log"
+N=${NAME:-listops}
+LOG="$OUT/lra_$N.log"
 rm -rf /tmp/lra/run
 timeout $((${LIMIT:-420} + 120)) build/pebble train -c configs/lra-listops.ini \
     --set data.train=$D/train.lseq --set data.val=$D/val.lseq --set data.test=$D/test.lseq \
@@ -28,6 +30,6 @@ timeout $((${LIMIT:-420} + 120)) build/pebble train -c configs/lra-listops.ini \
     --set train.time_limit=${LIMIT:-420} ${STEPS:+--set train.steps=$STEPS} ${EXTRA:-} \
     >"$LOG" 2>&1
 echo "train rc=$?, $(el)"
-cp /tmp/lra/run/metrics.jsonl "$OUT/lra_metrics.jsonl" 2>/dev/null
+cp /tmp/lra/run/metrics.jsonl "$OUT/lra_$N.jsonl" 2>/dev/null
 grep -E "^pebble |^data |^step (1|[0-9]*[05]00)/|val loss|test loss|stopped|done:|this run|rror" "$LOG" |
     tail -40
