@@ -675,7 +675,10 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     int stop_sig = 0;  // the reason all ranks act on (stop_agreed)
     double slowest_s = 0.0;  // the slowest step of this run, for train.time_limit
     pb_loader_state step_start;  // the loader before this step: a stop mid-step goes back to it
-    for (int step = start_step; step < cfg->steps && !(stop_sig = stop_agreed(&d, 0)); step++) {
+    // A signal before the first step stops here; after that the end of each step asks (and
+    // checkpoints), so a signal between two steps is never taken for one before any step.
+    for (int step = start_step;
+         step < cfg->steps && !(step == start_step && (stop_sig = stop_agreed(&d, 0))); step++) {
         double t0 = pb_now();
         double lr = lr_schedule(step, cfg->steps, cfg->warmup_steps, cfg->lr, cfg->min_lr_frac);
         feed_get_state(train, &step_start);
