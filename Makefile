@@ -141,6 +141,24 @@ $(BUILD)/tests/gpu/bench_smallcache: tests/gpu/bench_smallcache.c $(BUILD)/libpe
 bench-blocksparse: $(BUILD)/tests/gpu/bench_blocksparse
 	$(BUILD)/tests/gpu/bench_blocksparse
 
+# Block-sparse tile-shape variants (tests/gpu/bs_sweep.sh): flash_wgmma_cuda.cu alone with
+# BS_SHAPES (-DWG_BS_...=..., its top says which), into BSV; the variant's bench and suite
+# link that object ahead of libpebble.a, so the archive's own copy is never pulled in (were
+# it, the link would fail on duplicate symbols). The dense kernels are unchanged by these.
+#   make BSV=build/bsv/v1 BS_SHAPES='-DWG_BS_KVL64=6413' build/bsv/v1/bench_blocksparse
+BSV ?= $(BUILD)/bsv/default
+$(BSV)/flash_wgmma_cuda.cu.o: kernels/attention/flash_wgmma_cuda.cu kernels/attention/wgmma.cuh \
+    kernels/attention/blocksparse_cuda.cuh kernels/cuda/cuda_common.cuh
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) $(BS_SHAPES) -I. -c $< -o $@
+$(BSV)/bench_blocksparse: tests/gpu/bench_blocksparse.c $(BSV)/flash_wgmma_cuda.cu.o \
+    $(BUILD)/libpebble.a
+	$(CC) $(CFLAGS) $< -o $@ $(BSV)/flash_wgmma_cuda.cu.o $(BUILD)/libpebble.a $(LDFLAGS) $(LDLIBS)
+$(BSV)/test_cuda_blocksparse: tests/gpu/test_cuda_blocksparse.c $(BSV)/flash_wgmma_cuda.cu.o \
+    $(BUILD)/libpebble.a
+	$(CC) $(CFLAGS) $< -o $@ $(BSV)/flash_wgmma_cuda.cu.o $(BUILD)/libpebble.a $(LDFLAGS) \
+	    -lcriterion $(LDLIBS)
+
 # --- dev/: kernels that lost a benchmark, kept for comparison, never in libpebble.a.
 #   make dev-mma   the mma.sync attention (dev/cuda/flash_mma_cuda.cu) and its bench against
 #                  the production wgmma kernels: build/dev/cuda/mma_bench [T] on the GPU

@@ -67,6 +67,37 @@ extern "C" {
 #define WG_KVL128 6421
 #endif
 
+// The block-sparse instantiations (BS = true) take their own shapes, by default the dense
+// ones, so that a -D here changes only the sparse kernels (tests/gpu/bs_sweep.sh). With
+// BS_BLOCK = 128: tile 64 or 128, NWG 1 or 2 (64 NWG rows divide the block).
+#ifndef WG_BS_FWD64
+#define WG_BS_FWD64 WG_FWD64
+#endif
+#ifndef WG_BS_FWD128
+#define WG_BS_FWD128 WG_FWD128
+#endif
+#ifndef WG_BS_DQ64
+#define WG_BS_DQ64 WG_DQ64
+#endif
+#ifndef WG_BS_DQ128
+#define WG_BS_DQ128 WG_DQ128
+#endif
+#ifndef WG_BS_KV64
+#define WG_BS_KV64 WG_KV64
+#endif
+#ifndef WG_BS_KV128
+#define WG_BS_KV128 WG_KV128
+#endif
+#ifndef WG_BS_LONG
+#define WG_BS_LONG WG_LONG
+#endif
+#ifndef WG_BS_KVL64
+#define WG_BS_KVL64 WG_KVL64
+#endif
+#ifndef WG_BS_KVL128
+#define WG_BS_KVL128 WG_KVL128
+#endif
+
 // 2^x on the special-function unit, one instruction: exp2f() compiles to ex2.approx.f32, whose
 // denormal handling costs three more (a compare and two predicated multiplies) on every
 // element. Flushing results below 2^-126 to 0 changes no probability that bf16 can hold.
@@ -309,12 +340,17 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
     const int kvl = PAD ? kv_len[b] : T;
     if (PAD && k0 >= kvl) return;  // padding keys only: no gradient (dqkv += nothing)
     if (BS) {  // the steps are the sub-tiles of the listed query blocks
+        // K and V first: their copies fly while the list's dependent reads are waited for
+        load_tile<BM, DH, NT>(Ks, k, C3, k0, T);
+        load_tile<BM, DH, NT>(Vs, v, C3, k0, T);
         qt0 = 0;
         nqt = (BS_BLOCK / BQ) * bs_stage_row<NT>(lst, L, b, h, k0 / BS_BLOCK);
     }
 
-    load_tile<BM, DH, NT>(Ks, k, C3, k0, T);
-    load_tile<BM, DH, NT>(Vs, v, C3, k0, T);
+    if (!BS) {
+        load_tile<BM, DH, NT>(Ks, k, C3, k0, T);
+        load_tile<BM, DH, NT>(Vs, v, C3, k0, T);
+    }
     if (!BS || nqt > 0) {
         int qs = BS ? bs_step_start<BS, BQ>(lst, 0) : qt0 * BQ;
         load_tile<BQ, DH, NT>(Qs, q, C3, qs, T);
@@ -440,9 +476,15 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
     const int kvl = PAD ? kv_len[b] : T;
     int nk = causal ? (min(q0 + BM, T) + BN - 1) / BN : (T + BN - 1) / BN;
     if (PAD) nk = min(nk, (kvl + BN - 1) / BN);  // the dense copy keeps its old bound
-    if (BS) nk = (BS_BLOCK / BN) * bs_stage_row<NT>(lst, L, b, h, q0 / BS_BLOCK);
-    load_tile<BM, DH, NT>(Qs, q, C3, q0, T);
-    load_tile<BM, DH, NT>(dOs, go, C, q0, T);
+    if (BS) {  // Q and dO first: their copies fly while the list's reads are waited for
+        load_tile<BM, DH, NT>(Qs, q, C3, q0, T);
+        load_tile<BM, DH, NT>(dOs, go, C, q0, T);
+        nk = (BS_BLOCK / BN) * bs_stage_row<NT>(lst, L, b, h, q0 / BS_BLOCK);
+    }
+    if (!BS) {
+        load_tile<BM, DH, NT>(Qs, q, C3, q0, T);
+        load_tile<BM, DH, NT>(dOs, go, C, q0, T);
+    }
     if (!BS || nk > 0) {
         load_tile<BN, DH, NT>(Ks, k, C3, bs_step_start<BS, BN>(lst, 0), T);
         load_tile<BN, DH, NT>(Vs, v, C3, bs_step_start<BS, BN>(lst, 0), T);
@@ -513,19 +555,40 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
 
 template <int X> struct WgShape {
     static constexpr int tile = X / 100, nwg = X / 10 % 10, minb = X % 10;
+    // wgmma.cuh has N = 64 and 128; a block of NWG warpgroups, 128 NWG threads
+    static_assert((tile == 64 || tile == 128) && (nwg == 1 || nwg == 2) && minb >= 1,
+                  "shape: tile 64 or 128, NWG 1 or 2, MINB >= 1");
 };
-template <int DH> struct WgCfg;
-template <> struct WgCfg<64> {
+// WgCfg<DH, BS>: the shapes of the dense (BS = false) or block-sparse kernels; LONG the T
+// above which dK/dV takes KVL
+template <int DH, bool BS> struct WgCfg;
+template <> struct WgCfg<64, false> {
     typedef WgShape<WG_FWD64> FWD;
     typedef WgShape<WG_DQ64> DQ;
     typedef WgShape<WG_KV64> KV;
     typedef WgShape<WG_KVL64> KVL;
+    static constexpr int LONG = WG_LONG;
 };
-template <> struct WgCfg<128> {
+template <> struct WgCfg<128, false> {
     typedef WgShape<WG_FWD128> FWD;
     typedef WgShape<WG_DQ128> DQ;
     typedef WgShape<WG_KV128> KV;
     typedef WgShape<WG_KVL128> KVL;
+    static constexpr int LONG = WG_LONG;
+};
+template <> struct WgCfg<64, true> {
+    typedef WgShape<WG_BS_FWD64> FWD;
+    typedef WgShape<WG_BS_DQ64> DQ;
+    typedef WgShape<WG_BS_KV64> KV;
+    typedef WgShape<WG_BS_KVL64> KVL;
+    static constexpr int LONG = WG_BS_LONG;
+};
+template <> struct WgCfg<128, true> {
+    typedef WgShape<WG_BS_FWD128> FWD;
+    typedef WgShape<WG_BS_DQ128> DQ;
+    typedef WgShape<WG_BS_KV128> KV;
+    typedef WgShape<WG_BS_KVL128> KVL;
+    static constexpr int LONG = WG_BS_LONG;
 };
 
 static void allow_smem(const void *kernel, size_t bytes) {
@@ -541,7 +604,7 @@ static size_t bs_list_bytes(const pb_block_layout *l) {
 template <int DH, bool BS>
 static void wg_forward(bf16 *out, float *lse, const bf16 *qkv, const pb_attn_desc *d,
                        bs_rows L) {
-    typedef typename WgCfg<DH>::FWD F;
+    typedef typename WgCfg<DH, BS>::FWD F;
     constexpr int BN = F::tile, NWG = F::nwg, MINB = F::minb;
     static int done;
     size_t smem = 1024 + 4 * (size_t)BN * DH * 2;
@@ -586,10 +649,11 @@ static void wg_dkdv(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *
 template <int DH, bool BS>
 static void wg_backward(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
                         const float *Di, const pb_attn_desc *d, bs_rows L, bs_rows Lq) {
-    typedef typename WgCfg<DH>::DQ DQ;
+    typedef WgCfg<DH, BS> W;
+    typedef typename W::DQ DQ;
     constexpr int BN = DQ::tile, QWG = DQ::nwg, QMB = DQ::minb, BM = 64 * QWG;
-    if (d->T > WG_LONG) wg_dkdv<DH, typename WgCfg<DH>::KVL, BS>(dqkv, dout, qkv, lse, Di, d, Lq);
-    else wg_dkdv<DH, typename WgCfg<DH>::KV, BS>(dqkv, dout, qkv, lse, Di, d, Lq);
+    if (d->T > W::LONG) wg_dkdv<DH, typename W::KVL, BS>(dqkv, dout, qkv, lse, Di, d, Lq);
+    else wg_dkdv<DH, typename W::KV, BS>(dqkv, dout, qkv, lse, Di, d, Lq);
     static int done;
     size_t smem_q = 1024 + (2 * (size_t)BM + 4 * BN) * DH * 2;
     size_t most = smem_q + (BS ? BS_MAX_BLOCKS * sizeof(int32_t) : 0);

@@ -6,6 +6,8 @@
 // markdown table. FLOPs counted on the kept blocks as torch_flex.py does: forward
 // 4 B H D pairs block^2, forward + backward 3.5x that.
 //   bench_blocksparse                 the table
+//   bench_blocksparse --quick [N]     the same rows without the dense column, fwd+bwd median
+//                                     of N (default 5, at most 14) calls: tests/gpu/bs_sweep.sh
 //   bench_blocksparse --ncu T D       one dense wgmma forward, then one blocksparse forward
 //                                     (10%), for ncu; prints the DRAM bytes the tile model
 //                                     predicts for each (bs_fwd_bytes)
@@ -157,6 +159,11 @@ int main(int argc, char **argv) {
     }
     const pb_ops *G = pb_ops_cuda_bf16();
     if (argc == 4 && strcmp(argv[1], "--ncu") == 0) return ncu_mode(G, atoi(argv[2]), atoi(argv[3]));
+    int quick = argc >= 2 && strcmp(argv[1], "--quick") == 0;
+    int iters = quick && argc >= 3 ? atoi(argv[2]) : 5;
+    if (iters < 1 || iters > 14) pb_die(PB_EXIT_USAGE, "bench_blocksparse: --quick N: 1 .. 14");
+    // every row has B T = 65536 and H D = 1024: one set of buffers serves them all
+    bufs b = alloc_bufs(G, 1, 65536, 1024, 1024 / 64);
     printf("| D | T | B | H | density | fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s | "
            "dense wgmma fwd+bwd ms | sparse / (dense x density) |\n");
     printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
@@ -165,9 +172,9 @@ int main(int argc, char **argv) {
     for (int di = 0; di < 2; di++)
         for (int ti = 0; ti < 2; ti++) {
             int D = Ds[di], T = Ts[ti], B = 65536 / T, H = 1024 / D, C = H * D;
-            bufs b = alloc_bufs(G, B, T, C, H);
+            (void)C;
             pb_attn_desc dd = {B, T, T, H, D, 1.0f / sqrtf((float)D), 0, NULL, NULL};
-            double dense = time_it(&attn_cuda_wgmma, &dd, &b, 1, 3);
+            double dense = quick ? NAN : time_it(&attn_cuda_wgmma, &dd, &b, 1, 3);
             for (int k = 0; k < 2; k++) {
                 pb_block_layout *l = flex_layout(T, dens[k]);
                 pb_attn_desc ds = dd;
@@ -175,7 +182,7 @@ int main(int argc, char **argv) {
                 const char *why = attn_cuda_blocksparse_bf16.supports(&ds);
                 if (why) pb_die(PB_EXIT_RUNTIME, "bench_blocksparse: %s", why);
                 double f = time_it(&attn_cuda_blocksparse_bf16, &ds, &b, 0, 7);
-                double fb = time_it(&attn_cuda_blocksparse_bf16, &ds, &b, 1, 5);
+                double fb = time_it(&attn_cuda_blocksparse_bf16, &ds, &b, 1, iters);
                 double s = attn_bs_density(l);
                 double fl = 4.0 * B * H * D * (double)l->kept * BLOCK * BLOCK;
                 printf("| %d | %d | %d | %d | %.4f | %.3f | %.0f | %.3f | %.0f | %.2f | %.2fx |\n",
@@ -184,7 +191,7 @@ int main(int argc, char **argv) {
                 fflush(stdout);
                 attn_bs_free(l);
             }
-            free_bufs(G, &b);
         }
+    free_bufs(G, &b);
     return 0;
 }
