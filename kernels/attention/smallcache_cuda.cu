@@ -38,6 +38,9 @@ extern "C" {
 #define SC_THREADS 512  // the row kernels: one block per score row
 
 static size_t g_budget = SC_BUDGET_DEFAULT;
+static int g_rows;  // causal row block R; 0: the plan's own choice
+
+extern "C" void attn_smallcache_cuda_set_rows(int R) { g_rows = R > 0 ? R : 0; }
 
 extern "C" void attn_smallcache_cuda_set_budget(size_t bytes) {
     g_budget = bytes ? bytes : SC_BUDGET_DEFAULT;
@@ -60,7 +63,7 @@ static sc_plan sc_make_plan(const pb_attn_desc *d, size_t esize) {
     p.ld = (d->T + 63) / 64 * 64;
     // blocks of 256 or 512 queries: causal work 1/2 + R/2T of the full square (53% at
     // T = 16384), while each product stays large enough for the tensor cores
-    p.R = !d->causal ? d->T : d->T <= 4096 ? 256 : 512;
+    p.R = !d->causal ? d->T : g_rows ? g_rows : d->T <= 4096 ? 256 : 512;
     if (p.R > d->T) p.R = d->T;
     p.head = (size_t)d->T * p.ld;
     size_t pair = p.head * (4 + esize);

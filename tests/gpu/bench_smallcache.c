@@ -3,6 +3,8 @@
 // 256, 512, 1024, T 1024, 4096, 16384, causal and not; forward and forward+backward ms,
 // TFLOP/s with the FlashAttention convention (fwd 4 B H T^2 D, halved when causal;
 // fwd+bwd 3.5x fwd), and the scratch the call allocates. A markdown table.
+//   --rows R[,R...]   the causal rows at D 256 and 512 only, once per causal row block R
+//                     (attn_smallcache_cuda_set_rows), for choosing the default
 //   --ncu T D causal  one forward only, between cudaProfilerStart/Stop (for
 //                     ncu --profile-from-start off), and the DRAM bytes the design predicts
 // GPU machine only.
@@ -29,11 +31,13 @@ static double median(double *x, int n) {
     return x[n / 2];
 }
 
+static int g_rows;  // --rows: the causal row block under measurement (0: the default)
+
 // Score entries the forward's products compute per (b, h) pair: T^2, or with causal row
 // blocks of R queries (smallcache_cuda.cu) the sum over blocks of rows x (block end).
 static double score_entries(int T, int causal) {
     if (!causal) return (double)T * T;
-    int R = T <= 4096 ? 256 : 512;
+    int R = g_rows ? g_rows : T <= 4096 ? 256 : 512;
     if (R > T) R = T;
     double a = 0;
     for (int i0 = 0; i0 < T; i0 += R) {
@@ -70,6 +74,10 @@ static float *upload_bf16(const pb_ops *ops, size_t n, uint64_t seed) {
     free(h);
     return d;
 }
+
+#define TABLE_HEAD                                                                           \
+    "| kernel     |    D |     T |  B | H  | causal | fwd ms | fwd TFLOP/s | fwd+bwd ms | "      \
+    "fwd+bwd TFLOP/s | scratch GiB |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
 
 typedef struct {
     float *qkv, *dqkv, *out, *dout, *lse;
@@ -145,13 +153,31 @@ int main(int argc, char **argv) {
         return 0;
     }
 
+    if (argc == 3 && strcmp(argv[1], "--rows") == 0) {
+        printf("## smallcache attention, causal, by row block R (bf16, fwd+bwd)\n\n");
+        for (char *r = argv[2]; *r;) {
+            char *end;
+            long R = strtol(r, &end, 10);
+            if (end == r || R < 16 || R % 16 || (*end && *end != ',')) {
+                fprintf(stderr, "bench_smallcache --rows: '%s' is not a list of multiples of 16\n", argv[2]);
+                return 1;
+            }
+            g_rows = (int)R;
+            attn_smallcache_cuda_set_rows(g_rows);
+            printf("\nR = %d:\n\n%s", g_rows, TABLE_HEAD);
+            for (int D = 256; D <= 512; D *= 2)
+                for (int T = 1024; T <= 16384; T *= 4)
+                    row(ops, "smallcache", &attn_cuda_smallcache_bf16, D, T, 1, &b, 5);
+            r = *end ? end + 1 : end;
+        }
+        return 0;
+    }
+
     printf("## smallcache attention (bf16 table), %d tokens, hidden %d, median of 5\n\n", TOKENS,
            HIDDEN);
     printf("FLOPs: fwd 4 B H T^2 D (/2 causal), fwd+bwd 3.5x fwd (FlashAttention convention); "
            "scratch: the (T,T) score buffers of one chunk of (b, h) pairs (8 GiB budget)\n\n");
-    printf("| kernel     |    D |     T |  B | H  | causal | fwd ms | fwd TFLOP/s | fwd+bwd ms | "
-           "fwd+bwd TFLOP/s | scratch GiB |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    printf("%s", TABLE_HEAD);
     int Ds[4] = {128, 256, 512, 1024}, Ts[3] = {1024, 4096, 16384};
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 3; j++)
