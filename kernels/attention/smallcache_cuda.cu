@@ -40,7 +40,12 @@ extern "C" {
 static size_t g_budget = SC_BUDGET_DEFAULT;
 static int g_rows;  // causal row block R; 0: the plan's own choice
 
-extern "C" void attn_smallcache_cuda_set_rows(int R) { g_rows = R > 0 ? R : 0; }
+static int g_serial; // causal row blocks one after another on stream 0 (no lanes)
+
+extern "C" void attn_smallcache_cuda_set_rows(int R, int serial) {
+    g_rows = R > 0 ? R : 0;
+    g_serial = serial != 0;
+}
 
 extern "C" void attn_smallcache_cuda_set_budget(size_t bytes) {
     g_budget = bytes ? bytes : SC_BUDGET_DEFAULT;
@@ -122,27 +127,43 @@ static void mm_xtm(E *Y, int ldy, int64_t sy, const E *X, int ldx, const E *M, i
                         beta, cu_type<E>(), cu_type<E>());
 }
 
+// Causal row blocks' products are independent (each writes its own rows of the output):
+// they run on CUDA_LANES streams at once, so the small first blocks do not leave the GPU
+// idle one after another (matmul_cuda.cu's lanes). One block (not causal) stays on stream 0.
+static void lanes_fork(const sc_plan *p) {
+    if (p->R < p->T && !g_serial) cuda_lanes_fork();
+}
+static void lanes_join(const sc_plan *p) {
+    if (p->R < p->T && !g_serial) cuda_lanes_join();
+}
+
 // X (T, ld) over the row blocks: X[i0:i0+n, 0:kend] = A[i0:] B[0:kend]^T, kend = i0 + n when
 // causal (the block's last row sees most), T otherwise
 template <typename E>
 static void sc_scores(const sc_plan *p, float *X, const E *A, int lda, int64_t sa, const E *Bm,
                       int ldb, int64_t sb, const sc_batch *bt) {
+    lanes_fork(p);
     for (int i0 = 0; i0 < p->T; i0 += p->R) {
         int n = p->T - i0 < p->R ? p->T - i0 : p->R, kend = p->R == p->T ? p->T : i0 + n;
+        cuda_lanes_use(i0 / p->R);
         mm_abt<E>(X + (size_t)i0 * p->ld, p->ld, A + (size_t)i0 * lda, lda, sa, Bm, ldb, sb, n,
                   kend, p->D, bt);
     }
+    lanes_join(p);
 }
 
 // Y (T, D) rows by block: Y[i0:i0+n] = alpha X[i0:i0+n, 0:kend] M[0:kend] + beta Y[i0:]
 template <typename E>
 static void sc_rows(const sc_plan *p, E *Y, int ldy, int64_t sy, const E *X, const E *M,
                     int ldm, int64_t sm, const sc_batch *bt, float alpha, float beta) {
+    lanes_fork(p);
     for (int i0 = 0; i0 < p->T; i0 += p->R) {
         int n = p->T - i0 < p->R ? p->T - i0 : p->R, kend = p->R == p->T ? p->T : i0 + n;
+        cuda_lanes_use(i0 / p->R);
         mm_xm<E>(Y + (size_t)i0 * ldy, ldy, sy, X + (size_t)i0 * p->ld, p->ld, M, ldm, sm, n,
                  kend, p->D, bt, alpha, beta);
     }
+    lanes_join(p);
 }
 
 // Y (T, D) rows by key block: Y[j0:j0+n] += alpha X[q0:T, j0:j0+n]^T M[q0:T], q0 = j0 when
@@ -150,11 +171,14 @@ static void sc_rows(const sc_plan *p, E *Y, int ldy, int64_t sy, const E *X, con
 template <typename E>
 static void sc_cols(const sc_plan *p, E *Y, int ldy, int64_t sy, const E *X, const E *M,
                     int ldm, int64_t sm, const sc_batch *bt, float alpha) {
+    lanes_fork(p);
     for (int j0 = 0; j0 < p->T; j0 += p->R) {
         int n = p->T - j0 < p->R ? p->T - j0 : p->R, q0 = p->R == p->T ? 0 : j0;
+        cuda_lanes_use(j0 / p->R);
         mm_xtm<E>(Y + (size_t)j0 * ldy, ldy, sy, X + (size_t)q0 * p->ld + j0, p->ld,
                   M + (size_t)q0 * ldm, ldm, sm, n, p->T - q0, p->D, bt, alpha, 1.0f);
     }
+    lanes_join(p);
 }
 
 // The chunk's pairs [p0, p0 + np) as few batches as the layout allows: the rest of a batch

@@ -3,8 +3,9 @@
 // 256, 512, 1024, T 1024, 4096, 16384, causal and not; forward and forward+backward ms,
 // TFLOP/s with the FlashAttention convention (fwd 4 B H T^2 D, halved when causal;
 // fwd+bwd 3.5x fwd), and the scratch the call allocates. A markdown table.
-//   --rows R[,R...]   the causal rows at D 256 and 512 only, once per causal row block R
-//                     (attn_smallcache_cuda_set_rows), for choosing the default
+//   --rows R[,R...]   the causal rows at D 256 and 512 only, per causal row block R, its
+//                     products serial and on lanes (attn_smallcache_cuda_set_rows): for
+//                     choosing the defaults
 //   --ncu T D causal  one forward only, between cudaProfilerStart/Stop (for
 //                     ncu --profile-from-start off), and the DRAM bytes the design predicts
 // GPU machine only.
@@ -163,11 +164,13 @@ int main(int argc, char **argv) {
                 return 1;
             }
             g_rows = (int)R;
-            attn_smallcache_cuda_set_rows(g_rows);
-            printf("\nR = %d:\n\n%s", g_rows, TABLE_HEAD);
-            for (int D = 256; D <= 512; D *= 2)
-                for (int T = 1024; T <= 16384; T *= 4)
-                    row(ops, "smallcache", &attn_cuda_smallcache_bf16, D, T, 1, &b, 5);
+            for (int serial = 1; serial >= 0; serial--) {
+                attn_smallcache_cuda_set_rows(g_rows, serial);
+                printf("\nR = %d, %s:\n\n%s", g_rows, serial ? "serial" : "lanes", TABLE_HEAD);
+                for (int D = 256; D <= 512; D *= 2)
+                    for (int T = 1024; T <= 16384; T *= 4)
+                        row(ops, "smallcache", &attn_cuda_smallcache_bf16, D, T, 1, &b, 5);
+            }
             r = *end ? end + 1 : end;
         }
         return 0;

@@ -22,7 +22,7 @@ ITERS=${ITERS:-7}
 # T > WG_BS_LONG = 2048). Register use (ptxas, CUDA 13) of each, as CTAs x warps per SM:
 #   D 64  dK/dV  12821 today: 255 regs, 88 B spill, 1 x 8 | 6413: 168, 64 B spill, 3 x 4
 #                6412: 210, no spill, 2 x 4               | 6421: 196, no spill, 1 x 8
-#   D 64  dQ     6413 today: 153, 3 x 4 | 6422: 128, no spill, 2 x 8 | 12811: 242, 2 x 4
+#   D 64  dQ     6422 today (the sweep's pick; 6413 before): 128, no spill, 2 x 8 | 6413: 153, 3 x 4 | 12811: 242, 2 x 4
 #                12821: 221, 1 x 8
 #   D 128 dK/dV  6421 today: 252, 1 x 8 | 6412: 255, 104 B spill, 2 x 4 (BQ 128 spills ~1 KB)
 #   D 128 dQ     12821 today: 254, 64 B spill, 1 x 8 | 6421: 194, no spill, 1 x 8
