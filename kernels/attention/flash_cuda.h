@@ -60,10 +60,10 @@ void attn_smallcache_cuda_backward_bf16(float *dqkv, const float *dout, const fl
 // The chunk budget in bytes (0: the default, 8 GiB): how many (b, h) pairs' scores are held
 // at once (at least one). A test knob: a tiny budget exercises the chunk loop.
 void attn_smallcache_cuda_set_budget(size_t bytes);
-// The causal row block R (0: the default) and, with serial, its products one after another on
-// the default stream instead of on concurrent lanes. A benchmark knob (bench_smallcache
-// --rows) for measuring where the defaults should lie.
-void attn_smallcache_cuda_set_rows(int R, int serial);
+// The causal row block R (0: the default) a call at T takes: T when not causal. set_rows is a
+// benchmark knob (bench_smallcache --rows) for measuring where the default should lie.
+void attn_smallcache_cuda_set_rows(int R);
+int attn_smallcache_cuda_rows(int T, int causal);
 // The scratch bytes a call on d with tensors of type dt allocates under the current budget.
 size_t attn_smallcache_cuda_scratch_bytes(const pb_attn_desc *d, pb_dtype dt);
 // The kernels walking d->layout (its 128 x 128 blocks only; attn_bs_cuda_supports checks d):

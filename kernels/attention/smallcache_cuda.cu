@@ -40,15 +40,21 @@ extern "C" {
 static size_t g_budget = SC_BUDGET_DEFAULT;
 static int g_rows;  // causal row block R; 0: the plan's own choice
 
-static int g_serial; // causal row blocks one after another on stream 0 (no lanes)
-
-extern "C" void attn_smallcache_cuda_set_rows(int R, int serial) {
-    g_rows = R > 0 ? R : 0;
-    g_serial = serial != 0;
-}
+extern "C" void attn_smallcache_cuda_set_rows(int R) { g_rows = R > 0 ? R : 0; }
 
 extern "C" void attn_smallcache_cuda_set_budget(size_t bytes) {
     g_budget = bytes ? bytes : SC_BUDGET_DEFAULT;
+}
+
+// Causal row blocks of R queries: the products compute 1/2 + R/2T of the full square, but
+// each launch's products are small when R is (the first block's R x R), and their count grows
+// with T/R. Measured on the H200 (bench_smallcache --rows, docs/PERF.md): T/4 queries, at
+// least 512 and at most 2048, a multiple of 64 (aligned rows for cuBLASLt).
+extern "C" int attn_smallcache_cuda_rows(int T, int causal) {
+    if (!causal) return T;
+    int R = g_rows ? g_rows : T / 4 / 64 * 64;
+    if (!g_rows) R = R < 512 ? 512 : R > 2048 ? 2048 : R;
+    return R < T ? R : T;
 }
 
 // ----------------------------------------------------------------------------
@@ -66,10 +72,7 @@ static sc_plan sc_make_plan(const pb_attn_desc *d, size_t esize) {
     sc_plan p;
     p.B = d->B, p.T = d->T, p.NH = d->NH, p.D = d->D, p.C = d->NH * d->D, p.C3 = 3 * p.C;
     p.ld = (d->T + 63) / 64 * 64;
-    // blocks of 256 or 512 queries: causal work 1/2 + R/2T of the full square (53% at
-    // T = 16384), while each product stays large enough for the tensor cores
-    p.R = !d->causal ? d->T : g_rows ? g_rows : d->T <= 4096 ? 256 : 512;
-    if (p.R > d->T) p.R = d->T;
+    p.R = attn_smallcache_cuda_rows(d->T, d->causal);
     p.head = (size_t)d->T * p.ld;
     size_t pair = p.head * (4 + esize);
     size_t n = g_budget / pair, pairs = (size_t)d->B * d->NH;
@@ -127,43 +130,27 @@ static void mm_xtm(E *Y, int ldy, int64_t sy, const E *X, int ldx, const E *M, i
                         beta, cu_type<E>(), cu_type<E>());
 }
 
-// Causal row blocks' products are independent (each writes its own rows of the output):
-// they run on CUDA_LANES streams at once, so the small first blocks do not leave the GPU
-// idle one after another (matmul_cuda.cu's lanes). One block (not causal) stays on stream 0.
-static void lanes_fork(const sc_plan *p) {
-    if (p->R < p->T && !g_serial) cuda_lanes_fork();
-}
-static void lanes_join(const sc_plan *p) {
-    if (p->R < p->T && !g_serial) cuda_lanes_join();
-}
-
 // X (T, ld) over the row blocks: X[i0:i0+n, 0:kend] = A[i0:] B[0:kend]^T, kend = i0 + n when
 // causal (the block's last row sees most), T otherwise
 template <typename E>
 static void sc_scores(const sc_plan *p, float *X, const E *A, int lda, int64_t sa, const E *Bm,
                       int ldb, int64_t sb, const sc_batch *bt) {
-    lanes_fork(p);
     for (int i0 = 0; i0 < p->T; i0 += p->R) {
         int n = p->T - i0 < p->R ? p->T - i0 : p->R, kend = p->R == p->T ? p->T : i0 + n;
-        cuda_lanes_use(i0 / p->R);
         mm_abt<E>(X + (size_t)i0 * p->ld, p->ld, A + (size_t)i0 * lda, lda, sa, Bm, ldb, sb, n,
                   kend, p->D, bt);
     }
-    lanes_join(p);
 }
 
 // Y (T, D) rows by block: Y[i0:i0+n] = alpha X[i0:i0+n, 0:kend] M[0:kend] + beta Y[i0:]
 template <typename E>
 static void sc_rows(const sc_plan *p, E *Y, int ldy, int64_t sy, const E *X, const E *M,
                     int ldm, int64_t sm, const sc_batch *bt, float alpha, float beta) {
-    lanes_fork(p);
     for (int i0 = 0; i0 < p->T; i0 += p->R) {
         int n = p->T - i0 < p->R ? p->T - i0 : p->R, kend = p->R == p->T ? p->T : i0 + n;
-        cuda_lanes_use(i0 / p->R);
         mm_xm<E>(Y + (size_t)i0 * ldy, ldy, sy, X + (size_t)i0 * p->ld, p->ld, M, ldm, sm, n,
                  kend, p->D, bt, alpha, beta);
     }
-    lanes_join(p);
 }
 
 // Y (T, D) rows by key block: Y[j0:j0+n] += alpha X[q0:T, j0:j0+n]^T M[q0:T], q0 = j0 when
@@ -171,14 +158,11 @@ static void sc_rows(const sc_plan *p, E *Y, int ldy, int64_t sy, const E *X, con
 template <typename E>
 static void sc_cols(const sc_plan *p, E *Y, int ldy, int64_t sy, const E *X, const E *M,
                     int ldm, int64_t sm, const sc_batch *bt, float alpha) {
-    lanes_fork(p);
     for (int j0 = 0; j0 < p->T; j0 += p->R) {
         int n = p->T - j0 < p->R ? p->T - j0 : p->R, q0 = p->R == p->T ? 0 : j0;
-        cuda_lanes_use(j0 / p->R);
         mm_xtm<E>(Y + (size_t)j0 * ldy, ldy, sy, X + (size_t)q0 * p->ld + j0, p->ld,
                   M + (size_t)q0 * ldm, ldm, sm, n, p->T - q0, p->D, bt, alpha, 1.0f);
     }
-    lanes_join(p);
 }
 
 // The chunk's pairs [p0, p0 + np) as few batches as the layout allows: the rest of a batch

@@ -106,15 +106,6 @@ void cuda_matmul_strided(void *d, const void *a, const void *b, int m, int n, in
                          int transb, int lda, int ldb, int ldd, int64_t stride_a,
                          int64_t stride_b, int64_t stride_d, int batch, float alpha, float beta,
                          cudaDataType_t abt, cudaDataType_t dt);
-// Concurrent products: after cuda_lanes_fork() the strided products go to the lane last named
-// by cuda_lanes_use(i) (i modulo CUDA_LANES; lane 0 the default stream, the others side
-// streams that start after the work already queued); cuda_lanes_join() makes the default
-// stream wait for every lane and sends later products to it again. Products on different
-// lanes must write disjoint memory.
-#define CUDA_LANES 4
-void cuda_lanes_fork(void);
-void cuda_lanes_use(int lane);
-void cuda_lanes_join(void);
 // GELU fused into the bf16 products (cuBLASLt epilogues GELU_AUX_BIAS, DGELU); each returns
 // 0, having done nothing, when cuBLASLt has no algorithm for the fused form.
 int cuda_matmul_gelu_forward_bf16(float *out, float *pre, const float *inp, const float *weight,

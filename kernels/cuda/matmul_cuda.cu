@@ -30,38 +30,6 @@ void cuda_matmul_init(void) {
 
 void cuda_matmul_set_tf32(int on) { g_tf32 = on != 0; }
 
-// Lanes: side streams, each with its own workspace, on which cuda_matmul_strided's products
-// run concurrently between a fork and a join. Lane 0 is the default stream.
-static cudaStream_t g_lane[CUDA_LANES];
-static void *g_lane_ws[CUDA_LANES];
-static cudaEvent_t g_fork_ev, g_join_ev[CUDA_LANES];
-static int g_lane_cur;
-
-void cuda_lanes_fork(void) {
-    cuda_matmul_init();
-    if (!g_lane[1]) {
-        cudaCheck(cudaEventCreateWithFlags(&g_fork_ev, cudaEventDisableTiming));
-        for (int i = 1; i < CUDA_LANES; i++) {
-            cudaCheck(cudaStreamCreateWithFlags(&g_lane[i], cudaStreamNonBlocking));
-            cudaCheck(cudaMalloc(&g_lane_ws[i], g_workspace_bytes));
-            cudaCheck(cudaEventCreateWithFlags(&g_join_ev[i], cudaEventDisableTiming));
-        }
-    }
-    cudaCheck(cudaEventRecord(g_fork_ev, 0));
-    for (int i = 1; i < CUDA_LANES; i++) cudaCheck(cudaStreamWaitEvent(g_lane[i], g_fork_ev, 0));
-}
-
-void cuda_lanes_use(int lane) { g_lane_cur = g_lane[1] ? lane % CUDA_LANES : 0; }
-
-void cuda_lanes_join(void) {
-    g_lane_cur = 0;
-    if (!g_lane[1]) return;
-    for (int i = 1; i < CUDA_LANES; i++) {
-        cudaCheck(cudaEventRecord(g_join_ev[i], g_lane[i]));
-        cudaCheck(cudaStreamWaitEvent(0, g_join_ev[i], 0));
-    }
-}
-
 // The largest power of two (up to 256) dividing the address: cuBLASLt picks kernels by the
 // alignment it is promised, so it must be told the truth.
 static int alignment_of(const void *p) {
@@ -255,10 +223,8 @@ void cuda_matmul_strided(void *d, const void *a, const void *b, int m, int n, in
         key.align_d = key.align_d < sd ? key.align_d : sd;
     }
     lt_plan *p = get_plan(&key);
-    int l = g_lane_cur;
     cublasCheck(cublasLtMatmul(g_lt, p->desc, &alpha, a, p->la, b, p->lb, &beta, d, p->ld, d,
-                               p->ld, &p->algo, l ? g_lane_ws[l] : g_workspace,
-                               g_workspace_bytes, l ? g_lane[l] : 0));
+                               p->ld, &p->algo, g_workspace, g_workspace_bytes, 0));
 }
 
 static void lt_matmul_typed(void *d, const void *a, const void *b, const void *bias, int m,

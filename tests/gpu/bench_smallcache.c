@@ -3,9 +3,8 @@
 // 256, 512, 1024, T 1024, 4096, 16384, causal and not; forward and forward+backward ms,
 // TFLOP/s with the FlashAttention convention (fwd 4 B H T^2 D, halved when causal;
 // fwd+bwd 3.5x fwd), and the scratch the call allocates. A markdown table.
-//   --rows R[,R...]   the causal rows at D 256 and 512 only, per causal row block R, its
-//                     products serial and on lanes (attn_smallcache_cuda_set_rows): for
-//                     choosing the defaults
+//   --rows R[,R...]   the causal rows at D 256 and 512 only, once per causal row block R
+//                     (attn_smallcache_cuda_set_rows), for choosing the default
 //   --ncu T D causal  one forward only, between cudaProfilerStart/Stop (for
 //                     ncu --profile-from-start off), and the DRAM bytes the design predicts
 // GPU machine only.
@@ -32,14 +31,11 @@ static double median(double *x, int n) {
     return x[n / 2];
 }
 
-static int g_rows;  // --rows: the causal row block under measurement (0: the default)
-
 // Score entries the forward's products compute per (b, h) pair: T^2, or with causal row
 // blocks of R queries (smallcache_cuda.cu) the sum over blocks of rows x (block end).
 static double score_entries(int T, int causal) {
     if (!causal) return (double)T * T;
-    int R = g_rows ? g_rows : T <= 4096 ? 256 : 512;
-    if (R > T) R = T;
+    int R = attn_smallcache_cuda_rows(T, causal);
     double a = 0;
     for (int i0 = 0; i0 < T; i0 += R) {
         int n = T - i0 < R ? T - i0 : R;
@@ -163,14 +159,11 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "bench_smallcache --rows: '%s' is not a list of multiples of 16\n", argv[2]);
                 return 1;
             }
-            g_rows = (int)R;
-            for (int serial = 1; serial >= 0; serial--) {
-                attn_smallcache_cuda_set_rows(g_rows, serial);
-                printf("\nR = %d, %s:\n\n%s", g_rows, serial ? "serial" : "lanes", TABLE_HEAD);
-                for (int D = 256; D <= 512; D *= 2)
-                    for (int T = 1024; T <= 16384; T *= 4)
-                        row(ops, "smallcache", &attn_cuda_smallcache_bf16, D, T, 1, &b, 5);
-            }
+            attn_smallcache_cuda_set_rows((int)R);
+            printf("\nR = %ld:\n\n%s", R, TABLE_HEAD);
+            for (int D = 256; D <= 512; D *= 2)
+                for (int T = 1024; T <= 16384; T *= 4)
+                    row(ops, "smallcache", &attn_cuda_smallcache_bf16, D, T, 1, &b, 5);
             r = *end ? end + 1 : end;
         }
         return 0;

@@ -194,8 +194,8 @@ Test(smallcache, d1024) {
     free(check(1, 1, 1000, 1, 1024, 1, -1));
 }
 
-// other head dims the rule admits (multiples of 8, below and above 128), and one T beyond
-// 4096, where the causal row blocks grow from 256 to 512 queries
+// other head dims the rule admits (multiples of 8, below and above 128), and T beyond 4096,
+// where the causal row blocks grow to 1024 queries (4133 = 4 x 1024 + 37) and 2048 (8300)
 Test(smallcache, other_shapes) {
     pb_rng_seed(&rng, 4);
     free(check(1, 2, 130, 2, 64, 1, -1));
@@ -207,12 +207,14 @@ Test(smallcache, other_shapes) {
 }
 
 // Batches over batch rows at one head (more whole rows in a chunk than heads: one product
-// per head and row block over all the rows), causal at T not a multiple of the row block,
-// with key padding; and the same beside partial rows in one chunk (budget 7 pairs of 10:
+// per head and row block over all the rows), causal at T not a multiple of the row block
+// (forced to 128 queries: 300 = 2 x 128 + 44), with key padding; and the same beside
+// partial rows in one chunk (budget 7 pairs of 10:
 // chunk [0, 7) is 3 whole rows by head plus one head of row 3, chunk [7, 10) the rest of
 // row 3 by itself and row 4 as a batch over its heads).
 Test(smallcache, row_batches) {
     pb_rng_seed(&rng, 8);
+    attn_smallcache_cuda_set_rows(128);
     free(check(1, 5, 300, 2, 256, 1, KV_RAGGED));
     free(check(1, 9, 77, 3, 256, 0, -1));
     free(check(0, 5, 300, 2, 256, 1, -1));
@@ -220,6 +222,7 @@ Test(smallcache, row_batches) {
     free(check(1, 5, 300, 2, 256, 1, KV_RAGGED));
     free(check(1, 5, 600, 2, 512, 1, -1));
     attn_smallcache_cuda_set_budget(0);
+    attn_smallcache_cuda_set_rows(0);
 }
 
 // the fp32 table: the same code on fp32 tensors
