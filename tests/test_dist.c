@@ -16,6 +16,7 @@
 
 #include "tests/ckpt_loaded.h"
 #include "tests/cli.h"
+#include "tests/twins.h"
 #include "train/checkpoint.h"
 #include "train/config.h"
 #include "train/dist.h"
@@ -98,17 +99,9 @@ Test(dist, blocks_of_a_power_of_two_compose) {
 // AdamW on shards
 
 Test(dist, adamw_on_shards_is_adamw_on_the_whole) {
-    pb_config cfg;
-    config_defaults(&cfg);
-    cfg.n_layer = 1, cfg.n_head = 2, cfg.n_embd = 16, cfg.seq_len = 8, cfg.vocab_size = 40;
     pb_model a, b;
-    model_build(&a, &cfg, pb_ops_cpu());
-    model_build(&b, &cfg, pb_ops_cpu());
-    model_init_weights(&a, 3);
-    model_init_weights(&b, 3);
     pb_adamw oa, ob;
-    adamw_init(&oa, a.p, 0.9f, 0.95f, 1e-8f, 0.1f);
-    adamw_init(&ob, b.p, 0.9f, 0.95f, 1e-8f, 0.1f);
+    twins_init(&a, &b, &oa, &ob);
     size_t n = a.p->num_floats;
     for (int step = 0; step < 3; step++) {
         leaves(a.p->grad, (int)n, 1, 7u + (unsigned)step);
@@ -125,10 +118,7 @@ Test(dist, adamw_on_shards_is_adamw_on_the_whole) {
     cr_assert(memcmp(a.p->mem, b.p->mem, n * 4) == 0, "weights differ");
     cr_assert(memcmp(a.p->m, b.p->m, n * 4) == 0 && memcmp(a.p->v, b.p->v, n * 4) == 0,
               "moments differ");
-    adamw_free(&oa);
-    adamw_free(&ob);
-    model_free(&a);
-    model_free(&b);
+    twins_free(&a, &b, &oa, &ob);
 }
 
 // ----------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "tests/cli.h"
+#include "tests/twins.h"
 #include "train/config.h"
 #include "train/dist_nccl.h"
 #include "train/model.h"
@@ -150,17 +151,9 @@ Test(dist_nccl, the_layer_hook_fires_when_a_blocks_gradient_is_final_bert) { hoo
 // the sharded pieces against the whole
 
 Test(dist_nccl, shard_norm_clip_and_adamw_are_the_wholes_bits) {
-    pb_config cfg;
-    config_defaults(&cfg);
-    cfg.n_layer = 1, cfg.n_head = 2, cfg.n_embd = 16, cfg.seq_len = 8, cfg.vocab_size = 40;
     pb_model a, b;
-    model_build(&a, &cfg, pb_ops_cpu());
-    model_build(&b, &cfg, pb_ops_cpu());
-    model_init_weights(&a, 3);
-    model_init_weights(&b, 3);
     pb_adamw oa, ob;
-    adamw_init(&oa, a.p, 0.9f, 0.95f, 1e-8f, 0.1f);
-    adamw_init(&ob, b.p, 0.9f, 0.95f, 1e-8f, 0.1f);
+    twins_init(&a, &b, &oa, &ob);
     size_t n = a.p->num_floats;
     pb_dist d2 = {.world = 3};
     size_t off[4];
@@ -200,10 +193,7 @@ Test(dist_nccl, shard_norm_clip_and_adamw_are_the_wholes_bits) {
         free(m[r]);
         free(v[r]);
     }
-    adamw_free(&oa);
-    adamw_free(&ob);
-    model_free(&a);
-    model_free(&b);
+    twins_free(&a, &b, &oa, &ob);
 }
 
 // ----------------------------------------------------------------------------

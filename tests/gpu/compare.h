@@ -1,12 +1,15 @@
-// compare.h: what the GPU suites share: host copies, the one comparison they all make (the
-// relative L2 error of a GPU result against the CPU reference), and the whole-model tests'
-// shape and batch. Header-only, static.
+// compare.h: what the GPU suites share: host copies, bf16 on the host and device buffers of
+// either element type, the one comparison they all make (the relative L2 error of a GPU
+// result against the CPU reference), and the whole-model tests' shape and batch.
+// Header-only, static.
 #ifndef PEBBLE_TESTS_GPU_COMPARE_H
 #define PEBBLE_TESTS_GPU_COMPARE_H
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/common.h"
@@ -18,6 +21,71 @@ static float *copy_host(const float *x, size_t n) {
     float *y = pb_malloc(n * sizeof(float) + 16);
     memcpy(y, x, n * sizeof(float));
     return y;
+}
+
+// --- bf16 on the host, and device buffers of table G in either element type (bf: bf16,
+// else fp32)
+
+// fp32 -> bf16 rounded to nearest even (finite inputs), as the GPU's __float2bfloat16_rn
+static uint16_t f2bf(float x) {
+    uint32_t b;
+    memcpy(&b, &x, 4);
+    b += 0x7FFFu + ((b >> 16) & 1u);
+    return (uint16_t)(b >> 16);
+}
+static float bf2f(uint16_t h) {
+    uint32_t b = (uint32_t)h << 16;
+    float x;
+    memcpy(&x, &b, 4);
+    return x;
+}
+static float round_bf(float x) { return bf2f(f2bf(x)); }
+
+// n floats uniform in [-amp, amp) drawn from r; with bf rounded to bf16, so that a bf16
+// table and its fp32 reference start from the same numbers
+static float *rand_vals(pb_rng *r, size_t n, float amp, int bf) {
+    float *x = pb_malloc(n * sizeof(float) + 16);
+    for (size_t i = 0; i < n; i++) {
+        x[i] = (float)(amp * (2.0 * pb_rng_uniform(r) - 1.0));
+        if (bf) x[i] = round_bf(x[i]);
+    }
+    return x;
+}
+
+// a new device buffer of G holding the n host floats h (bf: as bf16)
+static float *to_dev(const pb_ops *G, const float *h, size_t n, int bf) {
+    float *d = G->alloc(n * (bf ? 2 : 4));
+    if (!bf) {
+        G->upload(d, h, n * 4);
+        return d;
+    }
+    uint16_t *t = pb_malloc(n * 2 + 16);
+    for (size_t i = 0; i < n; i++) t[i] = f2bf(h[i]);
+    G->upload(d, t, n * 2);
+    free(t);
+    return d;
+}
+// the n elements of device buffer d (bf: bf16) as new host floats
+static float *to_host(const pb_ops *G, const float *d, size_t n, int bf) {
+    float *h = pb_malloc(n * 4 + 16);
+    if (!bf) {
+        G->download(h, d, n * 4);
+        return h;
+    }
+    uint16_t *t = pb_malloc(n * 2 + 16);
+    G->download(t, d, n * 2);
+    for (size_t i = 0; i < n; i++) h[i] = bf2f(t[i]);
+    free(t);
+    return h;
+}
+// NaN (every bit set) in each of the n elements (bf: bf16), so that an output the kernel
+// leaves unwritten fails the comparison
+static void poison_dev(const pb_ops *G, float *d, size_t n, int bf) {
+    size_t bytes = n * (bf ? 2 : 4);
+    unsigned char *t = pb_malloc(bytes + 16);
+    memset(t, 0xFF, bytes);
+    G->upload(d, t, bytes);
+    free(t);
 }
 
 // Asserts ||got - ref|| <= tol * ||ref|| (and got == ref where ref is all zero), with every

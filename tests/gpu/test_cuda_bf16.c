@@ -49,63 +49,16 @@ static void setup(void) {
 
 static pb_rng rng;
 
-// bf16 <-> fp32 on the host: round to nearest even (finite inputs), as the GPU's
-// __float2bfloat16_rn.
-static uint16_t f2bf(float x) {
-    uint32_t b;
-    memcpy(&b, &x, 4);
-    b += 0x7FFFu + ((b >> 16) & 1u);
-    return (uint16_t)(b >> 16);
-}
-static float bf2f(uint16_t h) {
-    uint32_t b = (uint32_t)h << 16;
-    float x;
-    memcpy(&x, &b, 4);
-    return x;
-}
-
-// n floats uniform in [-amp, amp), already representable in bf16
-static float *rand_bf(size_t n, float amp) {
-    float *x = pb_malloc(n * sizeof(float) + 16);
-    for (size_t i = 0; i < n; i++)
-        x[i] = bf2f(f2bf((float)(amp * (2.0 * pb_rng_uniform(&rng) - 1.0))));
-    return x;
-}
-
-// device buffers: bf16 (activations) and fp32 (gradients, statistics)
-static float *gpu_bf(const float *h, size_t n) {
-    uint16_t *t = pb_malloc(n * 2 + 16);
-    for (size_t i = 0; i < n; i++) t[i] = f2bf(h[i]);
-    float *d = G->alloc(n * 2);
-    G->upload(d, t, n * 2);
-    free(t);
-    return d;
-}
-static float *gpu_f32(const float *h, size_t n) {
-    float *d = G->alloc(n * 4);
-    G->upload(d, h, n * 4);
-    return d;
-}
-static float *host_bf(const float *d, size_t n) {
-    uint16_t *t = pb_malloc(n * 2 + 16);
-    G->download(t, d, n * 2);
-    float *h = pb_malloc(n * 4 + 16);
-    for (size_t i = 0; i < n; i++) h[i] = bf2f(t[i]);
-    free(t);
-    return h;
-}
-static float *host_f32(const float *d, size_t n) {
-    float *h = pb_malloc(n * 4 + 16);
-    G->download(h, d, n * 4);
-    return h;
-}
+// Inputs exact in bf16, and device buffers of G: bf16 (activations) and fp32 (gradients,
+// statistics). The helpers behind them (and f2bf, bf2f) are compare.h's; these bind this
+// suite's rng and G.
+static float *rand_bf(size_t n, float amp) { return rand_vals(&rng, n, amp, 1); }
+static float *gpu_bf(const float *h, size_t n) { return to_dev(G, h, n, 1); }
+static float *gpu_f32(const float *h, size_t n) { return to_dev(G, h, n, 0); }
+static float *host_bf(const float *d, size_t n) { return to_host(G, d, n, 1); }
+static float *host_f32(const float *d, size_t n) { return to_host(G, d, n, 0); }
 // NaN (0xFFFF in bf16) in every element: unwritten outputs fail the comparison
-static void poison_bf(float *d, size_t n) {
-    uint16_t *t = pb_malloc(n * 2 + 16);
-    for (size_t i = 0; i < n; i++) t[i] = 0xFFFFu;
-    G->upload(d, t, n * 2);
-    free(t);
-}
+static void poison_bf(float *d, size_t n) { poison_dev(G, d, n, 1); }
 
 // downloaded (bf16 or fp32) against a host reference, optionally on increments over init
 static void expect_dev(const char *what, const float *d, int is_bf16, const float *ref,

@@ -37,60 +37,8 @@ static void setup(void) {
 TestSuite(cuda_blocksparse, .init = setup);
 
 // ----------------------------------------------------------------------------
-// host <-> device in either element type (bf16: round to nearest even, finite inputs)
-
-static uint16_t f2bf(float x) {
-    uint32_t b;
-    memcpy(&b, &x, 4);
-    b += 0x7FFFu + ((b >> 16) & 1u);
-    return (uint16_t)(b >> 16);
-}
-static float bf2f(uint16_t h) {
-    uint32_t b = (uint32_t)h << 16;
-    float x;
-    memcpy(&x, &b, 4);
-    return x;
-}
-static float *rand_vals(size_t n, float amp, int bf) {
-    float *x = pb_malloc(n * sizeof(float) + 16);
-    for (size_t i = 0; i < n; i++) {
-        x[i] = (float)(amp * (2.0 * pb_rng_uniform(&rng) - 1.0));
-        if (bf) x[i] = bf2f(f2bf(x[i]));
-    }
-    return x;
-}
-static float *to_dev(const pb_ops *G, const float *h, size_t n, int bf) {
-    float *d = G->alloc(n * (bf ? 2 : 4));
-    if (!bf) {
-        G->upload(d, h, n * 4);
-        return d;
-    }
-    uint16_t *t = pb_malloc(n * 2 + 16);
-    for (size_t i = 0; i < n; i++) t[i] = f2bf(h[i]);
-    G->upload(d, t, n * 2);
-    free(t);
-    return d;
-}
-static float *to_host(const pb_ops *G, const float *d, size_t n, int bf) {
-    float *h = pb_malloc(n * 4 + 16);
-    if (!bf) {
-        G->download(h, d, n * 4);
-        return h;
-    }
-    uint16_t *t = pb_malloc(n * 2 + 16);
-    G->download(t, d, n * 2);
-    for (size_t i = 0; i < n; i++) h[i] = bf2f(t[i]);
-    free(t);
-    return h;
-}
-// NaN in every element: an unwritten output fails the comparison
-static void poison(const pb_ops *G, float *d, size_t n, int bf) {
-    size_t bytes = n * (bf ? 2 : 4);
-    unsigned char *t = pb_malloc(bytes + 16);
-    memset(t, 0xFF, bytes);
-    G->upload(d, t, bytes);
-    free(t);
-}
+// comparisons (bf16 on the host and device buffers of either type, to_dev, to_host,
+// poison_dev: compare.h)
 
 // lse: -inf exactly where the reference has -inf, the rest within tol
 static void expect_lse(const char *what, const float *got, const float *ref, size_t n,
@@ -155,16 +103,16 @@ static void run_case(const pb_ops *G, int bf, const bs_case *c, pb_block_layout 
     cr_assert(im, "%s", err);
     cr_assert(!attn_bs_supports(&hd), "%s", attn_bs_supports(&hd));
 
-    float *qkv = rand_vals(n3, 1.0f, bf), *dout = rand_vals(n1, 1.0f, bf);
+    float *qkv = rand_vals(&rng, n3, 1.0f, bf), *dout = rand_vals(&rng, n1, 1.0f, bf);
     // dqkv starts small (test_cuda_bf16.c: a bf16 accumulator of 1 would round the increments)
-    float *dqkv = rand_vals(n3, 1e-3f, bf), *dqkv0 = copy_host(dqkv, n3);
+    float *dqkv = rand_vals(&rng, n3, 1e-3f, bf), *dqkv0 = copy_host(dqkv, n3);
     float *out = pb_malloc(n1 * 4), *lse = pb_malloc(nl * 4);
     attn_bs_forward(out, lse, qkv, &hd);
 
     float *g_qkv = to_dev(G, qkv, n3, bf), *g_out = G->alloc(n1 * (bf ? 2 : 4));
     float *g_lse = G->alloc(nl * 4);
-    poison(G, g_out, n1, bf);
-    poison(G, g_lse, nl, 0);
+    poison_dev(G, g_out, n1, bf);
+    poison_dev(G, g_lse, nl, 0);
     im->forward(g_out, g_lse, g_qkv, &gd);
     float *h_out = to_host(G, g_out, n1, bf), *h_lse = to_host(G, g_lse, nl, 0);
     describe(what, sizeof what, tab, c, "out");
@@ -296,9 +244,9 @@ static void empty_rows(const pb_ops *G, int bf, int D, int causal) {
     pb_attn_desc d = {B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, NULL, l};
     const pb_attn_impl *im = pb_attn_choose(G, "blocksparse", &d, err, sizeof err);
     cr_assert(im, "%s", err);
-    float *qkv = rand_vals(n3, 1.0f, bf);
+    float *qkv = rand_vals(&rng, n3, 1.0f, bf);
     float *g_qkv = to_dev(G, qkv, n3, bf), *g_out = G->alloc(n1 * 4), *g_lse = G->alloc(nl * 4);
-    poison(G, g_out, n1, bf);
+    poison_dev(G, g_out, n1, bf);
     im->forward(g_out, g_lse, g_qkv, &d);
     float *o = to_host(G, g_out, n1, bf), *ls = to_host(G, g_lse, nl, 0);
     size_t bad_o = 0, bad_l = 0;
@@ -338,7 +286,7 @@ Test(cuda_blocksparse, dense_pattern_equals_wgmma, .timeout = 120) {
             pb_attn_desc dd = {B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, NULL, NULL};
             pb_attn_desc ds = dd;
             ds.layout = l;
-            float *qkv = rand_vals(n3, 1.0f, 1), *dout = rand_vals(n1, 1.0f, 1);
+            float *qkv = rand_vals(&rng, n3, 1.0f, 1), *dout = rand_vals(&rng, n1, 1.0f, 1);
             float *g_qkv = to_dev(G16, qkv, n3, 1), *g_dout = to_dev(G16, dout, n1, 1);
             float *o[2], *ls[2], *dq[2];
             for (int k = 0; k < 2; k++) {

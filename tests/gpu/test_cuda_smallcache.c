@@ -40,62 +40,8 @@ TestSuite(smallcache, .init = setup);
 
 static pb_rng rng;
 
-// bf16 <-> fp32 on the host, round to nearest even as __float2bfloat16_rn
-static uint16_t f2bf(float x) {
-    uint32_t b;
-    memcpy(&b, &x, 4);
-    b += 0x7FFFu + ((b >> 16) & 1u);
-    return (uint16_t)(b >> 16);
-}
-static float bf2f(uint16_t h) {
-    uint32_t b = (uint32_t)h << 16;
-    float x;
-    memcpy(&x, &b, 4);
-    return x;
-}
-static float round_bf(float x) { return bf2f(f2bf(x)); }
-
-// n floats uniform in [-amp, amp), representable in bf16 (so both tables see the same)
-static float *rand_bf(size_t n, float amp) {
-    float *x = pb_malloc(n * sizeof(float) + 16);
-    for (size_t i = 0; i < n; i++)
-        x[i] = round_bf((float)(amp * (2.0 * pb_rng_uniform(&rng) - 1.0)));
-    return x;
-}
-
-// device copies of host floats as the table's element type (bf: bf16), and back
-static float *to_dev(const pb_ops *G, const float *h, size_t n, int bf) {
-    float *d = G->alloc(n * (bf ? 2 : 4));
-    if (!bf) {
-        G->upload(d, h, n * 4);
-        return d;
-    }
-    uint16_t *t = pb_malloc(n * 2 + 16);
-    for (size_t i = 0; i < n; i++) t[i] = f2bf(h[i]);
-    G->upload(d, t, n * 2);
-    free(t);
-    return d;
-}
-static float *from_dev(const pb_ops *G, const float *d, size_t n, int bf) {
-    float *h = pb_malloc(n * 4 + 16);
-    if (!bf) {
-        G->download(h, d, n * 4);
-        return h;
-    }
-    uint16_t *t = pb_malloc(n * 2 + 16);
-    G->download(t, d, n * 2);
-    for (size_t i = 0; i < n; i++) h[i] = bf2f(t[i]);
-    free(t);
-    return h;
-}
-// NaN in every element, so that an unwritten output fails the comparison
-static void poison(const pb_ops *G, float *d, size_t n, int bf) {
-    size_t bytes = n * (bf ? 2 : 4);
-    unsigned char *t = pb_malloc(bytes + 16);
-    memset(t, 0xFF, bytes);
-    G->upload(d, t, bytes);
-    free(t);
-}
+// inputs exact in bf16 (rand_vals), device copies of either element type (to_dev, to_host)
+// and NaN-poisoned outputs (poison_dev): compare.h
 
 static pb_attn_desc desc(int B, int T, int NH, int D, int causal, const int32_t *kv_len) {
     return (pb_attn_desc){B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, kv_len, NULL};
@@ -124,18 +70,18 @@ static float *check(int bf, int B, int T, int NH, int D, int causal, int pattern
     snprintf(tag, sizeof tag, "%s B%d T%-4d NH%d D%-4d causal%d kv %s", bf ? "bf16" : "fp32", B,
              T, NH, D, causal, pattern >= 0 ? KV_NAMES[pattern] : "-");
 
-    float *qkv = rand_bf(n3, 1.0f), *out = pb_malloc(n1 * 4), *lse = pb_malloc(nl * 4);
+    float *qkv = rand_vals(&rng, n3, 1.0f, 1), *out = pb_malloc(n1 * 4), *lse = pb_malloc(nl * 4);
     attn_smallcache_forward(out, lse, qkv, &hd);
     float *d_qkv = to_dev(G, qkv, n3, bf), *d_out = G->alloc(n1 * (bf ? 2 : 4));
     float *d_lse = G->alloc(nl * 4);
-    poison(G, d_out, n1, bf);
-    poison(G, d_lse, nl, 0);
+    poison_dev(G, d_out, n1, bf);
+    poison_dev(G, d_lse, nl, 0);
     im->forward(d_out, d_lse, d_qkv, &d);
-    float *h = from_dev(G, d_out, n1, bf);
+    float *h = to_host(G, d_out, n1, bf);
     snprintf(what, sizeof what, "fwd out %s", tag);
     expect_close(what, h, out, n1, tol);
     free(h);
-    h = from_dev(G, d_lse, nl, 0);
+    h = to_host(G, d_lse, nl, 0);
     snprintf(what, sizeof what, "fwd lse %s", tag);
     expect_close(what, h, lse, nl, 1e-4);
     free(h);
@@ -145,13 +91,14 @@ static float *check(int bf, int B, int T, int NH, int D, int causal, int pattern
     // increments to its own ulp
     if (bf)
         for (size_t i = 0; i < n1; i++) out[i] = round_bf(out[i]);
-    float *dout = rand_bf(n1, 1.0f), *dqkv = rand_bf(n3, 1e-3f), *dqkv0 = copy_host(dqkv, n3);
+    float *dout = rand_vals(&rng, n1, 1.0f, 1), *dqkv = rand_vals(&rng, n3, 1e-3f, 1);
+    float *dqkv0 = copy_host(dqkv, n3);
     attn_smallcache_backward(dqkv, dout, out, lse, qkv, &hd);
     float *d_dout = to_dev(G, dout, n1, bf), *d_out2 = to_dev(G, out, n1, bf);
     float *d_dqkv = to_dev(G, dqkv0, n3, bf);
     G->upload(d_lse, lse, nl * 4);
     im->backward(d_dqkv, d_dout, d_out2, d_lse, d_qkv, &d);
-    h = from_dev(G, d_dqkv, n3, bf);
+    h = to_host(G, d_dqkv, n3, bf);
     float *inc = copy_host(h, n3), *rinc = copy_host(dqkv, n3);
     for (size_t i = 0; i < n3; i++) inc[i] -= dqkv0[i], rinc[i] -= dqkv0[i];
     snprintf(what, sizeof what, "bwd dqkv %s", tag);
