@@ -1,14 +1,15 @@
 #!/bin/sh
-# lra_run.sh: Long Range Arena ListOps end to end in one call on the GPU machine: the data made
-# there (`pebble lra gen listops`), configs/lra-listops.ini trained under a wall-clock budget
+# lra_run.sh: a Long Range Arena task end to end in one call on the GPU machine: the data made
+# there (`pebble lra gen`), configs/lra-TASK.ini trained under a wall-clock budget
 # (train.time_limit), validation on the way, the test set at the end when the run finishes.
 # A checkpoint of this model (~100 MB with AdamW's moments) cannot come back from the machine,
 # so a run that stops at the limit is reported, not continued.
 # From the repository root, after `. .deps/env.sh`:
+#   TASK    listops (default) or pathfinder32 (200,000 images at 32 x 32)
 #   LIMIT   seconds of training (default 420)
 #   STEPS   train.steps (default the config's 5000)
 #   EXTRA   more --set arguments for pebble train
-#   NAME    names this run's logs (default listops): several runs in one call
+#   NAME    names this run's logs (default TASK): several runs in one call
 # Logs under $OUT: lra_$NAME.log (the run's output), lra_$NAME.jsonl (metrics); a summary last.
 set -u
 OUT=${OUT:-/tmp/pebble-out}
@@ -18,13 +19,19 @@ el() { echo "$(($(date +%s) - t0)) s"; }
 make -j16 build/pebble >"$OUT/lra_build.log" 2>&1 || { tail -30 "$OUT/lra_build.log"; exit 1; }
 rm -f "$OUT/lra_build.log"
 echo "build done, $(el)"
-D=/tmp/lra/listops
-[ -f $D/test.lseq ] || build/pebble lra gen listops --out $D 2>&1 | tail -2
+TASK=${TASK:-listops}
+case $TASK in
+listops) GEN="listops" ;;
+pathfinder32) GEN="pathfinder --res 32 --threads 16" ;;
+*) echo "lra_run.sh: TASK '$TASK' is not listops or pathfinder32"; exit 2 ;;
+esac
+D=/tmp/lra/$TASK
+[ -f $D/test.lseq ] || build/pebble lra gen $GEN --out $D 2>&1 | tail -2
 echo "data done, $(el)"
-N=${NAME:-listops}
+N=${NAME:-$TASK}
 LOG="$OUT/lra_$N.log"
 rm -rf /tmp/lra/run
-timeout $((${LIMIT:-420} + 120)) build/pebble train -c configs/lra-listops.ini \
+timeout $((${LIMIT:-420} + 120)) build/pebble train -c configs/lra-$TASK.ini \
     --set data.train=$D/train.lseq --set data.val=$D/val.lseq --set data.test=$D/test.lseq \
     --set run.dir=/tmp/lra/run --set run.plot=false --set checkpoint.every=0 \
     --set train.time_limit=${LIMIT:-420} ${STEPS:+--set train.steps=$STEPS} ${EXTRA:-} \
