@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <math.h>
 #include <omp.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -29,6 +28,7 @@
 #include "train/progress.h"
 #include "train/rundir.h"
 #include "train/sample.h"
+#include "train/stop.h"
 
 // Whether trainer_backend will pick the GPU (without starting it).
 static int wants_cuda(const pb_config *cfg) {
@@ -95,21 +95,6 @@ int trainer_model_from_ckpt(const char *path, gpt2_config *mc, char *err, size_t
     return 0;
 }
 
-static volatile sig_atomic_t stop_signal;
-static int test_signal_at(const char *name, int step, int k);
-
-// Why a run stops: a signal's number, or STOP_TIME_LIMIT (train.time_limit), below every
-// signal that stops a run, so that a signal received meanwhile is the one reported.
-#define STOP_TIME_LIMIT 1
-
-// The stop as every rank sees it: the largest reason any rank has (a collective: each rank
-// asks at the same points of the loop, so they stop at the same micro-batch). time_up: this
-// rank's clock says the time limit is reached.
-static int stop_agreed(pb_dist *d, int time_up) {
-    int why = stop_signal ? stop_signal : time_up ? STOP_TIME_LIMIT : 0;
-    return d ? dist_max(d, why, "the stop check") : why;
-}
-
 // Rank r of world computes the contiguous share [off[r], off[r+1]) of n items; off (world+1,).
 static size_t *shares(const pb_dist *d, size_t n) {
     size_t *off = pb_malloc(((size_t)d->world + 1) * sizeof *off);
@@ -173,7 +158,7 @@ double trainer_evaluate(pb_model *model, pb_feed *val, int step, int batches, pb
             model_accuracy(model, &c, &n);
             counts[2 * dd->rank] += c, counts[2 * dd->rank + 1] += n;
         }
-        if (test_signal_at("PEBBLE_TEST_SIGNAL_AT_VAL", step, i + 1)) raise(SIGTERM);
+        stop_test_signal_at("PEBBLE_TEST_SIGNAL_AT_VAL", step, i + 1);
     }
     dist_allgather(dd, loss, sizeof *loss, off, "the validation losses");
     dist_allgather(dd, counts, sizeof *counts, off2, "the validation accuracy");
@@ -208,52 +193,7 @@ static int val_pending(const char *run_dir, int step) {
 }
 
 // ----------------------------------------------------------------------------
-// checkpoints, resume and signals
-
-// SIGINT/SIGTERM (Ctrl-C, or a scheduler preempting the job) ask the loop to stop at the
-// next micro-batch or validation batch, write the checkpoint of the last finished step and
-// exit 0. A second signal ends the process at once.
-
-static void on_stop_signal(int sig) {
-    if (stop_signal) {
-        signal(sig, SIG_DFL);
-        raise(sig);
-        return;
-    }
-    stop_signal = sig;
-}
-
-static void install_stop_handlers(void) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;  // IO in progress completes; the loop polls the flag
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
-// Test hook: PEBBLE_TEST_SIGNAL_AT_STEP=N makes the process send itself SIGTERM right after
-// step N, so that tests stop a run at an exact step through the real signal path.
-// PEBBLE_TEST_SIGNAL_RANK=R limits these hooks to rank R (a signal to one rank of several).
-static int test_signal_rank_ok(void) {
-    const char *r = getenv("PEBBLE_TEST_SIGNAL_RANK");
-    const char *me = getenv("OMPI_COMM_WORLD_RANK");
-    return !r || atoi(r) == (me ? atoi(me) : 0);
-}
-
-static int test_signal_step(void) {
-    const char *s = getenv("PEBBLE_TEST_SIGNAL_AT_STEP");
-    return s && test_signal_rank_ok() ? atoi(s) : 0;
-}
-
-// The same inside a step: PEBBLE_TEST_SIGNAL_AT_MICRO=S:K right after micro-batch K (1-based)
-// of step S; PEBBLE_TEST_SIGNAL_AT_VAL=S:K after validation batch K of step S's validation.
-static int test_signal_at(const char *name, int step, int k) {
-    const char *s = getenv(name);
-    int a, b;
-    return s && sscanf(s, "%d:%d", &a, &b) == 2 && a == step && b == k && test_signal_rank_ok();
-}
+// checkpoints and resume
 
 // Every rank calls it (under ZeRO-1 the moments' shards are gathered on rank 0 first);
 // rank 0 writes.
@@ -464,7 +404,7 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
                       sizeof err) != 0)
         pb_die(PB_EXIT_USAGE, "%s", err);
     d.timeout_s = cfg->dist_timeout;
-    d.stop = &stop_signal;
+    d.stop = stop_flag();
     const int W = d.world, lead = dist_lead(&d);
     // NCCL: asked for (also at world 1: the path's own test, the single GPU's bits), or auto on
     // several GPUs. auto on one GPU needs nothing exchanged: the plain path, NCCL not loaded.
@@ -655,11 +595,11 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
     pb_batch batch;
     batch_alloc(&batch, B, T);
     double last_val = -1.0, val_acc = -1.0;
-    int stopped = 0, stopped_at = 0, mid_step = 0, signal_step = test_signal_step();
+    int stopped = 0, stopped_at = 0, mid_step = 0;
     int val_batches = val ? trainer_val_batches(feed_num_batches(val), cfg->val_batches, B, T,
                                                 "train.val_batches",
                                                 cfg->val_data, stdout) : 0;
-    install_stop_handlers();
+    stop_install();
     double run_t0 = pb_now();
     long long run_tokens = 0;
     // A run stopped during a validation did not log it: do it now, as the uninterrupted run did.
@@ -695,7 +635,7 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
             model_backward(&model, 1.0f / accum_global);
             if (tree && accum > 1) dist_tree_add(&grads, model.p->grad);
             micro++;
-            if (test_signal_at("PEBBLE_TEST_SIGNAL_AT_MICRO", step + 1, micro)) raise(SIGTERM);
+            stop_test_signal_at("PEBBLE_TEST_SIGNAL_AT_MICRO", step + 1, micro);
             if (micro < accum && (stop_sig = stop_agreed(&d, 0)) != 0) break;
         }
         if (micro < accum) {
@@ -757,21 +697,15 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
             last_val = trainer_evaluate(&model, val, step + 1, val_batches, &batch, &val_acc, &d);
             if (!isnan(last_val) && lead) progress_val(&prog, step + 1, last_val, val_acc);
         }
-        if (sampler && !stop_signal && (step + 1) % cfg->sample_every == 0)
+        if (sampler && !stop_requested() && (step + 1) % cfg->sample_every == 0)
             sample_trainer_print(sampler, &model.gpt2, step + 1, prog.tty);
 
-        if (signal_step == step + 1) raise(SIGTERM);
-        // Test hook: PEBBLE_TEST_DIE_AT_STEP=N: this rank dies (SIGKILL) after step N, for
-        // the tests of what the other ranks do then.
-        const char *die = getenv("PEBBLE_TEST_DIE_AT_STEP");
-        if (die && atoi(die) == step + 1 && test_signal_rank_ok()) raise(SIGKILL);
+        stop_test_after_step(step + 1);
         // train.time_limit: stop now when one more step as slow as the slowest so far
         // (its validation included) would end past the limit.
         double iter_s = pb_now() - t0;
         if (iter_s > slowest_s) slowest_s = iter_s;
-        int time_up = cfg->time_limit > 0 && !last &&
-                      pb_now() - run_t0 + slowest_s > cfg->time_limit;
-        stop_sig = stop_agreed(&d, time_up);
+        stop_sig = stop_agreed(&d, !last && stop_time_up(cfg->time_limit, run_t0, slowest_s));
 
         int stopping = stop_sig != 0;
         if ((cfg->ckpt_every && (step + 1) % cfg->ckpt_every == 0) || last || stopping)
@@ -793,22 +727,7 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
         else if (lead) progress_test(&prog, cfg->steps, test_loss, test_acc, tb);
     }
     if (lead) progress_close(&prog);
-    if (stopped) {
-        const char *sig = stop_sig == SIGINT ? "SIGINT" : "SIGTERM";
-        if (stop_sig == STOP_TIME_LIMIT)
-            printf("stopped at the time limit (train.time_limit = %g s) after step %d of %d; "
-                   "continue with --resume auto\n", cfg->time_limit, stopped_at, cfg->steps);
-        else if (stopped_at == 0)
-            printf("stopped by %s before the first step finished: no checkpoint written\n", sig);
-        else if (mid_step)
-            printf("stopped by %s during step %d of %d (after micro-batch %d of %d: that step "
-                   "is dropped); continue from step %d with --resume auto\n", sig,
-                   stopped_at + 1, cfg->steps, mid_step, accum, stopped_at);
-        else
-            printf("stopped by %s after step %d of %d; continue with --resume auto\n", sig,
-                   stopped_at, cfg->steps);
-        fflush(stdout);
-    }
+    if (stopped) stop_report(cfg, stop_sig, stopped_at, mid_step, accum);
 
     if (cfg->plot && lead) {
         if (plot_run(cfg->run_dir, err, sizeof err) == 0)
