@@ -341,17 +341,12 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
     int qt0 = causal ? k0 / BQ : 0, nqt = (T + BQ - 1) / BQ;
     const int kvl = PAD ? kv_len[b] : T;
     if (PAD && k0 >= kvl) return;  // padding keys only: no gradient (dqkv += nothing)
+    // K and V first: with BS their copies fly while the list's dependent reads are waited for
+    load_tile<BM, DH, NT>(Ks, k, C3, k0, T);
+    load_tile<BM, DH, NT>(Vs, v, C3, k0, T);
     if (BS) {  // the steps are the sub-tiles of the listed query blocks
-        // K and V first: their copies fly while the list's dependent reads are waited for
-        load_tile<BM, DH, NT>(Ks, k, C3, k0, T);
-        load_tile<BM, DH, NT>(Vs, v, C3, k0, T);
         qt0 = 0;
         nqt = (BS_BLOCK / BQ) * bs_stage_row<NT>(lst, L, b, h, k0 / BS_BLOCK);
-    }
-
-    if (!BS) {
-        load_tile<BM, DH, NT>(Ks, k, C3, k0, T);
-        load_tile<BM, DH, NT>(Vs, v, C3, k0, T);
     }
     if (!BS || nqt > 0) {
         int qs = BS ? bs_step_start<BS, BQ>(lst, 0) : qt0 * BQ;
@@ -478,15 +473,10 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
     const int kvl = PAD ? kv_len[b] : T;
     int nk = causal ? (min(q0 + BM, T) + BN - 1) / BN : (T + BN - 1) / BN;
     if (PAD) nk = min(nk, (kvl + BN - 1) / BN);  // the dense copy keeps its old bound
-    if (BS) {  // Q and dO first: their copies fly while the list's reads are waited for
-        load_tile<BM, DH, NT>(Qs, q, C3, q0, T);
-        load_tile<BM, DH, NT>(dOs, go, C, q0, T);
-        nk = (BS_BLOCK / BN) * bs_stage_row<NT>(lst, L, b, h, q0 / BS_BLOCK);
-    }
-    if (!BS) {
-        load_tile<BM, DH, NT>(Qs, q, C3, q0, T);
-        load_tile<BM, DH, NT>(dOs, go, C, q0, T);
-    }
+    // Q and dO first: with BS their copies fly while the list's reads are waited for
+    load_tile<BM, DH, NT>(Qs, q, C3, q0, T);
+    load_tile<BM, DH, NT>(dOs, go, C, q0, T);
+    if (BS) nk = (BS_BLOCK / BN) * bs_stage_row<NT>(lst, L, b, h, q0 / BS_BLOCK);
     if (!BS || nk > 0) {
         load_tile<BN, DH, NT>(Ks, k, C3, bs_step_start<BS, BN>(lst, 0), T);
         load_tile<BN, DH, NT>(Vs, v, C3, bs_step_start<BS, BN>(lst, 0), T);

@@ -52,8 +52,8 @@ extern "C" void attn_smallcache_cuda_set_budget(size_t bytes) {
 // least 512 and at most 2048, a multiple of 64 (aligned rows for cuBLASLt).
 extern "C" int attn_smallcache_cuda_rows(int T, int causal) {
     if (!causal) return T;
-    int R = g_rows ? g_rows : T / 4 / 64 * 64;
-    if (!g_rows) R = R < 512 ? 512 : R > 2048 ? 2048 : R;
+    int R = g_rows;
+    if (!R) R = T / 4 / 64 * 64, R = R < 512 ? 512 : R > 2048 ? 2048 : R;
     return R < T ? R : T;
 }
 

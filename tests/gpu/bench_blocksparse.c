@@ -171,8 +171,7 @@ int main(int argc, char **argv) {
     double dens[2] = {0.1, 0.25};
     for (int di = 0; di < 2; di++)
         for (int ti = 0; ti < 2; ti++) {
-            int D = Ds[di], T = Ts[ti], B = 65536 / T, H = 1024 / D, C = H * D;
-            (void)C;
+            int D = Ds[di], T = Ts[ti], B = 65536 / T, H = 1024 / D;
             pb_attn_desc dd = {B, T, T, H, D, 1.0f / sqrtf((float)D), 0, NULL, NULL};
             double dense = quick ? NAN : time_it(&attn_cuda_wgmma, &dd, &b, 1, 3);
             for (int k = 0; k < 2; k++) {
