@@ -4,10 +4,9 @@
 # of configs/lra-pathx.ini and configs/lra-path256.ini with dense and with block-sparse
 # attention, validation and the test set at the end; step time and the GPU's peak memory of
 # each, from which the epoch time and the GPU time of the published recipe follow.
-# From the repository root, after `. .deps/env.sh`. Logs: $OUT/pathx.log; a table last.
+# From the repository root, after `. .deps/env.sh`, with cairo and its libraries in .deps
+# (README, "Long Range Arena data"). Logs: $OUT/pathx.log; a table last.
 #   N128, N256  images generated (default 2000, 400; split 80/10/10)   STEPS (default 6)
-#   PF=DIR      take the images from DIR/pf128 and DIR/pf256 instead (made elsewhere, carried
-#               in: where the machine's pebble has no cairo)
 set -u
 OUT=${OUT:-/tmp/pebble-out}
 mkdir -p "$OUT"
@@ -20,7 +19,7 @@ STEPS=${STEPS:-6}
 row() {  # name config res T micro-batch extra...
     name=$1 cfg=$2 res=$3 T=$4 B=$5
     shift 5
-    d=${PF:-/tmp}/pf$res
+    d=/tmp/pf$res
     rm -rf /tmp/px_$name
     nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >/tmp/mem_$name.txt &
     smi=$!
@@ -43,7 +42,6 @@ row() {  # name config res T micro-batch extra...
 }
 : >"$OUT/pathx_rows.txt"
 for res in 128 256; do
-    [ -n "${PF:-}" ] && { echo "images from $PF/pf$res: $(ls $PF/pf$res)" | tee -a "$LOG"; continue; }
     n=$([ $res = 128 ] && echo ${N128:-2000} || echo ${N256:-400})
     rm -rf /tmp/pf$res
     build/pebble lra gen pathfinder --res $res --n $n --out /tmp/pf$res 2>&1 | tail -1 | tee -a "$LOG"
