@@ -144,7 +144,7 @@ bench-blocksparse: $(BUILD)/tests/gpu/bench_blocksparse
 # Block-sparse tile-shape variants (tests/gpu/bs_sweep.sh): flash_wgmma_cuda.cu alone with
 # BS_SHAPES (-DWG_BS_...=..., its top says which), into BSV; the variant's bench and suite
 # link that object ahead of libpebble.a, so the archive's own copy is never pulled in (were
-# it, the link would fail on duplicate symbols). The dense kernels are unchanged by these.
+# it, the link would fail on duplicate symbols). The dense kernels are unchanged by WG_BS_*.
 #   make BSV=build/bsv/v1 BS_SHAPES='-DWG_BS_KVL64=6413' build/bsv/v1/bench_blocksparse
 BSV ?= $(BUILD)/bsv/default
 $(BSV)/flash_wgmma_cuda.cu.o: kernels/attention/flash_wgmma_cuda.cu kernels/attention/wgmma.cuh \
@@ -153,6 +153,9 @@ $(BSV)/flash_wgmma_cuda.cu.o: kernels/attention/flash_wgmma_cuda.cu kernels/atte
 	$(NVCC) $(NVCCFLAGS) $(BS_SHAPES) -I. -c $< -o $@
 $(BSV)/bench_blocksparse: tests/gpu/bench_blocksparse.c $(BSV)/flash_wgmma_cuda.cu.o \
     $(BUILD)/libpebble.a
+	$(CC) $(CFLAGS) $< -o $@ $(BSV)/flash_wgmma_cuda.cu.o $(BUILD)/libpebble.a $(LDFLAGS) $(LDLIBS)
+# the dense kernels' shapes likewise (BS_SHAPES='-DWG_FWD32=...'): the variant's bench_cuda
+$(BSV)/bench_cuda: tests/gpu/bench_cuda.c $(BSV)/flash_wgmma_cuda.cu.o $(BUILD)/libpebble.a
 	$(CC) $(CFLAGS) $< -o $@ $(BSV)/flash_wgmma_cuda.cu.o $(BUILD)/libpebble.a $(LDFLAGS) $(LDLIBS)
 $(BSV)/test_cuda_blocksparse: tests/gpu/test_cuda_blocksparse.c $(BSV)/flash_wgmma_cuda.cu.o \
     $(BUILD)/libpebble.a

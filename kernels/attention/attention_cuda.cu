@@ -40,8 +40,9 @@ extern "C" const char *attn_flash_cuda_supports(const pb_attn_desc *d) {
 extern "C" const char *attn_wgmma_cuda_supports(const pb_attn_desc *d) {
     const char *why = cuda_attn_common(d);
     if (why) return why;
-    // instantiated for these two: a head's row is the wgmma K dimension and the dO V^T tile
-    if (d->D != 64 && d->D != 128) return head_dim_phrase(d->D, "64 and 128");
+    // instantiated for these three: a head's row is the wgmma K dimension and the N of the
+    // P V-like products, in 64- (D 32) or 128-byte (D 64, 128) swizzled rows
+    if (d->D != 32 && d->D != 64 && d->D != 128) return head_dim_phrase(d->D, "32, 64 and 128");
     return NULL;
 }
 

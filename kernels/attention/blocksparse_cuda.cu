@@ -104,10 +104,10 @@ static pb_attn_desc run_desc(const pb_attn_desc *d) {
 }
 
 // ----------------------------------------------------------------------------
-// the records: fp32 tensors run the fp32 kernel; bf16 ones the wgmma kernels at D 64 and 128,
+// the records: fp32 tensors run the fp32 kernel; bf16 ones the wgmma kernels at D 32, 64, 128,
 // the fp32-arithmetic kernel on bf16 tensors at other D
 
-static int wgmma_dim(int D) { return D == 64 || D == 128; }
+static int wgmma_dim(int D) { return D == 32 || D == 64 || D == 128; }
 
 static void bs_forward_bf16(float *out, float *lse, const float *qkv, const pb_attn_desc *d) {
     PB_ASSERT(!bs_cuda_covers(d));

@@ -4,7 +4,7 @@
 // dqkv +=. Every pointer is device memory. Deterministic: no atomics anywhere.
 //   flash (flash_cuda.cu): FlashAttention-2 tiling with fp32 arithmetic, any D <= 128, on
 //         fp32 tensors (the fp32 table) or bf16 ones (the bf16 table: bf16 loads and stores).
-//   wgmma (flash_wgmma_cuda.cu): Hopper warpgroup MMA on bf16 tensors, D 64 and 128.
+//   wgmma (flash_wgmma_cuda.cu): Hopper warpgroup MMA on bf16 tensors, D 32, 64 and 128.
 //   smallcache (smallcache_cuda.cu): the scores materialised per head in HBM, every product a
 //         cuBLASLt GEMM; any D that is a multiple of 8, T <= 32768, fp32 or bf16 tensors. For
 //         D > 128, where the others do not run (the tables list it last).
@@ -67,7 +67,7 @@ int attn_smallcache_cuda_rows(int T, int causal);
 // The scratch bytes a call on d with tensors of type dt allocates under the current budget.
 size_t attn_smallcache_cuda_scratch_bytes(const pb_attn_desc *d, pb_dtype dt);
 // The kernels walking d->layout (its 128 x 128 blocks only; attn_bs_cuda_supports checks d):
-// wgmma on bf16 tensors at D 64 and 128, flash on fp32 or bf16 tensors at D <= 128.
+// wgmma on bf16 tensors at D 32, 64 and 128, flash on fp32 or bf16 tensors at D <= 128.
 void attn_wgmma_cuda_bs_forward(float *out, float *lse, const float *qkv, const pb_attn_desc *d);
 void attn_wgmma_cuda_bs_backward(float *dqkv, const float *dout, const float *out,
                                  const float *lse, const float *qkv, const pb_attn_desc *d);

@@ -1,6 +1,6 @@
 // flash_wgmma_cuda.cu: dense FlashAttention-2 on Hopper's warpgroup MMA (wgmma, sm_90a), for
 // bf16 tensors (the mixed-precision op table): forward, and a backward of two kernels (dK/dV,
-// then dQ) with no atomics, so results repeat to the bit. Head dims 64 and 128.
+// then dQ) with no atomics, so results repeat to the bit. Head dims 32, 64 and 128.
 //
 // Same algorithm and contract as flash_cuda.cu (read that first); what changes is the unit
 // of work. A block holds NWG warpgroups; each owns 64
@@ -37,17 +37,26 @@ extern "C" {
 // of dK/dV, warpgroups per block (NWG, 64 rows each) and the blocks per SM the compiler must
 // fit in registers (MINB, __launch_bounds__). -D at compile time picks others for tuning runs.
 // Each as one number, tile * 100 + NWG * 10 + MINB (nvcc splits -D values at commas).
+#ifndef WG_FWD32
+#define WG_FWD32 6422
+#endif
 #ifndef WG_FWD64
 #define WG_FWD64 6422
 #endif
 #ifndef WG_FWD128
 #define WG_FWD128 12821
 #endif
+#ifndef WG_DQ32
+#define WG_DQ32 6413
+#endif
 #ifndef WG_DQ64
 #define WG_DQ64 6413
 #endif
 #ifndef WG_DQ128
 #define WG_DQ128 12821
+#endif
+#ifndef WG_KV32
+#define WG_KV32 6413
 #endif
 #ifndef WG_KV64
 #define WG_KV64 6413
@@ -59,6 +68,9 @@ extern "C" {
 // block runs over enough query tiles to amortise its start; measured in docs/PERF.md v8).
 #ifndef WG_LONG
 #define WG_LONG 2048
+#endif
+#ifndef WG_KVL32
+#define WG_KVL32 WG_KV32
 #endif
 #ifndef WG_KVL64
 #define WG_KVL64 12821
@@ -72,17 +84,26 @@ extern "C" {
 // BS_BLOCK = 128: tile 64 or 128, NWG 1 or 2 (64 NWG rows divide the block). The sweep on the
 // H200 (docs/PERF.md) moved one: the sparse D 64 dQ takes 64 rows in 2 warpgroups, 2 CTAs an
 // SM (6422; 2.4% off fwd+bwd); every other dense shape measured best for the sparse kernels.
+#ifndef WG_BS_FWD32
+#define WG_BS_FWD32 WG_FWD32
+#endif
 #ifndef WG_BS_FWD64
 #define WG_BS_FWD64 WG_FWD64
 #endif
 #ifndef WG_BS_FWD128
 #define WG_BS_FWD128 WG_FWD128
 #endif
+#ifndef WG_BS_DQ32
+#define WG_BS_DQ32 WG_DQ32
+#endif
 #ifndef WG_BS_DQ64
 #define WG_BS_DQ64 6422
 #endif
 #ifndef WG_BS_DQ128
 #define WG_BS_DQ128 WG_DQ128
+#endif
+#ifndef WG_BS_KV32
+#define WG_BS_KV32 WG_KV32
 #endif
 #ifndef WG_BS_KV64
 #define WG_BS_KV64 WG_KV64
@@ -92,6 +113,9 @@ extern "C" {
 #endif
 #ifndef WG_BS_LONG
 #define WG_BS_LONG WG_LONG
+#endif
+#ifndef WG_BS_KVL32
+#define WG_BS_KVL32 WG_KVL32
 #endif
 #ifndef WG_BS_KVL64
 #define WG_BS_KVL64 WG_KVL64
@@ -245,7 +269,7 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
             wg_fence();
 #pragma unroll
             for (int kk = 0; kk < DH / 16; kk++)
-                wgmma_rs<0>(s, qa[kk], desc_k<BN>(Ks + cur * KT, 0, kk), kk);
+                wgmma_rs<0>(s, qa[kk], desc_k<BN, DH>(Ks + cur * KT, 0, kk), kk);
             wg_commit();
             wg_wait<0>();
             reg_fence(s);
@@ -284,7 +308,7 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
             wg_fence();
 #pragma unroll
             for (int ks = 0; ks < BN / 16; ks++)
-                wgmma_rs<1>(o, pa[ks], desc_n<BN>(Vs + cur * KT, ks), 1);
+                wgmma_rs<1>(o, pa[ks], desc_n<BN, DH>(Vs + cur * KT, ks), 1);
             wg_commit();
             wg_wait<0>();
             reg_fence(o);
@@ -382,11 +406,11 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
             wg_fence();
 #pragma unroll
             for (int kk = 0; kk < DH / 16; kk++)
-                wgmma_ss(p, desc_k<BM>(Ks, 64 * wg, kk), desc_k<BQ>(Qc, 0, kk), kk);
+                wgmma_ss(p, desc_k<BM, DH>(Ks, 64 * wg, kk), desc_k<BQ, DH>(Qc, 0, kk), kk);
             wg_commit();
 #pragma unroll
             for (int kk = 0; kk < DH / 16; kk++)
-                wgmma_ss(dp, desc_k<BM>(Vs, 64 * wg, kk), desc_k<BQ>(dOc, 0, kk), kk);
+                wgmma_ss(dp, desc_k<BM, DH>(Vs, 64 * wg, kk), desc_k<BQ, DH>(dOc, 0, kk), kk);
             wg_commit();
             wg_wait<1>();  // S^T is ready; dP^T's products run on under P^T's exponentials
             reg_fence(p);
@@ -401,7 +425,7 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
             reg_fence(dv);
             wg_fence();
 #pragma unroll
-            for (int ks = 0; ks < BQ / 16; ks++) wgmma_rs<1>(dv, pa[ks], desc_n<BQ>(dOc, ks), 1);
+            for (int ks = 0; ks < BQ / 16; ks++) wgmma_rs<1>(dv, pa[ks], desc_n<BQ, DH>(dOc, ks), 1);
             wg_commit();
             wg_wait<1>();  // dP^T is ready; dV's products run on under dS^T
             reg_fence(dp);
@@ -416,7 +440,7 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
             reg_fence(dk);
             wg_fence();
 #pragma unroll
-            for (int ks = 0; ks < BQ / 16; ks++) wgmma_rs<1>(dk, sa[ks], desc_n<BQ>(Qc, ks), 1);
+            for (int ks = 0; ks < BQ / 16; ks++) wgmma_rs<1>(dk, sa[ks], desc_n<BQ, DH>(Qc, ks), 1);
             wg_commit();
             wg_wait<0>();
             reg_fence(dv);
@@ -500,11 +524,11 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
             wg_fence();
 #pragma unroll
             for (int kk = 0; kk < DH / 16; kk++)
-                wgmma_ss(s, desc_k<BM>(Qs, 64 * wg, kk), desc_k<BN>(Kc, 0, kk), kk);
+                wgmma_ss(s, desc_k<BM, DH>(Qs, 64 * wg, kk), desc_k<BN, DH>(Kc, 0, kk), kk);
             wg_commit();
 #pragma unroll
             for (int kk = 0; kk < DH / 16; kk++)
-                wgmma_ss(dp, desc_k<BM>(dOs, 64 * wg, kk), desc_k<BN>(Vc, 0, kk), kk);
+                wgmma_ss(dp, desc_k<BM, DH>(dOs, 64 * wg, kk), desc_k<BN, DH>(Vc, 0, kk), kk);
             wg_commit();
             wg_wait<1>();  // S is ready; dP's products run on under P's exponentials
             reg_fence(s);
@@ -522,7 +546,7 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
             reg_fence(dq);
             wg_fence();
 #pragma unroll
-            for (int ks = 0; ks < BN / 16; ks++) wgmma_rs<1>(dq, sa[ks], desc_n<BN>(Kc, ks), 1);
+            for (int ks = 0; ks < BN / 16; ks++) wgmma_rs<1>(dq, sa[ks], desc_n<BN, DH>(Kc, ks), 1);
             wg_commit();
             wg_wait<0>();
             reg_fence(dq);
@@ -554,6 +578,13 @@ template <int X> struct WgShape {
 // WgCfg<DH, BS>: the shapes of the dense (BS = false) or block-sparse kernels; LONG the T
 // above which dK/dV takes KVL
 template <int DH, bool BS> struct WgCfg;
+template <> struct WgCfg<32, false> {
+    typedef WgShape<WG_FWD32> FWD;
+    typedef WgShape<WG_DQ32> DQ;
+    typedef WgShape<WG_KV32> KV;
+    typedef WgShape<WG_KVL32> KVL;
+    static constexpr int LONG = WG_LONG;
+};
 template <> struct WgCfg<64, false> {
     typedef WgShape<WG_FWD64> FWD;
     typedef WgShape<WG_DQ64> DQ;
@@ -567,6 +598,13 @@ template <> struct WgCfg<128, false> {
     typedef WgShape<WG_KV128> KV;
     typedef WgShape<WG_KVL128> KVL;
     static constexpr int LONG = WG_LONG;
+};
+template <> struct WgCfg<32, true> {
+    typedef WgShape<WG_BS_FWD32> FWD;
+    typedef WgShape<WG_BS_DQ32> DQ;
+    typedef WgShape<WG_BS_KV32> KV;
+    typedef WgShape<WG_BS_KVL32> KVL;
+    static constexpr int LONG = WG_BS_LONG;
 };
 template <> struct WgCfg<64, true> {
     typedef WgShape<WG_BS_FWD64> FWD;
@@ -663,12 +701,21 @@ static void wg_backward(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const flo
     cudaCheckLaunch();
 }
 
+// call(DH) at the head dim D: 32, 64 or 128 (the callers checked).
+#define WG_BY_DIM(D, call) \
+    do {                   \
+        if ((D) == 32) call(32);       \
+        else if ((D) == 64) call(64);  \
+        else call(128);                \
+    } while (0)
+
 extern "C" void attn_wgmma_cuda_forward(float *out, float *lse, const float *qkv,
                                         const pb_attn_desc *d) {
     PB_ASSERT(!attn_wgmma_cuda_supports(d));
     bs_rows none = {};
-    if (d->D == 64) wg_forward<64, false>((bf16 *)out, lse, (const bf16 *)qkv, d, none);
-    else wg_forward<128, false>((bf16 *)out, lse, (const bf16 *)qkv, d, none);
+#define FWD(DH) wg_forward<DH, false>((bf16 *)out, lse, (const bf16 *)qkv, d, none)
+    WG_BY_DIM(d->D, FWD);
+#undef FWD
 }
 
 extern "C" void attn_wgmma_cuda_backward(float *dqkv_, const float *dout_, const float *out,
@@ -679,16 +726,18 @@ extern "C" void attn_wgmma_cuda_backward(float *dqkv_, const float *dout_, const
     const bf16 *dout = (const bf16 *)dout_, *qkv = (const bf16 *)qkv_;
     const float *Di = attn_cuda_di(dout_, out, d, PB_DTYPE_BF16);
     bs_rows none = {};
-    if (d->D == 64) wg_backward<64, false>(dqkv, dout, qkv, lse, Di, d, none, none);
-    else wg_backward<128, false>(dqkv, dout, qkv, lse, Di, d, none, none);
+#define BWD(DH) wg_backward<DH, false>(dqkv, dout, qkv, lse, Di, d, none, none)
+    WG_BY_DIM(d->D, BWD);
+#undef BWD
 }
 
-// Block-sparse (blocksparse_cuda.cu checks d first: attn_bs_cuda_supports, D 64 or 128).
+// Block-sparse (blocksparse_cuda.cu checks d first: attn_bs_cuda_supports, D 32, 64 or 128).
 extern "C" void attn_wgmma_cuda_bs_forward(float *out, float *lse, const float *qkv,
                                            const pb_attn_desc *d) {
     bs_rows L = attn_bs_cuda_rows(d->layout, 0);
-    if (d->D == 64) wg_forward<64, true>((bf16 *)out, lse, (const bf16 *)qkv, d, L);
-    else wg_forward<128, true>((bf16 *)out, lse, (const bf16 *)qkv, d, L);
+#define FWD(DH) wg_forward<DH, true>((bf16 *)out, lse, (const bf16 *)qkv, d, L)
+    WG_BY_DIM(d->D, FWD);
+#undef FWD
 }
 
 extern "C" void attn_wgmma_cuda_bs_backward(float *dqkv_, const float *dout_, const float *out,
@@ -698,6 +747,7 @@ extern "C" void attn_wgmma_cuda_bs_backward(float *dqkv_, const float *dout_, co
     const bf16 *dout = (const bf16 *)dout_, *qkv = (const bf16 *)qkv_;
     bs_rows L = attn_bs_cuda_rows(d->layout, 0), Lq = attn_bs_cuda_rows(d->layout, 1);
     const float *Di = attn_cuda_di(dout_, out, d, PB_DTYPE_BF16);
-    if (d->D == 64) wg_backward<64, true>(dqkv, dout, qkv, lse, Di, d, L, Lq);
-    else wg_backward<128, true>(dqkv, dout, qkv, lse, Di, d, L, Lq);
+#define BWD(DH) wg_backward<DH, true>(dqkv, dout, qkv, lse, Di, d, L, Lq)
+    WG_BY_DIM(d->D, BWD);
+#undef BWD
 }

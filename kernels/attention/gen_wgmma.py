@@ -1,7 +1,7 @@
 # Emits the wgmma wrappers pasted into kernels/attention/wgmma.cuh (one per shape and form):
 # python3 gen.py > body
 out = []
-for N in (64, 128):
+for N in (32, 64, 128):
     R = N // 2
     regs = ", ".join("%%%d" % i for i in range(R))
     cons = ",\n          ".join(", ".join('"+f"(d[%d])' % (i + j) for j in range(8)) for i in range(0, R, 8))

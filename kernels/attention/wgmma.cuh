@@ -12,12 +12,13 @@
 // of the next (P = softmax(S) into P V) without touching shared memory.
 //
 // B (and A, when not in registers) is read from shared memory through a 64-bit descriptor.
-// Every tile here is stored "SW128": R rows of DH bf16 (DH = 64 or 128) as DH/64 panels of
-// R rows x 128 bytes, 16-byte chunk c of row r at chunk position c ^ (r % 8), the tile
-// 1024-byte aligned. Read with rows as the M/N index and columns as K ("K-major") it feeds
-// Q K^T-like products; read with rows as the K index ("N-major", transposed B) it feeds
-// P V-like products. The swizzle spreads the 8 rows of every 8x16-byte core matrix over all
-// 32 banks.
+// Every tile here is stored swizzled: R rows of DH bf16 as panels of R rows x W bytes, W = 128
+// for DH = 64 and 128 (DH/64 panels, "SW128") and W = 64 for DH = 32 (one panel, "SW64");
+// 16-byte chunk c of row r sits at chunk position c ^ (r % 8) (SW128) or c ^ (r / 2 % 4)
+// (SW64), the XOR of the address's 16-byte bits with its bits 7 and up, the tile 1024-byte
+// aligned. Read with rows as the M/N index and columns as K ("K-major") it feeds Q K^T-like
+// products; read with rows as the K index ("N-major", transposed B) it feeds P V-like
+// products. The swizzle spreads the 8 rows of every 8x16-byte core matrix over all 32 banks.
 #ifndef PEBBLE_WGMMA_CUH
 #define PEBBLE_WGMMA_CUH
 
@@ -28,37 +29,53 @@ __device__ __forceinline__ uint32_t smem_u32(const void *p) {
     return (uint32_t)__cvta_generic_to_shared(p);
 }
 
-// Byte offset of 16-byte chunk c (of DH/8) of row r in an SW128 tile of R rows.
-template <int R>
-__device__ __forceinline__ uint32_t sw128(int r, int c) {
-    return (c >> 3) * (R * 128) + r * 128 + (((c & 7) ^ (r & 7)) << 4);
+// The swizzle of a tile of DH columns: W bytes a panel row, the descriptor's layout code
+// (bits 62-63: 1 = 128-byte swizzle, 2 = 64-byte), the row shift that turns r into the
+// address bits 7.. of its row.
+template <int DH> struct Sw {
+    static_assert(DH == 32 || DH == 64 || DH == 128, "swizzled tiles of 32, 64 or 128 columns");
+    static constexpr int W = DH == 32 ? 64 : 128, CP = W / 16, LOG_CP = DH == 32 ? 2 : 3;
+    static constexpr int SHIFT = DH == 32 ? 1 : 0;
+    static constexpr uint64_t MODE = DH == 32 ? 2ull << 62 : 1ull << 62;
+};
+
+// Byte offset of 16-byte chunk c (of DH/8) of row r in a tile of R rows.
+template <int R, int DH>
+__device__ __forceinline__ uint32_t swz(int r, int c) {
+    typedef Sw<DH> S;
+    return (c >> S::LOG_CP) * (R * S::W) + r * S::W +
+           (((c & (S::CP - 1)) ^ ((r >> S::SHIFT) & (S::CP - 1))) << 4);
 }
 
-// The descriptor: start address, leading and stride byte offsets (each >> 4), 128B swizzle.
-__device__ __forceinline__ uint64_t sw128_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+// The descriptor: start address, leading and stride byte offsets (each >> 4), the swizzle.
+template <int DH>
+__device__ __forceinline__ uint64_t sw_desc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
     return (uint64_t)((addr & 0x3FFFF) >> 4) | (uint64_t)((lbo >> 4) & 0x3FFF) << 16 |
-           (uint64_t)((sbo >> 4) & 0x3FFF) << 32 | 1ull << 62;
+           (uint64_t)((sbo >> 4) & 0x3FFF) << 32 | Sw<DH>::MODE;
 }
 
 // K-major operand: rows r0 .. (M or N), columns 16 kk .. 16 kk + 15 (K) of an R-row tile.
-// Core matrices of 8 rows lie 1024 bytes apart (the stride offset); a 16-column step is 32
-// bytes inside a 128-byte row (the hardware applies the swizzle to the final address, which
-// is why the tile must be 1024-byte aligned), and every 4 steps moves to the next panel.
-template <int R>
+// Core matrices of 8 rows lie 8 W bytes apart (the stride offset); a 16-column step is 32
+// bytes inside a W-byte row (the hardware applies the swizzle to the final address, which
+// is why the tile must be aligned to the swizzle's repeat), and every W/32 steps moves to the
+// next panel.
+template <int R, int DH>
 __device__ __forceinline__ uint64_t desc_k(uint32_t tile, int r0, int kk) {
-    return sw128_desc(tile + (kk >> 2) * (R * 128) + r0 * 128 + (kk & 3) * 32, 16, 1024);
+    constexpr int W = Sw<DH>::W, STEPS = W / 32;
+    return sw_desc<DH>(tile + (kk / STEPS) * (R * W) + r0 * W + (kk % STEPS) * 32, 16, 8 * W);
 }
 
 // N-major B operand: k = rows 16 ks .. 16 ks + 15 of an R-row tile, n = all its columns.
-// 8-row groups along k lie 1024 bytes apart (stride offset); the 64-column panels along n
-// lie R * 128 bytes apart (leading offset).
-template <int R>
+// 8-row groups along k lie 8 W bytes apart (stride offset); the panels along n lie R W bytes
+// apart (leading offset; DH = 32 has one).
+template <int R, int DH>
 __device__ __forceinline__ uint64_t desc_n(uint32_t tile, int ks) {
-    return sw128_desc(tile + ks * 2048, R * 128, 1024);
+    constexpr int W = Sw<DH>::W;
+    return sw_desc<DH>(tile + ks * 16 * W, R * W, 8 * W);
 }
 
 // cp.async of rows t0 .. t0+R-1 of a (T x DH) bf16 matrix (row stride `stride` elements) into
-// an SW128 tile, 16 bytes per copy by NT threads; rows past T are zero-filled.
+// a swizzled tile, 16 bytes per copy by NT threads; rows past T are zero-filled.
 template <int R, int DH, int NT>
 __device__ __forceinline__ void load_tile(uint32_t tile, const __nv_bfloat16 *src, size_t stride,
                                           int t0, int T) {
@@ -69,7 +86,7 @@ __device__ __forceinline__ void load_tile(uint32_t tile, const __nv_bfloat16 *sr
         if (n % NT && idx >= n) break;
         bool in = t0 + r < T;
         const __nv_bfloat16 *p = in ? src + (size_t)(t0 + r) * stride + c * 8 : src;
-        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(tile + sw128<R>(r, c)),
+        asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(tile + swz<R, DH>(r, c)),
                      "l"(p), "r"(in ? 16 : 0));
     }
 }
@@ -120,8 +137,30 @@ __device__ __forceinline__ void reg_fence(uint32_t (&a)[N][4]) {
         for (int e = 0; e < 4; e++) asm volatile("" : "+r"(a[i][e])::"memory");
 }
 
-// --- the instructions, m64nNk16 with bf16 inputs and fp32 accumulators, N = 64 and 128,
+// --- the instructions, m64nNk16 with bf16 inputs and fp32 accumulators, N = 32, 64 and 128,
 // acc = 0 overwrites D. Generated by gen_wgmma.py (an operand list per accumulator register).
+
+// D (64x32) {=, +=} A (64x16, shared memory, K-major) B (16x32, shared memory, K-major)
+__device__ __forceinline__ void wgmma_ss(float (&d)[16], uint64_t a, uint64_t b, int acc) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, %16, %17, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+        : "l"(a), "l"(b), "r"(acc));
+}
+// D (64x32) {=, +=} A (64x16, registers) B (16x32, shared memory; TB = 1: N-major)
+template <int TB>
+__device__ __forceinline__ void wgmma_rs(float (&d)[16], const uint32_t (&a)[4], uint64_t b, int acc) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %21, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15}, {%16, %17, %18, %19}, %20, p, 1, 1, %22;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]),
+          "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(acc), "n"(TB));
+}
 
 // D (64x64) {=, +=} A (64x16, shared memory, K-major) B (16x64, shared memory, K-major)
 __device__ __forceinline__ void wgmma_ss(float (&d)[32], uint64_t a, uint64_t b, int acc) {

@@ -3,6 +3,8 @@
 // no float atomics).
 #include "kernels/cuda/vec.cuh"
 
+#include <cub/device/device_radix_sort.cuh>
+
 // ----------------------------------------------------------------------------
 // encoder: out (B,T,C) = wte[inp] + wpe[t] (+ wtt (C) when not NULL)
 
@@ -56,51 +58,32 @@ __global__ void wpe_backward_kernel(float *dwpe, const A *dout, int B, int T, in
     dwpe[i] += s;
 }
 
-// Stable sort of positions by token, as ranks: rank[i] = #{j : tok_j < tok_i} +
-// #{j < i : tok_j == tok_i}. Blocks of the y dimension count over disjoint ranges of j and
-// add their counts with integer atomics, which are exact, so the ranks are deterministic.
-#define RANK_J 2048
-__global__ void token_rank_kernel(int32_t *rank, const int32_t *inp, int N) {
-    __shared__ int32_t tok[256];
+__global__ void iota_kernel(int32_t *p, int N) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
-    int ti = i < N ? inp[i] : 0;
-    int j0 = blockIdx.y * RANK_J, j1 = min(N, j0 + RANK_J);
-    int r = 0;
-    for (int jt = j0; jt < j1; jt += 256) {
-        __syncthreads();
-        if (jt + (int)threadIdx.x < j1) tok[threadIdx.x] = inp[jt + threadIdx.x];
-        __syncthreads();
-        int m = min(256, j1 - jt);
-        for (int k = 0; k < m; k++) {
-            int tj = tok[k], j = jt + k;
-            r += (tj < ti) | ((tj == ti) & (j < i));
-        }
-    }
-    if (i < N && r) atomicAdd(&rank[i], r);
+    if (i < N) p[i] = i;
 }
 
-__global__ void scatter_rank_kernel(int32_t *sorted, const int32_t *rank, int N) {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < N) sorted[rank[i]] = i;
-}
-
-// One block per sorted position s; the block at the first position of each token's run sums
-// dout over the run (positions in increasing order) and adds the sum to that token's row.
+// One block per sorted position s (tok: the tokens in sorted order, pos: their positions,
+// increasing within a token); the block at the first position of each token's run sums dout
+// over the run in that order and adds the sum to that token's row.
 template <typename A>
-__global__ void wte_backward_kernel(float *dwte, const A *dout, const int32_t *inp,
-                                    const int32_t *sorted, int N, int C) {
-    int s = blockIdx.x;
-    int tok = inp[sorted[s]];
-    if (s > 0 && inp[sorted[s - 1]] == tok) return;  // not the start of a run
+__global__ void wte_backward_kernel(float *dwte, const A *dout, const int32_t *tok,
+                                    const int32_t *pos, int N, int C) {
+    int s = blockIdx.x, t = tok[s];
+    if (s > 0 && tok[s - 1] == t) return;  // not the start of a run
     int e = s + 1;
-    while (e < N && inp[sorted[e]] == tok) e++;
+    while (e < N && tok[e] == t) e++;
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
         float acc = 0.0f;
-        for (int k = s; k < e; k++) acc += to_f(dout[(size_t)sorted[k] * C + c]);
-        dwte[(size_t)tok * C + c] += acc;
+#pragma unroll 8
+        for (int k = s; k < e; k++) acc += to_f(dout[(size_t)pos[k] * C + c]);
+        dwte[(size_t)t * C + c] += acc;
     }
 }
 
+// The positions sorted by token, stably: CUB's radix sort of the pairs (inp[i], i), O(N) and
+// deterministic. (An O(N^2) rank count was here before: 40-odd ms a step at the 524,288 tokens
+// of a Pathfinder-32 batch, see docs/PERF.md.)
 template <typename A>
 void cuda_encoder_backward(float *dwte, float *dwpe, float *dwtt, const float *dout_,
                                   const int32_t *inp, int B, int T, int C) {
@@ -110,14 +93,16 @@ void cuda_encoder_backward(float *dwte, float *dwpe, float *dwtt, const float *d
     if (dwtt) cuda_colsum_accumulate(dwtt, dout, N, C);
     wpe_backward_kernel<A><<<cdiv(TC, 256), 256>>>(dwpe, dout, B, T, C);
     cudaCheckLaunch();
-    int32_t *rank = (int32_t *)cuda_scratch(CUDA_SCRATCH_SORT, 2 * (size_t)N * sizeof(int32_t));
-    int32_t *sorted = rank + N;
-    cudaCheck(cudaMemsetAsync(rank, 0, (size_t)N * sizeof(int32_t)));
-    token_rank_kernel<<<dim3(cdiv(N, 256), cdiv(N, RANK_J)), 256>>>(rank, inp, N);
+    size_t temp = 0;
+    cudaCheck(cub::DeviceRadixSort::SortPairs(NULL, temp, (const int32_t *)NULL, (int32_t *)NULL,
+                                              (const int32_t *)NULL, (int32_t *)NULL, N));
+    size_t arrays = (3 * (size_t)N * sizeof(int32_t) + 255) & ~(size_t)255;  // CUB's alignment
+    int32_t *iota = (int32_t *)cuda_scratch(CUDA_SCRATCH_SORT, arrays + temp);
+    int32_t *tok = iota + N, *pos = tok + N;
+    iota_kernel<<<cdiv(N, 256), 256>>>(iota, N);
     cudaCheckLaunch();
-    scatter_rank_kernel<<<cdiv(N, 256), 256>>>(sorted, rank, N);
-    cudaCheckLaunch();
-    wte_backward_kernel<A><<<N, C < 256 ? 32 * cdiv(C, 32) : 256>>>(dwte, dout, inp, sorted, N, C);
+    cudaCheck(cub::DeviceRadixSort::SortPairs((char *)iota + arrays, temp, inp, tok, iota, pos, N));
+    wte_backward_kernel<A><<<N, C < 256 ? 32 * cdiv(C, 32) : 256>>>(dwte, dout, tok, pos, N, C);
     cudaCheckLaunch();
 }
 

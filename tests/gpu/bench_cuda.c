@@ -270,24 +270,34 @@ static void bench_gpt2(const pb_ops *ops, int B, int T, int steps, int tf32, int
 // ----------------------------------------------------------------------------
 // BERT masked-LM training step (the peer: ../shared/bench/torch_bert.py)
 
-// FLOPs per token of a BERT MLM step: the encoder's matmuls (12 C^2 L with F = 4C) and
-// attention over T keys, and the head (transform C^2 and decoder C Vp) on the masked 15%
-// only, as pebble computes it (the loss needs no more); times 3 for the backward.
+// FLOPs per token of a BERT step: the encoder's matmuls (4 C^2 + 2 C F a layer: 12 C^2 with
+// F = 4C) and attention over T keys, and the MLM head (transform C^2 and decoder C Vp) on the
+// masked 15% only, as pebble computes it (the loss needs no more); times 3 for the backward.
+// The classifier's head (a few B C^2) is left out.
 static double bert_flops_per_token(const bert_config *c, int T) {
-    double C = c->n_embd, L = c->n_layer, Vp = c->padded_vocab;
-    return 3.0 * (2.0 * 12.0 * C * C * L + 2.0 * 2.0 * T * C * L + 0.15 * 2.0 * (C * C + C * Vp));
+    double C = c->n_embd, L = c->n_layer, F = c->ffn, Vp = c->padded_vocab;
+    double head = c->head == BERT_HEAD_MLM ? 0.15 * 2.0 * (C * C + C * Vp) : 0.0;
+    return 3.0 * (2.0 * (4.0 * C * C + 2.0 * C * F) * L + 2.0 * 2.0 * T * C * L + head);
 }
 
-// pad: each sequence's last pad fraction (drawn uniformly per row) is padding, as the peer's
-// --pad; 15% of the real positions carry a target
+// size: base, large (masked LM) or pf32 (configs/lra-pathfinder32.ini's classifier: 2 layers
+// of 64, 2 heads of 32, MLP 128, mean pooling, 256 grey levels, random labels). pad: each
+// sequence's last pad fraction (drawn uniformly per row) is padding, as the peer's --pad; MLM:
+// 15% of the real positions carry a target
 static void bench_bert(const pb_ops *ops, const char *size, int B, int T, double pad, int steps,
                        int profile) {
-    int large = strcmp(size, "large") == 0;
+    int large = strcmp(size, "large") == 0, pf32 = strcmp(size, "pf32") == 0;
     if (profile) ops = profiled(ops);
     bert_config cfg = {.n_layer = large ? 24 : 12, .n_head = large ? 16 : 12,
                        .n_embd = large ? 1024 : 768, .seq_len = 512, .vocab_size = 30522,
                        .type_vocab = 2, .ln_eps = 1e-12f, .head = BERT_HEAD_MLM,
                        .attention = "auto"};
+    if (pf32)
+        cfg = (bert_config){.n_layer = 2, .n_head = 2, .n_embd = 64, .ffn = 128, .seq_len = 1024,
+                            .vocab_size = 256, .type_vocab = 2, .ln_eps = 1e-12f,
+                            .head = BERT_HEAD_CLASSIFY, .num_labels = 2, .pool = BERT_POOL_MEAN,
+                            .attention = "auto"};
+    int V = cfg.vocab_size;
     bert m;
     bert_build(&m, &cfg, ops);
     bert_init_weights(&m, 1);
@@ -295,6 +305,7 @@ static void bench_bert(const pb_ops *ops, const char *size, int B, int T, double
     adamw_init(&opt, &m.p, 0.9f, 0.999f, 1e-8f, 0.01f);
     int N = B * T;
     int32_t *inp = pb_malloc((size_t)N * 4), *tgt = pb_malloc((size_t)N * 4), *len = pb_malloc((size_t)B * 4);
+    int32_t *lab = pb_malloc((size_t)B * 4);
     pb_rng rng;
     pb_rng_seed(&rng, 7);
     long real = 0;
@@ -304,9 +315,10 @@ static void bench_bert(const pb_ops *ops, const char *size, int B, int T, double
         real += len[b];
         for (int t = 0; t < T; t++) {
             int i = b * T + t;
-            inp[i] = t < len[b] ? (int32_t)(pb_rng_u64(&rng) % 30522) : 0;
+            inp[i] = t < len[b] ? (int32_t)(pb_rng_u64(&rng) % V) : 0;
             tgt[i] = t < len[b] && pb_rng_uniform(&rng) < 0.15 ? inp[i] : -1;
         }
+        lab[b] = (int32_t)(pb_rng_u64(&rng) % 2);
     }
     double *tall = pb_malloc(sizeof(double) * steps);
     float loss = 0.0f;
@@ -314,7 +326,8 @@ static void bench_bert(const pb_ops *ops, const char *size, int B, int T, double
         pb_cuda_sync();
         double t0 = pb_now();
         params_zero_grad(&m.p);
-        loss = bert_forward(&m, inp, len, tgt, NULL, B, T);
+        loss = pf32 ? bert_forward(&m, inp, len, NULL, lab, B, T)
+                    : bert_forward(&m, inp, len, tgt, NULL, B, T);
         bert_backward(&m, 1.0f);
         optim_clip_grad_norm(&m.p, 1.0f);
         adamw_step(&opt, &m.p, 1e-4f);
@@ -331,7 +344,7 @@ static void bench_bert(const pb_ops *ops, const char *size, int B, int T, double
         print_profile(steps, mode);
         adamw_free(&opt);
         bert_free(&m);
-        free(inp), free(tgt), free(len), free(tall);
+        free(inp), free(tgt), free(len), free(lab), free(tall);
         return;
     }
     double all = median(tall, steps), mem = pb_cuda_mem_used() / (double)(1u << 30);
@@ -343,7 +356,7 @@ static void bench_bert(const pb_ops *ops, const char *size, int B, int T, double
     (void)real;
     adamw_free(&opt);
     bert_free(&m);
-    free(inp), free(tgt), free(len), free(tall);
+    free(inp), free(tgt), free(len), free(lab), free(tall);
 }
 
 // ----------------------------------------------------------------------------
@@ -457,23 +470,38 @@ static void bench_attention(const pb_ops *ops, const char *name, const pb_attn_i
 int main(int argc, char **argv) {
     int steps = 10, iters = 5, do_gpt2 = 1, do_attn = 1, do_bert = 1, batch = 16, profile = 0, all = 0;
     int wgmma_only = 0;  // --wgmma-only: only the bf16-wgmma rows (the bf16 table's first)
+    int do_lra = 0;      // --lra: also the Pathfinder-32 classifier's step (with --profile: its ops)
     int masked = 0;      // --masked: also rows with half of every row's keys padded (kv_len)
     int offset_mb = 0;   // --alloc-offset MB: see the attention section
+    int Ds[3] = {32, 64, 128}, nd = 3;  // --hd D[,D..]: the attention rows' head dims
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--steps") == 0 && i + 1 < argc) steps = atoi(argv[++i]);
         else if (strcmp(argv[i], "--iters") == 0 && i + 1 < argc) iters = atoi(argv[++i]);
         else if (strcmp(argv[i], "--batch") == 0 && i + 1 < argc) batch = atoi(argv[++i]);
         else if (strcmp(argv[i], "--no-gpt2") == 0) do_gpt2 = 0;
         else if (strcmp(argv[i], "--no-bert") == 0) do_bert = 0;
+        else if (strcmp(argv[i], "--lra") == 0) do_lra = 1;
         else if (strcmp(argv[i], "--profile") == 0) profile = 1;
         else if (strcmp(argv[i], "--all-modes") == 0) all = 1;
         else if (strcmp(argv[i], "--no-attention") == 0) do_attn = 0;
         else if (strcmp(argv[i], "--wgmma-only") == 0) wgmma_only = 1;
         else if (strcmp(argv[i], "--masked") == 0) masked = 1;
         else if (strcmp(argv[i], "--alloc-offset") == 0 && i + 1 < argc) offset_mb = atoi(argv[++i]);
-        else pb_die(PB_EXIT_USAGE, "bench_cuda: unknown option '%s' (--steps N --iters N "
+        else if (strcmp(argv[i], "--hd") == 0 && i + 1 < argc) {
+            const char *list = argv[++i];
+            for (nd = 0; nd < 3 && *list; nd++) {
+                char *end;
+                long v = strtol(list, &end, 10);
+                if (end == list || (v != 32 && v != 64 && v != 128) || (*end && *end != ','))
+                    pb_die(PB_EXIT_USAGE, "bench_cuda: --hd '%s': head dims 32, 64, 128, "
+                           "comma-separated", argv[i]);
+                Ds[nd] = (int)v;
+                list = *end ? end + 1 : end;
+            }
+            if (*list) pb_die(PB_EXIT_USAGE, "bench_cuda: --hd '%s': at most 3 head dims", argv[i]);
+        } else pb_die(PB_EXIT_USAGE, "bench_cuda: unknown option '%s' (--steps N --iters N "
                     "--batch B --no-gpt2 --no-bert --no-attention --wgmma-only --masked --alloc-offset MB --profile "
-                    "--all-modes)", argv[i]);
+                    "--all-modes --hd 32,64,128 --lra)", argv[i]);
     }
     if (steps < 1 || iters < 1 || batch < 1) pb_die(PB_EXIT_USAGE, "bench_cuda: counts must be >= 1");
     if (!pb_cuda_available())
@@ -514,6 +542,14 @@ int main(int argc, char **argv) {
         bench_bert(ops16, "large", 16, 512, 0.0, steps, 0);
         if (profile) bench_bert(ops16, "base", 32, 512, 0.0, 3, 1);
     }
+    if (do_lra) {
+        printf("\n## LRA Pathfinder-32 classifier step (configs/lra-pathfinder32.ini's model), "
+               "bf16, random grey levels and labels, median of %d steps\n\n", steps);
+        printf("| model      | pad  |   B |    T | tokens/s |  ms/step | TFLOP/s |  MFU  | mem GiB | loss |\n");
+        printf("|------------|------|-----|------|----------|----------|---------|-------|---------|------|\n");
+        bench_bert(ops16, "pf32", 512, 1024, 0.0, steps, 0);
+        if (profile) bench_bert(ops16, "pf32", 512, 1024, 0.0, 3, 1);
+    }
 
     if (do_attn) {
         // --alloc-offset MB: a buffer of that size first, so every attention buffer lands
@@ -553,8 +589,8 @@ int main(int argc, char **argv) {
         printf("| kernel     |   D |     T |  B |  NH | causal |   fwd ms | fwd TFLOP/s | fwd+bwd ms | fwd+bwd TFLOP/s |\n");
         printf("|------------|-----|-------|----|-----|--------|----------|-------------|------------|-----------------|\n");
         // The CUDA-core kernels stop at 4K: at 16K they would take seconds per row.
-        int Ds[2] = {64, 128}, Ts[3] = {1024, 4096, 16384};
-        for (int a = 0; a < 2; a++)
+        int Ts[3] = {1024, 4096, 16384};
+        for (int a = 0; a < nd; a++)
             for (int b = 0; b < 3; b++)
                 for (int c = 1; c >= 0; c--) {
                     int T = Ts[b], B = tokens / T;

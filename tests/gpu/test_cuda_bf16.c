@@ -374,6 +374,7 @@ static void attention_shapes(void) {
     for (int i = 0; i < 4; i++) {
         check_attention(2, Ts[i], 2, 64, 1);
         check_attention(1, Ts[i], 2, 128, 0);
+        check_attention(2, Ts[i], 3, 32, i % 2);  // the 64-byte swizzle, n32 products
     }
     check_attention(2, 200, 3, 64, 0);
     check_attention(1, 300, 1, 128, 1);
@@ -383,6 +384,8 @@ static void attention_shapes(void) {
     check_attention(1, 2111, 2, 64, 1);
     check_attention(1, 2111, 1, 64, 0);
     check_attention(1, 2111, 1, 128, 1);
+    check_attention(1, 2111, 2, 32, 1);
+    check_attention(1, 2111, 2, 32, 0);
 }
 
 // The table's first attention (Hopper wgmma, flash_wgmma_cuda.cu)
@@ -407,6 +410,7 @@ Test(bf16, attention_masked) {
         for (int pat = 0; pat < 3; pat++) {
             check_attention_impl(&attn_cuda_wgmma, 3, 200, 2, 64, causal, pat);
             check_attention_impl(&attn_cuda_wgmma, 2, 1000, 1, 128, causal, pat);
+            check_attention_impl(&attn_cuda_wgmma, 3, 1000, 2, 32, causal, pat);
             int Ds[] = {16, 32, 64};
             for (int i = 0; i < 3; i++)
                 check_attention_impl(&attn_cuda_flash_bf16, 3, 200, 2, Ds[i], causal, pat);
@@ -414,21 +418,24 @@ Test(bf16, attention_masked) {
         }
     check_attention_impl(&attn_cuda_wgmma, 2, 2111, 1, 64, 1, KV_RAGGED);
     check_attention_impl(&attn_cuda_wgmma, 2, 2111, 1, 128, 0, KV_RAGGED);
+    check_attention_impl(&attn_cuda_wgmma, 2, 2111, 2, 32, 1, KV_RAGGED);
     check_attention_impl(&attn_cuda_flash_bf16, 2, 2111, 1, 16, 1, KV_RAGGED);
 }
 
-// pb_attn_choose on the bf16 table: wgmma for D 64 and 128, flash for the rest up to 128,
-// smallcache above, and a named wgmma on D = 32 refused with the head dim in the reason
+// pb_attn_choose on the bf16 table: wgmma for D 32, 64 and 128, flash for the rest up to
+// 128, smallcache above, and a named wgmma on D = 48 refused with the head dim in the reason
 Test(bf16, attention_choose) {
     char err[256] = "";
-    pb_attn_desc d = attn_desc(2, 64, 4, 32, 1, NULL);
+    pb_attn_desc d = attn_desc(2, 64, 4, 48, 1, NULL);
     cr_expect(attn_cuda_wgmma.supports(&d) != NULL);
-    cr_expect(strstr(attn_cuda_wgmma.supports(&d), "head dim 32") != NULL, "%s",
+    cr_expect(strstr(attn_cuda_wgmma.supports(&d), "head dim 48") != NULL, "%s",
               attn_cuda_wgmma.supports(&d));
     cr_expect(pb_attn_choose(G, "wgmma", &d, err, sizeof err) == NULL);
-    cr_expect(strstr(err, "head dim 32") != NULL, "%s", err);
+    cr_expect(strstr(err, "head dim 48") != NULL, "%s", err);
     cr_expect(pb_attn_choose(G, "auto", &d, err, sizeof err) == &attn_cuda_flash_bf16);
     cr_expect(pb_attn_choose(G, "flash", &d, err, sizeof err) == &attn_cuda_flash_bf16);
+    d.D = 32;
+    cr_expect(pb_attn_choose(G, "auto", &d, err, sizeof err) == &attn_cuda_wgmma);
     d.D = 64;
     cr_expect(pb_attn_choose(G, "auto", &d, err, sizeof err) == &attn_cuda_wgmma);
     d.D = 128;

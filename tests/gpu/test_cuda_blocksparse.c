@@ -199,6 +199,11 @@ Test(cuda_blocksparse, wgmma_d128, .timeout = 300) {
     pattern_sweep(G16, 1, 128, 2);
 }
 
+Test(cuda_blocksparse, wgmma_d32, .timeout = 300) {
+    pb_rng_seed(&rng, 8);
+    pattern_sweep(G16, 1, 32, 4);
+}
+
 // past WG_LONG (2048): the dK/dV kernel's long-sequence shape (BQ 128 at D 64)
 Test(cuda_blocksparse, wgmma_long, .timeout = 300) {
     pb_rng_seed(&rng, 3);
@@ -206,6 +211,8 @@ Test(cuda_blocksparse, wgmma_long, .timeout = 300) {
     check(G16, 1, &a);
     bs_case b = {1, 2500, 1, 128, 0, 0, 0, BFLY};
     check(G16, 1, &b);
+    bs_case c = {1, 2500, 2, 32, 1, 0, 0, LGR};
+    check(G16, 1, &c);
 }
 
 Test(cuda_blocksparse, fp32_table, .timeout = 300) {
@@ -218,7 +225,7 @@ Test(cuda_blocksparse, fp32_table, .timeout = 300) {
 // the bf16 table at head dims wgmma does not run: the fp32-arithmetic kernel on bf16
 Test(cuda_blocksparse, bf16_other_head_dims, .timeout = 120) {
     pb_rng_seed(&rng, 5);
-    bs_case a = {2, 300, 2, 32, 1, 0, 0, LGR};
+    bs_case a = {2, 300, 2, 48, 1, 0, 0, LGR};
     check(G16, 1, &a);
     bs_case b = {2, 1000, 1, 96, 0, 1, 0, BFLY};
     check(G16, 1, &b);
@@ -276,7 +283,7 @@ Test(cuda_blocksparse, empty_rows, .timeout = 120) {
 // the order of the diagonal block differs when causal).
 Test(cuda_blocksparse, dense_pattern_equals_wgmma, .timeout = 120) {
     pb_rng_seed(&rng, 7);
-    for (int D = 64; D <= 128; D += 64)
+    for (int D = 32; D <= 128; D *= 2)
         for (int causal = 0; causal < 2; causal++) {
             int B = 2, T = 1000, NH = 2, C = NH * D;
             size_t n3 = (size_t)B * T * 3 * C, n1 = (size_t)B * T * C, nl = (size_t)B * NH * T;

@@ -166,7 +166,8 @@ Test(cuda, encoder) {
     pb_rng_seed(&rng, 2);
     check_encoder(4, 33, 96, 7);     // float4 path, heavy repetition
     check_encoder(3, 17, 30, 40);    // C % 4 != 0: scalar path
-    check_encoder(8, 512, 64, 42);   // 4096 positions: several rank blocks
+    check_encoder(8, 512, 64, 42);   // 4096 positions: several sort tiles
+    check_encoder(64, 1024, 64, 42); // a Pathfinder-like batch: runs of ~1,600 positions a token
 }
 
 // ----------------------------------------------------------------------------
