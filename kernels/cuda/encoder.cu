@@ -63,27 +63,61 @@ __global__ void iota_kernel(int32_t *p, int N) {
     if (i < N) p[i] = i;
 }
 
-// One block per sorted position s (tok: the tokens in sorted order, pos: their positions,
-// increasing within a token); the block at the first position of each token's run sums dout
-// over the run in that order and adds the sum to that token's row.
+// dwte from the positions sorted by token (tok; pos: their positions, increasing within a
+// token), cut into chunks of S sorted positions. A run of one token inside a chunk is summed
+// there and added to its row (no other block touches that token). A run that crosses chunk
+// boundaries leaves one partial sum in each chunk it touches: part[2k] the piece at chunk k's
+// start when it continues a run from before, part[2k+1] the piece at its end when the run
+// goes on; wte_runs_kernel adds them up in chunk order. Every sum has a fixed order, so the
+// result is the same bits whatever the scheduling, and a token that fills most of the batch
+// (a Pathfinder image's background) is summed by many blocks instead of one.
 template <typename A>
-__global__ void wte_backward_kernel(float *dwte, const A *dout, const int32_t *tok,
-                                    const int32_t *pos, int N, int C) {
-    int s = blockIdx.x, t = tok[s];
-    if (s > 0 && tok[s - 1] == t) return;  // not the start of a run
-    int e = s + 1;
-    while (e < N && tok[e] == t) e++;
+__global__ void wte_chunks_kernel(float *dwte, float *part, const A *dout, const int32_t *tok,
+                                  const int32_t *pos, int N, int C, int S) {
+    int k = blockIdx.x, s0 = k * S, s1 = min(N, s0 + S);
+    int first = tok[s0], last = tok[s1 - 1];
+    bool head = s0 > 0 && tok[s0 - 1] == first;  // the first piece continues a run
+    bool tail = s1 < N && tok[s1] == last;       // the last piece's run goes on
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
         float acc = 0.0f;
-#pragma unroll 8
-        for (int k = s; k < e; k++) acc += to_f(dout[(size_t)pos[k] * C + c]);
+        int cur = first, piece = 0;
+        for (int s = s0; s < s1; s++) {
+            int t = tok[s];
+            if (t != cur) {  // cur's piece ends: a head piece, or a whole run
+                if (piece == 0 && head) part[(size_t)2 * k * C + c] = acc;
+                else dwte[(size_t)cur * C + c] += acc;
+                acc = 0.0f, cur = t, piece++;
+            }
+            acc += to_f(dout[(size_t)pos[s] * C + c]);
+        }
+        if (piece == 0 && head) part[(size_t)2 * k * C + c] = acc;  // the chunk is mid-run
+        else if (tail) part[(size_t)(2 * k + 1) * C + c] = acc;
+        else dwte[(size_t)cur * C + c] += acc;
+    }
+}
+
+// One block per chunk k; the block whose chunk starts a run that goes on sums its pieces:
+// chunk k's tail, then the head of every following chunk until the run ends.
+__global__ void wte_runs_kernel(float *dwte, const float *part, const int32_t *tok, int N, int C,
+                                int S) {
+    int k = blockIdx.x, s0 = k * S, s1 = min(N, s0 + S), t = tok[s1 - 1];
+    if (!(s1 < N && tok[s1] == t)) return;                         // no run goes on
+    if (s0 > 0 && tok[s0 - 1] == t && tok[s0] == t) return;        // nor starts here
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        float acc = part[(size_t)(2 * k + 1) * C + c];
+        for (int j = k + 1;; j++) {
+            acc += part[(size_t)2 * j * C + c];
+            int e = min(N, (j + 1) * S);
+            if (!(e < N && tok[e] == t)) break;  // the run ends in chunk j
+        }
         dwte[(size_t)t * C + c] += acc;
     }
 }
 
 // The positions sorted by token, stably: CUB's radix sort of the pairs (inp[i], i), O(N) and
-// deterministic. (An O(N^2) rank count was here before: 40-odd ms a step at the 524,288 tokens
-// of a Pathfinder-32 batch, see docs/PERF.md.)
+// deterministic; then the chunked sums above. (Before: an O(N^2) rank count and one block
+// summing each token's whole run; a Pathfinder-32 training step took 151 ms with them, 74 ms
+// with the sort alone: docs/PERF.md.)
 template <typename A>
 void cuda_encoder_backward(float *dwte, float *dwpe, float *dwtt, const float *dout_,
                                   const int32_t *inp, int B, int T, int C) {
@@ -93,16 +127,26 @@ void cuda_encoder_backward(float *dwte, float *dwpe, float *dwtt, const float *d
     if (dwtt) cuda_colsum_accumulate(dwtt, dout, N, C);
     wpe_backward_kernel<A><<<cdiv(TC, 256), 256>>>(dwpe, dout, B, T, C);
     cudaCheckLaunch();
+    // S: a power of 2 near sqrt(N), so that a chunk's serial sum and a run's walk over the
+    // chunks' partials are both about sqrt(N) long (1024 at a Pathfinder-32 batch's 524,288)
+    int S = 64;
+    while ((long)S * S < N) S *= 2;
+    int chunks = cdiv(N, S);
     size_t temp = 0;
     cudaCheck(cub::DeviceRadixSort::SortPairs(NULL, temp, (const int32_t *)NULL, (int32_t *)NULL,
                                               (const int32_t *)NULL, (int32_t *)NULL, N));
     size_t arrays = (3 * (size_t)N * sizeof(int32_t) + 255) & ~(size_t)255;  // CUB's alignment
-    int32_t *iota = (int32_t *)cuda_scratch(CUDA_SCRATCH_SORT, arrays + temp);
-    int32_t *tok = iota + N, *pos = tok + N;
+    size_t parts = (2 * (size_t)chunks * C * sizeof(float) + 255) & ~(size_t)255;
+    char *mem = (char *)cuda_scratch(CUDA_SCRATCH_SORT, arrays + parts + temp);
+    int32_t *iota = (int32_t *)mem, *tok = iota + N, *pos = tok + N;
+    float *part = (float *)(mem + arrays);
     iota_kernel<<<cdiv(N, 256), 256>>>(iota, N);
     cudaCheckLaunch();
-    cudaCheck(cub::DeviceRadixSort::SortPairs((char *)iota + arrays, temp, inp, tok, iota, pos, N));
-    wte_backward_kernel<A><<<N, C < 256 ? 32 * cdiv(C, 32) : 256>>>(dwte, dout, tok, pos, N, C);
+    cudaCheck(cub::DeviceRadixSort::SortPairs(mem + arrays + parts, temp, inp, tok, iota, pos, N));
+    int threads = C < 256 ? 32 * cdiv(C, 32) : 256;
+    wte_chunks_kernel<A><<<chunks, threads>>>(dwte, part, dout, tok, pos, N, C, S);
+    cudaCheckLaunch();
+    wte_runs_kernel<<<chunks, threads>>>(dwte, part, tok, N, C, S);
     cudaCheckLaunch();
 }
 
