@@ -2,14 +2,16 @@
 # lra_run.sh: a Long Range Arena task end to end in one call on the GPU machine: the data made
 # there (`pebble lra gen`), configs/lra-TASK.ini trained under a wall-clock budget
 # (train.time_limit), validation on the way, the test set at the end when the run finishes.
-# A checkpoint of this model (~100 MB with AdamW's moments) cannot come back from the machine,
-# so a run that stops at the limit is reported, not continued.
+# The run's last checkpoint is copied to $OUT: the LRA models are small (Pathfinder-32's is
+# 2.2 MB with AdamW's moments), so it comes back, and a later call continues the run from it
+# (RESUME, the file put in the repository as an untracked file, which travels).
 # From the repository root, after `. .deps/env.sh`:
 #   TASK    listops (default) or pathfinder32 (200,000 images at 32 x 32)
 #   LIMIT   seconds of training (default 420)
 #   STEPS   train.steps (default the config's 5000)
 #   EXTRA   more --set arguments for pebble train
 #   NAME    names this run's logs (default TASK): several runs in one call
+#   RESUME  a checkpoint to continue (--resume FILE; the data are made again, to the same bits)
 # Logs under $OUT: lra_$NAME.log (the run's output), lra_$NAME.jsonl (metrics); a summary last.
 set -u
 OUT=${OUT:-/tmp/pebble-out}
@@ -35,8 +37,10 @@ timeout $((${LIMIT:-420} + 120)) build/pebble train -c configs/lra-$TASK.ini \
     --set data.train=$D/train.lseq --set data.val=$D/val.lseq --set data.test=$D/test.lseq \
     --set run.dir=/tmp/lra/run --set run.plot=false --set checkpoint.every=0 \
     --set train.time_limit=${LIMIT:-420} ${STEPS:+--set train.steps=$STEPS} ${EXTRA:-} \
-    >"$LOG" 2>&1
+    ${RESUME:+--resume $RESUME} >"$LOG" 2>&1
 echo "train rc=$?, $(el)"
 cp /tmp/lra/run/metrics.jsonl "$OUT/lra_$N.jsonl" 2>/dev/null
+last=$(ls /tmp/lra/run/ckpt_*.h5 2>/dev/null | tail -1)
+[ -n "$last" ] && cp "$last" "$OUT/lra_${N}_$(basename "$last")"
 grep -E "^pebble |^data |^step (1|[0-9]*[05]00)/|val loss|test loss|stopped|done:|this run|rror" "$LOG" |
     tail -40
