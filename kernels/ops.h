@@ -135,6 +135,11 @@ typedef struct pb_ops {
     void (*mean_pool_backward)(float *dinp, const float *dout, const int32_t *lengths, int B,
                                int T, int C);
 
+    // --- dropout with probability p (0 <= p < 1) of n elements, the elements chosen by key
+    //     (kernels/dropout.h): out = kept ? in / (1 - p) : 0; out may be in. The backward is
+    //     the same call on the gradient with the same key.
+    void (*dropout)(float *out, const float *in, size_t n, uint64_t key, float p);
+
     // --- residual: out = a + b, elementwise over n. (Its backward passes dout to both
     //     inputs unchanged, so the model never calls one: see model/transformer.c.)
     void (*residual_forward)(float *out, const float *a, const float *b, size_t n);

@@ -83,7 +83,7 @@ void bert_build(bert *m, const bert_config *cfg, const pb_ops *ops) {
     int L = c->n_layer, C = c->n_embd, F = c->ffn, Vp = c->padded_vocab;
     PB_ASSERT(L > 0 && C > 0 && c->n_head > 0 && C % c->n_head == 0 && c->seq_len > 0);
     PB_ASSERT(c->head == BERT_HEAD_MLM || c->num_labels >= 2);
-    m->tf = (tf_config){L, C, c->n_head, !c->pre_ln, PB_GELU_ERF, c->ln_eps, F};
+    m->tf = (tf_config){L, C, c->n_head, !c->pre_ln, PB_GELU_ERF, c->ln_eps, F, c->dropout};
     m->Lp = (c->num_labels + 7) / 8 * 8;
 
     pb_params *ps = &m->p;

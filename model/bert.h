@@ -43,6 +43,7 @@ typedef struct bert_config {
                                   // BERT: an option for the long-range tasks)
     char attention[16];           // model.attention: "auto" (or "") or an implementation's name
     bs_params sparse;             // model.attention = blocksparse: the pattern ([attention])
+    float dropout;                // model.dropout: each block's two branch outputs
 } bert_config;
 
 typedef struct bert_weights {

@@ -56,7 +56,7 @@ void gpt2_build(gpt2 *m, const gpt2_config *cfg, const pb_ops *ops) {
     int L = cfg->n_layer, C = cfg->n_embd, Vp = m->cfg.padded_vocab;
     PB_ASSERT(L > 0 && C > 0 && cfg->n_head > 0 && C % cfg->n_head == 0);
     m->tf = (tf_config){L, C, cfg->n_head, 0, PB_GELU_TANH, cfg->ln_eps > 0 ? cfg->ln_eps : 1e-5f,
-                        4 * C};
+                        4 * C, cfg->dropout};
 
     pb_params *ps = &m->p;
     params_init(ps, "gpt2", ops);

@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "kernels/common.h"
+#include "kernels/dropout.h"
 
 // ----------------------------------------------------------------------------
 // layout
@@ -53,6 +54,12 @@ void tf_map_grads(const tf_config *c, size_t N, size_t ab, int fused_gelu, tf_gr
     // gelu(fch) is never stored
     int fused = fused_gelu && c->gelu == PB_GELU_TANH;
     g->fch_gelu = fused ? NULL : tf_take(base, off, N * c->F, ab);
+    g->drop = c->dropout > 0 ? tf_take(base, off, N * C, ab) : NULL;
+}
+
+// The key of layer l's dropout site (0: attention's output, 1: the MLP's) in this forward.
+static uint64_t drop_site(const tf_acts *a, int l, int site) {
+    return pb_drop_hash(a->drop_key, 2 * (uint64_t)l + (uint64_t)site);
 }
 
 // ----------------------------------------------------------------------------
@@ -105,7 +112,9 @@ static void mlp_up(const pb_ops *ops, const tf_config *c, const tf_layer_weights
 const float *tf_forward(const pb_ops *ops, const tf_config *c, const tf_weights *w,
                         tf_acts *acts, const float *x, int N, tf_attend attend) {
     int C = c->C, L = c->n_layer, post = c->post_ln;
-    float eps = c->ln_eps;
+    float eps = c->ln_eps, p = acts->drop_p;
+    PB_ASSERT(p >= 0.0f && p <= c->dropout && p < 1.0f);
+    size_t NC = (size_t)N * C;
     // pre-LN: each residual add is followed by a LayerNorm of its sum (ln_2; the next block's
     // ln_1, or ln_f after the last), so residual_ln runs each pair and every block but the
     // first starts with its ln_1 already computed. post-LN: the LayerNorm after each residual
@@ -123,6 +132,7 @@ const float *tf_forward(const pb_ops *ops, const tf_config *c, const tf_weights 
         ops->matmul_forward(h->qkv, post ? x : h->ln1, lw->qkvw, lw->qkvb, N, C, 3 * C);
         attend.fn(attend.ctx, l, h->atty, h->lse, h->qkv);
         ops->matmul_forward(h->attproj, h->atty, lw->attprojw, lw->attprojb, N, C, C);
+        if (p > 0) ops->dropout(h->attproj, h->attproj, NC, drop_site(acts, l, 0), p);
         if (post)
             residual_ln(ops, h->res2, x, h->attproj, h->ln1, h->ln1_mean, h->ln1_rstd, lw->ln1w,
                         lw->ln1b, N, C, eps);
@@ -133,6 +143,7 @@ const float *tf_forward(const pb_ops *ops, const tf_config *c, const tf_weights 
         const float *in = post ? h->ln1 : h->ln2, *stream = post ? h->ln1 : h->res2;
         mlp_up(ops, c, lw, h, in, N);
         ops->matmul_forward(h->fcproj, h->fch_gelu, lw->fcprojw, lw->fcprojb, N, c->F, C);
+        if (p > 0) ops->dropout(h->fcproj, h->fcproj, NC, drop_site(acts, l, 1), p);
         if (post) {
             residual_ln(ops, h->res3, stream, h->fcproj, h->ln2, h->ln2_mean, h->ln2_rstd,
                         lw->ln2w, lw->ln2b, N, C, eps);
@@ -156,8 +167,18 @@ void tf_backward_begin(const pb_ops *ops, const tf_config *c, tf_grads *g, int N
     ops->zero(g->out, (size_t)N * c->C * pb_act_bytes(ops));
 }
 
-// The MLP's backward from the gradient dres of its output (fcproj): weight gradients into dw,
-// and its input's gradient ADDED to din. in is the MLP's input (ln2 pre-LN, ln1 post-LN).
+// dres, the gradient of layer l's dropped branch output, through the dropout: g->drop (the
+// same mask and scale), or dres itself when the forward dropped nothing.
+static const float *undrop(const pb_ops *ops, const tf_acts *a, tf_grads *g, const float *dres,
+                           int l, int site, size_t n) {
+    if (a->drop_p <= 0) return dres;
+    ops->dropout(g->drop, dres, n, drop_site(a, l, site), a->drop_p);
+    return g->drop;
+}
+
+// The MLP's backward from the gradient dres of its output (fcproj, before its dropout):
+// weight gradients into dw, and its input's gradient ADDED to din. in is the MLP's input
+// (ln2 pre-LN, ln1 post-LN).
 static void mlp_backward(const pb_ops *ops, const tf_config *c, const tf_layer_weights *w,
                          tf_layer_weights *dw, const tf_layer_acts *h, tf_grads *g,
                          const float *dres, const float *in, float *din, int N) {
@@ -178,7 +199,8 @@ static void mlp_backward(const pb_ops *ops, const tf_config *c, const tf_layer_w
     ops->matmul_backward(din, dw->fcw, dw->fcb, g->fch, in, w->fcw, N, C, c->F);
 }
 
-// The attention branch's backward from the gradient dres of its output (attproj), into
+// The attention branch's backward from the gradient dres of its output (attproj, before its
+// dropout), into
 // dqkv; then qkv's input gradient ADDED to din. in is the branch's input (ln1 pre-LN, the
 // block input post-LN).
 static void attn_backward(const pb_ops *ops, const tf_config *c, const tf_layer_weights *w,
@@ -211,13 +233,15 @@ void tf_backward(const pb_ops *ops, const tf_config *c, const tf_weights *w, tf_
             ops->zero(g->aux, NC * ab);
             ops->layernorm_backward(g->aux, lg->ln2w, lg->ln2b, g->stream, h->res3, lw->ln2w,
                                     h->ln2_mean, h->ln2_rstd, N, C);
-            mlp_backward(ops, c, lw, lg, h, g, g->aux, h->ln1, g->aux, N);
+            mlp_backward(ops, c, lw, lg, h, g, undrop(ops, acts, g, g->aux, l, 1, NC), h->ln1,
+                         g->aux, N);
             ops->zero(g->stream, NC * ab);
             ops->layernorm_backward(g->stream, lg->ln1w, lg->ln1b, g->aux, h->res2, lw->ln1w,
                                     h->ln1_mean, h->ln1_rstd, N, C);
             ops->zero(g->atty, NC * ab);
             ops->zero(g->qkv, 3 * NC * ab);
-            attn_backward(ops, c, lw, lg, h, g, g->stream, x, g->stream, N, attn, d);
+            attn_backward(ops, c, lw, lg, h, g, undrop(ops, acts, g, g->stream, l, 0, NC), x,
+                          g->stream, N, attn, d);
             if (g->layer_done) g->layer_done(g->layer_done_ctx, l);
         }
         return;
@@ -237,12 +261,14 @@ void tf_backward(const pb_ops *ops, const tf_config *c, const tf_weights *w, tf_
         ops->zero(g->ln2, NC * ab);
         // MLP branch: res3 = res2 + fcproj, so d fcproj = d res3 = stream; then
         // d res2 = d res3 + ln_2's input gradient
-        mlp_backward(ops, c, lw, lg, h, g, g->stream, h->ln2, g->ln2, N);
+        mlp_backward(ops, c, lw, lg, h, g, undrop(ops, acts, g, g->stream, l, 1, NC), h->ln2,
+                     g->ln2, N);
         ops->layernorm_backward(g->stream, lg->ln2w, lg->ln2b, g->ln2, h->res2, lw->ln2w,
                                 h->ln2_mean, h->ln2_rstd, N, C);
         // attention branch: res2 = x + attproj, so d attproj = d res2 = stream; then
         // d x = d res2 + ln_1's input gradient: the block below's d res3
-        attn_backward(ops, c, lw, lg, h, g, g->stream, h->ln1, g->ln1, N, attn, d);
+        attn_backward(ops, c, lw, lg, h, g, undrop(ops, acts, g, g->stream, l, 0, NC), h->ln1,
+                      g->ln1, N, attn, d);
         ops->layernorm_backward(g->stream, lg->ln1w, lg->ln1b, g->ln1, x, lw->ln1w, h->ln1_mean,
                                 h->ln1_rstd, N, C);
         if (g->layer_done) g->layer_done(g->layer_done_ctx, l);

@@ -13,6 +13,7 @@
 #define PEBBLE_TRANSFORMER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kernels/ops.h"
 
@@ -23,6 +24,10 @@ typedef struct tf_config {
     pb_gelu gelu;  // PB_GELU_TANH (GPT-2) or PB_GELU_ERF (BERT)
     float ln_eps;  // 1e-5 (GPT-2), 1e-12 (BERT)
     int F;         // the MLP's hidden width: 4C in GPT-2 and BERT, smaller in LRA's models
+    // Dropout on each branch's output (attention's c_proj, the MLP's c_proj) before its
+    // residual add, as BERT's hidden_dropout_prob and GPT-2's resid_pdrop: the probability a
+    // training forward may use (tf_acts.drop_p; 0: none, and no buffer for it)
+    float dropout;
 } tf_config;
 
 // One block's weights (pointers into a parameter buffer). pre-LN: ln1 before attention,
@@ -63,6 +68,11 @@ typedef struct tf_acts {
     tf_layer_acts *h;            // [L]
     float *lnf;                  // (N,C) pre-LN: the stack's output
     float *lnf_mean, *lnf_rstd;  // (N)
+    // The dropout of the last forward, which its backward repeats: probability (0: none;
+    // at most tf_config.dropout) and the key its masks are drawn from (kernels/dropout.h).
+    // The model sets both before tf_forward; tf_map_acts leaves them alone.
+    float drop_p;
+    uint64_t drop_key;
 } tf_acts;
 
 // The activation gradients the backward writes: one block's worth, reused by every block
@@ -76,6 +86,8 @@ typedef struct tf_grads {
     float *ln1, *qkv, *atty;     // (N,C), (N,3C), (N,C): pre-LN; contiguous, zeroed at once
     float *ln2;                  // (N,C) pre-LN
     float *fch, *fch_gelu;       // (N,F)
+    float *drop;                 // (N,C) a branch output's gradient through its dropout mask
+                                 // (NULL when tf_config.dropout is 0)
     // Called by tf_backward after block l's last op that writes its weight gradients was
     // queued (the data-parallel path starts that block's exchange then); NULL: none. Not
     // touched by tf_map_grads (a model remaps at a new batch shape and keeps its hook): a

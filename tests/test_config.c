@@ -278,6 +278,8 @@ Test(config, error_bad_values) {
     expect_file_error("[train]\nlr = 0\n", "2: train.lr: '0' must be > 0");
     expect_file_error("[train]\nbeta2 = 1\n", "2: train.beta2: '1' must be < 1");
     expect_file_error("[train]\nmin_lr_frac = 1.5\n", "2: train.min_lr_frac: '1.5' must be <= 1");
+    expect_file_error("[model]\ndropout = 1\n", "2: model.dropout: '1' must be < 1");
+    expect_file_error("[model]\ndropout = -0.1\n", "2: model.dropout: '-0.1' must be >= 0");
     expect_file_error("[run]\nplot = maybe\n", "2: run.plot: 'maybe' is not true or false");
     expect_file_error("[run]\ndir =\n", "2: run.dir: must not be empty");
 }
@@ -459,7 +461,7 @@ Test(config, help_lists_every_key_with_type_and_default) {
             keys++;
         }
     }
-    cr_expect_eq(keys, 58, "the written INI has %d keys", keys);  // 46, [dist] 3, data.test, [attention] 6, model.norm, train.time_limit
+    cr_expect_eq(keys, 59, "the written INI has %d keys", keys);  // 46, [dist] 3, data.test, [attention] 6, model.norm, train.time_limit, model.dropout
     free(ini);
     free(text);
 }

@@ -290,6 +290,19 @@ Test(dist, gpt2_two_ranks_are_one_rank_with_twice_the_accumulation) {
     loaded_free(&y);
 }
 
+// With model.dropout the masks are keyed by each micro-batch's step-global first row, so two
+// ranks drop what one rank accumulating both halves drops: the same run to the bit.
+Test(dist, dropout_two_ranks_are_one_rank_with_twice_the_accumulation) {
+    make_data("dist-drop");
+    dirs();
+    const char *bin = pebble_bin();
+    cr_assert_eq(run("%s train " TINY STEP4 "--set model.dropout=0.2 --set train.steps=4 "
+                     "--set run.dir=%s", bin, tmp, tmp, dir_a), 0, "%s", output());
+    cr_assert_eq(run(MPIRUN "%s train " TINY STEP4 "--set model.dropout=0.2 --set train.steps=4 "
+                     "--set run.dir=%s", bin, tmp, tmp, dir_b), 0, "%s", output());
+    expect_same_run(dir_a, dir_b, 4);
+}
+
 Test(dist, bert_mlm_two_ranks_are_one_rank_with_twice_the_accumulation) {
     make_tmp("dist-bert");
     make_bert_pieces("train_000000.bin", 12000);

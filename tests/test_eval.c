@@ -70,6 +70,23 @@ Test(eval, gives_the_trainers_validation_loss, .fini = cleanup) {
     cr_assert(strstr(run_stderr(), "each validation uses those 39"), "%s", run_stderr());
 }
 
+// Validation never drops: after a run with model.dropout, eval (which never drops either)
+// gives the trainer's last validation loss to the digit.
+Test(eval, validation_runs_without_dropout, .fini = cleanup) {
+    make_data("evaldrop");
+    const char *bin = pebble_bin();
+    cr_assert_eq(run("%s train " TINY "--set model.dropout=0.3 --set train.steps=8 "
+                     "--set train.val_batches=5 --set run.dir=%s/run", bin, tmp, tmp, tmp), 0,
+                 "%s", output());
+    char dir[300], want[64], line[128];
+    snprintf(dir, sizeof dir, "%s/run", tmp);
+    last_val_loss(dir, want, sizeof want);
+    cr_assert_eq(run("%s eval --ckpt %s --data '%s/val_*.bin'", bin, dir, tmp), 0, "%s",
+                 output());
+    snprintf(line, sizeof line, "loss %s ppl ", want);
+    cr_assert(strstr(run_stdout(), line), "expected '%s' in: %s", line, run_stdout());
+}
+
 Test(eval, errors_and_exit_codes, .fini = cleanup) {
     make_data("eval");
     const char *bin = pebble_bin();

@@ -141,6 +141,33 @@ Test(resume, n_steps_equal_a_stop_and_a_resume_to_the_bit, .timeout = 300) {
     expect_identical(pa, pb);
 }
 
+// model.dropout: the masks are keyed by (seed, step, micro-batch), so a stopped and resumed run
+// drops what the straight one drops (to the bit); and they change the run (against none).
+Test(resume, dropout_resumes_to_the_bit, .timeout = 300) {
+    make_data("dropout");
+    const char *bin = pebble_bin();
+    char a[8192], b[8192], n[8192], dir[400], pa[500], pb[500];
+    cr_assert_eq(run("%s train " TINY "--set model.dropout=0.2 --set train.steps=12 "
+                     "--set run.dir=%s/a", bin, tmp, tmp, tmp), 0, "%s", output());
+    cr_assert_eq(run("PEBBLE_TEST_SIGNAL_AT_STEP=6 %s train " TINY "--set model.dropout=0.2 "
+                     "--set train.steps=12 --set run.dir=%s/b", bin, tmp, tmp, tmp),
+                 0, "%s", output());
+    cr_assert_eq(run("%s train --resume auto --set run.dir=%s/b", bin, tmp), 0, "%s", output());
+    cr_assert_eq(run("%s train " TINY "--set train.steps=12 --set run.dir=%s/n", bin, tmp, tmp,
+                     tmp), 0, "%s", output());
+    snprintf(dir, sizeof dir, "%s/a", tmp);
+    losses_of(dir, a, sizeof a);
+    snprintf(dir, sizeof dir, "%s/b", tmp);
+    losses_of(dir, b, sizeof b);
+    snprintf(dir, sizeof dir, "%s/n", tmp);
+    losses_of(dir, n, sizeof n);
+    cr_assert_str_eq(a, b, "losses with dropout differ after a resume");
+    cr_assert_str_neq(a, n, "dropout 0.2 gave the losses of no dropout");
+    snprintf(pa, sizeof pa, "%s/a/ckpt_00000012.h5", tmp);
+    snprintf(pb, sizeof pb, "%s/b/ckpt_00000012.h5", tmp);
+    expect_identical(pa, pb);
+}
+
 // train.time_limit: a limit shorter than one step stops after the first, with a checkpoint;
 // resumed without the limit, the run is the straight one to the bit.
 Test(resume, time_limit_stops_with_a_checkpoint_and_resumes_to_the_bit, .timeout = 300) {

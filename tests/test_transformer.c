@@ -4,8 +4,10 @@
 //   post: a post-LN block (BERT): bidirectional attention with key padding (kv_len 7, 1, 5),
 //         erf GELU, LayerNorm eps 1e-12;
 //   pre:  a one-block pre-LN stack (GPT-2): causal attention, tanh GELU, eps 1e-5, ln_f,
-// with each CPU attention implementation. Padding rows are real rows (their queries attend
-// to the visible keys), so every row is compared.
+// with each CPU attention implementation, and both again with dropout (post_drop, pre_drop:
+// the fixture draws the masks from kernels/dropout.h's hash, written again in Python).
+// Padding rows are real rows (their queries attend to the visible keys), so every row is
+// compared.
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
@@ -77,7 +79,7 @@ static void run_case(const char *cs, const char *attention) {
     int B = cfg[0], T = cfg[1], C = cfg[2], NH = cfg[3], post = cfg[4], causal = cfg[5];
     int N = B * T, D = C / NH, nt = post ? 12 : 14;
     const pb_ops *ops = pb_ops_cpu();
-    tf_config tc = {1, C, NH, post, post ? PB_GELU_ERF : PB_GELU_TANH, post ? 1e-12f : 1e-5f, 4 * C};
+    tf_config tc = {1, C, NH, post, post ? PB_GELU_ERF : PB_GELU_TANH, post ? 1e-12f : 1e-5f, 4 * C, 0.0f};
 
     tf_layer_weights h, dh;
     tf_weights w, dw;
@@ -85,6 +87,11 @@ static void run_case(const char *cs, const char *attention) {
     weights(ops, cs, C, nt, &dw, &dh, 1);
     tf_layer_acts la;
     tf_acts acts = {.h = &la};
+    if (strstr(cs, "_drop")) {  // the masks the fixture drew from this p and key
+        const uint32_t *k = rec(cs, "drop_key", 2);
+        tc.dropout = acts.drop_p = *(const float *)rec(cs, "drop_p", 1);
+        acts.drop_key = (uint64_t)k[1] << 32 | k[0];
+    }
     tf_grads g = {0};  // no layer hook
     size_t abytes = 0, gbytes = 0, off = 0;
     tf_map_acts(&tc, N, (size_t)N * NH, 4, &acts, NULL, &abytes);
@@ -127,7 +134,46 @@ static void run_case(const char *cs, const char *attention) {
     }
 }
 
+// with dropout (p = 0.3) on both branch outputs: the forward's masks, and the backward's
+Test(transformer, post_ln_block_dropout) { run_case("post_drop", "flash"); }
+Test(transformer, pre_ln_stack_dropout) { run_case("pre_drop", "naive"); }
 Test(transformer, post_ln_block_with_padding_naive) { run_case("post", "naive"); }
 Test(transformer, post_ln_block_with_padding_flash) { run_case("post", "flash"); }
 Test(transformer, pre_ln_stack_causal_naive) { run_case("pre", "naive"); }
 Test(transformer, pre_ln_stack_causal_flash) { run_case("pre", "flash"); }
+
+// The dropout op itself (kernels/dropout.h): a share 1 - p of the elements kept, within 5
+// standard deviations of the binomial; each kept one scaled by 1 / (1 - p) exactly, the others
+// 0; the same key gives the same elements (the backward's mask), another key others; p = 0
+// keeps everything unscaled.
+Test(dropout, op_keeps_a_share_1_minus_p_and_scales) {
+    const pb_ops *ops = pb_ops_cpu();
+    size_t n = 1 << 20;
+    float *x = pb_malloc(n * sizeof(float)), *y = pb_malloc(n * sizeof(float));
+    float *z = pb_malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) x[i] = 1.0f + (float)(i % 1000) * 1e-3f;
+    const float ps[3] = {0.1f, 0.5f, 0.0f};
+    for (int k = 0; k < 3; k++) {
+        float p = ps[k], sc = 1.0f / (1.0f - p);
+        ops->dropout(y, x, n, 42, p);
+        ops->dropout(z, x, n, 43, p);
+        size_t kept = 0, both = 0, bad = 0;
+        for (size_t i = 0; i < n; i++) {
+            kept += y[i] != 0.0f;
+            both += y[i] != 0.0f && z[i] != 0.0f;
+            bad += y[i] != 0.0f && y[i] != x[i] * sc;
+        }
+        double mean = n * (1.0 - p), sd = sqrt(n * p * (1.0 - p));
+        cr_expect(fabs((double)kept - mean) <= 5 * sd + 0.5, "p %g: kept %zu of %zu", p, kept, n);
+        cr_expect(bad == 0, "p %g: %zu kept elements not scaled by 1/(1-p)", p, bad);
+        // two keys: independent draws keep (1-p)^2 of the elements together
+        double m2 = n * (1.0 - p) * (1.0 - p), sd2 = sqrt(m2 * (1.0 - (1.0 - p) * (1.0 - p)));
+        cr_expect(fabs((double)both - m2) <= 5 * sd2 + 0.5, "p %g: keys 42 and 43 share %zu", p,
+                  both);
+        // in place, on a gradient: the same key drops the same elements
+        memcpy(z, x, n * sizeof(float));
+        ops->dropout(z, z, n, 42, p);
+        cr_expect(memcmp(y, z, n * sizeof(float)) == 0, "p %g: in place differs", p);
+    }
+    free(x), free(y), free(z);
+}

@@ -47,6 +47,10 @@ const config_key config_keys[] = {
     {KEY("model", "ln_eps", DOUBLE, ln_eps, "0",
          "LayerNorm epsilon (0 = the family's: 1e-5 gpt2, 1e-12 bert)"),
      GE(0)},
+    {KEY("model", "dropout", DOUBLE, dropout, "0",
+         "dropout probability of each block's attention and MLP outputs before their residual "
+         "adds, in training steps only (BERT's hidden_dropout_prob, GPT-2's resid_pdrop); 0: none"),
+     GE(0), LT(1)},
     {KEY("model", "type_vocab_size", INT, type_vocab_size, "2",
          "bert: token types (segments) in the embedding table; pebble feeds type 0"),
      GE(1)},

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "kernels/common.h"
+#include "kernels/dropout.h"
 
 // The [attention] keys as the block-sparse pattern (config_validate checked the name).
 static bs_params model_sparsity(const pb_config *cfg) {
@@ -25,6 +26,7 @@ void model_gpt2_config(const pb_config *cfg, gpt2_config *mc) {
     snprintf(mc->attention, sizeof mc->attention, "%s", cfg->attention);
     mc->sparse = model_sparsity(cfg);
     mc->ln_eps = (float)cfg->ln_eps;
+    mc->dropout = (float)cfg->dropout;
 }
 
 void model_bert_config(const pb_config *cfg, bert_config *mc) {
@@ -43,6 +45,7 @@ void model_bert_config(const pb_config *cfg, bert_config *mc) {
     mc->pre_ln = strcmp(cfg->norm, "pre") == 0;
     snprintf(mc->attention, sizeof mc->attention, "%s", cfg->attention);
     mc->sparse = model_sparsity(cfg);
+    mc->dropout = (float)cfg->dropout;
 }
 
 int model_check_config(const pb_config *c, char *err, size_t errlen) {
@@ -54,6 +57,8 @@ int model_check_config(const pb_config *c, char *err, size_t errlen) {
         pb_seterr(err, errlen, "a model size below 1 (n_layer %d, n_head %d, n_embd %d, seq_len "
                   "%d, vocab_size %d, ffn %d)", c->n_layer, c->n_head, c->n_embd, c->seq_len,
                   c->vocab_size, c->ffn);
+    else if (!(c->dropout >= 0.0 && c->dropout < 1.0))
+        pb_seterr(err, errlen, "model.dropout = %g (a probability in [0, 1))", c->dropout);
     else if (c->n_embd % c->n_head != 0)
         pb_seterr(err, errlen, "model.n_embd %d is not divisible by model.n_head %d", c->n_embd,
                   c->n_head);
@@ -110,6 +115,18 @@ void model_backward(pb_model *m, float loss_scale) {
         bert_backward(&m->bert, loss_scale);
     else
         gpt2_backward(&m->gpt2, loss_scale);
+}
+
+void model_set_dropout(pb_model *m, int on, uint64_t key) {
+    tf_acts *a = m->family == MODEL_BERT ? &m->bert.acts.tf : &m->gpt2.acts.tf;
+    const tf_config *c = m->family == MODEL_BERT ? &m->bert.tf : &m->gpt2.tf;
+    a->drop_p = on ? c->dropout : 0.0f;
+    a->drop_key = key;
+}
+
+uint64_t model_dropout_key(uint64_t seed, uint64_t step, uint64_t first_row) {
+    uint64_t h = pb_drop_hash(seed, 0x64726F706F7574ull);  // "dropout": apart from other uses
+    return pb_drop_hash(pb_drop_hash(h, step), first_row);
 }
 
 void model_set_layer_hook(pb_model *m, void (*fn)(void *ctx, int layer), void *ctx) {

@@ -41,6 +41,13 @@ void model_free(pb_model *m);
 double model_forward(pb_model *m, const int32_t *inputs, const int32_t *targets,
                      const int32_t *lengths, const int32_t *labels, int B, int T);
 void model_backward(pb_model *m, float loss_scale);
+// The dropout of the next forwards (and their backwards): on, model.dropout with masks drawn
+// from key (the trainer's: one per step and micro-batch, model_dropout_key); off, none (a
+// model starts so: validation, evaluation and sampling never drop).
+void model_set_dropout(pb_model *m, int on, uint64_t key);
+// The key of a training micro-batch: the run's seed, the step, and the step-global index of
+// its first row (mlm_first_row), so that N ranks drop what one rank accumulating N would.
+uint64_t model_dropout_key(uint64_t seed, uint64_t step, uint64_t first_row);
 // fn(ctx, l) after the backward has queued the last op writing block l's weight gradients
 // (blocks L-1 down to 0; fn NULL: none): the data-parallel path's hook (train/dist_nccl.h).
 void model_set_layer_hook(pb_model *m, void (*fn)(void *ctx, int layer), void *ctx);

@@ -14,6 +14,7 @@
 
 #include "data/batch.h"
 #include "data/loader.h"
+#include "data/mlm.h"
 #include "kernels/common.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cuda/cuda.h"
@@ -148,6 +149,7 @@ double trainer_evaluate(pb_model *model, pb_feed *val, int step, int batches, pb
     long *counts = pb_calloc(2 * (size_t)dd->world, sizeof *counts);  // (correct, count) a rank
     double sum = NAN;
     feed_reset(val);
+    model_set_dropout(model, 0, 0);  // the training step turns it on again
     for (int i = 0; i < batches; i++) {
         if (stop_agreed(d, 0)) goto out;
         feed_next(val, b, FEED_VAL_STEP, i);
@@ -630,6 +632,9 @@ int trainer_run_from(const pb_config *cfg_in, const pb_train_start *start) {
             feed_next(train, &batch, (uint64_t)step, micro);
             // NCCL: the last micro-batch's backward starts the exchange, block by block
             if (nccl) dist_nccl_arm(nccl, micro == accum - 1);
+            model_set_dropout(&model, 1,
+                              model_dropout_key(cfg->seed, (uint64_t)step,
+                                                mlm_first_row(micro, d.rank, accum, B)));
             mloss[d.rank * accum + micro] = model_forward(&model, batch.inputs, batch.targets,
                                                           batch.lengths, batch.labels, B, T);
             model_backward(&model, 1.0f / accum_global);

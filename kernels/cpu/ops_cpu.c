@@ -11,6 +11,7 @@
 #include "kernels/attention/attention.h"
 #include "kernels/common.h"
 #include "kernels/cpu/matmul.h"
+#include "kernels/dropout.h"
 #include "kernels/ops.h"
 
 // Below this many elements an op runs on one thread: starting the team would cost more.
@@ -438,6 +439,13 @@ static double sumsq(const float *x, size_t n) {
     return total;
 }
 
+static void dropout(float *out, const float *in, size_t n, uint64_t key, float p) {
+    uint32_t thr = pb_drop_threshold(p);
+    float sc = pb_drop_scale(p);
+#pragma omp parallel for schedule(static) if (n >= PAR_MIN)
+    for (size_t i = 0; i < n; i++) out[i] = pb_drop_keep(key, i, thr) ? in[i] * sc : 0.0f;
+}
+
 static void scale(float *x, float s, size_t n) {
 #pragma omp parallel for schedule(static) if (n >= PAR_MIN)
     for (size_t i = 0; i < n; i++) x[i] *= s;
@@ -502,6 +510,7 @@ static const pb_ops cpu_ops = {
     .adamw_update = adamw_update,
     .sumsq = sumsq,
     .scale = scale,
+    .dropout = dropout,
 };
 
 const pb_ops *pb_ops_cpu(void) { return &cpu_ops; }

@@ -155,6 +155,7 @@ template <typename A>
 void cuda_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n,
                         pb_gelu kind);
 template <typename A> void cuda_residual_forward(float *out, const float *a, const float *b, size_t n);
+template <typename A> void cuda_dropout(float *out, const float *in, size_t n, uint64_t key, float p);
 template <typename A> void cuda_tanh_forward(float *out, const float *inp, size_t n);
 template <typename A>
 void cuda_tanh_backward(float *dinp, const float *out, const float *dout, size_t n);

@@ -2,6 +2,7 @@
 // scale, the fp32 -> bf16 weight copy with stochastic rounding, and the unfused fallbacks of
 // the GELU matmul epilogues. One thread per 4 elements (vec.cuh).
 #include "kernels/cuda/vec.cuh"
+#include "kernels/dropout.h"
 
 // ----------------------------------------------------------------------------
 // GELU, elementwise: the tanh approximation (GPT-2) or the exact x Phi(x) with erf (BERT).
@@ -97,6 +98,29 @@ void cuda_residual_forward(float *out, const float *a, const float *b, size_t n)
     cudaCheckLaunch();
 }
 
+
+// ----------------------------------------------------------------------------
+// dropout: out = kept(key, i) ? in * scale : 0 (kernels/dropout.h, the CPU's decisions)
+
+template <typename A>
+__global__ void dropout_kernel(A *out, const A *in, size_t n, uint64_t key, uint32_t thr,
+                               float sc, bool vec) {
+    size_t i = ew_index();
+    if (i >= n) return;
+    float x[4];
+    ld4(x, in, i, n, vec);
+    for (int k = 0; k < 4; k++) x[k] = pb_drop_keep(key, i + k, thr) ? x[k] * sc : 0.0f;
+    st4(out, x, i, n, vec);
+}
+
+template <typename A>
+void cuda_dropout(float *out, const float *in, size_t n, uint64_t key, float p) {
+    if (!n) return;
+    bool vec = aligned16(out) && aligned16(in);
+    dropout_kernel<A><<<ew_blocks(n), EW_THREADS>>>((A *)out, (const A *)in, n, key,
+                                                    pb_drop_threshold(p), pb_drop_scale(p), vec);
+    cudaCheckLaunch();
+}
 
 // ----------------------------------------------------------------------------
 // tanh: out = tanh(inp); backward from the output, dinp += (1 - out^2) dout
@@ -243,5 +267,6 @@ void cuda_matmul_backward_gelu_bf16_op(float *dpre, float *dweight, float *dbias
 CUDA_INSTANCES(cuda_gelu_forward)
 CUDA_INSTANCES(cuda_gelu_backward)
 CUDA_INSTANCES(cuda_residual_forward)
+CUDA_INSTANCES(cuda_dropout)
 CUDA_INSTANCES(cuda_tanh_forward)
 CUDA_INSTANCES(cuda_tanh_backward)

@@ -50,6 +50,7 @@ template <typename A> static pb_ops cuda_table(const pb_attn_impl *const *attent
     o.mean_pool_forward = cuda_mean_pool_forward<A>;
     o.mean_pool_backward = cuda_mean_pool_backward<A>;
     o.residual_forward = cuda_residual_forward<A>;
+    o.dropout = cuda_dropout<A>;
     o.argmax_rows = cuda_argmax_rows<A>;
     o.crossentropy_forward = cuda_crossentropy_forward<A>;
     o.crossentropy_backward = cuda_crossentropy_backward<A>;

@@ -335,6 +335,27 @@ Test(cuda, elementwise) {
         expect_close(what, h + off, out + off, n, 1e-6);
         free(h);
 
+        // dropout: the same elements kept (kernels/dropout.h), the same products: equal bits,
+        // also in place
+        for (int inplace = 0; inplace < 2; inplace++) {
+            uint64_t key = 0x9E3779B97F4A7C15ull + (uint64_t)off;
+            float *src = inplace ? copy_host(x, n + 1) : x;
+            float *dsrc = inplace ? to_gpu(x, (n + 1) * 4) : dx;
+            H->dropout((inplace ? src : out) + off, src + off, n, key, 0.25f);
+            poison(dout, n + 1);
+            G->dropout((inplace ? dsrc : dout) + off, dsrc + off, n, key, 0.25f);
+            h = from_gpu(inplace ? dsrc : dout, n + 1);
+            const float *want = (inplace ? src : out) + off;
+            size_t diff = 0, kept = 0;
+            for (size_t i = 0; i < n; i++)
+                diff += memcmp(&h[off + i], &want[i], 4) != 0, kept += want[i] != 0.0f;
+            cr_expect(diff == 0, "dropout off%d inplace%d: %zu of %zu elements differ", off,
+                      inplace, diff, n);
+            cr_expect(kept > n * 0.70 && kept < n * 0.80, "dropout kept %zu of %zu", kept, n);
+            free(h);
+            if (inplace) G->free(dsrc), free(src);
+        }
+
         H->scale(x + off, 0.37f, n);
         G->scale(dx + off, 0.37f, n);
         snprintf(what, sizeof what, "scale off%d", off);
