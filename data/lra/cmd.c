@@ -18,6 +18,7 @@ static void usage(FILE *f) {
             "usage: pebble lra gen listops --out DIR [--train N] [--val N] [--test N] [--seed S]\n"
             "       pebble lra gen pathfinder --res 32|64|128|256 --out DIR [--n N]\n"
             "                  [--difficulty easy|intermediate|hard] [--png K] [--threads N] [--seed S]\n"
+            "                  [--fillers]\n"
             "       pebble lra gen text --imdb DIR --out DIR\n"
             "       pebble lra gen retrieval --aan DIR|PREFIX --out DIR\n"
             "       pebble lra sheet --out FILE.png [--seed S]\n"
@@ -30,7 +31,8 @@ static void usage(FILE *f) {
             "  pathfinder  snakes2 images (two target contours, distractors, two markers);\n"
             "              DIR/{train,val,test}.lseq split 80/10/10 (pixels 0-255, T = res^2,\n"
             "              2 classes); --n images in all (default 200000), --difficulty default\n"
-            "              hard (contour length 14), --png K: the first K as DIR/png/*.png\n"
+            "              hard (contour length 14), --png K: the first K as DIR/png/*.png,\n"
+            "              --fillers: also snakes2's single-paddle fillers (LRA's data have none)\n"
             "  text        IMDB reviews from the aclImdb layout (--imdb DIR: DIR/{train,test}/\n"
             "              {neg,pos}/*.txt; label 0 neg, 1 pos); DIR/{train,val,test}.lseq, val =\n"
             "              test as LRA evaluates; bytes as tokens (1..256, CLS 257, 2-byte\n"
@@ -60,7 +62,7 @@ static uint64_t parse_count(const char *flag, const char *s, uint64_t max) {
 typedef struct opts {
     const char *out, *difficulty, *imdb, *aan;
     uint64_t seed, train, val, test, n, png;
-    int res, threads, force, seen_counts, seen_pf;
+    int res, threads, force, seen_counts, seen_pf, fillers;
 } opts;
 
 static void parse(int argc, char **argv, int first, opts *o) {
@@ -115,6 +117,9 @@ static void parse(int argc, char **argv, int first, opts *o) {
             o->threads = (int)parse_count(name, val, 1024);
         } else if (!strcmp(name, "--force")) {
             o->force = 1;
+        } else if (!strcmp(name, "--fillers")) {
+            o->fillers = 1;
+            o->seen_pf = 1;
         } else {
             pb_die(PB_EXIT_USAGE, "lra: unknown option '%s' (see pebble lra --help)", a);
         }
@@ -313,6 +318,7 @@ static int pathfinder_cmd(const opts *o) {
     if (!o->res) pb_die(PB_EXIT_USAGE, "lra: pathfinder needs --res 32|64|128|256");
     if (lra_pf_params_for(o->res, o->difficulty ? o->difficulty : "hard", &p, err, sizeof err))
         pb_die(PB_EXIT_USAGE, "lra: pathfinder: %s", err);
+    p.single_paddles = o->fillers;
     uint64_t n = o->n ? o->n : 200000;
     if (n < 10) pb_die(PB_EXIT_USAGE, "lra: pathfinder: --n %llu: at least 10 images (val and "
                        "test get a tenth each)", (unsigned long long)n);
@@ -580,7 +586,8 @@ int lra_main(int argc, char **argv) {
                task);
     if (!o.out) pb_die(PB_EXIT_USAGE, "lra: gen %s needs --out DIR", task);
     if (!pf && o.seen_pf)
-        pb_die(PB_EXIT_USAGE, "lra: --res, --n, --difficulty and --png are pathfinder's options");
+        pb_die(PB_EXIT_USAGE, "lra: --res, --n, --difficulty, --png and --fillers are pathfinder's "
+               "options");
     if (!listops && o.seen_counts)
         pb_die(PB_EXIT_USAGE, "lra: --train, --val and --test are listops' options%s",
                pf ? " (pathfinder: --n)" : "");

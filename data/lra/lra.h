@@ -79,6 +79,10 @@ typedef struct lra_pf_params {
     double continuity;      // >= 1: how sharply turns are penalised
     int max_paddle_retrial;       // 2 in the original
     int max_distractor_retrial;   // 4
+    // snakes2's use_single_paddles: fill the original's paddle budget with single paddles.
+    // 0 for LRA: snakes2_wrapper.py's body, which LRA ran, sets it False (its Args default is
+    // True); `pebble lra gen pathfinder --fillers` turns it on.
+    int single_paddles;
 } lra_pf_params;
 
 // LRA's parameters for res 32, 64, 128 or 256 and difficulty "easy" (contour length 6),

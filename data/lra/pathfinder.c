@@ -1,7 +1,7 @@
 // pathfinder.c: Pathfinder images (Linsley et al. 2018; drewlinsley/pathfinder snakes2.py,
 // with LRA's parameters): two target contours of paddles started seed_distance apart,
-// distractor contours, single-paddle fillers and two round markers; label 1 when both
-// markers sit on the ends of one contour.
+// distractor contours and two round markers (and, only when asked, single-paddle fillers,
+// which LRA's data do not have); label 1 when both markers sit on the ends of one contour.
 //
 // The scene is laid out as the original lays it (the same steps and random choices in the
 // same order, the same retry counts; pebble's RNG, not numpy's); what differs is how the
@@ -691,7 +691,9 @@ int lra_pf_image(lra_pf_gen *g, uint64_t seed, uint64_t index, uint8_t *pixels, 
     for (int k = 0; k < p->num_distractors; k++)
         for (int t = 0; t <= p->max_distractor_retrial; t++)
             if (make_contour(g, p->distractor_length, LRA_PF_DISTRACTOR)) break;
-    int singles = total_paddles - 2 * p->contour_length - p->num_distractors * p->distractor_length;
+    int singles = p->single_paddles ? total_paddles - 2 * p->contour_length -
+                                          p->num_distractors * p->distractor_length
+                                    : 0;
     for (int k = 0; k < singles; k++)
         for (int t = 0; t <= p->max_paddle_retrial; t++)
             if (make_contour(g, 1, LRA_PF_SINGLE)) break;
