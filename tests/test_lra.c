@@ -416,6 +416,7 @@ Test(lra, command_errors) {
     refused(2, "at least 10", "gen pathfinder --res 32 --n 5 --out %s/x", tmp);
     refused(2, "not '-3'", "gen listops --train -3 --out %s/x", tmp);
     refused(2, "pathfinder's options", "gen listops --res 32 --out %s/x", tmp);
+    refused(2, "pathfinder's options", "gen listops --fillers --out %s/x", tmp);
     refused(2, "--threads is pathfinder's option (listops runs in one thread)",
             "gen listops --threads 4 --out %s/x", tmp);
     refused(2, "sheet takes only --out and --seed", "sheet --res 64 --out %s/s.png", tmp);
