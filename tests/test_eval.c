@@ -24,6 +24,17 @@ static void last_val_loss(const char *dir, char *out, size_t n) {
     snprintf(out, n, "%.*s", (int)strcspn(v, "}"), v);
 }
 
+// `pebble eval` of run directory dir (its newest checkpoint, the run's batches) prints the
+// run's last validation loss, to the digit.
+static void expect_eval_gives_last_val(const char *bin, const char *dir) {
+    char want[64], line[128];
+    last_val_loss(dir, want, sizeof want);
+    cr_assert_eq(run("%s eval --ckpt %s --data '%s/val_*.bin'", bin, dir, tmp), 0, "%s",
+                 output());
+    snprintf(line, sizeof line, "loss %s ppl ", want);
+    cr_assert(strstr(run_stdout(), line), "expected '%s' in: %s", line, run_stdout());
+}
+
 static void expect_error(const char *needle) {
     char *out = output();
     cr_assert(strstr(out, needle), "expected '%s' in: %s", needle, out);
@@ -35,16 +46,10 @@ Test(eval, gives_the_trainers_validation_loss, .fini = cleanup) {
     const char *bin = pebble_bin();
     cr_assert_eq(run("%s train " TINY "--set train.steps=12 --set train.val_batches=5 "
                      "--set run.dir=%s/run", bin, tmp, tmp, tmp), 0, "%s", output());
-    char dir[300], want[64];
+    char dir[300];
     snprintf(dir, sizeof dir, "%s/run", tmp);
-    last_val_loss(dir, want, sizeof want);
-
     // a run directory: its newest checkpoint, the run's batch size and val_batches
-    cr_assert_eq(run("%s eval --ckpt %s --data '%s/val_*.bin'", bin, dir, tmp), 0, "%s",
-                 output());
-    char line[128];
-    snprintf(line, sizeof line, "loss %s ppl ", want);
-    cr_assert(strstr(run_stdout(), line), "expected '%s' in: %s", line, run_stdout());
+    expect_eval_gives_last_val(bin, dir);
     // 5 batches of 4 x 32
     cr_assert(strstr(run_stdout(), "tokens 640\n"), "%s", run_stdout());
 
@@ -62,11 +67,7 @@ Test(eval, gives_the_trainers_validation_loss, .fini = cleanup) {
     cr_assert_eq(run("%s train " TINY "--set train.steps=4 --set train.val_batches=100 "
                      "--set run.dir=%s/big", bin, tmp, tmp, tmp), 0, "%s", output());
     snprintf(dir, sizeof dir, "%s/big", tmp);
-    last_val_loss(dir, want, sizeof want);
-    cr_assert_eq(run("%s eval --ckpt %s --data '%s/val_*.bin'", bin, dir, tmp), 0, "%s",
-                 output());
-    snprintf(line, sizeof line, "loss %s ppl ", want);
-    cr_assert(strstr(run_stdout(), line), "expected '%s' in: %s", line, run_stdout());
+    expect_eval_gives_last_val(bin, dir);
     cr_assert(strstr(run_stderr(), "each validation uses those 39"), "%s", run_stderr());
 }
 
@@ -78,13 +79,9 @@ Test(eval, validation_runs_without_dropout, .fini = cleanup) {
     cr_assert_eq(run("%s train " TINY "--set model.dropout=0.3 --set train.steps=8 "
                      "--set train.val_batches=5 --set run.dir=%s/run", bin, tmp, tmp, tmp), 0,
                  "%s", output());
-    char dir[300], want[64], line[128];
+    char dir[300];
     snprintf(dir, sizeof dir, "%s/run", tmp);
-    last_val_loss(dir, want, sizeof want);
-    cr_assert_eq(run("%s eval --ckpt %s --data '%s/val_*.bin'", bin, dir, tmp), 0, "%s",
-                 output());
-    snprintf(line, sizeof line, "loss %s ppl ", want);
-    cr_assert(strstr(run_stdout(), line), "expected '%s' in: %s", line, run_stdout());
+    expect_eval_gives_last_val(bin, dir);
 }
 
 Test(eval, errors_and_exit_codes, .fini = cleanup) {
