@@ -106,7 +106,8 @@ static int write_safetensors(const pb_params *ps, const char *path, char *err, s
 }
 
 // A config.json for transformers' GPT2Config: pebble's GPT-2 is the original one (tanh
-// GELU = "gelu_new", LayerNorm eps 1e-5, tied head), trained without dropout.
+// GELU = "gelu_new", LayerNorm eps 1e-5, tied head); resid_pdrop is model.dropout (the same
+// sites), embd_pdrop and attn_pdrop 0 (pebble drops neither).
 static int write_config_json(const gpt2_config *mc, const char *path, char *err,
                              size_t errlen) {
     char tmp[4300];
@@ -127,7 +128,7 @@ static int write_config_json(const gpt2_config *mc, const char *path, char *err,
                      "  \"activation_function\": \"gelu_new\",\n"
                      "  \"layer_norm_epsilon\": 1e-05,\n"
                      "  \"initializer_range\": 0.02,\n"
-                     "  \"resid_pdrop\": 0.0,\n"
+                     "  \"resid_pdrop\": %.7g,\n"
                      "  \"embd_pdrop\": 0.0,\n"
                      "  \"attn_pdrop\": 0.0,\n"
                      "  \"summary_first_dropout\": 0.0,\n"
@@ -139,13 +140,13 @@ static int write_config_json(const gpt2_config *mc, const char *path, char *err,
                      "  \"torch_dtype\": \"float32\"\n"
                      "}\n",
                      mc->vocab_size, mc->seq_len, mc->seq_len, mc->n_embd, mc->n_layer,
-                     mc->n_head, eos, eos);
+                     mc->n_head, (double)mc->dropout, eos, eos);
     return finish_file(f, rc < 0, tmp, path, err, errlen);
 }
 
 // A config.json for transformers' BertConfig: post-LN, exact GELU, absolute positions;
-// BertForMaskedLM or BertForSequenceClassification by the head. pebble trains without dropout
-// but a fine-tuning user expects BERT's defaults, so the config states BERT's 0.1: eval() in
+// BertForMaskedLM or BertForSequenceClassification by the head. The dropouts are BERT's
+// defaults (0.1), whatever model.dropout was: a fine-tuning user expects them, and eval() in
 // transformers turns dropout off either way.
 static int write_bert_config_json(const bert_config *mc, const char *path, char *err,
                                   size_t errlen) {
