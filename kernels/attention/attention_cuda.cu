@@ -37,12 +37,14 @@ extern "C" const char *attn_flash_cuda_supports(const pb_attn_desc *d) {
     return NULL;
 }
 
+// instantiated for these three: a head's row is the wgmma K dimension and the N of the
+// P V-like products, in 64- (D 32) or 128-byte (D 64, 128) swizzled rows
+extern "C" int attn_wgmma_cuda_head_dim(int D) { return D == 32 || D == 64 || D == 128; }
+
 extern "C" const char *attn_wgmma_cuda_supports(const pb_attn_desc *d) {
     const char *why = cuda_attn_common(d);
     if (why) return why;
-    // instantiated for these three: a head's row is the wgmma K dimension and the N of the
-    // P V-like products, in 64- (D 32) or 128-byte (D 64, 128) swizzled rows
-    if (d->D != 32 && d->D != 64 && d->D != 128) return head_dim_phrase(d->D, "32, 64 and 128");
+    if (!attn_wgmma_cuda_head_dim(d->D)) return head_dim_phrase(d->D, "32, 64 and 128");
     return NULL;
 }
 

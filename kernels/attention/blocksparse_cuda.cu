@@ -107,12 +107,10 @@ static pb_attn_desc run_desc(const pb_attn_desc *d) {
 // the records: fp32 tensors run the fp32 kernel; bf16 ones the wgmma kernels at D 32, 64, 128,
 // the fp32-arithmetic kernel on bf16 tensors at other D
 
-static int wgmma_dim(int D) { return D == 32 || D == 64 || D == 128; }
-
 static void bs_forward_bf16(float *out, float *lse, const float *qkv, const pb_attn_desc *d) {
     PB_ASSERT(!bs_cuda_covers(d));
     pb_attn_desc r = run_desc(d);
-    if (wgmma_dim(d->D)) attn_wgmma_cuda_bs_forward(out, lse, qkv, &r);
+    if (attn_wgmma_cuda_head_dim(d->D)) attn_wgmma_cuda_bs_forward(out, lse, qkv, &r);
     else attn_flash_cuda_bs_forward_bf16(out, lse, qkv, &r);
 }
 
@@ -120,7 +118,8 @@ static void bs_backward_bf16(float *dqkv, const float *dout, const float *out, c
                              const float *qkv, const pb_attn_desc *d) {
     PB_ASSERT(!bs_cuda_covers(d));
     pb_attn_desc r = run_desc(d);
-    if (wgmma_dim(d->D)) attn_wgmma_cuda_bs_backward(dqkv, dout, out, lse, qkv, &r);
+    if (attn_wgmma_cuda_head_dim(d->D))
+        attn_wgmma_cuda_bs_backward(dqkv, dout, out, lse, qkv, &r);
     else attn_flash_cuda_bs_backward_bf16(dqkv, dout, out, lse, qkv, &r);
 }
 

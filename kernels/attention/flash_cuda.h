@@ -29,6 +29,7 @@ extern const pb_attn_impl attn_cuda_blocksparse_bf16;  // bf16 tensors (wgmma; f
 // NULL when the implementation runs d, else why not (a phrase, kernels/ops.h).
 const char *attn_flash_cuda_supports(const pb_attn_desc *d);
 const char *attn_wgmma_cuda_supports(const pb_attn_desc *d);
+int attn_wgmma_cuda_head_dim(int D);  // the head dims the wgmma kernels are built for
 const char *attn_smallcache_cuda_supports(const pb_attn_desc *d);
 const char *attn_bs_cuda_supports(const pb_attn_desc *d);  // both blocksparse records
 

@@ -37,6 +37,9 @@ extern "C" {
 // of dK/dV, warpgroups per block (NWG, 64 rows each) and the blocks per SM the compiler must
 // fit in registers (MINB, __launch_bounds__). -D at compile time picks others for tuning runs.
 // Each as one number, tile * 100 + NWG * 10 + MINB (nvcc splits -D values at commas).
+// D 32: the H200 sweep of the ninth session (docs/PERF.md, "Head dim 32 on wgmma") kept the
+// forward at 6422 and moved dQ and dK/dV to 6413 (+21-27% fwd+bwd at T 1K); one dK/dV shape
+// serves every T (KVL32 = KV32).
 #ifndef WG_FWD32
 #define WG_FWD32 6422
 #endif
@@ -571,7 +574,8 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
 
 template <int X> struct WgShape {
     static constexpr int tile = X / 100, nwg = X / 10 % 10, minb = X % 10;
-    // wgmma.cuh has N = 64 and 128; a block of NWG warpgroups, 128 NWG threads
+    // the tile is the N of the S products (64 or 128; wgmma.cuh's N = 32 serves only D 32's
+    // P V-like products); a block of NWG warpgroups, 128 NWG threads
     static_assert((tile == 64 || tile == 128) && (nwg == 1 || nwg == 2) && minb >= 1,
                   "shape: tile 64 or 128, NWG 1 or 2, MINB >= 1");
 };
