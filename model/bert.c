@@ -133,22 +133,35 @@ void bert_build(bert *m, const bert_config *cfg, const pb_ops *ops) {
 void bert_init_weights(bert *m, uint64_t seed) {
     const pb_params *ps = &m->p;
     float *host = pb_calloc(ps->num_floats, sizeof(float));
+    int fan_in = m->cfg.init == BERT_INIT_FAN_IN;
     for (int i = 0; i < ps->num; i++) {
         const pb_param *p = &ps->tab[i];
         float *x = host + p->offset;
-        if (p->ndim == 1) {  // biases 0, LayerNorm weights 1
-            if (strstr(p->name, "LayerNorm.weight"))
-                for (size_t j = 0; j < p->numel; j++) x[j] = 1.0f;
-            continue;
-        }
         pb_rng rng;
         pb_rng_seed(&rng, seed * 0x9E3779B97F4A7C15ull + (uint64_t)i);
         // padding rows (word embeddings past V, classifier rows past num_labels) stay zero
-        size_t n = (size_t)p->hf_shape[0] * (size_t)p->shape[1];
-        for (size_t j = 0; j < n; j++) x[j] = (float)(0.02 * pb_rng_normal(&rng));
+        size_t n = (size_t)p->hf_shape[0] * (p->ndim == 1 ? 1 : (size_t)p->shape[1]);
+        if (strstr(p->name, "LayerNorm.")) {  // weights 1, biases 0
+            if (strstr(p->name, "LayerNorm.weight"))
+                for (size_t j = 0; j < n; j++) x[j] = 1.0f;
+        } else if (fan_in && !strstr(p->name, "embeddings")) {
+            // a Linear's weight (out, in), or its bias: the bound of the weight's fan-in
+            const pb_param *w = p;
+            if (p->ndim == 1) {
+                char wname[sizeof p->name];
+                size_t k = strlen(p->name) - strlen("bias");
+                snprintf(wname, sizeof wname, "%.*sweight", (int)k, p->name);
+                w = params_find(ps, wname);
+                if (!w) continue;  // a bias of no Linear (the MLM decoder's): 0
+            }
+            double bound = 1.0 / sqrt((double)w->shape[1]);
+            for (size_t j = 0; j < n; j++) x[j] = (float)(bound * (2.0 * pb_rng_uniform(&rng) - 1.0));
+        } else if (p->ndim == 2) {
+            for (size_t j = 0; j < n; j++) x[j] = (float)(0.02 * pb_rng_normal(&rng));
+        }  // else a bias: 0
     }
     // [PAD] (id 0) is Hugging Face's padding_idx: its embedding starts at zero
-    memset(host + ps->tab[0].offset, 0, (size_t)m->cfg.n_embd * sizeof(float));
+    if (!fan_in) memset(host + ps->tab[0].offset, 0, (size_t)m->cfg.n_embd * sizeof(float));
     m->ops->upload(ps->mem, host, ps->num_floats * sizeof(float));
     m->p.round_seed = seed;
     free(host);

@@ -27,6 +27,13 @@
 // The heads (model.head) and poolings (model.pool). Grow at the end.
 typedef enum { BERT_HEAD_MLM = 0, BERT_HEAD_CLASSIFY = 1 } bert_head;
 typedef enum { BERT_POOL_CLS = 0, BERT_POOL_MEAN = 1 } bert_pool;
+// How bert_init_weights draws the weights (model.init):
+//   BERT_INIT_HF     Hugging Face's BERT: every matrix N(0, 0.02), biases 0, [PAD]'s row 0
+//   BERT_INIT_FAN_IN PyTorch's default layers, as the LRA reproductions' code trains them
+//                    (Nystromformer's LRA/code): each Linear's weight and bias
+//                    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), the embedding tables N(0, 0.02)
+//                    with no row zeroed; LayerNorms 1 and 0 in both
+typedef enum { BERT_INIT_HF = 0, BERT_INIT_FAN_IN = 1 } bert_init;
 
 typedef struct bert_config {
     int n_layer, n_head, n_embd;  // L, NH, C
@@ -44,6 +51,7 @@ typedef struct bert_config {
     char attention[16];           // model.attention: "auto" (or "") or an implementation's name
     bs_params sparse;             // model.attention = blocksparse: the pattern ([attention])
     float dropout;                // model.dropout: each block's two branch outputs
+    bert_init init;               // model.init: how bert_init_weights draws
 } bert_config;
 
 typedef struct bert_weights {

@@ -57,7 +57,8 @@ void tf_map_grads(const tf_config *c, size_t N, size_t ab, int fused_gelu, tf_gr
     g->drop = c->dropout > 0 ? tf_take(base, off, N * C, ab) : NULL;
 }
 
-// The key of layer l's dropout site (0: attention's output, 1: the MLP's) in this forward.
+// The key of layer l's dropout site (0: attention's output, 1: the MLP's) in this forward;
+// the stack's input is site 0 of layer L (after every block's).
 static uint64_t drop_site(const tf_acts *a, int l, int site) {
     return pb_drop_hash(a->drop_key, 2 * (uint64_t)l + (uint64_t)site);
 }
@@ -110,11 +111,13 @@ static void mlp_up(const pb_ops *ops, const tf_config *c, const tf_layer_weights
 }
 
 const float *tf_forward(const pb_ops *ops, const tf_config *c, const tf_weights *w,
-                        tf_acts *acts, const float *x, int N, tf_attend attend) {
+                        tf_acts *acts, float *x, int N, tf_attend attend) {
     int C = c->C, L = c->n_layer, post = c->post_ln;
     float eps = c->ln_eps, p = acts->drop_p;
     PB_ASSERT(p >= 0.0f && p <= c->dropout && p < 1.0f);
     size_t NC = (size_t)N * C;
+    // the embeddings' dropout, in place: the blocks (and the backward) see the dropped x
+    if (p > 0) ops->dropout(x, x, NC, drop_site(acts, L, 0), p);
     // pre-LN: each residual add is followed by a LayerNorm of its sum (ln_2; the next block's
     // ln_1, or ln_f after the last), so residual_ln runs each pair and every block but the
     // first starts with its ln_1 already computed. post-LN: the LayerNorm after each residual
@@ -174,6 +177,11 @@ static const float *undrop(const pb_ops *ops, const tf_acts *a, tf_grads *g, con
     if (a->drop_p <= 0) return dres;
     ops->dropout(g->drop, dres, n, drop_site(a, l, site), a->drop_p);
     return g->drop;
+}
+
+// The gradient of the stack's input (g->stream) through the embeddings' dropout, in place.
+static void undrop_input(const pb_ops *ops, const tf_acts *a, tf_grads *g, int L, size_t n) {
+    if (a->drop_p > 0) ops->dropout(g->stream, g->stream, n, drop_site(a, L, 0), a->drop_p);
 }
 
 // The MLP's backward from the gradient dres of its output (fcproj, before its dropout):
@@ -244,6 +252,7 @@ void tf_backward(const pb_ops *ops, const tf_config *c, const tf_weights *w, tf_
                           g->stream, N, attn, d);
             if (g->layer_done) g->layer_done(g->layer_done_ctx, l);
         }
+        undrop_input(ops, acts, g, L, NC);
         return;
     }
     ops->zero(g->stream, NC * ab);
@@ -273,6 +282,7 @@ void tf_backward(const pb_ops *ops, const tf_config *c, const tf_weights *w, tf_
                                 h->ln1_rstd, N, C);
         if (g->layer_done) g->layer_done(g->layer_done_ctx, l);
     }
+    undrop_input(ops, acts, g, L, NC);
 }
 
 int tf_layer_span(const tf_config *c, const tf_layer_weights *lw, const float *base, size_t *lo,

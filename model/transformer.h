@@ -24,9 +24,10 @@ typedef struct tf_config {
     pb_gelu gelu;  // PB_GELU_TANH (GPT-2) or PB_GELU_ERF (BERT)
     float ln_eps;  // 1e-5 (GPT-2), 1e-12 (BERT)
     int F;         // the MLP's hidden width: 4C in GPT-2 and BERT, smaller in LRA's models
-    // Dropout on each branch's output (attention's c_proj, the MLP's c_proj) before its
-    // residual add, as BERT's hidden_dropout_prob and GPT-2's resid_pdrop: the probability a
-    // training forward may use (tf_acts.drop_p; 0: none, and no buffer for it)
+    // Dropout on the stack's input (the embeddings) and on each branch's output (attention's
+    // c_proj, the MLP's c_proj) before its residual add, as BERT's hidden_dropout_prob and
+    // GPT-2's embd_pdrop and resid_pdrop: the probability a training forward may use
+    // (tf_acts.drop_p; 0: none, and no buffer for it)
     float dropout;
 } tf_config;
 
@@ -128,15 +129,17 @@ pb_attn_desc tf_self_attention(const tf_config *c, int B, int T, int causal,
 // ctx[2] is storage for it.
 tf_attend tf_attend_desc(const pb_attn_impl *a, const pb_attn_desc *d, const void *ctx[2]);
 
-// The stack over x (N,C) (the embeddings). Returns the output (N,C): acts->lnf (pre-LN) or
-// the last block's ln2 (post-LN). Forward only needs acts; nothing else is kept.
+// The stack over x (N,C) (the embeddings; dropped in place when acts->drop_p > 0, and the
+// backward's x is that dropped x). Returns the output (N,C): acts->lnf (pre-LN) or the last
+// block's ln2 (post-LN). Forward only needs acts; nothing else is kept.
 const float *tf_forward(const pb_ops *ops, const tf_config *c, const tf_weights *w,
-                        tf_acts *acts, const float *x, int N, tf_attend attend);
+                        tf_acts *acts, float *x, int N, tf_attend attend);
 
 // Zeroes g->out, for the head's backward to accumulate the output's gradient into.
 void tf_backward_begin(const pb_ops *ops, const tf_config *c, tf_grads *g, int N);
 // Backward of the last tf_forward over x, from the gradient of the output in g->out; the
-// weight gradients ACCUMULATE into dw; the gradient of x ends in g->stream. (The head's
+// weight gradients ACCUMULATE into dw; the gradient of x (before its dropout) ends in
+// g->stream. (The head's
 // weights that feed the stack's output, and x's own producer, are the model's business.)
 void tf_backward(const pb_ops *ops, const tf_config *c, const tf_weights *w, tf_weights *dw,
                  const tf_acts *acts, tf_grads *g, const float *x, int N,

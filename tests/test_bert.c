@@ -273,3 +273,67 @@ static void adamw_matches(const char *c) {
 }
 Test(bert, mlm_adamw_steps_match_pytorch) { adamw_matches("mlm"); }
 Test(bert, cls_adamw_steps_match_pytorch) { adamw_matches("cls"); }
+
+// ----------------------------------------------------------------------------
+// the two inits (model.init), against their distributions' closed forms: every tensor's
+// bound, mean and variance (U(-b, b): b^2 / 3; N(0, 0.02): 4e-4), padding rows zero
+
+static void init_follows(bert_init init, bert_head head) {
+    bert_config cfg = {.n_layer = 2, .n_head = 2, .n_embd = 64, .ffn = 128, .seq_len = 1024,
+                       .vocab_size = 256, .type_vocab = 2, .ln_eps = 1e-12f, .head = head,
+                       .num_labels = 2, .pool = BERT_POOL_MEAN, .pre_ln = 1, .attention = "auto",
+                       .init = init};
+    bert m;
+    bert_build(&m, &cfg, pb_ops_cpu());
+    bert_init_weights(&m, 7);
+    const pb_params *ps = &m.p;
+    int linears = 0;
+    for (int i = 0; i < ps->num; i++) {
+        const pb_param *p = &ps->tab[i];
+        const float *x = ps->mem + p->offset;
+        size_t cols = p->ndim == 1 ? 1 : (size_t)p->shape[1];
+        size_t n = (size_t)p->hf_shape[0] * cols;  // the real rows; the rest is padding
+        for (size_t j = n; j < p->numel; j++)
+            cr_assert(x[j] == 0.0f, "%s: padding element %zu is %g", p->name, j, x[j]);
+        double s = 0, s2 = 0, mx = 0;
+        for (size_t j = 0; j < n; j++) s += x[j], s2 += (double)x[j] * x[j], mx = fmax(mx, fabs(x[j]));
+        double mean = s / n, var = s2 / n - mean * mean;
+        int ln = strstr(p->name, "LayerNorm.") != NULL, emb = strstr(p->name, "embeddings.") && !ln;
+        int is_w = p->ndim == 2 && !emb;
+        char wname[64];
+        snprintf(wname, sizeof wname, "%.*sweight", (int)(strlen(p->name) - 4), p->name);
+        const pb_param *w = p->ndim == 2 ? p : params_find(ps, wname);
+        int is_b = p->ndim == 1 && !ln && w != NULL;
+        if (ln) {
+            float want = strstr(p->name, "LayerNorm.weight") ? 1.0f : 0.0f;
+            for (size_t j = 0; j < n; j++) cr_assert(x[j] == want, "%s[%zu] = %g", p->name, j, x[j]);
+        } else if (emb) {
+            size_t from = init == BERT_INIT_HF && i == 0 ? (size_t)cfg.n_embd : 0;  // [PAD]'s row
+            for (size_t j = 0; j < from; j++) cr_assert(x[j] == 0.0f, "%s: [PAD]'s row", p->name);
+            if (n >= 4096)
+                cr_expect(fabs(var / 4e-4 - 1) < 0.1 && fabs(mean) < 2e-3, "%s: mean %g var %g, "
+                          "N(0, 0.02) has var 4e-4", p->name, mean, var);
+        } else if (init == BERT_INIT_FAN_IN && (is_w || is_b)) {
+            double b = 1.0 / sqrt((double)w->shape[1]);
+            linears++;
+            cr_expect(mx <= b && mx > 0.5 * b, "%s: max |x| %g, bound %g", p->name, mx, b);
+            if (n >= 4096)
+                cr_expect(fabs(var / (b * b / 3) - 1) < 0.1 && fabs(mean) < 0.05 * b,
+                          "%s: mean %g var %g, U(-b, b) has var %g", p->name, mean, var, b * b / 3);
+        } else if (p->ndim == 1) {  // a bias under HF's init, or the MLM decoder's: 0
+            cr_expect(mx == 0.0, "%s: max |x| %g, want 0", p->name, mx);
+        } else {  // HF's init: N(0, 0.02)
+            cr_expect(mx > 0 && mx < 0.02 * 6, "%s: max |x| %g", p->name, mx);
+            if (n >= 4096)
+                cr_expect(fabs(var / 4e-4 - 1) < 0.1, "%s: var %g, want 4e-4", p->name, var);
+        }
+    }
+    if (init == BERT_INIT_FAN_IN)  // per block 4 Linears (q, k, v fused: their 3+3) x 2, head
+        cr_expect(linears == cfg.n_layer * 12 + (head == BERT_HEAD_MLM ? 2 : 4),
+                  "%d tensors drawn by fan-in", linears);
+    bert_free(&m);
+}
+
+Test(bert, init_hf_is_normal_002) { init_follows(BERT_INIT_HF, BERT_HEAD_CLASSIFY); }
+Test(bert, init_fan_in_is_pytorch_linear_classify) { init_follows(BERT_INIT_FAN_IN, BERT_HEAD_CLASSIFY); }
+Test(bert, init_fan_in_is_pytorch_linear_mlm) { init_follows(BERT_INIT_FAN_IN, BERT_HEAD_MLM); }

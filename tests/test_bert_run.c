@@ -256,6 +256,8 @@ Test(bert_run, bad_combinations_are_one_line) {
          "model.ffn = 100: gpt2's MLP is 4 * n_embd = 128 wide", 2},
         {"--set model.family=gpt2 --set model.norm=post --set data.train=%s/train_000000.bin",
          "model.norm = post: gpt2's blocks are pre-LN", 2},
+        {"--set model.family=gpt2 --set model.init=fan_in --set data.train=%s/train_000000.bin",
+         "model.init = fan_in: gpt2 draws GPT-2's init (set auto)", 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char set[512];

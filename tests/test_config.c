@@ -461,7 +461,7 @@ Test(config, help_lists_every_key_with_type_and_default) {
             keys++;
         }
     }
-    cr_expect_eq(keys, 59, "the written INI has %d keys", keys);  // 46, [dist] 3, data.test, [attention] 6, model.norm, train.time_limit, model.dropout
+    cr_expect_eq(keys, 60, "the written INI has %d keys", keys);  // 46, [dist] 3, data.test, [attention] 6, model.norm, train.time_limit, model.dropout, model.init
     free(ini);
     free(text);
 }

@@ -166,11 +166,12 @@ Test(resume, dropout_resumes_to_the_bit, .timeout = 300) {
     snprintf(pa, sizeof pa, "%s/a/ckpt_00000012.h5", tmp);
     snprintf(pb, sizeof pb, "%s/b/ckpt_00000012.h5", tmp);
     expect_identical(pa, pb);
-    // the export states it as GPT-2's resid_pdrop (the same sites)
+    // the export states it as GPT-2's resid_pdrop and embd_pdrop (the same sites)
     cr_assert_eq(run("%s export --ckpt %s --format safetensors --out %s/hf", bin, pa, tmp), 0,
                  "%s", output());
     snprintf(pb, sizeof pb, "%s/hf/config.json", tmp);
     cr_assert(strstr(slurp(pb), "\"resid_pdrop\": 0.2,"), "%s", slurp(pb));
+    cr_assert(strstr(slurp(pb), "\"embd_pdrop\": 0.2,"), "%s", slurp(pb));
 }
 
 // train.time_limit: a limit shorter than one step stops after the first, with a checkpoint;

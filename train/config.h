@@ -21,7 +21,9 @@ typedef struct pb_config {
     char norm[8];            // "auto" | "post" | "pre": the blocks' LayerNorm placement
     int ffn;                 // the MLP's hidden width (0 = 4 n_embd)
     double ln_eps;           // LayerNorm epsilon (0 = the family's)
-    double dropout;          // dropout of each block's two branch outputs while training
+    double dropout;          // dropout of the embeddings and each block's two branch outputs
+                             // while training
+    char init[8];            // "auto" | "fan_in": how a fresh model's weights are drawn
     int type_vocab_size;     // bert: token types
     char head[16];           // bert: "mlm" | "classify"
     int num_labels;          // bert classify

@@ -29,6 +29,10 @@ int config_check_combinations(const pb_config *c, char *err, size_t errlen) {
                  c->max_positions, c->seq_len);
         return -1;
     }
+    if (!bert && strcmp(c->init, "auto") != 0) {
+        snprintf(err, errlen, "model.init = %s: gpt2 draws GPT-2's init (set auto)", c->init);
+        return -1;
+    }
     if (!bert && strcmp(c->norm, "post") == 0) {
         snprintf(err, errlen, "model.norm = post: gpt2's blocks are pre-LN (set auto or pre)");
         return -1;

@@ -48,9 +48,15 @@ const config_key config_keys[] = {
          "LayerNorm epsilon (0 = the family's: 1e-5 gpt2, 1e-12 bert)"),
      GE(0)},
     {KEY("model", "dropout", DOUBLE, dropout, "0",
-         "dropout probability of each block's attention and MLP outputs before their residual "
-         "adds, in training steps only (BERT's hidden_dropout_prob, GPT-2's resid_pdrop); 0: none"),
+         "dropout probability of the embeddings and of each block's attention and MLP outputs "
+         "before their residual adds, in training steps only (BERT's hidden_dropout_prob, "
+         "GPT-2's embd_pdrop and resid_pdrop); 0: none"),
      GE(0), LT(1)},
+    {KEY("model", "init", STRING, init, "auto",
+         "a fresh model's weights: auto (the family's: every matrix N(0, 0.02), biases 0) or "
+         "fan_in (bert: PyTorch's default Linear, U(+-1/sqrt(fan_in)) weights and biases, "
+         "embeddings N(0, 0.02): the LRA reproductions' models)"),
+     .choices = "auto|fan_in"},
     {KEY("model", "type_vocab_size", INT, type_vocab_size, "2",
          "bert: token types (segments) in the embedding table; pebble feeds type 0"),
      GE(1)},

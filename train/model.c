@@ -43,6 +43,7 @@ void model_bert_config(const pb_config *cfg, bert_config *mc) {
     mc->num_labels = cfg->num_labels;
     mc->pool = strcmp(cfg->pool, "mean") == 0 ? BERT_POOL_MEAN : BERT_POOL_CLS;
     mc->pre_ln = strcmp(cfg->norm, "pre") == 0;
+    mc->init = strcmp(cfg->init, "fan_in") == 0 ? BERT_INIT_FAN_IN : BERT_INIT_HF;
     snprintf(mc->attention, sizeof mc->attention, "%s", cfg->attention);
     mc->sparse = model_sparsity(cfg);
     mc->dropout = (float)cfg->dropout;

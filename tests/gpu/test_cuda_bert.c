@@ -229,19 +229,24 @@ static void batch(int32_t *inp, int32_t *tgt, int32_t *labels, uint64_t seed) {
     }
 }
 
-static void whole(const pb_ops *o, bert_head head, bert_pool pool) {
+// One forward and backward of config c on batch (inp, tgt, lab) of B x T (lens: NULL, or
+// each row's length) on table o and on the CPU, from the same init: loss, accuracy and every
+// gradient compared. drop: the blocks' dropout probability in this step (both backends draw
+// the same masks from one key, kernels/dropout.h). tol32, tol16: the gradient tolerances of
+// the fp32 and bf16 tables.
+static void compare_model(const pb_ops *o, const bert_config *c, const char *name, int B, int T,
+                          const int32_t *lens, const int32_t *inp, const int32_t *tgt,
+                          const int32_t *lab, float drop, double tol32, double tol16) {
     int bf = o->act_dtype == PB_DTYPE_BF16;
-    bert_config c = tiny(head, pool);
     bert mg, mc;
-    bert_build(&mg, &c, o);
-    bert_build(&mc, &c, H);
+    bert_build(&mg, c, o);
+    bert_build(&mc, c, H);
     bert_init_weights(&mg, 42);
     bert_init_weights(&mc, 42);
-    int32_t inp[BB * BT], tgt[BB * BT], lab[BB];
-    batch(inp, tgt, lab, 5);
-    double lg = bert_forward(&mg, inp, LENS, tgt, lab, BB, BT);
-    double lc = bert_forward(&mc, inp, LENS, tgt, lab, BB, BT);
-    const char *name = head == BERT_HEAD_MLM ? "mlm" : pool == BERT_POOL_CLS ? "cls" : "mean";
+    mg.acts.tf.drop_p = mc.acts.tf.drop_p = drop;
+    mg.acts.tf.drop_key = mc.acts.tf.drop_key = 0x5eed;
+    double lg = bert_forward(&mg, inp, lens, tgt, lab, B, T);
+    double lc = bert_forward(&mc, inp, lens, tgt, lab, B, T);
     printf("  bert %s loss: cuda %s %.8f cpu %.8f\n", name, bf ? "bf16" : "fp32", lg, lc);
     cr_expect(fabs(lg - lc) <= (bf ? 5e-3 : 1e-5) * fabs(lc), "%s loss %.8f vs %.8f", name, lg, lc);
     long cg, ng, cc, nc;
@@ -258,18 +263,52 @@ static void whole(const pb_ops *o, bert_head head, bert_pool pool) {
     char what[128];
     if (bf) {
         snprintf(what, sizeof what, "bert %s all gradients (bf16 vs fp32)", name);
-        expect_close(what, grads, mc.p.grad, mc.p.num_floats, 3e-2);
-    } else {
-        for (int i = 0; i < mc.p.num; i++) {
-            const pb_param *p = &mc.p.tab[i];
-            if (strstr(p->name, "attention.self.key.bias")) continue;  // 0 up to rounding
-            snprintf(what, sizeof what, "%s %s", name, p->name);
-            expect_close(what, grads + p->offset, mc.p.grad + p->offset, p->numel, 1e-4);
-        }
+        expect_close(what, grads, mc.p.grad, mc.p.num_floats, tol16);
+    }
+    // fp32: every tensor; bf16: the tensors whose error would not show in the sum above
+    // (the embeddings: a wrong position table is a small share of all the gradients)
+    for (int i = 0; i < mc.p.num; i++) {
+        const pb_param *p = &mc.p.tab[i];
+        if (strstr(p->name, "attention.self.key.bias")) continue;  // 0 up to rounding
+        if (bf && !strstr(p->name, "embeddings")) continue;
+        snprintf(what, sizeof what, "%s %s", name, p->name);
+        expect_close(what, grads + p->offset, mc.p.grad + p->offset, p->numel, bf ? tol16 : tol32);
     }
     free(grads);
     bert_free(&mg);
     bert_free(&mc);
+}
+
+static void whole(const pb_ops *o, bert_head head, bert_pool pool) {
+    bert_config c = tiny(head, pool);
+    int32_t inp[BB * BT], tgt[BB * BT], lab[BB];
+    batch(inp, tgt, lab, 5);
+    const char *name = head == BERT_HEAD_MLM ? "mlm" : pool == BERT_POOL_CLS ? "cls" : "mean";
+    compare_model(o, &c, name, BB, BT, LENS, inp, tgt, lab, 0.0f, 1e-4, 3e-2);
+}
+
+// The Pathfinder-32 model (configs/lra-pathfinder32.ini): pre-LN, head dim 32, mean pooling,
+// 1024 grey levels a row, most of them 0 (an image's background), dropout 0.1 in the step;
+// two rows, no padding. fp32: 5e-4 (every tensor but one within 2e-5; the final LayerNorm's
+// bias, a sum of 2,048 positions' small gradients, 1.4e-4 off in the H200's summation order). In bf16 the gradients are 5-6% off
+// (measured on the H200): the classifier's is 0.25 (pooled[0] - pooled[1]), the difference
+// of two images' pooled features that are nearly equal (both mostly background), and token
+// 0's embedding row sums ~1,740 positions' gradients that mostly cancel; bf16's 2^-8 steps
+// in the pooled features and the stack's outputs show there in full. 1e-1 still catches a
+// wrong kernel (an error of order 1).
+static void pathfinder_shape(const pb_ops *o) {
+    bert_config c = {.n_layer = 2, .n_head = 2, .n_embd = 64, .ffn = 128, .seq_len = 1024,
+                     .vocab_size = 256, .type_vocab = 2, .ln_eps = 1e-12f,
+                     .head = BERT_HEAD_CLASSIFY, .num_labels = 2, .pool = BERT_POOL_MEAN,
+                     .pre_ln = 1, .attention = "auto", .dropout = 0.1f};
+    enum { B = 2, T = 1024 };
+    static int32_t inp[B * T];
+    int32_t lab[B] = {1, 0};
+    pb_rng r;
+    pb_rng_seed(&r, 32);
+    for (int i = 0; i < B * T; i++)
+        inp[i] = pb_rng_u64(&r) % 100 < 85 ? 0 : (int32_t)(1 + pb_rng_u64(&r) % 255);
+    compare_model(o, &c, "pathfinder32", B, T, NULL, inp, NULL, lab, 0.1f, 5e-4, 1e-1);
 }
 
 Test(cuda_bert, mlm_fp32) { whole(G, BERT_HEAD_MLM, BERT_POOL_CLS); }
@@ -277,6 +316,8 @@ Test(cuda_bert, cls_fp32) { whole(G, BERT_HEAD_CLASSIFY, BERT_POOL_CLS); }
 Test(cuda_bert, mean_fp32) { whole(G, BERT_HEAD_CLASSIFY, BERT_POOL_MEAN); }
 Test(cuda_bert, mlm_bf16) { whole(G16, BERT_HEAD_MLM, BERT_POOL_CLS); }
 Test(cuda_bert, mean_bf16) { whole(G16, BERT_HEAD_CLASSIFY, BERT_POOL_MEAN); }
+Test(cuda_bert, pathfinder32_fp32) { pathfinder_shape(G); }
+Test(cuda_bert, pathfinder32_bf16) { pathfinder_shape(G16); }
 
 // Ten AdamW steps of the MLM model in bf16 on fresh batches, twice: the two runs are equal
 // to the bit, and track the CPU run's losses within 1e-2 relative.
