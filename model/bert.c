@@ -155,7 +155,8 @@ void bert_init_weights(bert *m, uint64_t seed) {
                 if (!w) continue;  // a bias of no Linear (the MLM decoder's): 0
             }
             double bound = 1.0 / sqrt((double)w->shape[1]);
-            for (size_t j = 0; j < n; j++) x[j] = (float)(bound * (2.0 * pb_rng_uniform(&rng) - 1.0));
+            for (size_t j = 0; j < n; j++)
+                x[j] = (float)(bound * (2.0 * pb_rng_uniform(&rng) - 1.0));
         } else if (p->ndim == 2) {
             for (size_t j = 0; j < n; j++) x[j] = (float)(0.02 * pb_rng_normal(&rng));
         }  // else a bias: 0

@@ -50,7 +50,7 @@ typedef struct bert_config {
                                   // BERT: an option for the long-range tasks)
     char attention[16];           // model.attention: "auto" (or "") or an implementation's name
     bs_params sparse;             // model.attention = blocksparse: the pattern ([attention])
-    float dropout;                // model.dropout: each block's two branch outputs
+    float dropout;                // model.dropout: the embeddings and both branches
     bert_init init;               // model.init: how bert_init_weights draws
 } bert_config;
 

@@ -25,7 +25,7 @@ typedef struct gpt2_config {
     char attention[16];  // model.attention: "auto" (or "") or an implementation's name
     float ln_eps;        // LayerNorm epsilon (0: GPT-2's 1e-5)
     bs_params sparse;    // model.attention = blocksparse: the pattern ([attention] keys)
-    float dropout;       // model.dropout: each block's two branch outputs (transformer.h)
+    float dropout;       // model.dropout: the embeddings and both branches (transformer.h)
 } gpt2_config;
 
 // Pointers into a parameter buffer laid out as the table (masters, gradients, or the copy the

@@ -139,8 +139,8 @@ const float *tf_forward(const pb_ops *ops, const tf_config *c, const tf_weights 
 void tf_backward_begin(const pb_ops *ops, const tf_config *c, tf_grads *g, int N);
 // Backward of the last tf_forward over x, from the gradient of the output in g->out; the
 // weight gradients ACCUMULATE into dw; the gradient of x (before its dropout) ends in
-// g->stream. (The head's
-// weights that feed the stack's output, and x's own producer, are the model's business.)
+// g->stream. (The head's weights that feed the stack's output, and x's own producer, are the
+// model's business.)
 void tf_backward(const pb_ops *ops, const tf_config *c, const tf_weights *w, tf_weights *dw,
                  const tf_acts *acts, tf_grads *g, const float *x, int N,
                  const pb_attn_impl *attn, const pb_attn_desc *d);

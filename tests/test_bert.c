@@ -296,7 +296,8 @@ static void init_follows(bert_init init, bert_head head) {
         for (size_t j = n; j < p->numel; j++)
             cr_assert(x[j] == 0.0f, "%s: padding element %zu is %g", p->name, j, x[j]);
         double s = 0, s2 = 0, mx = 0;
-        for (size_t j = 0; j < n; j++) s += x[j], s2 += (double)x[j] * x[j], mx = fmax(mx, fabs(x[j]));
+        for (size_t j = 0; j < n; j++)
+            s += x[j], s2 += (double)x[j] * x[j], mx = fmax(mx, fabs(x[j]));
         double mean = s / n, var = s2 / n - mean * mean;
         int ln = strstr(p->name, "LayerNorm.") != NULL, emb = strstr(p->name, "embeddings.") && !ln;
         int is_w = p->ndim == 2 && !emb;
@@ -306,7 +307,8 @@ static void init_follows(bert_init init, bert_head head) {
         int is_b = p->ndim == 1 && !ln && w != NULL;
         if (ln) {
             float want = strstr(p->name, "LayerNorm.weight") ? 1.0f : 0.0f;
-            for (size_t j = 0; j < n; j++) cr_assert(x[j] == want, "%s[%zu] = %g", p->name, j, x[j]);
+            for (size_t j = 0; j < n; j++)
+                cr_assert(x[j] == want, "%s[%zu] = %g", p->name, j, x[j]);
         } else if (emb) {
             size_t from = init == BERT_INIT_HF && i == 0 ? (size_t)cfg.n_embd : 0;  // [PAD]'s row
             for (size_t j = 0; j < from; j++) cr_assert(x[j] == 0.0f, "%s: [PAD]'s row", p->name);
@@ -335,5 +337,7 @@ static void init_follows(bert_init init, bert_head head) {
 }
 
 Test(bert, init_hf_is_normal_002) { init_follows(BERT_INIT_HF, BERT_HEAD_CLASSIFY); }
-Test(bert, init_fan_in_is_pytorch_linear_classify) { init_follows(BERT_INIT_FAN_IN, BERT_HEAD_CLASSIFY); }
+Test(bert, init_fan_in_is_pytorch_linear_classify) {
+    init_follows(BERT_INIT_FAN_IN, BERT_HEAD_CLASSIFY);
+}
 Test(bert, init_fan_in_is_pytorch_linear_mlm) { init_follows(BERT_INIT_FAN_IN, BERT_HEAD_MLM); }

@@ -2,7 +2,8 @@
 // backend (GPU machine only: make test-gpu), in both tables: the encoder's token-type row,
 // tanh, rows by index, mean pooling and argmax op by op; then the whole tiny BERT with
 // padding in the batch, MLM and classification heads, loss, logits, every gradient, and a
-// few AdamW steps, and the bf16 table bit for bit between two runs.
+// few AdamW steps, and the bf16 table bit for bit between two runs; and the Pathfinder-32
+// model (pre-LN, head dim 32, T 1024, dropout) against the CPU in both tables.
 //
 // Tolerances are those of test_cuda_ops.c (fp32: 1e-6 elementwise, 1e-5 reductions, 1e-4 a
 // whole model's gradients) and test_cuda_bf16.c (bf16: 1e-2 an op, 5e-3 a whole model's loss,
@@ -290,12 +291,12 @@ static void whole(const pb_ops *o, bert_head head, bert_pool pool) {
 // The Pathfinder-32 model (configs/lra-pathfinder32.ini): pre-LN, head dim 32, mean pooling,
 // 1024 grey levels a row, most of them 0 (an image's background), dropout 0.1 in the step;
 // two rows, no padding. fp32: 5e-4 (every tensor but one within 2e-5; the final LayerNorm's
-// bias, a sum of 2,048 positions' small gradients, 1.4e-4 off in the H200's summation order). In bf16 the gradients are 5-6% off
-// (measured on the H200): the classifier's is 0.25 (pooled[0] - pooled[1]), the difference
-// of two images' pooled features that are nearly equal (both mostly background), and token
-// 0's embedding row sums ~1,740 positions' gradients that mostly cancel; bf16's 2^-8 steps
-// in the pooled features and the stack's outputs show there in full. 1e-1 still catches a
-// wrong kernel (an error of order 1).
+// bias, a sum of 2,048 positions' small gradients, 1.4e-4 off in the H200's summation order).
+// In bf16 the gradients are 5-6% off (measured on the H200): the classifier's is
+// 0.25 (pooled[0] - pooled[1]), the difference of two images' pooled features that are
+// nearly equal (both mostly background), and token 0's embedding row sums ~1,740 positions'
+// gradients that mostly cancel; bf16's 2^-8 steps in the pooled features and the stack's
+// outputs show there in full. 1e-1 still catches a wrong kernel (an error of order 1).
 static void pathfinder_shape(const pb_ops *o) {
     bert_config c = {.n_layer = 2, .n_head = 2, .n_embd = 64, .ffn = 128, .seq_len = 1024,
                      .vocab_size = 256, .type_vocab = 2, .ln_eps = 1e-12f,
