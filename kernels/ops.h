@@ -78,13 +78,15 @@ typedef struct pb_ops {
     void (*download)(void *host_dst, const void *src, size_t bytes);
     void (*zero)(void *p, size_t bytes);
 
-    // --- embedding: out (B,T,C) = wte[inp[b,t]] (Vp,C) + wpe[t] (maxT,C) (+ wtt (C) when not
-    //     NULL: BERT's token-type embedding of type 0, the one segment pebble feeds); inp (B,T)
-    void (*encoder_forward)(float *out, const int32_t *inp, const float *wte, const float *wpe,
-                            const float *wtt, int B, int T, int C);
+    // --- embedding: out (B,T,C) = wte[inp[b,t]] (Vp,C) + wpe[p] (maxT,C) (+ wtt (C) when not
+    //     NULL: BERT's token-type embedding of type 0, the one segment pebble feeds); inp (B,T);
+    //     p = pos[b,t] when pos (B,T) is not NULL (a sequence with tokens dropped: each keeps
+    //     its position), else t
+    void (*encoder_forward)(float *out, const int32_t *inp, const int32_t *pos, const float *wte,
+                            const float *wpe, const float *wtt, int B, int T, int C);
     // dwte, dwpe += the scatter and sums of dout; dwtt (C) += the sum of every row (if not NULL)
     void (*encoder_backward)(float *dwte, float *dwpe, float *dwtt, const float *dout,
-                             const int32_t *inp, int B, int T, int C);
+                             const int32_t *inp, const int32_t *pos, int B, int T, int C);
 
     // --- LayerNorm over the last dim: inp, out (N,C); weight, bias (C); mean, rstd (N) are
     //     saved for backward; eps is added to the variance (1e-5 GPT-2, 1e-12 BERT)
@@ -127,13 +129,15 @@ typedef struct pb_ops {
     void (*gather_rows)(float *out, const float *inp, const int32_t *idx, int M, int C);
     void (*scatter_add_rows)(float *dinp, const float *dout, const int32_t *idx, int M, int C);
 
-    // --- mean over the first lengths[b] positions: out (B,C) = mean_t<len inp (B,T,C);
-    //     lengths (B) in backend memory, 1 <= lengths[b] <= T. backward: dinp += dout / len
-    //     on those positions.
-    void (*mean_pool_forward)(float *out, const float *inp, const int32_t *lengths, int B, int T,
-                              int C);
-    void (*mean_pool_backward)(float *dinp, const float *dout, const int32_t *lengths, int B,
-                               int T, int C);
+    // --- mean over the first lengths[b] positions: out (B,C) = sum_t<len inp (B,T,C) / n,
+    //     n = counts[b] when counts is not NULL (the sequence's length before tokens were
+    //     dropped from it, which count as zeros), else lengths[b]; lengths and counts (B) in
+    //     backend memory, 1 <= lengths[b] <= T, counts[b] >= 1. backward: dinp += dout / n on
+    //     those positions.
+    void (*mean_pool_forward)(float *out, const float *inp, const int32_t *lengths,
+                              const int32_t *counts, int B, int T, int C);
+    void (*mean_pool_backward)(float *dinp, const float *dout, const int32_t *lengths,
+                               const int32_t *counts, int B, int T, int C);
 
     // --- dropout with probability p (0 <= p < 1) of n elements, the elements chosen by key
     //     (kernels/dropout.h): out = kept ? in / (1 - p) : 0; out may be in. The backward is

@@ -83,6 +83,8 @@ void bert_build(bert *m, const bert_config *cfg, const pb_ops *ops) {
     int L = c->n_layer, C = c->n_embd, F = c->ffn, Vp = c->padded_vocab;
     PB_ASSERT(L > 0 && C > 0 && c->n_head > 0 && C % c->n_head == 0 && c->seq_len > 0);
     PB_ASSERT(c->head == BERT_HEAD_MLM || c->num_labels >= 2);
+    PB_ASSERT(!c->drop_pad || (c->pad_token >= 0 && c->pad_token < c->vocab_size &&
+                               c->head == BERT_HEAD_CLASSIFY && c->pool == BERT_POOL_MEAN));
     m->tf = (tf_config){L, C, c->n_head, !c->pre_ln, PB_GELU_ERF, c->ln_eps, F, c->dropout};
     m->Lp = (c->num_labels + 7) / 8 * 8;
 
@@ -209,12 +211,21 @@ static size_t map_acts(bert *m, int B, int T, void *base) {
     return off;
 }
 
+static size_t map_grads(bert *m, size_t N, void *base) {
+    size_t C = m->cfg.n_embd, ab = pb_act_bytes(m->ops), off = 0;
+    // the stack's gradients (one block's and the stream's), then the heads' two scratch rows
+    tf_map_grads(&m->tf, N, ab, m->ops->matmul_backward_gelu != NULL, &m->grads, base, &off);
+    m->dhead = tf_take(base, &off, N * C, ab);
+    m->dhead2 = tf_take(base, &off, N * C, ab);
+    return off;
+}
+
 static void free_acts(bert *m) {
     if (!m->acts_mem) return;
     const pb_ops *ops = m->ops;
     ops->free(m->acts_mem);
     ops->free(m->grads_mem);
-    void *dev[] = {m->inputs, m->lengths, m->sel, m->targets, m->pred};
+    void *dev[] = {m->inputs, m->lengths, m->pos, m->counts, m->sel, m->targets, m->pred};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) ops->free(dev[i]);
     free(m->sel_host);
     free(m->targets_host);
@@ -222,22 +233,44 @@ static void free_acts(bert *m) {
     attn_bs_free(m->layout);
     m->layout = NULL;
     m->acts_mem = m->grads_mem = NULL;
+    m->acts.tf.h = NULL;
 }
 
+// The activations and gradients of a B x T batch (and the descriptor and kernel of its
+// attention). The memory is allocated for the largest batch so far; a batch that fits in it
+// is mapped there again (pad_token's batches change T from one batch to the next).
 static void ensure_acts(bert *m, int B, int T) {
     if (m->acts_mem && m->B == B && m->T == T) return;
-    free_acts(m);
     const pb_ops *ops = m->ops;
-    size_t N = (size_t)B * T, C = m->cfg.n_embd, ab = pb_act_bytes(ops);
+    size_t N = (size_t)B * T;
+    int fits = m->acts_mem && N <= m->cap_N && B <= m->cap_B &&
+               map_acts(m, B, T, NULL) <= m->acts_bytes && map_grads(m, N, NULL) <= m->grads_bytes;
+    if (fits) {
+        attn_bs_free(m->layout);  // a block-sparse layout is made for one T
+        m->layout = NULL;
+    } else {
+        free_acts(m);
+        m->cap_N = N;
+        m->cap_B = B;
+        m->inputs = ops->alloc(N * sizeof(int32_t));
+        m->lengths = ops->alloc((size_t)B * sizeof(int32_t));
+        m->pos = ops->alloc(N * sizeof(int32_t));
+        m->counts = ops->alloc((size_t)B * sizeof(int32_t));
+        m->sel = ops->alloc(N * sizeof(int32_t));
+        m->targets = ops->alloc(N * sizeof(int32_t));
+        m->pred = ops->alloc(N * sizeof(int32_t));
+        m->sel_host = pb_malloc(N * sizeof(int32_t));
+        m->targets_host = pb_malloc(N * sizeof(int32_t));
+        m->acts.tf.h = pb_calloc((size_t)m->cfg.n_layer, sizeof(tf_layer_acts));
+        m->acts_bytes = map_acts(m, B, T, NULL);
+        m->acts_mem = ops->alloc(m->acts_bytes);
+        m->grads_bytes = map_grads(m, N, NULL);
+        m->grads_mem = ops->alloc(m->grads_bytes);
+    }
     m->B = B;
     m->T = T;
-    m->inputs = ops->alloc(N * sizeof(int32_t));
-    m->lengths = ops->alloc((size_t)B * sizeof(int32_t));
-    m->sel = ops->alloc(N * sizeof(int32_t));
-    m->targets = ops->alloc(N * sizeof(int32_t));
-    m->pred = ops->alloc(N * sizeof(int32_t));
-    m->sel_host = pb_malloc(N * sizeof(int32_t));
-    m->targets_host = pb_malloc(N * sizeof(int32_t));
+    map_acts(m, B, T, m->acts_mem);
+    map_grads(m, N, m->grads_mem);
     char err[1024];
     m->attn_desc = attention_desc(m, B, T);
     // block-sparse: the layout of this T, built once here (free_acts drops it); each
@@ -245,26 +278,11 @@ static void ensure_acts(bert *m, int B, int T) {
     m->attn = attn_bs_setup(ops, m->cfg.attention, &m->cfg.sparse, &m->attn_desc, &m->layout,
                             err, sizeof err);
     if (!m->attn) pb_die(PB_EXIT_USAGE, "%s", err);
-    m->acts.tf.h = pb_calloc((size_t)m->cfg.n_layer, sizeof(tf_layer_acts));
-    m->acts_bytes = map_acts(m, B, T, NULL);
-    m->acts_mem = ops->alloc(m->acts_bytes);
-    map_acts(m, B, T, m->acts_mem);
-    // the stack's gradients (one block's and the stream's), then the heads' two scratch rows
-    int fused = ops->matmul_backward_gelu != NULL;
-    size_t off = 0;
-    tf_map_grads(&m->tf, N, ab, fused, &m->grads, NULL, &off);
-    m->dhead = tf_take(NULL, &off, N * C, ab);
-    m->dhead2 = tf_take(NULL, &off, N * C, ab);
-    m->grads_bytes = off;
-    m->grads_mem = ops->alloc(m->grads_bytes);
-    off = 0;
-    tf_map_grads(&m->tf, N, ab, fused, &m->grads, m->grads_mem, &off);
-    m->dhead = tf_take(m->grads_mem, &off, N * C, ab);
-    m->dhead2 = tf_take(m->grads_mem, &off, N * C, ab);
 }
 
 void bert_free(bert *m) {
     free_acts(m);
+    free(m->drop_host);
     params_free(&m->p);
     free(m->w.tf.h);
     free(m->g.tf.h);
@@ -310,44 +328,90 @@ static void classify_head(bert *m, const float *y) {
     if (m->cfg.pool == BERT_POOL_CLS)
         ops->gather_rows(a->pin, y, m->sel, B, C);  // sel = the first token of each row
     else
-        ops->mean_pool_forward(a->pin, y, m->lengths, B, T, C);
+        ops->mean_pool_forward(a->pin, y, m->lengths, m->cfg.drop_pad ? m->counts : NULL,
+                               B, T, C);
     ops->matmul_forward(a->ppre, a->pin, w->poolw, w->poolb, B, C, C);
     ops->tanh_forward(a->pout, a->ppre, (size_t)B * C);
     ops->matmul_forward(a->logits, a->pout, w->clsw, w->clsb, B, C, m->Lp);
+}
+
+// pad_token's drop: row b keeps its tokens t < len[b] that are not pad_token, in order, in
+// the rows of tok and pos (B,Ts) (the rest: pad_token at position 0, padding), their count in
+// kept[b]. Ts: the longest row's count rounded up to a multiple of 64, at most T.
+static int drop_pad_tokens(const bert *m, const int32_t *inputs, const int32_t *len, int B,
+                           int T, int32_t *tok, int32_t *pos, int32_t *kept) {
+    int pad = m->cfg.pad_token, most = 0;
+    for (int b = 0; b < B; b++) {
+        int n = 0;
+        for (int t = 0; t < len[b]; t++) n += inputs[(size_t)b * T + t] != pad;
+        if (n == 0)
+            pb_die(PB_EXIT_DATA, "sequence %d has only model.pad_token (%d) tokens: nothing to "
+                   "attend to", b, pad);
+        kept[b] = n;
+        most = n > most ? n : most;
+    }
+    int Ts = (most + 63) / 64 * 64;
+    if (Ts > T) Ts = T;
+    for (int b = 0; b < B; b++) {
+        int32_t *ot = tok + (size_t)b * Ts, *op = pos + (size_t)b * Ts;
+        int n = 0;
+        for (int t = 0; t < len[b]; t++)
+            if (inputs[(size_t)b * T + t] != pad) ot[n] = inputs[(size_t)b * T + t], op[n++] = t;
+        for (; n < Ts; n++) ot[n] = pad, op[n] = 0;
+    }
+    return Ts;
 }
 
 double bert_forward(bert *m, const int32_t *inputs, const int32_t *lengths,
                     const int32_t *targets, const int32_t *labels, int B, int T) {
     const pb_ops *ops = m->ops;
     const bert_config *c = &m->cfg;
-    int C = c->n_embd, N = B * T, V = c->vocab_size;
-    int mlm = c->head == BERT_HEAD_MLM;
+    int C = c->n_embd, V = c->vocab_size;
+    int mlm = c->head == BERT_HEAD_MLM, drop = c->drop_pad;
     if (T > c->seq_len)
         pb_die(PB_EXIT_USAGE, "sequence of %d tokens is longer than model.seq_len = %d", T,
                c->seq_len);
-    for (int i = 0; i < N; i++)
+    for (size_t i = 0; i < (size_t)B * T; i++)
         if (inputs[i] < 0 || inputs[i] >= V)
-            pb_die(PB_EXIT_DATA, "token id %d at position %d is outside the vocabulary (%d)",
+            pb_die(PB_EXIT_DATA, "token id %d at position %zu is outside the vocabulary (%d)",
                    inputs[i], i, V);
-    ensure_acts(m, B, T);
-    int padded = 0;
     int32_t *len = pb_malloc((size_t)B * sizeof(int32_t));
     for (int b = 0; b < B; b++) {
         len[b] = lengths ? lengths[b] : T;
         if (len[b] < 1 || len[b] > T)
             pb_die(PB_EXIT_DATA, "sequence %d has length %d (must be 1 .. %d)", b, len[b], T);
-        padded |= len[b] < T;
     }
-    ops->upload(m->lengths, len, (size_t)B * sizeof(int32_t));
+    int Tin = T;  // the batch's T; T becomes the stack's
+    const int32_t *tok = inputs, *klen = len;
+    if (drop) {
+        size_t need = 2 * (size_t)B * T + B;
+        if (m->drop_cap < need) {
+            free(m->drop_host);
+            m->drop_host = pb_malloc(need * sizeof(int32_t));
+            m->drop_cap = need;
+        }
+        int32_t *dtok = m->drop_host, *dpos = dtok + (size_t)B * T, *kept = dpos + (size_t)B * T;
+        T = drop_pad_tokens(m, inputs, len, B, Tin, dtok, dpos, kept);
+        tok = dtok, klen = kept;
+        ensure_acts(m, B, T);
+        ops->upload(m->pos, dpos, (size_t)B * T * sizeof(int32_t));
+        ops->upload(m->counts, len, (size_t)B * sizeof(int32_t));
+    } else {
+        ensure_acts(m, B, T);
+    }
+    int N = B * T, padded = 0;
+    for (int b = 0; b < B; b++) padded |= klen[b] < T;
+    ops->upload(m->lengths, klen, (size_t)B * sizeof(int32_t));
+    ops->upload(m->inputs, tok, (size_t)N * sizeof(int32_t));
     free(len);
-    ops->upload(m->inputs, inputs, (size_t)N * sizeof(int32_t));
     // without padding, every key is visible: the kernels' unmasked path
     m->attn_desc.kv_len = padded ? m->lengths : NULL;
     params_round(&m->p);
 
     bert_acts *a = &m->acts;
     const bert_weights *w = &m->wa;
-    ops->encoder_forward(a->emb, m->inputs, w->wte, w->wpe, w->wtt, B, T, C);
+    ops->encoder_forward(a->emb, m->inputs, drop ? m->pos : NULL, w->wte, w->wpe, w->wtt, B, T,
+                         C);
     ops->layernorm_forward(a->x0, a->x0_mean, a->x0_rstd, a->emb, w->embw, w->embb, N, C,
                            c->ln_eps);
     const void *ctx[2];
@@ -446,12 +510,14 @@ void bert_backward(bert *m, float loss_scale) {
         if (c->pool == BERT_POOL_CLS)
             ops->scatter_add_rows(tg->out, d1, m->sel, B, C);
         else
-            ops->mean_pool_backward(tg->out, d1, m->lengths, B, T, C);
+            ops->mean_pool_backward(tg->out, d1, m->lengths, c->drop_pad ? m->counts : NULL,
+                                    B, T, C);
     }
     tf_backward(ops, &m->tf, &m->wa.tf, &g->tf, &a->tf, tg, a->x0, N, m->attn, &m->attn_desc);
     // d x0 is in tg->stream; the embeddings' LayerNorm, then the three tables
     ops->zero(tg->aux, (size_t)N * C * ab);
     ops->layernorm_backward(tg->aux, g->embw, g->embb, tg->stream, a->emb, w->embw, a->x0_mean,
                             a->x0_rstd, N, C);
-    ops->encoder_backward(g->wte, g->wpe, g->wtt, tg->aux, m->inputs, B, T, C);
+    ops->encoder_backward(g->wte, g->wpe, g->wtt, tg->aux, m->inputs,
+                          c->drop_pad ? m->pos : NULL, B, T, C);
 }

@@ -13,6 +13,14 @@
 //
 // Padding: a sequence of length len < T has keys len..T-1 masked in every attention (the
 // descriptor's kv_len); its padding positions are computed but feed no loss.
+// pad_token (classify with mean pooling): that token id is padding wherever it stands, as the
+// LRA models' `inputs > 0` mask makes the black pixels of a Pathfinder image. Those positions
+// are dropped before the embedding: each row keeps its other tokens in order, each with its
+// position (pos[t] of the table), and the stack runs on the shorter batch (its longest row,
+// rounded up to 64), the rest padding. So no attention reads them, and the mean pool divides
+// the kept rows' sum by the length before the drop (the dropped rows count as zeros):
+// Nystromformer's LRA model, which masks those keys in every layer and zeroes those rows at
+// the end, to the rounding.
 #ifndef PEBBLE_BERT_H
 #define PEBBLE_BERT_H
 
@@ -52,6 +60,8 @@ typedef struct bert_config {
     bs_params sparse;             // model.attention = blocksparse: the pattern ([attention])
     float dropout;                // model.dropout: the embeddings and both branches
     bert_init init;               // model.init: how bert_init_weights draws
+    int drop_pad;                 // 1: model.pad_token is set (0: no token is dropped)
+    int pad_token;                // that token id, dropped wherever it stands
 } bert_config;
 
 typedef struct bert_weights {
@@ -86,9 +96,11 @@ typedef struct bert {
     int Lp;                     // num_labels rounded up to a multiple of 8 (classify)
     pb_params p;
     bert_weights w, g, wa;      // masters, gradients, the weights the ops read
-    int B, T;
+    int B, T;                   // the stack's batch (T: after pad_token's drop)
     void *acts_mem, *grads_mem;
     size_t acts_bytes, grads_bytes;
+    size_t cap_N;               // positions the (N) buffers below hold
+    int cap_B;                  // and sequences the (B) ones
     bert_acts acts;
     tf_grads grads;
     float *dhead;               // (N,C) the heads' scratch gradient (act type)
@@ -97,6 +109,10 @@ typedef struct bert {
     const pb_attn_impl *attn;
     pb_block_layout *layout;    // its block-sparse layout for T (blocksparse), or NULL
     int32_t *inputs, *lengths;  // (B,T), (B) backend memory
+    int32_t *pos, *counts;      // pad_token: (B,T) each kept token's position, (B) the lengths
+                                // before the drop (backend)
+    int32_t *drop_host;         // pad_token: (2 N + B) host scratch: tokens, positions, lengths
+    size_t drop_cap;
     int32_t *sel, *targets;     // (N) positions with a target, and those targets (backend)
     int32_t *sel_host, *targets_host;  // (N)
     int32_t *pred;              // (N) argmax (backend)

@@ -206,7 +206,7 @@ double gpt2_forward(gpt2 *m, const int32_t *inputs, const int32_t *targets, int 
     params_round(&m->p);  // the low-precision weights from the masters (0.2 ms at 124M)
 
     gpt2_acts *a = &m->acts;
-    ops->encoder_forward(a->encoded, m->inputs, m->wa.wte, m->wa.wpe, NULL, B, T, C);
+    ops->encoder_forward(a->encoded, m->inputs, NULL, m->wa.wte, m->wa.wpe, NULL, B, T, C);
     const void *ctx[2];
     const float *y = tf_forward(ops, &m->tf, &m->wa.tf, &a->tf, a->encoded, N,
                                 tf_attend_desc(m->attn, &m->attn_desc, ctx));
@@ -250,7 +250,7 @@ void gpt2_backward(gpt2 *m, float loss_scale) {
     ops->matmul_backward(g->out, m->g.wte, NULL, a->logits, a->tf.lnf, m->wa.wte, N, C, Vp);
     tf_backward(ops, &m->tf, &m->wa.tf, &m->g.tf, &a->tf, g, a->encoded, N, m->attn,
                 &m->attn_desc);
-    ops->encoder_backward(m->g.wte, m->g.wpe, NULL, g->stream, m->inputs, B, T, C);
+    ops->encoder_backward(m->g.wte, m->g.wpe, NULL, g->stream, m->inputs, NULL, B, T, C);
     // The logits now hold gradients: a new forward is needed before the next backward.
     m->have_targets = 0;
 }

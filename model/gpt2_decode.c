@@ -135,7 +135,8 @@ static void decode_rows(const gpt2 *m, gpt2_kv_cache *kv, const int32_t *tokens,
 
     // x (n,C) = wte[token] + wpe[pos0 + i]: the encoder over one sequence of n, with the
     // position table started at pos0.
-    ops->encoder_forward(kv->x, kv->tokens, m->w.wte, m->w.wpe + (size_t)pos0 * C, NULL, 1, n, C);
+    ops->encoder_forward(kv->x, kv->tokens, NULL, m->w.wte, m->w.wpe + (size_t)pos0 * C, NULL, 1,
+                         n, C);
     cache_attend ca = {m, kv, pos0, n};
     const float *y = tf_forward(ops, &m->tf, &m->w.tf, &kv->acts, kv->x, n,
                                 (tf_attend){attend_cache, &ca});

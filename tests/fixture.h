@@ -24,7 +24,8 @@ typedef struct fx_record {
     void *data;
 } fx_record;
 
-static fx_record fx[512];
+#define FX_MAX 1024
+static fx_record fx[FX_MAX];
 static int fx_count;
 
 // Reads path once (later calls return at once).
@@ -35,7 +36,7 @@ static void fx_load(const char *path) {
     char magic[4];
     uint32_t count;
     cr_assert(fread(magic, 1, 4, f) == 4 && memcmp(magic, "PBFX", 4) == 0);
-    cr_assert(fread(&count, 4, 1, f) == 1 && count <= 512);
+    cr_assert(fread(&count, 4, 1, f) == 1 && count <= FX_MAX);
     for (uint32_t i = 0; i < count; i++) {
         fx_record *r = &fx[i];
         uint32_t len, dtype, ndim, dim;

@@ -25,8 +25,8 @@ static const void *rec(const char *c, const char *what) {
     return fx_get(name)->data;
 }
 
-// The model of case c ("mlm", "cls", "mean", "pre": pre-LN with mean pooling) with the
-// fixture's weights.
+// The model of case c ("mlm", "cls", "mean", "pre": pre-LN with mean pooling, "pad": "pre"
+// with token 0 dropped wherever it stands) with the fixture's weights.
 static void build(bert *m, const char *c) {
     const int32_t *k = cfg_of(c);
     bert_config cfg = {.n_layer = k[5], .n_head = k[4], .n_embd = k[3], .ffn = k[6],
@@ -34,8 +34,10 @@ static void build(bert *m, const char *c) {
                        .ln_eps = 1e-12f, .attention = "auto"};
     cfg.head = strcmp(c, "mlm") == 0 ? BERT_HEAD_MLM : BERT_HEAD_CLASSIFY;
     cfg.num_labels = k[9];
-    cfg.pool = strcmp(c, "mean") == 0 || strcmp(c, "pre") == 0 ? BERT_POOL_MEAN : BERT_POOL_CLS;
-    cfg.pre_ln = strcmp(c, "pre") == 0;
+    int pad = strcmp(c, "pad") == 0;
+    cfg.pool = strcmp(c, "cls") == 0 || strcmp(c, "mlm") == 0 ? BERT_POOL_CLS : BERT_POOL_MEAN;
+    cfg.pre_ln = strcmp(c, "pre") == 0 || pad;
+    cfg.drop_pad = pad;  // pad_token 0
     bert_build(m, &cfg, pb_ops_cpu());
     char prefix[16];
     snprintf(prefix, sizeof prefix, "%s.w.", c);
@@ -146,6 +148,45 @@ Test(bert, mlm_forward_matches_pytorch) { forward_matches("mlm"); }
 Test(bert, cls_forward_matches_pytorch) { forward_matches("cls"); }
 Test(bert, mean_forward_matches_pytorch) { forward_matches("mean"); }
 Test(bert, pre_ln_forward_matches_pytorch) { forward_matches("pre"); }
+// Token 0 dropped (model.pad_token = 0) against the reference that keeps the whole sequence
+// and masks those keys (Nystromformer's model).
+Test(bert, pad_token_forward_matches_masked_pytorch) { forward_matches("pad"); }
+
+// With pad_token the stack's T changes from batch to batch, and the activations are mapped
+// again in the same memory: a shorter batch in between, then the first one again, give what
+// fresh models give.
+Test(bert, pad_token_batches_of_other_lengths) {
+    const int32_t *k = cfg_of("pad");
+    int B = k[0], T = k[1], S = T / 2;
+    const int32_t *in = rec("pad", "inputs"), *len = rec("pad", "lengths");
+    const int32_t *lab = rec("pad", "labels");
+    int32_t *in2 = malloc((size_t)B * S * sizeof(int32_t)), len2[8];
+    for (int b = 0; b < B; b++) {
+        memcpy(in2 + (size_t)b * S, in + (size_t)b * T, (size_t)S * sizeof(int32_t));
+        len2[b] = len[b] < S ? len[b] : S;
+    }
+    bert m, fresh;
+    build(&m, "pad");
+    double first = bert_forward(&m, in, len, NULL, lab, B, T);
+    double shorter = bert_forward(&m, in2, len2, NULL, lab, B, S);
+    double again = bert_forward(&m, in, len, NULL, lab, B, T);
+    build(&fresh, "pad");
+    double want = bert_forward(&fresh, in2, len2, NULL, lab, B, S);
+    cr_assert(again == first, "the first batch again: loss %.9g, before %.9g", again, first);
+    cr_assert(shorter == want, "the shorter batch: loss %.9g, a fresh model %.9g", shorter, want);
+    cr_assert(first != shorter);  // the batches differ, so the check above says something
+    bert_free(&fresh);
+    bert_free(&m);
+    free(in2);
+}
+
+// A sequence of nothing but the pad token leaves nothing to attend to: one line, exit 3.
+Test(bert, pad_token_only_sequence_refused, .exit_code = 3) {
+    bert m;
+    build(&m, "pad");
+    int32_t in[2 * 4] = {5, 0, 7, 0, 0, 0, 0, 0}, len[2] = {4, 4}, lab[2] = {0, 1};
+    bert_forward(&m, in, len, NULL, lab, 2, 4);
+}
 
 // Without targets the MLM head runs on every position (inference, `pebble eval` of logits).
 Test(bert, mlm_logits_of_every_position) {
@@ -226,6 +267,7 @@ Test(bert, mlm_gradients_match_pytorch) { gradients_match("mlm"); }
 Test(bert, cls_gradients_match_pytorch) { gradients_match("cls"); }
 Test(bert, mean_gradients_match_pytorch) { gradients_match("mean"); }
 Test(bert, pre_ln_gradients_match_pytorch) { gradients_match("pre"); }
+Test(bert, pad_token_gradients_match_masked_pytorch) { gradients_match("pad"); }
 
 static void finite_differences(const char *c) {
     bert m;
@@ -241,6 +283,7 @@ static void finite_differences(const char *c) {
 Test(bert, mlm_gradients_match_finite_differences) { finite_differences("mlm"); }
 Test(bert, mean_gradients_match_finite_differences) { finite_differences("mean"); }
 Test(bert, pre_ln_gradients_match_finite_differences) { finite_differences("pre"); }
+Test(bert, pad_token_gradients_match_finite_differences) { finite_differences("pad"); }
 
 // Three AdamW steps (lr 1e-2, no clipping): the loss before each and the weights after.
 // As in test_gpt2, the key biases are left out: their true gradient is exactly 0 (a bias

@@ -25,7 +25,9 @@ TestSuite(bert_run, .fini = cleanup);
 
 // Rows of 4..32 tokens [CLS] w ... [SEP]: label 1 when word 130 occurs in the row, else 0
 // (about half of the rows): a model must look at every position to tell.
-static void make_rows(const char *name, int rows, uint64_t seed) {
+// Rows of a task a classifier can learn: label 1 when token 130 is in the row. With zeros,
+// about half of the tokens between the first and last are 0 (padding for model.pad_token = 0).
+static void make_rows_of(const char *name, int rows, uint64_t seed, int zeros) {
     char path[300], err[256];
     snprintf(path, sizeof path, "%s/%s", tmp, name);
     lseq_info in = {0, 32, 1, 2, V};
@@ -40,12 +42,16 @@ static void make_rows(const char *name, int rows, uint64_t seed) {
         for (int i = 1; i < len - 1; i++) {
             tok[i] = 104 + (int)(pb_rng_u64(&rng) % 56);
             if (tok[i] == 130) tok[i] = 131;
+            if (zeros && pb_rng_u64(&rng) % 2) tok[i] = 0;
         }
         if (label) tok[1 + (int)(pb_rng_u64(&rng) % (uint64_t)(len - 2))] = 130;
         tok[len - 1] = 102;
         cr_assert(lseq_append(w, tok, len, label, err, sizeof err) == 0, "%s", err);
     }
     cr_assert(lseq_finish(w, err, sizeof err) == 0, "%s", err);
+}
+static void make_rows(const char *name, int rows, uint64_t seed) {
+    make_rows_of(name, rows, seed, 0);
 }
 
 #define BERT_TINY                                                                            \
@@ -233,6 +239,28 @@ Test(bert_run, classify_learns_and_eval_agrees, .timeout = 600) {
               el, ea, tl, ta);
 }
 
+// model.pad_token = 0 on rows half of zeros: the classifier learns from the other tokens,
+// and `pebble eval` of its checkpoint (which keeps the key) gives the trainer's numbers.
+Test(bert_run, classify_with_pad_token_learns, .timeout = 600) {
+    make_tmp("bert-pad");
+    make_rows_of("train.lseq", 2000, 1, 1);
+    make_rows_of("val.lseq", 256, 2, 1);
+    const char *bin = pebble_bin();
+    cr_assert_eq(run("%s train " BERT_TINY "--set model.head=classify --set model.pool=mean "
+                     "--set model.pad_token=0 --set data.train=%s/train.lseq "
+                     "--set data.val=%s/val.lseq --set train.steps=120 --set train.val_every=40 "
+                     "--set run.dir=%s/r", bin, tmp, tmp, tmp), 0, "%s", output());
+    double l, acc;
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/r", tmp);
+    last_val(dir, &l, &acc);
+    cr_assert(acc >= 0.8 && l < 0.5, "val loss %g accuracy %g: the task was not learned", l, acc);
+    cr_assert_eq(run("%s eval --ckpt %s/r --data %s/val.lseq", bin, tmp, tmp), 0, "%s", output());
+    char want[64];
+    snprintf(want, sizeof want, "accuracy %.6f", acc);
+    cr_assert(strstr(run_stdout(), want), "eval: %s, trainer: %s", run_stdout(), want);
+}
+
 // Each bad combination: exit code and one line naming it.
 Test(bert_run, bad_combinations_are_one_line) {
     make_tmp("bert-bad");
@@ -258,6 +286,17 @@ Test(bert_run, bad_combinations_are_one_line) {
          "model.norm = post: gpt2's blocks are pre-LN", 2},
         {"--set model.family=gpt2 --set model.init=fan_in --set data.train=%s/train_000000.bin",
          "model.init = fan_in: gpt2 draws GPT-2's init (set auto)", 2},
+        {"--set model.family=gpt2 --set model.pad_token=0 --set data.train=%s/train_000000.bin",
+         "model.pad_token = 0: gpt2 attends to every token (set -1)", 2},
+        {"--set model.pad_token=0 --set data.train=%s/train_000000.bin",
+         "model.pad_token = 0: the MLM head predicts positions (set -1)", 2},
+        {"--set model.head=classify --set model.pad_token=0 --set data.train=%s/train.lseq",
+         "model.pad_token = 0: model.pool = cls reads the first token (set -1)", 2},
+        {"--set model.head=classify --set model.pool=mean --set model.pad_token=160 "
+         "--set data.train=%s/train.lseq",
+         "model.pad_token = 160: it is outside the vocabulary (set -1)", 2},
+        {"--set model.head=classify --set model.pool=mean --set model.pad_token=-2 "
+         "--set data.train=%s/train.lseq", "model.pad_token", 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char set[512];

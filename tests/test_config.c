@@ -463,7 +463,7 @@ Test(config, help_lists_every_key_with_type_and_default) {
     }
     // 46, [dist] 3, data.test, [attention] 6, model.norm, train.time_limit, model.dropout,
     // model.init
-    cr_expect_eq(keys, 60, "the written INI has %d keys", keys);
+    cr_expect_eq(keys, 61, "the written INI has %d keys", keys);
     free(ini);
     free(text);
 }

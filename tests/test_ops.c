@@ -311,11 +311,11 @@ Test(ops_cpu, encoder_repeated_tokens) {
     encoder_ctx c = {B, T, C, tok, to_double(wte, Vp * C), to_double(wpe, maxT * C),
                      to_double(R, B * T * C), pb_malloc(B * T * C * sizeof(double))};
 
-    o->encoder_forward(out, tok, wte, wpe, NULL, B, T, C);
+    o->encoder_forward(out, tok, NULL, wte, wpe, NULL, B, T, C);
     encoder_ref(&c);
     expect_close("encoder out", out, c.out, B * T * C, FWD_ATOL, FWD_RTOL);
 
-    o->encoder_backward(dwte, dwpe, NULL, R, tok, B, T, C);
+    o->encoder_backward(dwte, dwpe, NULL, R, tok, NULL, B, T, C);
     check_grad("encoder dwte", encoder_loss, &c, c.wte, dwte, Vp * C, 1);
     check_grad("encoder dwpe", encoder_loss, &c, c.wpe, dwpe, maxT * C, 1);
     // rows of unused tokens and unused positions must stay exactly zero
@@ -843,7 +843,7 @@ Test(ops_cpu, backward_accumulates) {
         for (int r = 0; r < 2; r++) {
             g[r][0] = fbuf(Vp * C, 0, 0, &seed), g[r][1] = fbuf(T * C, 0, 0, &seed);
             for (int call = 0; call <= r; call++)
-                o->encoder_backward(g[r][0], g[r][1], NULL, dout, tok, B, T, C);
+                o->encoder_backward(g[r][0], g[r][1], NULL, dout, tok, NULL, B, T, C);
         }
         expect_doubled("encoder dwte", g[0][0], g[1][0], Vp * C);
         expect_doubled("encoder dwpe", g[0][1], g[1][1], T * C);
@@ -917,7 +917,7 @@ Test(ops_cpu, deterministic_across_thread_counts, .timeout = 60) {
         r[k][6] = fbuf(C, 0, 0, &seed);
         o->layernorm_backward(r[k][4], r[k][5], r[k][6], ldout, lin, lw, mean, rstd, N, C);
         r[k][7] = fbuf(Vp * EC, 0, 0, &seed), r[k][8] = fbuf(T * EC, 0, 0, &seed);
-        o->encoder_backward(r[k][7], r[k][8], NULL, edout, tok, B, T, EC);
+        o->encoder_backward(r[k][7], r[k][8], NULL, edout, tok, NULL, B, T, EC);
         sumsq[k] = o->sumsq(sq, nsq);
     }
     static const char *names[9] = {"matmul out",    "matmul dinp",     "matmul dweight",

@@ -28,6 +28,8 @@ typedef struct pb_config {
     char head[16];           // bert: "mlm" | "classify"
     int num_labels;          // bert classify
     char pool[8];            // bert classify: "cls" | "mean"
+    int pad_token;           // bert classify, mean pool: a token id dropped wherever it
+                             // stands (-1: none)
     char attention[16];      // "auto" or an attention implementation's name (kernels/ops.h)
     // [attention]: the block-sparse pattern (model.attention = blocksparse)
     char attn_sparsity[32];  // "dense" | "local+global+random" | "butterfly"

@@ -33,6 +33,19 @@ int config_check_combinations(const pb_config *c, char *err, size_t errlen) {
         snprintf(err, errlen, "model.init = %s: gpt2 draws GPT-2's init (set auto)", c->init);
         return -1;
     }
+    if (c->pad_token >= 0) {  // dropped positions: only the mean pool's sum can skip them
+        const char *why = !bert ? "gpt2 attends to every token"
+                          : strcmp(c->head, "classify") != 0 ? "the MLM head predicts positions"
+                          : strcmp(c->pool, "mean") != 0 ? "model.pool = cls reads the first token"
+                          : strcmp(c->attention, "blocksparse") == 0
+                              ? "a block-sparse pattern is of positions, which the drop moves"
+                          : c->pad_token >= c->vocab_size ? "it is outside the vocabulary"
+                                                          : NULL;
+        if (why) {
+            snprintf(err, errlen, "model.pad_token = %d: %s (set -1)", c->pad_token, why);
+            return -1;
+        }
+    }
     if (!bert && strcmp(c->norm, "post") == 0) {
         snprintf(err, errlen, "model.norm = post: gpt2's blocks are pre-LN (set auto or pre)");
         return -1;

@@ -69,6 +69,12 @@ const config_key config_keys[] = {
          "bert classify: what the pooler reads, cls (the first token, as Hugging Face) or "
          "mean (the mean of the unpadded tokens)"),
      .choices = "cls|mean"},
+    {KEY("model", "pad_token", INT, pad_token, "-1",
+         "bert classify with pool = mean: a token id that is padding wherever it stands (-1: "
+         "none): those positions are dropped before the embedding (the others keep their "
+         "positions), no attention reads them, and the mean pool counts them as zeros. LRA's "
+         "and Nystromformer's models treat token 0 so: on Pathfinder, the black pixels"),
+     GE(-1)},  // below the vocabulary: config_check
     // Which implementations exist, and what each runs, is the backend's to say: the model
     // checks the name against its table at startup (pb_attn_choose), one line if it cannot.
     {KEY("model", "attention", STRING, attention, "auto",

@@ -205,6 +205,12 @@ int export_safetensors(const char *ckpt_path, const char *out_dir, char *err, si
                   "post-LN, so no class of it computes this model", ckpt_path);
         return PB_EXIT_DATA;
     }
+    if (strcmp(cfg.model_family, "bert") == 0 && cfg.pad_token >= 0) {
+        pb_seterr(err, errlen, "%s: model.pad_token = %d drops that token wherever it stands; "
+                  "transformers' BERT attends to every unmasked position", ckpt_path,
+                  cfg.pad_token);
+        return PB_EXIT_DATA;
+    }
     pb_model m;
     model_build(&m, &cfg, pb_ops_cpu());
     if (m.family == MODEL_BERT && m.bert.cfg.pool == BERT_POOL_MEAN)

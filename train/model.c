@@ -44,6 +44,8 @@ void model_bert_config(const pb_config *cfg, bert_config *mc) {
     mc->pool = strcmp(cfg->pool, "mean") == 0 ? BERT_POOL_MEAN : BERT_POOL_CLS;
     mc->pre_ln = strcmp(cfg->norm, "pre") == 0;
     mc->init = strcmp(cfg->init, "fan_in") == 0 ? BERT_INIT_FAN_IN : BERT_INIT_HF;
+    mc->drop_pad = cfg->pad_token >= 0;
+    mc->pad_token = cfg->pad_token;
     snprintf(mc->attention, sizeof mc->attention, "%s", cfg->attention);
     mc->sparse = model_sparsity(cfg);
     mc->dropout = (float)cfg->dropout;

@@ -102,15 +102,16 @@ static void cpu_zero(void *p, size_t bytes) {
 }
 
 // ----------------------------------------------------------------------------
-// encoder: out (B,T,C) = wte[inp[b,t]] + wpe[t] (+ wtt); wte (Vp,C), wpe (maxT,C), inp (B,T)
+// encoder: out (B,T,C) = wte[inp[b,t]] + wpe[pos[b,t] or t] (+ wtt); wte (Vp,C), wpe (maxT,C),
+// inp and pos (B,T)
 
-static void encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe,
-                            const float *wtt, int B, int T, int C) {
+static void encoder_forward(float *out, const int32_t *inp, const int32_t *pos, const float *wte,
+                            const float *wpe, const float *wtt, int B, int T, int C) {
 #pragma omp parallel for schedule(static) if ((size_t)B * T * C >= PAR_MIN)
     for (int bt = 0; bt < B * T; bt++) {
         PB_ASSERT(inp[bt] >= 0);
         const float *wte_row = wte + (size_t)inp[bt] * C;
-        const float *wpe_row = wpe + (size_t)(bt % T) * C;
+        const float *wpe_row = wpe + (size_t)(pos ? pos[bt] : bt % T) * C;
         float *out_row = out + (size_t)bt * C;
         for (int c = 0; c < C; c++) out_row[c] = wte_row[c] + wpe_row[c];
         if (wtt)
@@ -122,14 +123,14 @@ static void encoder_forward(float *out, const int32_t *inp, const float *wte, co
 // sum over every row. A token can repeat, so two rows of dout may add into the same row of
 // dwte: threads take channel strips, never rows, and each strip adds the rows in order.
 static void encoder_backward(float *dwte, float *dwpe, float *dwtt, const float *dout,
-                             const int32_t *inp, int B, int T, int C) {
+                             const int32_t *inp, const int32_t *pos, int B, int T, int C) {
 #pragma omp parallel for schedule(static) if ((size_t)B * T * C >= PAR_MIN)
     for (int c0 = 0; c0 < C; c0 += STRIP) {
         int len = imin(STRIP, C - c0);
         for (int bt = 0; bt < B * T; bt++) {
             const float *d = dout + (size_t)bt * C + c0;
             float *gwte = dwte + (size_t)inp[bt] * C + c0;
-            float *gwpe = dwpe + (size_t)(bt % T) * C + c0;
+            float *gwpe = dwpe + (size_t)(pos ? pos[bt] : bt % T) * C + c0;
             for (int j = 0; j < len; j++) {
                 gwte[j] += d[j];
                 gwpe[j] += d[j];
@@ -285,9 +286,10 @@ static void scatter_add_rows(float *dinp, const float *dout, const int32_t *idx,
     }
 }
 
-// mean pooling: out (B,C) = mean over t < lengths[b] of inp (B,T,C), summed in t order
-static void mean_pool_forward(float *out, const float *inp, const int32_t *lengths, int B, int T,
-                              int C) {
+// mean pooling: out (B,C) = the sum over t < lengths[b] of inp (B,T,C), in t order, divided
+// by counts[b] (or lengths[b])
+static void mean_pool_forward(float *out, const float *inp, const int32_t *lengths,
+                              const int32_t *counts, int B, int T, int C) {
     for (int b = 0; b < B; b++) {
         float *o = out + (size_t)b * C;
         for (int c = 0; c < C; c++) o[c] = 0.0f;
@@ -295,15 +297,15 @@ static void mean_pool_forward(float *out, const float *inp, const int32_t *lengt
             const float *x = inp + ((size_t)b * T + t) * C;
             for (int c = 0; c < C; c++) o[c] += x[c];
         }
-        float inv = 1.0f / (float)lengths[b];
+        float inv = 1.0f / (float)(counts ? counts[b] : lengths[b]);
         for (int c = 0; c < C; c++) o[c] *= inv;
     }
 }
 
-static void mean_pool_backward(float *dinp, const float *dout, const int32_t *lengths, int B,
-                               int T, int C) {
+static void mean_pool_backward(float *dinp, const float *dout, const int32_t *lengths,
+                               const int32_t *counts, int B, int T, int C) {
     for (int b = 0; b < B; b++) {
-        float inv = 1.0f / (float)lengths[b];
+        float inv = 1.0f / (float)(counts ? counts[b] : lengths[b]);
         const float *g = dout + (size_t)b * C;
         for (int t = 0; t < lengths[b]; t++) {
             float *d = dinp + ((size_t)b * T + t) * C;

@@ -131,11 +131,11 @@ void cuda_download(void *dst, const void *src, size_t bytes);
 void cuda_zero(void *p, size_t bytes);
 // encoder.cu
 template <typename A>
-void cuda_encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe,
-                          const float *wtt, int B, int T, int C);
+void cuda_encoder_forward(float *out, const int32_t *inp, const int32_t *pos, const float *wte,
+                          const float *wpe, const float *wtt, int B, int T, int C);
 template <typename A>
 void cuda_encoder_backward(float *dwte, float *dwpe, float *dwtt, const float *dout,
-                           const int32_t *inp, int B, int T, int C);
+                           const int32_t *inp, const int32_t *pos, int B, int T, int C);
 // layernorm.cu
 template <typename A>
 void cuda_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
@@ -165,11 +165,11 @@ void cuda_gather_rows(float *out, const float *inp, const int32_t *idx, int M, i
 template <typename A>
 void cuda_scatter_add_rows(float *dinp, const float *dout, const int32_t *idx, int M, int C);
 template <typename A>
-void cuda_mean_pool_forward(float *out, const float *inp, const int32_t *lengths, int B, int T,
-                            int C);
+void cuda_mean_pool_forward(float *out, const float *inp, const int32_t *lengths,
+                            const int32_t *counts, int B, int T, int C);
 template <typename A>
-void cuda_mean_pool_backward(float *dinp, const float *dout, const int32_t *lengths, int B,
-                             int T, int C);
+void cuda_mean_pool_backward(float *dinp, const float *dout, const int32_t *lengths,
+                             const int32_t *counts, int B, int T, int C);
 void cuda_scale(float *x, float s, size_t n);
 void cuda_params_to_bf16(float *dst, const float *src, size_t n, uint64_t seed);
 void cuda_matmul_gelu_forward_bf16_op(float *out, float *pre, const float *inp,

@@ -1,22 +1,23 @@
-// encoder.cu: the embedding of the CUDA backend: out (B,T,C) = wte[inp] + wpe[t] (+ wtt, BERT's
-// token-type row), and its backward, deterministic (dwte summed per token in a fixed order,
-// no float atomics).
+// encoder.cu: the embedding of the CUDA backend: out (B,T,C) = wte[inp] + wpe[t or pos] (+ wtt,
+// BERT's token-type row), and its backward, deterministic (dwte summed per token in a fixed
+// order, no float atomics; dwpe too when the positions are given).
 #include "kernels/cuda/vec.cuh"
 
 #include <cub/device/device_radix_sort.cuh>
 
 // ----------------------------------------------------------------------------
-// encoder: out (B,T,C) = wte[inp] + wpe[t] (+ wtt (C) when not NULL)
+// encoder: out (B,T,C) = wte[inp] + wpe[pos or t] (+ wtt (C) when not NULL)
 
 template <typename A>
-__global__ void encoder_forward_kernel(A *out, const int32_t *inp, const A *wte, const A *wpe,
-                                       const A *wtt, int T, int C, size_t total, bool vec) {
+__global__ void encoder_forward_kernel(A *out, const int32_t *inp, const int32_t *pos,
+                                       const A *wte, const A *wpe, const A *wtt, int T, int C,
+                                       size_t total, bool vec) {
     size_t i = ew_index();
     if (i >= total) return;
     // With vec, C % 4 == 0, so the 4 elements share one row.
     if (vec) {
         size_t n = i / C;
-        int c = (int)(i % C), t = (int)(n % T);
+        int c = (int)(i % C), t = pos ? pos[n] : (int)(n % T);
         float a[4], b[4];
         ld4(a, wte + (size_t)inp[n] * C, c, C, true);
         ld4(b, wpe + (size_t)t * C, c, C, true);
@@ -29,7 +30,7 @@ __global__ void encoder_forward_kernel(A *out, const int32_t *inp, const A *wte,
     } else {
         for (size_t j = i; j < i + 4 && j < total; j++) {
             size_t n = j / C;
-            int c = (int)(j % C), t = (int)(n % T);
+            int c = (int)(j % C), t = pos ? pos[n] : (int)(n % T);
             float x = to_f(wte[(size_t)inp[n] * C + c]) + to_f(wpe[(size_t)t * C + c]);
             if (wtt) x += to_f(wtt[c]);
             out[j] = from_f<A>(x);
@@ -38,13 +39,13 @@ __global__ void encoder_forward_kernel(A *out, const int32_t *inp, const A *wte,
 }
 
 template <typename A>
-void cuda_encoder_forward(float *out, const int32_t *inp, const float *wte,
-                                 const float *wpe, const float *wtt, int B, int T, int C) {
+void cuda_encoder_forward(float *out, const int32_t *inp, const int32_t *pos, const float *wte,
+                          const float *wpe, const float *wtt, int B, int T, int C) {
     size_t total = (size_t)B * T * C;
     bool vec = C % 4 == 0 && aligned16(out) && aligned16(wte) && aligned16(wpe) &&
                aligned16(wtt);
     encoder_forward_kernel<A><<<ew_blocks(total), EW_THREADS>>>(
-        (A *)out, inp, (const A *)wte, (const A *)wpe, (const A *)wtt, T, C, total, vec);
+        (A *)out, inp, pos, (const A *)wte, (const A *)wpe, (const A *)wtt, T, C, total, vec);
     cudaCheckLaunch();
 }
 
@@ -63,7 +64,7 @@ __global__ void iota_kernel(int32_t *p, int N) {
     if (i < N) p[i] = i;
 }
 
-// dwte from the positions sorted by token (tok; pos: their positions, increasing within a
+// dwte (or dwpe, by position) from the positions sorted by token (tok; pos: their positions, increasing within a
 // token), cut into chunks of S sorted positions. A run of one token inside a chunk is summed
 // there and added to its row (no other block touches that token). A run that crosses chunk
 // boundaries leaves one partial sum in each chunk it touches: part[2k] the piece at chunk k's
@@ -114,19 +115,12 @@ __global__ void wte_runs_kernel(float *dwte, const float *part, const int32_t *t
     }
 }
 
-// The positions sorted by token, stably: CUB's radix sort of the pairs (inp[i], i), O(N) and
-// deterministic; then the chunked sums above. (Before: an O(N^2) rank count and one block
-// summing each token's whole run; a Pathfinder-32 training step took 151 ms with them, 74 ms
-// with the sort alone: docs/PERF.md.)
+// dst[key[i]] += dout[i] for the N rows: the positions sorted by key, stably (CUB's radix
+// sort of the pairs (key[i], i), O(N) and deterministic), then the chunked sums above.
+// (Before: an O(N^2) rank count and one block summing each token's whole run; a Pathfinder-32
+// training step took 151 ms with them, 74 ms with the sort alone: docs/PERF.md.)
 template <typename A>
-void cuda_encoder_backward(float *dwte, float *dwpe, float *dwtt, const float *dout_,
-                                  const int32_t *inp, int B, int T, int C) {
-    int N = B * T;
-    size_t TC = (size_t)T * C;
-    const A *dout = (const A *)dout_;
-    if (dwtt) cuda_colsum_accumulate(dwtt, dout, N, C);
-    wpe_backward_kernel<A><<<cdiv(TC, 256), 256>>>(dwpe, dout, B, T, C);
-    cudaCheckLaunch();
+static void scatter_sorted(float *dst, const A *dout, const int32_t *key, int N, int C) {
     // S: a power of 2 near sqrt(N), so that a chunk's serial sum and a run's walk over the
     // chunks' partials are both about sqrt(N) long (1024 at a Pathfinder-32 batch's 524,288)
     int S = 64;
@@ -142,12 +136,30 @@ void cuda_encoder_backward(float *dwte, float *dwpe, float *dwtt, const float *d
     float *part = (float *)(mem + arrays);
     iota_kernel<<<cdiv(N, 256), 256>>>(iota, N);
     cudaCheckLaunch();
-    cudaCheck(cub::DeviceRadixSort::SortPairs(mem + arrays + parts, temp, inp, tok, iota, pos, N));
+    cudaCheck(cub::DeviceRadixSort::SortPairs(mem + arrays + parts, temp, key, tok, iota, pos, N));
     int threads = C < 256 ? 32 * cdiv(C, 32) : 256;
-    wte_chunks_kernel<A><<<chunks, threads>>>(dwte, part, dout, tok, pos, N, C, S);
+    wte_chunks_kernel<A><<<chunks, threads>>>(dst, part, dout, tok, pos, N, C, S);
     cudaCheckLaunch();
-    wte_runs_kernel<<<chunks, threads>>>(dwte, part, tok, N, C, S);
+    wte_runs_kernel<<<chunks, threads>>>(dst, part, tok, N, C, S);
     cudaCheckLaunch();
+}
+
+// dwpe: a sum over the batch per position, or, with the positions given (repeating across
+// the batch), the same sorted scatter as dwte's.
+template <typename A>
+void cuda_encoder_backward(float *dwte, float *dwpe, float *dwtt, const float *dout_,
+                           const int32_t *inp, const int32_t *pos, int B, int T, int C) {
+    int N = B * T;
+    size_t TC = (size_t)T * C;
+    const A *dout = (const A *)dout_;
+    if (dwtt) cuda_colsum_accumulate(dwtt, dout, N, C);
+    if (pos) {
+        scatter_sorted(dwpe, dout, pos, N, C);
+    } else {
+        wpe_backward_kernel<A><<<cdiv(TC, 256), 256>>>(dwpe, dout, B, T, C);
+        cudaCheckLaunch();
+    }
+    scatter_sorted(dwte, dout, inp, N, C);
 }
 
 

@@ -40,48 +40,49 @@ void cuda_scatter_add_rows(float *dinp, const float *dout, const int32_t *idx, i
 }
 
 // ----------------------------------------------------------------------------
-// mean pooling: out (B,C) = mean over t < lengths[b] of inp (B,T,C); one thread per (b,c),
-// the positions summed in order in fp32
+// mean pooling: out (B,C) = the sum over t < lengths[b] of inp (B,T,C) divided by n =
+// counts[b] (or lengths[b]); one thread per (b,c), the positions summed in order in fp32
 
 template <typename A>
-__global__ void mean_pool_forward_kernel(A *out, const A *inp, const int32_t *lengths, int B,
-                                         int T, int C) {
+__global__ void mean_pool_forward_kernel(A *out, const A *inp, const int32_t *lengths,
+                                         const int32_t *counts, int B, int T, int C) {
     int b = blockIdx.y, c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
-    int len = lengths[b];
+    int len = lengths[b], n = counts ? counts[b] : len;
     const A *x = inp + (size_t)b * T * C + c;
     float s = 0.0f;
     for (int t = 0; t < len; t++) s += to_f(x[(size_t)t * C]);
-    out[(size_t)b * C + c] = from_f<A>(s / (float)len);
+    out[(size_t)b * C + c] = from_f<A>(s / (float)n);
 }
 
-// dinp (B,T,C) += dout[b] / len on the first len positions: one thread per element
+// dinp (B,T,C) += dout[b] / n on the first len positions: one thread per element
 template <typename A>
-__global__ void mean_pool_backward_kernel(A *dinp, const A *dout, const int32_t *lengths, int T,
-                                          int C, size_t total) {
+__global__ void mean_pool_backward_kernel(A *dinp, const A *dout, const int32_t *lengths,
+                                          const int32_t *counts, int T, int C, size_t total) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= total) return;
     int c = (int)(i % C);
     size_t bt = i / C;
     int b = (int)(bt / T), t = (int)(bt % T), len = lengths[b];
     if (t >= len) return;
-    dinp[i] = from_f<A>(to_f(dinp[i]) + to_f(dout[(size_t)b * C + c]) / (float)len);
+    float n = (float)(counts ? counts[b] : len);
+    dinp[i] = from_f<A>(to_f(dinp[i]) + to_f(dout[(size_t)b * C + c]) / n);
 }
 
 template <typename A>
-void cuda_mean_pool_forward(float *out, const float *inp, const int32_t *lengths, int B, int T,
-                            int C) {
+void cuda_mean_pool_forward(float *out, const float *inp, const int32_t *lengths,
+                            const int32_t *counts, int B, int T, int C) {
     mean_pool_forward_kernel<A><<<dim3(cdiv(C, 128), B), 128>>>((A *)out, (const A *)inp,
-                                                                 lengths, B, T, C);
+                                                                 lengths, counts, B, T, C);
     cudaCheckLaunch();
 }
 
 template <typename A>
-void cuda_mean_pool_backward(float *dinp, const float *dout, const int32_t *lengths, int B,
-                             int T, int C) {
+void cuda_mean_pool_backward(float *dinp, const float *dout, const int32_t *lengths,
+                             const int32_t *counts, int B, int T, int C) {
     size_t total = (size_t)B * T * C;
     mean_pool_backward_kernel<A><<<cdiv(total, 256), 256>>>((A *)dinp, (const A *)dout, lengths,
-                                                            T, C, total);
+                                                            counts, T, C, total);
     cudaCheckLaunch();
 }
 

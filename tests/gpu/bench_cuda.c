@@ -59,12 +59,13 @@ static void prof_t1(int k, double t0) {
         prof_t1(k, t0);                                                                      \
     }
 PROF_VOID(P_ENC_F, encoder_forward,
-          (float *o, const int32_t *i, const float *a, const float *b, const float *t, int B,
-           int T, int C),
-          (o, i, a, b, t, B, T, C))
+          (float *o, const int32_t *i, const int32_t *p, const float *a, const float *b,
+           const float *t, int B, int T, int C),
+          (o, i, p, a, b, t, B, T, C))
 PROF_VOID(P_ENC_B, encoder_backward,
-          (float *a, float *b, float *t, const float *d, const int32_t *i, int B, int T, int C),
-          (a, b, t, d, i, B, T, C))
+          (float *a, float *b, float *t, const float *d, const int32_t *i, const int32_t *p,
+           int B, int T, int C),
+          (a, b, t, d, i, p, B, T, C))
 PROF_VOID(P_LN_F, layernorm_forward,
           (float *o, float *m, float *r, const float *x, const float *w, const float *b, int N,
            int C, float eps),
@@ -116,9 +117,11 @@ PROF_VOID(P_ROWS, gather_rows, (float *o, const float *x, const int32_t *i, int 
 PROF_VOID(P_ROWS, scatter_add_rows, (float *d, const float *g, const int32_t *i, int M, int C),
           (d, g, i, M, C))
 PROF_VOID(P_POOL, mean_pool_forward,
-          (float *o, const float *x, const int32_t *l, int B, int T, int C), (o, x, l, B, T, C))
+          (float *o, const float *x, const int32_t *l, const int32_t *n, int B, int T, int C),
+          (o, x, l, n, B, T, C))
 PROF_VOID(P_POOL, mean_pool_backward,
-          (float *d, const float *g, const int32_t *l, int B, int T, int C), (d, g, l, B, T, C))
+          (float *d, const float *g, const int32_t *l, const int32_t *n, int B, int T, int C),
+          (d, g, l, n, B, T, C))
 PROF_VOID(P_ARGMAX, argmax_rows, (int32_t *o, const float *x, int N, int V, int Vp),
           (o, x, N, V, Vp))
 PROF_VOID(P_MEM, zero, (void *p, size_t n), (p, n))

@@ -47,7 +47,10 @@ for res in 128 256; do
     build/pebble lra gen pathfinder --res $res --n $n --out /tmp/pf$res 2>&1 | tail -1 | tee -a "$LOG"
     echo "gen $res done, $(el)"
 done
+# dense: the configs' model.pad_token = 0 (the black pixels dropped); block-sparse: every pixel
+# (its pattern is of positions, which the drop would move)
 BS="--set model.attention=blocksparse --set attention.sparsity=local+global+random"
+BS="$BS --set model.pad_token=-1"
 row pathx-dense configs/lra-pathx.ini 128 16384 32
 row pathx-bs configs/lra-pathx.ini 128 16384 32 $BS
 row path256-dense configs/lra-path256.ini 256 65536 8

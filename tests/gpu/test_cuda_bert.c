@@ -101,20 +101,20 @@ static void ops_of(const pb_ops *o) {
     // encoder with the token-type row: forward, and its gradient (column sums)
     float *wte = rand_bf((size_t)V * C, 1), *wpe = rand_bf((size_t)T * C, 1), *wtt = rand_bf(C, 1);
     float *out = pb_malloc((size_t)N * C * 4);
-    H->encoder_forward(out, tok, wte, wpe, wtt, B, T, C);
+    H->encoder_forward(out, tok, NULL, wte, wpe, wtt, B, T, C);
     float *d_wte = dev(o, wte, (size_t)V * C), *d_wpe = dev(o, wpe, (size_t)T * C);
     float *d_wtt = dev(o, wtt, C), *d_out = o->alloc((size_t)N * C * 4);
-    o->encoder_forward(d_out, dtok, d_wte, d_wpe, d_wtt, B, T, C);
+    o->encoder_forward(d_out, dtok, NULL, d_wte, d_wpe, d_wtt, B, T, C);
     float *got = host(o, d_out, (size_t)N * C);
     snprintf(what, sizeof what, "%s encoder_forward with wtt", tab);
     expect_close(what, got, out, (size_t)N * C, tol_ew);
     free(got);
     float *g = rand_bf((size_t)N * C, 1), *gw = calloc((size_t)V * C, 4), *gp = calloc((size_t)T * C, 4);
     float *gt = calloc(C, 4);
-    H->encoder_backward(gw, gp, gt, g, tok, B, T, C);
+    H->encoder_backward(gw, gp, gt, g, tok, NULL, B, T, C);
     float *d_g = dev(o, g, (size_t)N * C), *d_gw = G->alloc((size_t)V * C * 4);
     float *d_gp = G->alloc((size_t)T * C * 4), *d_gt = G->alloc((size_t)C * 4);
-    o->encoder_backward(d_gw, d_gp, d_gt, d_g, dtok, B, T, C);
+    o->encoder_backward(d_gw, d_gp, d_gt, d_g, dtok, NULL, B, T, C);
     float *gt_got = pb_malloc((size_t)C * 4);
     G->download(gt_got, d_gt, (size_t)C * 4);  // fp32 in both tables
     snprintf(what, sizeof what, "%s encoder_backward dwtt", tab);
@@ -164,16 +164,16 @@ static void ops_of(const pb_ops *o) {
 
     // mean pooling over the unpadded positions, and its backward
     float *pool = pb_malloc((size_t)B * C * 4), *d_pool = o->alloc((size_t)B * C * 4);
-    H->mean_pool_forward(pool, x, len, B, T, C);
-    o->mean_pool_forward(d_pool, d_x, dlen, B, T, C);
+    H->mean_pool_forward(pool, x, len, NULL, B, T, C);
+    o->mean_pool_forward(d_pool, d_x, dlen, NULL, B, T, C);
     got = host(o, d_pool, (size_t)B * C);
     snprintf(what, sizeof what, "%s mean_pool_forward", tab);
     expect_close(what, got, pool, (size_t)B * C, tol_red);
     free(got);
     float *pg = rand_bf((size_t)B * C, 1), *d_pg = dev(o, pg, (size_t)B * C);
     float *pin = copy_host(dx0, (size_t)N * C), *d_pin = dev(o, dx0, (size_t)N * C);
-    H->mean_pool_backward(pin, pg, len, B, T, C);
-    o->mean_pool_backward(d_pin, d_pg, dlen, B, T, C);
+    H->mean_pool_backward(pin, pg, len, NULL, B, T, C);
+    o->mean_pool_backward(d_pin, d_pg, dlen, NULL, B, T, C);
     got = host(o, d_pin, (size_t)N * C);
     snprintf(what, sizeof what, "%s mean_pool_backward", tab);
     expect_close(what, got, pin, (size_t)N * C, tol_ew);
@@ -297,11 +297,13 @@ static void whole(const pb_ops *o, bert_head head, bert_pool pool) {
 // nearly equal (both mostly background), and token 0's embedding row sums ~1,740 positions'
 // gradients that mostly cancel; bf16's 2^-8 steps in the pooled features and the stack's
 // outputs show there in full. 1e-1 still catches a wrong kernel (an error of order 1).
-static void pathfinder_shape(const pb_ops *o) {
+// pad: the configs' model.pad_token = 0, the black pixels dropped (T 1024 -> 192 here: the
+// positions given to the embedding, the mean over the whole length).
+static void pathfinder_shape(const pb_ops *o, int pad) {
     bert_config c = {.n_layer = 2, .n_head = 2, .n_embd = 64, .ffn = 128, .seq_len = 1024,
                      .vocab_size = 256, .type_vocab = 2, .ln_eps = 1e-12f,
                      .head = BERT_HEAD_CLASSIFY, .num_labels = 2, .pool = BERT_POOL_MEAN,
-                     .pre_ln = 1, .attention = "auto", .dropout = 0.1f};
+                     .pre_ln = 1, .attention = "auto", .dropout = 0.1f, .drop_pad = pad};
     enum { B = 2, T = 1024 };
     static int32_t inp[B * T];
     int32_t lab[B] = {1, 0};
@@ -309,7 +311,8 @@ static void pathfinder_shape(const pb_ops *o) {
     pb_rng_seed(&r, 32);
     for (int i = 0; i < B * T; i++)
         inp[i] = pb_rng_u64(&r) % 100 < 85 ? 0 : (int32_t)(1 + pb_rng_u64(&r) % 255);
-    compare_model(o, &c, "pathfinder32", B, T, NULL, inp, NULL, lab, 0.1f, 5e-4, 1e-1);
+    compare_model(o, &c, pad ? "pathfinder32 pad_token" : "pathfinder32", B, T, NULL, inp, NULL,
+                  lab, 0.1f, 5e-4, 1e-1);
 }
 
 Test(cuda_bert, mlm_fp32) { whole(G, BERT_HEAD_MLM, BERT_POOL_CLS); }
@@ -317,8 +320,10 @@ Test(cuda_bert, cls_fp32) { whole(G, BERT_HEAD_CLASSIFY, BERT_POOL_CLS); }
 Test(cuda_bert, mean_fp32) { whole(G, BERT_HEAD_CLASSIFY, BERT_POOL_MEAN); }
 Test(cuda_bert, mlm_bf16) { whole(G16, BERT_HEAD_MLM, BERT_POOL_CLS); }
 Test(cuda_bert, mean_bf16) { whole(G16, BERT_HEAD_CLASSIFY, BERT_POOL_MEAN); }
-Test(cuda_bert, pathfinder32_fp32) { pathfinder_shape(G); }
-Test(cuda_bert, pathfinder32_bf16) { pathfinder_shape(G16); }
+Test(cuda_bert, pathfinder32_fp32) { pathfinder_shape(G, 0); }
+Test(cuda_bert, pathfinder32_bf16) { pathfinder_shape(G16, 0); }
+Test(cuda_bert, pathfinder32_pad_token_fp32) { pathfinder_shape(G, 1); }
+Test(cuda_bert, pathfinder32_pad_token_bf16) { pathfinder_shape(G16, 1); }
 
 // Ten AdamW steps of the MLM model in bf16 on fresh batches, twice: the two runs are equal
 // to the bit, and track the CPU run's losses within 1e-2 relative.

@@ -84,20 +84,20 @@ Test(bf16, encoder) {
     int32_t *inp = pb_malloc(N * 4);
     for (size_t i = 0; i < N; i++) inp[i] = (int32_t)(pb_rng_u64(&rng) % 7);  // repeats
     float *out = pb_malloc(NC * 4);
-    H->encoder_forward(out, inp, wte, wpe, NULL, B, T, C);
+    H->encoder_forward(out, inp, NULL, wte, wpe, NULL, B, T, C);
     float *d_wte = gpu_bf(wte, (size_t)V * C), *d_wpe = gpu_bf(wpe, (size_t)T * C);
     int32_t *d_inp = G->alloc(N * 4);
     G->upload(d_inp, inp, N * 4);
     float *d_out = G->alloc(NC * 2);
     poison_bf(d_out, NC);
-    G->encoder_forward(d_out, d_inp, d_wte, d_wpe, NULL, B, T, C);
+    G->encoder_forward(d_out, d_inp, NULL, d_wte, d_wpe, NULL, B, T, C);
     expect_dev("encoder_forward", d_out, 1, out, NULL, NC, 1e-2);
 
     float *g = rand_bf(NC, 1.0f), *gw = rand_bf((size_t)V * C, 1.0f), *gp = rand_bf((size_t)T * C, 1.0f);
     float *gw0 = copy_host(gw, (size_t)V * C), *gp0 = copy_host(gp, (size_t)T * C);
     float *d_g = gpu_bf(g, NC), *d_gw = gpu_f32(gw, (size_t)V * C), *d_gp = gpu_f32(gp, (size_t)T * C);
-    H->encoder_backward(gw, gp, NULL, g, inp, B, T, C);
-    G->encoder_backward(d_gw, d_gp, NULL, d_g, d_inp, B, T, C);
+    H->encoder_backward(gw, gp, NULL, g, inp, NULL, B, T, C);
+    G->encoder_backward(d_gw, d_gp, NULL, d_g, d_inp, NULL, B, T, C);
     expect_dev("encoder_backward dwte (fp32)", d_gw, 0, gw, gw0, (size_t)V * C, 1e-5);
     expect_dev("encoder_backward dwpe (fp32)", d_gp, 0, gp, gp0, (size_t)T * C, 1e-5);
     G->free(d_wte), G->free(d_wpe), G->free(d_inp), G->free(d_out), G->free(d_g), G->free(d_gw),

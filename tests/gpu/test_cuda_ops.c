@@ -131,12 +131,12 @@ static void check_encoder(int B, int T, int C, int vocab_used, int zeros) {
                      : (int32_t)(pb_rng_u64(&rng) % (uint64_t)vocab_used) * 3;
     float *wte = rand_host((size_t)Vp * C, 1.0f), *wpe = rand_host((size_t)T * C, 1.0f);
     float *out = pb_malloc((size_t)N * C * sizeof(float));
-    H->encoder_forward(out, inp, wte, wpe, NULL, B, T, C);
+    H->encoder_forward(out, inp, NULL, wte, wpe, NULL, B, T, C);
     int32_t *dinp = to_gpu(inp, (size_t)N * sizeof(int32_t));
     float *dwte = to_gpu(wte, (size_t)Vp * C * 4), *dwpe = to_gpu(wpe, (size_t)T * C * 4);
     float *dout = G->alloc((size_t)N * C * 4);
     poison(dout, (size_t)N * C);
-    G->encoder_forward(dout, dinp, dwte, dwpe, NULL, B, T, C);
+    G->encoder_forward(dout, dinp, NULL, dwte, dwpe, NULL, B, T, C);
     snprintf(what, sizeof what, "encoder_forward B%d T%d C%d", B, T, C);
     expect_gpu_close(what, dout, out, (size_t)N * C, 1e-6);
 
@@ -146,8 +146,8 @@ static void check_encoder(int B, int T, int C, int vocab_used, int zeros) {
     float *gwte0 = copy_host(gwte, (size_t)Vp * C), *gwpe0 = copy_host(gwpe, (size_t)T * C);
     float *d_g = to_gpu(g, (size_t)N * C * 4);
     float *d_gwte = to_gpu(gwte, (size_t)Vp * C * 4), *d_gwpe = to_gpu(gwpe, (size_t)T * C * 4);
-    H->encoder_backward(gwte, gwpe, NULL, g, inp, B, T, C);
-    G->encoder_backward(d_gwte, d_gwpe, NULL, d_g, dinp, B, T, C);
+    H->encoder_backward(gwte, gwpe, NULL, g, inp, NULL, B, T, C);
+    G->encoder_backward(d_gwte, d_gwpe, NULL, d_g, dinp, NULL, B, T, C);
     // dwte against sums in double: a token's run of ~59,000 positions (zeros = 90) summed in
     // fp32 in position order, as the CPU does, is itself ~4e-6 off; the GPU's chunked sums
     // are ~4e-7 off (an emulation of both orders on such data, before the test ran)
@@ -165,7 +165,7 @@ static void check_encoder(int B, int T, int C, int vocab_used, int zeros) {
     // determinism: the same call from the same state gives the same bits
     float *first = from_gpu(d_gwte, (size_t)Vp * C);
     G->upload(d_gwte, gwte0, (size_t)Vp * C * 4);
-    G->encoder_backward(d_gwte, d_gwpe, NULL, d_g, dinp, B, T, C);
+    G->encoder_backward(d_gwte, d_gwpe, NULL, d_g, dinp, NULL, B, T, C);
     float *again = from_gpu(d_gwte, (size_t)Vp * C);
     cr_expect(memcmp(first, again, (size_t)Vp * C * 4) == 0,
               "encoder_backward B%d T%d C%d differs between two identical calls", B, T, C);
