@@ -64,8 +64,8 @@ __global__ void iota_kernel(int32_t *p, int N) {
     if (i < N) p[i] = i;
 }
 
-// dwte (or dwpe, by position) from the positions sorted by token (tok; pos: their positions, increasing within a
-// token), cut into chunks of S sorted positions. A run of one token inside a chunk is summed
+// dwte (or dwpe, by position) from the rows sorted by token (tok; pos: their rows, increasing
+// within a token), cut into chunks of S sorted rows. A run of one token inside a chunk is summed
 // there and added to its row (no other block touches that token). A run that crosses chunk
 // boundaries leaves one partial sum in each chunk it touches: part[2k] the piece at chunk k's
 // start when it continues a run from before, part[2k+1] the piece at its end when the run
