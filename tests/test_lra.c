@@ -18,6 +18,7 @@
 #include "data/lra/lra.h"
 #include "data/lseq.h"
 #include "tests/cli.h"
+#include "tests/fixture.h"
 
 TestSuite(lra, .fini = cleanup);
 
@@ -346,6 +347,65 @@ Test(lra, pathfinder_image_statistics, .timeout = 120) {
                   lit, mean);
     }
 }
+// The drawing against PIL itself (tests/fixtures/gen_pathfinder_fixture.py, Debian 12's
+// Pillow 9.4: the paddle and marker images as snakes2 made LRA's, PIL's lines and 8-bit
+// Lanczos): every pixel of ~100 paddles per resolution and margin (lines 1 pixel wide at 2x
+// at 32 px, PIL's Bresenham walk; 2-4 at 64-256, PIL's quadrilateral) and of each marker
+// equal. (LRA's Pillow of 2019 may have filled wide lines a little differently.)
+static const fx_record *pf_rec(const char *fmt, int res, int m) {
+    char name[64];
+    snprintf(name, sizeof name, fmt, res, m);
+    fx_load("tests/fixtures/pathfinder_draw.bin");
+    return fx_get(name);
+}
+Test(lra, pathfinder_drawing_matches_pil) {
+    static const int res[4] = {32, 64, 128, 256};
+    for (int r = 0; r < 4; r++) {
+        lra_pf_params p;
+        char err[256];
+        cr_assert(lra_pf_params_for(res[r], "hard", &p, err, sizeof err) == 0, "%s", err);
+        for (int mi = 0; mi < p.num_margins; mi++) {
+            int m = p.margins[mi], h = p.paddle_length + (int)ceil(p.thickness) + m;
+            int s1 = 2 * h + 1, s2 = 2 * h * 2 + 1;
+            const fx_record *ang = pf_rec("paddle.%d.%d.angles", res[r], m);
+            const int32_t *want = pf_rec("paddle.%d.%d.images", res[r], m)->data;
+            lra_pil_taps t;
+            lra_pil_taps_init(&t, s2, s1);
+            uint8_t *mini = malloc((size_t)s1 * s1), *scratch = malloc((size_t)s2 * (s2 + s1));
+            long off = 0, worst = 0, n = 0;
+            for (size_t a = 0; a < ang->numel / 2; a++) {
+                double angle;
+                memcpy(&angle, (const char *)ang->data + 8 * a, 8);
+                lra_pf_paddle_image(&p, m, angle, &t, mini, scratch);
+                for (int i = 0; i < s1 * s1; i++, n++) {
+                    long d = labs((long)mini[i] - want[a * s1 * s1 + i]);
+                    off += d > 1, worst = d > worst ? d : worst;
+                }
+            }
+            cr_expect(worst == 0, "%d px margin %d: %ld of %ld paddle pixels more than 1 grey "
+                      "level from PIL's, the worst %ld", res[r], m, off, n, worst);
+            lra_pil_taps_free(&t);
+            free(mini);
+            free(scratch);
+        }
+        const fx_record *pos = pf_rec("marker.%d.pos", res[r], 0);
+        const int32_t *at = pos->data, *want = pf_rec("marker.%d.images", res[r], 0)->data;
+        int n = res[r];
+        lra_pil_taps t;
+        lra_pil_taps_init(&t, 2 * n, n);
+        uint8_t *img = malloc((size_t)n * n), *scratch = malloc((size_t)6 * n * n);
+        for (size_t k = 0; k < pos->numel / 2; k++) {
+            lra_pf_marker_image(n, p.marker_radius, at[2 * k], at[2 * k + 1], &t, img, scratch);
+            for (int i = 0; i < n * n; i++)
+                cr_assert_eq(img[i], want[k * n * n + i], "%d px marker %zu pixel %d: %d, PIL %d",
+                             n, k, i, img[i], want[k * n * n + i]);
+        }
+        lra_pil_taps_free(&t);
+        free(img);
+        free(scratch);
+    }
+}
+
 Test(lra, pathfinder_markers_follow_the_scene_graph_64_128) {
     check_scenes(64, 20);
     check_scenes(128, 20);

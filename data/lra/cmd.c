@@ -311,10 +311,6 @@ static int listops_cmd(const opts *o) {
 static int pathfinder_cmd(const opts *o) {
     char err[1024];
     lra_pf_params p;
-#ifdef PB_NO_CAIRO
-    pb_die(PB_EXIT_RUNTIME, "lra: pathfinder: pebble was built without cairo (install "
-           "libcairo2-dev and rebuild)");
-#endif
     if (!o->res) pb_die(PB_EXIT_USAGE, "lra: pathfinder needs --res 32|64|128|256");
     if (lra_pf_params_for(o->res, o->difficulty ? o->difficulty : "hard", &p, err, sizeof err))
         pb_die(PB_EXIT_USAGE, "lra: pathfinder: %s", err);

@@ -110,6 +110,28 @@ typedef struct lra_pf_scene {
     int margin;
 } lra_pf_scene;
 
+// PIL's 8-bit Lanczos resize of a square image from in to out pixels a side (libImaging/
+// Resample.c: the filter stretched by the scale, fixed-point taps, a horizontal then a
+// vertical pass, each rounded and clipped to 0..255): how snakes2's images were made smaller.
+typedef struct lra_pil_taps {
+    int in, out, ksize;
+    int *bounds;  // [2 out] first input pixel and count per output pixel
+    int32_t *k;   // [out ksize] taps with 22 fraction bits
+} lra_pil_taps;
+void lra_pil_taps_init(lra_pil_taps *t, int in, int out);
+void lra_pil_taps_free(lra_pil_taps *t);
+// out (t->out)^2 from in (t->in)^2; tmp holds t->in * t->out bytes.
+void lra_pil_resize(const lra_pil_taps *t, const uint8_t *in, uint8_t *out, uint8_t *tmp);
+// One paddle's image as snakes2's draw_line_n_mask makes it before its contrast (2h+1 pixels a
+// side, h = paddle_length + ceil(thickness) + margin, the paddle's pixel at the centre), from
+// t = taps of (2 h AA + 1) -> (2h + 1), AA = 2; scratch holds (2 h AA + 1)(2 h AA + 2h + 2)
+// bytes. And a marker's, draw_circle's: the n x n image of the disk of radius r at (y, x), from
+// t = taps of 2n -> n; scratch holds 2n (3n) bytes.
+void lra_pf_paddle_image(const lra_pf_params *p, int margin, double angle,
+                         const lra_pil_taps *t, uint8_t *mini, uint8_t *scratch);
+void lra_pf_marker_image(int n, double radius, int y, int x, const lra_pil_taps *t,
+                         uint8_t *out, uint8_t *scratch);
+
 typedef struct lra_pf_gen lra_pf_gen;
 lra_pf_gen *lra_pf_gen_new(const lra_pf_params *p);
 void lra_pf_gen_free(lra_pf_gen *g);

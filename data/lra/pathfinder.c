@@ -13,24 +13,20 @@
 //   - a seed's tail is drawn uniformly from the pixels where the paddle's footprint core fits
 //     (the original dilates the whole mask by the paddle for every draw); here by rejection
 //     from a superset (tails whose core disk is clear), which is the same distribution;
-//   - the image is drawn with cairo (anti-aliased, at 1x) rather than PIL at 2x + Lanczos,
-//     then scaled as scipy.misc.imsave did: min -> 0, max -> 255 (see lra_pf_image).
+// The image is drawn as the original drew it (the "drawing" section): PIL's aliased lines and
+// disks at twice the resolution, PIL's 8-bit Lanczos resize to 1x, each element scaled by its
+// contrast, layers by maximum, and the whole scaled as scipy.misc.imsave did: min -> 0, max ->
+// 255. (Before the twelfth session pebble drew with cairo, anti-aliased at 1x: thinner,
+// dotted paddles and heavier markers than LRA's images.)
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-// Without cairo (PB_NO_CAIRO: the Makefile found no libcairo) scenes are still laid out, but
-// no image can be drawn: lra_pf_image says so.
-#ifndef PB_NO_CAIRO
-#include <cairo/cairo.h>
-#endif
 
 #include "data/lra/lra.h"
 
 #define OCCUPIED 0.3f    // the original's ceil(mask - 0.3): a pixel above it is taken
 #define COLLIDE 1.8f     // the original's max(mask + m_im) < 1.8 for a new paddle
 #define STOP_FREE 0.01   // stop_with_availability: give up below 1% free pixels
-#define SCRATCH 64       // side of the cairo surface one element is drawn on
 #define REJECT_TRIES 32  // random tails tried before the exhaustive scan
 
 // ---------------------------------------------------------------------------------------
@@ -128,10 +124,10 @@ struct lra_pf_gen {
     int cap_paddles, cap_contours;
     lra_pf_paddle *target[2];  // the two target contours while they are laid
     pb_rng rng;
-#ifndef PB_NO_CAIRO
-    cairo_surface_t *scratch;
-    cairo_t *cr;
-#endif
+    // drawing: the resize taps of a paddle's canvas (per margin) and of a marker's image
+    int margin_index;
+    lra_pil_taps paddle_taps[2], marker_taps;
+    uint8_t *mini, *marker, *scratch;  // a paddle's image, a marker's, the canvases
 };
 
 static int rand_int(pb_rng *r, int lo, int hi) {  // [lo, hi), numpy's randint
@@ -523,75 +519,221 @@ static int make_targets(lra_pf_gen *g) {
 }
 
 // ---------------------------------------------------------------------------------------
-// drawing
+// drawing, as snakes2 drew LRA's images: each element in 8 bits at AA times the resolution
+// with PIL's aliased primitives, resized to 1x with PIL's Lanczos (scipy.misc.imresize, which
+// byte-scaled its input and resized in PIL's 8-bit 'L' mode), then scaled by its contrast; the
+// layers combined by maximum (np.maximum), and the whole scaled min -> 0, max -> 255 at the end
+// (scipy.misc.imsave).
 
-// Draws one element (a stroked segment, or a filled disk when len == 0) with cairo on the
-// scratch surface and takes value * coverage into the image by max, as the original
-// combined its layers with np.maximum.
-static void draw_element(lra_pf_gen *g, double cy, double cx, double angle, double len,
-                         double width, double value) {
-    double ey = cy + len * sin(angle), ex = cx + len * cos(angle);
-    double r = len > 0 ? width / 2 + 1 : width + 1;
-    int y0 = (int)floor(fmin(cy, ey) - r), y1 = (int)ceil(fmax(cy, ey) + r);
-    int x0 = (int)floor(fmin(cx, ex) - r), x1 = (int)ceil(fmax(cx, ex) + r);
-    if (y0 < 0) y0 = 0;
-    if (x0 < 0) x0 = 0;
-    if (y1 > g->n) y1 = g->n;
-    if (x1 > g->n) x1 = g->n;
-    if (y1 <= y0 || x1 <= x0) return;
-    PB_ASSERT(y1 - y0 <= SCRATCH && x1 - x0 <= SCRATCH);
-#ifndef PB_NO_CAIRO
-    cairo_surface_flush(g->scratch);
-    unsigned char *d = cairo_image_surface_get_data(g->scratch);
-    int stride = cairo_image_surface_get_stride(g->scratch);
-    for (int y = 0; y < y1 - y0; y++) memset(d + (size_t)y * stride, 0, (size_t)(x1 - x0));
-    cairo_surface_mark_dirty(g->scratch);
-    cairo_t *cr = g->cr;
-    cairo_save(cr);
-    cairo_translate(cr, -x0, -y0);
-    if (len > 0) {
-        cairo_set_line_width(cr, width);
-        cairo_move_to(cr, cx, cy);
-        cairo_line_to(cr, ex, ey);
-        cairo_stroke(cr);
-    } else {
-        cairo_arc(cr, cx, cy, width, 0, 2 * M_PI);
-        cairo_fill(cr);
-    }
-    cairo_restore(cr);
-    cairo_surface_flush(g->scratch);
-    for (int y = y0; y < y1; y++)
-        for (int x = x0; x < x1; x++) {
-            float v = (float)(value * d[(size_t)(y - y0) * stride + (x - x0)] / 255.0);
-            float *o = &g->image[y * g->n + x];
-            if (v > *o) *o = v;
+#define AA 2  // snakes2's antialias_scale, 2 at every resolution LRA made
+
+// PIL's Lanczos-3 resampling of 8-bit images (libImaging/Resample.c, as since Pillow 3.4):
+// per output pixel the taps of the filter stretched by the scale, normalised, in fixed point
+// with 22 fraction bits; the horizontal pass into an 8-bit image, then the vertical pass, each
+// rounded and clipped to 0..255.
+#define PIL_BITS 22
+
+static double sinc(double x) { return x == 0.0 ? 1.0 : sin(x * M_PI) / (x * M_PI); }
+static double lanczos3(double x) { return x >= -3.0 && x < 3.0 ? sinc(x) * sinc(x / 3.0) : 0.0; }
+
+void lra_pil_taps_init(lra_pil_taps *t, int in, int out) {
+    double scale = (double)in / out, fs = scale < 1.0 ? 1.0 : scale, support = 3.0 * fs;
+    t->in = in, t->out = out;
+    t->ksize = (int)ceil(support) * 2 + 1;
+    t->bounds = pb_calloc((size_t)out * 2, sizeof(int));
+    t->k = pb_calloc((size_t)out * t->ksize, sizeof(int32_t));
+    double *w = pb_calloc((size_t)t->ksize, sizeof(double));
+    for (int o = 0; o < out; o++) {
+        double center = (o + 0.5) * scale, sum = 0.0;
+        int lo = (int)(center - support + 0.5), hi = (int)(center + support + 0.5);
+        if (lo < 0) lo = 0;
+        if (hi > in) hi = in;
+        for (int x = 0; x < hi - lo; x++) sum += w[x] = lanczos3((x + lo - center + 0.5) / fs);
+        for (int x = 0; x < hi - lo; x++) {
+            double v = sum != 0.0 ? w[x] / sum : w[x];
+            t->k[(size_t)o * t->ksize + x] = (int32_t)(v < 0 ? -0.5 + v * (1 << PIL_BITS)
+                                                             : 0.5 + v * (1 << PIL_BITS));
         }
-#endif
+        t->bounds[2 * o] = lo, t->bounds[2 * o + 1] = hi - lo;
+    }
+    free(w);
 }
 
-static int render(lra_pf_gen *g, uint8_t *pixels, char *err, size_t errlen) {
+void lra_pil_taps_free(lra_pil_taps *t) {
+    free(t->bounds);
+    free(t->k);
+}
+
+static uint8_t clip8(int64_t v) {
+    if (v >= (int64_t)255 << PIL_BITS) return 255;
+    if (v <= 0) return 0;
+    return (uint8_t)(v >> PIL_BITS);
+}
+
+// Output rows y0..y1-1 and columns x0..x1-1 of the n x n resize of in (m x m), t made for
+// m -> n (the rest of out untouched); tmp holds m x n bytes. Only the input rows those output
+// rows read go through the horizontal pass.
+static void pil_resize_window(const lra_pil_taps *t, const uint8_t *in, uint8_t *out,
+                              uint8_t *tmp, int y0, int y1, int x0, int x1) {
+    int m = t->in, n = t->out;
+    int r0 = t->bounds[2 * y0], r1 = t->bounds[2 * (y1 - 1)] + t->bounds[2 * (y1 - 1) + 1];
+    for (int y = r0; y < r1; y++)  // horizontal
+        for (int o = x0; o < x1; o++) {
+            const int32_t *k = t->k + (size_t)o * t->ksize;
+            int lo = t->bounds[2 * o], len = t->bounds[2 * o + 1];
+            int64_t acc = 1 << (PIL_BITS - 1);
+            for (int x = 0; x < len; x++) acc += (int64_t)in[(size_t)y * m + lo + x] * k[x];
+            tmp[(size_t)y * n + o] = clip8(acc);
+        }
+    for (int o = y0; o < y1; o++)  // vertical
+        for (int x = x0; x < x1; x++) {
+            const int32_t *k = t->k + (size_t)o * t->ksize;
+            int lo = t->bounds[2 * o], len = t->bounds[2 * o + 1];
+            int64_t acc = 1 << (PIL_BITS - 1);
+            for (int y = 0; y < len; y++) acc += (int64_t)tmp[(size_t)(lo + y) * n + x] * k[y];
+            out[(size_t)o * n + x] = clip8(acc);
+        }
+}
+
+void lra_pil_resize(const lra_pil_taps *t, const uint8_t *in, uint8_t *out, uint8_t *tmp) {
+    pil_resize_window(t, in, out, tmp, 0, t->out, 0, t->out);
+}
+
+static void put(uint8_t *c, int s, int x, int y) {
+    if (x >= 0 && x < s && y >= 0 && y < s) c[(size_t)y * s + x] = 255;
+}
+
+// PIL's ImageDraw.line of width 1 from (x0, y0) to (x1, y1) on an s x s canvas: its Bresenham
+// walk (libImaging/Draw.c), which leaves out the end, then the end point (_draw_lines).
+static void pil_line(uint8_t *c, int s, int x0, int y0, int x1, int y1) {
+    int dx = abs(x1 - x0), dy = abs(y1 - y0), xs = x1 < x0 ? -1 : 1, ys = y1 < y0 ? -1 : 1;
+    int X = x0, Y = y0;
+    if (dx > dy || dy == 0) {  // horizontal slope (or horizontal)
+        int e = 2 * dy - dx;
+        for (int i = 0; i < dx; i++) {
+            put(c, s, X, Y);
+            if (dy && e >= 0) Y += ys, e -= 2 * dx;
+            e += 2 * dy, X += xs;
+        }
+    } else {
+        int e = 2 * dx - dy;
+        for (int i = 0; i < dy; i++) {
+            put(c, s, X, Y);
+            if (dx && e >= 0) X += xs, e -= 2 * dy;
+            e += 2 * dx, Y += ys;
+        }
+    }
+    put(c, s, x1, y1);
+}
+
+static int round_up(double f) { return (int)(f >= 0 ? floor(f + 0.5) : -floor(fabs(f) + 0.5)); }
+static int round_down(double f) { return (int)(f >= 0 ? ceil(f - 0.5) : -ceil(fabs(f) - 0.5)); }
+
+// A wider PIL line: the quadrilateral of ImagingDrawWideLine (Pillow 9), its corners the ends
+// offset by half the width rounded both ways, filled where a pixel's centre row crosses it
+// between the crossings rounded inward (its polygon scanlines).
+static void pil_wide_line(uint8_t *c, int s, int x0, int y0, int x1, int y1, int width) {
+    int dx = x1 - x0, dy = y1 - y0;
+    if (dx == 0 && dy == 0) {
+        put(c, s, x0, y0);
+        return;
+    }
+    double big = hypot(dx, dy), small = (width - 1) / 2.0;
+    double rmax = round_up(small) / big, rmin = round_down(small) / big;
+    int dxmin = round_down(rmin * dy), dxmax = round_down(rmax * dy);
+    int dymin = round_down(rmin * dx), dymax = round_down(rmax * dx);
+    double vx[4] = {x0 - dxmin, x1 - dxmin, x1 + dxmax, x0 + dxmax};
+    double vy[4] = {y0 + dymax, y1 + dymax, y1 - dymin, y0 - dymin};
+    double ylo = vy[0], yhi = vy[0];
+    for (int k = 1; k < 4; k++) ylo = fmin(ylo, vy[k]), yhi = fmax(yhi, vy[k]);
+    for (int y = (int)ceil(ylo); y <= (int)floor(yhi); y++) {
+        double lo = INFINITY, hi = -INFINITY;
+        for (int k = 0; k < 4; k++) {
+            double ax = vx[k], ay = vy[k], bx = vx[(k + 1) % 4], by = vy[(k + 1) % 4];
+            if (ay == by) {  // a horizontal edge on this row: its span
+                if (ay == y) lo = fmin(lo, fmin(ax, bx)), hi = fmax(hi, fmax(ax, bx));
+                continue;
+            }
+            if (y < fmin(ay, by) || y > fmax(ay, by)) continue;
+            double x = ax + (y - ay) * (bx - ax) / (by - ay);
+            lo = fmin(lo, x), hi = fmax(hi, x);
+        }
+        for (int x = round_up(lo); x <= round_down(hi); x++) put(c, s, x, y);
+    }
+}
+
+// One paddle as snakes2's draw_line_n_mask draws it: a line of width round(thickness * AA)
+// from the centre of a canvas of 2 h AA + 1 pixels, h = length + ceil(thickness) + margin,
+// towards angle for length * AA pixels (the end rounded up, as translate_coord), resized to
+// 2h + 1 pixels; mini gets that image (0..255), centred on the paddle's pixel.
+void lra_pf_paddle_image(const lra_pf_params *p, int margin, double angle,
+                         const lra_pil_taps *t, uint8_t *mini, uint8_t *scratch) {
+    int L = p->paddle_length, h = L + (int)ceil(p->thickness) + margin;
+    int s2 = 2 * h * AA + 1, c2 = h * AA, width = (int)nearbyint(p->thickness * AA);
+    PB_ASSERT(t->in == s2 && t->out == 2 * h + 1);
+    uint8_t *canvas = scratch, *tmp = scratch + (size_t)s2 * s2;
+    memset(canvas, 0, (size_t)s2 * s2);
+    int hy, hx;
+    translate(c2, c2, angle, L * AA, &hy, &hx);
+    if (width <= 1) pil_line(canvas, s2, c2, c2, hx, hy);
+    else pil_wide_line(canvas, s2, c2, c2, hx, hy, width);
+    lra_pil_resize(t, canvas, mini, tmp);
+}
+
+// A marker as snakes2's draw_circle draws it: the pixels of the AA-times image within
+// radius AA r of pixel (AA y, AA x) set, resized to the image's side; out gets it (0..255).
+void lra_pf_marker_image(int n, double radius, int y, int x, const lra_pil_taps *t,
+                         uint8_t *out, uint8_t *scratch) {
+    int m = n * AA;
+    PB_ASSERT(t->in == m && t->out == n);
+    uint8_t *canvas = scratch, *tmp = scratch + (size_t)m * m;
+    double r2 = radius * AA * radius * AA;
+    // The disk and the output pixels whose taps reach it (the filter spans 3 output pixels
+    // each side); the rest of the image is 0, as the resize of nothing gives.
+    int w = (int)ceil(radius) + 4;
+    int y0 = y - w < 0 ? 0 : y - w, y1 = y + w + 1 > n ? n : y + w + 1;
+    int x0 = x - w < 0 ? 0 : x - w, x1 = x + w + 1 > n ? n : x + w + 1;
+    memset(out, 0, (size_t)n * n);
+    if (y1 <= y0 || x1 <= x0) return;
+    int r0 = t->bounds[2 * y0], r1 = t->bounds[2 * (y1 - 1)] + t->bounds[2 * (y1 - 1) + 1];
+    for (int i = r0; i < r1; i++)  // the input rows the window's taps read
+        for (int j = 0; j < m; j++) {
+            double dy = i - y * AA, dx = j - x * AA;
+            canvas[(size_t)i * m + j] = dy * dy + dx * dx <= r2 ? 255 : 0;
+        }
+    pil_resize_window(t, canvas, out, tmp, y0, y1, x0, x1);
+}
+
+static void render(lra_pf_gen *g, uint8_t *pixels) {
     const lra_pf_scene *sc = &g->scene;
-    size_t np = (size_t)g->n * g->n;
+    int n = g->n, h = g->p.paddle_length + (int)ceil(g->p.thickness) + g->margin;
+    int s1 = 2 * h + 1;
+    const lra_pil_taps *t = &g->paddle_taps[g->margin_index];
+    size_t np = (size_t)n * n;
     memset(g->image, 0, np * sizeof *g->image);
     for (int k = 0; k < sc->num_paddles; k++) {
         const lra_pf_paddle *pd = &sc->paddles[k];
         int target = sc->contours[pd->contour].kind == LRA_PF_TARGET;
-        double value = g->p.snake_contrast * (target ? g->p.paddle_contrast : 1.0);
-        draw_element(g, pd->y + 0.5, pd->x + 0.5, pd->angle, g->p.paddle_length,
-                     g->p.thickness, value);
+        float contrast = (float)(g->p.snake_contrast * (target ? g->p.paddle_contrast : 1.0));
+        lra_pf_paddle_image(&g->p, g->margin, pd->angle, t, g->mini, g->scratch);
+        int y0 = (int)pd->y - h, x0 = (int)pd->x - h;
+        for (int i = 0; i < s1; i++)
+            for (int j = 0; j < s1; j++) {
+                int y = y0 + i, x = x0 + j;
+                if (y < 0 || y >= n || x < 0 || x >= n) continue;
+                float v = g->mini[i * s1 + j] / 255.0f * contrast;
+                float *o = &g->image[(size_t)y * n + x];
+                if (v > *o) *o = v;
+            }
     }
-    for (int k = 0; k < 2; k++)
-        draw_element(g, sc->marker_y[k] + 0.5, sc->marker_x[k] + 0.5, 0, 0, g->p.marker_radius,
-                     1.0);
-#ifdef PB_NO_CAIRO
-    pb_seterr(err, errlen, "pebble was built without cairo (libcairo2-dev): no images");
-    return -1;
-#else
-    if (cairo_status(g->cr) != CAIRO_STATUS_SUCCESS) {
-        pb_seterr(err, errlen, "cairo: %s", cairo_status_to_string(cairo_status(g->cr)));
-        return -1;
+    for (int k = 0; k < 2; k++) {
+        lra_pf_marker_image(n, g->p.marker_radius, sc->marker_y[k], sc->marker_x[k],
+                            &g->marker_taps, g->marker, g->scratch);
+        for (size_t i = 0; i < np; i++) {
+            float v = g->marker[i] / 255.0f;
+            if (v > g->image[i]) g->image[i] = v;
+        }
     }
-#endif
     // scipy.misc.imsave's byte scaling: min -> 0, max -> 255, rounded half up
     float lo = g->image[0], hi = g->image[0];
     for (size_t i = 1; i < np; i++) {
@@ -600,7 +742,6 @@ static int render(lra_pf_gen *g, uint8_t *pixels, char *err, size_t errlen) {
     }
     double scale = hi > lo ? 255.0 / (hi - lo) : 0.0;
     for (size_t i = 0; i < np; i++) pixels[i] = (uint8_t)((g->image[i] - lo) * scale + 0.5);
-    return 0;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -627,21 +768,30 @@ lra_pf_gen *lra_pf_gen_new(const lra_pf_params *p) {
     g->scan = pb_calloc(np, sizeof *g->scan);
     g->target[0] = pb_calloc(LRA_PF_MAX_CONTOUR, sizeof(lra_pf_paddle));
     g->target[1] = pb_calloc(LRA_PF_MAX_CONTOUR, sizeof(lra_pf_paddle));
-#ifndef PB_NO_CAIRO
-    g->scratch = cairo_image_surface_create(CAIRO_FORMAT_A8, SCRATCH, SCRATCH);
-    g->cr = cairo_create(g->scratch);
-    cairo_set_line_cap(g->cr, CAIRO_LINE_CAP_BUTT);  // PIL's lines have no caps
-    cairo_set_source_rgba(g->cr, 0, 0, 0, 1);
-#endif
+    size_t most = 0, mini = 0;
+    for (int k = 0; k < p->num_margins; k++) {
+        int h = p->paddle_length + (int)ceil(p->thickness) + p->margins[k];
+        size_t s2 = (size_t)(2 * h * AA + 1), s1 = (size_t)(2 * h + 1);
+        lra_pil_taps_init(&g->paddle_taps[k], (int)s2, (int)s1);
+        most = s2 * (s2 + s1) > most ? s2 * (s2 + s1) : most;
+        mini = s1 * s1 > mini ? s1 * s1 : mini;
+    }
+    size_t m = (size_t)p->res * AA;
+    lra_pil_taps_init(&g->marker_taps, (int)m, p->res);
+    most = m * (m + p->res) > most ? m * (m + p->res) : most;
+    g->scratch = pb_calloc(most, 1);
+    g->mini = pb_calloc(mini, 1);
+    g->marker = pb_calloc(np, 1);
     return g;
 }
 
 void lra_pf_gen_free(lra_pf_gen *g) {
     if (!g) return;
-#ifndef PB_NO_CAIRO
-    cairo_destroy(g->cr);
-    cairo_surface_destroy(g->scratch);
-#endif
+    for (int k = 0; k < g->p.num_margins; k++) lra_pil_taps_free(&g->paddle_taps[k]);
+    lra_pil_taps_free(&g->marker_taps);
+    free(g->scratch);
+    free(g->mini);
+    free(g->marker);
     free(g->mask);
     free(g->base_mask);
     free(g->image);
@@ -675,6 +825,7 @@ int lra_pf_image(lra_pf_gen *g, uint64_t seed, uint64_t index, uint8_t *pixels, 
     sc->num_paddles = sc->num_contours = 0;
     int label = rand_int(&g->rng, 0, 2);
     int mi = rand_int(&g->rng, 0, p->num_margins), m = g->margin = p->margins[mi];
+    g->margin_index = mi;
     g->circle = &g->circles[mi];
     g->R = m + p->thickness / 2;
     // the original's paddle budget: fewer paddles for wider margins
@@ -707,6 +858,6 @@ int lra_pf_image(lra_pf_gen *g, uint64_t seed, uint64_t index, uint8_t *pixels, 
     sc->marker_x[1] = (int)sc->paddles[ct->first + ct->count - 1].x;
     sc->label = label;
     sc->margin = m;
-    if (render(g, pixels, err, errlen) != 0) return -1;
+    render(g, pixels);
     return label;
 }
