@@ -94,7 +94,8 @@ int lra_pf_params_for(int res, const char *difficulty, lra_pf_params *p, char *e
 enum { LRA_PF_TARGET = 0, LRA_PF_DISTRACTOR = 1, LRA_PF_SINGLE = 2 };
 typedef struct lra_pf_paddle {
     float y, x;     // start (pixel centre at y + 0.5, x + 0.5): the tip of the contour's end
-    float angle;    // radians, y down: the paddle runs to (y + L sin, x + L cos)
+    double angle;   // radians, y down: the paddle runs to (y + L sin, x + L cos); double,
+                    // as the original's: its line's end is rounded up from it
     int contour;    // index into the scene's contours
 } lra_pf_paddle;
 typedef struct lra_pf_contour {

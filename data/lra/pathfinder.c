@@ -4,20 +4,23 @@
 // which LRA's data do not have); label 1 when both markers sit on the ends of one contour.
 //
 // The scene is laid out as the original lays it (the same steps and random choices in the
-// same order, the same retry counts; pebble's RNG, not numpy's); what differs is how the
-// geometry is measured:
-//   - a paddle's footprint (the original: its line dilated by the margin, drawn at 2x and
-//     Lanczos-downsampled) is the exact coverage of a capsule of radius margin + thickness/2
-//     around the segment; "occupied" is footprint > 0.3 and "collides" is mask + new
-//     footprint >= 1.8, the original's thresholds;
-//   - a seed's tail is drawn uniformly from the pixels where the paddle's footprint core fits
-//     (the original dilates the whole mask by the paddle for every draw); here by rejection
-//     from a superset (tails whose core disk is clear), which is the same distribution;
+// same order, the same retry counts, pebble's RNG rather than numpy's), on the original's
+// masks: a paddle's mask is its line at 2x dilated by the margin and resized as the image is
+// (paddle_mask), "occupied" is mask > 0.3 and "collides" is mask + new mask >= 1.8, and a
+// seed's tail fits where the mask is at most 0.3 under the kernel cv2.dilate used, including
+// the quirk that makes most orientations' seeds fail (kernel_of). A seed's tail is drawn
+// uniformly from where it fits, by rejection and then a scan (the same distribution). The one
+// deliberate difference: the original puts only the second target contour's last paddle into
+// the mask before the distractors (so one may cover the first contour's end and its marker);
+// both go in here. Checked against snakes2 run here (dev/lra/snakes2_reference.py): distractor
+// contours per 32 px image 1.13 (snakes2 1.16-1.2), and the image statistics of test_lra.
+//
 // The image is drawn as the original drew it (the "drawing" section): PIL's aliased lines and
 // disks at twice the resolution, PIL's 8-bit Lanczos resize to 1x, each element scaled by its
 // contrast, layers by maximum, and the whole scaled as scipy.misc.imsave did: min -> 0, max ->
-// 255. (Before the twelfth session pebble drew with cairo, anti-aliased at 1x: thinner,
-// dotted paddles and heavier markers than LRA's images.)
+// 255. (Before the twelfth session pebble drew with cairo, anti-aliased at 1x, and measured
+// footprints as capsules: thinner, dotted paddles, heavier markers and about four times the
+// distractor contours of LRA's images.)
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +31,11 @@
 #define COLLIDE 1.8f     // the original's max(mask + m_im) < 1.8 for a new paddle
 #define STOP_FREE 0.01   // stop_with_availability: give up below 1% free pixels
 #define REJECT_TRIES 32  // random tails tried before the exhaustive scan
+#define AA 2             // snakes2's antialias_scale, 2 at every resolution LRA made
+// two_snakes' attempts before an image is given up (the original tries without end; at 64 px
+// it needed ~1,200 an image, measured, and pebble ~3,400 at the median, most first seeds
+// being blind: see kernel_of)
+#define TARGET_TRIES 1000000
 
 // ---------------------------------------------------------------------------------------
 // parameters
@@ -83,11 +91,6 @@ int lra_pf_params_for(int res, const char *difficulty, lra_pf_params *p, char *e
 // ---------------------------------------------------------------------------------------
 // the generator's state
 
-typedef struct seg {  // a paddle's segment, in pixel-index coordinates (centres at +0.5)
-    double ay, ax, dy, dx;  // start, unit direction
-    double len;
-} seg;
-
 #define LRA_PF_MAX_CIRCLE 128
 typedef struct circle {  // candidate offsets around a pivot (see circle_init)
     int n;
@@ -105,17 +108,18 @@ struct lra_pf_gen {
     lra_pf_params p;
     int n;             // res
     int margin;        // this image's
-    double R;          // footprint radius: margin + thickness / 2
     float *mask;       // [n*n] occupancy in [0, 1]
     float *base_mask;  // [n*n] the padding alone, and its count of occupied pixels
     int base_occupied;
     circle circles[2], *circle;  // per margin of p.margins; this image's
     float *image;      // [n*n] grey before scaling
     int occupied;      // pixels of mask above OCCUPIED
-    // tails a seed may start from: the disk of radius R - 0.5 around them is clear
-    int32_t *free_list, *free_pos, *scan;
-    int n_free;
-    uint8_t theta_full[360];  // orientations (degrees + 180) with no free tail left
+    int32_t *scan;            // the tails that fit, in a seed's exhaustive scan
+    uint8_t theta_full[360];  // orientations (degrees + 180) with no tail left
+    // the seeds' kernels (see kernel_of), per margin and integer degree, made when first used
+    int8_t *kernel[2][360];
+    int kernel_n[2][360];
+    uint8_t *mask_cache[2][360 + LRA_PF_MAX_CIRCLE];  // paddle masks (paddle_mask_of)
     // undo log of the contour being laid: mask pixels and their old values
     int32_t *undo_idx;
     float *undo_val;
@@ -144,40 +148,53 @@ static void translate(int y, int x, double angle, double dist, int *oy, int *ox)
 
 static double flip_by_pi(double a) { return a < 0 ? a + M_PI : a - M_PI; }
 
-static seg seg_of(const lra_pf_gen *g, const lra_pf_paddle *pd) {
-    seg s = {pd->y, pd->x, sin(pd->angle), cos(pd->angle), g->p.paddle_length};
-    return s;
+// A paddle's canvas at AA times the size (the drawing section): its side.
+static int paddle_canvas(const lra_pf_params *p, int margin, double angle, uint8_t *canvas);
+
+// A paddle's mask as draw_line_n_mask makes it (its m_im): the AA-times line dilated by a disk
+// of radius margin * AA (cv2.dilate: the maximum over the disk), resized as the image is, so
+// 0..255 over the (2h + 1)^2 pixels around the paddle's pixel.
+static void paddle_mask(lra_pf_gen *g, double angle, uint8_t *mini) {
+    int s2 = paddle_canvas(&g->p, g->margin, angle, g->scratch), r = g->margin * AA;
+    uint8_t *line = g->scratch, *wide = line + (size_t)s2 * s2, *tmp = wide + (size_t)s2 * s2;
+    for (int y = 0; y < s2; y++)
+        for (int x = 0; x < s2; x++) {
+            uint8_t best = 0;
+            for (int dy = -r; dy <= r && !best; dy++)
+                for (int dx = -r; dx <= r; dx++) {
+                    int yy = y + dy, xx = x + dx;
+                    if (dy * dy + dx * dx <= r * r && yy >= 0 && xx >= 0 && yy < s2 && xx < s2 &&
+                        line[(size_t)yy * s2 + xx]) {
+                        best = 255;
+                        break;
+                    }
+                }
+            wide[(size_t)y * s2 + x] = best;
+        }
+    lra_pil_resize(&g->paddle_taps[g->margin_index], wide, mini, tmp);
 }
 
-// Squared distance from pixel (qy, qx) to the segment.
-static double dist2(const seg *s, double qy, double qx) {
-    double ry = qy - s->ay, rx = qx - s->ax;
-    double t = ry * s->dy + rx * s->dx;
-    t = t < 0 ? 0 : t > s->len ? s->len : t;
-    ry -= t * s->dy;
-    rx -= t * s->dx;
-    return ry * ry + rx * rx;
+// The same, kept per margin for the angles paddles take: a seed's integer degrees and the
+// circle's candidates turned around (the rest, if any, computed into g->mini each time).
+static const uint8_t *paddle_mask_of(lra_pf_gen *g, double angle) {
+    int mi = g->margin_index, key = -1, deg = (int)lround(angle * 180.0 / M_PI);
+    if (deg >= -180 && deg < 180 && deg2rad(deg) == angle) key = deg + 180;
+    for (int k = 0; key < 0 && k < g->circle->n; k++)
+        if (flip_by_pi(g->circle->orient[k]) == angle) key = 360 + k;
+    if (key < 0) {
+        paddle_mask(g, angle, g->mini);
+        return g->mini;
+    }
+    if (!g->mask_cache[mi][key]) {
+        int h = g->p.paddle_length + (int)ceil(g->p.thickness) + g->margin;
+        g->mask_cache[mi][key] = pb_malloc((size_t)(2 * h + 1) * (2 * h + 1));
+        paddle_mask(g, angle, g->mask_cache[mi][key]);
+    }
+    return g->mask_cache[mi][key];
 }
 
-// The pixels within r of the segment's ends' bounding box, clipped to the image.
-static void seg_box(const lra_pf_gen *g, const seg *s, double r, int *y0, int *y1, int *x0,
-                    int *x1) {
-    double by = s->ay + s->len * s->dy, bx = s->ax + s->len * s->dx;
-    *y0 = (int)floor(fmin(s->ay, by) - r), *y1 = (int)ceil(fmax(s->ay, by) + r);
-    *x0 = (int)floor(fmin(s->ax, bx) - r), *x1 = (int)ceil(fmax(s->ax, bx) + r);
-    if (*y0 < 0) *y0 = 0;
-    if (*x0 < 0) *x0 = 0;
-    if (*y1 > g->n - 1) *y1 = g->n - 1;
-    if (*x1 > g->n - 1) *x1 = g->n - 1;
-}
-
-// A paddle's footprint at distance d from its segment: the coverage of the capsule.
-static float footprint(const lra_pf_gen *g, double d) {
-    double c = g->R + 0.5 - d;
-    return c <= 0 ? 0.f : c >= 1 ? 1.f : (float)c;
-}
-
-// --- the mask, with an undo log for the contour being laid
+// --- the mask (the original's float mask in [0, 1]), with an undo log for the contour being
+// laid
 
 static void mask_set(lra_pf_gen *g, int i, float v) {
     if (g->n_undo == g->cap_undo) {
@@ -202,31 +219,32 @@ static void mask_undo(lra_pf_gen *g) {
     }
 }
 
+// Calls fn(g, image index, mask value) for each pixel of the paddle's mask inside the image.
+#define FOR_MASK_PIXELS(g, pd, body)                                                           \
+    do {                                                                                       \
+        int h_ = (g)->p.paddle_length + (int)ceil((g)->p.thickness) + (g)->margin;             \
+        int s1_ = 2 * h_ + 1, y0_ = (int)(pd)->y - h_, x0_ = (int)(pd)->x - h_;                 \
+        const uint8_t *mm_ = paddle_mask_of((g), (pd)->angle);                                 \
+        for (int i_ = 0; i_ < s1_; i_++)                                                       \
+            for (int j_ = 0; j_ < s1_; j_++) {                                                 \
+                int y_ = y0_ + i_, x_ = x0_ + j_;                                              \
+                if (y_ < 0 || x_ < 0 || y_ >= (g)->n || x_ >= (g)->n) continue;                 \
+                int at = y_ * (g)->n + x_;                                                     \
+                float v = mm_[i_ * s1_ + j_] / 255.0f;                                         \
+                body;                                                                          \
+            }                                                                                  \
+    } while (0)
+
+// mask = max(mask, the paddle's mask)
 static void mask_add(lra_pf_gen *g, const lra_pf_paddle *pd) {
-    seg s = seg_of(g, pd);
-    int y0, y1, x0, x1;
-    seg_box(g, &s, g->R + 0.5, &y0, &y1, &x0, &x1);
-    for (int y = y0; y <= y1; y++)
-        for (int x = x0; x <= x1; x++) {
-            double d2 = dist2(&s, y, x);
-            if (d2 >= (g->R + 0.5) * (g->R + 0.5)) continue;
-            float f = footprint(g, sqrt(d2));
-            if (f > g->mask[y * g->n + x]) mask_set(g, y * g->n + x, f);
-        }
+    FOR_MASK_PIXELS(g, pd, if (v > g->mask[at]) mask_set(g, at, v));
 }
 
-// Whether a new paddle's footprint and the mask overlap past COLLIDE.
-static int collides(const lra_pf_gen *g, const lra_pf_paddle *pd) {
-    seg s = seg_of(g, pd);
-    int y0, y1, x0, x1;
-    seg_box(g, &s, g->R + 0.5, &y0, &y1, &x0, &x1);
-    for (int y = y0; y <= y1; y++)
-        for (int x = x0; x <= x1; x++) {
-            float m = g->mask[y * g->n + x];
-            if (m + 1.f >= COLLIDE && m + footprint(g, sqrt(dist2(&s, y, x))) >= COLLIDE)
-                return 1;
-        }
-    return 0;
+// Whether max(mask + the new paddle's mask) reaches COLLIDE (extend_snake's test).
+static int collides(lra_pf_gen *g, const lra_pf_paddle *pd) {
+    int hit = 0;
+    FOR_MASK_PIXELS(g, pd, hit |= g->mask[at] + v >= COLLIDE);
+    return hit;
 }
 
 // The mask dilated by a disk of radius margin (integer offsets), at one pixel.
@@ -245,93 +263,77 @@ static float mask_dilated(const lra_pf_gen *g, int y, int x) {
 
 // --- seeds: where a contour's first paddle may start
 
-// Whether a paddle from (y, x) at angle theta keeps its footprint's core (coverage 1) off
-// occupied pixels and inside a frame of `frame` pixels (pixels off the image count as taken).
-static int tail_fits(const lra_pf_gen *g, int y, int x, double theta, int frame) {
-    lra_pf_paddle pd = {(float)y, (float)x, (float)theta, 0};
-    seg s = seg_of(g, &pd);
-    double rc = g->R - 0.5, rc2 = rc * rc;
-    double by = y + s.len * s.dy, bx = x + s.len * s.dx;
-    int y0 = (int)floor(fmin(y, by) - rc), y1 = (int)ceil(fmax(y, by) + rc);
-    int x0 = (int)floor(fmin(x, bx) - rc), x1 = (int)ceil(fmax(x, bx) + rc);
-    int lo = frame, hi = g->n - frame;
-    for (int yy = y0; yy <= y1; yy++)
-        for (int xx = x0; xx <= x1; xx++) {
-            if (dist2(&s, yy, xx) > rc2) continue;
-            if (yy < lo || xx < lo || yy >= hi || xx >= hi) return 0;
-            if (g->mask[yy * g->n + xx] > OCCUPIED) return 0;
-        }
+// seed_snake's test of a tail: it dilates the mask (its border, or the targets' frame, set)
+// by a kernel, the pixels where the mask of a paddle at that orientation is 1, drawn at
+// (L + m + 1, L + m + 1) of a (2 (L + m) + 1)^2 canvas and centred there by cv2.dilate, and
+// takes the tails where the result is at most 0.3. So a tail fits when the mask is at most
+// 0.3 at every offset of the kernel from it: those offsets, pairs of int8.
+// And a quirk that decides most seeds: cv2.dilate gives -FLT_MAX where every offset falls
+// off the image, which happens at an edge when the kernel lies wholly to one side of its
+// centre (the paddle is drawn one pixel off it); find_available_coordinates then sees a
+// negative value and reports no tail at all, so that orientation's seed fails. Such a kernel
+// is `blind` (kernel_n < 0 here).
+static const int8_t *kernel_of(lra_pf_gen *g, int deg, int *count) {
+    int mi = g->margin_index, k = deg + 180;
+    if (!g->kernel[mi][k]) {
+        int L = g->p.paddle_length, m = g->margin, q = 2 * (L + m) + 1;
+        int h = L + (int)ceil(g->p.thickness) + m, s1 = 2 * h + 1, n = 0;
+        paddle_mask(g, deg2rad(deg), g->mini);
+        int8_t *off = pb_calloc((size_t)2 * s1 * s1, 1);
+        for (int i = 0; i < s1; i++)
+            for (int j = 0; j < s1; j++) {
+                int a = L + m + 1 - h + i, b = L + m + 1 - h + j;  // in the struct canvas
+                if (a < 0 || b < 0 || a >= q || b >= q || g->mini[i * s1 + j] != 255) continue;
+                off[2 * n] = (int8_t)(a - (L + m)), off[2 * n + 1] = (int8_t)(b - (L + m));
+                n++;
+            }
+        int blind = n == 0, band = L + m + 2;
+        for (int y = 0; y < g->n && !blind; y++)
+            for (int x = 0; x < g->n && !blind; x++) {
+                if (y >= band && x >= band && y < g->n - band && x < g->n - band) continue;
+                int in = 0;
+                for (int t = 0; t < n && !in; t++) {
+                    int yy = y + off[2 * t], xx = x + off[2 * t + 1];
+                    in = yy >= 0 && xx >= 0 && yy < g->n && xx < g->n;
+                }
+                blind = !in;
+            }
+        g->kernel[mi][k] = off, g->kernel_n[mi][k] = blind ? -1 : n;
+    }
+    *count = g->kernel_n[mi][k];
+    return g->kernel[mi][k];
+}
+
+static int tail_fits(const lra_pf_gen *g, int y, int x, const int8_t *off, int count,
+                     int frame) {
+    int n = g->n, lo = frame, hi = n - frame;
+    for (int k = 0; k < count; k++) {
+        int yy = y + off[2 * k], xx = x + off[2 * k + 1];
+        if (yy < 0 || xx < 0 || yy >= n || xx >= n) continue;  // cv2's border: no effect
+        if (yy < lo || xx < lo || yy >= hi || xx >= hi) return 0;
+        if (g->mask[yy * n + xx] > OCCUPIED) return 0;
+    }
     return 1;
 }
 
-static void free_remove(lra_pf_gen *g, int i) {
-    int k = g->free_pos[i];
-    if (k < 0) return;
-    int last = g->free_list[--g->n_free];
-    g->free_list[k] = last;
-    g->free_pos[last] = k;
-    g->free_pos[i] = -1;
-}
-
-// Every tail whose core disk (radius R - 0.5, always inside a paddle's core) is clear of the
-// 1-pixel frame and the padding: a superset of the tails any orientation fits.
-static void free_init(lra_pf_gen *g) {
-    int n = g->n, f = g->p.padding > 1 ? g->p.padding : 1;
-    int r = (int)floor(g->R - 0.5 + 1e-9);
-    g->n_free = 0;
-    for (int y = 0; y < n; y++)
-        for (int x = 0; x < n; x++) {
-            int i = y * n + x;
-            int ok = y - r >= f && x - r >= f && y + r < n - f && x + r < n - f;
-            g->free_pos[i] = ok ? g->n_free : -1;
-            if (ok) g->free_list[g->n_free++] = i;
-        }
-    memset(g->theta_full, 0, sizeof g->theta_full);
-}
-
-// A contour was laid: tails whose core disk now holds an occupied pixel are no longer free.
-static void free_remove_contour(lra_pf_gen *g, const lra_pf_paddle *pd, int count) {
-    double rc = g->R - 0.5;
-    int r = (int)floor(rc + 1e-9);
-    for (int k = 0; k < count; k++) {
-        seg s = seg_of(g, &pd[k]);
-        int y0, y1, x0, x1;
-        seg_box(g, &s, g->R + 0.5, &y0, &y1, &x0, &x1);
-        for (int y = y0; y <= y1; y++)
-            for (int x = x0; x <= x1; x++) {
-                if (g->mask[y * g->n + x] <= OCCUPIED) continue;
-                for (int dy = -r; dy <= r; dy++)
-                    for (int dx = -r; dx <= r; dx++) {
-                        int yy = y + dy, xx = x + dx;
-                        if (yy >= 0 && xx >= 0 && yy < g->n && xx < g->n &&
-                            dy * dy + dx * dx <= rc * rc)
-                            free_remove(g, yy * g->n + xx);
-                    }
-            }
-    }
-}
-
-// A tail drawn uniformly from those where a paddle at theta fits: from the free list, or
-// (frame > 1: the first target seed) from the square inside the frame. 0 if there is none.
+// A tail drawn uniformly from those where a paddle at deg fits (frame: the border of 1, or
+// the first target seed's 2 seed_distance): random pixels first, then a scan of all. 0 if
+// there is none.
 static int pick_tail(lra_pf_gen *g, int deg, int frame, int *ty, int *tx) {
-    double theta = deg2rad(deg);
-    int n = g->n, lo = frame, side = n - 2 * frame;
-    int pool = frame > 1 ? (side > 0 ? side * side : 0) : g->n_free;
-    if (pool == 0 || (frame <= 1 && g->theta_full[deg + 180])) return 0;
-#define POOL_AT(k) (frame > 1 ? (lo + (k) / side) * n + lo + (k) % side : g->free_list[k])
+    int n = g->n, count;
+    if (frame <= 1 && g->theta_full[deg + 180]) return 0;
+    const int8_t *off = kernel_of(g, deg, &count);
+    if (count < 0) return 0;  // blind: no tail at all
     for (int t = 0; t < REJECT_TRIES; t++) {
-        int i = POOL_AT(rand_int(&g->rng, 0, pool));
-        if (tail_fits(g, i / n, i % n, theta, frame)) {
+        int i = rand_int(&g->rng, 0, n * n);
+        if (tail_fits(g, i / n, i % n, off, count, frame)) {
             *ty = i / n, *tx = i % n;
             return 1;
         }
     }
     int found = 0;
-    for (int k = 0; k < pool; k++) {
-        int i = POOL_AT(k);
-        if (tail_fits(g, i / n, i % n, theta, frame)) g->scan[found++] = i;
-    }
-#undef POOL_AT
+    for (int i = 0; i < n * n; i++)
+        if (tail_fits(g, i / n, i % n, off, count, frame)) g->scan[found++] = i;
     if (found == 0) {
         if (frame <= 1) g->theta_full[deg + 180] = 1;  // the mask only grows
         return 0;
@@ -360,7 +362,7 @@ static int seed(lra_pf_gen *g, int frame, snake *s) {
                   &s->pivot_x);
         if (off_image(g, hy, hx) || off_image(g, s->pivot_y, s->pivot_x)) continue;
         s->orientation = theta;
-        s->last = (lra_pf_paddle){(float)ty, (float)tx, (float)theta, 0};
+        s->last = (lra_pf_paddle){(float)ty, (float)tx, theta, 0};
         return 1;
     }
     return 0;
@@ -424,7 +426,7 @@ static int extend(lra_pf_gen *g, snake *s, lra_pf_paddle *out) {
             if (first < 0 && cmf[k] >= 0) first = k;
         if (k == c->n) k = first;
         int y = py + c->dy[k], x = px + c->dx[k];
-        lra_pf_paddle pd = {(float)y, (float)x, (float)flip_by_pi(c->orient[k]), 0};
+        lra_pf_paddle pd = {(float)y, (float)x, flip_by_pi(c->orient[k]), 0};
         if (collides(g, &pd)) continue;
         mask_add(g, &s->last);
         s->pivot_y = py, s->pivot_x = px;
@@ -471,20 +473,19 @@ static int make_contour(lra_pf_gen *g, int len, int kind) {
             return 0;
         }
     mask_add(g, &s.last);
-    free_remove_contour(g, pd, len);
     scene_push(g, pd, len, kind);
     return 1;
 }
 
 // two_snakes: the target contours, grown a paddle at a time, each in turn; any failure
-// starts both again (the original retries without end; 10000 times here).
+// starts both again (the original retries without end; TARGET_TRIES times here).
 static int make_targets(lra_pf_gen *g) {
     int n = g->n, L = g->p.paddle_length, cl = g->p.contour_length;
     int pad = g->p.padding, frame = 2 * g->p.seed_distance;
     memcpy(g->mask, g->base_mask, (size_t)n * n * sizeof *g->mask);
     g->occupied = g->base_occupied;
     g->n_undo = 0;
-    for (int attempt = 0; attempt < 10000; attempt++) {
+    for (int attempt = 0; attempt < TARGET_TRIES; attempt++) {
         mask_undo(g);  // back to the padding alone
         snake s[2];
         if (!seed(g, frame > pad ? frame : pad, &s[0])) continue;
@@ -501,7 +502,7 @@ static int make_targets(lra_pf_gen *g) {
             translate(hy, hx, flip_by_pi(theta), L + g->margin, &s[1].pivot_y, &s[1].pivot_x);
             if (off_image(g, hy, hx) || off_image(g, s[1].pivot_y, s[1].pivot_x)) continue;
             s[1].orientation = theta;
-            s[1].last = (lra_pf_paddle){(float)ty, (float)tx, (float)theta, 0};
+            s[1].last = (lra_pf_paddle){(float)ty, (float)tx, theta, 0};
             ok = 1;
         }
         if (!ok) continue;
@@ -525,7 +526,6 @@ static int make_targets(lra_pf_gen *g) {
 // layers combined by maximum (np.maximum), and the whole scaled min -> 0, max -> 255 at the end
 // (scipy.misc.imsave).
 
-#define AA 2  // snakes2's antialias_scale, 2 at every resolution LRA made
 
 // PIL's Lanczos-3 resampling of 8-bit images (libImaging/Resample.c, as since Pillow 3.4):
 // per output pixel the taps of the filter stretched by the scale, normalised, in fixed point
@@ -664,20 +664,26 @@ static void pil_wide_line(uint8_t *c, int s, int x0, int y0, int x1, int y1, int
 
 // One paddle as snakes2's draw_line_n_mask draws it: a line of width round(thickness * AA)
 // from the centre of a canvas of 2 h AA + 1 pixels, h = length + ceil(thickness) + margin,
-// towards angle for length * AA pixels (the end rounded up, as translate_coord), resized to
-// 2h + 1 pixels; mini gets that image (0..255), centred on the paddle's pixel.
-void lra_pf_paddle_image(const lra_pf_params *p, int margin, double angle,
-                         const lra_pil_taps *t, uint8_t *mini, uint8_t *scratch) {
+// towards angle for length * AA pixels (the end rounded up, as translate_coord); returns the
+// canvas's side.
+static int paddle_canvas(const lra_pf_params *p, int margin, double angle, uint8_t *canvas) {
     int L = p->paddle_length, h = L + (int)ceil(p->thickness) + margin;
     int s2 = 2 * h * AA + 1, c2 = h * AA, width = (int)nearbyint(p->thickness * AA);
-    PB_ASSERT(t->in == s2 && t->out == 2 * h + 1);
-    uint8_t *canvas = scratch, *tmp = scratch + (size_t)s2 * s2;
     memset(canvas, 0, (size_t)s2 * s2);
     int hy, hx;
     translate(c2, c2, angle, L * AA, &hy, &hx);
     if (width <= 1) pil_line(canvas, s2, c2, c2, hx, hy);
     else pil_wide_line(canvas, s2, c2, c2, hx, hy, width);
-    lra_pil_resize(t, canvas, mini, tmp);
+    return s2;
+}
+
+// The paddle's image: its canvas resized to 2h + 1 pixels.
+void lra_pf_paddle_image(const lra_pf_params *p, int margin, double angle,
+                         const lra_pil_taps *t, uint8_t *mini, uint8_t *scratch) {
+    int s2 = paddle_canvas(p, margin, angle, scratch);
+    PB_ASSERT(t->in == s2 && t->out == 2 * (p->paddle_length + (int)ceil(p->thickness) +
+                                            margin) + 1);
+    lra_pil_resize(t, scratch, mini, scratch + (size_t)s2 * s2);
 }
 
 // A marker as snakes2's draw_circle draws it: the pixels of the AA-times image within
@@ -763,8 +769,6 @@ lra_pf_gen *lra_pf_gen_new(const lra_pf_params *p) {
         }
     for (int k = 0; k < p->num_margins; k++) circle_init(&g->circles[k], p->paddle_length + p->margins[k]);
     g->image = pb_calloc(np, sizeof *g->image);
-    g->free_list = pb_calloc(np, sizeof *g->free_list);
-    g->free_pos = pb_calloc(np, sizeof *g->free_pos);
     g->scan = pb_calloc(np, sizeof *g->scan);
     g->target[0] = pb_calloc(LRA_PF_MAX_CONTOUR, sizeof(lra_pf_paddle));
     g->target[1] = pb_calloc(LRA_PF_MAX_CONTOUR, sizeof(lra_pf_paddle));
@@ -773,7 +777,7 @@ lra_pf_gen *lra_pf_gen_new(const lra_pf_params *p) {
         int h = p->paddle_length + (int)ceil(p->thickness) + p->margins[k];
         size_t s2 = (size_t)(2 * h * AA + 1), s1 = (size_t)(2 * h + 1);
         lra_pil_taps_init(&g->paddle_taps[k], (int)s2, (int)s1);
-        most = s2 * (s2 + s1) > most ? s2 * (s2 + s1) : most;
+        most = s2 * (2 * s2 + s1) > most ? s2 * (2 * s2 + s1) : most;  // paddle_mask's
         mini = s1 * s1 > mini ? s1 * s1 : mini;
     }
     size_t m = (size_t)p->res * AA;
@@ -795,8 +799,10 @@ void lra_pf_gen_free(lra_pf_gen *g) {
     free(g->mask);
     free(g->base_mask);
     free(g->image);
-    free(g->free_list);
-    free(g->free_pos);
+    for (int m = 0; m < 2; m++) {
+        for (int k = 0; k < 360; k++) free(g->kernel[m][k]);
+        for (int k = 0; k < 360 + LRA_PF_MAX_CIRCLE; k++) free(g->mask_cache[m][k]);
+    }
     free(g->scan);
     free(g->undo_idx);
     free(g->undo_val);
@@ -827,7 +833,6 @@ int lra_pf_image(lra_pf_gen *g, uint64_t seed, uint64_t index, uint8_t *pixels, 
     int mi = rand_int(&g->rng, 0, p->num_margins), m = g->margin = p->margins[mi];
     g->margin_index = mi;
     g->circle = &g->circles[mi];
-    g->R = m + p->thickness / 2;
     // the original's paddle budget: fewer paddles for wider margins
     int total_paddles = (int)(150.0 / ((7.5 + 13.0 * m + 4.0 * m * m) / 123.5));
     if (!make_targets(g)) {
@@ -837,8 +842,7 @@ int lra_pf_image(lra_pf_gen *g, uint64_t seed, uint64_t index, uint8_t *pixels, 
     }
     scene_push(g, g->target[0], p->contour_length, LRA_PF_TARGET);
     scene_push(g, g->target[1], p->contour_length, LRA_PF_TARGET);
-    free_init(g);
-    free_remove_contour(g, sc->paddles, sc->num_paddles);
+    memset(g->theta_full, 0, sizeof g->theta_full);
     for (int k = 0; k < p->num_distractors; k++)
         for (int t = 0; t <= p->max_distractor_retrial; t++)
             if (make_contour(g, p->distractor_length, LRA_PF_DISTRACTOR)) break;
