@@ -219,32 +219,38 @@ static void mask_undo(lra_pf_gen *g) {
     }
 }
 
-// Calls fn(g, image index, mask value) for each pixel of the paddle's mask inside the image.
-#define FOR_MASK_PIXELS(g, pd, body)                                                           \
-    do {                                                                                       \
-        int h_ = (g)->p.paddle_length + (int)ceil((g)->p.thickness) + (g)->margin;             \
-        int s1_ = 2 * h_ + 1, y0_ = (int)(pd)->y - h_, x0_ = (int)(pd)->x - h_;                 \
-        const uint8_t *mm_ = paddle_mask_of((g), (pd)->angle);                                 \
-        for (int i_ = 0; i_ < s1_; i_++)                                                       \
-            for (int j_ = 0; j_ < s1_; j_++) {                                                 \
-                int y_ = y0_ + i_, x_ = x0_ + j_;                                              \
-                if (y_ < 0 || x_ < 0 || y_ >= (g)->n || x_ >= (g)->n) continue;                 \
-                int at = y_ * (g)->n + x_;                                                     \
-                float v = mm_[i_ * s1_ + j_] / 255.0f;                                         \
-                body;                                                                          \
-            }                                                                                  \
-    } while (0)
+// A paddle's mask and where it lies: its (s1 x s1) pixels start at image pixel (y0, x0).
+static const uint8_t *mask_at(lra_pf_gen *g, const lra_pf_paddle *pd, int *y0, int *x0,
+                              int *s1) {
+    int h = g->p.paddle_length + (int)ceil(g->p.thickness) + g->margin;
+    *s1 = 2 * h + 1, *y0 = (int)pd->y - h, *x0 = (int)pd->x - h;
+    return paddle_mask_of(g, pd->angle);
+}
 
 // mask = max(mask, the paddle's mask)
 static void mask_add(lra_pf_gen *g, const lra_pf_paddle *pd) {
-    FOR_MASK_PIXELS(g, pd, if (v > g->mask[at]) mask_set(g, at, v));
+    int y0, x0, s1, n = g->n;
+    const uint8_t *mm = mask_at(g, pd, &y0, &x0, &s1);
+    for (int i = 0; i < s1; i++)
+        for (int j = 0; j < s1; j++) {
+            int y = y0 + i, x = x0 + j;
+            if (y < 0 || x < 0 || y >= n || x >= n) continue;
+            float v = mm[i * s1 + j] / 255.0f;
+            if (v > g->mask[y * n + x]) mask_set(g, y * n + x, v);
+        }
 }
 
 // Whether max(mask + the new paddle's mask) reaches COLLIDE (extend_snake's test).
 static int collides(lra_pf_gen *g, const lra_pf_paddle *pd) {
-    int hit = 0;
-    FOR_MASK_PIXELS(g, pd, hit |= g->mask[at] + v >= COLLIDE);
-    return hit;
+    int y0, x0, s1, n = g->n;
+    const uint8_t *mm = mask_at(g, pd, &y0, &x0, &s1);
+    for (int i = 0; i < s1; i++)
+        for (int j = 0; j < s1; j++) {
+            int y = y0 + i, x = x0 + j;
+            if (y < 0 || x < 0 || y >= n || x >= n) continue;
+            if (g->mask[y * n + x] + mm[i * s1 + j] / 255.0f >= COLLIDE) return 1;
+        }
+    return 0;
 }
 
 // The mask dilated by a disk of radius margin (integer offsets), at one pixel.
