@@ -119,7 +119,9 @@ struct lra_pf_gen {
     // the seeds' kernels (see kernel_of), per margin and integer degree, made when first used
     int8_t *kernel[2][360];
     int kernel_n[2][360];
-    uint8_t *mask_cache[2][360 + LRA_PF_MAX_CIRCLE];  // paddle masks (paddle_mask_of)
+    struct lit_px *mask_cache[2][360 + LRA_PF_MAX_CIRCLE];  // paddle masks (paddle_mask_of)
+    int mask_count[2][360 + LRA_PF_MAX_CIRCLE];
+    struct lit_px *lit_tmp;
     // undo log of the contour being laid: mask pixels and their old values
     int32_t *undo_idx;
     float *undo_val;
@@ -174,22 +176,40 @@ static void paddle_mask(lra_pf_gen *g, double angle, uint8_t *mini) {
     lra_pil_resize(&g->paddle_taps[g->margin_index], wide, mini, tmp);
 }
 
-// The same, kept per margin for the angles paddles take: a seed's integer degrees and the
-// circle's candidates turned around (the rest, if any, computed into g->mini each time).
-static const uint8_t *paddle_mask_of(lra_pf_gen *g, double angle) {
+// The same as a list of its lit pixels (offsets from the paddle's pixel, value / 255), kept
+// per margin for the angles paddles take: a seed's integer degrees and the circle's
+// candidates turned around (any other angle is listed into g->lit_tmp each time).
+typedef struct lit_px {  // (declared in the generator's state)
+    int8_t dy, dx;
+    float v;
+} lit_px;
+
+static int list_mask(lra_pf_gen *g, double angle, lit_px *out) {
+    int h = g->p.paddle_length + (int)ceil(g->p.thickness) + g->margin, s1 = 2 * h + 1, n = 0;
+    paddle_mask(g, angle, g->mini);
+    for (int i = 0; i < s1; i++)
+        for (int j = 0; j < s1; j++)
+            if (g->mini[i * s1 + j])
+                out[n++] = (lit_px){(int8_t)(i - h), (int8_t)(j - h), g->mini[i * s1 + j] / 255.0f};
+    return n;
+}
+
+static const lit_px *paddle_mask_of(lra_pf_gen *g, double angle, int *count) {
     int mi = g->margin_index, key = -1, deg = (int)lround(angle * 180.0 / M_PI);
     if (deg >= -180 && deg < 180 && deg2rad(deg) == angle) key = deg + 180;
     for (int k = 0; key < 0 && k < g->circle->n; k++)
         if (flip_by_pi(g->circle->orient[k]) == angle) key = 360 + k;
     if (key < 0) {
-        paddle_mask(g, angle, g->mini);
-        return g->mini;
+        *count = list_mask(g, angle, g->lit_tmp);
+        return g->lit_tmp;
     }
     if (!g->mask_cache[mi][key]) {
-        int h = g->p.paddle_length + (int)ceil(g->p.thickness) + g->margin;
-        g->mask_cache[mi][key] = pb_malloc((size_t)(2 * h + 1) * (2 * h + 1));
-        paddle_mask(g, angle, g->mask_cache[mi][key]);
+        int n = list_mask(g, angle, g->lit_tmp);
+        g->mask_cache[mi][key] = pb_malloc((size_t)(n ? n : 1) * sizeof(lit_px));
+        memcpy(g->mask_cache[mi][key], g->lit_tmp, (size_t)n * sizeof(lit_px));
+        g->mask_count[mi][key] = n;
     }
+    *count = g->mask_count[mi][key];
     return g->mask_cache[mi][key];
 }
 
@@ -219,37 +239,27 @@ static void mask_undo(lra_pf_gen *g) {
     }
 }
 
-// A paddle's mask and where it lies: its (s1 x s1) pixels start at image pixel (y0, x0).
-static const uint8_t *mask_at(lra_pf_gen *g, const lra_pf_paddle *pd, int *y0, int *x0,
-                              int *s1) {
-    int h = g->p.paddle_length + (int)ceil(g->p.thickness) + g->margin;
-    *s1 = 2 * h + 1, *y0 = (int)pd->y - h, *x0 = (int)pd->x - h;
-    return paddle_mask_of(g, pd->angle);
-}
-
 // mask = max(mask, the paddle's mask)
 static void mask_add(lra_pf_gen *g, const lra_pf_paddle *pd) {
-    int y0, x0, s1, n = g->n;
-    const uint8_t *mm = mask_at(g, pd, &y0, &x0, &s1);
-    for (int i = 0; i < s1; i++)
-        for (int j = 0; j < s1; j++) {
-            int y = y0 + i, x = x0 + j;
-            if (y < 0 || x < 0 || y >= n || x >= n) continue;
-            float v = mm[i * s1 + j] / 255.0f;
-            if (v > g->mask[y * n + x]) mask_set(g, y * n + x, v);
-        }
+    int count, n = g->n, y0 = (int)pd->y, x0 = (int)pd->x;
+    const lit_px *px = paddle_mask_of(g, pd->angle, &count);
+    for (int k = 0; k < count; k++) {
+        int y = y0 + px[k].dy, x = x0 + px[k].dx;
+        if (y < 0 || x < 0 || y >= n || x >= n) continue;
+        if (px[k].v > g->mask[y * n + x]) mask_set(g, y * n + x, px[k].v);
+    }
 }
 
-// Whether max(mask + the new paddle's mask) reaches COLLIDE (extend_snake's test).
+// Whether max(mask + the new paddle's mask) reaches COLLIDE (extend_snake's test; where the
+// paddle's mask is 0 the mask, at most 1, cannot).
 static int collides(lra_pf_gen *g, const lra_pf_paddle *pd) {
-    int y0, x0, s1, n = g->n;
-    const uint8_t *mm = mask_at(g, pd, &y0, &x0, &s1);
-    for (int i = 0; i < s1; i++)
-        for (int j = 0; j < s1; j++) {
-            int y = y0 + i, x = x0 + j;
-            if (y < 0 || x < 0 || y >= n || x >= n) continue;
-            if (g->mask[y * n + x] + mm[i * s1 + j] / 255.0f >= COLLIDE) return 1;
-        }
+    int count, n = g->n, y0 = (int)pd->y, x0 = (int)pd->x;
+    const lit_px *px = paddle_mask_of(g, pd->angle, &count);
+    for (int k = 0; k < count; k++) {
+        int y = y0 + px[k].dy, x = x0 + px[k].dx;
+        if (y < 0 || x < 0 || y >= n || x >= n) continue;
+        if (g->mask[y * n + x] + px[k].v >= COLLIDE) return 1;
+    }
     return 0;
 }
 
@@ -791,6 +801,7 @@ lra_pf_gen *lra_pf_gen_new(const lra_pf_params *p) {
     most = m * (m + p->res) > most ? m * (m + p->res) : most;
     g->scratch = pb_calloc(most, 1);
     g->mini = pb_calloc(mini, 1);
+    g->lit_tmp = pb_calloc(mini, sizeof *g->lit_tmp);
     g->marker = pb_calloc(np, 1);
     return g;
 }
@@ -801,6 +812,7 @@ void lra_pf_gen_free(lra_pf_gen *g) {
     lra_pil_taps_free(&g->marker_taps);
     free(g->scratch);
     free(g->mini);
+    free(g->lit_tmp);
     free(g->marker);
     free(g->mask);
     free(g->base_mask);
