@@ -123,6 +123,12 @@ void lra_pil_taps_init(lra_pil_taps *t, int in, int out);
 void lra_pil_taps_free(lra_pil_taps *t);
 // out (t->out)^2 from in (t->in)^2; tmp holds t->in * t->out bytes.
 void lra_pil_resize(const lra_pil_taps *t, const uint8_t *in, uint8_t *out, uint8_t *tmp);
+// snakes2's antialias_scale: every element is drawn at twice the size (at every resolution
+// LRA made) and resized down (pf_draw.c).
+#define LRA_PF_AA 2
+// A paddle's line as draw_line_n_mask draws it at 2x, from the centre of a zeroed canvas of
+// 2 h AA + 1 pixels a side (h below) towards angle; returns that side.
+int lra_pf_paddle_canvas(const lra_pf_params *p, int margin, double angle, uint8_t *canvas);
 // One paddle's image as snakes2's draw_line_n_mask makes it before its contrast (2h+1 pixels a
 // side, h = paddle_length + ceil(thickness) + margin, the paddle's pixel at the centre), from
 // t = taps of (2 h AA + 1) -> (2h + 1), AA = 2; scratch holds (2 h AA + 1)(2 h AA + 2h + 2)
