@@ -10,7 +10,8 @@
 #   LIMIT   seconds of training (default 420)
 #   STEPS   train.steps (default the config's 5000)
 #   EXTRA   more --set arguments for pebble train
-#   NAME    names this run's logs (default TASK): several runs in one call
+#   NAME    names this run's logs and run directory (default TASK): several runs in one call,
+#           side by side (start them after the data exist) or one after another
 #   RESUME  a checkpoint to continue (--resume FILE; the data are made again, to the same bits)
 # Logs under $OUT: lra_$NAME.log (the run's output), lra_$NAME.jsonl (metrics); a summary last.
 set -u
@@ -32,15 +33,16 @@ D=/tmp/lra/$TASK
 echo "data done, $(el)"
 N=${NAME:-$TASK}
 LOG="$OUT/lra_$N.log"
-rm -rf /tmp/lra/run
+R=/tmp/lra/run_$N
+rm -rf $R
 timeout $((${LIMIT:-420} + 120)) build/pebble train -c configs/lra-$TASK.ini \
     --set data.train=$D/train.lseq --set data.val=$D/val.lseq --set data.test=$D/test.lseq \
-    --set run.dir=/tmp/lra/run --set run.plot=false --set checkpoint.every=0 \
+    --set run.dir=$R --set run.plot=false --set checkpoint.every=0 \
     --set train.time_limit=${LIMIT:-420} ${STEPS:+--set train.steps=$STEPS} ${EXTRA:-} \
     ${RESUME:+--resume $RESUME} >"$LOG" 2>&1
 echo "train rc=$?, $(el)"
-cp /tmp/lra/run/metrics.jsonl "$OUT/lra_$N.jsonl" 2>/dev/null
-last=$(ls /tmp/lra/run/ckpt_*.h5 2>/dev/null | tail -1)
+cp $R/metrics.jsonl "$OUT/lra_$N.jsonl" 2>/dev/null
+last=$(ls $R/ckpt_*.h5 2>/dev/null | tail -1)
 [ -n "$last" ] && cp "$last" "$OUT/lra_${N}_$(basename "$last")"
 grep -E "^pebble |^data |^step (1|[0-9]*[05]00)/|val loss|test loss|stopped|done:|this run|rror" "$LOG" |
     tail -40
