@@ -55,6 +55,13 @@ typedef struct pb_attn_desc {
     // probability 0 (padding), with 1 <= kv_len[b] <= Tk, which the caller checks.
     const int32_t *kv_len;
     const pb_block_layout *layout;  // NULL: dense (every block)
+    // Dropout on the probabilities (drop_p 0: none; training only): after the softmax,
+    // P_ij of head (b, h) is kept, times 1 / (1 - drop_p), when pb_drop_keep(drop_key,
+    // ((b NH + h) T + i) Tk + j, pb_drop_threshold(drop_p)) (kernels/dropout.h), else 0;
+    // lse stays the undropped softmax's, and the backward drops the same elements. An
+    // implementation that cannot drop says so in its supports.
+    float drop_p;
+    uint64_t drop_key;
 } pb_attn_desc;
 
 typedef struct pb_attn_impl {

@@ -85,7 +85,8 @@ void bert_build(bert *m, const bert_config *cfg, const pb_ops *ops) {
     PB_ASSERT(c->head == BERT_HEAD_MLM || c->num_labels >= 2);
     PB_ASSERT(!c->drop_pad || (c->pad_token >= 0 && c->pad_token < c->vocab_size &&
                                c->head == BERT_HEAD_CLASSIFY && c->pool == BERT_POOL_MEAN));
-    m->tf = (tf_config){L, C, c->n_head, !c->pre_ln, PB_GELU_ERF, c->ln_eps, F, c->dropout};
+    m->tf = (tf_config){L,           C, c->n_head, !c->pre_ln, PB_GELU_ERF, c->ln_eps, F,
+                        c->dropout, c->attn_dropout};
     m->Lp = (c->num_labels + 7) / 8 * 8;
 
     pb_params *ps = &m->p;
@@ -414,6 +415,7 @@ double bert_forward(bert *m, const int32_t *inputs, const int32_t *lengths,
                          C);
     ops->layernorm_forward(a->x0, a->x0_mean, a->x0_rstd, a->emb, w->embw, w->embb, N, C,
                            c->ln_eps);
+    tf_attn_dropout(&m->attn_desc, &m->tf, &a->tf);
     const void *ctx[2];
     const float *y = tf_forward(ops, &m->tf, &m->wa.tf, &a->tf, a->x0, N,
                                 tf_attend_desc(m->attn, &m->attn_desc, ctx));

@@ -59,6 +59,7 @@ typedef struct bert_config {
     char attention[16];           // model.attention: "auto" (or "") or an implementation's name
     bs_params sparse;             // model.attention = blocksparse: the pattern ([attention])
     float dropout;                // model.dropout: the embeddings and both branches
+    float attn_dropout;           // model.attn_dropout: the attention probabilities
     bert_init init;               // model.init: how bert_init_weights draws
     int drop_pad;                 // 1: model.pad_token is set (0: no token is dropped)
     int pad_token;                // that token id, dropped wherever it stands

@@ -56,7 +56,7 @@ void gpt2_build(gpt2 *m, const gpt2_config *cfg, const pb_ops *ops) {
     int L = cfg->n_layer, C = cfg->n_embd, Vp = m->cfg.padded_vocab;
     PB_ASSERT(L > 0 && C > 0 && cfg->n_head > 0 && C % cfg->n_head == 0);
     m->tf = (tf_config){L, C, cfg->n_head, 0, PB_GELU_TANH, cfg->ln_eps > 0 ? cfg->ln_eps : 1e-5f,
-                        4 * C, cfg->dropout};
+                        4 * C, cfg->dropout, cfg->attn_dropout};
 
     pb_params *ps = &m->p;
     params_init(ps, "gpt2", ops);
@@ -207,6 +207,7 @@ double gpt2_forward(gpt2 *m, const int32_t *inputs, const int32_t *targets, int 
 
     gpt2_acts *a = &m->acts;
     ops->encoder_forward(a->encoded, m->inputs, NULL, m->wa.wte, m->wa.wpe, NULL, B, T, C);
+    tf_attn_dropout(&m->attn_desc, &m->tf, &a->tf);
     const void *ctx[2];
     const float *y = tf_forward(ops, &m->tf, &m->wa.tf, &a->tf, a->encoded, N,
                                 tf_attend_desc(m->attn, &m->attn_desc, ctx));

@@ -26,6 +26,7 @@ typedef struct gpt2_config {
     float ln_eps;        // LayerNorm epsilon (0: GPT-2's 1e-5)
     bs_params sparse;    // model.attention = blocksparse: the pattern ([attention] keys)
     float dropout;       // model.dropout: the embeddings and both branches (transformer.h)
+    float attn_dropout;  // model.attn_dropout: the attention probabilities
 } gpt2_config;
 
 // Pointers into a parameter buffer laid out as the table (masters, gradients, or the copy the

@@ -69,13 +69,31 @@ static uint64_t drop_site(const tf_acts *a, int l, int site) {
 pb_attn_desc tf_self_attention(const tf_config *c, int B, int T, int causal,
                                const int32_t *kv_len) {
     int D = c->C / c->NH;
-    return (pb_attn_desc){B, T, T, c->NH, D, 1.0f / sqrtf((float)D), causal, kv_len, NULL};
+    return (pb_attn_desc){B,    T,    T, c->NH, D, 1.0f / sqrtf((float)D), causal, kv_len, NULL,
+                          c->attn_dropout, 0};
+}
+
+// The attention probabilities' site follows drop_site's 2L + 1 (and the layers' keys are drawn
+// from it by layer_attention).
+void tf_attn_dropout(pb_attn_desc *d, const tf_config *c, const tf_acts *acts) {
+    PB_ASSERT(acts->attn_drop_p >= 0.0f && acts->attn_drop_p <= c->attn_dropout &&
+              acts->attn_drop_p < 1.0f);
+    d->drop_p = acts->attn_drop_p;
+    d->drop_key = pb_drop_hash(acts->drop_key, 2 * (uint64_t)c->n_layer + 1);
+}
+
+// Layer l's descriptor: d with its own dropout key.
+static pb_attn_desc layer_attention(const pb_attn_desc *d, int l) {
+    pb_attn_desc r = *d;
+    if (r.drop_p > 0) r.drop_key = pb_drop_hash(d->drop_key, (uint64_t)l);
+    return r;
 }
 
 static void attend_desc(void *ctx, int layer, float *out, float *lse, const float *qkv) {
     const void *const *p = ctx;
     const pb_attn_impl *a = p[0];
-    a->forward(out, lse, qkv, (const pb_attn_desc *)p[1]);
+    pb_attn_desc d = layer_attention((const pb_attn_desc *)p[1], layer);
+    a->forward(out, lse, qkv, &d);
 }
 
 tf_attend tf_attend_desc(const pb_attn_impl *a, const pb_attn_desc *d, const void *ctx[2]) {
@@ -214,11 +232,12 @@ static void mlp_backward(const pb_ops *ops, const tf_config *c, const tf_layer_w
 static void attn_backward(const pb_ops *ops, const tf_config *c, const tf_layer_weights *w,
                           tf_layer_weights *dw, const tf_layer_acts *h, tf_grads *g,
                           const float *dres, const float *in, float *din, int N,
-                          const pb_attn_impl *attn, const pb_attn_desc *d) {
+                          const pb_attn_impl *attn, const pb_attn_desc *d, int l) {
     int C = c->C;
     ops->matmul_backward(g->atty, dw->attprojw, dw->attprojb, dres, h->atty, w->attprojw, N, C,
                          C);
-    attn->backward(g->qkv, g->atty, h->atty, h->lse, h->qkv, d);
+    pb_attn_desc dl = layer_attention(d, l);  // the forward's dropout key of this layer
+    attn->backward(g->qkv, g->atty, h->atty, h->lse, h->qkv, &dl);
     ops->matmul_backward(din, dw->qkvw, dw->qkvb, g->qkv, in, w->qkvw, N, C, 3 * C);
 }
 
@@ -249,7 +268,7 @@ void tf_backward(const pb_ops *ops, const tf_config *c, const tf_weights *w, tf_
             ops->zero(g->atty, NC * ab);
             ops->zero(g->qkv, 3 * NC * ab);
             attn_backward(ops, c, lw, lg, h, g, undrop(ops, acts, g, g->stream, l, 0, NC), x,
-                          g->stream, N, attn, d);
+                          g->stream, N, attn, d, l);
             if (g->layer_done) g->layer_done(g->layer_done_ctx, l);
         }
         undrop_input(ops, acts, g, L, NC);
@@ -277,7 +296,7 @@ void tf_backward(const pb_ops *ops, const tf_config *c, const tf_weights *w, tf_
         // attention branch: res2 = x + attproj, so d attproj = d res2 = stream; then
         // d x = d res2 + ln_1's input gradient: the block below's d res3
         attn_backward(ops, c, lw, lg, h, g, undrop(ops, acts, g, g->stream, l, 0, NC), h->ln1,
-                      g->ln1, N, attn, d);
+                      g->ln1, N, attn, d, l);
         ops->layernorm_backward(g->stream, lg->ln1w, lg->ln1b, g->ln1, x, lw->ln1w, h->ln1_mean,
                                 h->ln1_rstd, N, C);
         if (g->layer_done) g->layer_done(g->layer_done_ctx, l);

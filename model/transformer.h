@@ -29,6 +29,10 @@ typedef struct tf_config {
     // GPT-2's embd_pdrop and resid_pdrop: the probability a training forward may use
     // (tf_acts.drop_p; 0: none, and no buffer for it)
     float dropout;
+    // Dropout on the attention probabilities (pb_attn_desc.drop_p), as BERT's
+    // attention_probs_dropout_prob and GPT-2's attn_pdrop: the probability a training
+    // forward may use (tf_acts.attn_drop_p; 0: none)
+    float attn_dropout;
 } tf_config;
 
 // One block's weights (pointers into a parameter buffer). pre-LN: ln1 before attention,
@@ -74,6 +78,7 @@ typedef struct tf_acts {
     // The model sets both before tf_forward; tf_map_acts leaves them alone.
     float drop_p;
     uint64_t drop_key;
+    float attn_drop_p;  // the attention probabilities' (at most tf_config.attn_dropout)
 } tf_acts;
 
 // The activation gradients the backward writes: one block's worth, reused by every block
@@ -121,9 +126,13 @@ typedef struct tf_attend {
 } tf_attend;
 
 // The descriptor of the stack's self-attention over (B,T): keys = queries, scale 1/sqrt(D),
-// causal or not, kv_len (B) in backend memory or NULL.
+// causal or not, kv_len (B) in backend memory or NULL; drop_p = c->attn_dropout, the most a
+// forward drops, so that choosing an implementation by it refuses one that cannot drop.
 pb_attn_desc tf_self_attention(const tf_config *c, int B, int T, int causal,
                                const int32_t *kv_len);
+// Before each tf_forward: d's dropout becomes this forward's (acts->attn_drop_p, and a key
+// drawn from acts->drop_key); tf_forward and tf_backward give each layer its own key from it.
+void tf_attn_dropout(pb_attn_desc *d, const tf_config *c, const tf_acts *acts);
 
 // The attention implementation a and descriptor d (both outlive the call) as a tf_attend;
 // ctx[2] is storage for it.

@@ -12,7 +12,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/dropout.h"
 #include "kernels/ops.h"
+
+// The weight of probability P_ij of head (b, h) after the descriptor's dropout, from its
+// definition in kernels/ops.h: 1 without dropout; 1 / (1 - p) where kept, else 0.
+static double ref_drop(const pb_attn_desc *d, int b, int h, int i, int j) {
+    if (d->drop_p <= 0) return 1.0;
+    uint64_t e = (((uint64_t)b * d->NH + h) * d->T + i) * d->Tk + j;
+    return pb_drop_keep(d->drop_key, e, pb_drop_threshold(d->drop_p)) ? 1.0 / (1.0 - d->drop_p)
+                                                                       : 0.0;
+}
 
 // xorshift64*: a fixed generator, so a failing case reproduces exactly
 static uint64_t rng_state;
@@ -66,7 +76,7 @@ static void ref_forward(double *out, double *lse, const double *qkv, const pb_at
                 for (int j = 0; j < T; j++) {
                     if (!vis[j]) continue;
                     const double *vj = qkv + ((size_t)b * T + j) * 3 * C + 2 * C + h * D;
-                    double p = exp(s[j] - mx) / sum;
+                    double p = exp(s[j] - mx) / sum * ref_drop(d, b, h, i, j);
                     for (int e = 0; e < D; e++) o[e] += p * vj[e];
                 }
                 lse[((size_t)b * NH + h) * T + i] = mx + log(sum);
@@ -75,9 +85,10 @@ static void ref_forward(double *out, double *lse, const double *qkv, const pb_at
 }
 
 // The gradient in double, dqkv (B,T,3C) = d/dqkv of sum(out * dout), by the chain rule
-// through softmax written directly: P_ij, dP_ij = dO_i . v_j, the correction
-// Di = sum_j P_ij dP_ij (from P, not from the forward's out), dS_ij = P_ij (dP_ij - Di);
-// dq_i = scale sum_j dS_ij k_j, dk_j = scale sum_i dS_ij q_i, dv_j = sum_i P_ij dO_i.
+// through softmax written directly: P_ij, dP_ij = w_ij dO_i . v_j (w_ij the dropout's
+// weight, ref_drop), the correction Di = sum_j P_ij dP_ij (from P, not from the forward's
+// out), dS_ij = P_ij (dP_ij - Di); dq_i = scale sum_j dS_ij k_j, dk_j = scale sum_i dS_ij q_i,
+// dv_j = sum_i w_ij P_ij dO_i.
 static void ref_backward(double *dqkv, const double *qkv, const double *dout,
                          const pb_attn_desc *d, const unsigned char *mask, int mh) {
     int B = d->B, T = d->T, NH = d->NH, D = d->D, C = NH * D;
@@ -111,15 +122,16 @@ static void ref_backward(double *dqkv, const double *qkv, const double *dout,
                     if (!vis[j]) continue;
                     P[j] /= sum;
                     for (int e = 0; e < D; e++) dP[j] += dOi[e] * row[j * C3 + 2 * C + e];
+                    dP[j] *= ref_drop(d, b, h, i, j);
                     Di += P[j] * dP[j];
                 }
                 for (int j = 0; j < T; j++) {
                     if (!vis[j]) continue;
-                    double ds = P[j] * (dP[j] - Di);
+                    double ds = P[j] * (dP[j] - Di), pw = P[j] * ref_drop(d, b, h, i, j);
                     for (int e = 0; e < D; e++) {
                         grow[i * C3 + e] += scale * ds * row[j * C3 + C + e];  // dq_i
                         grow[j * C3 + C + e] += scale * ds * qi[e];             // dk_j
-                        grow[j * C3 + 2 * C + e] += P[j] * dOi[e];              // dv_j
+                        grow[j * C3 + 2 * C + e] += pw * dOi[e];                // dv_j
                     }
                 }
             }

@@ -66,7 +66,7 @@ int main(int argc, char **argv) {
         memset(dqkv, 0, nqkv * sizeof(float));
         int32_t kv_len[4];
         for (int b = 0; b < B; b++) kv_len[b] = T - (int)(padded * T) > 0 ? T - (int)(padded * T) : 1;
-        pb_attn_desc d = {B, T, T, NH, D, 0.125f, causal, padded > 0 ? kv_len : NULL, NULL};
+        pb_attn_desc d = {B, T, T, NH, D, 0.125f, causal, padded > 0 ? kv_len : NULL, NULL, 0, 0};
 
         double nf = time_fwd(attn_naive_forward, out, lse, qkv, &d);
         double nb = time_bwd(attn_naive_backward, dqkv, dout, out, lse, qkv, &d);

@@ -65,12 +65,13 @@ typedef struct {
     kv_pattern kv;
     float amp;    // inputs uniform in [-amp, amp]
     float scale;  // 0: 1/sqrtf(D), the model's
+    float drop;   // the probabilities' dropout (pb_attn_desc.drop_p; 0: none)
 } shape;
 
 static const char *describe(const shape *s) {
-    static char buf[160];
-    snprintf(buf, sizeof buf, "B=%d T=%d D=%d NH=%d causal=%d kv=%s amp=%g scale=%g", s->B,
-             s->T, s->D, s->NH, s->causal, KV_NAMES[s->kv], s->amp, s->scale);
+    static char buf[176];
+    snprintf(buf, sizeof buf, "B=%d T=%d D=%d NH=%d causal=%d kv=%s amp=%g scale=%g drop=%g",
+             s->B, s->T, s->D, s->NH, s->causal, KV_NAMES[s->kv], s->amp, s->scale, s->drop);
     return buf;
 }
 
@@ -91,7 +92,8 @@ static void problem_init(problem *p, const shape *s, uint64_t seed) {
     p->d = (pb_attn_desc){.B = s->B, .T = s->T, .Tk = s->T, .NH = s->NH, .D = s->D,
                           .scale = s->scale ? s->scale : 1.0f / sqrtf((float)s->D),
                           .causal = s->causal, .kv_len = s->kv == KV_NONE ? NULL : p->kv,
-                          .layout = NULL};
+                          .layout = NULL, .drop_p = s->drop,
+                          .drop_key = 0x5EED0000u + (uint64_t)s->T * 7 + (uint64_t)s->kv};
     p->C = s->D * s->NH;
     p->nqkv = (size_t)s->B * s->T * 3 * p->C;
     p->nout = (size_t)s->B * s->T * p->C;
@@ -182,10 +184,10 @@ static void check_fd(const algo *a, const shape *s) {
 
 static void fd_cases(const algo *a) {
     for (int causal = 0; causal <= 1; causal++) {
-        check_fd(a, &(shape){2, 5, 4, 2, causal, KV_NONE, 2.0f, 0});
-        check_fd(a, &(shape){1, 1, 3, 1, causal, KV_NONE, 2.0f, 0});  // T=1: out = v, dq = dk = 0
-        check_fd(a, &(shape){1, 9, 8, 1, causal, KV_NONE, 2.0f, 0});
-        check_fd(a, &(shape){1, 9, 8, 1, causal, KV_NONE, 2.0f, 0.3f});  // scale from the desc
+        check_fd(a, &(shape){2, 5, 4, 2, causal, KV_NONE, 2.0f, 0, 0});
+        check_fd(a, &(shape){1, 1, 3, 1, causal, KV_NONE, 2.0f, 0, 0});  // T=1: out = v, dq = dk = 0
+        check_fd(a, &(shape){1, 9, 8, 1, causal, KV_NONE, 2.0f, 0, 0});
+        check_fd(a, &(shape){1, 9, 8, 1, causal, KV_NONE, 2.0f, 0.3f, 0});  // scale from the desc
     }
 }
 
@@ -198,8 +200,8 @@ Test(attention, flash_backward_matches_finite_differences) { fd_cases(FLASH); }
 static void fd_masked_cases(const algo *a) {
     for (int causal = 0; causal <= 1; causal++)
         for (int kv = KV_FULL; kv < KV_NPATTERNS; kv++) {
-            if (kv != KV_TILE) check_fd(a, &(shape){3, 9, 4, 2, causal, kv, 2.0f, 0});
-            check_fd(a, &(shape){3, 67, 2, 1, causal, kv, 2.0f, 0});
+            if (kv != KV_TILE) check_fd(a, &(shape){3, 9, 4, 2, causal, kv, 2.0f, 0, 0});
+            check_fd(a, &(shape){3, 67, 2, 1, causal, kv, 2.0f, 0, 0});
         }
 }
 
@@ -236,14 +238,14 @@ static void check_forward_ref(const algo *a, const shape *s) {
 
 static void forward_ref_cases(const algo *a) {
     for (int causal = 0; causal <= 1; causal++) {
-        check_forward_ref(a, &(shape){2, 1, 8, 1, causal, KV_NONE, 2.0f, 0});
-        check_forward_ref(a, &(shape){2, 7, 16, 2, causal, KV_NONE, 2.0f, 0});
-        check_forward_ref(a, &(shape){2, 65, 16, 3, causal, KV_NONE, 2.0f, 0});
-        check_forward_ref(a, &(shape){2, 130, 64, 2, causal, KV_NONE, 2.0f, 0});
-        check_forward_ref(a, &(shape){1, 1000, 16, 1, causal, KV_NONE, 2.0f, 0});  // many tiles
+        check_forward_ref(a, &(shape){2, 1, 8, 1, causal, KV_NONE, 2.0f, 0, 0});
+        check_forward_ref(a, &(shape){2, 7, 16, 2, causal, KV_NONE, 2.0f, 0, 0});
+        check_forward_ref(a, &(shape){2, 65, 16, 3, causal, KV_NONE, 2.0f, 0, 0});
+        check_forward_ref(a, &(shape){2, 130, 64, 2, causal, KV_NONE, 2.0f, 0, 0});
+        check_forward_ref(a, &(shape){1, 1000, 16, 1, causal, KV_NONE, 2.0f, 0, 0});  // many tiles
         // large scores: peaked rows whose max moves between tiles, exp underflow
-        check_forward_ref(a, &(shape){1, 257, 16, 2, causal, KV_NONE, 6.0f, 0});
-        check_forward_ref(a, &(shape){2, 65, 16, 2, causal, KV_NONE, 2.0f, 0.3f});
+        check_forward_ref(a, &(shape){1, 257, 16, 2, causal, KV_NONE, 6.0f, 0, 0});
+        check_forward_ref(a, &(shape){2, 65, 16, 2, causal, KV_NONE, 2.0f, 0.3f, 0});
     }
 }
 
@@ -253,11 +255,11 @@ Test(attention, flash_forward_matches_double_reference) { forward_ref_cases(FLAS
 static void forward_masked_cases(const algo *a) {
     for (int causal = 0; causal <= 1; causal++)
         for (int kv = KV_FULL; kv < KV_NPATTERNS; kv++) {
-            check_forward_ref(a, &(shape){3, 1, 8, 1, causal, kv, 2.0f, 0});
-            check_forward_ref(a, &(shape){3, 7, 16, 2, causal, kv, 2.0f, 0});
-            check_forward_ref(a, &(shape){3, 130, 64, 2, causal, kv, 2.0f, 0});
-            check_forward_ref(a, &(shape){3, 300, 16, 1, causal, kv, 2.0f, 0});
-            check_forward_ref(a, &(shape){3, 257, 16, 2, causal, kv, 6.0f, 0});
+            check_forward_ref(a, &(shape){3, 1, 8, 1, causal, kv, 2.0f, 0, 0});
+            check_forward_ref(a, &(shape){3, 7, 16, 2, causal, kv, 2.0f, 0, 0});
+            check_forward_ref(a, &(shape){3, 130, 64, 2, causal, kv, 2.0f, 0, 0});
+            check_forward_ref(a, &(shape){3, 300, 16, 1, causal, kv, 2.0f, 0, 0});
+            check_forward_ref(a, &(shape){3, 257, 16, 2, causal, kv, 6.0f, 0, 0});
         }
 }
 
@@ -298,14 +300,90 @@ static void check_backward_ref(const algo *a, const shape *s) {
 static void backward_ref_cases(const algo *a) {
     for (int causal = 0; causal <= 1; causal++)
         for (int kv = KV_NONE; kv < KV_NPATTERNS; kv++) {
-            check_backward_ref(a, &(shape){3, 7, 16, 2, causal, kv, 2.0f, 0});
-            check_backward_ref(a, &(shape){3, 130, 64, 2, causal, kv, 2.0f, 0});
-            check_backward_ref(a, &(shape){3, 200, 24, 1, causal, kv, 2.0f, 0});
+            check_backward_ref(a, &(shape){3, 7, 16, 2, causal, kv, 2.0f, 0, 0});
+            check_backward_ref(a, &(shape){3, 130, 64, 2, causal, kv, 2.0f, 0, 0});
+            check_backward_ref(a, &(shape){3, 200, 24, 1, causal, kv, 2.0f, 0, 0});
         }
 }
 
 Test(attention, naive_backward_matches_double_reference) { backward_ref_cases(NAIVE); }
 Test(attention, flash_backward_matches_double_reference) { backward_ref_cases(FLASH); }
+
+// ----------------------------------------------------------------------------
+// (2b) dropout on the probabilities (kernels/ops.h): the references weight each P_ij as the
+// descriptor's definition says (attn_ref.h's ref_drop), the finite differences run through
+// them with the mask fixed by its key
+
+static void dropout_fd_cases(const algo *a) {
+    for (int causal = 0; causal <= 1; causal++) {
+        check_fd(a, &(shape){2, 9, 4, 2, causal, KV_NONE, 2.0f, 0, 0.3f});
+        check_fd(a, &(shape){3, 67, 2, 1, causal, KV_RAGGED, 2.0f, 0, 0.3f});
+    }
+}
+Test(attention, naive_dropout_backward_matches_finite_differences, .timeout = 60) {
+    dropout_fd_cases(NAIVE);
+}
+Test(attention, flash_dropout_backward_matches_finite_differences, .timeout = 60) {
+    dropout_fd_cases(FLASH);
+}
+
+static void dropout_ref_cases(const algo *a) {
+    for (int causal = 0; causal <= 1; causal++)
+        for (int kv = KV_NONE; kv < KV_NPATTERNS; kv += 3) {  // none, ragged
+            check_forward_ref(a, &(shape){3, 130, 16, 2, causal, kv, 2.0f, 0, 0.1f});
+            check_forward_ref(a, &(shape){2, 300, 16, 1, causal, kv, 2.0f, 0, 0.5f});
+            check_backward_ref(a, &(shape){3, 130, 16, 2, causal, kv, 2.0f, 0, 0.1f});
+            check_backward_ref(a, &(shape){2, 200, 24, 1, causal, kv, 2.0f, 0, 0.5f});
+        }
+}
+Test(attention, naive_dropout_matches_double_reference) { dropout_ref_cases(NAIVE); }
+Test(attention, flash_dropout_matches_double_reference) { dropout_ref_cases(FLASH); }
+
+// The dropout is there: a share p of the visible probabilities dropped (within 5 sigma of
+// the binomial), out changed by far more than the tolerance, lse unchanged to the bit (it is
+// the undropped softmax's), and another key drops other elements.
+Test(attention, dropout_drops_a_share_p_and_keeps_lse) {
+    shape s = {2, 200, 16, 2, 1, KV_RAGGED, 2.0f, 0, 0.3f};
+    shape s0 = s;
+    s0.drop = 0;
+    problem p, q;
+    problem_init(&p, &s, 77);
+    problem_init(&q, &s0, 77);
+    FLASH->fwd(p.out, p.lse, p.qkv, &p.d);
+    FLASH->fwd(q.out, q.lse, q.qkv, &q.d);
+    unsigned char *mask = make_mask(&p.d);
+    long n = 0, dropped = 0, differ = 0;
+    for (int b = 0; b < s.B; b++)
+        for (int h = 0; h < s.NH; h++)
+            for (int i = 0; i < s.T; i++)
+                for (int j = 0; j < s.T; j++) {
+                    if (!mask[((size_t)b * s.T + i) * s.T + j]) continue;
+                    n++;
+                    dropped += ref_drop(&p.d, b, h, i, j) == 0.0;
+                    pb_attn_desc other = p.d;
+                    other.drop_key++;
+                    differ += ref_drop(&p.d, b, h, i, j) != ref_drop(&other, b, h, i, j);
+                }
+    double mean = 0.3 * n, sd = sqrt(n * 0.3 * 0.7);
+    cr_expect(fabs(dropped - mean) < 5 * sd, "dropped %ld of %ld, expected %.0f +- %.0f", dropped,
+              n, mean, 5 * sd);
+    cr_expect(differ > 0.3 * n, "another key drops other elements: %ld of %ld differ", differ, n);
+    size_t far = 0;
+    for (size_t i = 0; i < p.nout; i++) far += fabsf(p.out[i] - q.out[i]) > 1e-2f;
+    cr_expect(far > p.nout / 2, "dropout moved only %zu of %zu outputs by 1e-2", far, p.nout);
+    cr_expect(memcmp(p.lse, q.lse, p.nlse * sizeof(float)) == 0, "lse changed with dropout");
+    free(mask);
+    problem_free(&p);
+    problem_free(&q);
+}
+
+// smallcache does not drop: it says so rather than ignoring drop_p
+Test(attention, smallcache_refuses_dropout) {
+    pb_attn_desc d = {.B = 1, .T = 8, .Tk = 8, .NH = 1, .D = 8, .scale = 1.0f, .drop_p = 0.1f};
+    cr_expect(attn_smallcache_supports(&d) != NULL);
+    d.drop_p = 0;
+    cr_expect(attn_smallcache_supports(&d) == NULL);
+}
 
 // ----------------------------------------------------------------------------
 // (3) masked keys contribute nothing
@@ -351,9 +429,9 @@ Test(attention, masked_keys_contribute_nothing) {
     for (int ai = 0; ai < NALGOS; ai++)
         for (int causal = 0; causal <= 1; causal++)
             for (int kv = KV_ONE; kv < KV_NPATTERNS; kv++) {
-                check_padding_ignored(&ALGOS[ai], &(shape){3, 130, 16, 2, causal, kv, 2.0f, 0});
+                check_padding_ignored(&ALGOS[ai], &(shape){3, 130, 16, 2, causal, kv, 2.0f, 0, 0});
                 if (kv != KV_TILE)  // at T=9 the tile pattern pads nothing
-                    check_padding_ignored(&ALGOS[ai], &(shape){3, 9, 8, 1, causal, kv, 2.0f, 0});
+                    check_padding_ignored(&ALGOS[ai], &(shape){3, 9, 8, 1, causal, kv, 2.0f, 0, 0});
             }
 }
 
@@ -398,7 +476,7 @@ Test(attention, flash_agrees_with_naive) {
         for (int ti = 0; ti < 6; ti++)
             for (int di = 0; di < 3; di++)
                 for (int NH = 1; NH <= 3; NH++)
-                    check_agree(&(shape){2, AGREE_TS[ti], Ds[di], NH, causal, KV_NONE, 2.0f, 0});
+                    check_agree(&(shape){2, AGREE_TS[ti], Ds[di], NH, causal, KV_NONE, 2.0f, 0, 0});
 }
 
 // head dims that are not a multiple of flash's 16-column register blocks
@@ -406,13 +484,13 @@ Test(attention, flash_agrees_with_naive_odd_head_dims) {
     static const int Ds[] = {1, 24, 40};
     for (int causal = 0; causal <= 1; causal++)
         for (int di = 0; di < 3; di++)
-            check_agree(&(shape){2, 100, Ds[di], 2, causal, KV_NONE, 2.0f, 0});
+            check_agree(&(shape){2, 100, Ds[di], 2, causal, KV_NONE, 2.0f, 0, 0});
 }
 
 Test(attention, flash_agrees_with_naive_large_scores) {
     for (int causal = 0; causal <= 1; causal++) {
-        check_agree(&(shape){2, 257, 16, 2, causal, KV_NONE, 6.0f, 0});
-        check_agree(&(shape){1, 200, 64, 1, causal, KV_NONE, 4.0f, 0});
+        check_agree(&(shape){2, 257, 16, 2, causal, KV_NONE, 6.0f, 0, 0});
+        check_agree(&(shape){1, 200, 64, 1, causal, KV_NONE, 4.0f, 0, 0});
     }
 }
 
@@ -422,9 +500,9 @@ Test(attention, flash_agrees_with_naive_masked) {
         for (int kv = KV_FULL; kv < KV_NPATTERNS; kv++)
             for (int ti = 0; ti < 6; ti++)
                 for (int di = 0; di < 3; di++)
-                    check_agree(&(shape){3, AGREE_TS[ti], Ds[di], 2, causal, kv, 2.0f, 0});
+                    check_agree(&(shape){3, AGREE_TS[ti], Ds[di], 2, causal, kv, 2.0f, 0, 0});
     for (int causal = 0; causal <= 1; causal++)
-        check_agree(&(shape){3, 257, 16, 2, causal, KV_RAGGED, 6.0f, 0});
+        check_agree(&(shape){3, 257, 16, 2, causal, KV_RAGGED, 6.0f, 0, 0});
 }
 
 // ----------------------------------------------------------------------------
@@ -439,7 +517,7 @@ Test(attention, backward_accumulates) {
     for (int ai = 0; ai < NALGOS; ai++)
         for (int causal = 0; causal <= 1; causal++)
             for (int kv = KV_NONE; kv <= KV_RAGGED; kv += KV_RAGGED) {
-                shape s = {3, 70, 16, 2, causal, kv, 2.0f, 0};
+                shape s = {3, 70, 16, 2, causal, kv, 2.0f, 0, 0};
                 problem p;
                 problem_init(&p, &s, 4000 + causal + 10 * kv);
                 problem_run(&p, &ALGOS[ai]);  // p.dqkv = g
@@ -473,7 +551,7 @@ Test(attention, deterministic_across_thread_counts) {
             for (int kv = KV_NONE; kv <= KV_RAGGED; kv += KV_RAGGED) {
                 // B*NH = 6 (b,h) pairs and 3 query blocks each: splits unevenly across 2
                 // and 3 threads, and T=130 leaves a partial tile
-                shape s = {2, 130, 16, 3, causal, kv, 2.0f, 0};
+                shape s = {2, 130, 16, 3, causal, kv, 2.0f, 0, 0};
                 problem p[3];
                 for (int t = 0; t < 3; t++) {
                     problem_init(&p[t], &s, 5000 + causal);

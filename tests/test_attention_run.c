@@ -120,3 +120,46 @@ Test(attention_run, attention_keys_errors) {
                   rc, output());
     }
 }
+
+// model.attn_dropout: a run drops (its losses differ from the run without it), repeats itself
+// to the bit (the masks are keyed by seed and step), and naive and flash drop the same
+// probabilities (their losses agree to fp32 summation order); smallcache, which cannot drop,
+// refuses it in one line
+Test(attention_run, attention_dropout_trains_repeats_and_is_refused_by_smallcache,
+     .timeout = 120) {
+    make_data("adrop");
+    const char *bin = pebble_bin();
+    char d[8192], d2[8192], n[8192], z[8192];
+    const char *runs[4][2] = {{"flash --set model.attn_dropout=0.2", "d"},
+                              {"flash --set model.attn_dropout=0.2", "d2"},
+                              {"naive --set model.attn_dropout=0.2", "n"},
+                              {"flash", "z"}};
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(run("%s train " TINY64 "--set train.steps=6 --set model.attention=%s "
+                         "--set run.dir=%s/%s", bin, tmp, tmp, runs[i][0], tmp, runs[i][1]),
+                     0, "%s", output());
+    losses_in("d", d, sizeof d);
+    losses_in("d2", d2, sizeof d2);
+    losses_in("n", n, sizeof n);
+    losses_in("z", z, sizeof z);
+    cr_assert(strlen(d) > 20);
+    cr_expect_str_eq(d, d2, "the same run with attention dropout did not repeat");
+    cr_expect_str_neq(d, z, "model.attn_dropout = 0.2 gave the losses of no dropout");
+    char *p = d, *q = n;
+    int k = 0;
+    for (;;) {
+        char *p2, *q2;
+        double x = strtod(p, &p2), y = strtod(q, &q2);
+        if (p2 == p || q2 == q) break;
+        p = p2, q = q2;
+        cr_expect(fabs(x - y) < 1e-3 * (1 + fabs(y)), "loss %d: flash %g, naive %g", k, x, y);
+        k++;
+    }
+    cr_expect(k >= 6, "only %d losses", k);
+    cr_expect_eq(run("%s train " TINY64 "--set train.steps=1 --set model.attention=smallcache "
+                     "--set model.attn_dropout=0.1 --set run.dir=%s/e", bin, tmp, tmp, tmp),
+                 2, "%s", output());
+    cr_expect(strstr(output(), "model.attention = smallcache cannot run this model on the cpu "
+                               "backend: dropout on the attention probabilities"),
+              "%s", output());
+}

@@ -27,15 +27,16 @@ typedef struct {
     kv_kind kv;          // the descriptor's key lengths
     int layout_kv;       // 1: the layout is built with the key lengths too (per batch row)
     bs_params p;
+    float drop;          // the probabilities' dropout (pb_attn_desc.drop_p; 0: none)
 } bcase;
 
 static const char *describe(const bcase *c) {
     static char buf[256];
     snprintf(buf, sizeof buf, "B=%d T=%d D=%d NH=%d causal=%d kv=%s layout_kv=%d %s block=%d "
-             "window=%d global=%d random=%d", c->B, c->T, c->D, c->NH, c->causal,
+             "window=%d global=%d random=%d drop=%g", c->B, c->T, c->D, c->NH, c->causal,
              c->kv == KV_NONE ? "none" : "ragged", c->layout_kv,
              attn_bs_pattern_name(c->p.pattern), c->p.block, c->p.window, c->p.global,
-             c->p.random);
+             c->p.random, c->drop);
     return buf;
 }
 
@@ -85,7 +86,8 @@ static void prob_init(prob *p, const bcase *c, uint64_t seed) {
     cr_assert(p->l, "%s: %s", describe(c), err);
     p->d = (pb_attn_desc){.B = c->B, .T = c->T, .Tk = c->T, .NH = c->NH, .D = c->D,
                           .scale = 1.0f / sqrtf((float)c->D), .causal = c->causal,
-                          .kv_len = c->kv == KV_NONE ? NULL : p->kv, .layout = p->l};
+                          .kv_len = c->kv == KV_NONE ? NULL : p->kv, .layout = p->l,
+                          .drop_p = c->drop, .drop_key = 0xB10C5 + (uint64_t)c->T};
     p->C = c->D * c->NH;
     p->nqkv = (size_t)c->B * c->T * 3 * p->C;
     p->nout = (size_t)c->B * c->T * p->C;
@@ -138,7 +140,7 @@ static void each_pattern(int T, int block, void (*fn)(const bcase *)) {
         for (int causal = 0; causal <= 1; causal++)
             for (int kv = KV_NONE; kv < KV_NKINDS; kv++)
                 for (int lkv = 0; lkv <= 1; lkv++)
-                    fn(&(bcase){4, T, 16, 2, causal, kv, lkv, ps[pi]});
+                    fn(&(bcase){4, T, 16, 2, causal, kv, lkv, ps[pi], 0});
 }
 
 // ----------------------------------------------------------------------------
@@ -403,7 +405,7 @@ Test(blocksparse, empty_rows_and_columns) {
     for (int j = 0; j < n; j++) m[2 * n + j] = 0;  // query block 2: nothing
     for (int i = 0; i < n; i++) m[i * n + 3] = 0;  // key block 3: nobody
     char err[256];
-    bcase c = {2, T, 8, 1, 0, KV_NONE, 0, {BS_DENSE, bs, 0, 0, 0, 1}};
+    bcase c = {2, T, 8, 1, 0, KV_NONE, 0, {BS_DENSE, bs, 0, 0, 0, 1}, 0};
     prob p;
     prob_init(&p, &c, 77);
     attn_bs_free(p.l);
@@ -472,12 +474,26 @@ static void check_fd(const bcase *c) {
     prob_free(&p);
 }
 
+// Dropout on the probabilities (kernels/ops.h), through the references' own weights
+// (attn_ref.h's ref_drop): every pattern, and the finite differences with the mask fixed.
+static void check_with_dropout(const bcase *c) {
+    bcase d = *c;
+    d.drop = 0.3f;
+    check_against_reference(&d);
+}
+Test(blocksparse, dropout_matches_dense_masked_reference, .timeout = 60) {
+    each_pattern(67, 16, check_with_dropout);
+    bs_params lgr = {BS_LOCAL_GLOBAL_RANDOM, 16, 0, 1, 1, 5};
+    for (int causal = 0; causal <= 1; causal++)
+        check_fd(&(bcase){2, 70, 2, 2, causal, KV_RAGGED, 0, lgr, 0.3f});
+}
+
 Test(blocksparse, backward_matches_finite_differences, .timeout = 60) {
     bs_params ps[] = {{BS_LOCAL_GLOBAL_RANDOM, 16, 0, 1, 1, 5}, {BS_BUTTERFLY, 16, 0, 0, 0, 1}};
     for (int pi = 0; pi < 2; pi++)
         for (int causal = 0; causal <= 1; causal++)
             for (int kv = KV_NONE; kv < KV_NKINDS; kv++)
-                check_fd(&(bcase){2, 70, 2, 2, causal, kv, 0, ps[pi]});
+                check_fd(&(bcase){2, 70, 2, 2, causal, kv, 0, ps[pi], 0});
 }
 
 // ----------------------------------------------------------------------------
@@ -489,7 +505,7 @@ Test(blocksparse, dense_pattern_equals_flash) {
     for (int bi = 0; bi < 2; bi++)
         for (int causal = 0; causal <= 1; causal++)
             for (int kv = KV_NONE; kv < KV_NKINDS; kv++) {
-                bcase c = {3, 150, 32, 2, causal, kv, 0, {BS_DENSE, bi ? 64 : 32, 0, 0, 0, 1}};
+                bcase c = {3, 150, 32, 2, causal, kv, 0, {BS_DENSE, bi ? 64 : 32, 0, 0, 0, 1}, 0};
                 prob p;
                 prob_init(&p, &c, 900 + causal);
                 prob_run(&p);

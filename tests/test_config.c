@@ -280,6 +280,7 @@ Test(config, error_bad_values) {
     expect_file_error("[train]\nmin_lr_frac = 1.5\n", "2: train.min_lr_frac: '1.5' must be <= 1");
     expect_file_error("[model]\ndropout = 1\n", "2: model.dropout: '1' must be < 1");
     expect_file_error("[model]\ndropout = -0.1\n", "2: model.dropout: '-0.1' must be >= 0");
+    expect_file_error("[model]\nattn_dropout = 1\n", "2: model.attn_dropout: '1' must be < 1");
     expect_file_error("[run]\nplot = maybe\n", "2: run.plot: 'maybe' is not true or false");
     expect_file_error("[run]\ndir =\n", "2: run.dir: must not be empty");
 }
@@ -462,8 +463,8 @@ Test(config, help_lists_every_key_with_type_and_default) {
         }
     }
     // 46, [dist] 3, data.test, [attention] 6, model.norm, train.time_limit, model.dropout,
-    // model.init
-    cr_expect_eq(keys, 61, "the written INI has %d keys", keys);
+    // model.init, model.pad_token, model.attn_dropout
+    cr_expect_eq(keys, 62, "the written INI has %d keys", keys);
     free(ini);
     free(text);
 }

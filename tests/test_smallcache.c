@@ -28,7 +28,7 @@ static void sc_init(sc_prob *p, int B, int T, int D, int NH, int causal, int pad
     for (int b = 0; b < B; b++) p->kv[b] = (int[]){T, 1, T / 2 + 3, T - 1}[b % 4];
     for (int b = 0; b < B; b++) p->kv[b] = p->kv[b] > T ? T : p->kv[b] < 1 ? 1 : p->kv[b];
     p->d = (pb_attn_desc){B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, padded ? p->kv : NULL,
-                          NULL};
+                          NULL, 0, 0};
     int C = NH * D;
     p->nqkv = (size_t)B * T * 3 * C, p->nout = (size_t)B * T * C, p->nlse = (size_t)B * NH * T;
     p->qkv = xcalloc(p->nqkv, 4), p->dout = xcalloc(p->nout, 4);
@@ -141,7 +141,7 @@ Test(smallcache, backward_matches_finite_differences, .timeout = 60) {
 }
 
 Test(smallcache, refuses_what_it_cannot_run) {
-    pb_attn_desc d = {1, 20000, 20000, 1, 64, 0.125f, 0, NULL, NULL};
+    pb_attn_desc d = {1, 20000, 20000, 1, 64, 0.125f, 0, NULL, NULL, 0, 0};
     const char *why = attn_smallcache_supports(&d);
     cr_expect(why && strstr(why, "16384"), "T = 20000: %s", why ? why : "accepted");
     d.T = d.Tk = 100;

@@ -5,7 +5,9 @@
 //         erf GELU, LayerNorm eps 1e-12;
 //   pre:  a one-block pre-LN stack (GPT-2): causal attention, tanh GELU, eps 1e-5, ln_f,
 // with each CPU attention implementation, and both again with dropout (post_drop, pre_drop:
-// the fixture draws the masks from kernels/dropout.h's hash, written again in Python).
+// the fixture draws the masks from kernels/dropout.h's hash, written again in Python), and
+// with dropout on the attention probabilities as well (post_drop_attn, pre_drop_attn: the
+// layer's key as model/transformer.c derives it, written again there too).
 // Padding rows are real rows (their queries attend to the visible keys), so every row is
 // compared.
 #include <criterion/criterion.h>
@@ -77,9 +79,10 @@ static void run_case(const char *cs, const char *attention) {
     fx_load(FIXTURE);
     const int32_t *cfg = rec(cs, "config", 6);
     int B = cfg[0], T = cfg[1], C = cfg[2], NH = cfg[3], post = cfg[4], causal = cfg[5];
-    int N = B * T, D = C / NH, nt = post ? 12 : 14;
+    int N = B * T, nt = post ? 12 : 14;
     const pb_ops *ops = pb_ops_cpu();
-    tf_config tc = {1, C, NH, post, post ? PB_GELU_ERF : PB_GELU_TANH, post ? 1e-12f : 1e-5f, 4 * C, 0.0f};
+    tf_config tc = {1,     C, NH, post, post ? PB_GELU_ERF : PB_GELU_TANH, post ? 1e-12f : 1e-5f,
+                    4 * C, 0.0f, 0.0f};
 
     tf_layer_weights h, dh;
     tf_weights w, dw;
@@ -92,6 +95,8 @@ static void run_case(const char *cs, const char *attention) {
         tc.dropout = acts.drop_p = *(const float *)rec(cs, "drop_p", 1);
         acts.drop_key = (uint64_t)k[1] << 32 | k[0];
     }
+    if (strstr(cs, "_attn"))  // and the attention probabilities' mask, keyed per layer
+        tc.attn_dropout = acts.attn_drop_p = *(const float *)rec(cs, "attn_drop_p", 1);
     tf_grads g = {0};  // no layer hook
     size_t abytes = 0, gbytes = 0, off = 0;
     tf_map_acts(&tc, N, (size_t)N * NH, 4, &acts, NULL, &abytes);
@@ -103,8 +108,7 @@ static void run_case(const char *cs, const char *attention) {
 
     int32_t *kv_len = ops->alloc((size_t)B * sizeof(int32_t));
     memcpy(kv_len, rec(cs, "kv_len", B), (size_t)B * sizeof(int32_t));
-    pb_attn_desc d = {B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, post ? kv_len : NULL,
-                      NULL};
+    pb_attn_desc d = tf_self_attention(&tc, B, T, causal, post ? kv_len : NULL);
     char err[512];
     const pb_attn_impl *a = pb_attn_choose(ops, attention, &d, err, sizeof err);
     cr_assert(a, "%s", err);
@@ -112,6 +116,7 @@ static void run_case(const char *cs, const char *attention) {
 
     float *x = ops->alloc((size_t)N * C * sizeof(float));
     memcpy(x, rec(cs, "x", (size_t)N * C), (size_t)N * C * sizeof(float));
+    tf_attn_dropout(&d, &tc, &acts);
     const void *ctx[2];
     const float *y = tf_forward(ops, &tc, &w, &acts, x, N, tf_attend_desc(a, &d, ctx));
     char what[96];
@@ -137,6 +142,15 @@ static void run_case(const char *cs, const char *attention) {
 // with dropout (p = 0.3) on both branch outputs: the forward's masks, and the backward's
 Test(transformer, post_ln_block_dropout) { run_case("post_drop", "flash"); }
 Test(transformer, pre_ln_stack_dropout) { run_case("pre_drop", "naive"); }
+// and on the attention probabilities (p = 0.25), each CPU implementation that drops
+Test(transformer, post_ln_block_attention_dropout) {
+    run_case("post_drop_attn", "naive");
+    run_case("post_drop_attn", "flash");
+}
+Test(transformer, pre_ln_stack_attention_dropout) {
+    run_case("pre_drop_attn", "naive");
+    run_case("pre_drop_attn", "flash");
+}
 Test(transformer, post_ln_block_with_padding_naive) { run_case("post", "naive"); }
 Test(transformer, post_ln_block_with_padding_flash) { run_case("post", "flash"); }
 Test(transformer, pre_ln_stack_causal_naive) { run_case("pre", "naive"); }

@@ -22,6 +22,7 @@ typedef struct pb_config {
     int ffn;                 // the MLP's hidden width (0 = 4 n_embd)
     double ln_eps;           // LayerNorm epsilon (0 = the family's)
     double dropout;          // dropout of the embeddings and each block's two branch outputs
+    double attn_dropout;     // dropout of the attention probabilities (0: none)
                              // while training
     char init[8];            // "auto" | "fan_in": how a fresh model's weights are drawn
     int type_vocab_size;     // bert: token types

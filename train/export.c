@@ -107,7 +107,7 @@ static int write_safetensors(const pb_params *ps, const char *path, char *err, s
 
 // A config.json for transformers' GPT2Config: pebble's GPT-2 is the original one (tanh
 // GELU = "gelu_new", LayerNorm eps 1e-5, tied head); resid_pdrop and embd_pdrop are
-// model.dropout (the same sites), attn_pdrop 0 (pebble does not drop attention weights).
+// model.dropout (the same sites), attn_pdrop model.attn_dropout.
 static int write_config_json(const gpt2_config *mc, const char *path, char *err,
                              size_t errlen) {
     char tmp[4300];
@@ -130,7 +130,7 @@ static int write_config_json(const gpt2_config *mc, const char *path, char *err,
                      "  \"initializer_range\": 0.02,\n"
                      "  \"resid_pdrop\": %.7g,\n"
                      "  \"embd_pdrop\": %.7g,\n"
-                     "  \"attn_pdrop\": 0.0,\n"
+                     "  \"attn_pdrop\": %.7g,\n"
                      "  \"summary_first_dropout\": 0.0,\n"
                      "  \"scale_attn_weights\": true,\n"
                      "  \"tie_word_embeddings\": true,\n"
@@ -140,7 +140,8 @@ static int write_config_json(const gpt2_config *mc, const char *path, char *err,
                      "  \"torch_dtype\": \"float32\"\n"
                      "}\n",
                      mc->vocab_size, mc->seq_len, mc->seq_len, mc->n_embd, mc->n_layer,
-                     mc->n_head, (double)mc->dropout, (double)mc->dropout, eos, eos);
+                     mc->n_head, (double)mc->dropout, (double)mc->dropout,
+                     (double)mc->attn_dropout, eos, eos);
     return finish_file(f, rc < 0, tmp, path, err, errlen);
 }
 

@@ -27,6 +27,7 @@ void model_gpt2_config(const pb_config *cfg, gpt2_config *mc) {
     mc->sparse = model_sparsity(cfg);
     mc->ln_eps = (float)cfg->ln_eps;
     mc->dropout = (float)cfg->dropout;
+    mc->attn_dropout = (float)cfg->attn_dropout;
 }
 
 void model_bert_config(const pb_config *cfg, bert_config *mc) {
@@ -49,6 +50,7 @@ void model_bert_config(const pb_config *cfg, bert_config *mc) {
     snprintf(mc->attention, sizeof mc->attention, "%s", cfg->attention);
     mc->sparse = model_sparsity(cfg);
     mc->dropout = (float)cfg->dropout;
+    mc->attn_dropout = (float)cfg->attn_dropout;
 }
 
 int model_check_config(const pb_config *c, char *err, size_t errlen) {
@@ -62,6 +64,9 @@ int model_check_config(const pb_config *c, char *err, size_t errlen) {
                   c->vocab_size, c->ffn);
     else if (!(c->dropout >= 0.0 && c->dropout < 1.0))
         pb_seterr(err, errlen, "model.dropout = %g (a probability in [0, 1))", c->dropout);
+    else if (!(c->attn_dropout >= 0.0 && c->attn_dropout < 1.0))
+        pb_seterr(err, errlen, "model.attn_dropout = %g (a probability in [0, 1))",
+                  c->attn_dropout);
     else if (c->n_embd % c->n_head != 0)
         pb_seterr(err, errlen, "model.n_embd %d is not divisible by model.n_head %d", c->n_embd,
                   c->n_head);
@@ -124,6 +129,7 @@ void model_set_dropout(pb_model *m, int on, uint64_t key) {
     tf_acts *a = m->family == MODEL_BERT ? &m->bert.acts.tf : &m->gpt2.acts.tf;
     const tf_config *c = m->family == MODEL_BERT ? &m->bert.tf : &m->gpt2.tf;
     a->drop_p = on ? c->dropout : 0.0f;
+    a->attn_drop_p = on ? c->attn_dropout : 0.0f;
     a->drop_key = key;
 }
 

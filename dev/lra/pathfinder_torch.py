@@ -7,7 +7,9 @@
 # dropout-Linear-dropout); a final LN times the mask, the mean over all T positions; head
 # Linear-ReLU-Linear. PyTorch's default Linear init. AdamW (0.9, 0.999, eps 1e-6, no decay),
 # warmup then linear decay, fp16 autocast with a GradScaler. Reads pebble's .lseq files.
-#   python3 dev/lra/pathfinder_torch.py DIR [--steps 62400] [--time-limit S] [--no-mask]
+#   python3 dev/lra/pathfinder_torch.py DIR [--steps 62400] [--lr 1e-4] [--time-limit S] [--no-mask]
+#       [--attn-dropout P (default 0.1, theirs; 0: pebble's CUDA configs)] [--wd W] [--cosine]
+# (--lr 1e-3 --steps 15600 --wd 0.1 --cosine is configs/lra-pathfinder32.ini's schedule.)
 import argparse
 import math
 import time
@@ -29,9 +31,9 @@ def read_lseq(path):
 
 
 class Block(nn.Module):
-    def __init__(self, C, H, F_, p):
+    def __init__(self, C, H, F_, p, pa):
         super().__init__()
-        self.H, self.p = H, p
+        self.H, self.p, self.pa = H, p, pa
         self.ln1, self.ln2 = nn.LayerNorm(C), nn.LayerNorm(C)
         self.qkv, self.proj = nn.Linear(C, 3 * C), nn.Linear(C, C)
         self.fc1, self.fc2 = nn.Linear(C, F_), nn.Linear(F_, C)
@@ -41,24 +43,24 @@ class Block(nn.Module):
         q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.H, C // self.H).permute(2, 0, 3, 1, 4)
         if hasattr(F, "scaled_dot_product_attention"):
             a = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :],
-                                               dropout_p=self.p if self.training else 0.0)
+                                               dropout_p=self.pa if self.training else 0.0)
         else:  # older torch: the same, spelled out
             s = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
             s = s.masked_fill(~keep[:, None, None, :], float("-inf"))
-            a = F.dropout(torch.softmax(s, -1), self.p, self.training) @ v
+            a = F.dropout(torch.softmax(s, -1), self.pa, self.training) @ v
         x = x + F.dropout(self.proj(a.transpose(1, 2).reshape(B, T, C)), self.p, self.training)
         h = F.dropout(F.gelu(self.fc1(self.ln2(x))), self.p, self.training)
         return x + F.dropout(self.fc2(h), self.p, self.training)
 
 
 class Model(nn.Module):
-    def __init__(self, T=1024, V=256, C=64, H=2, F_=128, L=2, p=0.1, mask=True):
+    def __init__(self, T=1024, V=256, C=64, H=2, F_=128, L=2, p=0.1, mask=True, pa=0.1):
         super().__init__()
         self.mask, self.p = mask, p
         self.tok, self.pos = nn.Embedding(V, C), nn.Embedding(T, C)
         nn.init.normal_(self.tok.weight, std=0.02)
         nn.init.normal_(self.pos.weight, std=0.02)
-        self.blocks = nn.ModuleList(Block(C, H, F_, p) for _ in range(L))
+        self.blocks = nn.ModuleList(Block(C, H, F_, p, pa) for _ in range(L))
         self.ln = nn.LayerNorm(C)
         self.head = nn.Sequential(nn.Linear(C, F_), nn.ReLU(), nn.Linear(F_, 2))
 
@@ -82,14 +84,22 @@ def main():
     ap.add_argument("--time-limit", type=float, default=0)
     ap.add_argument("--no-mask", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--attn-dropout", type=float, default=0.1)
+    ap.add_argument("--wd", type=float, default=0.0)
+    ap.add_argument("--cosine", action="store_true", help="cosine decay to 0 (pebble's)")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
     dev = "cuda"
     xtr, ytr = (t.to(dev) for t in read_lseq(f"{a.dir}/train.lseq"))
     xva, yva = (t.to(dev) for t in read_lseq(f"{a.dir}/val.lseq"))
-    m = Model(mask=not a.no_mask).to(dev)
-    opt = torch.optim.AdamW(m.parameters(), lr=a.lr, betas=(0.9, 0.999), eps=1e-6, weight_decay=0)
-    decay = lambda s: max(0.0, (a.steps - s) / (a.steps - a.warmup))
+    m = Model(mask=not a.no_mask, pa=a.attn_dropout).to(dev)
+    opt = torch.optim.AdamW(m.parameters(), lr=a.lr, betas=(0.9, 0.999), eps=1e-6,
+                            weight_decay=a.wd)
+    frac = lambda s: min(1.0, max(0.0, (s - a.warmup) / (a.steps - a.warmup)))
+    if a.cosine:
+        decay = lambda s: 0.5 * (1 + math.cos(math.pi * frac(s)))
+    else:
+        decay = lambda s: 1.0 - frac(s)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / a.warmup if s < a.warmup else decay(s))
     amp = torch.amp if hasattr(torch.amp, "GradScaler") else torch.cuda.amp

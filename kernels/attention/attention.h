@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "kernels/common.h"
+#include "kernels/dropout.h"
 #include "kernels/ops.h"
 
 // naive: materialises each head's T x T score matrix. The reference.
@@ -59,6 +60,16 @@ static inline int attn_key_len(const pb_attn_desc *ad, int b) {
     int n = ad->kv_len[b];
     PB_ASSERT(n >= 1 && n <= ad->T);
     return n;
+}
+
+// The weight the descriptor's dropout gives probability P_ij of head (b, h) (kernels/ops.h):
+// 1 without dropout, else 1 / (1 - p) where kept and 0 where dropped; thr =
+// pb_drop_threshold(p), computed once by the caller.
+static inline float attn_drop_weight(const pb_attn_desc *ad, uint32_t thr, int b, int h, int i,
+                                     int j) {
+    if (ad->drop_p <= 0) return 1.0f;
+    uint64_t e = (((uint64_t)b * ad->NH + h) * ad->T + i) * ad->Tk + j;
+    return pb_drop_keep(ad->drop_key, e, thr) ? pb_drop_scale(ad->drop_p) : 0.0f;
 }
 
 // blocksparse (blocksparse.c): flash's tiles over the blocks of d->layout only

@@ -12,12 +12,14 @@ extern "C" {
 // ----------------------------------------------------------------------------
 // supports
 
-// What every CUDA kernel needs: self-attention from one qkv, no block layout, a grid whose y
-// dimension (batch rows x heads) fits.
+// What every CUDA kernel needs: self-attention from one qkv, no block layout, no dropout of
+// the probabilities (not built on CUDA yet), a grid whose y dimension (batch rows x heads)
+// fits.
 static const char *cuda_attn_common(const pb_attn_desc *d) {
     if (d->layout) return "block-sparse layouts";
     if (d->Tk != d->T) return "Tk != T (it runs self-attention)";
     if (d->B < 1 || d->T < 1 || d->NH < 1 || d->D < 1) return "an empty shape";
+    if (d->drop_p > 0) return PB_ATTN_NO_DROP_CUDA;
     if ((long)d->B * d->NH > 65535) return "more than 65535 batch rows x heads";
     return NULL;
 }

@@ -61,6 +61,7 @@ static const char *bs_cuda_covers(const pb_attn_desc *d) {
     const char *why = attn_bs_covers(d, cuda_block_ok, "128 x 128");
     if (why) return why;
     if ((long)d->B * d->NH > 65535) return "more than 65535 batch rows x heads";
+    if (d->drop_p > 0) return PB_ATTN_NO_DROP_CUDA;
     if (d->D > 128) {
         snprintf(buf, sizeof buf, "head dim %d (it runs up to 128)", d->D);
         return buf;

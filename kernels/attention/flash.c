@@ -65,6 +65,7 @@ void attn_tiled_forward(float *out, float *lse, const float *qkv, const pb_attn_
     const int BR = tl->bq, BC = tl->bk;
     PB_ASSERT(BR >= 1 && BR <= ATTN_TILE_MAX && BC >= 1 && BC <= ATTN_TILE_MAX);
     int nqt = (T + BR - 1) / BR, nkt = (T + BC - 1) / BC;
+    uint32_t thr = pb_drop_threshold(ad->drop_p);
 
 #pragma omp parallel
     {
@@ -127,6 +128,13 @@ void attn_tiled_forward(float *out, float *lse, const float *qkv, const pb_attn_
                             for (int r = r0; r < br; r++) sc[r] = flash_exp(sc[r] - mnew[r]);
                             for (int r = r0; r < br; r++) l[r] += sc[r];
                         }
+                        // dropout (kernels/ops.h): l keeps the undropped sum, O gets the
+                        // dropped and rescaled P
+                        if (ad->drop_p > 0)
+                            for (int c = 0; c < bc; c++)
+                                for (int r = 0; r < br; r++)
+                                    st[(size_t)c * BR + r] *=
+                                        attn_drop_weight(ad, thr, b, h, i0 + r, j0 + c);
                         for (int r = 0; r < br; r++) {
                             m[r] = mnew[r];
                             float *orow = o + (size_t)r * D;
@@ -168,6 +176,9 @@ void attn_tiled_forward(float *out, float *lse, const float *qkv, const pb_attn_
 
 // dqkv (B,T,3C) += gradient; dout, out (B,T,C); lse (B,NH,T); qkv (B,T,3C).
 //
+// With dropout (kernels/ops.h) dP and the P of dV are the dropped ones (w_ij dP_ij, w_ij
+// P_ij), dS = P (w dP - Di); Di = rowsum(dO * O) still, O being the dropped output.
+//
 // FA-2 loop order: key tiles outer, so a tile's dK and dV accumulate in cache and are
 // added to dqkv once; query tiles inner (the ones the key tile's list gives), each adding
 // its part of dQ to a per-thread (T,D) buffer. For query tile i and key tile j, with
@@ -193,6 +204,7 @@ void attn_tiled_backward(float *dqkv, const float *dout, const float *out, const
     const int BR = tl->bq, BC = tl->bk;
     PB_ASSERT(BR >= 1 && BR <= ATTN_TILE_MAX && BC >= 1 && BC <= ATTN_TILE_MAX);
     int nqt = (T + BR - 1) / BR, nkt = (T + BC - 1) / BC;
+    uint32_t thr = pb_drop_threshold(ad->drop_p);
 
 #pragma omp parallel
     {
@@ -266,7 +278,16 @@ void attn_tiled_backward(float *dqkv, const float *dout, const float *out, const
                             float Lr = L[i0 + r], Dr = di[i0 + r];
                             for (int c = 0; c < n; c++) pr[c] = flash_exp(pr[c] - Lr);
                             for (int c = n; c < bc; c++) pr[c] = 0.0f;
-                            for (int c = 0; c < bc; c++) dsr[c] = pr[c] * (dsr[c] - Dr);
+                            if (ad->drop_p <= 0) {
+                                for (int c = 0; c < bc; c++) dsr[c] = pr[c] * (dsr[c] - Dr);
+                                continue;
+                            }
+                            // dropout: dP and the P that dV reads are the dropped ones
+                            for (int c = 0; c < bc; c++) {
+                                float w = attn_drop_weight(ad, thr, b, h, i0 + r, j0 + c);
+                                dsr[c] = pr[c] * (w * dsr[c] - Dr);
+                                pr[c] *= w;
+                            }
                         }
 
                         // dV_j (bc, D) += P^T (bc, br) dO_i (br, D)

@@ -15,6 +15,11 @@
 #ifndef PEBBLE_FLASH_CUDA_H
 #define PEBBLE_FLASH_CUDA_H
 
+// What every CUDA attention's supports() says of a descriptor with drop_p > 0.
+#define PB_ATTN_NO_DROP_CUDA \
+    "dropout on the attention probabilities (model.attn_dropout): the CUDA kernels do not " \
+    "drop yet; use system.device = cpu or model.attn_dropout = 0"
+
 #include "kernels/ops.h"
 
 // The op tables' records: name, supports, forward, backward (attention_cuda.cu).

@@ -75,6 +75,7 @@ static void naive_forward(float *out, float *lse, const float *qkv, const pb_att
                           const uint8_t *mask) {
     int B = ad->B, T = ad->T, NH = ad->NH, D = ad->D, C = NH * D, C3 = 3 * C, causal = ad->causal;
     float scale = ad->scale;
+    uint32_t thr = pb_drop_threshold(ad->drop_p);
 
 #pragma omp parallel
     {
@@ -87,12 +88,12 @@ static void naive_forward(float *out, float *lse, const float *qkv, const pb_att
                 const float *v = q + 2 * C;
                 softmax_rows(P, lse + ((size_t)b * NH + h) * T, q, k, T, C3, D, scale, causal,
                              attn_key_len(ad, b), head_mask(mask, b, h, NH, T));
-                // out_i = sum_j P_ij v_j
+                // out_i = sum_j w_ij P_ij v_j (w the dropout's weight, 1 without it)
                 for (int i = 0; i < T; i++) {
                     float *o = out + ((size_t)b * T + i) * C + h * D;
                     for (int d = 0; d < D; d++) o[d] = 0.0f;
                     for (int j = 0; j < T; j++) {
-                        float p = P[(size_t)i * T + j];
+                        float p = P[(size_t)i * T + j] * attn_drop_weight(ad, thr, b, h, i, j);
                         const float *vj = v + (size_t)j * C3;
                         for (int d = 0; d < D; d++) o[d] += p * vj[d];
                     }
@@ -115,6 +116,7 @@ static void naive_backward(float *dqkv, const float *dout, const float *out, con
     (void)lse;
     int D = ad->D, C3 = 3 * C;
     float scale = ad->scale;
+    uint32_t thr = pb_drop_threshold(ad->drop_p);
 
 #pragma omp parallel
     {
@@ -132,22 +134,23 @@ static void naive_backward(float *dqkv, const float *dout, const float *out, con
                 softmax_rows(P, NULL, q, k, T, C3, D, scale, causal, attn_key_len(ad, b),
                              head_mask(mask, b, h, NH, T));
 
-                // dV_j = sum_i P_ij dO_i
+                // dV_j = sum_i w_ij P_ij dO_i
                 for (int j = 0; j < T; j++) {
                     for (int d = 0; d < D; d++) acc[d] = 0.0f;
                     for (int i = 0; i < T; i++) {
-                        float p = P[(size_t)i * T + j];
+                        float p = P[(size_t)i * T + j] * attn_drop_weight(ad, thr, b, h, i, j);
                         for (int d = 0; d < D; d++) acc[d] += p * dO[(size_t)i * C + d];
                     }
                     for (int d = 0; d < D; d++) dv[(size_t)j * C3 + d] += acc[d];
                 }
 
-                // dS_ij = P_ij (dP_ij - Di), dP_ij = dO_i . v_j, Di = dO_i . O_i
+                // dS_ij = P_ij (dP_ij - Di), dP_ij = w_ij dO_i . v_j, Di = dO_i . O_i
                 // (Di equals sum_j P_ij dP_ij, the softmax Jacobian's correction term)
                 for (int i = 0; i < T; i++) {
                     Di[i] = dot(dO + (size_t)i * C, O + (size_t)i * C, D);
                     for (int j = 0; j < T; j++) {
-                        float dp = dot(dO + (size_t)i * C, v + (size_t)j * C3, D);
+                        float dp = dot(dO + (size_t)i * C, v + (size_t)j * C3, D) *
+                                   attn_drop_weight(ad, thr, b, h, i, j);
                         P[(size_t)i * T + j] *= dp - Di[i];
                     }
                 }

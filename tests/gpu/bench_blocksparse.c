@@ -133,7 +133,7 @@ static int ncu_mode(const pb_ops *G, int T, int D) {
     int B = 65536 / T < 1 ? 1 : 65536 / T, H = 1024 / D, C = H * D;
     pb_block_layout *l = flex_layout(T, 0.1);
     bufs b = alloc_bufs(G, B, T, C, H);
-    pb_attn_desc dd = {B, T, T, H, D, 1.0f / sqrtf((float)D), 0, NULL, NULL}, ds = dd;
+    pb_attn_desc dd = {B, T, T, H, D, 1.0f / sqrtf((float)D), 0, NULL, NULL, 0, 0}, ds = dd;
     ds.layout = l;
     const char *why = attn_cuda_blocksparse_bf16.supports(&ds);
     if (why) pb_die(PB_EXIT_RUNTIME, "bench_blocksparse: blocksparse cannot run: %s", why);
@@ -172,7 +172,7 @@ int main(int argc, char **argv) {
     for (int di = 0; di < 2; di++)
         for (int ti = 0; ti < 2; ti++) {
             int D = Ds[di], T = Ts[ti], B = 65536 / T, H = 1024 / D;
-            pb_attn_desc dd = {B, T, T, H, D, 1.0f / sqrtf((float)D), 0, NULL, NULL};
+            pb_attn_desc dd = {B, T, T, H, D, 1.0f / sqrtf((float)D), 0, NULL, NULL, 0, 0};
             double dense = quick ? NAN : time_it(&attn_cuda_wgmma, &dd, &b, 1, 3);
             for (int k = 0; k < 2; k++) {
                 pb_block_layout *l = flex_layout(T, dens[k]);

@@ -446,7 +446,7 @@ static void bench_attention(const pb_ops *ops, const char *name, const pb_attn_i
                             float *dout, float *out, float *lse, float *dqkv, int tokens,
                             int hidden) {
     int B = tokens / T, NH = hidden / D, C = hidden;
-    pb_attn_desc desc = {B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, kv_len, NULL};
+    pb_attn_desc desc = {B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, kv_len, NULL, 0, 0};
     if (im->supports(&desc)) return;
     double fl = 4.0 * B * NH * (double)T * T * D / (causal ? 2.0 : 1.0);
     double *t1 = pb_malloc(sizeof(double) * iters), *t2 = pb_malloc(sizeof(double) * iters);

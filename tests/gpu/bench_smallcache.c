@@ -83,7 +83,7 @@ typedef struct {
 static void row(const pb_ops *ops, const char *name, const pb_attn_impl *im, int D, int T,
                 int causal, const bufs *b, int iters) {
     int B = TOKENS / T, NH = HIDDEN / D;
-    pb_attn_desc d = {B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, NULL, NULL};
+    pb_attn_desc d = {B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, NULL, NULL, 0, 0};
     if (im->supports(&d)) {
         printf("| %-10s | %4d | %5d | %2d | %2d | %-3s | %s |\n", name, D, T, B, NH,
                causal ? "yes" : "no", im->supports(&d));
@@ -129,7 +129,7 @@ int main(int argc, char **argv) {
     if (argc == 5 && strcmp(argv[1], "--ncu") == 0) {
         int T = atoi(argv[2]), D = atoi(argv[3]), causal = atoi(argv[4]);
         int B = TOKENS / T, NH = HIDDEN / D;
-        pb_attn_desc d = {B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, NULL, NULL};
+        pb_attn_desc d = {B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, NULL, NULL, 0, 0};
         if (T < 1 || D < 8 || attn_smallcache_cuda_supports(&d)) {
             fprintf(stderr, "bench_smallcache --ncu: cannot run T %d D %d\n", T, D);
             return 1;

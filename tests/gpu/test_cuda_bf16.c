@@ -299,7 +299,7 @@ Test(bf16, crossentropy) {
 }
 
 static pb_attn_desc attn_desc(int B, int T, int NH, int D, int causal, const int32_t *kv_len) {
-    return (pb_attn_desc){B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, kv_len, NULL};
+    return (pb_attn_desc){B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, kv_len, NULL, 0, 0};
 }
 
 // One implementation of the bf16 table against a reference: the CPU naive attention (dense)

@@ -95,7 +95,7 @@ static void run_case(const pb_ops *G, int bf, const bs_case *c, pb_block_layout 
         G->upload(d_kv, kv, (size_t)B * 4);
     }
     pb_attn_desc hd = {B, T, T, NH, D, 1.0f / sqrtf((float)D), c->causal,
-                       c->desc_kv ? kv : NULL, l};
+                       c->desc_kv ? kv : NULL, l, 0, 0};
     pb_attn_desc gd = hd;
     gd.kv_len = d_kv;
     char err[256];
@@ -248,7 +248,7 @@ static void empty_rows(const pb_ops *G, int bf, int D, int causal) {
     // and exactly so on the GPU: forward once more, read the rows of query block 2
     int C = NH * D;
     size_t n3 = (size_t)B * T * 3 * C, n1 = (size_t)B * T * C, nl = (size_t)B * NH * T;
-    pb_attn_desc d = {B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, NULL, l};
+    pb_attn_desc d = {B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, NULL, l, 0, 0};
     const pb_attn_impl *im = pb_attn_choose(G, "blocksparse", &d, err, sizeof err);
     cr_assert(im, "%s", err);
     float *qkv = rand_vals(&rng, n3, 1.0f, bf);
@@ -290,7 +290,7 @@ Test(cuda_blocksparse, dense_pattern_equals_wgmma, .timeout = 120) {
             char err[256], what[128];
             pb_block_layout *l = attn_bs_build(&DENSE, T, NH, causal, NULL, B, err, sizeof err);
             cr_assert(l, "%s", err);
-            pb_attn_desc dd = {B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, NULL, NULL};
+            pb_attn_desc dd = {B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, NULL, NULL, 0, 0};
             pb_attn_desc ds = dd;
             ds.layout = l;
             float *qkv = rand_vals(&rng, n3, 1.0f, 1), *dout = rand_vals(&rng, n1, 1.0f, 1);
@@ -329,7 +329,7 @@ Test(cuda_blocksparse, refusals) {
     p64.block = 64;
     pb_block_layout *l = attn_bs_build(&p64, 512, 2, 1, NULL, 1, err, sizeof err);
     cr_assert(l, "%s", err);
-    pb_attn_desc d = {1, 512, 512, 2, 64, 0.125f, 1, NULL, l};
+    pb_attn_desc d = {1, 512, 512, 2, 64, 0.125f, 1, NULL, l, 0, 0};
     const char *why = attn_bs_cuda_supports(&d);
     cr_expect(why && strstr(why, "64 x 64") && strstr(why, "128 x 128"), "%s", why ? why : "");
     cr_expect(pb_attn_choose(G16, "blocksparse", &d, err, sizeof err) == NULL);
@@ -343,7 +343,7 @@ Test(cuda_blocksparse, refusals) {
     cr_expect(why && strstr(why, "no block-sparse layout"), "%s", why ? why : "");
     // a layout of 128 at D 192: the head dim named
     l = attn_bs_build(&LGR, 512, 2, 1, NULL, 1, err, sizeof err);
-    pb_attn_desc e = {1, 512, 512, 2, 192, 0.07f, 1, NULL, l};
+    pb_attn_desc e = {1, 512, 512, 2, 192, 0.07f, 1, NULL, l, 0, 0};
     why = attn_bs_cuda_supports(&e);
     cr_expect(why && strstr(why, "head dim 192"), "%s", why ? why : "");
     e.D = 64;

@@ -462,7 +462,7 @@ Test(cuda, crossentropy) {
 // masks against the double-precision reference of compare.h
 
 static pb_attn_desc attn_desc(int B, int T, int NH, int D, int causal, const int32_t *kv_len) {
-    return (pb_attn_desc){B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, kv_len, NULL};
+    return (pb_attn_desc){B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, kv_len, NULL, 0, 0};
 }
 
 static void check_attention(int B, int T, int NH, int D, int causal) {

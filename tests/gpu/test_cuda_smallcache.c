@@ -44,7 +44,7 @@ static pb_rng rng;
 // and NaN-poisoned outputs (poison_dev): compare.h
 
 static pb_attn_desc desc(int B, int T, int NH, int D, int causal, const int32_t *kv_len) {
-    return (pb_attn_desc){B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, kv_len, NULL};
+    return (pb_attn_desc){B, T, T, NH, D, 1.0f / sqrtf((float)D), causal, kv_len, NULL, 0, 0};
 }
 
 // The CUDA smallcache of table G (bf16 or fp32 tensors) against the CPU smallcache on
