@@ -83,6 +83,7 @@ void bert_build(bert *m, const bert_config *cfg, const pb_ops *ops) {
     int L = c->n_layer, C = c->n_embd, F = c->ffn, Vp = c->padded_vocab;
     PB_ASSERT(L > 0 && C > 0 && c->n_head > 0 && C % c->n_head == 0 && c->seq_len > 0);
     PB_ASSERT(c->head == BERT_HEAD_MLM || c->num_labels >= 2);
+    PB_ASSERT(!c->raw_embed || c->pre_ln);
     PB_ASSERT(!c->drop_pad || (c->pad_token >= 0 && c->pad_token < c->vocab_size &&
                                c->head == BERT_HEAD_CLASSIFY && c->pool == BERT_POOL_MEAN));
     m->tf = (tf_config){L,           C, c->n_head, !c->pre_ln, PB_GELU_ERF, c->ln_eps, F,
@@ -413,11 +414,16 @@ double bert_forward(bert *m, const int32_t *inputs, const int32_t *lengths,
     const bert_weights *w = &m->wa;
     ops->encoder_forward(a->emb, m->inputs, drop ? m->pos : NULL, w->wte, w->wpe, w->wtt, B, T,
                          C);
-    ops->layernorm_forward(a->x0, a->x0_mean, a->x0_rstd, a->emb, w->embw, w->embb, N, C,
-                           c->ln_eps);
+    // the stack's input: the embeddings' LayerNorm (x0), or the embeddings themselves
+    float *x = a->emb;
+    if (!c->raw_embed) {
+        ops->layernorm_forward(a->x0, a->x0_mean, a->x0_rstd, a->emb, w->embw, w->embb, N, C,
+                               c->ln_eps);
+        x = a->x0;
+    }
     tf_attn_dropout(&m->attn_desc, &m->tf, &a->tf);
     const void *ctx[2];
-    const float *y = tf_forward(ops, &m->tf, &m->wa.tf, &a->tf, a->x0, N,
+    const float *y = tf_forward(ops, &m->tf, &m->wa.tf, &a->tf, x, N,
                                 tf_attend_desc(m->attn, &m->attn_desc, ctx));
 
     // The rows the head runs on, and their targets (host copies for the accuracy).
@@ -515,11 +521,17 @@ void bert_backward(bert *m, float loss_scale) {
             ops->mean_pool_backward(tg->out, d1, m->lengths, c->drop_pad ? m->counts : NULL,
                                     B, T, C);
     }
-    tf_backward(ops, &m->tf, &m->wa.tf, &g->tf, &a->tf, tg, a->x0, N, m->attn, &m->attn_desc);
-    // d x0 is in tg->stream; the embeddings' LayerNorm, then the three tables
-    ops->zero(tg->aux, (size_t)N * C * ab);
-    ops->layernorm_backward(tg->aux, g->embw, g->embb, tg->stream, a->emb, w->embw, a->x0_mean,
-                            a->x0_rstd, N, C);
-    ops->encoder_backward(g->wte, g->wpe, g->wtt, tg->aux, m->inputs,
-                          c->drop_pad ? m->pos : NULL, B, T, C);
+    tf_backward(ops, &m->tf, &m->wa.tf, &g->tf, &a->tf, tg, c->raw_embed ? a->emb : a->x0, N,
+                m->attn, &m->attn_desc);
+    // d x0 is in tg->stream; the embeddings' LayerNorm (embw, embb get no gradient without
+    // it), then the three tables
+    const float *demb = tg->stream;
+    if (!c->raw_embed) {
+        ops->zero(tg->aux, (size_t)N * C * ab);
+        ops->layernorm_backward(tg->aux, g->embw, g->embb, tg->stream, a->emb, w->embw,
+                                a->x0_mean, a->x0_rstd, N, C);
+        demb = tg->aux;
+    }
+    ops->encoder_backward(g->wte, g->wpe, g->wtt, demb, m->inputs, c->drop_pad ? m->pos : NULL,
+                          B, T, C);
 }

@@ -60,6 +60,8 @@ typedef struct bert_config {
     bs_params sparse;             // model.attention = blocksparse: the pattern ([attention])
     float dropout;                // model.dropout: the embeddings and both branches
     float attn_dropout;           // model.attn_dropout: the attention probabilities
+    int raw_embed;                // 1: no LayerNorm on the embeddings (model.embed_norm =
+                                  // false, pre-LN only): their sum goes to the blocks; 0: BERT's
     bert_init init;               // model.init: how bert_init_weights draws
     int drop_pad;                 // 1: model.pad_token is set (0: no token is dropped)
     int pad_token;                // that token id, dropped wherever it stands

@@ -26,7 +26,8 @@ static const void *rec(const char *c, const char *what) {
 }
 
 // The model of case c ("mlm", "cls", "mean", "pre": pre-LN with mean pooling, "pad": "pre"
-// with token 0 dropped wherever it stands) with the fixture's weights.
+// with token 0 dropped wherever it stands, "raw": "pad" without the embeddings' LayerNorm)
+// with the fixture's weights.
 static void build(bert *m, const char *c) {
     const int32_t *k = cfg_of(c);
     bert_config cfg = {.n_layer = k[5], .n_head = k[4], .n_embd = k[3], .ffn = k[6],
@@ -34,10 +35,11 @@ static void build(bert *m, const char *c) {
                        .ln_eps = 1e-12f, .attention = "auto"};
     cfg.head = strcmp(c, "mlm") == 0 ? BERT_HEAD_MLM : BERT_HEAD_CLASSIFY;
     cfg.num_labels = k[9];
-    int pad = strcmp(c, "pad") == 0;
+    int raw = strcmp(c, "raw") == 0, pad = strcmp(c, "pad") == 0 || raw;
     cfg.pool = strcmp(c, "cls") == 0 || strcmp(c, "mlm") == 0 ? BERT_POOL_CLS : BERT_POOL_MEAN;
     cfg.pre_ln = strcmp(c, "pre") == 0 || pad;
     cfg.drop_pad = pad;  // pad_token 0
+    cfg.raw_embed = raw;
     bert_build(m, &cfg, pb_ops_cpu());
     char prefix[16];
     snprintf(prefix, sizeof prefix, "%s.w.", c);
@@ -151,6 +153,8 @@ Test(bert, pre_ln_forward_matches_pytorch) { forward_matches("pre"); }
 // Token 0 dropped (model.pad_token = 0) against the reference that keeps the whole sequence
 // and masks those keys (Nystromformer's model).
 Test(bert, pad_token_forward_matches_masked_pytorch) { forward_matches("pad"); }
+// model.embed_norm = false: the summed embeddings straight into the first block
+Test(bert, raw_embeddings_forward_matches_pytorch) { forward_matches("raw"); }
 
 // With pad_token the stack's T changes from batch to batch, and the activations are mapped
 // again in the same memory: a shorter batch in between, then the first one again, give what
@@ -268,6 +272,7 @@ Test(bert, cls_gradients_match_pytorch) { gradients_match("cls"); }
 Test(bert, mean_gradients_match_pytorch) { gradients_match("mean"); }
 Test(bert, pre_ln_gradients_match_pytorch) { gradients_match("pre"); }
 Test(bert, pad_token_gradients_match_masked_pytorch) { gradients_match("pad"); }
+Test(bert, raw_embeddings_gradients_match_pytorch) { gradients_match("raw"); }
 
 static void finite_differences(const char *c) {
     bert m;
@@ -284,6 +289,7 @@ Test(bert, mlm_gradients_match_finite_differences) { finite_differences("mlm"); 
 Test(bert, mean_gradients_match_finite_differences) { finite_differences("mean"); }
 Test(bert, pre_ln_gradients_match_finite_differences) { finite_differences("pre"); }
 Test(bert, pad_token_gradients_match_finite_differences) { finite_differences("pad"); }
+Test(bert, raw_embeddings_gradients_match_finite_differences) { finite_differences("raw"); }
 
 // Three AdamW steps (lr 1e-2, no clipping): the loss before each and the weights after.
 // As in test_gpt2, the key biases are left out: their true gradient is exactly 0 (a bias

@@ -289,6 +289,11 @@ Test(bert_run, bad_combinations_are_one_line) {
          "model.pad_token = 160: it is outside the vocabulary (set -1)", 2},
         {"--set model.head=classify --set model.pool=mean --set model.pad_token=-2 "
          "--set data.train=%s/train.lseq", "model.pad_token", 2},
+        {"--set model.family=gpt2 --set model.embed_norm=false "
+         "--set data.train=%s/train_000000.bin",
+         "model.embed_norm = false: gpt2 has no embedding LayerNorm to leave out (set true)", 2},
+        {"--set model.embed_norm=false --set data.train=%s/train_000000.bin",
+         "model.embed_norm = false: a post-LN encoder would feed unnormalised embeddings", 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char set[512];
@@ -344,6 +349,17 @@ Test(bert_run, pre_ln_trains_and_is_not_exported) {
     cr_assert_eq(run("%s export --ckpt %s/r --out %s/hf", bin, tmp, tmp), 3, "%s", output());
     cr_assert(strstr(run_stderr(), "a pre-LN encoder (model.norm = pre): transformers' BERT is "
                      "post-LN"), "%s", run_stderr());
+}
+
+// model.embed_norm = false (pre-LN only, so never exported: transformers' BERT is post-LN):
+// the classifier learns without the embeddings' LayerNorm and says so.
+Test(bert_run, raw_embeddings_learn, .timeout = 600) {
+    learn_and_eval("bert-raw", 0, "--set model.norm=pre --set model.embed_norm=false ");
+    cr_assert_eq(run("%s train " BERT_TINY "--set model.head=classify --set model.norm=pre "
+                     "--set model.embed_norm=false --set data.train=%s/train.lseq "
+                     "--set train.steps=1 --set run.dir=%s/one", pebble_bin(), tmp, tmp),
+                 0, "%s", output());
+    cr_assert(strstr(output(), "pre-LN, no embedding LayerNorm"), "%s", output());
 }
 
 // pebble lra upsample-pos: a 4 x 4-position classifier onto an 8 x 8 grid. Position (i, j)

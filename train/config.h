@@ -23,6 +23,7 @@ typedef struct pb_config {
     double ln_eps;           // LayerNorm epsilon (0 = the family's)
     double dropout;          // dropout of the embeddings and each block's two branch outputs
     double attn_dropout;     // dropout of the attention probabilities (0: none)
+    int embed_norm;          // bert: the embeddings' LayerNorm (0/1)
                              // while training
     char init[8];            // "auto" | "fan_in": how a fresh model's weights are drawn
     int type_vocab_size;     // bert: token types

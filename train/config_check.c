@@ -46,6 +46,14 @@ int config_check_combinations(const pb_config *c, char *err, size_t errlen) {
             return -1;
         }
     }
+    if (!c->embed_norm && (!bert || strcmp(c->norm, "pre") != 0)) {
+        snprintf(err, errlen, "model.embed_norm = false: %s (set true)",
+                 !bert ? "gpt2 has no embedding LayerNorm to leave out"
+                       : "a post-LN encoder would feed unnormalised embeddings to its first "
+                         "residual add and LayerNorm only after it; only model.norm = pre leaves "
+                         "it out");
+        return -1;
+    }
     if (!bert && strcmp(c->norm, "post") == 0) {
         snprintf(err, errlen, "model.norm = post: gpt2's blocks are pre-LN (set auto or pre)");
         return -1;

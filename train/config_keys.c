@@ -74,6 +74,9 @@ const config_key config_keys[] = {
          "bert classify: what the pooler reads, cls (the first token, as Hugging Face) or "
          "mean (the mean of the unpadded tokens)"),
      .choices = "cls|mean"},
+    {KEY("model", "embed_norm", BOOL, embed_norm, "true",
+         "bert: the LayerNorm of the embeddings (BERT's); false feeds the summed embeddings to "
+         "the blocks as they are, as Nystromformer's LRA models do (pre-LN only)")},
     {KEY("model", "pad_token", INT, pad_token, "-1",
          "bert classify with pool = mean: a token id that is padding wherever it stands (-1: "
          "none): those positions are dropped before the embedding (the others keep their "

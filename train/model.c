@@ -45,6 +45,7 @@ void model_bert_config(const pb_config *cfg, bert_config *mc) {
     mc->pool = strcmp(cfg->pool, "mean") == 0 ? BERT_POOL_MEAN : BERT_POOL_CLS;
     mc->pre_ln = strcmp(cfg->norm, "pre") == 0;
     mc->init = strcmp(cfg->init, "fan_in") == 0 ? BERT_INIT_FAN_IN : BERT_INIT_HF;
+    mc->raw_embed = !cfg->embed_norm;
     mc->drop_pad = cfg->pad_token >= 0;
     mc->pad_token = cfg->pad_token;
     snprintf(mc->attention, sizeof mc->attention, "%s", cfg->attention);
@@ -177,7 +178,9 @@ void model_describe(const pb_model *m, char *buf, size_t n) {
         if (c->head == BERT_HEAD_CLASSIFY && k > 0 && (size_t)k < n)
             k += snprintf(buf + k, n - (size_t)k, " %d labels, %s pooling", c->num_labels,
                           c->pool == BERT_POOL_CLS ? "cls" : "mean");
-        if (c->pre_ln && k > 0 && (size_t)k < n) snprintf(buf + k, n - (size_t)k, ", pre-LN");
+        if (c->pre_ln && k > 0 && (size_t)k < n) k += snprintf(buf + k, n - (size_t)k, ", pre-LN");
+        if (c->raw_embed && k > 0 && (size_t)k < n)
+            snprintf(buf + k, n - (size_t)k, ", no embedding LayerNorm");
         return;
     }
     const gpt2_config *c = &m->gpt2.cfg;

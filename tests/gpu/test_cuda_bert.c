@@ -298,12 +298,14 @@ static void whole(const pb_ops *o, bert_head head, bert_pool pool) {
 // gradients that mostly cancel; bf16's 2^-8 steps in the pooled features and the stack's
 // outputs show there in full. 1e-1 still catches a wrong kernel (an error of order 1).
 // pad: the configs' model.pad_token = 0, the black pixels dropped (T 1024 -> 192 here: the
-// positions given to the embedding, the mean over the whole length).
-static void pathfinder_shape(const pb_ops *o, int pad) {
+// positions given to the embedding, the mean over the whole length); raw: and no LayerNorm on
+// the embeddings (model.embed_norm = false).
+static void pathfinder_shape(const pb_ops *o, int pad, int raw) {
     bert_config c = {.n_layer = 2, .n_head = 2, .n_embd = 64, .ffn = 128, .seq_len = 1024,
                      .vocab_size = 256, .type_vocab = 2, .ln_eps = 1e-12f,
                      .head = BERT_HEAD_CLASSIFY, .num_labels = 2, .pool = BERT_POOL_MEAN,
-                     .pre_ln = 1, .attention = "auto", .dropout = 0.1f, .drop_pad = pad};
+                     .pre_ln = 1, .attention = "auto", .dropout = 0.1f, .drop_pad = pad,
+                     .raw_embed = raw};
     enum { B = 2, T = 1024 };
     static int32_t inp[B * T];
     int32_t lab[B] = {1, 0};
@@ -311,8 +313,11 @@ static void pathfinder_shape(const pb_ops *o, int pad) {
     pb_rng_seed(&r, 32);
     for (int i = 0; i < B * T; i++)
         inp[i] = pb_rng_u64(&r) % 100 < 85 ? 0 : (int32_t)(1 + pb_rng_u64(&r) % 255);
-    compare_model(o, &c, pad ? "pathfinder32 pad_token" : "pathfinder32", B, T, NULL, inp, NULL,
-                  lab, 0.1f, 5e-4, 1e-1);
+    compare_model(o, &c,
+                  raw   ? "pathfinder32 pad_token raw embeddings"
+                  : pad ? "pathfinder32 pad_token"
+                        : "pathfinder32",
+                  B, T, NULL, inp, NULL, lab, 0.1f, 5e-4, 1e-1);
 }
 
 Test(cuda_bert, mlm_fp32) { whole(G, BERT_HEAD_MLM, BERT_POOL_CLS); }
@@ -320,10 +325,12 @@ Test(cuda_bert, cls_fp32) { whole(G, BERT_HEAD_CLASSIFY, BERT_POOL_CLS); }
 Test(cuda_bert, mean_fp32) { whole(G, BERT_HEAD_CLASSIFY, BERT_POOL_MEAN); }
 Test(cuda_bert, mlm_bf16) { whole(G16, BERT_HEAD_MLM, BERT_POOL_CLS); }
 Test(cuda_bert, mean_bf16) { whole(G16, BERT_HEAD_CLASSIFY, BERT_POOL_MEAN); }
-Test(cuda_bert, pathfinder32_fp32) { pathfinder_shape(G, 0); }
-Test(cuda_bert, pathfinder32_bf16) { pathfinder_shape(G16, 0); }
-Test(cuda_bert, pathfinder32_pad_token_fp32) { pathfinder_shape(G, 1); }
-Test(cuda_bert, pathfinder32_pad_token_bf16) { pathfinder_shape(G16, 1); }
+Test(cuda_bert, pathfinder32_fp32) { pathfinder_shape(G, 0, 0); }
+Test(cuda_bert, pathfinder32_bf16) { pathfinder_shape(G16, 0, 0); }
+Test(cuda_bert, pathfinder32_pad_token_fp32) { pathfinder_shape(G, 1, 0); }
+Test(cuda_bert, pathfinder32_pad_token_bf16) { pathfinder_shape(G16, 1, 0); }
+Test(cuda_bert, pathfinder32_raw_embeddings_fp32) { pathfinder_shape(G, 1, 1); }
+Test(cuda_bert, pathfinder32_raw_embeddings_bf16) { pathfinder_shape(G16, 1, 1); }
 
 // Ten AdamW steps of the MLM model in bf16 on fresh batches, twice: the two runs are equal
 // to the bit, and track the CPU run's losses within 1e-2 relative.

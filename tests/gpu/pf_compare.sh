@@ -1,0 +1,49 @@
+#!/bin/sh
+# pf_compare.sh: Pathfinder-32 in one call on the GPU machine, pebble beside the independent
+# PyTorch model of Nystromformer's architecture (dev/lra/pathfinder_torch.py), on the same
+# 200,000 images made there, all runs side by side on the one GPU (so their step times are
+# not timings; lra_run.sh alone is): which of the reference's differences move the accuracy.
+# From the repository root, after `. .deps/env.sh`:
+#   STEPS  steps of every run (default 15600, configs/lra-pathfinder32.ini's)
+#   LIMIT  seconds each run may train (default 420)
+#   RUNS   which runs (default "pebble raw torch torch_noattn"):
+#          pebble        configs/lra-pathfinder32.ini as it is
+#          raw           the same with model.embed_norm = false (no embedding LayerNorm)
+#          torch         the PyTorch model, the config's schedule (lr 1e-3, cosine, decay 0.1),
+#                        its attention-probability dropout 0.1
+#          torch_noattn  the same without attention-probability dropout (as pebble's CUDA runs)
+# Logs under $OUT: pf_NAME.log per run; the validation lines and test rows last.
+set -u
+OUT=${OUT:-/tmp/pebble-out}
+mkdir -p "$OUT"
+STEPS=${STEPS:-15600}
+LIMIT=${LIMIT:-420}
+RUNS=${RUNS:-pebble raw torch torch_noattn}
+t0=$(date +%s)
+make -j16 build/pebble >"$OUT/pf_build.log" 2>&1 || { tail -30 "$OUT/pf_build.log"; exit 1; }
+rm -f "$OUT/pf_build.log"
+D=/tmp/lra/pathfinder32
+[ -f $D/test.lseq ] || build/pebble lra gen pathfinder --res 32 --threads 16 --out $D 2>&1 | tail -1
+echo "data done, $(($(date +%s) - t0)) s"
+TORCH="/usr/bin/env python3 dev/lra/pathfinder_torch.py $D --steps $STEPS --lr 1e-3 --wd 0.1"
+TORCH="$TORCH --cosine --time-limit $LIMIT"
+for r in $RUNS; do
+    case $r in
+    pebble) NAME=pf_pebble TASK=pathfinder32 LIMIT=$LIMIT STEPS=$STEPS sh tests/gpu/lra_run.sh \
+                >/dev/null 2>&1 ;;
+    raw) NAME=pf_raw TASK=pathfinder32 LIMIT=$LIMIT STEPS=$STEPS \
+             EXTRA="--set model.embed_norm=false" sh tests/gpu/lra_run.sh >/dev/null 2>&1 ;;
+    torch) $TORCH >"$OUT/pf_torch.log" 2>&1 ;;
+    torch_noattn) $TORCH --attn-dropout 0 >"$OUT/pf_torch_noattn.log" 2>&1 ;;
+    *) echo "pf_compare.sh: run '$r' is not pebble, raw, torch or torch_noattn" ;;
+    esac &
+done
+wait
+echo "runs done, $(($(date +%s) - t0)) s"
+for r in $RUNS; do
+    f="$OUT/pf_$r.log"
+    [ -f "$f" ] || f="$OUT/lra_pf_$r.log"
+    echo "== $r"
+    grep -E "val loss|test loss|stopped" "$f" | awk 'NR % 4 == 0' | tail -8
+    grep -E "test loss|^done" "$f" | tail -2
+done
