@@ -55,7 +55,7 @@ const config_key config_keys[] = {
     {KEY("model", "attn_dropout", DOUBLE, attn_dropout, "0",
          "dropout probability of the attention probabilities after the softmax, in training "
          "steps only (BERT's attention_probs_dropout_prob, GPT-2's attn_pdrop); the CPU's "
-         "naive, flash and blocksparse attention drop, no CUDA kernel yet; 0: none"),
+         "naive, flash and blocksparse attention drop, on CUDA dense wgmma (bf16); 0: none"),
      GE(0), LT(1)},
     {KEY("model", "init", STRING, init, "auto",
          "a fresh model's weights: auto (the family's: every matrix N(0, 0.02), biases 0) or "

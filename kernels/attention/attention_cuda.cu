@@ -12,14 +12,12 @@ extern "C" {
 // ----------------------------------------------------------------------------
 // supports
 
-// What every CUDA kernel needs: self-attention from one qkv, no block layout, no dropout of
-// the probabilities (not built on CUDA yet), a grid whose y dimension (batch rows x heads)
-// fits.
+// What every CUDA kernel needs: self-attention from one qkv, no block layout, a grid whose y
+// dimension (batch rows x heads) fits.
 static const char *cuda_attn_common(const pb_attn_desc *d) {
     if (d->layout) return "block-sparse layouts";
     if (d->Tk != d->T) return "Tk != T (it runs self-attention)";
     if (d->B < 1 || d->T < 1 || d->NH < 1 || d->D < 1) return "an empty shape";
-    if (d->drop_p > 0) return PB_ATTN_NO_DROP_CUDA;
     if ((long)d->B * d->NH > 65535) return "more than 65535 batch rows x heads";
     return NULL;
 }
@@ -36,6 +34,7 @@ extern "C" const char *attn_flash_cuda_supports(const pb_attn_desc *d) {
     if (why) return why;
     // the tiles are zero-padded to 32, 64 or 128 columns
     if (d->D > 128) return head_dim_phrase(d->D, "up to 128");
+    if (d->drop_p > 0) return PB_ATTN_NO_DROP_CUDA;
     return NULL;
 }
 
@@ -60,6 +59,7 @@ extern "C" const char *attn_smallcache_cuda_supports(const pb_attn_desc *d) {
     // cuBLASLt's tensor-core products want 16-byte aligned operands: a head's rows start at
     // multiples of D elements
     if (d->D % 8 != 0) return head_dim_phrase(d->D, "multiples of 8");
+    if (d->drop_p > 0) return PB_ATTN_NO_DROP_CUDA;
     if (d->T > SC_CUDA_MAX_T)
         return "T above 32768 (it materialises a T x T score matrix per head: 6.4 GB at 32768)";
     return NULL;

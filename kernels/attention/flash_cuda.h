@@ -4,7 +4,8 @@
 // dqkv +=. Every pointer is device memory. Deterministic: no atomics anywhere.
 //   flash (flash_cuda.cu): FlashAttention-2 tiling with fp32 arithmetic, any D <= 128, on
 //         fp32 tensors (the fp32 table) or bf16 ones (the bf16 table: bf16 loads and stores).
-//   wgmma (flash_wgmma_cuda.cu): Hopper warpgroup MMA on bf16 tensors, D 32, 64 and 128.
+//   wgmma (flash_wgmma_cuda.cu): Hopper warpgroup MMA on bf16 tensors, D 32, 64 and 128; the
+//         only CUDA attention that drops probabilities (pb_attn_desc.drop_p; dense only).
 //   smallcache (smallcache_cuda.cu): the scores materialised per head in HBM, every product a
 //         cuBLASLt GEMM; any D that is a multiple of 8, T <= 32768, fp32 or bf16 tensors. For
 //         D > 128, where the others do not run (the tables list it last).
@@ -15,10 +16,10 @@
 #ifndef PEBBLE_FLASH_CUDA_H
 #define PEBBLE_FLASH_CUDA_H
 
-// What every CUDA attention's supports() says of a descriptor with drop_p > 0.
+// What the CUDA attentions that cannot drop (all but dense wgmma) say of drop_p > 0.
 #define PB_ATTN_NO_DROP_CUDA \
-    "dropout on the attention probabilities (model.attn_dropout): the CUDA kernels do not " \
-    "drop yet; use system.device = cpu or model.attn_dropout = 0"
+    "dropout on the attention probabilities (model.attn_dropout; on CUDA only wgmma, dense, " \
+    "bf16, drops)"
 
 #include "kernels/ops.h"
 

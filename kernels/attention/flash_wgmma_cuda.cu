@@ -21,6 +21,12 @@
 // (MASK = true), which a tile takes only when it reaches past the bound; without kv_len
 // the bound is T and the kernels do what they did before masks existed: PAD = false
 // instantiates them with the bound T itself (a kernel parameter, no register held for it).
+//
+// Dropout on the probabilities (kernels/ops.h; DROP = true, dense only): the forward's l sums
+// the undropped P and O gets the dropped and rescaled P; dK/dV's dV reads the dropped P^T and
+// both backward kernels form dS = P (w dP - Di), w the element's weight, from the same hash of
+// the element's (b, h, query, key) index as the CPU (kernels/dropout.h), so the three kernels
+// and the CPU drop the same elements without a stored mask. DROP = false is the code as it was.
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/attention/wgmma.cuh"
 #include "kernels/attention/blocksparse_cuda.cuh"
@@ -29,6 +35,7 @@
 
 extern "C" {
 #include "kernels/attention/flash_cuda.h"
+#include "kernels/dropout.h"
 }
 
 #define LOG2E 1.4426950408889634f
@@ -127,6 +134,43 @@ extern "C" {
 #define WG_BS_KVL128 WG_KVL128
 #endif
 
+// The probabilities' dropout of a call: its key, threshold and 1 / (1 - p) (kernels/dropout.h).
+struct wg_drop {
+    uint64_t key;
+    uint32_t thr;
+    float scale;
+};
+
+static wg_drop wg_drop_of(const pb_attn_desc *d) {
+    return {d->drop_key, pb_drop_threshold(d->drop_p), pb_drop_scale(d->drop_p)};
+}
+
+// Bit i set when element i of this lane's accumulator fragment (N <= 64 of them) is kept:
+// rows (queries) and columns (keys) of element i as the callers' fragments lay them out, the
+// element index ((b NH + h) T + query) T + key. A query or key past T gets some bit; its P
+// is 0 (or its row is never written) either way.
+template <int N, bool TRANSPOSED>
+__device__ __forceinline__ uint64_t drop_bits(const wg_drop &dr, int bh, int T, int c0,
+                                              const int (&rc)[2], int t) {
+    static_assert(N <= 64, "a fragment of at most 64 elements");
+    uint64_t bits = 0;
+#pragma unroll
+    for (int i = 0; i < N; i++) {
+        // the fragment's column (+ c0) and its row (rc[0] or rc[1]): queries x keys, or keys x
+        // queries (TRANSPOSED, the dK/dV kernel's S^T)
+        int col = c0 + (i / 4) * 8 + 2 * t + (i & 1), row = rc[(i >> 1) & 1];
+        int qi = TRANSPOSED ? col : row, kj = TRANSPOSED ? row : col;
+        uint64_t e = ((uint64_t)bh * T + (uint64_t)qi) * (uint64_t)T + (uint64_t)kj;
+        if (pb_drop_keep(dr.key, e, dr.thr)) bits |= 1ull << i;
+    }
+    return bits;
+}
+
+__device__ __forceinline__ float drop_w(uint64_t bits, int i, float scale) {
+    return (bits >> i) & 1 ? scale : 0.0f;
+}
+
+
 // 2^x on the special-function unit, one instruction: exp2f() compiles to ex2.approx.f32, whose
 // denormal handling costs three more (a compare and two predicated multiplies) on every
 // element. Flushing results below 2^-126 to 0 changes no probability that bf16 can hold.
@@ -148,6 +192,17 @@ __device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&d)[N], 
     a[1] = pack2(d[8 * ks + 2], d[8 * ks + 3]);
     a[2] = pack2(d[8 * ks + 4], d[8 * ks + 5]);
     a[3] = pack2(d[8 * ks + 6], d[8 * ks + 7]);
+}
+
+// acc_to_a of the dropped and rescaled values (bits from drop_bits)
+template <int N>
+__device__ __forceinline__ void acc_to_a_drop(uint32_t (&a)[4], const float (&d)[N], int ks,
+                                              uint64_t bits, float sc) {
+    int i = 8 * ks;
+#pragma unroll
+    for (int e = 0; e < 4; e++)
+        a[e] = pack2(d[i + 2 * e] * drop_w(bits, i + 2 * e, sc),
+                     d[i + 2 * e + 1] * drop_w(bits, i + 2 * e + 1, sc));
 }
 
 __device__ __forceinline__ uint32_t ld32g(const bf16 *p) {
@@ -222,10 +277,10 @@ __device__ __forceinline__ uint32_t smem_base(unsigned char *raw) {
 // forward: a block = 64 NWG queries of one (b, h); key and value tiles of BN rows in two
 // stages. Q's A operand is loaded once into registers, straight from global memory.
 
-template <int DH, int BN, int NWG, int MINB, bool PAD, bool BS>
+template <int DH, int BN, int NWG, int MINB, bool PAD, bool BS, bool DROP>
 __global__ void __launch_bounds__(128 * NWG, MINB)
     wg_forward_kernel(bf16 *out, float *lse, const bf16 *qkv, const int32_t *kv_len, int T,
-                      int C, int NH, int causal, float scale_log2, bs_rows L) {
+                      int C, int NH, int causal, float scale_log2, bs_rows L, wg_drop drp) {
     constexpr int BM = 64 * NWG, NT = 128 * NWG, KT = BN * DH * 2;  // bytes of a K or V tile
     static_assert(!BS || (BS_BLOCK % BM == 0 && BS_BLOCK % BN == 0), "tiles must divide blocks");
     extern __shared__ unsigned char smem_raw[];
@@ -302,6 +357,11 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
                 s[i] = ex2(fmaf(s[i], scale_log2, -base[(i >> 1) & 1]));
                 l[(i >> 1) & 1] += s[i];
             }
+            if (DROP) {  // l keeps the undropped sum; O gets the dropped, rescaled P
+                uint64_t kb = drop_bits<BN / 2, false>(drp, bh, T, k0, row, t);
+#pragma unroll
+                for (int i = 0; i < BN / 2; i++) s[i] *= drop_w(kb, i, drp.scale);
+            }
 #pragma unroll
             for (int i = 0; i < DH / 2; i++) o[i] *= corr[(i >> 1) & 1];
             uint32_t pa[BN / 16][4];
@@ -344,11 +404,11 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
 // keys x BQ queries) directly, so P^T and dS^T leave the accumulators in the A layout that
 // dV += P^T dO and dK += dS^T Q need.
 
-template <int DH, int BQ, int NWG, int MINB, bool PAD, bool BS>
+template <int DH, int BQ, int NWG, int MINB, bool PAD, bool BS, bool DROP>
 __global__ void __launch_bounds__(128 * NWG, MINB)
     wg_dkdv_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
                    const float *Di, const int32_t *kv_len, int T, int C, int NH, int causal,
-                   float scale, float scale_log2, bs_rows L) {
+                   float scale, float scale_log2, bs_rows L, wg_drop drp) {
     constexpr int BM = 64 * NWG, NT = 128 * NWG, RT = BM * DH * 2, QT = BQ * DH * 2;
     static_assert(!BS || (BS_BLOCK % BM == 0 && BS_BLOCK % BQ == 0), "tiles must divide blocks");
     extern __shared__ unsigned char smem_raw[];
@@ -423,8 +483,12 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
             else
                 probs_t<false>(p, lc, q0, key, t, T, kvl, causal, scale_log2);
             uint32_t pa[BQ / 16][4], sa[BQ / 16][4];
+            uint64_t kb = DROP ? drop_bits<BQ / 2, true>(drp, bh, T, q0, key, t) : 0;
 #pragma unroll
-            for (int ks = 0; ks < BQ / 16; ks++) acc_to_a(pa[ks], p, ks);
+            for (int ks = 0; ks < BQ / 16; ks++) {
+                if (DROP) acc_to_a_drop(pa[ks], p, ks, kb, drp.scale);  // dV reads dropped P^T
+                else acc_to_a(pa[ks], p, ks);
+            }
             reg_fence(dv);
             wg_fence();
 #pragma unroll
@@ -432,11 +496,12 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
             wg_commit();
             wg_wait<1>();  // dP^T is ready; dV's products run on under dS^T
             reg_fence(dp);
-            // dS^T = P^T (dP^T - Di), then dK += dS^T Q
+            // dS^T = P^T (dP^T - Di) (dropout: P^T (w dP^T - Di)), then dK += dS^T Q
 #pragma unroll
             for (int i = 0; i < BQ / 2; i++) {
                 int qc = (i / 4) * 8 + 2 * t + (i & 1);
-                dp[i] = p[i] * (dp[i] - dc[qc]);
+                float w = DROP ? drop_w(kb, i, drp.scale) : 1.0f;
+                dp[i] = p[i] * (DROP ? w * dp[i] - dc[qc] : dp[i] - dc[qc]);
             }
 #pragma unroll
             for (int ks = 0; ks < BQ / 16; ks++) acc_to_a(sa[ks], dp, ks);
@@ -471,11 +536,11 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
 // backward, dQ: a block = 64 NWG queries of one (b, h), Q and dO staged once; key and value
 // tiles of BN rows in two stages.
 
-template <int DH, int BN, int NWG, int MINB, bool PAD, bool BS>
+template <int DH, int BN, int NWG, int MINB, bool PAD, bool BS, bool DROP>
 __global__ void __launch_bounds__(128 * NWG, MINB)
     wg_dq_kernel(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *lse,
                  const float *Di, const int32_t *kv_len, int T, int C, int NH, int causal,
-                 float scale, float scale_log2, bs_rows L) {
+                 float scale, float scale_log2, bs_rows L, wg_drop drp) {
     constexpr int BM = 64 * NWG, NT = 128 * NWG, RT = BM * DH * 2, KT = BN * DH * 2;
     static_assert(!BS || (BS_BLOCK % BM == 0 && BS_BLOCK % BN == 0), "tiles must divide blocks");
     extern __shared__ unsigned char smem_raw[];
@@ -541,8 +606,15 @@ __global__ void __launch_bounds__(128 * NWG, MINB)
                 probs<false>(s, lr, k0, row, t, T, kvl, causal, scale_log2);
             wg_wait<0>();
             reg_fence(dp);
+            if (DROP) {  // dS = P (w dP - Di)
+                uint64_t kb = drop_bits<BN / 2, false>(drp, bh, T, k0, row, t);
 #pragma unroll
-            for (int i = 0; i < BN / 2; i++) s[i] *= dp[i] - dr[(i >> 1) & 1];  // dS
+                for (int i = 0; i < BN / 2; i++)
+                    s[i] *= drop_w(kb, i, drp.scale) * dp[i] - dr[(i >> 1) & 1];
+            } else {
+#pragma unroll
+                for (int i = 0; i < BN / 2; i++) s[i] *= dp[i] - dr[(i >> 1) & 1];  // dS
+            }
             uint32_t sa[BN / 16][4];
 #pragma unroll
             for (int ks = 0; ks < BN / 16; ks++) acc_to_a(sa[ks], s, ks);
@@ -644,16 +716,24 @@ static void wg_forward(bf16 *out, float *lse, const bf16 *qkv, const pb_attn_des
     size_t smem = 1024 + 4 * (size_t)BN * DH * 2;
     size_t most = smem + (BS ? BS_MAX_BLOCKS * sizeof(int32_t) : 0);
     if (!done) {
-        allow_smem((const void *)wg_forward_kernel<DH, BN, NWG, MINB, false, BS>, most);
-        allow_smem((const void *)wg_forward_kernel<DH, BN, NWG, MINB, true, BS>, most);
+        allow_smem((const void *)wg_forward_kernel<DH, BN, NWG, MINB, false, BS, false>, most);
+        allow_smem((const void *)wg_forward_kernel<DH, BN, NWG, MINB, true, BS, false>, most);
+        if constexpr (!BS) {
+            allow_smem((const void *)wg_forward_kernel<DH, BN, NWG, MINB, false, false, true>, most);
+            allow_smem((const void *)wg_forward_kernel<DH, BN, NWG, MINB, true, false, true>, most);
+        }
         done = 1;
     }
     if (BS) smem += bs_list_bytes(d->layout);
     dim3 grid(cdiv(d->T, 64 * NWG), d->B * d->NH);
-    auto kernel = d->kv_len ? wg_forward_kernel<DH, BN, NWG, MINB, true, BS>
-                            : wg_forward_kernel<DH, BN, NWG, MINB, false, BS>;
+    auto kernel = d->kv_len ? wg_forward_kernel<DH, BN, NWG, MINB, true, BS, false>
+                            : wg_forward_kernel<DH, BN, NWG, MINB, false, BS, false>;
+    if constexpr (!BS)  // dropout: dense only (blocksparse_cuda.cu refuses it)
+        if (d->drop_p > 0)
+            kernel = d->kv_len ? wg_forward_kernel<DH, BN, NWG, MINB, true, false, true>
+                               : wg_forward_kernel<DH, BN, NWG, MINB, false, false, true>;
     kernel<<<grid, 128 * NWG, smem>>>(out, lse, qkv, d->kv_len, d->T, d->NH * DH, d->NH,
-                                      d->causal, d->scale * LOG2E, L);
+                                      d->causal, d->scale * LOG2E, L, wg_drop_of(d));
     cudaCheckLaunch();
 }
 
@@ -666,16 +746,24 @@ static void wg_dkdv(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const float *
     size_t smem = 1024 + (2 * (size_t)BK + 4 * BQ) * DH * 2 + 4 * BQ * sizeof(float);
     size_t most = smem + (BS ? BS_MAX_BLOCKS * sizeof(int32_t) : 0);
     if (!done) {
-        allow_smem((const void *)wg_dkdv_kernel<DH, BQ, NWG, MINB, false, BS>, most);
-        allow_smem((const void *)wg_dkdv_kernel<DH, BQ, NWG, MINB, true, BS>, most);
+        allow_smem((const void *)wg_dkdv_kernel<DH, BQ, NWG, MINB, false, BS, false>, most);
+        allow_smem((const void *)wg_dkdv_kernel<DH, BQ, NWG, MINB, true, BS, false>, most);
+        if constexpr (!BS) {
+            allow_smem((const void *)wg_dkdv_kernel<DH, BQ, NWG, MINB, false, false, true>, most);
+            allow_smem((const void *)wg_dkdv_kernel<DH, BQ, NWG, MINB, true, false, true>, most);
+        }
         done = 1;
     }
     if (BS) smem += bs_list_bytes(d->layout);
-    auto kernel = d->kv_len ? wg_dkdv_kernel<DH, BQ, NWG, MINB, true, BS>
-                            : wg_dkdv_kernel<DH, BQ, NWG, MINB, false, BS>;
+    auto kernel = d->kv_len ? wg_dkdv_kernel<DH, BQ, NWG, MINB, true, BS, false>
+                            : wg_dkdv_kernel<DH, BQ, NWG, MINB, false, BS, false>;
+    if constexpr (!BS)
+        if (d->drop_p > 0)
+            kernel = d->kv_len ? wg_dkdv_kernel<DH, BQ, NWG, MINB, true, false, true>
+                               : wg_dkdv_kernel<DH, BQ, NWG, MINB, false, false, true>;
     kernel<<<dim3(cdiv(d->T, BK), d->B * d->NH), 128 * NWG, smem>>>(
         dqkv, dout, qkv, lse, Di, d->kv_len, d->T, d->NH * DH, d->NH, d->causal, d->scale,
-        d->scale * LOG2E, L);
+        d->scale * LOG2E, L, wg_drop_of(d));
     cudaCheckLaunch();
 }
 
@@ -692,16 +780,24 @@ static void wg_backward(bf16 *dqkv, const bf16 *dout, const bf16 *qkv, const flo
     size_t smem_q = 1024 + (2 * (size_t)BM + 4 * BN) * DH * 2;
     size_t most = smem_q + (BS ? BS_MAX_BLOCKS * sizeof(int32_t) : 0);
     if (!done) {
-        allow_smem((const void *)wg_dq_kernel<DH, BN, QWG, QMB, false, BS>, most);
-        allow_smem((const void *)wg_dq_kernel<DH, BN, QWG, QMB, true, BS>, most);
+        allow_smem((const void *)wg_dq_kernel<DH, BN, QWG, QMB, false, BS, false>, most);
+        allow_smem((const void *)wg_dq_kernel<DH, BN, QWG, QMB, true, BS, false>, most);
+        if constexpr (!BS) {
+            allow_smem((const void *)wg_dq_kernel<DH, BN, QWG, QMB, false, false, true>, most);
+            allow_smem((const void *)wg_dq_kernel<DH, BN, QWG, QMB, true, false, true>, most);
+        }
         done = 1;
     }
     if (BS) smem_q += bs_list_bytes(d->layout);
-    auto kernel = d->kv_len ? wg_dq_kernel<DH, BN, QWG, QMB, true, BS>
-                            : wg_dq_kernel<DH, BN, QWG, QMB, false, BS>;
+    auto kernel = d->kv_len ? wg_dq_kernel<DH, BN, QWG, QMB, true, BS, false>
+                            : wg_dq_kernel<DH, BN, QWG, QMB, false, BS, false>;
+    if constexpr (!BS)
+        if (d->drop_p > 0)
+            kernel = d->kv_len ? wg_dq_kernel<DH, BN, QWG, QMB, true, false, true>
+                               : wg_dq_kernel<DH, BN, QWG, QMB, false, false, true>;
     kernel<<<dim3(cdiv(d->T, BM), d->B * d->NH), 128 * QWG, smem_q>>>(
         dqkv, dout, qkv, lse, Di, d->kv_len, d->T, d->NH * DH, d->NH, d->causal, d->scale,
-        d->scale * LOG2E, L);
+        d->scale * LOG2E, L, wg_drop_of(d));
     cudaCheckLaunch();
 }
 

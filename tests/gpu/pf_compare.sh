@@ -6,9 +6,12 @@
 # From the repository root, after `. .deps/env.sh`:
 #   STEPS  steps of every run (default 15600, configs/lra-pathfinder32.ini's)
 #   LIMIT  seconds each run may train (default 420)
-#   RUNS   which runs (default "pebble raw torch torch_noattn"):
+#   RUNS   which runs (default "pebble adrop ref torch"; four side by side take ~14 ms a
+#          step each, so 15,600 steps fit LIMIT):
 #          pebble        configs/lra-pathfinder32.ini as it is
 #          raw           the same with model.embed_norm = false (no embedding LayerNorm)
+#          adrop         the same with model.attn_dropout = 0.1 (wgmma's dropout)
+#          ref           both: the reference's architecture but for its ReLU head
 #          torch         the PyTorch model, the config's schedule (lr 1e-3, cosine, decay 0.1),
 #                        its attention-probability dropout 0.1
 #          torch_noattn  the same without attention-probability dropout (as pebble's CUDA runs)
@@ -18,7 +21,7 @@ OUT=${OUT:-/tmp/pebble-out}
 mkdir -p "$OUT"
 STEPS=${STEPS:-15600}
 LIMIT=${LIMIT:-420}
-RUNS=${RUNS:-pebble raw torch torch_noattn}
+RUNS=${RUNS:-pebble adrop ref torch}
 t0=$(date +%s)
 make -j16 build/pebble >"$OUT/pf_build.log" 2>&1 || { tail -30 "$OUT/pf_build.log"; exit 1; }
 rm -f "$OUT/pf_build.log"
@@ -33,9 +36,14 @@ for r in $RUNS; do
                 >/dev/null 2>&1 ;;
     raw) NAME=pf_raw TASK=pathfinder32 LIMIT=$LIMIT STEPS=$STEPS \
              EXTRA="--set model.embed_norm=false" sh tests/gpu/lra_run.sh >/dev/null 2>&1 ;;
+    adrop) NAME=pf_adrop TASK=pathfinder32 LIMIT=$LIMIT STEPS=$STEPS \
+               EXTRA="--set model.attn_dropout=0.1" sh tests/gpu/lra_run.sh >/dev/null 2>&1 ;;
+    ref) NAME=pf_ref TASK=pathfinder32 LIMIT=$LIMIT STEPS=$STEPS \
+             EXTRA="--set model.attn_dropout=0.1 --set model.embed_norm=false" \
+             sh tests/gpu/lra_run.sh >/dev/null 2>&1 ;;
     torch) $TORCH >"$OUT/pf_torch.log" 2>&1 ;;
     torch_noattn) $TORCH --attn-dropout 0 >"$OUT/pf_torch_noattn.log" 2>&1 ;;
-    *) echo "pf_compare.sh: run '$r' is not pebble, raw, torch or torch_noattn" ;;
+    *) echo "pf_compare.sh: run '$r' is not pebble, raw, adrop, ref, torch or torch_noattn" ;;
     esac &
 done
 wait

@@ -245,6 +245,7 @@ static void compare_model(const pb_ops *o, const bert_config *c, const char *nam
     bert_init_weights(&mg, 42);
     bert_init_weights(&mc, 42);
     mg.acts.tf.drop_p = mc.acts.tf.drop_p = drop;
+    mg.acts.tf.attn_drop_p = mc.acts.tf.attn_drop_p = c->attn_dropout;
     mg.acts.tf.drop_key = mc.acts.tf.drop_key = 0x5eed;
     double lg = bert_forward(&mg, inp, lens, tgt, lab, B, T);
     double lc = bert_forward(&mc, inp, lens, tgt, lab, B, T);
@@ -299,13 +300,14 @@ static void whole(const pb_ops *o, bert_head head, bert_pool pool) {
 // outputs show there in full. 1e-1 still catches a wrong kernel (an error of order 1).
 // pad: the configs' model.pad_token = 0, the black pixels dropped (T 1024 -> 192 here: the
 // positions given to the embedding, the mean over the whole length); raw: and no LayerNorm on
-// the embeddings (model.embed_norm = false).
+// the embeddings (model.embed_norm = false), in bf16 also dropout 0.1 on the attention
+// probabilities (wgmma's, against the CPU's flash with the same masks; fp32's flash cannot).
 static void pathfinder_shape(const pb_ops *o, int pad, int raw) {
     bert_config c = {.n_layer = 2, .n_head = 2, .n_embd = 64, .ffn = 128, .seq_len = 1024,
                      .vocab_size = 256, .type_vocab = 2, .ln_eps = 1e-12f,
                      .head = BERT_HEAD_CLASSIFY, .num_labels = 2, .pool = BERT_POOL_MEAN,
                      .pre_ln = 1, .attention = "auto", .dropout = 0.1f, .drop_pad = pad,
-                     .raw_embed = raw};
+                     .raw_embed = raw, .attn_dropout = raw && o == G16 ? 0.1f : 0.0f};
     enum { B = 2, T = 1024 };
     static int32_t inp[B * T];
     int32_t lab[B] = {1, 0};

@@ -422,6 +422,79 @@ Test(bf16, attention_masked) {
     check_attention_impl(&attn_cuda_flash_bf16, 2, 2111, 1, 16, 1, KV_RAGGED);
 }
 
+// Dropout on the probabilities (pb_attn_desc.drop_p), dense wgmma against the CPU's naive
+// attention with the same descriptor (its dropout checked against float64 references and
+// PyTorch in test_attention and test_transformer): both draw the mask from one hash of the
+// element, so the GPU's forward and both backward kernels must drop exactly the CPU's
+// elements; a wrong index (a transposed one in dK/dV) moves values by O(1). Key padding of
+// pattern (-1: none); bf16 tolerances as above. And out differs from the undropped forward.
+static void check_attention_drop(int B, int T, int NH, int D, int causal, int pattern, float p) {
+    int C = NH * D;
+    size_t n3 = (size_t)B * T * 3 * C, n1 = (size_t)B * T * C, nl = (size_t)B * NH * T;
+    int32_t *kv = pb_malloc((size_t)B * 4), *d_kv = NULL;
+    if (pattern >= 0) {
+        kv_pattern(kv, B, T, pattern);
+        d_kv = G->alloc((size_t)B * 4);
+        G->upload(d_kv, kv, (size_t)B * 4);
+    }
+    pb_attn_desc hd = attn_desc(B, T, NH, D, causal, pattern >= 0 ? kv : NULL);
+    hd.drop_p = p;
+    hd.drop_key = 0xD20Bull * (uint64_t)(T + D);
+    pb_attn_desc d = hd;
+    d.kv_len = d_kv;
+    cr_assert(!attn_cuda_wgmma.supports(&d), "%s", attn_cuda_wgmma.supports(&d));
+    float *qkv = rand_bf(n3, 1.0f), *out = pb_malloc(n1 * 4), *lse = pb_malloc(nl * 4);
+    float *out0 = pb_malloc(n1 * 4);
+    float *dout = rand_bf(n1, 1.0f), *dqkv = rand_bf(n3, 1e-3f), *dqkv0 = copy_host(dqkv, n3);
+    attn_naive_forward(out, lse, qkv, &hd);
+    pb_attn_desc h0 = hd;
+    h0.drop_p = 0;
+    attn_naive_forward(out0, lse, qkv, &h0);  // the same lse: it is the undropped softmax's
+    size_t moved = 0;
+    for (size_t i = 0; i < n1; i++) moved += fabsf(out[i] - out0[i]) > 0.05f;
+    cr_expect(moved > n1 / 4, "dropout %g moved only %zu of %zu outputs", p, moved, n1);
+    char what[160];
+    float *d_qkv = gpu_bf(qkv, n3), *d_out = G->alloc(n1 * 2), *d_lse = G->alloc(nl * 4);
+    poison_bf(d_out, n1);
+    attn_cuda_wgmma.forward(d_out, d_lse, d_qkv, &d);
+    snprintf(what, sizeof what, "attn wgmma dropout %g fwd out B%d T%-4d NH%d D%-3d causal%d kv%d",
+             p, B, T, NH, D, causal, pattern);
+    expect_dev(what, d_out, 1, out, NULL, n1, 1e-2);
+    snprintf(what, sizeof what, "attn wgmma dropout %g fwd lse B%d T%-4d NH%d D%-3d causal%d kv%d",
+             p, B, T, NH, D, causal, pattern);
+    expect_dev(what, d_lse, 0, lse, NULL, nl, 1e-2);
+    for (size_t i = 0; i < n1; i++) out[i] = bf2f(f2bf(out[i]));
+    float *d_dout = gpu_bf(dout, n1), *d_dqkv = gpu_bf(dqkv0, n3), *d_out2 = gpu_bf(out, n1);
+    G->upload(d_lse, lse, nl * 4);
+    attn_naive_backward(dqkv, dout, out, lse, qkv, &hd);
+    attn_cuda_wgmma.backward(d_dqkv, d_dout, d_out2, d_lse, d_qkv, &d);
+    snprintf(what, sizeof what, "attn wgmma dropout %g bwd dqkv B%d T%-4d NH%d D%-3d causal%d kv%d",
+             p, B, T, NH, D, causal, pattern);
+    expect_dev(what, d_dqkv, 1, dqkv, dqkv0, n3, 1e-2);
+    if (d_kv) G->free(d_kv);
+    G->free(d_qkv), G->free(d_out), G->free(d_lse), G->free(d_dout), G->free(d_dqkv),
+        G->free(d_out2);
+    free(qkv), free(out), free(out0), free(lse), free(dout), free(dqkv), free(dqkv0), free(kv);
+}
+
+// every head dim and tile shape (T past WG_LONG for dK/dV's long shape), causal and not,
+// with and without key padding; the other CUDA attentions refuse a descriptor that drops
+Test(bf16, attention_dropout) {
+    pb_rng_seed(&rng, 14);
+    for (int causal = 0; causal < 2; causal++) {
+        check_attention_drop(2, 257, 2, 32, causal, -1, 0.1f);
+        check_attention_drop(3, 200, 2, 32, causal, KV_RAGGED, 0.25f);
+        check_attention_drop(2, 130, 2, 64, causal, -1, 0.1f);
+        check_attention_drop(1, 300, 1, 128, causal, KV_RAGGED, 0.1f);
+    }
+    check_attention_drop(1, 2111, 2, 32, 1, KV_RAGGED, 0.1f);
+    check_attention_drop(1, 2111, 1, 64, 0, -1, 0.1f);
+    pb_attn_desc d = attn_desc(2, 64, 2, 32, 1, NULL);
+    d.drop_p = 0.1f;
+    cr_expect(attn_cuda_flash_bf16.supports(&d) != NULL);
+    cr_expect(attn_cuda_flash.supports(&d) != NULL);
+}
+
 // pb_attn_choose on the bf16 table: wgmma for D 32, 64 and 128, flash for the rest up to
 // 128, smallcache above, and a named wgmma on D = 48 refused with the head dim in the reason
 Test(bf16, attention_choose) {
