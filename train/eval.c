@@ -88,6 +88,8 @@ int eval_main(int argc, char **argv) {
     if (batch_size) cfg.batch_size = batch_size;
     if (!batches) batches = cfg.val_batches;
     int B = cfg.batch_size, T = cfg.seq_len;
+    // eval never drops: a kernel that cannot drop attention probabilities must not be refused
+    cfg.attn_dropout = 0;
 
     // --- data, model, weights
     pb_feed *val = feed_open(&cfg, data, B, 0, 0, 1, err, sizeof err);
