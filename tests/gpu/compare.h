@@ -209,6 +209,16 @@ static void kv_pattern(int32_t *kv, int B, int T, int pattern) {
     }
 }
 
+// kv (B, host) filled with pattern and a device copy on table g; pattern -1: kv untouched and
+// no copy (NULL). The caller frees the copy (g->free).
+static int32_t *kv_pattern_dev(const pb_ops *g, int32_t *kv, int B, int T, int pattern) {
+    if (pattern < 0) return NULL;
+    kv_pattern(kv, B, T, pattern);
+    int32_t *d = g->alloc((size_t)B * 4);
+    g->upload(d, kv, (size_t)B * 4);
+    return d;
+}
+
 // Asserts that the rows j >= kv_len[b] of the K and V parts of dqkv (B,T,3C), downloaded
 // as h, kept their start h0 bit for bit (padding keys get no gradient: += 0 or nothing).
 static void expect_padding_untouched(const char *what, const float *h, const float *h0,

@@ -309,12 +309,7 @@ static void check_attention_impl(const pb_attn_impl *im, int B, int T, int NH, i
     int C = NH * D;
     size_t n3 = (size_t)B * T * 3 * C, n1 = (size_t)B * T * C, nl = (size_t)B * NH * T;
     char what[160], tag[64];
-    int32_t *kv = pb_malloc((size_t)B * 4), *d_kv = NULL;
-    if (pattern >= 0) {
-        kv_pattern(kv, B, T, pattern);
-        d_kv = G->alloc((size_t)B * 4);
-        G->upload(d_kv, kv, (size_t)B * 4);
-    }
+    int32_t *kv = pb_malloc((size_t)B * 4), *d_kv = kv_pattern_dev(G, kv, B, T, pattern);
     snprintf(tag, sizeof tag, "%s%s%s", im->name, pattern >= 0 ? " masked " : "",
              pattern >= 0 ? KV_NAMES[pattern] : "");
     pb_attn_desc d = attn_desc(B, T, NH, D, causal, d_kv);
@@ -431,12 +426,7 @@ Test(bf16, attention_masked) {
 static void check_attention_drop(int B, int T, int NH, int D, int causal, int pattern, float p) {
     int C = NH * D;
     size_t n3 = (size_t)B * T * 3 * C, n1 = (size_t)B * T * C, nl = (size_t)B * NH * T;
-    int32_t *kv = pb_malloc((size_t)B * 4), *d_kv = NULL;
-    if (pattern >= 0) {
-        kv_pattern(kv, B, T, pattern);
-        d_kv = G->alloc((size_t)B * 4);
-        G->upload(d_kv, kv, (size_t)B * 4);
-    }
+    int32_t *kv = pb_malloc((size_t)B * 4), *d_kv = kv_pattern_dev(G, kv, B, T, pattern);
     pb_attn_desc hd = attn_desc(B, T, NH, D, causal, pattern >= 0 ? kv : NULL);
     hd.drop_p = p;
     hd.drop_key = 0xD20Bull * (uint64_t)(T + D);

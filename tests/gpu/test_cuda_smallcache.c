@@ -56,12 +56,7 @@ static float *check(int bf, int B, int T, int NH, int D, int causal, int pattern
     double tol = bf ? 1e-2 : 1e-4;
     int C = NH * D;
     size_t n3 = (size_t)B * T * 3 * C, n1 = (size_t)B * T * C, nl = (size_t)B * NH * T;
-    int32_t *kv = pb_malloc((size_t)B * 4), *d_kv = NULL;
-    if (pattern >= 0) {
-        kv_pattern(kv, B, T, pattern);
-        d_kv = G->alloc((size_t)B * 4);
-        G->upload(d_kv, kv, (size_t)B * 4);
-    }
+    int32_t *kv = pb_malloc((size_t)B * 4), *d_kv = kv_pattern_dev(G, kv, B, T, pattern);
     pb_attn_desc d = desc(B, T, NH, D, causal, d_kv), hd = desc(B, T, NH, D, causal,
                                                                  pattern >= 0 ? kv : NULL);
     cr_assert(!im->supports(&d), "%s", im->supports(&d));
