@@ -148,7 +148,8 @@ bench-blocksparse: $(BUILD)/tests/gpu/bench_blocksparse
 #   make BSV=build/bsv/v1 BS_SHAPES='-DWG_BS_KVL64=6413' build/bsv/v1/bench_blocksparse
 BSV ?= $(BUILD)/bsv/default
 $(BSV)/flash_wgmma_cuda.cu.o: kernels/attention/flash_wgmma_cuda.cu kernels/attention/wgmma.cuh \
-    kernels/attention/blocksparse_cuda.cuh kernels/cuda/cuda_common.cuh
+    kernels/attention/wgmma_frag.cuh kernels/attention/blocksparse_cuda.cuh \
+    kernels/cuda/cuda_common.cuh
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) $(BS_SHAPES) -I. -c $< -o $@
 $(BSV)/bench_blocksparse: tests/gpu/bench_blocksparse.c $(BSV)/flash_wgmma_cuda.cu.o \
