@@ -156,6 +156,16 @@ Test(attention_run, attention_dropout_trains_repeats_and_is_refused_by_smallcach
         k++;
     }
     cr_expect(k >= 6, "only %d losses", k);
+    // exported as GPT-2's attn_pdrop (and 0 where the key was not set)
+    cr_assert_eq(run("%s export --ckpt %s/d --format safetensors --out %s/hf", bin, tmp, tmp), 0,
+                 "%s", output());
+    char cj[400];
+    snprintf(cj, sizeof cj, "%s/hf/config.json", tmp);
+    cr_expect(strstr(slurp(cj), "\"attn_pdrop\": 0.2,"), "%s", slurp(cj));
+    cr_assert_eq(run("%s export --ckpt %s/z --format safetensors --out %s/hz", bin, tmp, tmp), 0,
+                 "%s", output());
+    snprintf(cj, sizeof cj, "%s/hz/config.json", tmp);
+    cr_expect(strstr(slurp(cj), "\"attn_pdrop\": 0,"), "%s", slurp(cj));
     cr_expect_eq(run("%s train " TINY64 "--set train.steps=1 --set model.attention=smallcache "
                      "--set model.attn_dropout=0.1 --set run.dir=%s/e", bin, tmp, tmp, tmp),
                  2, "%s", output());

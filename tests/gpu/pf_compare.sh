@@ -14,7 +14,10 @@
 #          ref           both: the reference's architecture but for its ReLU head
 #          torch         the PyTorch model, the config's schedule (lr 1e-3, cosine, decay 0.1),
 #                        its attention-probability dropout 0.1
-#          torch_noattn  the same without attention-probability dropout (as pebble's CUDA runs)
+#          torch_noattn  the same without attention-probability dropout
+#   CHECK  1 (default): first the GPU cases of what these runs use that were new in the
+#          thirteenth session (test_cuda_bf16's attention dropout, test_cuda_bert's raw
+#          embeddings); a failure stops the script before any run. 0: skip them.
 # Logs under $OUT: pf_NAME.log per run; the validation lines and test rows last.
 set -u
 OUT=${OUT:-/tmp/pebble-out}
@@ -23,8 +26,17 @@ STEPS=${STEPS:-15600}
 LIMIT=${LIMIT:-420}
 RUNS=${RUNS:-pebble adrop ref torch}
 t0=$(date +%s)
-make -j16 build/pebble >"$OUT/pf_build.log" 2>&1 || { tail -30 "$OUT/pf_build.log"; exit 1; }
+make -j16 build/pebble build/tests/gpu/test_cuda_bf16 build/tests/gpu/test_cuda_bert \
+    >"$OUT/pf_build.log" 2>&1 || { tail -30 "$OUT/pf_build.log"; exit 1; }
 rm -f "$OUT/pf_build.log"
+if [ "${CHECK:-1}" = 1 ]; then
+    build/tests/gpu/test_cuda_bf16 --filter 'bf16/attention*' >"$OUT/pf_check.log" 2>&1 &&
+        build/tests/gpu/test_cuda_bert --filter 'cuda_bert/pathfinder32*' >>"$OUT/pf_check.log" 2>&1
+    rc=$?
+    grep -E "Synthesis|FAIL|Assertion" "$OUT/pf_check.log" | head -20
+    [ $rc = 0 ] || { echo "pf_compare.sh: the GPU checks failed (rc $rc): no runs"; exit 1; }
+    echo "checks done, $(($(date +%s) - t0)) s"
+fi
 D=/tmp/lra/pathfinder32
 [ -f $D/test.lseq ] || build/pebble lra gen pathfinder --res 32 --threads 16 --out $D 2>&1 | tail -1
 echo "data done, $(($(date +%s) - t0)) s"
