@@ -86,8 +86,8 @@ void bert_build(bert *m, const bert_config *cfg, const pb_ops *ops) {
     PB_ASSERT(!c->raw_embed || c->pre_ln);
     PB_ASSERT(!c->drop_pad || (c->pad_token >= 0 && c->pad_token < c->vocab_size &&
                                c->head == BERT_HEAD_CLASSIFY && c->pool == BERT_POOL_MEAN));
-    m->tf = (tf_config){L,           C, c->n_head, !c->pre_ln, PB_GELU_ERF, c->ln_eps, F,
-                        c->dropout, c->attn_dropout};
+    m->tf = (tf_config){L, C, c->n_head, !c->pre_ln, PB_GELU_ERF, c->ln_eps, F, c->dropout,
+                        c->attn_dropout};
     m->Lp = (c->num_labels + 7) / 8 * 8;
 
     pb_params *ps = &m->p;
@@ -189,9 +189,13 @@ static size_t map_acts(bert *m, int B, int T, void *base) {
     size_t N = (size_t)B * T, C = m->cfg.n_embd, ab = pb_act_bytes(m->ops), off = 0;
     bert_acts *a = &m->acts;
     a->emb = tf_take(base, &off, N * C, ab);
-    a->x0 = tf_take(base, &off, N * C, ab);
-    a->x0_mean = tf_take(base, &off, N, 4);
-    a->x0_rstd = tf_take(base, &off, N, 4);
+    // the stack's input x0: the embeddings' LayerNorm, or (raw_embed) the embeddings themselves
+    a->x0 = a->emb, a->x0_mean = a->x0_rstd = NULL;
+    if (!m->cfg.raw_embed) {
+        a->x0 = tf_take(base, &off, N * C, ab);
+        a->x0_mean = tf_take(base, &off, N, 4);
+        a->x0_rstd = tf_take(base, &off, N, 4);
+    }
     tf_map_acts(&m->tf, N, N * m->cfg.n_head, ab, &a->tf, base, &off);
     a->hsel = a->hpre = a->hgelu = a->hln = a->hln_mean = a->hln_rstd = NULL;
     a->pin = a->ppre = a->pout = NULL;
@@ -414,16 +418,12 @@ double bert_forward(bert *m, const int32_t *inputs, const int32_t *lengths,
     const bert_weights *w = &m->wa;
     ops->encoder_forward(a->emb, m->inputs, drop ? m->pos : NULL, w->wte, w->wpe, w->wtt, B, T,
                          C);
-    // the stack's input: the embeddings' LayerNorm (x0), or the embeddings themselves
-    float *x = a->emb;
-    if (!c->raw_embed) {
+    if (!c->raw_embed)
         ops->layernorm_forward(a->x0, a->x0_mean, a->x0_rstd, a->emb, w->embw, w->embb, N, C,
                                c->ln_eps);
-        x = a->x0;
-    }
     tf_attn_dropout(&m->attn_desc, &m->tf, &a->tf);
     const void *ctx[2];
-    const float *y = tf_forward(ops, &m->tf, &m->wa.tf, &a->tf, x, N,
+    const float *y = tf_forward(ops, &m->tf, &m->wa.tf, &a->tf, a->x0, N,
                                 tf_attend_desc(m->attn, &m->attn_desc, ctx));
 
     // The rows the head runs on, and their targets (host copies for the accuracy).
@@ -521,8 +521,7 @@ void bert_backward(bert *m, float loss_scale) {
             ops->mean_pool_backward(tg->out, d1, m->lengths, c->drop_pad ? m->counts : NULL,
                                     B, T, C);
     }
-    tf_backward(ops, &m->tf, &m->wa.tf, &g->tf, &a->tf, tg, c->raw_embed ? a->emb : a->x0, N,
-                m->attn, &m->attn_desc);
+    tf_backward(ops, &m->tf, &m->wa.tf, &g->tf, &a->tf, tg, a->x0, N, m->attn, &m->attn_desc);
     // d x0 is in tg->stream; the embeddings' LayerNorm (embw, embb get no gradient without
     // it), then the three tables
     const float *demb = tg->stream;

@@ -79,8 +79,8 @@ typedef struct bert_weights {
 
 typedef struct bert_acts {
     float *emb;                 // (N,C) word + pos + type: the embeddings' LayerNorm input
-    float *x0;                  // (N,C) LN(emb): the stack's input
-    float *x0_mean, *x0_rstd;   // (N)
+    float *x0;                  // (N,C) LN(emb): the stack's input (raw_embed: = emb)
+    float *x0_mean, *x0_rstd;   // (N) (raw_embed: NULL)
     tf_acts tf;
     // MLM head over the M <= N positions with a target
     float *hsel;                // (N,C) rows of the stack's output at those positions

@@ -69,8 +69,9 @@ static uint64_t drop_site(const tf_acts *a, int l, int site) {
 pb_attn_desc tf_self_attention(const tf_config *c, int B, int T, int causal,
                                const int32_t *kv_len) {
     int D = c->C / c->NH;
-    return (pb_attn_desc){B,    T,    T, c->NH, D, 1.0f / sqrtf((float)D), causal, kv_len, NULL,
-                          c->attn_dropout, 0};
+    return (pb_attn_desc){.B = B, .T = T, .Tk = T, .NH = c->NH, .D = D,
+                          .scale = 1.0f / sqrtf((float)D), .causal = causal, .kv_len = kv_len,
+                          .drop_p = c->attn_dropout};
 }
 
 // The attention probabilities' site follows drop_site's 2L + 1 (and the layers' keys are drawn

@@ -81,7 +81,7 @@ static void run_case(const char *cs, const char *attention) {
     int B = cfg[0], T = cfg[1], C = cfg[2], NH = cfg[3], post = cfg[4], causal = cfg[5];
     int N = B * T, nt = post ? 12 : 14;
     const pb_ops *ops = pb_ops_cpu();
-    tf_config tc = {1,     C, NH, post, post ? PB_GELU_ERF : PB_GELU_TANH, post ? 1e-12f : 1e-5f,
+    tf_config tc = {1, C, NH, post, post ? PB_GELU_ERF : PB_GELU_TANH, post ? 1e-12f : 1e-5f,
                     4 * C, 0.0f, 0.0f};
 
     tf_layer_weights h, dh;
