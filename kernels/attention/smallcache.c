@@ -223,7 +223,8 @@ void attn_smallcache_backward(float *dqkv, const float *dout, const float *out,
 const char *attn_smallcache_supports(const pb_attn_desc *d) {
     const char *why = attn_cpu_dense_supports(d);
     if (why) return why;
-    if (d->drop_p > 0) return "dropout on the attention probabilities (naive, flash and blocksparse drop)";
+    if (d->drop_p > 0)
+        return "dropout on the attention probabilities (naive, flash and blocksparse drop)";
     if (d->T > SC_MAX_T)
         return "T above 16384 (it materialises a T x T fp32 score buffer per thread: 1 GiB "
                "at 16384)";
