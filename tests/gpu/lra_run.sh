@@ -6,9 +6,13 @@
 # 2.2 MB with AdamW's moments), so it comes back, and a later call continues the run from it
 # (RESUME, the file put in the repository as an untracked file, which travels).
 # From the repository root, after `. .deps/env.sh`:
-#   TASK    listops (default) or pathfinder32 (200,000 images at 32 x 32)
+#   TASK    listops (default), pathfinder32 (200,000 images at 32 x 32), pathfinder64 or pathx
+#           (Path-X, 128 x 128: N images, default 200,000, about 4 minutes to make there)
+#   N       images to make for pathfinder64 and pathx (default 200,000)
+#   INIT    weights to start from (--init FILE: a Path-64 checkpoint through `pebble lra
+#           upsample-pos`, FlashAttention's recipe), put in the repository as RESUME is
 #   LIMIT   seconds of training (default 420)
-#   STEPS   train.steps (default the config's 5000)
+#   STEPS   train.steps (default the config's)
 #   EXTRA   more --set arguments for pebble train
 #   NAME    names this run's logs and run directory (default TASK): several runs in one call,
 #           side by side (start them after the data exist) or one after another
@@ -26,9 +30,11 @@ TASK=${TASK:-listops}
 case $TASK in
 listops) GEN="listops" ;;
 pathfinder32) GEN="pathfinder --res 32 --threads 16" ;;
-*) echo "lra_run.sh: TASK '$TASK' is not listops or pathfinder32"; exit 2 ;;
+pathfinder64) GEN="pathfinder --res 64 --threads 16 ${N:+--n $N}" ;;
+pathx) GEN="pathfinder --res 128 --threads 16 ${N:+--n $N}" ;;
+*) echo "lra_run.sh: TASK '$TASK' is not listops, pathfinder32, pathfinder64 or pathx"; exit 2 ;;
 esac
-D=/tmp/lra/$TASK
+D=/tmp/lra/$TASK${N:+_$N}
 [ -f $D/test.lseq ] || build/pebble lra gen $GEN --out $D 2>&1 | tail -2
 echo "data done, $(el)"
 N=${NAME:-$TASK}
@@ -39,7 +45,7 @@ timeout $((${LIMIT:-420} + 120)) build/pebble train -c configs/lra-$TASK.ini \
     --set data.train=$D/train.lseq --set data.val=$D/val.lseq --set data.test=$D/test.lseq \
     --set run.dir=$R --set run.plot=false --set checkpoint.every=0 \
     --set train.time_limit=${LIMIT:-420} ${STEPS:+--set train.steps=$STEPS} ${EXTRA:-} \
-    ${RESUME:+--resume $RESUME} >"$LOG" 2>&1
+    ${RESUME:+--resume $RESUME} ${INIT:+--init $INIT} >"$LOG" 2>&1
 echo "train rc=$?, $(el)"
 cp $R/metrics.jsonl "$OUT/lra_$N.jsonl" 2>/dev/null
 last=$(ls $R/ckpt_*.h5 2>/dev/null | tail -1)

@@ -440,9 +440,16 @@ static void check_attention_drop(int B, int T, int NH, int D, int causal, int pa
     pb_attn_desc h0 = hd;
     h0.drop_p = 0;
     attn_naive_forward(out0, lse, qkv, &h0);  // the same lse: it is the undropped softmax's
-    size_t moved = 0;
-    for (size_t i = 0; i < n1; i++) moved += fabsf(out[i] - out0[i]) > 0.05f;
-    cr_expect(moved > n1 / 4, "dropout %g moved only %zu of %zu outputs", p, moved, n1);
+    // the comparison below discriminates only if dropping moved out by well over its 1e-2
+    // tolerance: ||out - out0|| / ||out0|| is 0.32-0.57 at these shapes (softmax near uniform,
+    // about sqrt(p / (1 - p)) in expectation); a GPU that dropped nothing would fail by 30x
+    double dd = 0, d0 = 0;
+    for (size_t i = 0; i < n1; i++) {
+        double e = (double)out[i] - out0[i];
+        dd += e * e, d0 += (double)out0[i] * out0[i];
+    }
+    double moved = sqrt(dd / d0);
+    cr_expect(moved > 0.1, "dropout %g moved out by only %.3g (relative)", p, moved);
     char what[160];
     float *d_qkv = gpu_bf(qkv, n3), *d_out = G->alloc(n1 * 2), *d_lse = G->alloc(nl * 4);
     poison_bf(d_out, n1);
