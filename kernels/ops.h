@@ -37,6 +37,10 @@ typedef enum { PB_DTYPE_FP32 = 0, PB_DTYPE_BF16 = 1 } pb_dtype;
 // GELU: the tanh approximation (GPT-2) or the exact form x * Phi(x) with erf (BERT).
 typedef enum { PB_GELU_TANH = 0, PB_GELU_ERF = 1 } pb_gelu;
 
+// The activation between a classifier head's dense layer and its classifier: tanh (BERT's
+// pooler) or ReLU (LRA's classifier head). Both backwards are functions of the output.
+typedef enum { PB_ACT_TANH = 0, PB_ACT_RELU = 1 } pb_act;
+
 // --- attention by descriptor. One struct says everything an attention kernel must know of
 // a call; each implementation says which descriptors it can run (supports), and the model
 // runs the one pb_attn_choose picks. qkv (B,T,3C): q, k, v side by side, head h at channels
@@ -125,10 +129,12 @@ typedef struct pb_ops {
     void (*gelu_backward)(float *dinp, const float *inp, const float *dout, size_t n,
                           pb_gelu kind);
 
-    // --- tanh, elementwise over n (BERT's pooler); the backward reads the OUTPUT:
-    //     dinp += (1 - out^2) * dout
-    void (*tanh_forward)(float *out, const float *inp, size_t n);
-    void (*tanh_backward)(float *dinp, const float *out, const float *dout, size_t n);
+    // --- the head's activation of the given kind (pb_act), elementwise over n; the
+    //     backward reads the OUTPUT: dinp += f'(out) * dout, f' = 1 - out^2 (tanh) or
+    //     [out > 0] (ReLU)
+    void (*act_forward)(float *out, const float *inp, size_t n, pb_act kind);
+    void (*act_backward)(float *dinp, const float *out, const float *dout, size_t n,
+                         pb_act kind);
 
     // --- rows by index (the masked positions of MLM, the first token of each sequence):
     //     out (M,C) = inp[idx[i]] (N,C); idx (M) in backend memory. The backward adds the

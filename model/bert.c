@@ -30,6 +30,11 @@ static const struct {
     {"output.LayerNorm.weight", R_C, R_1},     {"output.LayerNorm.bias", R_C, R_1},
 };
 
+// The classify head's hidden width H: the pooler's C (tanh, BERT's), or ffn (ReLU, LRA's)
+static int head_width(const bert_config *c) {
+    return c->pooler == PB_ACT_RELU ? c->ffn : c->n_embd;
+}
+
 static void map_weights(const bert *m, bert_weights *w, const void *base, size_t eb) {
     const pb_params *ps = &m->p;
     int i = 0;
@@ -69,6 +74,8 @@ void bert_shape_text(const bert_config *c, char *buf, size_t n) {
     if (c->head == BERT_HEAD_CLASSIFY && k > 0 && (size_t)k < n)
         k += snprintf(buf + k, n - (size_t)k, " num_labels=%d pool=%s", c->num_labels,
                       c->pool == BERT_POOL_CLS ? "cls" : "mean");
+    if (c->head == BERT_HEAD_CLASSIFY && c->pooler == PB_ACT_RELU && k > 0 && (size_t)k < n)
+        k += snprintf(buf + k, n - (size_t)k, " pooler=relu");
     if (c->pre_ln && k > 0 && (size_t)k < n) snprintf(buf + k, n - (size_t)k, " norm=pre");
 }
 
@@ -119,9 +126,10 @@ void bert_build(bert *m, const bert_config *cfg, const pb_ops *ops) {
         params_add(ps, "cls.predictions.transform.LayerNorm.bias", C, 0, 0, C, 0);
         params_add(ps, "cls.predictions.bias", Vp, 0, 0, c->vocab_size, 0);
     } else {
-        params_add(ps, "bert.pooler.dense.weight", C, C, 0, C, 1);
-        params_add(ps, "bert.pooler.dense.bias", C, 0, 0, C, 0);
-        params_add(ps, "classifier.weight", m->Lp, C, 0, c->num_labels, 1);
+        int H = head_width(c);
+        params_add(ps, "bert.pooler.dense.weight", H, C, 0, H, 1);
+        params_add(ps, "bert.pooler.dense.bias", H, 0, 0, H, 0);
+        params_add(ps, "classifier.weight", m->Lp, H, 0, c->num_labels, 1);
         params_add(ps, "classifier.bias", m->Lp, 0, 0, c->num_labels, 0);
     }
     for (int i = first_head; i < ps->num; i++) ps->tab[i].head = 1;
@@ -208,21 +216,24 @@ static size_t map_acts(bert *m, int B, int T, void *base) {
         a->hln_rstd = tf_take(base, &off, N, 4);
         a->logits = tf_take(base, &off, N * (size_t)m->cfg.padded_vocab, ab);
     } else {
+        size_t BH = (size_t)B * head_width(&m->cfg);
         a->pin = tf_take(base, &off, (size_t)B * C, ab);
-        a->ppre = tf_take(base, &off, (size_t)B * C, ab);
-        a->pout = tf_take(base, &off, (size_t)B * C, ab);
+        a->ppre = tf_take(base, &off, BH, ab);
+        a->pout = tf_take(base, &off, BH, ab);
         a->logits = tf_take(base, &off, (size_t)B * m->Lp, ab);
     }
     a->losses = tf_take(base, &off, N, 4);
     return off;
 }
 
-static size_t map_grads(bert *m, size_t N, void *base) {
+static size_t map_grads(bert *m, int B, size_t N, void *base) {
     size_t C = m->cfg.n_embd, ab = pb_act_bytes(m->ops), off = 0;
-    // the stack's gradients (one block's and the stream's), then the heads' two scratch rows
+    // the stack's gradients (one block's and the stream's), then the heads' two scratch
+    // buffers: (N,C) for the MLM head's rows, (B,H) for the classifier's
     tf_map_grads(&m->tf, N, ab, m->ops->matmul_backward_gelu != NULL, &m->grads, base, &off);
-    m->dhead = tf_take(base, &off, N * C, ab);
-    m->dhead2 = tf_take(base, &off, N * C, ab);
+    size_t BH = (size_t)B * head_width(&m->cfg), n = N * C > BH ? N * C : BH;
+    m->dhead = tf_take(base, &off, n, ab);
+    m->dhead2 = tf_take(base, &off, n, ab);
     return off;
 }
 
@@ -250,7 +261,8 @@ static void ensure_acts(bert *m, int B, int T) {
     const pb_ops *ops = m->ops;
     size_t N = (size_t)B * T;
     int fits = m->acts_mem && N <= m->cap_N && B <= m->cap_B &&
-               map_acts(m, B, T, NULL) <= m->acts_bytes && map_grads(m, N, NULL) <= m->grads_bytes;
+               map_acts(m, B, T, NULL) <= m->acts_bytes &&
+               map_grads(m, B, N, NULL) <= m->grads_bytes;
     if (fits) {
         attn_bs_free(m->layout);  // a block-sparse layout is made for one T
         m->layout = NULL;
@@ -270,13 +282,13 @@ static void ensure_acts(bert *m, int B, int T) {
         m->acts.tf.h = pb_calloc((size_t)m->cfg.n_layer, sizeof(tf_layer_acts));
         m->acts_bytes = map_acts(m, B, T, NULL);
         m->acts_mem = ops->alloc(m->acts_bytes);
-        m->grads_bytes = map_grads(m, N, NULL);
+        m->grads_bytes = map_grads(m, B, N, NULL);
         m->grads_mem = ops->alloc(m->grads_bytes);
     }
     m->B = B;
     m->T = T;
     map_acts(m, B, T, m->acts_mem);
-    map_grads(m, N, m->grads_mem);
+    map_grads(m, B, N, m->grads_mem);
     char err[1024];
     m->attn_desc = attention_desc(m, B, T);
     // block-sparse: the layout of this T, built once here (free_acts drops it); each
@@ -336,9 +348,10 @@ static void classify_head(bert *m, const float *y) {
     else
         ops->mean_pool_forward(a->pin, y, m->lengths, m->cfg.drop_pad ? m->counts : NULL,
                                B, T, C);
-    ops->matmul_forward(a->ppre, a->pin, w->poolw, w->poolb, B, C, C);
-    ops->tanh_forward(a->pout, a->ppre, (size_t)B * C);
-    ops->matmul_forward(a->logits, a->pout, w->clsw, w->clsb, B, C, m->Lp);
+    int H = head_width(&m->cfg);
+    ops->matmul_forward(a->ppre, a->pin, w->poolw, w->poolb, B, C, H);
+    ops->act_forward(a->pout, a->ppre, (size_t)B * H, m->cfg.pooler);
+    ops->matmul_forward(a->logits, a->pout, w->clsw, w->clsb, B, H, m->Lp);
 }
 
 // pad_token's drop: row b keeps its tokens t < len[b] that are not pad_token, in order, in
@@ -498,8 +511,10 @@ void bert_backward(bert *m, float loss_scale) {
     ops->crossentropy_backward(a->logits, a->logits, m->targets, loss_scale / (float)M, M, V_,
                                Vp_);
     tf_backward_begin(ops, &m->tf, tg, N);  // zeroes tg->out, where the head's gradient goes
-    ops->zero(d1, MC * ab);
-    ops->zero(d2, MC * ab);
+    int H = mlm ? C : head_width(c);        // the head's hidden rows: (M,H)
+    size_t MH = (size_t)M * H;
+    ops->zero(d1, MH * ab);
+    ops->zero(d2, MH * ab);
     if (mlm) {
         ops->matmul_backward(d1, g->wte, g->mlmbias, a->logits, a->hln, w->wte, M, C,
                              c->padded_vocab);
@@ -511,10 +526,10 @@ void bert_backward(bert *m, float loss_scale) {
         ops->matmul_backward(d2, g->mlmw, g->mlmb, d1, a->hsel, w->mlmw, M, C, C);
         ops->scatter_add_rows(tg->out, d2, m->sel, M, C);
     } else {
-        ops->matmul_backward(d1, g->clsw, g->clsb, a->logits, a->pout, w->clsw, B, C, m->Lp);
-        ops->tanh_backward(d2, a->pout, d1, MC);
+        ops->matmul_backward(d1, g->clsw, g->clsb, a->logits, a->pout, w->clsw, B, H, m->Lp);
+        ops->act_backward(d2, a->pout, d1, MH, c->pooler);
         ops->zero(d1, MC * ab);
-        ops->matmul_backward(d1, g->poolw, g->poolb, d2, a->pin, w->poolw, B, C, C);
+        ops->matmul_backward(d1, g->poolw, g->poolb, d2, a->pin, w->poolw, B, C, H);
         if (c->pool == BERT_POOL_CLS)
             ops->scatter_add_rows(tg->out, d1, m->sel, B, C);
         else

@@ -9,7 +9,8 @@
 //                (pre_ln: x += attn(LN_1 x); x += ffn(LN_2 x), and bert.encoder.LayerNorm last)
 //   MLM head:    on the positions with a target only: LN(gelu(dense(x))) @ word^T + bias
 //   classify:    pooled = tanh(dense(x[first token]  or  mean of x over the unpadded
-//                tokens)); logits = classifier(pooled)
+//                tokens)); logits = classifier(pooled). With pooler = ReLU, LRA's classifier
+//                head instead: pooled = relu(dense(...)), ffn wide
 //
 // Padding: a sequence of length len < T has keys len..T-1 masked in every attention (the
 // descriptor's kv_len); its padding positions are computed but feed no loss.
@@ -54,6 +55,8 @@ typedef struct bert_config {
     bert_head head;
     int num_labels;               // classify: classes
     bert_pool pool;               // classify: what the pooler reads
+    pb_act pooler;                // classify: the pooler's activation, tanh (BERT's: dense
+                                  // C -> C) or ReLU (LRA's classifier head: dense C -> ffn)
     int pre_ln;                   // 1: pre-LN blocks and a final LayerNorm (not Hugging Face's
                                   // BERT: an option for the long-range tasks)
     char attention[16];           // model.attention: "auto" (or "") or an implementation's name
@@ -73,7 +76,7 @@ typedef struct bert_weights {
     tf_weights tf;              // h[L]; post-LN: no final LayerNorm
     // MLM head (cls.predictions): transform dense (C,C) + LayerNorm, decoder bias (Vp)
     float *mlmw, *mlmb, *mlmlnw, *mlmlnb, *mlmbias;
-    // classify head: pooler dense (C,C), classifier (Lp,C) and (Lp)
+    // classify head: pooler dense (H,C), classifier (Lp,H) and (Lp); H = C, or ffn (ReLU)
     float *poolw, *poolb, *clsw, *clsb;
 } bert_weights;
 
@@ -87,7 +90,7 @@ typedef struct bert_acts {
     float *hpre, *hgelu, *hln;  // (N,C) dense, gelu, LayerNorm
     float *hln_mean, *hln_rstd; // (N)
     // classify head over the B sequences
-    float *pin, *ppre, *pout;   // (B,C) pooler input, dense, tanh
+    float *pin, *ppre, *pout;   // (B,C) pooler input, (B,H) its dense and activation
     float *logits;              // (N,Vp) MLM, (B,Lp) classify; backward overwrites with dlogits
     float *losses;              // (N)
 } bert_acts;

@@ -1,6 +1,7 @@
 // test_bert.c: BERT (model/bert.c) on a tiny config against a float64 PyTorch fixture written
 // from Hugging Face's definitions (tests/fixtures/gen_bert_fixture.py): logits, losses and
-// every parameter gradient of the MLM head and of the classifier with CLS and mean pooling,
+// every parameter gradient of the MLM head and of the classifier with CLS and mean pooling
+// (BERT's tanh pooler and LRA's ReLU head),
 // with padding in the batch; gradients against finite differences; three AdamW steps;
 // accuracy against the reference logits' argmax; padding that cannot change anything.
 #include <criterion/criterion.h>
@@ -26,8 +27,8 @@ static const void *rec(const char *c, const char *what) {
 }
 
 // The model of case c ("mlm", "cls", "mean", "pre": pre-LN with mean pooling, "pad": "pre"
-// with token 0 dropped wherever it stands, "raw": "pad" without the embeddings' LayerNorm)
-// with the fixture's weights.
+// with token 0 dropped wherever it stands, "raw": "pad" without the embeddings' LayerNorm,
+// "relu": "raw" with LRA's ReLU head, ffn wide) with the fixture's weights.
 static void build(bert *m, const char *c) {
     const int32_t *k = cfg_of(c);
     bert_config cfg = {.n_layer = k[5], .n_head = k[4], .n_embd = k[3], .ffn = k[6],
@@ -35,11 +36,13 @@ static void build(bert *m, const char *c) {
                        .ln_eps = 1e-12f, .attention = "auto"};
     cfg.head = strcmp(c, "mlm") == 0 ? BERT_HEAD_MLM : BERT_HEAD_CLASSIFY;
     cfg.num_labels = k[9];
-    int raw = strcmp(c, "raw") == 0, pad = strcmp(c, "pad") == 0 || raw;
+    int relu = strcmp(c, "relu") == 0, raw = strcmp(c, "raw") == 0 || relu;
+    int pad = strcmp(c, "pad") == 0 || raw;
     cfg.pool = strcmp(c, "cls") == 0 || strcmp(c, "mlm") == 0 ? BERT_POOL_CLS : BERT_POOL_MEAN;
     cfg.pre_ln = strcmp(c, "pre") == 0 || pad;
     cfg.drop_pad = pad;  // pad_token 0
     cfg.raw_embed = raw;
+    cfg.pooler = relu ? PB_ACT_RELU : PB_ACT_TANH;
     bert_build(m, &cfg, pb_ops_cpu());
     char prefix[16];
     snprintf(prefix, sizeof prefix, "%s.w.", c);
@@ -155,6 +158,8 @@ Test(bert, pre_ln_forward_matches_pytorch) { forward_matches("pre"); }
 Test(bert, pad_token_forward_matches_masked_pytorch) { forward_matches("pad"); }
 // model.embed_norm = false: the summed embeddings straight into the first block
 Test(bert, raw_embeddings_forward_matches_pytorch) { forward_matches("raw"); }
+// model.pooler = relu: LRA's classifier head, relu(dense to ffn), then the classifier
+Test(bert, relu_head_forward_matches_pytorch) { forward_matches("relu"); }
 
 // With pad_token the stack's T changes from batch to batch, and the activations are mapped
 // again in the same memory: a shorter batch in between, then the first one again, give what
@@ -273,6 +278,7 @@ Test(bert, mean_gradients_match_pytorch) { gradients_match("mean"); }
 Test(bert, pre_ln_gradients_match_pytorch) { gradients_match("pre"); }
 Test(bert, pad_token_gradients_match_masked_pytorch) { gradients_match("pad"); }
 Test(bert, raw_embeddings_gradients_match_pytorch) { gradients_match("raw"); }
+Test(bert, relu_head_gradients_match_pytorch) { gradients_match("relu"); }
 
 static void finite_differences(const char *c) {
     bert m;
@@ -290,6 +296,7 @@ Test(bert, mean_gradients_match_finite_differences) { finite_differences("mean")
 Test(bert, pre_ln_gradients_match_finite_differences) { finite_differences("pre"); }
 Test(bert, pad_token_gradients_match_finite_differences) { finite_differences("pad"); }
 Test(bert, raw_embeddings_gradients_match_finite_differences) { finite_differences("raw"); }
+Test(bert, relu_head_gradients_match_finite_differences) { finite_differences("relu"); }
 
 // Three AdamW steps (lr 1e-2, no clipping): the loss before each and the weights after.
 // As in test_gpt2, the key biases are left out: their true gradient is exactly 0 (a bias

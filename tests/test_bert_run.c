@@ -294,6 +294,12 @@ Test(bert_run, bad_combinations_are_one_line) {
          "model.embed_norm = false: gpt2 has no embedding LayerNorm to leave out (set true)", 2},
         {"--set model.embed_norm=false --set data.train=%s/train_000000.bin",
          "model.embed_norm = false: a post-LN encoder would feed unnormalised embeddings", 2},
+        {"--set model.family=gpt2 --set model.pooler=relu --set data.train=%s/train_000000.bin",
+         "model.pooler = relu: gpt2 has no classifier head (set tanh)", 2},
+        {"--set model.pooler=relu --set data.train=%s/train_000000.bin",
+         "model.pooler = relu: only model.head = classify has a pooler (set tanh)", 2},
+        {"--set model.head=classify --set model.pooler=gelu --set data.train=%s/train.lseq",
+         "model.pooler", 2},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char set[512];
@@ -360,6 +366,21 @@ Test(bert_run, raw_embeddings_learn, .timeout = 600) {
                      "--set train.steps=1 --set run.dir=%s/one", pebble_bin(), tmp, tmp),
                  0, "%s", output());
     cr_assert(strstr(output(), "pre-LN, no embedding LayerNorm"), "%s", output());
+}
+
+// model.pooler = relu (LRA's classifier head: dense to ffn, ReLU): the classifier learns with
+// it, says so, and is not exported (transformers' BertPooler is dense C -> C with tanh).
+Test(bert_run, relu_head_learns_and_is_not_exported, .timeout = 600) {
+    learn_and_eval("bert-relu", 0, "--set model.pooler=relu ");
+    const char *bin = pebble_bin();
+    cr_assert_eq(run("%s train " BERT_TINY "--set model.head=classify --set model.pooler=relu "
+                     "--set data.train=%s/train.lseq --set train.steps=1 --set run.dir=%s/one",
+                     bin, tmp, tmp), 0, "%s", output());
+    cr_assert(strstr(output(), "cls pooling, ReLU head"), "%s", output());
+    cr_assert_eq(run("%s export --ckpt %s/one --out %s/hf", bin, tmp, tmp), 3, "%s", output());
+    cr_assert(strstr(run_stderr(), "model.pooler = relu (LRA's classifier head, dense to ffn): "
+                     "transformers' BertPooler is dense n_embd -> n_embd with tanh"), "%s",
+              run_stderr());
 }
 
 // pebble lra upsample-pos: a 4 x 4-position classifier onto an 8 x 8 grid. Position (i, j)

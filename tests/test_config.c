@@ -463,8 +463,8 @@ Test(config, help_lists_every_key_with_type_and_default) {
         }
     }
     // 46, [dist] 3, data.test, [attention] 6, model.norm, train.time_limit, model.dropout,
-    // model.init, model.pad_token, model.attn_dropout, model.embed_norm
-    cr_expect_eq(keys, 63, "the written INI has %d keys", keys);
+    // model.init, model.pad_token, model.attn_dropout, model.embed_norm, model.pooler
+    cr_expect_eq(keys, 64, "the written INI has %d keys", keys);
     free(ini);
     free(text);
 }

@@ -30,6 +30,7 @@ typedef struct pb_config {
     char head[16];           // bert: "mlm" | "classify"
     int num_labels;          // bert classify
     char pool[8];            // bert classify: "cls" | "mean"
+    char pooler[8];          // bert classify: the pooler's activation, "tanh" | "relu"
     int pad_token;           // bert classify, mean pool: a token id dropped wherever it
                              // stands (-1: none)
     char attention[16];      // "auto" or an attention implementation's name (kernels/ops.h)

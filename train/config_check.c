@@ -46,6 +46,11 @@ int config_check_combinations(const pb_config *c, char *err, size_t errlen) {
             return -1;
         }
     }
+    if (strcmp(c->pooler, "tanh") != 0 && (!bert || strcmp(c->head, "classify") != 0)) {
+        snprintf(err, errlen, "model.pooler = %s: %s (set tanh)", c->pooler,
+                 !bert ? "gpt2 has no classifier head" : "only model.head = classify has a pooler");
+        return -1;
+    }
     if (!c->embed_norm && (!bert || strcmp(c->norm, "pre") != 0)) {
         snprintf(err, errlen, "model.embed_norm = false: %s (set true)",
                  !bert ? "gpt2 has no embedding LayerNorm to leave out"

@@ -74,6 +74,11 @@ const config_key config_keys[] = {
          "bert classify: what the pooler reads, cls (the first token, as Hugging Face) or "
          "mean (the mean of the unpadded tokens)"),
      .choices = "cls|mean"},
+    {KEY("model", "pooler", STRING, pooler, "tanh",
+         "bert classify: the layer between the pool and the classifier, tanh (BERT's pooler, "
+         "dense n_embd -> n_embd, tanh) or relu (LRA's classifier head, as Tay et al.'s and "
+         "Nystromformer's models: dense n_embd -> ffn, ReLU)"),
+     .choices = "tanh|relu"},
     {KEY("model", "embed_norm", BOOL, embed_norm, "true",
          "bert: the LayerNorm of the embeddings (BERT's); false feeds the summed embeddings to "
          "the blocks as they are, as Nystromformer's LRA models do (pre-LN only)")},

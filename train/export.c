@@ -206,6 +206,12 @@ int export_safetensors(const char *ckpt_path, const char *out_dir, char *err, si
                   "post-LN, so no class of it computes this model", ckpt_path);
         return PB_EXIT_DATA;
     }
+    if (strcmp(cfg.model_family, "bert") == 0 && strcmp(cfg.pooler, "tanh") != 0) {
+        pb_seterr(err, errlen, "%s: model.pooler = %s (LRA's classifier head, dense to ffn): "
+                  "transformers' BertPooler is dense n_embd -> n_embd with tanh", ckpt_path,
+                  cfg.pooler);
+        return PB_EXIT_DATA;
+    }
     if (strcmp(cfg.model_family, "bert") == 0 && cfg.pad_token >= 0) {
         pb_seterr(err, errlen, "%s: model.pad_token = %d drops that token wherever it stands; "
                   "transformers' BERT attends to every unmasked position", ckpt_path,

@@ -43,6 +43,7 @@ void model_bert_config(const pb_config *cfg, bert_config *mc) {
     mc->head = strcmp(cfg->head, "classify") == 0 ? BERT_HEAD_CLASSIFY : BERT_HEAD_MLM;
     mc->num_labels = cfg->num_labels;
     mc->pool = strcmp(cfg->pool, "mean") == 0 ? BERT_POOL_MEAN : BERT_POOL_CLS;
+    mc->pooler = strcmp(cfg->pooler, "relu") == 0 ? PB_ACT_RELU : PB_ACT_TANH;
     mc->pre_ln = strcmp(cfg->norm, "pre") == 0;
     mc->init = strcmp(cfg->init, "fan_in") == 0 ? BERT_INIT_FAN_IN : BERT_INIT_HF;
     mc->raw_embed = !cfg->embed_norm;
@@ -176,8 +177,9 @@ void model_describe(const pb_model *m, char *buf, size_t n) {
                          c->n_head, c->n_embd, c->ffn, c->seq_len, c->vocab_size,
                          c->padded_vocab, c->head == BERT_HEAD_MLM ? "mlm" : "classify");
         if (c->head == BERT_HEAD_CLASSIFY && k > 0 && (size_t)k < n)
-            k += snprintf(buf + k, n - (size_t)k, " %d labels, %s pooling", c->num_labels,
-                          c->pool == BERT_POOL_CLS ? "cls" : "mean");
+            k += snprintf(buf + k, n - (size_t)k, " %d labels, %s pooling%s", c->num_labels,
+                          c->pool == BERT_POOL_CLS ? "cls" : "mean",
+                          c->pooler == PB_ACT_RELU ? ", ReLU head" : "");
         if (c->pre_ln && k > 0 && (size_t)k < n) k += snprintf(buf + k, n - (size_t)k, ", pre-LN");
         if (c->raw_embed && k > 0 && (size_t)k < n)
             snprintf(buf + k, n - (size_t)k, ", no embedding LayerNorm");

@@ -263,13 +263,21 @@ static void gelu_backward(float *dinp, const float *inp, const float *dout, size
 // ----------------------------------------------------------------------------
 // residual: out = a + b, elementwise over n
 
-// tanh: out = tanh(inp); dinp += (1 - out^2) dout
-static void tanh_forward(float *out, const float *inp, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = tanhf(inp[i]);
+// the head's activation: tanh, out = tanh(inp), dinp += (1 - out^2) dout; ReLU,
+// out = max(inp, 0), dinp += dout where out > 0
+static void act_forward(float *out, const float *inp, size_t n, pb_act kind) {
+    if (kind == PB_ACT_RELU)
+        for (size_t i = 0; i < n; i++) out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+    else
+        for (size_t i = 0; i < n; i++) out[i] = tanhf(inp[i]);
 }
 
-static void tanh_backward(float *dinp, const float *out, const float *dout, size_t n) {
-    for (size_t i = 0; i < n; i++) dinp[i] += (1.0f - out[i] * out[i]) * dout[i];
+static void act_backward(float *dinp, const float *out, const float *dout, size_t n,
+                         pb_act kind) {
+    if (kind == PB_ACT_RELU)
+        for (size_t i = 0; i < n; i++) dinp[i] += out[i] > 0.0f ? dout[i] : 0.0f;
+    else
+        for (size_t i = 0; i < n; i++) dinp[i] += (1.0f - out[i] * out[i]) * dout[i];
 }
 
 // rows by index: out (M,C) = inp[idx] (N,C); dinp[idx] += dout (indices distinct)
@@ -499,8 +507,8 @@ static const pb_ops cpu_ops = {
     .attention_decode = attn_decode_forward,
     .gelu_forward = gelu_forward,
     .gelu_backward = gelu_backward,
-    .tanh_forward = tanh_forward,
-    .tanh_backward = tanh_backward,
+    .act_forward = act_forward,
+    .act_backward = act_backward,
     .gather_rows = gather_rows,
     .scatter_add_rows = scatter_add_rows,
     .mean_pool_forward = mean_pool_forward,

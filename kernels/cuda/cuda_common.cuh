@@ -156,9 +156,10 @@ void cuda_gelu_backward(float *dinp, const float *inp, const float *dout, size_t
                         pb_gelu kind);
 template <typename A> void cuda_residual_forward(float *out, const float *a, const float *b, size_t n);
 template <typename A> void cuda_dropout(float *out, const float *in, size_t n, uint64_t key, float p);
-template <typename A> void cuda_tanh_forward(float *out, const float *inp, size_t n);
 template <typename A>
-void cuda_tanh_backward(float *dinp, const float *out, const float *dout, size_t n);
+void cuda_act_forward(float *out, const float *inp, size_t n, pb_act kind);
+template <typename A>
+void cuda_act_backward(float *dinp, const float *out, const float *dout, size_t n, pb_act kind);
 // rows.cu
 template <typename A>
 void cuda_gather_rows(float *out, const float *inp, const int32_t *idx, int M, int C);

@@ -1,6 +1,7 @@
 // elementwise.cu: the CUDA backend's elementwise ops: GELU (tanh and erf), the residual add,
-// scale, the fp32 -> bf16 weight copy with stochastic rounding, and the unfused fallbacks of
-// the GELU matmul epilogues. One thread per 4 elements (vec.cuh).
+// dropout, the head's activation (tanh, ReLU), scale, the fp32 -> bf16 weight copy with
+// stochastic rounding, and the unfused fallbacks of the GELU matmul epilogues. One thread per
+// 4 elements (vec.cuh).
 #include "kernels/cuda/vec.cuh"
 #include "kernels/dropout.h"
 
@@ -123,43 +124,49 @@ void cuda_dropout(float *out, const float *in, size_t n, uint64_t key, float p) 
 }
 
 // ----------------------------------------------------------------------------
-// tanh: out = tanh(inp); backward from the output, dinp += (1 - out^2) dout
+// the head's activation: tanh or ReLU; the backward from the output, dinp += f'(out) dout
+// with f' = 1 - out^2 (tanh) or [out > 0] (ReLU)
 
 template <typename A>
-__global__ void tanh_forward_kernel(A *out, const A *inp, size_t n, bool vec) {
+__global__ void act_forward_kernel(A *out, const A *inp, size_t n, bool vec, bool relu) {
     size_t i = ew_index();
     if (i >= n) return;
     float x[4];
     ld4(x, inp, i, n, vec);
-    for (int k = 0; k < 4; k++) x[k] = tanhf(x[k]);
+    for (int k = 0; k < 4; k++) x[k] = relu ? fmaxf(x[k], 0.0f) : tanhf(x[k]);
     st4(out, x, i, n, vec);
 }
 
 template <typename A>
-__global__ void tanh_backward_kernel(A *dinp, const A *out, const A *dout, size_t n, bool vec) {
+__global__ void act_backward_kernel(A *dinp, const A *out, const A *dout, size_t n, bool vec,
+                                    bool relu) {
     size_t i = ew_index();
     if (i >= n) return;
     float d[4], y[4], g[4];
     ld4(d, dinp, i, n, vec);
     ld4(y, out, i, n, vec);
     ld4(g, dout, i, n, vec);
-    for (int k = 0; k < 4; k++) d[k] += (1.0f - y[k] * y[k]) * g[k];
+    for (int k = 0; k < 4; k++)
+        d[k] += relu ? (y[k] > 0.0f ? g[k] : 0.0f) : (1.0f - y[k] * y[k]) * g[k];
     st4(dinp, d, i, n, vec);
 }
 
-template <typename A> void cuda_tanh_forward(float *out, const float *inp, size_t n) {
+template <typename A>
+void cuda_act_forward(float *out, const float *inp, size_t n, pb_act kind) {
     if (!n) return;
     bool vec = aligned16(out) && aligned16(inp);
-    tanh_forward_kernel<A><<<ew_blocks(n), EW_THREADS>>>((A *)out, (const A *)inp, n, vec);
+    act_forward_kernel<A><<<ew_blocks(n), EW_THREADS>>>((A *)out, (const A *)inp, n, vec,
+                                                        kind == PB_ACT_RELU);
     cudaCheckLaunch();
 }
 
 template <typename A>
-void cuda_tanh_backward(float *dinp, const float *out, const float *dout, size_t n) {
+void cuda_act_backward(float *dinp, const float *out, const float *dout, size_t n, pb_act kind) {
     if (!n) return;
     bool vec = aligned16(dinp) && aligned16(out) && aligned16(dout);
-    tanh_backward_kernel<A><<<ew_blocks(n), EW_THREADS>>>((A *)dinp, (const A *)out,
-                                                          (const A *)dout, n, vec);
+    act_backward_kernel<A><<<ew_blocks(n), EW_THREADS>>>((A *)dinp, (const A *)out,
+                                                         (const A *)dout, n, vec,
+                                                         kind == PB_ACT_RELU);
     cudaCheckLaunch();
 }
 
@@ -268,5 +275,5 @@ CUDA_INSTANCES(cuda_gelu_forward)
 CUDA_INSTANCES(cuda_gelu_backward)
 CUDA_INSTANCES(cuda_residual_forward)
 CUDA_INSTANCES(cuda_dropout)
-CUDA_INSTANCES(cuda_tanh_forward)
-CUDA_INSTANCES(cuda_tanh_backward)
+CUDA_INSTANCES(cuda_act_forward)
+CUDA_INSTANCES(cuda_act_backward)

@@ -1,8 +1,8 @@
 // ops_cuda.cu: the CUDA backend's two op tables, fp32 and bf16 mixed precision. The kernels
 // live in files named for what they hold: device.cu (memory), encoder.cu, layernorm.cu,
-// matmul_cuda.cu (cuBLASLt), elementwise.cu (GELU, tanh, residual, scale, bf16 weight copies),
-// rows.cu (gather and scatter of rows, mean pooling), crossentropy.cu (and argmax),
-// optimizer.cu (AdamW, sumsq) and kernels/attention/*_cuda.cu.
+// matmul_cuda.cu (cuBLASLt), elementwise.cu (GELU, tanh / ReLU, residual, dropout, scale,
+// bf16 weight copies), rows.cu (gather and scatter of rows, mean pooling), crossentropy.cu
+// (and argmax), optimizer.cu (AdamW, sumsq) and kernels/attention/*_cuda.cu.
 //
 // Conventions of kernels/ops.h hold everywhere: every backward accumulates (+=), and every
 // floating-point reduction runs in a fixed order (per-block partials in fixed slots, then a
@@ -43,8 +43,8 @@ template <typename A> static pb_ops cuda_table(const pb_attn_impl *const *attent
     o.attention_decode = NULL;
     o.gelu_forward = cuda_gelu_forward<A>;
     o.gelu_backward = cuda_gelu_backward<A>;
-    o.tanh_forward = cuda_tanh_forward<A>;
-    o.tanh_backward = cuda_tanh_backward<A>;
+    o.act_forward = cuda_act_forward<A>;
+    o.act_backward = cuda_act_backward<A>;
     o.gather_rows = cuda_gather_rows<A>;
     o.scatter_add_rows = cuda_scatter_add_rows<A>;
     o.mean_pool_forward = cuda_mean_pool_forward<A>;

@@ -30,14 +30,14 @@ static double median(double *x, int n) {
 
 enum { P_ENC_F, P_ENC_B, P_LN_F, P_LN_B, P_MM_F, P_MM_B, P_ATT_F, P_ATT_B, P_GELU_F, P_GELU_B,
        P_RES_F, P_CE_F, P_CE_B, P_ADAMW, P_SUMSQ, P_SCALE, P_MEM, P_MMG_F, P_MMG_B,
-       P_P2A, P_RES_LN, P_TANH, P_ROWS, P_POOL, P_ARGMAX, P_COUNT };
+       P_P2A, P_RES_LN, P_ACT, P_ROWS, P_POOL, P_ARGMAX, P_COUNT };
 static const char *P_NAMES[P_COUNT] = {
     "encoder_forward", "encoder_backward", "layernorm_forward", "layernorm_backward",
     "matmul_forward", "matmul_backward", "attention_forward", "attention_backward",
     "gelu_forward", "gelu_backward", "residual_forward",
     "crossentropy_forward", "crossentropy_backward", "adamw_update", "sumsq", "scale",
     "zero/upload/download", "matmul_gelu_forward", "matmul_backward_gelu", "params_to_act",
-    "residual_layernorm_forward", "tanh (fwd+bwd)", "gather/scatter_add rows",
+    "residual_layernorm_forward", "head activation (fwd+bwd)", "gather/scatter_add rows",
     "mean_pool (fwd+bwd)", "argmax_rows"};
 static const pb_ops *g_base;
 static double g_time[P_COUNT];
@@ -110,8 +110,9 @@ PROF_VOID(P_RES_LN, residual_layernorm_forward,
           (r, o, m, s, a, b, w, bias, N, C, eps))
 PROF_VOID(P_P2A, params_to_act, (float *d, const float *s, size_t n, uint64_t seed),
           (d, s, n, seed))
-PROF_VOID(P_TANH, tanh_forward, (float *o, const float *x, size_t n), (o, x, n))
-PROF_VOID(P_TANH, tanh_backward, (float *d, const float *y, const float *g, size_t n), (d, y, g, n))
+PROF_VOID(P_ACT, act_forward, (float *o, const float *x, size_t n, pb_act k), (o, x, n, k))
+PROF_VOID(P_ACT, act_backward, (float *d, const float *y, const float *g, size_t n, pb_act k),
+          (d, y, g, n, k))
 PROF_VOID(P_ROWS, gather_rows, (float *o, const float *x, const int32_t *i, int M, int C),
           (o, x, i, M, C))
 PROF_VOID(P_ROWS, scatter_add_rows, (float *d, const float *g, const int32_t *i, int M, int C),
@@ -169,7 +170,7 @@ static const pb_ops *profiled(const pb_ops *base) {
     p.crossentropy_backward = prof_crossentropy_backward;
     p.adamw_update = prof_adamw_update, p.sumsq = prof_sumsq, p.scale = prof_scale;
     p.zero = prof_zero, p.upload = prof_upload, p.download = prof_download;
-    p.tanh_forward = prof_tanh_forward, p.tanh_backward = prof_tanh_backward;
+    p.act_forward = prof_act_forward, p.act_backward = prof_act_backward;
     p.gather_rows = prof_gather_rows, p.scatter_add_rows = prof_scatter_add_rows;
     p.mean_pool_forward = prof_mean_pool_forward, p.mean_pool_backward = prof_mean_pool_backward;
     p.argmax_rows = prof_argmax_rows;

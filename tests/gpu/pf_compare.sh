@@ -6,25 +6,29 @@
 # From the repository root, after `. .deps/env.sh`:
 #   STEPS  steps of every run (default 15600, configs/lra-pathfinder32.ini's)
 #   LIMIT  seconds each run may train (default 420)
-#   RUNS   which runs (default "pebble adrop ref torch"; four side by side take ~14 ms a
-#          step each, so 15,600 steps fit LIMIT):
+#   RUNS   which runs (default "pebble relu"; four side by side take ~31 ms a step each,
+#          so 15,600 steps do not fit LIMIT 400: the runs stop with a checkpoint, which
+#          lra_run.sh copies to $OUT for a RESUME):
 #          pebble        configs/lra-pathfinder32.ini as it is
+#          relu          the same with model.pooler = relu (LRA's classifier head)
 #          raw           the same with model.embed_norm = false (no embedding LayerNorm)
 #          adrop         the same with model.attn_dropout = 0.1 (wgmma's dropout)
 #          ref           both: the reference's architecture but for its ReLU head
+#          refrelu       all three: the reference's architecture in pebble
 #          torch         the PyTorch model, the config's schedule (lr 1e-3, cosine, decay 0.1),
 #                        its attention-probability dropout 0.1
 #          torch_noattn  the same without attention-probability dropout
 #   CHECK  1 (default): first the GPU cases of what these runs use that were new in the
-#          thirteenth session (test_cuda_bf16's attention dropout, test_cuda_bert's raw
-#          embeddings); a failure stops the script before any run. 0: skip them.
+#          thirteenth and fourteenth sessions (test_cuda_bf16's attention dropout,
+#          test_cuda_bert's raw embeddings and ReLU head); a failure stops the script before
+#          any run. 0: skip them.
 # Logs under $OUT: pf_NAME.log per run; the validation lines and test rows last.
 set -u
 OUT=${OUT:-/tmp/pebble-out}
 mkdir -p "$OUT"
 STEPS=${STEPS:-15600}
 LIMIT=${LIMIT:-420}
-RUNS=${RUNS:-pebble adrop ref torch}
+RUNS=${RUNS:-pebble relu}
 t0=$(date +%s)
 make -j16 build/pebble build/tests/gpu/test_cuda_bf16 build/tests/gpu/test_cuda_bert \
     >"$OUT/pf_build.log" 2>&1 || { tail -30 "$OUT/pf_build.log"; exit 1; }
@@ -46,6 +50,11 @@ for r in $RUNS; do
     case $r in
     pebble) NAME=pf_pebble TASK=pathfinder32 LIMIT=$LIMIT STEPS=$STEPS sh tests/gpu/lra_run.sh \
                 >/dev/null 2>&1 ;;
+    relu) NAME=pf_relu TASK=pathfinder32 LIMIT=$LIMIT STEPS=$STEPS \
+              EXTRA="--set model.pooler=relu" sh tests/gpu/lra_run.sh >/dev/null 2>&1 ;;
+    refrelu) NAME=pf_refrelu TASK=pathfinder32 LIMIT=$LIMIT STEPS=$STEPS \
+                 EXTRA="--set model.attn_dropout=0.1 --set model.embed_norm=false --set model.pooler=relu" \
+                 sh tests/gpu/lra_run.sh >/dev/null 2>&1 ;;
     raw) NAME=pf_raw TASK=pathfinder32 LIMIT=$LIMIT STEPS=$STEPS \
              EXTRA="--set model.embed_norm=false" sh tests/gpu/lra_run.sh >/dev/null 2>&1 ;;
     adrop) NAME=pf_adrop TASK=pathfinder32 LIMIT=$LIMIT STEPS=$STEPS \
@@ -55,7 +64,7 @@ for r in $RUNS; do
              sh tests/gpu/lra_run.sh >/dev/null 2>&1 ;;
     torch) $TORCH >"$OUT/pf_torch.log" 2>&1 ;;
     torch_noattn) $TORCH --attn-dropout 0 >"$OUT/pf_torch_noattn.log" 2>&1 ;;
-    *) echo "pf_compare.sh: run '$r' is not pebble, raw, adrop, ref, torch or torch_noattn" ;;
+    *) echo "pf_compare.sh: run '$r' is not pebble, relu, raw, adrop, ref, refrelu, torch or torch_noattn" ;;
     esac &
 done
 wait

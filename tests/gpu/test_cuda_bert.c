@@ -121,25 +121,30 @@ static void ops_of(const pb_ops *o) {
     expect_close(what, gt_got, gt, C, 1e-5);
     free(gt_got);
 
-    // tanh forward and backward (from the output)
+    // the head's activations, tanh and ReLU, forward and backward (from the output)
     float *x = rand_bf((size_t)N * C, 3), *y = pb_malloc((size_t)N * C * 4);
-    H->tanh_forward(y, x, (size_t)N * C);
     float *d_x = dev(o, x, (size_t)N * C), *d_y = o->alloc((size_t)N * C * 4);
-    o->tanh_forward(d_y, d_x, (size_t)N * C);
-    got = host(o, d_y, (size_t)N * C);
-    snprintf(what, sizeof what, "%s tanh_forward", tab);
-    expect_close(what, got, y, (size_t)N * C, tol_ew);
-    // the backward from the GPU's own output, so both see the same out
     float *dx = rand_bf((size_t)N * C, 1), *dx0 = copy_host(dx, (size_t)N * C);
-    H->tanh_backward(dx, got, g, (size_t)N * C);
-    float *d_dx = dev(o, dx0, (size_t)N * C), *d_y2 = dev(o, got, (size_t)N * C);
-    o->tanh_backward(d_dx, d_y2, d_g, (size_t)N * C);
-    free(got);
-    got = host(o, d_dx, (size_t)N * C);
-    for (size_t i = 0; i < (size_t)N * C; i++) got[i] -= dx0[i], dx[i] -= dx0[i];
-    snprintf(what, sizeof what, "%s tanh_backward (increment)", tab);
-    expect_close(what, got, dx, (size_t)N * C, bf ? 2e-2 : 1e-6);
-    free(got);
+    for (int kind = PB_ACT_TANH; kind <= PB_ACT_RELU; kind++) {
+        const char *an = kind == PB_ACT_RELU ? "relu" : "tanh";
+        H->act_forward(y, x, (size_t)N * C, (pb_act)kind);
+        o->act_forward(d_y, d_x, (size_t)N * C, (pb_act)kind);
+        got = host(o, d_y, (size_t)N * C);
+        snprintf(what, sizeof what, "%s act_forward %s", tab, an);
+        expect_close(what, got, y, (size_t)N * C, tol_ew);
+        // the backward from the GPU's own output, so both see the same out
+        memcpy(dx, dx0, (size_t)N * C * 4);
+        H->act_backward(dx, got, g, (size_t)N * C, (pb_act)kind);
+        float *d_dx = dev(o, dx0, (size_t)N * C), *d_y2 = dev(o, got, (size_t)N * C);
+        o->act_backward(d_dx, d_y2, d_g, (size_t)N * C, (pb_act)kind);
+        free(got);
+        got = host(o, d_dx, (size_t)N * C);
+        for (size_t i = 0; i < (size_t)N * C; i++) got[i] -= dx0[i], dx[i] -= dx0[i];
+        snprintf(what, sizeof what, "%s act_backward %s (increment)", tab, an);
+        expect_close(what, got, dx, (size_t)N * C, bf ? 2e-2 : 1e-6);
+        free(got);
+        G->free(d_dx), G->free(d_y2);
+    }
 
     // gather: exact copies; scatter_add: += at distinct rows
     int M = 17;
@@ -194,7 +199,7 @@ static void ops_of(const pb_ops *o) {
     cr_expect_eq(want[0], 3, "the first of two equal maxima");
 
     void *bufs[] = {dtok, dlen, d_wte, d_wpe, d_wtt, d_out, d_g, d_gw, d_gp, d_gt, d_x, d_y,
-                    d_dx, d_y2, didx, d_sel, d_acc, d_pool, d_pg, d_pin, d_am, d_lg};
+                    didx, d_sel, d_acc, d_pool, d_pg, d_pin, d_am, d_lg};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) G->free(bufs[i]);
     float *hb[] = {wte, wpe, wtt, out, g, gw, gp, gt, x, y, dx, dx0, acc, pool, pg, pin, lg};
     for (size_t i = 0; i < sizeof hb / sizeof hb[0]; i++) free(hb[i]);
@@ -301,13 +306,15 @@ static void whole(const pb_ops *o, bert_head head, bert_pool pool) {
 // pad: the configs' model.pad_token = 0, the black pixels dropped (T 1024 -> 192 here: the
 // positions given to the embedding, the mean over the whole length); raw: and no LayerNorm on
 // the embeddings (model.embed_norm = false), in bf16 also dropout 0.1 on the attention
-// probabilities (wgmma's, against the CPU's flash with the same masks; fp32's flash cannot).
-static void pathfinder_shape(const pb_ops *o, int pad, int raw) {
+// probabilities (wgmma's, against the CPU's flash with the same masks; fp32's flash cannot);
+// relu: and LRA's ReLU head (model.pooler = relu, 128 wide): the reference's architecture.
+static void pathfinder_shape(const pb_ops *o, int pad, int raw, int relu) {
     bert_config c = {.n_layer = 2, .n_head = 2, .n_embd = 64, .ffn = 128, .seq_len = 1024,
                      .vocab_size = 256, .type_vocab = 2, .ln_eps = 1e-12f,
                      .head = BERT_HEAD_CLASSIFY, .num_labels = 2, .pool = BERT_POOL_MEAN,
                      .pre_ln = 1, .attention = "auto", .dropout = 0.1f, .drop_pad = pad,
-                     .raw_embed = raw, .attn_dropout = raw && o == G16 ? 0.1f : 0.0f};
+                     .raw_embed = raw, .attn_dropout = raw && o == G16 ? 0.1f : 0.0f,
+                     .pooler = relu ? PB_ACT_RELU : PB_ACT_TANH};
     enum { B = 2, T = 1024 };
     static int32_t inp[B * T];
     int32_t lab[B] = {1, 0};
@@ -316,7 +323,8 @@ static void pathfinder_shape(const pb_ops *o, int pad, int raw) {
     for (int i = 0; i < B * T; i++)
         inp[i] = pb_rng_u64(&r) % 100 < 85 ? 0 : (int32_t)(1 + pb_rng_u64(&r) % 255);
     compare_model(o, &c,
-                  raw   ? "pathfinder32 pad_token raw embeddings"
+                  relu  ? "pathfinder32 pad_token raw embeddings relu head"
+                  : raw ? "pathfinder32 pad_token raw embeddings"
                   : pad ? "pathfinder32 pad_token"
                         : "pathfinder32",
                   B, T, NULL, inp, NULL, lab, 0.1f, 5e-4, 1e-1);
@@ -327,12 +335,14 @@ Test(cuda_bert, cls_fp32) { whole(G, BERT_HEAD_CLASSIFY, BERT_POOL_CLS); }
 Test(cuda_bert, mean_fp32) { whole(G, BERT_HEAD_CLASSIFY, BERT_POOL_MEAN); }
 Test(cuda_bert, mlm_bf16) { whole(G16, BERT_HEAD_MLM, BERT_POOL_CLS); }
 Test(cuda_bert, mean_bf16) { whole(G16, BERT_HEAD_CLASSIFY, BERT_POOL_MEAN); }
-Test(cuda_bert, pathfinder32_fp32) { pathfinder_shape(G, 0, 0); }
-Test(cuda_bert, pathfinder32_bf16) { pathfinder_shape(G16, 0, 0); }
-Test(cuda_bert, pathfinder32_pad_token_fp32) { pathfinder_shape(G, 1, 0); }
-Test(cuda_bert, pathfinder32_pad_token_bf16) { pathfinder_shape(G16, 1, 0); }
-Test(cuda_bert, pathfinder32_raw_embeddings_fp32) { pathfinder_shape(G, 1, 1); }
-Test(cuda_bert, pathfinder32_raw_embeddings_bf16) { pathfinder_shape(G16, 1, 1); }
+Test(cuda_bert, pathfinder32_fp32) { pathfinder_shape(G, 0, 0, 0); }
+Test(cuda_bert, pathfinder32_bf16) { pathfinder_shape(G16, 0, 0, 0); }
+Test(cuda_bert, pathfinder32_pad_token_fp32) { pathfinder_shape(G, 1, 0, 0); }
+Test(cuda_bert, pathfinder32_pad_token_bf16) { pathfinder_shape(G16, 1, 0, 0); }
+Test(cuda_bert, pathfinder32_raw_embeddings_fp32) { pathfinder_shape(G, 1, 1, 0); }
+Test(cuda_bert, pathfinder32_raw_embeddings_bf16) { pathfinder_shape(G16, 1, 1, 0); }
+Test(cuda_bert, pathfinder32_relu_head_fp32) { pathfinder_shape(G, 1, 1, 1); }
+Test(cuda_bert, pathfinder32_relu_head_bf16) { pathfinder_shape(G16, 1, 1, 1); }
 
 // Ten AdamW steps of the MLM model in bf16 on fresh batches, twice: the two runs are equal
 // to the bit, and track the CPU run's losses within 1e-2 relative.
