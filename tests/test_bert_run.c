@@ -342,45 +342,43 @@ Test(bert_run, export_names_and_config) {
     cr_expect(!strstr(st, "decoder"), "the tied decoder was written");
 }
 
+// A classifier with the keys set trains 4 steps on tmp/train.lseq into tmp/x, its output
+// describes it with says, and `pebble export` refuses it in one line with why, exit 3.
+static void trains_and_is_not_exported(const char *set, const char *says, const char *why) {
+    const char *bin = pebble_bin();
+    cr_assert_eq(run("%s train " BERT_TINY "--set model.head=classify %s"
+                     "--set data.train=%s/train.lseq --set train.steps=4 --set run.dir=%s/x",
+                     bin, set, tmp, tmp), 0, "%s", output());
+    cr_assert(strstr(output(), says), "%s", output());
+    cr_assert_eq(run("%s export --ckpt %s/x --out %s/hf", bin, tmp, tmp), 3, "%s", output());
+    cr_assert(strstr(run_stderr(), why), "%s", run_stderr());
+}
+
 // A pre-LN encoder (model.norm = pre) trains, says so, and is not exported as a BERT
-// (transformers' BERT is post-LN): one line, exit 3.
+// (transformers' BERT is post-LN).
 Test(bert_run, pre_ln_trains_and_is_not_exported) {
     make_tmp("bert-pre");
     make_rows("train.lseq", 256, 1);
-    const char *bin = pebble_bin();
-    cr_assert_eq(run("%s train " BERT_TINY "--set model.head=classify --set model.norm=pre "
-                     "--set data.train=%s/train.lseq --set train.steps=4 --set run.dir=%s/r",
-                     bin, tmp, tmp), 0, "%s", output());
-    cr_assert(strstr(output(), "classify 2 labels, cls pooling, pre-LN"), "%s", output());
-    cr_assert_eq(run("%s export --ckpt %s/r --out %s/hf", bin, tmp, tmp), 3, "%s", output());
-    cr_assert(strstr(run_stderr(), "a pre-LN encoder (model.norm = pre): transformers' BERT is "
-                     "post-LN"), "%s", run_stderr());
+    trains_and_is_not_exported("--set model.norm=pre ", "classify 2 labels, cls pooling, pre-LN",
+                               "a pre-LN encoder (model.norm = pre): transformers' BERT is "
+                               "post-LN");
 }
 
 // model.embed_norm = false (pre-LN only, so never exported: transformers' BERT is post-LN):
 // the classifier learns without the embeddings' LayerNorm and says so.
 Test(bert_run, raw_embeddings_learn, .timeout = 600) {
-    learn_and_eval("bert-raw", 0, "--set model.norm=pre --set model.embed_norm=false ");
-    cr_assert_eq(run("%s train " BERT_TINY "--set model.head=classify --set model.norm=pre "
-                     "--set model.embed_norm=false --set data.train=%s/train.lseq "
-                     "--set train.steps=1 --set run.dir=%s/one", pebble_bin(), tmp, tmp),
-                 0, "%s", output());
-    cr_assert(strstr(output(), "pre-LN, no embedding LayerNorm"), "%s", output());
+    const char *set = "--set model.norm=pre --set model.embed_norm=false ";
+    learn_and_eval("bert-raw", 0, set);
+    trains_and_is_not_exported(set, "pre-LN, no embedding LayerNorm", "a pre-LN encoder");
 }
 
 // model.pooler = relu (LRA's classifier head: dense to ffn, ReLU): the classifier learns with
 // it, says so, and is not exported (transformers' BertPooler is dense C -> C with tanh).
 Test(bert_run, relu_head_learns_and_is_not_exported, .timeout = 600) {
     learn_and_eval("bert-relu", 0, "--set model.pooler=relu ");
-    const char *bin = pebble_bin();
-    cr_assert_eq(run("%s train " BERT_TINY "--set model.head=classify --set model.pooler=relu "
-                     "--set data.train=%s/train.lseq --set train.steps=1 --set run.dir=%s/one",
-                     bin, tmp, tmp), 0, "%s", output());
-    cr_assert(strstr(output(), "cls pooling, ReLU head"), "%s", output());
-    cr_assert_eq(run("%s export --ckpt %s/one --out %s/hf", bin, tmp, tmp), 3, "%s", output());
-    cr_assert(strstr(run_stderr(), "model.pooler = relu (LRA's classifier head, dense to ffn): "
-                     "transformers' BertPooler is dense n_embd -> n_embd with tanh"), "%s",
-              run_stderr());
+    trains_and_is_not_exported("--set model.pooler=relu ", "cls pooling, ReLU head",
+                               "model.pooler = relu (LRA's classifier head, dense to ffn): "
+                               "transformers' BertPooler is dense n_embd -> n_embd with tanh");
 }
 
 // pebble lra upsample-pos: a 4 x 4-position classifier onto an 8 x 8 grid. Position (i, j)
