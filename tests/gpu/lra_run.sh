@@ -17,6 +17,10 @@
 #   NAME    names this run's logs and run directory (default TASK): several runs in one call,
 #           side by side (start them after the data exist) or one after another
 #   RESUME  a checkpoint to continue (--resume FILE; the data are made again, to the same bits)
+#   SEEDS   listops: after the run, the last checkpoint's accuracy (`pebble eval`) on the
+#           validation and test splits of the data sets of these other seeds too (e.g.
+#           "2 3 4 5"; 2,000 trees a split, so each is one sample of the generator's task,
+#           +-1.1 points), and their mean
 # Logs under $OUT: lra_$NAME.log (the run's output), lra_$NAME.jsonl (metrics); a summary last.
 set -u
 OUT=${OUT:-/tmp/pebble-out}
@@ -50,5 +54,17 @@ echo "train rc=$?, $(el)"
 cp $R/metrics.jsonl "$OUT/lra_$N.jsonl" 2>/dev/null
 last=$(ls $R/ckpt_*.h5 2>/dev/null | tail -1)
 [ -n "$last" ] && cp "$last" "$OUT/lra_${N}_$(basename "$last")"
+if [ "$TASK" = listops ] && [ -n "${SEEDS:-}" ] && [ -n "$last" ]; then
+    for s in $SEEDS; do
+        [ -f /tmp/lra/listops_s$s/test.lseq ] ||
+            build/pebble lra gen listops --seed $s --train 100 --out /tmp/lra/listops_s$s >/dev/null
+        for sp in val test; do
+            a=$(build/pebble eval --ckpt "$last" --data /tmp/lra/listops_s$s/$sp.lseq | tail -1 |
+                sed 's/.*accuracy \([0-9.]*\).*/\1/')
+            echo "seed $s $sp accuracy $a" | tee -a "$LOG"
+        done
+    done | awk '{print; s += $5; n++} END {if (n) printf "mean of %d splits: %.4f\n", n, s / n}' |
+        tee -a "$OUT/lra_${N}_seeds.txt"
+fi
 grep -E "^pebble |^data |^step (1|[0-9]*[05]00)/|val loss|test loss|stopped|done:|this run|rror" "$LOG" |
     tail -40
