@@ -317,9 +317,17 @@ static const int8_t *kernel_of(lra_pf_gen *g, int deg, int *count) {
     return g->kernel[mi][k];
 }
 
+// ext: the kernel's extent, dy in [ext[0], ext[1]] and dx in [ext[2], ext[3]] (kernel_extent)
 static int tail_fits(const lra_pf_gen *g, int y, int x, const int8_t *off, int count,
-                     int frame) {
+                     int frame, const int *ext) {
     int n = g->n, lo = frame, hi = n - frame;
+    if (y + ext[0] >= lo && y + ext[1] < hi && x + ext[2] >= lo && x + ext[3] < hi) {
+        // every offset on the image and inside the frame: the mask alone decides
+        const float *at = g->mask + (size_t)y * n + x;
+        for (int k = 0; k < count; k++)
+            if (at[off[2 * k] * n + off[2 * k + 1]] > OCCUPIED) return 0;
+        return 1;
+    }
     for (int k = 0; k < count; k++) {
         int yy = y + off[2 * k], xx = x + off[2 * k + 1];
         if (yy < 0 || xx < 0 || yy >= n || xx >= n) continue;  // cv2's border: no effect
@@ -327,6 +335,16 @@ static int tail_fits(const lra_pf_gen *g, int y, int x, const int8_t *off, int c
         if (g->mask[yy * n + xx] > OCCUPIED) return 0;
     }
     return 1;
+}
+
+static void kernel_extent(const int8_t *off, int count, int *ext) {
+    ext[0] = ext[2] = INT8_MAX, ext[1] = ext[3] = INT8_MIN;
+    for (int k = 0; k < count; k++) {
+        ext[0] = off[2 * k] < ext[0] ? off[2 * k] : ext[0];
+        ext[1] = off[2 * k] > ext[1] ? off[2 * k] : ext[1];
+        ext[2] = off[2 * k + 1] < ext[2] ? off[2 * k + 1] : ext[2];
+        ext[3] = off[2 * k + 1] > ext[3] ? off[2 * k + 1] : ext[3];
+    }
 }
 
 // A tail drawn uniformly from those where a paddle at deg fits (frame: the border of 1, or
@@ -337,16 +355,24 @@ static int pick_tail(lra_pf_gen *g, int deg, int frame, int *ty, int *tx) {
     if (frame <= 1 && g->theta_full[deg + 180]) return 0;
     const int8_t *off = kernel_of(g, deg, &count);
     if (count < 0) return 0;  // blind: no tail at all
+    int ext[4];
+    kernel_extent(off, count, ext);
     for (int t = 0; t < REJECT_TRIES; t++) {
         int i = rand_int(&g->rng, 0, n * n);
-        if (tail_fits(g, i / n, i % n, off, count, frame)) {
+        if (tail_fits(g, i / n, i % n, off, count, frame, ext)) {
             *ty = i / n, *tx = i % n;
             return 1;
         }
     }
-    int found = 0;
-    for (int i = 0; i < n * n; i++)
-        if (tail_fits(g, i / n, i % n, off, count, frame)) g->scan[found++] = i;
+    // Row by row, the original's order of the free pixels, over the tails whose kernel can
+    // reach into the frame: a kernel that is not blind keeps an offset on the image at every
+    // tail, and one wholly before lo or from hi on lies outside the frame there.
+    int found = 0, lo = frame, hi = n - frame;
+    int y0 = lo - ext[1] > 0 ? lo - ext[1] : 0, y1 = hi - ext[0] < n ? hi - ext[0] : n;
+    int x0 = lo - ext[3] > 0 ? lo - ext[3] : 0, x1 = hi - ext[2] < n ? hi - ext[2] : n;
+    for (int y = y0; y < y1; y++)
+        for (int x = x0; x < x1; x++)
+            if (tail_fits(g, y, x, off, count, frame, ext)) g->scan[found++] = y * n + x;
     if (found == 0) {
         if (frame <= 1) g->theta_full[deg + 180] = 1;  // the mask only grows
         return 0;
