@@ -622,7 +622,8 @@ lra_pf_gen *lra_pf_gen_new(const lra_pf_params *p) {
             g->base_mask[y * n + x] = (float)edge;
             g->base_occupied += edge;
         }
-    for (int k = 0; k < p->num_margins; k++) circle_init(&g->circles[k], p->paddle_length + p->margins[k]);
+    for (int k = 0; k < p->num_margins; k++)
+        circle_init(&g->circles[k], p->paddle_length + p->margins[k]);
     g->image = pb_calloc(np, sizeof *g->image);
     g->scan = pb_calloc(np, sizeof *g->scan);
     g->target[0] = pb_calloc(LRA_PF_MAX_CONTOUR, sizeof(lra_pf_paddle));
