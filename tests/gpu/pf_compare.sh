@@ -18,6 +18,8 @@
 #          torch         the PyTorch model, the config's schedule (lr 1e-3, cosine, decay 0.1),
 #                        its attention-probability dropout 0.1
 #          torch_noattn  the same without attention-probability dropout
+#   RESUME_FROM  a folder in the repository (it travels untracked) holding a previous call's
+#          lra_pf_NAME_ckpt_*.h5 from $OUT: each pebble run continues from its own there
 #   CHECK  1 (default): first the GPU cases of what these runs use that were new in the
 #          thirteenth and fourteenth sessions (test_cuda_bf16's attention dropout,
 #          test_cuda_bert's raw embeddings and ReLU head); a failure stops the script before
@@ -46,25 +48,25 @@ D=/tmp/lra/pathfinder32
 echo "data done, $(($(date +%s) - t0)) s"
 TORCH="/usr/bin/env python3 dev/lra/pathfinder_torch.py $D --steps $STEPS --lr 1e-3 --wd 0.1"
 TORCH="$TORCH --cosine --time-limit $LIMIT"
+# a pebble run: its name and its --set arguments; from RESUME_FROM's checkpoint of it if any
+prun() {
+    ck=$(ls "${RESUME_FROM:-/nonexistent}"/lra_pf_$1_ckpt_*.h5 2>/dev/null | tail -1)
+    NAME=pf_$1 TASK=pathfinder32 LIMIT=$LIMIT STEPS=$STEPS EXTRA="$2" RESUME="$ck" \
+        sh tests/gpu/lra_run.sh >/dev/null 2>&1
+}
+AD="--set model.attn_dropout=0.1" RAW="--set model.embed_norm=false" RELU="--set model.pooler=relu"
 for r in $RUNS; do
     case $r in
-    pebble) NAME=pf_pebble TASK=pathfinder32 LIMIT=$LIMIT STEPS=$STEPS sh tests/gpu/lra_run.sh \
-                >/dev/null 2>&1 ;;
-    relu) NAME=pf_relu TASK=pathfinder32 LIMIT=$LIMIT STEPS=$STEPS \
-              EXTRA="--set model.pooler=relu" sh tests/gpu/lra_run.sh >/dev/null 2>&1 ;;
-    refrelu) NAME=pf_refrelu TASK=pathfinder32 LIMIT=$LIMIT STEPS=$STEPS \
-                 EXTRA="--set model.attn_dropout=0.1 --set model.embed_norm=false --set model.pooler=relu" \
-                 sh tests/gpu/lra_run.sh >/dev/null 2>&1 ;;
-    raw) NAME=pf_raw TASK=pathfinder32 LIMIT=$LIMIT STEPS=$STEPS \
-             EXTRA="--set model.embed_norm=false" sh tests/gpu/lra_run.sh >/dev/null 2>&1 ;;
-    adrop) NAME=pf_adrop TASK=pathfinder32 LIMIT=$LIMIT STEPS=$STEPS \
-               EXTRA="--set model.attn_dropout=0.1" sh tests/gpu/lra_run.sh >/dev/null 2>&1 ;;
-    ref) NAME=pf_ref TASK=pathfinder32 LIMIT=$LIMIT STEPS=$STEPS \
-             EXTRA="--set model.attn_dropout=0.1 --set model.embed_norm=false" \
-             sh tests/gpu/lra_run.sh >/dev/null 2>&1 ;;
+    pebble) prun pebble "" ;;
+    relu) prun relu "$RELU" ;;
+    raw) prun raw "$RAW" ;;
+    adrop) prun adrop "$AD" ;;
+    ref) prun ref "$AD $RAW" ;;
+    refrelu) prun refrelu "$AD $RAW $RELU" ;;
     torch) $TORCH >"$OUT/pf_torch.log" 2>&1 ;;
     torch_noattn) $TORCH --attn-dropout 0 >"$OUT/pf_torch_noattn.log" 2>&1 ;;
-    *) echo "pf_compare.sh: run '$r' is not pebble, relu, raw, adrop, ref, refrelu, torch or torch_noattn" ;;
+    *) echo "pf_compare.sh: run '$r' is not pebble, relu, raw, adrop, ref, refrelu, torch or" \
+            "torch_noattn" ;;
     esac &
 done
 wait
