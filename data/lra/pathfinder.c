@@ -119,6 +119,7 @@ struct lra_pf_gen {
     // the seeds' kernels (see kernel_of), per margin and integer degree, made when first used
     int8_t *kernel[2][360];
     int kernel_n[2][360];
+    int kernel_ext[2][360][4];  // its offsets' extent: dy in [0], [1]; dx in [2], [3]
     struct lit_px *mask_cache[2][360 + LRA_PF_MAX_CIRCLE];  // paddle masks (paddle_mask_of)
     int mask_count[2][360 + LRA_PF_MAX_CIRCLE];
     struct lit_px *lit_tmp;
@@ -276,6 +277,17 @@ static float mask_dilated(const lra_pf_gen *g, int y, int x) {
 
 // --- seeds: where a contour's first paddle may start
 
+// the extent of count offset pairs: dy in [ext[0], ext[1]], dx in [ext[2], ext[3]]
+static void kernel_extent(const int8_t *off, int count, int *ext) {
+    ext[0] = ext[2] = INT8_MAX, ext[1] = ext[3] = INT8_MIN;
+    for (int k = 0; k < count; k++) {
+        ext[0] = off[2 * k] < ext[0] ? off[2 * k] : ext[0];
+        ext[1] = off[2 * k] > ext[1] ? off[2 * k] : ext[1];
+        ext[2] = off[2 * k + 1] < ext[2] ? off[2 * k + 1] : ext[2];
+        ext[3] = off[2 * k + 1] > ext[3] ? off[2 * k + 1] : ext[3];
+    }
+}
+
 // seed_snake's test of a tail: it dilates the mask (its border, or the targets' frame, set)
 // by a kernel, the pixels where the mask of a paddle at that orientation is 1, drawn at
 // (L + m + 1, L + m + 1) of a (2 (L + m) + 1)^2 canvas and centred there by cv2.dilate, and
@@ -286,7 +298,8 @@ static float mask_dilated(const lra_pf_gen *g, int y, int x) {
 // centre (the paddle is drawn one pixel off it); find_available_coordinates then sees a
 // negative value and reports no tail at all, so that orientation's seed fails. Such a kernel
 // is `blind` (kernel_n < 0 here).
-static const int8_t *kernel_of(lra_pf_gen *g, int deg, int *count) {
+// (ext: the offsets' extent, cached with them.)
+static const int8_t *kernel_of(lra_pf_gen *g, int deg, int *count, const int **ext) {
     int mi = g->margin_index, k = deg + 180;
     if (!g->kernel[mi][k]) {
         int L = g->p.paddle_length, m = g->margin, q = 2 * (L + m) + 1;
@@ -312,12 +325,14 @@ static const int8_t *kernel_of(lra_pf_gen *g, int deg, int *count) {
                 blind = !in;
             }
         g->kernel[mi][k] = off, g->kernel_n[mi][k] = blind ? -1 : n;
+        kernel_extent(off, n, g->kernel_ext[mi][k]);
     }
     *count = g->kernel_n[mi][k];
+    *ext = g->kernel_ext[mi][k];
     return g->kernel[mi][k];
 }
 
-// ext: the kernel's extent, dy in [ext[0], ext[1]] and dx in [ext[2], ext[3]] (kernel_extent)
+// ext: the kernel's extent, dy in [ext[0], ext[1]] and dx in [ext[2], ext[3]] (kernel_of)
 static int tail_fits(const lra_pf_gen *g, int y, int x, const int8_t *off, int count,
                      int frame, const int *ext) {
     int n = g->n, lo = frame, hi = n - frame;
@@ -337,26 +352,15 @@ static int tail_fits(const lra_pf_gen *g, int y, int x, const int8_t *off, int c
     return 1;
 }
 
-static void kernel_extent(const int8_t *off, int count, int *ext) {
-    ext[0] = ext[2] = INT8_MAX, ext[1] = ext[3] = INT8_MIN;
-    for (int k = 0; k < count; k++) {
-        ext[0] = off[2 * k] < ext[0] ? off[2 * k] : ext[0];
-        ext[1] = off[2 * k] > ext[1] ? off[2 * k] : ext[1];
-        ext[2] = off[2 * k + 1] < ext[2] ? off[2 * k + 1] : ext[2];
-        ext[3] = off[2 * k + 1] > ext[3] ? off[2 * k + 1] : ext[3];
-    }
-}
-
 // A tail drawn uniformly from those where a paddle at deg fits (frame: the border of 1, or
 // the first target seed's 2 seed_distance): random pixels first, then a scan of all. 0 if
 // there is none.
 static int pick_tail(lra_pf_gen *g, int deg, int frame, int *ty, int *tx) {
     int n = g->n, count;
     if (frame <= 1 && g->theta_full[deg + 180]) return 0;
-    const int8_t *off = kernel_of(g, deg, &count);
+    const int *ext;
+    const int8_t *off = kernel_of(g, deg, &count, &ext);
     if (count < 0) return 0;  // blind: no tail at all
-    int ext[4];
-    kernel_extent(off, count, ext);
     for (int t = 0; t < REJECT_TRIES; t++) {
         int i = rand_int(&g->rng, 0, n * n);
         if (tail_fits(g, i / n, i % n, off, count, frame, ext)) {
