@@ -235,6 +235,30 @@ static void batch(int32_t *inp, int32_t *tgt, int32_t *labels, uint64_t seed) {
     }
 }
 
+// A ReLU head compares precisions only away from its kink: a pooler unit whose pre-activation
+// is within bf16's error of 0 is alive in one table and dead in the other, and the flip moves
+// every gradient below it (measured on the H200: the bias of one such unit 2.5e-3 against 0,
+// the whole sum 16% off). So the CPU's forward is run once and each unit with a row closer
+// than 0.02 to 0 (pre-activations are ~0.2 at this init) has its bias raised until every row
+// is 0.02 above it, in both models: the kernels are compared, not the kink.
+static void off_the_kink(bert *mg, bert *mc, const int32_t *inp, const int32_t *lens,
+                         const int32_t *tgt, const int32_t *lab, int B, int T) {
+    const float m = 0.02f;
+    int H = mc->cfg.ffn, moved = 0;
+    bert_forward(mc, inp, lens, tgt, lab, B, T);
+    for (int j = 0; j < H; j++) {
+        float lo = INFINITY, near = INFINITY;
+        for (int b = 0; b < B; b++) {
+            float z = mc->acts.ppre[(size_t)b * H + j];
+            lo = fminf(lo, z);
+            near = fminf(near, fabsf(z));
+        }
+        if (near < m) mc->w.poolb[j] += m - lo, moved++;
+    }
+    G->upload(mg->w.poolb, mc->w.poolb, (size_t)H * sizeof(float));
+    printf("  relu head: %d of %d pooler units moved off the kink\n", moved, H);
+}
+
 // One forward and backward of config c on batch (inp, tgt, lab) of B x T (lens: NULL, or
 // each row's length) on table o and on the CPU, from the same init: loss, accuracy and every
 // gradient compared. drop: the blocks' dropout probability in this step (both backends draw
@@ -252,6 +276,7 @@ static void compare_model(const pb_ops *o, const bert_config *c, const char *nam
     mg.acts.tf.drop_p = mc.acts.tf.drop_p = drop;
     mg.acts.tf.attn_drop_p = mc.acts.tf.attn_drop_p = c->attn_dropout;
     mg.acts.tf.drop_key = mc.acts.tf.drop_key = 0x5eed;
+    if (c->pooler == PB_ACT_RELU) off_the_kink(&mg, &mc, inp, lens, tgt, lab, B, T);
     double lg = bert_forward(&mg, inp, lens, tgt, lab, B, T);
     double lc = bert_forward(&mc, inp, lens, tgt, lab, B, T);
     printf("  bert %s loss: cuda %s %.8f cpu %.8f\n", name, bf ? "bf16" : "fp32", lg, lc);

@@ -233,7 +233,7 @@ Test(smallcache, choose) {
     cr_expect(pb_attn_choose(G16, "auto", &d, err, sizeof err) == &attn_cuda_smallcache_bf16);
     d.D = 1024;
     cr_expect(pb_attn_choose(G16, "", &d, err, sizeof err) == &attn_cuda_smallcache_bf16);
-    // the fused kernels stay first where they run
+    // the fused kernels stay first where they run (wgmma at D 32, 64 and 128 in bf16)
     d.D = 128;
     cr_expect(pb_attn_choose(G16, "auto", &d, err, sizeof err) == &attn_cuda_wgmma);
     cr_expect(pb_attn_choose(G16, "smallcache", &d, err, sizeof err) ==
@@ -242,7 +242,7 @@ Test(smallcache, choose) {
     cr_expect(pb_attn_choose(G16, "auto", &d, err, sizeof err) == &attn_cuda_wgmma);
     cr_expect(pb_attn_choose(G32, "auto", &d, err, sizeof err) == &attn_cuda_flash);
     d.D = 32;
-    cr_expect(pb_attn_choose(G16, "auto", &d, err, sizeof err) == &attn_cuda_flash_bf16);
+    cr_expect(pb_attn_choose(G16, "auto", &d, err, sizeof err) == &attn_cuda_wgmma);
     // nothing runs an odd head dim above 128; a named smallcache says why
     d.D = 161;
     cr_expect(pb_attn_choose(G16, "auto", &d, err, sizeof err) == NULL);
