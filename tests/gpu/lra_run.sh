@@ -41,9 +41,9 @@ esac
 D=/tmp/lra/$TASK${N:+_$N}
 [ -f $D/test.lseq ] || build/pebble lra gen $GEN --out $D 2>&1 | tail -2
 echo "data done, $(el)"
-N=${NAME:-$TASK}
-LOG="$OUT/lra_$N.log"
-R=/tmp/lra/run_$N
+RUN=${NAME:-$TASK}  # the run's name (N is the image count)
+LOG="$OUT/lra_$RUN.log"
+R=/tmp/lra/run_$RUN
 rm -rf $R
 timeout $((${LIMIT:-420} + 120)) build/pebble train -c configs/lra-$TASK.ini \
     --set data.train=$D/train.lseq --set data.val=$D/val.lseq --set data.test=$D/test.lseq \
@@ -51,9 +51,9 @@ timeout $((${LIMIT:-420} + 120)) build/pebble train -c configs/lra-$TASK.ini \
     --set train.time_limit=${LIMIT:-420} ${STEPS:+--set train.steps=$STEPS} ${EXTRA:-} \
     ${RESUME:+--resume $RESUME} ${INIT:+--init $INIT} >"$LOG" 2>&1
 echo "train rc=$?, $(el)"
-cp $R/metrics.jsonl "$OUT/lra_$N.jsonl" 2>/dev/null
+cp $R/metrics.jsonl "$OUT/lra_$RUN.jsonl" 2>/dev/null
 last=$(ls $R/ckpt_*.h5 2>/dev/null | tail -1)
-[ -n "$last" ] && cp "$last" "$OUT/lra_${N}_$(basename "$last")"
+[ -n "$last" ] && cp "$last" "$OUT/lra_${RUN}_$(basename "$last")"
 if [ "$TASK" = listops ] && [ -n "${SEEDS:-}" ] && [ -n "$last" ]; then
     for s in $SEEDS; do
         [ -f /tmp/lra/listops_s$s/test.lseq ] ||
@@ -64,7 +64,7 @@ if [ "$TASK" = listops ] && [ -n "${SEEDS:-}" ] && [ -n "$last" ]; then
             echo "seed $s $sp accuracy $a" | tee -a "$LOG"
         done
     done | awk '{print; s += $5; n++} END {if (n) printf "mean of %d splits: %.4f\n", n, s / n}' |
-        tee -a "$OUT/lra_${N}_seeds.txt"
+        tee -a "$OUT/lra_${RUN}_seeds.txt"
 fi
 grep -E "^pebble |^data |^step (1|[0-9]*[05]00)/|val loss|test loss|stopped|done:|this run|rror" "$LOG" |
     tail -40
